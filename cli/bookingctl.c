@@ -1,0 +1,79 @@
+/*
+ * bookingctl.c - the command-line tool for upstream developers, analysts and support.
+ * Dispatches to one subcommand; each subcommand parses its own flags and documents
+ * them with --help.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cmd.h"
+
+typedef struct subcmd {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+	const char *summary;
+} subcmd;
+
+static const subcmd subcmds[] = {
+#ifdef HAVE_CMD_MIGRATE
+	{"migrate", cmd_migrate, "apply the SQL migrations to PostgreSQL"},
+#endif
+#ifdef HAVE_CMD_SEND
+	{"send", cmd_send, "send JSON-lines commands, signed, to booking.commands"},
+#endif
+#ifdef HAVE_CMD_REPLAY
+	{"replay", cmd_replay, "print events from the log as JSON lines or msgpack"},
+#endif
+#ifdef HAVE_CMD_VERIFY
+	{"verify", cmd_verify, "check hash chains, seqs and FSM moves of the log"},
+#endif
+#ifdef HAVE_CMD_REBUILD
+	{"rebuild", cmd_rebuild, "rebuild the read model from offset 0 and swap it in"},
+#endif
+#ifdef HAVE_CMD_STATUS
+	{"status", cmd_status, "projector lag and checkpoints per partition"},
+#endif
+#ifdef HAVE_CMD_QUARANTINE
+	{"quarantine", cmd_quarantine, "list, retry or skip quarantined orders"},
+#endif
+#ifdef HAVE_CMD_FSM
+	{"fsm", cmd_fsm, "print the state machines as Markdown or Graphviz DOT; --lint"},
+#endif
+#ifdef HAVE_CMD_KEYGEN
+	{"keygen", cmd_keygen, "generate a signing key pair and its keyring line"},
+#endif
+#ifdef HAVE_CMD_GEN
+	{"gen", cmd_gen, "generate a realistic synthetic command stream"},
+#endif
+#ifdef HAVE_CMD_DEVBROKER
+	{"devbroker", cmd_devbroker, "run the development Kafka broker (librdkafka mock cluster)"},
+#endif
+	{NULL, NULL, NULL},
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: bookingctl <command> [options]   (bookingctl <command> --help)\n\n"
+		   "commands:\n");
+	for (const subcmd *s = subcmds; s->name; s++)
+		fprintf(f, "  %-11s %s\n", s->name, s->summary);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return BK_EXIT_USAGE;
+	}
+	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+	    strcmp(argv[1], "help") == 0) {
+		usage(stdout);
+		return BK_EXIT_OK;
+	}
+	for (const subcmd *s = subcmds; s->name; s++)
+		if (strcmp(argv[1], s->name) == 0)
+			return s->fn(argc - 1, argv + 1);
+	fprintf(stderr, "bookingctl: unknown command '%s'\n\n", argv[1]);
+	usage(stderr);
+	return BK_EXIT_USAGE;
+}

@@ -1,0 +1,97 @@
+/*
+ * bk_codec.h - wire formats: commands, events records, results and rules records as
+ * msgpack, with a JSON bridge (jansson) for people and for jsonb columns.
+ *
+ * Decoders take hostile bytes: before msgpack-c sees them, bk_codec_prescan checks the
+ * whole buffer (lengths against the bytes left, nesting depth, UTF-8 strings, size
+ * limit), so truncated data, huge declared lengths, deep nesting or invalid UTF-8 yield
+ * an error and never a crash, an over-read or a huge allocation.
+ * Decoded strings and values live in the msgpack_zone the caller passes; the zone owns them.
+ *
+ * Wire shapes (maps; keys in this order when encoding):
+ *  command: {id, type, order_id, actor:{user_id, role}, expected_version?, at (RFC 3339 text), payload}
+ *  event:   {event_id, order_id, seq, kind, subtype, actor_user_id, command_id,
+ *            created_at (int us), schema, payload, prev_hash (bin 32), hash (bin 32)}
+ *           canonical bytes (hashed) = the same map without `hash` (11 keys).
+ *  record:  {v: 1, order_id, command_id, events: [event...]}
+ *  result:  {command_id, order_id, status, code, message, version, event_ids: [...]}
+ *  rules:   {service_profile_id, owner_user_id, rules: [{rule_id, min_price_cents?,
+ *            weekday_mask?, max_distance_mi?, allow_ib}], recent: [uint64...]}
+ */
+#ifndef BK_CODEC_H
+#define BK_CODEC_H
+
+#include <jansson.h>
+#include <msgpack.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bk_command.h"
+#include "bk_decide.h"
+#include "bk_err.h"
+#include "bk_event.h"
+#include "bk_rules.h"
+
+/* Structural check of untrusted msgpack bytes: exactly one object filling buf.
+ * Returns 0, or -1 with a static description in *ret_why. */
+int bk_codec_prescan(const void *buf, size_t n, const char **ret_why);
+
+/* Decode a whole buffer (after prescan) into a value in zone z. 0 or -1 (reason in err). */
+int bk_codec_unpack(const void *buf, size_t n, msgpack_zone *z, bk_val *ret, char *err, size_t errsz);
+
+/* --- commands --- */
+/* Decode a command from msgpack (json=false) or JSON text (json=true).
+ * allow_internal: accept internal command types (processor-issued). */
+int bk_codec_command_decode(const void *buf, size_t n, bool json, bool allow_internal,
+			    msgpack_zone *z, bk_command *ret, char *err, size_t errsz);
+/* Envelope checks on an already unpacked map (used by both decode paths). */
+int bk_codec_command_from_val(const bk_val *v, bool allow_internal, bk_command *ret, char *err,
+			      size_t errsz);
+int bk_codec_command_encode(const bk_command *c, msgpack_sbuffer *sb);
+
+/* --- events --- */
+/* Canonical bytes of an event (without hash), appended to sb. */
+int bk_codec_event_canon(const bk_event *e, msgpack_sbuffer *sb);
+/* Compute e->hash from e->prev_hash and the canonical bytes. scratch is reused. */
+int bk_codec_event_seal(bk_event *e, msgpack_sbuffer *scratch);
+/* Whole record, appended to sb. */
+int bk_codec_record_encode(const bk_record *r, msgpack_sbuffer *sb);
+/* Decode a record; events and strings in z. Checks types and field presence, not hashes. */
+int bk_codec_record_decode(const void *buf, size_t n, msgpack_zone *z, bk_record *ret, char *err,
+			   size_t errsz);
+
+/* --- results --- */
+typedef struct bk_result {
+	const char *command_id;
+	const char *order_id;
+	bk_outcome status;
+	bk_err code;
+	const char *message;
+	int64_t version;
+	const char **event_ids;
+	uint32_t n_event_ids;
+} bk_result;
+int bk_codec_result_encode(const bk_result *r, msgpack_sbuffer *sb);
+int bk_codec_result_decode(const void *buf, size_t n, msgpack_zone *z, bk_result *ret, char *err,
+			   size_t errsz);
+
+/* --- rules records --- */
+int bk_codec_rules_encode(const bk_profile_rules *p, msgpack_sbuffer *sb);
+/* ret is filled with owned memory (bk_profile_rules_clear). */
+int bk_codec_rules_decode(const void *buf, size_t n, bk_profile_rules *ret, char *err, size_t errsz);
+
+/* --- JSON bridge --- */
+/* JSON value -> msgpack value in z (integers stay integers; reals become float64).
+ * Depth-limited. Returns 0 or -1 (err). */
+int bk_json_to_val(const json_t *j, msgpack_zone *z, bk_val *ret, char *err, size_t errsz);
+/* msgpack value -> new JSON reference (caller json_decref); bin becomes lower-case hex,
+ * non-string map keys are rejected. NULL on error. */
+json_t *bk_val_to_json(const bk_val *v);
+/* An event as a JSON object for people (replay): subtype text, created_at RFC 3339,
+ * hashes in hex. partition/offset are added when partition >= 0. New reference. */
+json_t *bk_event_to_json(const bk_event *e, int32_t partition, int64_t offset);
+json_t *bk_result_to_json(const bk_result *r);
+json_t *bk_command_to_json(const bk_command *c);
+
+#endif

@@ -1,0 +1,77 @@
+/*
+ * bk_rules.h - auto-accept rules (booking.autoaccept_rule), keyed by service profile.
+ *
+ * A bk_ruleset holds, per service profile, its owner and its rules; it is what the
+ * compacted topic booking.rules says (one record per profile holding all its rules).
+ * Matching is pure: the weekday is judged in the order's time zone through a bk_tz_fn.
+ */
+#ifndef BK_RULES_H
+#define BK_RULES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bk_ids.h"
+#include "bk_time.h"
+
+typedef struct bk_rule {
+	char rule_id[BK_ID_MAX];
+	bool has_min_price;
+	int64_t min_price_cents;
+	bool has_weekday_mask;
+	int64_t weekday_mask; /* bit 0 = Monday ... bit 6 = Sunday */
+	bool has_max_distance;
+	double max_distance_mi;
+	bool allow_ib;
+} bk_rule;
+
+#define BK_PROFILE_RECENT 16 /* command ids remembered per profile, for idempotency */
+
+typedef struct bk_profile_rules {
+	char service_profile_id[BK_ID_MAX];
+	char owner_user_id[BK_ID_MAX];
+	bk_rule *rules;
+	uint32_t n, cap;
+	uint64_t recent[BK_PROFILE_RECENT]; /* fingerprints of the last command ids */
+	uint32_t n_recent;
+} bk_profile_rules;
+
+typedef struct bk_ruleset bk_ruleset; /* opaque */
+
+bk_ruleset *bk_ruleset_new(void);
+void bk_ruleset_free(bk_ruleset *rs); /* NULL ok */
+/* The profile's rules, or NULL when it has none. Valid until the next change. */
+const bk_profile_rules *bk_ruleset_get(const bk_ruleset *rs, const char *sp_id);
+/* Replace a profile's whole entry (a copy is made). 0, or -1 on OOM. */
+int bk_ruleset_put(bk_ruleset *rs, const bk_profile_rules *p);
+void bk_ruleset_remove(bk_ruleset *rs, const char *sp_id);
+size_t bk_ruleset_count(const bk_ruleset *rs);
+
+/* What a rule is judged on. */
+typedef struct bk_rule_subject {
+	int64_t subtotal_cents;
+	int64_t start_ts;
+	const char *timezone;
+	bool has_travel;
+	double travel_miles;
+} bk_rule_subject;
+
+/*
+ * The first rule of profile `p` that matches `s` (and allows IB when need_ib), or NULL.
+ * A rule matches when every field it sets holds: subtotal >= min price, the start's
+ * weekday (in s->timezone) is in the mask, travel_miles <= max distance (an order
+ * without travel_miles matches a distance limit only when it is remote... see docs).
+ */
+const bk_rule *bk_rules_match(const bk_profile_rules *p, const bk_rule_subject *s, bool need_ib,
+			      bk_tz_fn tz, void *tz_opaque);
+
+void bk_profile_rules_clear(bk_profile_rules *p); /* frees p->rules, zeroes p */
+
+#if defined(__GNUC__)
+#define BK_RULES_MUSTCHECK __attribute__((warn_unused_result))
+#else
+#define BK_RULES_MUSTCHECK
+#endif
+
+#endif

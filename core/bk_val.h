@@ -1,0 +1,79 @@
+/*
+ * bk_val.h - dynamic values (msgpack_object trees) built in a msgpack_zone arena.
+ *
+ * Command and event payloads are msgpack maps. Builders allocate in the zone passed in
+ * (the zone owns every node and string; nothing is freed individually). Getters read a
+ * field of a map with a type check and write a precise complaint ("payload.line_items[0].qty:
+ * expected an integer") into the caller's buffer.
+ */
+#ifndef BK_VAL_H
+#define BK_VAL_H
+
+#include <msgpack.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef msgpack_object bk_val;
+
+/* A map under construction: fixed capacity chosen by the caller. */
+typedef struct bk_mapb {
+	msgpack_zone *z;
+	msgpack_object_kv *kv;
+	uint32_t n, cap;
+} bk_mapb;
+
+/* Builders. Strings are copied into the zone. Return false on out-of-memory only. */
+bool bk_mapb_init(bk_mapb *b, msgpack_zone *z, uint32_t cap);
+bool bk_mapb_str(bk_mapb *b, const char *k, const char *v);       /* v NULL: nil */
+bool bk_mapb_strn(bk_mapb *b, const char *k, const char *v, size_t n);
+bool bk_mapb_int(bk_mapb *b, const char *k, int64_t v);
+bool bk_mapb_bool(bk_mapb *b, const char *k, bool v);
+bool bk_mapb_f64(bk_mapb *b, const char *k, double v);
+bool bk_mapb_nil(bk_mapb *b, const char *k);
+bool bk_mapb_val(bk_mapb *b, const char *k, bk_val v); /* v shared, not copied */
+bool bk_mapb_ts(bk_mapb *b, const char *k, int64_t ts_us); /* RFC 3339; BK_TS_NONE: nil */
+bk_val bk_mapb_done(const bk_mapb *b);
+
+bk_val bk_val_str(msgpack_zone *z, const char *s, size_t n); /* type NIL on OOM */
+bk_val bk_val_int(int64_t v);
+bk_val bk_val_nil(void);
+/* An array of n nodes (uninitialised nil); returns false on OOM. */
+bool bk_val_arr(msgpack_zone *z, uint32_t n, bk_val *ret);
+/* Deep copy into zone z. */
+bool bk_val_copy(msgpack_zone *z, const bk_val *src, bk_val *ret);
+
+/* Lookups. Return NULL when absent or when the value is nil. */
+const bk_val *bk_map_get(const bk_val *map, const char *key);
+bool bk_val_streq(const bk_val *v, const char *s);
+
+/*
+ * Typed getters for a required (req=true) or optional field of `map`. `path` names the
+ * map in messages ("payload"). Return 0 on success (optional absent: 0 with *present
+ * false where given), -1 with a message in err on a type or range error or a missing
+ * required field. Strings are returned as zone-owned (pointer, length) and must be valid
+ * UTF-8 without NUL bytes.
+ */
+typedef struct bk_vctx {
+	char *err;
+	size_t errsz;
+	const char *path;
+} bk_vctx;
+
+int bk_get_str(bk_vctx *c, const bk_val *map, const char *key, bool req, const char **ret_s,
+	       size_t *ret_n);
+int bk_get_int(bk_vctx *c, const bk_val *map, const char *key, bool req, int64_t *ret,
+	       bool *ret_present);
+int bk_get_num(bk_vctx *c, const bk_val *map, const char *key, bool req, double *ret,
+	       bool *ret_present);
+int bk_get_bool(bk_vctx *c, const bk_val *map, const char *key, bool req, bool *ret,
+		bool *ret_present);
+int bk_get_ts(bk_vctx *c, const bk_val *map, const char *key, bool req, int64_t *ret_us);
+int bk_get_map(bk_vctx *c, const bk_val *map, const char *key, bool req, const bk_val **ret);
+int bk_get_arr(bk_vctx *c, const bk_val *map, const char *key, bool req, const bk_val **ret);
+
+/* Copy a (pointer, length) string into a fixed buffer, NUL-terminated. Returns -1 if it
+ * does not fit (the buffer is then untouched). */
+int bk_strlcpyn(char *dst, size_t dstsz, const char *s, size_t n);
+
+#endif
