@@ -112,6 +112,11 @@ typedef enum bk_guard {
 	BK_G_AMOUNT_IS_TOTAL,  /* payment amount equals the order total (else amount_mismatch) */
 	BK_G_SIDE_BUYER,       /* support cancels on the buyer's side (payload.side) */
 	BK_G_SIDE_PROVIDER,    /* support cancels on the provider's side */
+	BK_G_MODE_RTB,         /* the order is an RTB order (INVITE orders are awarded instead) */
+	BK_G_CARD_DISPUTE,     /* the card opened is a dispute card: the order becomes disputed */
+	BK_G_CARD_OTHER,       /* the card opened is not a dispute card */
+	BK_G_CARD_COMPLETES,   /* the response accepts a complete card: the order completes */
+	BK_G_CARD_KEEPS,       /* the response leaves the order's status alone */
 	BK_G__COUNT
 } bk_guard;
 
@@ -251,11 +256,9 @@ bk_ostate bk_ostate_of(bk_status s);
 bool bk_status_is_terminal(bk_status s);
 
 /*
- * Looks up the status rows for (from, cmd). Writes the index of the first matching
- * row to *ret_first and their count to *ret_n (rows of one command are contiguous per
- * from-state match is not required; the caller iterates bk_status_table from *ret_first).
- * Returns the number of rows whose from-mask holds `from` (use BK_ST_NONE for a new
- * order) and command is `cmd`.
+ * Collects into ret_rows (up to max) the status rows of command `cmd` whose from-mask
+ * holds `from` (BK_ST_NONE for an order that does not exist yet), in table order.
+ * Returns how many there are.
  */
 size_t bk_status_rows(int from, bk_cmd_type cmd, const bk_status_row **ret_rows, size_t max);
 

@@ -26,6 +26,7 @@ typedef struct bk_rule {
 	bool allow_ib;
 } bk_rule;
 
+
 #define BK_PROFILE_RECENT 16 /* command ids remembered per profile, for idempotency */
 
 typedef struct bk_profile_rules {
@@ -61,17 +62,12 @@ typedef struct bk_rule_subject {
  * The first rule of profile `p` that matches `s` (and allows IB when need_ib), or NULL.
  * A rule matches when every field it sets holds: subtotal >= min price, the start's
  * weekday (in s->timezone) is in the mask, travel_miles <= max distance (an order
- * without travel_miles matches a distance limit only when it is remote... see docs).
+ * without travel_miles has no travel: distance 0). A zone the oracle does not know
+ * makes a weekday rule fail to match.
  */
 const bk_rule *bk_rules_match(const bk_profile_rules *p, const bk_rule_subject *s, bool need_ib,
 			      bk_tz_fn tz, void *tz_opaque);
 
 void bk_profile_rules_clear(bk_profile_rules *p); /* frees p->rules, zeroes p */
-
-#if defined(__GNUC__)
-#define BK_RULES_MUSTCHECK __attribute__((warn_unused_result))
-#else
-#define BK_RULES_MUSTCHECK
-#endif
 
 #endif

@@ -1,0 +1,120 @@
+/*
+ * bk_event.c - event subtypes: names, kinds and parsing of "order.<status>",
+ * "milestone.<state>" and "card.<type>.<verb>".
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "bk_event.h"
+
+static const char *const ev_names[BK_EV__COUNT] = {
+#define BK_EV_NAME(sym, name, kind) [BK_EV_##sym] = name,
+	BK_EV_MAP(BK_EV_NAME)
+#undef BK_EV_NAME
+};
+
+static const uint8_t ev_kinds[BK_EV__COUNT] = {
+#define BK_EV_KIND(sym, name, kind) [BK_EV_##sym] = BK_EK_##kind,
+	BK_EV_MAP(BK_EV_KIND)
+#undef BK_EV_KIND
+};
+
+static const char *const kind_names[BK_EK__COUNT] = {
+	[BK_EK_SYSTEM] = "system", [BK_EK_CARD] = "card",	  [BK_EK_PAYMENT] = "payment",
+	[BK_EK_CALENDAR] = "calendar", [BK_EK_NOTE] = "note",
+};
+
+static const char *const verb_names[BK_CV__COUNT] = {
+	[BK_CV_PROPOSED] = "proposed",	   [BK_CV_ACCEPTED] = "accepted",
+	[BK_CV_DECLINED] = "declined",	   [BK_CV_RESPONDED] = "responded",
+	[BK_CV_SUPERSEDED] = "superseded", [BK_CV_CANCELLED] = "cancelled",
+	[BK_CV_EXPIRED] = "expired",	   [BK_CV_EXPIRING] = "expiring",
+	[BK_CV_CLOSED] = "closed",
+};
+
+bk_ev_kind bk_event_kind(const bk_event *e)
+{
+	return e->type < BK_EV__COUNT ? (bk_ev_kind)ev_kinds[e->type] : BK_EK_SYSTEM;
+}
+
+const char *bk_ev_kind_name(bk_ev_kind k)
+{
+	return (unsigned)k < BK_EK__COUNT ? kind_names[k] : "?";
+}
+
+const char *bk_card_verb_name(bk_card_verb v)
+{
+	return (unsigned)v < BK_CV__COUNT ? verb_names[v] : "?";
+}
+
+const char *bk_event_subtype(const bk_event *e, char *buf, size_t bufsz)
+{
+	switch (e->type) {
+	case BK_EV_ORDER_STATUS:
+		snprintf(buf, bufsz, "order.%s", bk_status_name((bk_status)e->sub));
+		break;
+	case BK_EV_MILESTONE_CHANGED:
+		snprintf(buf, bufsz, "milestone.%s", bk_ms_state_name((bk_ms_state)e->sub));
+		break;
+	case BK_EV_CARD:
+		snprintf(buf, bufsz, "card.%s.%s", bk_card_type_name((bk_card_type)e->card_type),
+			 bk_card_verb_name((bk_card_verb)e->sub));
+		break;
+	default:
+		snprintf(buf, bufsz, "%s", e->type < BK_EV__COUNT ? ev_names[e->type] : "?");
+	}
+	return buf;
+}
+
+static int find_name(const char *const *tab, int count, const char *s, size_t n)
+{
+	for (int i = 0; i < count; i++)
+		if (tab[i] && strlen(tab[i]) == n && memcmp(tab[i], s, n) == 0)
+			return i;
+	return -1;
+}
+
+int bk_event_subtype_parse(const char *s, size_t n, uint8_t *ret_type, uint8_t *ret_sub,
+			   uint8_t *ret_card_type)
+{
+	int i = find_name(ev_names, BK_EV__COUNT, s, n);
+	if (i >= 0 && i != BK_EV_ORDER_STATUS && i != BK_EV_MILESTONE_CHANGED && i != BK_EV_CARD) {
+		*ret_type = (uint8_t)i;
+		*ret_sub = 0;
+		*ret_card_type = 0;
+		return 0;
+	}
+	if (n > 6 && memcmp(s, "order.", 6) == 0) {
+		int st = bk_status_from(s + 6, n - 6);
+		if (st < 0)
+			return -1;
+		*ret_type = BK_EV_ORDER_STATUS;
+		*ret_sub = (uint8_t)st;
+		*ret_card_type = 0;
+		return 0;
+	}
+	if (n > 10 && memcmp(s, "milestone.", 10) == 0) {
+		int ms = bk_ms_state_from(s + 10, n - 10);
+		if (ms < 0 || ms == BK_MS_OPEN)
+			return -1;
+		*ret_type = BK_EV_MILESTONE_CHANGED;
+		*ret_sub = (uint8_t)ms;
+		*ret_card_type = 0;
+		return 0;
+	}
+	if (n > 5 && memcmp(s, "card.", 5) == 0) {
+		const char *t = s + 5, *end = s + n;
+		const char *dot = memchr(t, '.', (size_t)(end - t));
+		if (!dot)
+			return -1;
+		int ct = bk_card_type_from(t, (size_t)(dot - t));
+		int v = find_name(verb_names, BK_CV__COUNT, dot + 1, (size_t)(end - dot - 1));
+		if (ct < 0 || v < 0)
+			return -1;
+		*ret_type = BK_EV_CARD;
+		*ret_sub = (uint8_t)v;
+		*ret_card_type = (uint8_t)ct;
+		return 0;
+	}
+	return -1;
+}
