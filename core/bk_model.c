@@ -112,6 +112,7 @@ void bk_order_free(bk_order *o)
 	if (!o)
 		return;
 	items_free(&o->items);
+	free(o->location_address);
 	for (uint32_t i = 0; i < o->n_reqs; i++)
 		items_free(&o->reqs[i].offer);
 	free(o->reqs);
@@ -151,6 +152,7 @@ bk_order *bk_order_clone(const bk_order *o)
 	*c = *o;
 	/* detach every owned pointer first, so a failure part-way frees only what is ours */
 	memset(&c->items, 0, sizeof(c->items));
+	c->location_address = NULL;
 	c->reqs = NULL, c->rcps = NULL, c->cards = NULL, c->disputes = NULL, c->ms = NULL;
 	c->n_reqs = c->n_rcps = c->n_cards = c->n_disputes = c->n_ms = 0;
 	memset(&c->seen, 0, sizeof(c->seen));
@@ -158,6 +160,8 @@ bk_order *bk_order_clone(const bk_order *o)
 	c->cap_hashes = 0;
 
 	if (!items_copy(&c->items, &o->items))
+		goto fail;
+	if (o->location_address && !(c->location_address = strdup(o->location_address)))
 		goto fail;
 	c->n_reqs = o->n_reqs;
 	DUP_ARRAY(c, o, reqs, n_reqs, cap_reqs);

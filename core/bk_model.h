@@ -132,6 +132,7 @@ typedef struct bk_order {
 	char timezone[64];
 	char currency[8];
 	int64_t start_ts, end_ts;
+	char *location_address; /* owned; revealed to the read model on confirm */
 	bool has_travel;
 	double travel_miles;
 	bk_items items;
