@@ -1,0 +1,186 @@
+/*
+ * bk_engine.c - orders by id (open addressing over owned aggregates) and the ruleset,
+ * with command handling and record reading on top of bk_decide / bk_evolve / bk_chain.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bk_engine.h"
+
+struct bk_engine {
+	bk_order **slots;
+	uint32_t n, cap;
+	bk_ruleset *rules;
+};
+
+static uint64_t hash_str(const char *s)
+{
+	uint64_t h = 1469598103934665603ULL;
+	for (; *s; s++)
+		h = (h ^ (uint8_t)*s) * 1099511628211ULL;
+	return h;
+}
+
+bk_engine *bk_engine_new(void)
+{
+	bk_engine *e = calloc(1, sizeof(*e));
+	if (!e)
+		return NULL;
+	e->cap = 1024;
+	e->slots = calloc(e->cap, sizeof(*e->slots));
+	e->rules = bk_ruleset_new();
+	if (!e->slots || !e->rules) {
+		bk_engine_free(e);
+		return NULL;
+	}
+	return e;
+}
+
+void bk_engine_free(bk_engine *e)
+{
+	if (!e)
+		return;
+	if (e->slots)
+		for (uint32_t i = 0; i < e->cap; i++)
+			bk_order_free(e->slots[i]);
+	free(e->slots);
+	bk_ruleset_free(e->rules);
+	free(e);
+}
+
+static uint32_t slot_of(const bk_engine *e, const char *id)
+{
+	uint32_t mask = e->cap - 1, i = (uint32_t)hash_str(id) & mask;
+	while (e->slots[i] && strcmp(e->slots[i]->order_id, id) != 0)
+		i = (i + 1) & mask;
+	return i;
+}
+
+const bk_order *bk_engine_order(const bk_engine *e, const char *order_id)
+{
+	return e->slots[slot_of(e, order_id)];
+}
+
+size_t bk_engine_count(const bk_engine *e)
+{
+	return e->n;
+}
+
+void bk_engine_foreach(const bk_engine *e, void (*fn)(const bk_order *o, void *opaque), void *opaque)
+{
+	for (uint32_t i = 0; i < e->cap; i++)
+		if (e->slots[i])
+			fn(e->slots[i], opaque);
+}
+
+bk_ruleset *bk_engine_rules(bk_engine *e)
+{
+	return e->rules;
+}
+
+/* The order's slot, created empty (not yet in the table) when missing. */
+static bk_order *order_for(bk_engine *e, const char *id, bool *ret_new)
+{
+	*ret_new = false;
+	bk_order *o = e->slots[slot_of(e, id)];
+	if (o)
+		return o;
+	*ret_new = true;
+	return bk_order_new(id);
+}
+
+static int insert(bk_engine *e, bk_order *o)
+{
+	if ((e->n + 1) * 2 > e->cap) {
+		uint32_t cap = e->cap * 2;
+		bk_order **slots = calloc(cap, sizeof(*slots));
+		if (!slots)
+			return -1;
+		bk_engine old = *e;
+		e->slots = slots;
+		e->cap = cap;
+		for (uint32_t i = 0; i < old.cap; i++)
+			if (old.slots[i])
+				e->slots[slot_of(e, old.slots[i]->order_id)] = old.slots[i];
+		free(old.slots);
+	}
+	e->slots[slot_of(e, o->order_id)] = o;
+	e->n++;
+	return 0;
+}
+
+/* Evolve events into their order; a new order joins the table after its first event. */
+static int apply_events(bk_engine *e, const bk_event *evs, uint32_t n, char *err, size_t errsz)
+{
+	if (n == 0)
+		return 0;
+	bool is_new;
+	bk_order *o = order_for(e, evs[0].order_id, &is_new);
+	if (!o) {
+		snprintf(err, errsz, "out of memory");
+		return -1;
+	}
+	for (uint32_t i = 0; i < n; i++)
+		if (bk_evolve(o, &evs[i], err, errsz) < 0) {
+			if (is_new)
+				bk_order_free(o);
+			return -1;
+		}
+	if (is_new && insert(e, o) < 0) {
+		bk_order_free(o);
+		snprintf(err, errsz, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+int bk_engine_handle(bk_engine *e, const bk_command *c, const bk_decide_ctx *ctx, msgpack_zone *z,
+		     bk_decision *ret)
+{
+	bk_decide_ctx dc = *ctx;
+	dc.rules = e->rules;
+	const bk_order *o = c->type == BK_CMD_AUTOACCEPT_SET || c->type == BK_CMD_AUTOACCEPT_DELETE
+				    ? NULL
+				    : bk_engine_order(e, c->order_id);
+	if (bk_decide(o, c, &dc, z, ret) < 0)
+		return -1;
+	char err[200];
+	if (apply_events(e, ret->events, ret->n_events, err, sizeof(err)) < 0) {
+		snprintf(ret->message, sizeof(ret->message), "internal: evolve: %s", err);
+		return -1;
+	}
+	if (ret->has_rules && ret->outcome == BK_ACCEPTED &&
+	    bk_ruleset_put(e->rules, &ret->rules) < 0) {
+		snprintf(ret->message, sizeof(ret->message), "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+static int hash_at(void *opaque, int64_t seq, uint8_t ret_hash[BK_HASH_LEN])
+{
+	const bk_order *o = opaque;
+	if (seq < 1 || seq > o->version)
+		return -1;
+	memcpy(ret_hash, o->hashes[seq - 1], BK_HASH_LEN);
+	return 0;
+}
+
+int bk_engine_read(bk_engine *e, const bk_record *r, bk_chain_verdict *ret_verdicts, char *err,
+		   size_t errsz)
+{
+	for (uint32_t i = 0; i < r->n; i++) {
+		const bk_event *ev = &r->events[i];
+		const bk_order *o = bk_engine_order(e, ev->order_id);
+		static const uint8_t zero[BK_HASH_LEN];
+		bk_chain_verdict v = bk_chain_classify(
+			o ? o->version : 0, o ? bk_order_last_hash(o) : zero, ev->seq, ev->prev_hash,
+			ev->hash, o ? hash_at : NULL, (void *)o);
+		if (ret_verdicts)
+			ret_verdicts[i] = v;
+		if (v == BK_CHAIN_NEXT && apply_events(e, ev, 1, err, errsz) < 0)
+			return -1;
+	}
+	return 0;
+}

@@ -1,0 +1,42 @@
+/*
+ * bk_engine.h - the in-memory state of a command processor partition: every order's
+ * aggregate and the auto-accept rules, with the two ways state grows: handling a command
+ * (decide, then evolve its events) and reading an events record (the SPEC §5 reader rule).
+ * Pure: no I/O. One engine per thread; it owns every aggregate it holds.
+ */
+#ifndef BK_ENGINE_H
+#define BK_ENGINE_H
+
+#include "bk_chain.h"
+#include "bk_decide.h"
+
+typedef struct bk_engine bk_engine; /* opaque */
+
+bk_engine *bk_engine_new(void);   /* NULL on OOM */
+void bk_engine_free(bk_engine *e); /* NULL ok */
+
+/* The aggregate of an order, NULL when unknown. Owned by the engine. */
+const bk_order *bk_engine_order(const bk_engine *e, const char *order_id);
+size_t bk_engine_count(const bk_engine *e);
+void bk_engine_foreach(const bk_engine *e, void (*fn)(const bk_order *o, void *opaque), void *opaque);
+bk_ruleset *bk_engine_rules(bk_engine *e);
+
+/*
+ * Decide a command and apply what it produced (events into the order, rules into the
+ * ruleset). ctx->rules is replaced by the engine's ruleset. Returns 0 with *ret filled,
+ * -1 on OOM or an internal error (message in ret->message). Events live in z.
+ */
+int bk_engine_handle(bk_engine *e, const bk_command *c, const bk_decide_ctx *ctx, msgpack_zone *z,
+		     bk_decision *ret);
+
+/*
+ * Read one events record with the reader rule: each event is classified against what
+ * the engine holds (bk_chain_classify) and applied only when it is the order's next.
+ * ret_verdicts (may be NULL) gets one verdict per event. Returns 0, or -1 when an event
+ * classified NEXT could not be evolved (message in err; the order keeps the events
+ * before it).
+ */
+int bk_engine_read(bk_engine *e, const bk_record *r, bk_chain_verdict *ret_verdicts, char *err,
+		   size_t errsz);
+
+#endif
