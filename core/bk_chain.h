@@ -28,9 +28,19 @@ const char *bk_chain_verdict_name(bk_chain_verdict v);
 
 /*
  * Classify an event (seq, prev_hash, hash) against what the reader has for its order:
- * last_seq and last_hash, and a lookup for the hash the reader recorded at an older seq
- * (known_hash_at may be NULL: then an old seq counts as a duplicate only if it is
- * last_seq with the same hash, otherwise as a fork... see bk_chain.c).
+ * last_seq and last_hash (0 and 32 zero bytes for an order not seen yet), and a lookup
+ * for the hash the reader recorded at an older seq (returns 0 and writes ret_hash, or
+ * non-zero when it has none).
+ *   seq < 1                                       -> FORK
+ *   seq == last_seq + 1, prev_hash == last_hash   -> NEXT
+ *   seq == last_seq + 1, another prev_hash        -> FORK
+ *   seq >  last_seq + 1                           -> GAP
+ *   seq == last_seq: hash == last_hash            ? DUPLICATE : FORK
+ *   seq <  last_seq: hash == known_hash_at(seq)   ? DUPLICATE : FORK
+ * When known_hash_at is NULL or has no hash for seq, an older seq is a FORK (it cannot
+ * be shown to be a copy). So a reader that may meet a redelivered multi-event record
+ * (events seq k..last) must pass known_hash_at, or it reports its copies as forks.
+ * Pure; known_hash_at is called at most once, on the caller's thread.
  */
 typedef int (*bk_hash_at_fn)(void *opaque, int64_t seq, uint8_t ret_hash[BK_HASH_LEN]);
 bk_chain_verdict bk_chain_classify(int64_t last_seq, const uint8_t last_hash[BK_HASH_LEN],
