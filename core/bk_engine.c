@@ -11,7 +11,8 @@
 struct bk_engine {
 	bk_order **slots;
 	uint32_t n, cap;
-	bk_ruleset *rules;
+	bk_ruleset *own_rules;
+	bk_ruleset *rules; /* own_rules or a shared set */
 };
 
 static uint64_t hash_str(const char *s)
@@ -29,7 +30,7 @@ bk_engine *bk_engine_new(void)
 		return NULL;
 	e->cap = 1024;
 	e->slots = calloc(e->cap, sizeof(*e->slots));
-	e->rules = bk_ruleset_new();
+	e->rules = e->own_rules = bk_ruleset_new();
 	if (!e->slots || !e->rules) {
 		bk_engine_free(e);
 		return NULL;
@@ -45,7 +46,7 @@ void bk_engine_free(bk_engine *e)
 		for (uint32_t i = 0; i < e->cap; i++)
 			bk_order_free(e->slots[i]);
 	free(e->slots);
-	bk_ruleset_free(e->rules);
+	bk_ruleset_free(e->own_rules);
 	free(e);
 }
 
@@ -77,6 +78,26 @@ void bk_engine_foreach(const bk_engine *e, void (*fn)(const bk_order *o, void *o
 bk_ruleset *bk_engine_rules(bk_engine *e)
 {
 	return e->rules;
+}
+
+void bk_engine_share_rules(bk_engine *e, bk_ruleset *shared)
+{
+	e->rules = shared ? shared : e->own_rules;
+}
+
+void bk_engine_drop(bk_engine *e, const char *order_id)
+{
+	uint32_t i = slot_of(e, order_id), mask = e->cap - 1;
+	if (!e->slots[i])
+		return;
+	bk_order_free(e->slots[i]);
+	e->slots[i] = NULL;
+	e->n--;
+	for (uint32_t j = (i + 1) & mask; e->slots[j]; j = (j + 1) & mask) {
+		bk_order *o = e->slots[j];
+		e->slots[j] = NULL;
+		e->slots[slot_of(e, o->order_id)] = o;
+	}
 }
 
 /* The order's slot, created empty (not yet in the table) when missing. */

@@ -20,6 +20,12 @@ const bk_order *bk_engine_order(const bk_engine *e, const char *order_id);
 size_t bk_engine_count(const bk_engine *e);
 void bk_engine_foreach(const bk_engine *e, void (*fn)(const bk_order *o, void *opaque), void *opaque);
 bk_ruleset *bk_engine_rules(bk_engine *e);
+/* Use `shared` (not owned; NULL = back to the engine's own) as the ruleset for deciding
+ * and for applying rule changes: rules are global across partitions (SPEC §4), so the
+ * processor keeps one ruleset for all its per-partition engines. */
+void bk_engine_share_rules(bk_engine *e, bk_ruleset *shared);
+/* Remove an order (after a revoked partition or an aborted transaction). */
+void bk_engine_drop(bk_engine *e, const char *order_id);
 
 /*
  * Decide a command and apply what it produced (events into the order, rules into the
