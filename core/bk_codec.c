@@ -1,0 +1,981 @@
+/*
+ * bk_codec.c - msgpack wire formats of commands, events records, results and rules.
+ *
+ * Untrusted bytes are prescanned (lengths, depth, UTF-8, size) before msgpack-c unpacks
+ * them into a copy held by the caller's zone, so nothing decoded points outside the zone
+ * and every decoded string is NUL-terminated in place. Encoders write the key order of
+ * bk_codec.h and the smallest msgpack forms, so re-encoding a decoded event reproduces
+ * the writer's canonical bytes and hence its hash.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bk_codec.h"
+#include "bk_ids.h"
+#include "bk_time.h"
+
+/* Records, results and rules carry payloads one or two levels below a command's, so
+ * their readers allow more nesting than commands get (what a writer produces stays
+ * readable). */
+#define RECORD_MAX_DEPTH (BK_MAX_DEPTH + 8)
+/* Instants RFC 3339 text can write (years 0000-9999), so an integer `at` re-encodes. */
+#define TS_TEXT_MIN	INT64_C(-62167219200000000)
+#define TS_TEXT_MAX	INT64_C(253402300799999999)
+#define DUPCHECK_LINEAR 8 /* maps up to this size are checked for duplicate keys pairwise */
+
+BK_PRINTF(3, 4)
+static int seterr(char *err, size_t errsz, const char *fmt, ...);
+
+static int seterr(char *err, size_t errsz, const char *fmt, ...)
+{
+	if (err != NULL && errsz > 0) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(err, errsz, fmt, ap);
+		va_end(ap);
+	}
+	return -1;
+}
+
+/* --- prescan --- */
+
+/* Length of the valid UTF-8 prefix of s[0..n) (no overlongs, surrogates or > U+10FFFF);
+ * also stops at a NUL byte. */
+static size_t utf8_nonul_prefix(const unsigned char *s, size_t n)
+{
+	size_t i = 0;
+	while (i < n) {
+		unsigned char b = s[i];
+		if (b < 0x80) {
+			if (b == 0)
+				return i;
+			i++;
+			continue;
+		}
+		size_t len;
+		unsigned char lo = 0x80, hi = 0xbf;
+		if (b >= 0xc2 && b <= 0xdf) {
+			len = 2;
+		} else if (b >= 0xe0 && b <= 0xef) {
+			len = 3;
+			if (b == 0xe0)
+				lo = 0xa0;
+			else if (b == 0xed)
+				hi = 0x9f;
+		} else if (b >= 0xf0 && b <= 0xf4) {
+			len = 4;
+			if (b == 0xf0)
+				lo = 0x90;
+			else if (b == 0xf4)
+				hi = 0x8f;
+		} else {
+			return i;
+		}
+		if (n - i < len || s[i + 1] < lo || s[i + 1] > hi)
+			return i;
+		for (size_t k = 2; k < len; k++)
+			if (s[i + k] < 0x80 || s[i + k] > 0xbf)
+				return i;
+		i += len;
+	}
+	return n;
+}
+
+static uint64_t be_read(const unsigned char *p, size_t w)
+{
+	uint64_t v = 0;
+	for (size_t i = 0; i < w; i++)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+/* One open container: elements still to read (a map counts keys and values). */
+typedef struct scan_frame {
+	uint64_t left;
+	bool is_map;
+} scan_frame;
+
+static int prescan_lim(const void *buf, size_t n, int max_depth, const char **ret_why)
+{
+	const unsigned char *p = buf;
+	scan_frame st[RECORD_MAX_DEPTH];
+	int depth = 0; /* containers open */
+	size_t pos = 0;
+	uint64_t top_left = 1;
+	const char *why;
+
+	if (max_depth > (int)(sizeof(st) / sizeof(st[0])))
+		max_depth = (int)(sizeof(st) / sizeof(st[0]));
+	if (n == 0 || buf == NULL) {
+		why = "empty message";
+		goto bad;
+	}
+	if (n > BK_MAX_MESSAGE) {
+		why = "message larger than BK_MAX_MESSAGE";
+		goto bad;
+	}
+	for (;;) {
+		/* find the container that takes the next element */
+		while (depth > 0 && st[depth - 1].left == 0)
+			depth--;
+		scan_frame *f = depth > 0 ? &st[depth - 1] : NULL;
+		if (f == NULL && top_left == 0)
+			break;
+		if (pos >= n) {
+			why = "truncated message";
+			goto bad;
+		}
+		bool is_key = f != NULL && f->is_map && f->left % 2 == 0;
+		if (f != NULL)
+			f->left--;
+		else
+			top_left--;
+
+		unsigned char b = p[pos++];
+		size_t rem = n - pos;
+		uint64_t len = 0;   /* str/bin body length */
+		uint64_t count = 0; /* container element count */
+		int kind = 0;	    /* 0 scalar, 1 str, 2 bin, 3 array, 4 map */
+		size_t w = 0;	    /* width of a length field or a scalar body */
+		if (b <= 0x7f || b >= 0xe0) {
+			/* fixint */
+		} else if (b <= 0x8f) {
+			kind = 4;
+			count = b & 0x0f;
+		} else if (b <= 0x9f) {
+			kind = 3;
+			count = b & 0x0f;
+		} else if (b <= 0xbf) {
+			kind = 1;
+			len = b & 0x1f;
+		} else {
+			switch (b) {
+			case 0xc0: /* nil */
+			case 0xc2: /* false */
+			case 0xc3: /* true */
+				break;
+			case 0xc1:
+				why = "reserved byte 0xc1";
+				goto bad;
+			case 0xc4:
+			case 0xc5:
+			case 0xc6:
+				kind = 2;
+				w = (size_t)1 << (b - 0xc4);
+				break;
+			case 0xc7:
+			case 0xc8:
+			case 0xc9:
+			case 0xd4:
+			case 0xd5:
+			case 0xd6:
+			case 0xd7:
+			case 0xd8:
+				why = "ext types are not accepted";
+				goto bad;
+			case 0xca:
+				w = 4;
+				break;
+			case 0xcb:
+				w = 8;
+				break;
+			case 0xcc:
+			case 0xcd:
+			case 0xce:
+			case 0xcf:
+				w = (size_t)1 << (b - 0xcc);
+				break;
+			case 0xd0:
+			case 0xd1:
+			case 0xd2:
+			case 0xd3:
+				w = (size_t)1 << (b - 0xd0);
+				break;
+			case 0xd9:
+			case 0xda:
+			case 0xdb:
+				kind = 1;
+				w = (size_t)1 << (b - 0xd9);
+				break;
+			case 0xdc:
+			case 0xdd:
+				kind = 3;
+				w = (size_t)2 << (b - 0xdc);
+				break;
+			default: /* 0xde, 0xdf */
+				kind = 4;
+				w = (size_t)2 << (b - 0xde);
+				break;
+			}
+		}
+		if (is_key && kind != 1) {
+			why = "map key is not a string";
+			goto bad;
+		}
+		if (w > rem) {
+			why = "truncated message";
+			goto bad;
+		}
+		if (kind == 0) {
+			pos += w;
+			continue;
+		}
+		if (w > 0) {
+			uint64_t v = be_read(p + pos, w);
+			pos += w;
+			rem -= w;
+			if (kind <= 2)
+				len = v;
+			else
+				count = v;
+		}
+		if (kind <= 2) {
+			if (len > rem) {
+				why = "string or binary longer than the bytes that remain";
+				goto bad;
+			}
+			if (kind == 1 && len > 0) {
+				size_t ok = utf8_nonul_prefix(p + pos, (size_t)len);
+				if (ok != len) {
+					why = p[pos + ok] == 0 ? "NUL byte in a string"
+							       : "invalid UTF-8 in a string";
+					goto bad;
+				}
+			}
+			pos += (size_t)len;
+			continue;
+		}
+		if (depth >= max_depth) {
+			why = "nesting deeper than the limit";
+			goto bad;
+		}
+		uint64_t elems = kind == 4 ? 2 * count : count;
+		if (elems > rem) {
+			why = "container declares more elements than bytes remain";
+			goto bad;
+		}
+		st[depth].left = elems;
+		st[depth].is_map = kind == 4;
+		depth++;
+	}
+	if (pos != n) {
+		why = "trailing bytes after the message";
+		goto bad;
+	}
+	return 0;
+bad:
+	if (ret_why != NULL)
+		*ret_why = why;
+	return -1;
+}
+
+int bk_codec_prescan(const void *buf, size_t n, const char **ret_why)
+{
+	return prescan_lim(buf, n, BK_MAX_DEPTH, ret_why);
+}
+
+/* --- unpack --- */
+
+static int key_cmp(const void *a, const void *b)
+{
+	const msgpack_object *ka = &(*(const msgpack_object_kv *const *)a)->key;
+	const msgpack_object *kb = &(*(const msgpack_object_kv *const *)b)->key;
+	uint32_t na = ka->via.str.size, nb = kb->via.str.size;
+	int c = memcmp(ka->via.str.ptr, kb->via.str.ptr, na < nb ? na : nb);
+	if (c != 0)
+		return c;
+	return na < nb ? -1 : na > nb;
+}
+
+static bool key_eq(const msgpack_object *a, const msgpack_object *b)
+{
+	return a->via.str.size == b->via.str.size &&
+	       memcmp(a->via.str.ptr, b->via.str.ptr, a->via.str.size) == 0;
+}
+
+/* True when a map (all keys strings, as prescan ensured) repeats a key. */
+static int map_has_dup(const msgpack_object *m, msgpack_zone *z, bool *ret_dup)
+{
+	uint32_t n = m->via.map.size;
+	const msgpack_object_kv *kv = m->via.map.ptr;
+	*ret_dup = false;
+	if (n <= DUPCHECK_LINEAR) {
+		for (uint32_t i = 0; i < n; i++)
+			for (uint32_t j = i + 1; j < n; j++)
+				if (key_eq(&kv[i].key, &kv[j].key))
+					*ret_dup = true;
+		return 0;
+	}
+	const msgpack_object_kv **v = msgpack_zone_malloc(z, (size_t)n * sizeof(*v));
+	if (v == NULL)
+		return -1;
+	for (uint32_t i = 0; i < n; i++)
+		v[i] = &kv[i];
+	qsort(v, n, sizeof(*v), key_cmp);
+	for (uint32_t i = 1; i < n; i++)
+		if (key_eq(&v[i - 1]->key, &v[i]->key))
+			*ret_dup = true;
+	return 0;
+}
+
+/*
+ * After msgpack_unpack: NUL-terminate every string in place (the byte after a string
+ * body is the next object's header, already parsed, or the spare byte at the end of the
+ * copy), copy any string that does not point into the copy, and refuse duplicate keys.
+ */
+static int unpack_fix(msgpack_object *o, char *lo, char *hi, msgpack_zone *z, char *err,
+		      size_t errsz)
+{
+	switch (o->type) {
+	case MSGPACK_OBJECT_STR: {
+		char *p = (char *)(uintptr_t)o->via.str.ptr;
+		uint32_t len = o->via.str.size;
+		uintptr_t a = (uintptr_t)p, l = (uintptr_t)lo, h = (uintptr_t)hi;
+		if (len == 0) {
+			/* msgpack-c points an empty string anywhere (even at an earlier body) */
+			o->via.str.ptr = "";
+		} else if (p != NULL && a >= l && a < h && (uintptr_t)len < h - a) {
+			p[len] = '\0';
+		} else {
+			char *c = msgpack_zone_malloc_no_align(z, (size_t)len + 1);
+			if (c == NULL)
+				return seterr(err, errsz, "out of memory");
+			if (len > 0)
+				memcpy(c, o->via.str.ptr, len);
+			c[len] = '\0';
+			o->via.str.ptr = c;
+		}
+		return 0;
+	}
+	case MSGPACK_OBJECT_ARRAY:
+		for (uint32_t i = 0; i < o->via.array.size; i++)
+			if (unpack_fix(&o->via.array.ptr[i], lo, hi, z, err, errsz) < 0)
+				return -1;
+		return 0;
+	case MSGPACK_OBJECT_MAP: {
+		for (uint32_t i = 0; i < o->via.map.size; i++) {
+			if (unpack_fix(&o->via.map.ptr[i].key, lo, hi, z, err, errsz) < 0 ||
+			    unpack_fix(&o->via.map.ptr[i].val, lo, hi, z, err, errsz) < 0)
+				return -1;
+		}
+		bool dup;
+		if (map_has_dup(o, z, &dup) < 0)
+			return seterr(err, errsz, "out of memory");
+		if (dup)
+			return seterr(err, errsz, "duplicate key in a map");
+		return 0;
+	}
+	default:
+		return 0;
+	}
+}
+
+static int unpack_lim(const void *buf, size_t n, int max_depth, msgpack_zone *z, bk_val *ret,
+		      char *err, size_t errsz)
+{
+	const char *why;
+	if (prescan_lim(buf, n, max_depth, &why) < 0)
+		return seterr(err, errsz, "%s", why);
+	char *copy = msgpack_zone_malloc_no_align(z, n + 1);
+	if (copy == NULL)
+		return seterr(err, errsz, "out of memory");
+	memcpy(copy, buf, n);
+	copy[n] = '\0';
+	size_t off = 0;
+	msgpack_object o;
+	msgpack_unpack_return r = msgpack_unpack(copy, n, &off, z, &o);
+	if (r != MSGPACK_UNPACK_SUCCESS || off != n)
+		return seterr(err, errsz,
+			      r == MSGPACK_UNPACK_NOMEM_ERROR ? "out of memory"
+							      : "malformed msgpack");
+	if (unpack_fix(&o, copy, copy + n + 1, z, err, errsz) < 0)
+		return -1;
+	*ret = o;
+	return 0;
+}
+
+int bk_codec_unpack(const void *buf, size_t n, msgpack_zone *z, bk_val *ret, char *err,
+		    size_t errsz)
+{
+	return unpack_lim(buf, n, BK_MAX_DEPTH, z, ret, err, errsz);
+}
+
+/* --- field helpers --- */
+
+/* An id field: a string that bk_id_valid accepts (so it fits BK_ID_MAX). The value is
+ * NUL-terminated (every decoded or built string is). */
+static int get_id(bk_vctx *c, const bk_val *map, const char *key, bool req, const char **ret)
+{
+	const char *s;
+	size_t n;
+	if (bk_get_str(c, map, key, req, &s, &n) < 0)
+		return -1;
+	if (s != NULL && !bk_id_valid(s, n, NULL)) {
+		const char *p = c->path;
+		return seterr(c->err, c->errsz,
+			      "%s%s%s: expected an id (1-%d characters of A-Z a-z 0-9 _ . : -)",
+			      p && *p ? p : "", p && *p ? "." : "", key, BK_ID_MAX - 1);
+	}
+	*ret = s;
+	return 0;
+}
+
+/* Like bk_get_str, the text NUL-terminated; NULL when absent or nil. */
+static int get_text(bk_vctx *c, const bk_val *map, const char *key, bool req, const char **ret)
+{
+	const char *s;
+	size_t n;
+	if (bk_get_str(c, map, key, req, &s, &n) < 0)
+		return -1;
+	*ret = s;
+	return 0;
+}
+
+static bk_val empty_map(void)
+{
+	bk_val v;
+	memset(&v, 0, sizeof(v));
+	v.type = MSGPACK_OBJECT_MAP;
+	return v;
+}
+
+/* --- commands --- */
+
+int bk_codec_command_from_val(const bk_val *v, bool allow_internal, bk_command *ret, char *err,
+			      size_t errsz)
+{
+	bk_vctx c = {err, errsz, ""};
+	bk_command cmd;
+	const char *s;
+	size_t n;
+
+	memset(&cmd, 0, sizeof(cmd));
+	if (v == NULL || v->type != MSGPACK_OBJECT_MAP)
+		return seterr(err, errsz, "command: expected a map");
+	if (get_id(&c, v, "id", true, &cmd.id) < 0)
+		return -1;
+	if (bk_get_str(&c, v, "type", true, &s, &n) < 0)
+		return -1;
+	int t = bk_cmd_from(s, n);
+	if (t < 0)
+		return seterr(err, errsz, "type: unknown command type \"%.*s\"",
+			      n > 64 ? 64 : (int)n, s);
+	if (bk_cmd_is_internal((bk_cmd_type)t) && !allow_internal)
+		return seterr(err, errsz,
+			      "type: %s is internal to the processor, not accepted here",
+			      bk_cmd_name((bk_cmd_type)t));
+	cmd.type = (uint8_t)t;
+	if (get_id(&c, v, "order_id", true, &cmd.order_id) < 0)
+		return -1;
+
+	const bk_val *actor;
+	if (bk_get_map(&c, v, "actor", true, &actor) < 0)
+		return -1;
+	c.path = "actor";
+	if (bk_get_str(&c, actor, "role", true, &s, &n) < 0)
+		return -1;
+	int role = bk_role_from(s, n);
+	if (role < 0)
+		return seterr(err, errsz,
+			      "actor.role: expected one of buyer, provider, support, system");
+	cmd.actor_role = (uint8_t)role;
+	if (get_id(&c, actor, "user_id", role != BK_ROLE_SYSTEM, &cmd.actor_user_id) < 0)
+		return -1;
+	c.path = "";
+
+	bool present;
+	if (bk_get_int(&c, v, "expected_version", false, &cmd.expected_version, &present) < 0)
+		return -1;
+	if (present && cmd.expected_version < 0)
+		return seterr(err, errsz, "expected_version: expected a non-negative integer");
+	cmd.has_expected_version = present;
+
+	const bk_val *at = bk_map_get(v, "at");
+	if (at != NULL && (at->type == MSGPACK_OBJECT_POSITIVE_INTEGER ||
+			   at->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)) {
+		if (bk_get_int(&c, v, "at", true, &cmd.at, NULL) < 0)
+			return -1;
+	} else if (at != NULL && at->type != MSGPACK_OBJECT_STR) {
+		return seterr(err, errsz,
+			      "at: expected an RFC 3339 timestamp (or integer microseconds)");
+	} else if (bk_get_ts(&c, v, "at", true, &cmd.at) < 0) {
+		return -1;
+	}
+	if (cmd.at < TS_TEXT_MIN || cmd.at > TS_TEXT_MAX)
+		return seterr(err, errsz, "at: timestamp out of range (years 0000-9999)");
+
+	const bk_val *payload;
+	if (bk_get_map(&c, v, "payload", false, &payload) < 0)
+		return -1;
+	cmd.payload = payload ? *payload : empty_map();
+	*ret = cmd;
+	return 0;
+}
+
+int bk_codec_command_decode(const void *buf, size_t n, bool json, bool allow_internal,
+			    msgpack_zone *z, bk_command *ret, char *err, size_t errsz)
+{
+	bk_val v;
+	if (!json) {
+		if (bk_codec_unpack(buf, n, z, &v, err, errsz) < 0)
+			return -1;
+		return bk_codec_command_from_val(&v, allow_internal, ret, err, errsz);
+	}
+	if (n == 0 || buf == NULL)
+		return seterr(err, errsz, "empty message");
+	if (n > BK_MAX_MESSAGE)
+		return seterr(err, errsz, "message larger than BK_MAX_MESSAGE");
+	json_error_t jerr;
+	json_t *j = json_loadb(buf, n, JSON_REJECT_DUPLICATES, &jerr);
+	if (j == NULL)
+		return seterr(err, errsz, "JSON: %s (line %d, column %d)", jerr.text, jerr.line,
+			      jerr.column);
+	int rc = bk_json_to_val(j, z, &v, err, errsz);
+	json_decref(j);
+	if (rc < 0)
+		return -1;
+	return bk_codec_command_from_val(&v, allow_internal, ret, err, errsz);
+}
+
+/* Packing helpers: each returns 0 or non-zero on a write failure. */
+static int pk_str(msgpack_packer *pk, const char *s)
+{
+	if (s == NULL)
+		return msgpack_pack_nil(pk);
+	size_t n = strlen(s);
+	return msgpack_pack_str(pk, n) || msgpack_pack_str_body(pk, s, n);
+}
+
+static int pk_key(msgpack_packer *pk, const char *k)
+{
+	return pk_str(pk, k);
+}
+
+static int pk_kstr(msgpack_packer *pk, const char *k, const char *s)
+{
+	return pk_key(pk, k) || pk_str(pk, s);
+}
+
+static int pk_kint(msgpack_packer *pk, const char *k, int64_t v)
+{
+	return pk_key(pk, k) || msgpack_pack_int64(pk, v);
+}
+
+static int pk_kbin(msgpack_packer *pk, const char *k, const uint8_t *b, size_t n)
+{
+	return pk_key(pk, k) || msgpack_pack_bin(pk, n) || msgpack_pack_bin_body(pk, b, n);
+}
+
+/* A payload: a map, or nil/absent written as the empty map. */
+static int pk_payload(msgpack_packer *pk, const bk_val *p)
+{
+	if (p->type == MSGPACK_OBJECT_NIL)
+		return msgpack_pack_map(pk, 0);
+	if (p->type != MSGPACK_OBJECT_MAP)
+		return -1;
+	return msgpack_pack_object(pk, *p);
+}
+
+/* Undo a failed encode: sb gets back its size from before. */
+static int enc_end(msgpack_sbuffer *sb, size_t start, int rc)
+{
+	if (rc != 0) {
+		sb->size = start;
+		return -1;
+	}
+	if (sb->size - start > BK_MAX_MESSAGE) {
+		sb->size = start;
+		return -1;
+	}
+	return 0;
+}
+
+int bk_codec_command_encode(const bk_command *c, msgpack_sbuffer *sb)
+{
+	size_t start = sb->size;
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+	char at[48];
+	if (c->type >= BK_CMD__COUNT || c->actor_role >= BK_ROLE__COUNT || c->at < TS_TEXT_MIN ||
+	    c->at > TS_TEXT_MAX)
+		return -1;
+	size_t atn = bk_ts_format(c->at, at, sizeof(at));
+	if (atn == 0 || atn >= sizeof(at))
+		return -1;
+	int rc = msgpack_pack_map(&pk, c->has_expected_version ? 7 : 6);
+	rc = rc || pk_kstr(&pk, "id", c->id);
+	rc = rc || pk_kstr(&pk, "type", bk_cmd_name((bk_cmd_type)c->type));
+	rc = rc || pk_kstr(&pk, "order_id", c->order_id);
+	rc = rc || pk_key(&pk, "actor") || msgpack_pack_map(&pk, 2);
+	rc = rc || pk_kstr(&pk, "user_id", c->actor_user_id);
+	rc = rc || pk_kstr(&pk, "role", bk_role_name((bk_role)c->actor_role));
+	if (c->has_expected_version)
+		rc = rc || pk_kint(&pk, "expected_version", c->expected_version);
+	rc = rc || pk_key(&pk, "at") || msgpack_pack_str(&pk, atn) ||
+	     msgpack_pack_str_body(&pk, at, atn);
+	rc = rc || pk_key(&pk, "payload") || pk_payload(&pk, &c->payload);
+	return enc_end(sb, start, rc);
+}
+
+/* --- events --- */
+
+static int pk_event(msgpack_packer *pk, const bk_event *e, bool with_hash)
+{
+	char sub[64];
+	if (e->type >= BK_EV__COUNT)
+		return -1;
+	bk_event_subtype(e, sub, sizeof(sub));
+	int rc = msgpack_pack_map(pk, with_hash ? 12 : 11);
+	rc = rc || pk_kstr(pk, "event_id", e->event_id);
+	rc = rc || pk_kstr(pk, "order_id", e->order_id);
+	rc = rc || pk_kint(pk, "seq", e->seq);
+	rc = rc || pk_kstr(pk, "kind", bk_ev_kind_name(bk_event_kind(e)));
+	rc = rc || pk_kstr(pk, "subtype", sub);
+	rc = rc || pk_kstr(pk, "actor_user_id", e->actor_user_id);
+	rc = rc || pk_kstr(pk, "command_id", e->command_id);
+	rc = rc || pk_kint(pk, "created_at", e->created_at);
+	rc = rc || pk_kint(pk, "schema", e->schema);
+	rc = rc || pk_key(pk, "payload") || pk_payload(pk, &e->payload);
+	rc = rc || pk_kbin(pk, "prev_hash", e->prev_hash, BK_HASH_LEN);
+	if (with_hash)
+		rc = rc || pk_kbin(pk, "hash", e->hash, BK_HASH_LEN);
+	return rc;
+}
+
+int bk_codec_event_canon(const bk_event *e, msgpack_sbuffer *sb)
+{
+	size_t start = sb->size;
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+	return enc_end(sb, start, pk_event(&pk, e, false));
+}
+
+int bk_codec_event_seal(bk_event *e, msgpack_sbuffer *scratch)
+{
+	msgpack_sbuffer_clear(scratch);
+	if (bk_codec_event_canon(e, scratch) < 0)
+		return -1;
+	bk_chain_hash(e->prev_hash, (const uint8_t *)scratch->data, scratch->size, e->hash);
+	return 0;
+}
+
+int bk_codec_record_encode(const bk_record *r, msgpack_sbuffer *sb)
+{
+	size_t start = sb->size;
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+	int rc = msgpack_pack_map(&pk, 4);
+	rc = rc || pk_kint(&pk, "v", 1);
+	rc = rc || pk_kstr(&pk, "order_id", r->order_id);
+	rc = rc || pk_kstr(&pk, "command_id", r->command_id);
+	rc = rc || pk_key(&pk, "events") || msgpack_pack_array(&pk, r->n);
+	for (uint32_t i = 0; i < r->n && rc == 0; i++)
+		rc = pk_event(&pk, &r->events[i], true);
+	return enc_end(sb, start, rc);
+}
+
+static int get_hash(bk_vctx *c, const bk_val *map, const char *key, uint8_t ret[BK_HASH_LEN])
+{
+	const bk_val *v = bk_map_get(map, key);
+	if (v == NULL || v->type != MSGPACK_OBJECT_BIN || v->via.bin.size != BK_HASH_LEN)
+		return seterr(c->err, c->errsz, "%s.%s: expected binary of %d bytes", c->path, key,
+			      BK_HASH_LEN);
+	memcpy(ret, v->via.bin.ptr, BK_HASH_LEN);
+	return 0;
+}
+
+static int event_from_val(const bk_val *v, const char *path, bk_event *ret, char *err, size_t errsz)
+{
+	bk_vctx c = {err, errsz, path};
+	bk_event e;
+	const char *s;
+	size_t n;
+	bool present;
+	int64_t x = 0;
+
+	memset(&e, 0, sizeof(e));
+	if (v->type != MSGPACK_OBJECT_MAP)
+		return seterr(err, errsz, "%s: expected a map", path);
+	if (get_id(&c, v, "event_id", true, &e.event_id) < 0 ||
+	    get_id(&c, v, "order_id", true, &e.order_id) < 0 ||
+	    bk_get_int(&c, v, "seq", true, &e.seq, NULL) < 0)
+		return -1;
+	if (e.seq < 1)
+		return seterr(err, errsz, "%s.seq: expected a positive integer", path);
+	if (bk_get_str(&c, v, "kind", true, &s, &n) < 0)
+		return -1;
+	bool kind_ok = false;
+	for (int k = 0; k < BK_EK__COUNT; k++) {
+		const char *kn = bk_ev_kind_name((bk_ev_kind)k);
+		if (strlen(kn) == n && memcmp(kn, s, n) == 0)
+			kind_ok = true;
+	}
+	if (!kind_ok)
+		return seterr(err, errsz,
+			      "%s.kind: expected one of system, card, payment, calendar, note",
+			      path);
+	if (bk_get_str(&c, v, "subtype", true, &s, &n) < 0)
+		return -1;
+	if (bk_event_subtype_parse(s, n, &e.type, &e.sub, &e.card_type) < 0)
+		return seterr(err, errsz, "%s.subtype: unknown subtype \"%.*s\"", path,
+			      n > 64 ? 64 : (int)n, s);
+	if (get_id(&c, v, "actor_user_id", false, &e.actor_user_id) < 0 ||
+	    get_id(&c, v, "command_id", false, &e.command_id) < 0 ||
+	    bk_get_int(&c, v, "created_at", true, &e.created_at, NULL) < 0 ||
+	    bk_get_int(&c, v, "schema", true, &x, &present) < 0)
+		return -1;
+	if (x < 1 || x > UINT32_MAX)
+		return seterr(err, errsz, "%s.schema: expected a positive integer", path);
+	e.schema = (uint32_t)x;
+	const bk_val *payload;
+	if (bk_get_map(&c, v, "payload", false, &payload) < 0)
+		return -1;
+	e.payload = payload ? *payload : empty_map();
+	if (get_hash(&c, v, "prev_hash", e.prev_hash) < 0 || get_hash(&c, v, "hash", e.hash) < 0)
+		return -1;
+	*ret = e;
+	return 0;
+}
+
+int bk_codec_record_decode(const void *buf, size_t n, msgpack_zone *z, bk_record *ret, char *err,
+			   size_t errsz)
+{
+	bk_val v;
+	if (unpack_lim(buf, n, RECORD_MAX_DEPTH, z, &v, err, errsz) < 0)
+		return -1;
+	bk_vctx c = {err, errsz, ""};
+	bk_record r;
+	int64_t ver;
+	memset(&r, 0, sizeof(r));
+	if (v.type != MSGPACK_OBJECT_MAP)
+		return seterr(err, errsz, "record: expected a map");
+	if (bk_get_int(&c, &v, "v", true, &ver, NULL) < 0)
+		return -1;
+	if (ver != 1)
+		return seterr(err, errsz, "v: unsupported record version %lld", (long long)ver);
+	const bk_val *evs;
+	if (get_id(&c, &v, "order_id", true, &r.order_id) < 0 ||
+	    get_id(&c, &v, "command_id", false, &r.command_id) < 0 ||
+	    bk_get_arr(&c, &v, "events", true, &evs) < 0)
+		return -1;
+	r.n = evs->via.array.size;
+	if (r.n > 0) {
+		r.events = msgpack_zone_malloc(z, (size_t)r.n * sizeof(bk_event));
+		if (r.events == NULL)
+			return seterr(err, errsz, "out of memory");
+	}
+	for (uint32_t i = 0; i < r.n; i++) {
+		char path[32];
+		snprintf(path, sizeof(path), "events[%u]", i);
+		if (event_from_val(&evs->via.array.ptr[i], path, &r.events[i], err, errsz) < 0)
+			return -1;
+		if (strcmp(r.events[i].order_id, r.order_id) != 0)
+			return seterr(err, errsz, "%s.order_id: differs from the record's order_id",
+				      path);
+	}
+	*ret = r;
+	return 0;
+}
+
+/* --- results --- */
+
+int bk_codec_result_encode(const bk_result *r, msgpack_sbuffer *sb)
+{
+	size_t start = sb->size;
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+	int rc = msgpack_pack_map(&pk, 7);
+	rc = rc || pk_kstr(&pk, "command_id", r->command_id);
+	rc = rc || pk_kstr(&pk, "order_id", r->order_id);
+	rc = rc || pk_kstr(&pk, "status", bk_outcome_name(r->status));
+	rc = rc || pk_kstr(&pk, "code", bk_err_name(r->code));
+	rc = rc || pk_kstr(&pk, "message", r->message ? r->message : "");
+	rc = rc || pk_kint(&pk, "version", r->version);
+	rc = rc || pk_key(&pk, "event_ids") || msgpack_pack_array(&pk, r->n_event_ids);
+	for (uint32_t i = 0; i < r->n_event_ids && rc == 0; i++)
+		rc = pk_str(&pk, r->event_ids[i]);
+	return enc_end(sb, start, rc);
+}
+
+int bk_codec_result_decode(const void *buf, size_t n, msgpack_zone *z, bk_result *ret, char *err,
+			   size_t errsz)
+{
+	bk_val v;
+	if (unpack_lim(buf, n, RECORD_MAX_DEPTH, z, &v, err, errsz) < 0)
+		return -1;
+	bk_vctx c = {err, errsz, ""};
+	bk_result r;
+	const char *s;
+	size_t sn;
+	memset(&r, 0, sizeof(r));
+	if (v.type != MSGPACK_OBJECT_MAP)
+		return seterr(err, errsz, "result: expected a map");
+	if (get_id(&c, &v, "command_id", true, &r.command_id) < 0 ||
+	    get_id(&c, &v, "order_id", false, &r.order_id) < 0)
+		return -1;
+	if (bk_get_str(&c, &v, "status", true, &s, &sn) < 0)
+		return -1;
+	int st = -1;
+	for (int i = BK_ACCEPTED; i <= BK_DUPLICATE; i++) {
+		const char *name = bk_outcome_name((bk_outcome)i);
+		if (strlen(name) == sn && memcmp(name, s, sn) == 0)
+			st = i;
+	}
+	if (st < 0)
+		return seterr(err, errsz, "status: expected one of accepted, rejected, duplicate");
+	r.status = (bk_outcome)st;
+	if (bk_get_str(&c, &v, "code", true, &s, &sn) < 0)
+		return -1;
+	r.code = bk_err_from_name(s); /* decoded strings are NUL-terminated */
+	if (r.code == BK_E__COUNT)
+		return seterr(err, errsz, "code: unknown code \"%.*s\"", sn > 64 ? 64 : (int)sn, s);
+	if (get_text(&c, &v, "message", false, &r.message) < 0 ||
+	    bk_get_int(&c, &v, "version", true, &r.version, NULL) < 0)
+		return -1;
+	if (r.message == NULL)
+		r.message = "";
+	const bk_val *ids;
+	if (bk_get_arr(&c, &v, "event_ids", false, &ids) < 0)
+		return -1;
+	if (ids != NULL && ids->via.array.size > 0) {
+		r.n_event_ids = ids->via.array.size;
+		r.event_ids = msgpack_zone_malloc(z, (size_t)r.n_event_ids * sizeof(char *));
+		if (r.event_ids == NULL)
+			return seterr(err, errsz, "out of memory");
+		for (uint32_t i = 0; i < r.n_event_ids; i++) {
+			const bk_val *e = &ids->via.array.ptr[i];
+			if (e->type != MSGPACK_OBJECT_STR ||
+			    !bk_id_valid(e->via.str.ptr, e->via.str.size, NULL))
+				return seterr(err, errsz, "event_ids[%u]: expected an id", i);
+			r.event_ids[i] = e->via.str.ptr;
+		}
+	}
+	*ret = r;
+	return 0;
+}
+
+/* --- rules records --- */
+
+int bk_codec_rules_encode(const bk_profile_rules *p, msgpack_sbuffer *sb)
+{
+	size_t start = sb->size;
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+	uint32_t n_recent = p->n_recent > BK_PROFILE_RECENT ? BK_PROFILE_RECENT : p->n_recent;
+	int rc = msgpack_pack_map(&pk, 4);
+	rc = rc || pk_kstr(&pk, "service_profile_id", p->service_profile_id);
+	rc = rc || pk_kstr(&pk, "owner_user_id", p->owner_user_id);
+	rc = rc || pk_key(&pk, "rules") || msgpack_pack_array(&pk, p->n);
+	for (uint32_t i = 0; i < p->n && rc == 0; i++) {
+		const bk_rule *u = &p->rules[i];
+		rc = msgpack_pack_map(&pk, 2u + u->has_min_price + u->has_weekday_mask +
+					       u->has_max_distance);
+		rc = rc || pk_kstr(&pk, "rule_id", u->rule_id);
+		if (u->has_min_price)
+			rc = rc || pk_kint(&pk, "min_price_cents", u->min_price_cents);
+		if (u->has_weekday_mask)
+			rc = rc || pk_kint(&pk, "weekday_mask", u->weekday_mask);
+		if (u->has_max_distance)
+			rc = rc || pk_key(&pk, "max_distance_mi") ||
+			     msgpack_pack_double(&pk, u->max_distance_mi);
+		rc = rc || pk_key(&pk, "allow_ib") ||
+		     (u->allow_ib ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk));
+	}
+	rc = rc || pk_key(&pk, "recent") || msgpack_pack_array(&pk, n_recent);
+	for (uint32_t i = 0; i < n_recent && rc == 0; i++)
+		rc = msgpack_pack_uint64(&pk, p->recent[i]);
+	return enc_end(sb, start, rc);
+}
+
+/* An id field copied into a fixed buffer of BK_ID_MAX bytes. */
+static int get_id_buf(bk_vctx *c, const bk_val *map, const char *key, char out[BK_ID_MAX])
+{
+	const char *s;
+	if (get_id(c, map, key, true, &s) < 0)
+		return -1;
+	return bk_strlcpyn(out, BK_ID_MAX, s, strlen(s));
+}
+
+static int rule_from_val(const bk_val *v, const char *path, bk_rule *ret, char *err, size_t errsz)
+{
+	bk_vctx c = {err, errsz, path};
+	bk_rule u;
+	memset(&u, 0, sizeof(u));
+	if (v->type != MSGPACK_OBJECT_MAP)
+		return seterr(err, errsz, "%s: expected a map", path);
+	if (get_id_buf(&c, v, "rule_id", u.rule_id) < 0 ||
+	    bk_get_int(&c, v, "min_price_cents", false, &u.min_price_cents, &u.has_min_price) < 0 ||
+	    bk_get_int(&c, v, "weekday_mask", false, &u.weekday_mask, &u.has_weekday_mask) < 0 ||
+	    bk_get_num(&c, v, "max_distance_mi", false, &u.max_distance_mi, &u.has_max_distance) <
+		0 ||
+	    bk_get_bool(&c, v, "allow_ib", true, &u.allow_ib, NULL) < 0)
+		return -1;
+	if (u.has_weekday_mask && (u.weekday_mask < 0 || u.weekday_mask > 0x7f))
+		return seterr(err, errsz, "%s.weekday_mask: expected an integer in 0..127", path);
+	*ret = u;
+	return 0;
+}
+
+int bk_codec_rules_decode(const void *buf, size_t n, bk_profile_rules *ret, char *err, size_t errsz)
+{
+	msgpack_zone z;
+	bk_profile_rules p;
+	bk_vctx c = {err, errsz, ""};
+	bk_val v;
+	const bk_val *rules, *recent;
+	int rc = -1;
+
+	memset(&p, 0, sizeof(p));
+	if (!msgpack_zone_init(&z, 4096))
+		return seterr(err, errsz, "out of memory");
+	if (unpack_lim(buf, n, RECORD_MAX_DEPTH, &z, &v, err, errsz) < 0)
+		goto out;
+	if (v.type != MSGPACK_OBJECT_MAP) {
+		seterr(err, errsz, "rules: expected a map");
+		goto out;
+	}
+	if (get_id_buf(&c, &v, "service_profile_id", p.service_profile_id) < 0 ||
+	    get_id_buf(&c, &v, "owner_user_id", p.owner_user_id) < 0 ||
+	    bk_get_arr(&c, &v, "rules", true, &rules) < 0 ||
+	    bk_get_arr(&c, &v, "recent", false, &recent) < 0)
+		goto out;
+	if (rules->via.array.size > 0) {
+		p.rules = calloc(rules->via.array.size, sizeof(bk_rule));
+		if (p.rules == NULL) {
+			seterr(err, errsz, "out of memory");
+			goto out;
+		}
+		p.cap = rules->via.array.size;
+	}
+	for (uint32_t i = 0; i < rules->via.array.size; i++) {
+		char path[32];
+		snprintf(path, sizeof(path), "rules[%u]", i);
+		if (rule_from_val(&rules->via.array.ptr[i], path, &p.rules[i], err, errsz) < 0)
+			goto out;
+		p.n++;
+	}
+	if (recent != NULL) {
+		if (recent->via.array.size > BK_PROFILE_RECENT) {
+			seterr(err, errsz, "recent: more than %d entries", BK_PROFILE_RECENT);
+			goto out;
+		}
+		for (uint32_t i = 0; i < recent->via.array.size; i++) {
+			const bk_val *e = &recent->via.array.ptr[i];
+			if (e->type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
+				seterr(err, errsz, "recent[%u]: expected an unsigned integer", i);
+				goto out;
+			}
+			p.recent[i] = e->via.u64;
+		}
+		p.n_recent = recent->via.array.size;
+	}
+	*ret = p;
+	p.rules = NULL;
+	rc = 0;
+out:
+	free(p.rules);
+	msgpack_zone_destroy(&z);
+	return rc;
+}

@@ -1,0 +1,341 @@
+/*
+ * bk_json.c - the JSON bridge: JSON values <-> msgpack values, and commands, events and
+ * results as JSON objects for people (bookingctl send/replay) and for jsonb columns.
+ *
+ * Conversions are depth-limited and never produce a half-built value: on failure the
+ * JSON side is released and NULL (or -1) comes back. Strings made here are zone copies,
+ * NUL-terminated like every string the codec hands out.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bk_codec.h"
+#include "bk_time.h"
+
+/* A value converted to JSON may be as deep as the deepest record the codec reads. */
+#define TO_JSON_MAX_DEPTH (BK_MAX_DEPTH + 8)
+
+BK_PRINTF(3, 4)
+static int seterr(char *err, size_t errsz, const char *fmt, ...);
+
+static int seterr(char *err, size_t errsz, const char *fmt, ...)
+{
+	if (err != NULL && errsz > 0) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(err, errsz, fmt, ap);
+		va_end(ap);
+	}
+	return -1;
+}
+
+/* --- JSON -> msgpack value --- */
+
+static int to_str(msgpack_zone *z, const char *s, size_t n, bk_val *ret, char *err, size_t errsz)
+{
+	if (memchr(s, '\0', n) != NULL)
+		return seterr(err, errsz, "JSON: NUL character in a string");
+	bk_val v = bk_val_str(z, s, n);
+	if (v.type != MSGPACK_OBJECT_STR)
+		return seterr(err, errsz, "out of memory");
+	*ret = v;
+	return 0;
+}
+
+static int json_to_val(const json_t *j, msgpack_zone *z, int depth, bk_val *ret, char *err,
+		       size_t errsz)
+{
+	bk_val v = bk_val_nil();
+	switch (json_typeof(j)) {
+	case JSON_OBJECT: {
+		if (depth >= BK_MAX_DEPTH)
+			return seterr(err, errsz, "JSON: nesting deeper than %d", BK_MAX_DEPTH);
+		size_t n = json_object_size(j);
+		if (n > UINT32_MAX)
+			return seterr(err, errsz, "JSON: object too large");
+		msgpack_object_kv *kv = NULL;
+		if (n > 0) {
+			kv = msgpack_zone_malloc(z, n * sizeof(*kv));
+			if (kv == NULL)
+				return seterr(err, errsz, "out of memory");
+		}
+		size_t i = 0;
+		json_t *obj = (json_t *)(uintptr_t)j; /* iteration does not modify */
+		for (void *it = json_object_iter(obj); it != NULL && i < n;
+		     it = json_object_iter_next(obj, it), i++) {
+			const char *key = json_object_iter_key(it);
+#if JANSSON_VERSION_HEX >= 0x020e00
+			size_t kn = json_object_iter_key_len(it);
+#else
+			size_t kn = strlen(key);
+#endif
+			if (to_str(z, key, kn, &kv[i].key, err, errsz) < 0 ||
+			    json_to_val(json_object_iter_value(it), z, depth + 1, &kv[i].val, err,
+					errsz) < 0)
+				return -1;
+		}
+		v.type = MSGPACK_OBJECT_MAP;
+		v.via.map.size = (uint32_t)i;
+		v.via.map.ptr = kv;
+		break;
+	}
+	case JSON_ARRAY: {
+		if (depth >= BK_MAX_DEPTH)
+			return seterr(err, errsz, "JSON: nesting deeper than %d", BK_MAX_DEPTH);
+		size_t n = json_array_size(j);
+		if (n > UINT32_MAX)
+			return seterr(err, errsz, "JSON: array too large");
+		if (!bk_val_arr(z, (uint32_t)n, &v))
+			return seterr(err, errsz, "out of memory");
+		for (size_t i = 0; i < n; i++)
+			if (json_to_val(json_array_get(j, i), z, depth + 1, &v.via.array.ptr[i],
+					err, errsz) < 0)
+				return -1;
+		break;
+	}
+	case JSON_STRING:
+		if (to_str(z, json_string_value(j), json_string_length(j), &v, err, errsz) < 0)
+			return -1;
+		break;
+	case JSON_INTEGER:
+		v = bk_val_int((int64_t)json_integer_value(j));
+		break;
+	case JSON_REAL:
+		v.type = MSGPACK_OBJECT_FLOAT64;
+		v.via.f64 = json_real_value(j);
+		break;
+	case JSON_TRUE:
+	case JSON_FALSE:
+		v.type = MSGPACK_OBJECT_BOOLEAN;
+		v.via.boolean = json_is_true(j);
+		break;
+	case JSON_NULL:
+		break;
+	}
+	*ret = v;
+	return 0;
+}
+
+int bk_json_to_val(const json_t *j, msgpack_zone *z, bk_val *ret, char *err, size_t errsz)
+{
+	bk_val v;
+	if (j == NULL)
+		return seterr(err, errsz, "JSON: no value");
+	if (json_to_val(j, z, 0, &v, err, errsz) < 0)
+		return -1;
+	*ret = v;
+	return 0;
+}
+
+/* --- msgpack value -> JSON --- */
+
+/* Hex text of bytes as a new JSON string; NULL on OOM. */
+static json_t *hex_string(const uint8_t *b, size_t n)
+{
+	char small[2 * BK_HASH_LEN + 1];
+	char *out = small;
+	if (n > BK_HASH_LEN) {
+		out = malloc(2 * n + 1);
+		if (out == NULL)
+			return NULL;
+	}
+	bk_hex(b, n, out);
+	json_t *j = json_stringn(out, 2 * n);
+	if (out != small)
+		free(out);
+	return j;
+}
+
+static json_t *val_to_json(const bk_val *v, int depth)
+{
+	if (depth > TO_JSON_MAX_DEPTH)
+		return NULL;
+	switch (v->type) {
+	case MSGPACK_OBJECT_NIL:
+		return json_null();
+	case MSGPACK_OBJECT_BOOLEAN:
+		return json_boolean(v->via.boolean);
+	case MSGPACK_OBJECT_POSITIVE_INTEGER:
+		if (v->via.u64 > (uint64_t)INT64_MAX)
+			return NULL;
+		return json_integer((json_int_t)v->via.u64);
+	case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+		return json_integer((json_int_t)v->via.i64);
+	case MSGPACK_OBJECT_FLOAT32:
+	case MSGPACK_OBJECT_FLOAT64:
+		return json_real(v->via.f64); /* NULL for NaN and infinities */
+	case MSGPACK_OBJECT_STR:
+		if (v->via.str.size > 0 && memchr(v->via.str.ptr, '\0', v->via.str.size) != NULL)
+			return NULL;
+		return json_stringn(v->via.str.size ? v->via.str.ptr : "", v->via.str.size);
+	case MSGPACK_OBJECT_BIN:
+		return hex_string((const uint8_t *)v->via.bin.ptr, v->via.bin.size);
+	case MSGPACK_OBJECT_ARRAY: {
+		json_t *a = json_array();
+		if (a == NULL)
+			return NULL;
+		for (uint32_t i = 0; i < v->via.array.size; i++) {
+			json_t *e = val_to_json(&v->via.array.ptr[i], depth + 1);
+			if (e == NULL || json_array_append_new(a, e) != 0) {
+				json_decref(a);
+				return NULL;
+			}
+		}
+		return a;
+	}
+	case MSGPACK_OBJECT_MAP: {
+		json_t *o = json_object();
+		if (o == NULL)
+			return NULL;
+		for (uint32_t i = 0; i < v->via.map.size; i++) {
+			const msgpack_object *k = &v->via.map.ptr[i].key;
+			if (k->type != MSGPACK_OBJECT_STR ||
+			    (k->via.str.size > 0 &&
+			     memchr(k->via.str.ptr, '\0', k->via.str.size) != NULL)) {
+				json_decref(o);
+				return NULL;
+			}
+			json_t *e = val_to_json(&v->via.map.ptr[i].val, depth + 1);
+			/* json_object_setn_new checks the key's UTF-8 and releases e on failure */
+			if (e == NULL ||
+			    json_object_setn_new(o, k->via.str.size ? k->via.str.ptr : "",
+						 k->via.str.size, e) != 0) {
+				json_decref(o);
+				return NULL;
+			}
+		}
+		return o;
+	}
+	default:
+		return NULL; /* ext */
+	}
+}
+
+json_t *bk_val_to_json(const bk_val *v)
+{
+	return v ? val_to_json(v, 0) : NULL;
+}
+
+/* --- records for people --- */
+
+/* Builds an object key by key; after the first failure every put is a no-op and
+ * obj_done releases the object and returns NULL. */
+typedef struct jb {
+	json_t *o;
+	bool bad;
+} jb;
+
+/* Takes v (NULL marks the build failed). */
+static void put(jb *b, const char *k, json_t *v)
+{
+	if (v == NULL) {
+		b->bad = true;
+	} else if (b->bad || b->o == NULL) {
+		json_decref(v);
+		b->bad = true;
+	} else if (json_object_set_new(b->o, k, v) != 0) { /* releases v on failure */
+		b->bad = true;
+	}
+}
+
+static void put_str(jb *b, const char *k, const char *s)
+{
+	put(b, k, s ? json_string(s) : json_null());
+}
+
+static void put_int(jb *b, const char *k, int64_t v)
+{
+	put(b, k, json_integer((json_int_t)v));
+}
+
+static void put_ts(jb *b, const char *k, int64_t us)
+{
+	char buf[48];
+	if (us == BK_TS_NONE) {
+		put(b, k, json_null());
+		return;
+	}
+	size_t n = bk_ts_format(us, buf, sizeof(buf));
+	put(b, k, n > 0 && n < sizeof(buf) ? json_stringn(buf, n) : NULL);
+}
+
+static void put_payload(jb *b, const char *k, const bk_val *p)
+{
+	put(b, k, p->type == MSGPACK_OBJECT_NIL ? json_object() : bk_val_to_json(p));
+}
+
+static json_t *obj_done(jb *b)
+{
+	if (b->bad) {
+		json_decref(b->o);
+		return NULL;
+	}
+	return b->o;
+}
+
+json_t *bk_event_to_json(const bk_event *e, int32_t partition, int64_t offset)
+{
+	jb b = {json_object(), false};
+	char sub[64];
+	if (e->type >= BK_EV__COUNT)
+		b.bad = true;
+	if (partition >= 0) {
+		put_int(&b, "partition", partition);
+		put_int(&b, "offset", offset);
+	}
+	put_str(&b, "event_id", e->event_id);
+	put_str(&b, "order_id", e->order_id);
+	put_int(&b, "seq", e->seq);
+	put_str(&b, "kind", bk_ev_kind_name(bk_event_kind(e)));
+	put_str(&b, "subtype", bk_event_subtype(e, sub, sizeof(sub)));
+	put_str(&b, "actor_user_id", e->actor_user_id);
+	put_str(&b, "command_id", e->command_id);
+	put_ts(&b, "created_at", e->created_at);
+	put_int(&b, "schema", e->schema);
+	put_payload(&b, "payload", &e->payload);
+	put(&b, "prev_hash", hex_string(e->prev_hash, BK_HASH_LEN));
+	put(&b, "hash", hex_string(e->hash, BK_HASH_LEN));
+	return obj_done(&b);
+}
+
+json_t *bk_result_to_json(const bk_result *r)
+{
+	jb b = {json_object(), false};
+	put_str(&b, "command_id", r->command_id);
+	put_str(&b, "order_id", r->order_id);
+	put_str(&b, "status", bk_outcome_name(r->status));
+	put_str(&b, "code", bk_err_name(r->code));
+	put_str(&b, "message", r->message ? r->message : "");
+	put_int(&b, "version", r->version);
+	json_t *ids = json_array();
+	for (uint32_t i = 0; i < r->n_event_ids && ids != NULL; i++) {
+		json_t *s = r->event_ids[i] ? json_string(r->event_ids[i]) : NULL;
+		if (s == NULL || json_array_append_new(ids, s) != 0) {
+			json_decref(ids);
+			ids = NULL;
+		}
+	}
+	put(&b, "event_ids", ids);
+	return obj_done(&b);
+}
+
+json_t *bk_command_to_json(const bk_command *c)
+{
+	jb b = {json_object(), false};
+	if (c->type >= BK_CMD__COUNT || c->actor_role >= BK_ROLE__COUNT)
+		b.bad = true;
+	put_str(&b, "id", c->id);
+	put_str(&b, "type", bk_cmd_name((bk_cmd_type)c->type));
+	put_str(&b, "order_id", c->order_id);
+	jb a = {json_object(), false};
+	put_str(&a, "user_id", c->actor_user_id);
+	put_str(&a, "role", bk_role_name((bk_role)c->actor_role));
+	put(&b, "actor", obj_done(&a));
+	if (c->has_expected_version)
+		put_int(&b, "expected_version", c->expected_version);
+	put_ts(&b, "at", c->at);
+	put_payload(&b, "payload", &c->payload);
+	return obj_done(&b);
+}
