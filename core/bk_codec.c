@@ -1,11 +1,8 @@
 /*
  * bk_codec.c - msgpack wire formats of commands, events records, results and rules.
- *
- * Untrusted bytes are prescanned (lengths, depth, UTF-8, size) before msgpack-c unpacks
- * them into a copy held by the caller's zone, so nothing decoded points outside the zone
- * and every decoded string is NUL-terminated in place. Encoders write the key order of
- * bk_codec.h and the smallest msgpack forms, so re-encoding a decoded event reproduces
- * the writer's canonical bytes and hence its hash.
+ * Untrusted bytes are prescanned before msgpack-c unpacks a zone copy of them, so every
+ * decoded string lives in the zone, NUL-terminated. Encoders always write the same keys
+ * in the same order in the smallest forms: a decoded event re-encodes to its hashed bytes.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -20,6 +17,8 @@
  * their readers allow more nesting than commands get (what a writer produces stays
  * readable). */
 #define RECORD_MAX_DEPTH (BK_MAX_DEPTH + 8)
+/* msgpack-c's unpacker keeps a fixed stack of 32 containers (MSGPACK_EMBED_STACK_SIZE). */
+_Static_assert(RECORD_MAX_DEPTH < 32, "prescan must refuse what msgpack-c cannot nest");
 /* Instants RFC 3339 text can write (years 0000-9999), so an integer `at` re-encodes. */
 #define TS_TEXT_MIN	INT64_C(-62167219200000000)
 #define TS_TEXT_MAX	INT64_C(253402300799999999)
@@ -295,7 +294,8 @@ static bool key_eq(const msgpack_object *a, const msgpack_object *b)
 	       memcmp(a->via.str.ptr, b->via.str.ptr, a->via.str.size) == 0;
 }
 
-/* True when a map (all keys strings, as prescan ensured) repeats a key. */
+/* Sets *ret_dup when a map (all keys strings, as prescan ensured) repeats a key.
+ * Returns -1 only on out-of-memory. */
 static int map_has_dup(const msgpack_object *m, msgpack_zone *z, bool *ret_dup)
 {
 	uint32_t n = m->via.map.size;
@@ -443,6 +443,11 @@ static bk_val empty_map(void)
 
 /* --- commands --- */
 
+/*
+ * The strings of v must be NUL-terminated, as every value from bk_codec_unpack,
+ * bk_json_to_val and the bk_val builders is: the command points at them (no copy).
+ * Optional fields: absent and nil are the same. *ret is written only on success.
+ */
 int bk_codec_command_from_val(const bk_val *v, bool allow_internal, bk_command *ret, char *err,
 			      size_t errsz)
 {
@@ -578,7 +583,8 @@ static int pk_payload(msgpack_packer *pk, const bk_val *p)
 	return msgpack_pack_object(pk, *p);
 }
 
-/* Undo a failed encode: sb gets back its size from before. */
+/* Every encoder appends to sb, or on failure (out of memory, a missing required field,
+ * more than BK_MAX_MESSAGE bytes, which no reader would accept) leaves sb as it was. */
 static int enc_end(msgpack_sbuffer *sb, size_t start, int rc)
 {
 	if (rc != 0) {
@@ -598,8 +604,8 @@ int bk_codec_command_encode(const bk_command *c, msgpack_sbuffer *sb)
 	msgpack_packer pk;
 	msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
 	char at[48];
-	if (c->type >= BK_CMD__COUNT || c->actor_role >= BK_ROLE__COUNT || c->at < TS_TEXT_MIN ||
-	    c->at > TS_TEXT_MAX)
+	if (c->id == NULL || c->order_id == NULL || c->type >= BK_CMD__COUNT ||
+	    c->actor_role >= BK_ROLE__COUNT || c->at < TS_TEXT_MIN || c->at > TS_TEXT_MAX)
 		return -1;
 	size_t atn = bk_ts_format(c->at, at, sizeof(at));
 	if (atn == 0 || atn >= sizeof(at))
@@ -624,7 +630,7 @@ int bk_codec_command_encode(const bk_command *c, msgpack_sbuffer *sb)
 static int pk_event(msgpack_packer *pk, const bk_event *e, bool with_hash)
 {
 	char sub[64];
-	if (e->type >= BK_EV__COUNT)
+	if (e->type >= BK_EV__COUNT || e->event_id == NULL || e->order_id == NULL)
 		return -1;
 	bk_event_subtype(e, sub, sizeof(sub));
 	int rc = msgpack_pack_map(pk, with_hash ? 12 : 11);
@@ -666,6 +672,8 @@ int bk_codec_record_encode(const bk_record *r, msgpack_sbuffer *sb)
 	size_t start = sb->size;
 	msgpack_packer pk;
 	msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+	if (r->order_id == NULL)
+		return -1;
 	int rc = msgpack_pack_map(&pk, 4);
 	rc = rc || pk_kint(&pk, "v", 1);
 	rc = rc || pk_kstr(&pk, "order_id", r->order_id);
@@ -786,6 +794,8 @@ int bk_codec_result_encode(const bk_result *r, msgpack_sbuffer *sb)
 	size_t start = sb->size;
 	msgpack_packer pk;
 	msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+	if (r->command_id == NULL)
+		return -1;
 	int rc = msgpack_pack_map(&pk, 7);
 	rc = rc || pk_kstr(&pk, "command_id", r->command_id);
 	rc = rc || pk_kstr(&pk, "order_id", r->order_id);

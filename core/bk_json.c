@@ -1,10 +1,8 @@
 /*
  * bk_json.c - the JSON bridge: JSON values <-> msgpack values, and commands, events and
  * results as JSON objects for people (bookingctl send/replay) and for jsonb columns.
- *
- * Conversions are depth-limited and never produce a half-built value: on failure the
- * JSON side is released and NULL (or -1) comes back. Strings made here are zone copies,
- * NUL-terminated like every string the codec hands out.
+ * Conversions are depth-limited and all-or-nothing: a failure releases what was built.
+ * Strings made here are zone copies, NUL-terminated like every string the codec returns.
  */
 #include <stdarg.h>
 #include <stdio.h>

@@ -1,9 +1,8 @@
 /*
  * bk_val.c - msgpack_object trees built in a msgpack_zone, and typed field getters.
- *
- * Every node and string a builder makes lives in the zone it was given; nothing here
- * frees. Getters never trust a value: each checks type, range and (for strings) UTF-8
- * and NUL bytes, and says which field is wrong ("payload.line_items[0].qty: ...").
+ * Builders copy every key and string into the zone, NUL-terminated; nothing here frees.
+ * Getters trust no value: they check type, range, UTF-8 and NUL bytes, and name the
+ * field that is wrong ("payload.line_items[0].qty: expected an integer").
  */
 #include <math.h>
 #include <stdarg.h>
