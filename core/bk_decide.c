@@ -44,6 +44,7 @@ typedef struct dctx {
 	const char *ev_cmd_id; /* command id stamped on the events being emitted */
 	uint32_t ev_idx;       /* index of the next event of ev_cmd_id */
 	const char *ev_actor;
+	int64_t ev_at; /* created_at of the events being emitted */
 	bk_vctx v; /* payload getter context, errors into d->message */
 	facts f;
 	bk_status to; /* status the chosen row moves to (BK_ST_SAME: none) */
@@ -134,7 +135,7 @@ static bk_event *emit(dctx *x, bk_ev_type type, uint8_t sub, uint8_t card_type, 
 	e->card_type = card_type;
 	e->actor_user_id = x->ev_actor;
 	e->command_id = x->ev_cmd_id;
-	e->created_at = x->cmd->at;
+	e->created_at = x->ev_at;
 	e->schema = BK_EVENT_SCHEMA;
 	e->payload = payload;
 	memcpy(e->prev_hash, x->prev, BK_HASH_LEN);
@@ -163,12 +164,13 @@ static bk_event *emit(dctx *x, bk_ev_type type, uint8_t sub, uint8_t card_type, 
 			return -1;                                                                 \
 	} while (0)
 
-static int emit_status(dctx *x, bk_status from, bk_status to, const char *reason, int side)
+static int emit_status_by(dctx *x, bk_cmd_type cause, bk_status from, bk_status to,
+			  const char *reason, int side)
 {
 	MAPB(b, 6);
 	PUT(bk_mapb_str(&b, "from", bk_status_name(from)));
 	PUT(bk_mapb_str(&b, "to", bk_status_name(to)));
-	PUT(bk_mapb_str(&b, "cause", bk_cmd_name((bk_cmd_type)x->cmd->type)));
+	PUT(bk_mapb_str(&b, "cause", bk_cmd_name(cause)));
 	if (reason)
 		PUT(bk_mapb_str(&b, "reason", reason));
 	if (side >= 0)
@@ -179,6 +181,11 @@ static int emit_status(dctx *x, bk_status from, bk_status to, const char *reason
 	}
 	EMIT(BK_EV_ORDER_STATUS, (uint8_t)to, 0, b);
 	return 0;
+}
+
+static int emit_status(dctx *x, bk_status from, bk_status to, const char *reason, int side)
+{
+	return emit_status_by(x, (bk_cmd_type)x->cmd->type, from, to, reason, side);
 }
 
 static int emit_card_simple(dctx *x, const bk_card *c, bk_card_verb verb)
@@ -1519,8 +1526,10 @@ static int expire(dctx *x, bool sweep)
 		if (!x->ev_cmd_id || !bk_mapb_init(&b, x->z, 2) ||
 		    !bk_mapb_str(&b, "request_id", r->id) || !bk_mapb_ts(&b, "expires_at", r->expires_at))
 			return oom(x);
+		x->ev_at = r->expires_at; /* the same expiry whichever command finds it */
 		if (!emit(x, BK_EV_REQUEST_EXPIRED, 0, 0, bk_mapb_done(&b)) ||
-		    emit_status(x, (bk_status)o->status, (bk_status)rows[0]->to, "request expired", -1) < 0 ||
+		    emit_status_by(x, BK_CMD_REQUEST_EXPIRE, (bk_status)o->status,
+				   (bk_status)rows[0]->to, "request expired", -1) < 0 ||
 		    close_cards(x, (bk_status)rows[0]->to) < 0)
 			rc = -1;
 		break; /* the order is now declined: nothing else can expire */
@@ -1548,12 +1557,14 @@ static int expire(dctx *x, bool sweep)
 		x->ev_cmd_id = zstr(x, sys_id);
 		x->ev_idx = 0;
 		x->ev_actor = NULL;
+		x->ev_at = verb == BK_CV_EXPIRED ? c->expires_at : at;
 		if (!x->ev_cmd_id || emit_card_simple(x, c, verb) < 0)
 			rc = -1;
 	}
 	x->ev_cmd_id = saved_id;
 	x->ev_actor = saved_actor;
 	x->ev_idx = saved_idx;
+	x->ev_at = at;
 	return rc;
 }
 
@@ -1755,6 +1766,7 @@ int bk_decide(const bk_order *state, const bk_command *cmd, const bk_decide_ctx 
 	x.v = (bk_vctx){ret->message, sizeof(ret->message), "payload"};
 	x.ev_cmd_id = cmd->id;
 	x.ev_actor = cmd->actor_role == BK_ROLE_SYSTEM ? NULL : cmd->actor_user_id;
+	x.ev_at = cmd->at;
 	x.to = BK_ST_SAME;
 	x.f.side = -1;
 	x.f.card_type = -1;

@@ -1,0 +1,393 @@
+/*
+ * test_decide.c - decider and evolve behaviour beyond the tables: lazy expiry and the
+ * timer sweep, idempotency of derived ids, determinism, the hash chain, restore from
+ * records (the reader rule: duplicate, fork, gap), auto-accept matching in the order's
+ * time zone, and the future-time check.
+ */
+#include <check.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bk_codec.h"
+#include "bk_engine.h"
+#include "fixture_run.h"
+#include "tz.h"
+
+static bk_tzdb *tzdb;
+
+typedef struct run {
+	bk_decision d;
+	msgpack_zone z;
+	msgpack_sbuffer record; /* the events record, encoded */
+} run;
+
+/* Decide a JSON command with the engine; the result stays valid until run_done. */
+static void run_json(bk_engine *e, run *r, int64_t now_shift_s, const char *fmt, ...)
+{
+	char buf[4096];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	msgpack_zone_init(&r->z, 4096);
+	msgpack_sbuffer_init(&r->record);
+	bk_command c;
+	char err[256];
+	ck_assert_msg(bk_codec_command_decode(buf, strlen(buf), true, true, &r->z, &c, err,
+					      sizeof(err)) == 0,
+		      "%s", err);
+	bk_decide_ctx ctx = {.now = c.at + now_shift_s * BK_US_PER_S,
+			     .expiring_lead = 3600 * BK_US_PER_S,
+			     .tz = bk_tz_offset,
+			     .tz_opaque = tzdb};
+	ck_assert_int_eq(bk_engine_handle(e, &c, &ctx, &r->z, &r->d), 0);
+	if (r->d.n_events) {
+		bk_record rec = {c.order_id, c.id, r->d.events, r->d.n_events};
+		ck_assert_int_eq(bk_codec_record_encode(&rec, &r->record), 0);
+	}
+}
+
+static void run_done(run *r)
+{
+	bk_decision_clear(&r->d);
+	msgpack_sbuffer_destroy(&r->record);
+	msgpack_zone_destroy(&r->z);
+}
+
+static const char *subtype(const bk_event *e)
+{
+	static char buf[64];
+	return bk_event_subtype(e, buf, sizeof(buf));
+}
+
+#define ORDER(id, mode, start)                                                                     \
+	"{\"id\":\"cmd_" id "_c\",\"type\":\"order.create\",\"order_id\":\"ord_" id "\","          \
+	"\"actor\":{\"user_id\":\"usr_b\",\"role\":\"buyer\"},\"at\":\"2026-11-02T10:00:00Z\","   \
+	"\"payload\":{\"mode\":\"" mode "\",\"provider_user_id\":\"usr_p\","                     \
+	"\"service_profile_id\":\"sp_1\",\"role_code\":\"model\",\"city\":\"Paris\","            \
+	"\"start_ts\":\"" start "\",\"end_ts\":\"2026-12-31T12:00:00Z\",\"timezone\":"          \
+	"\"Europe/Paris\",\"location\":{\"kind\":\"buyer\",\"address\":\"1 quai X\"},"           \
+	"\"currency\":\"EUR\",\"line_items\":[{\"kind\":\"package\",\"title\":\"Day\","          \
+	"\"unit_cents\":50000}],\"platform_fee_cents\":5000,\"tax_cents\":1000,\"policy\":{}}}"
+
+#define CMD(id, type, oid, user, role, at, payload)                                                \
+	"{\"id\":\"" id "\",\"type\":\"" type "\",\"order_id\":\"" oid "\",\"actor\":{"           \
+	"\"user_id\":\"" user "\",\"role\":\"" role "\"},\"at\":\"" at "\",\"payload\":" payload "}"
+
+START_TEST(lazy_expiry_kept_on_rejection)
+{
+	bk_engine *e = bk_engine_new();
+	run r;
+	run_json(e, &r, 0, ORDER("x", "RTB", "2026-12-04T09:00:00Z"));
+	run_done(&r);
+	run_json(e, &r, 0,
+		 CMD("cmd_x_s", "request.submit", "ord_x", "usr_b", "buyer", "2026-11-02T10:01:00Z",
+		     "{\"expires_at\":\"2026-11-03T10:00:00Z\"}"));
+	run_done(&r);
+	/* provider accepts after the expiry: the expiry is appended, the accept rejected */
+	run_json(e, &r, 0,
+		 CMD("cmd_x_a", "request.accept", "ord_x", "usr_p", "provider", "2026-11-03T10:00:00Z",
+		     "{}"));
+	ck_assert_int_eq(r.d.outcome, BK_REJECTED);
+	ck_assert_int_eq(r.d.code, BK_E_INVALID_TRANSITION);
+	ck_assert_uint_eq(r.d.n_events, 2);
+	ck_assert_str_eq(subtype(&r.d.events[0]), "request.expired");
+	ck_assert_str_eq(subtype(&r.d.events[1]), "order.declined");
+	ck_assert_ptr_null(r.d.events[0].actor_user_id);
+	ck_assert(strncmp(r.d.events[0].command_id, "sys_", 4) == 0);
+	ck_assert_str_eq(r.d.events[0].command_id, r.d.events[1].command_id);
+	run_done(&r);
+	const bk_order *o = bk_engine_order(e, "ord_x");
+	ck_assert_int_eq(o->status, BK_ST_DECLINED);
+	ck_assert_int_eq(o->version, 5);
+	/* the rejected command left no trace: sending it again is decided again, not a duplicate */
+	ck_assert(!bk_order_seen(o, "cmd_x_a", 7));
+	run_json(e, &r, 0,
+		 CMD("cmd_x_a", "request.accept", "ord_x", "usr_p", "provider", "2026-11-03T10:00:00Z",
+		     "{}"));
+	ck_assert_int_eq(r.d.outcome, BK_REJECTED);
+	ck_assert_uint_eq(r.d.n_events, 0);
+	run_done(&r);
+	bk_engine_free(e);
+}
+END_TEST
+
+/* The same expiry reached by two different paths mints identical events. */
+START_TEST(expiry_ids_are_derived_from_target)
+{
+	uint8_t hash[2][BK_HASH_LEN];
+	for (int k = 0; k < 2; k++) {
+		bk_engine *e = bk_engine_new();
+		run r;
+		run_json(e, &r, 0, ORDER("y", "RTB", "2026-12-04T09:00:00Z"));
+		run_done(&r);
+		run_json(e, &r, 0,
+			 CMD("cmd_y_s", "request.submit", "ord_y", "usr_b", "buyer",
+			     "2026-11-02T10:01:00Z", "{\"expires_at\":\"2026-11-03T10:00:00Z\"}"));
+		run_done(&r);
+		if (k == 0)
+			run_json(e, &r, 0,
+				 "{\"id\":\"sweep_1\",\"type\":\"order.sweep\",\"order_id\":\"ord_y\","
+				 "\"actor\":{\"role\":\"system\"},\"at\":\"2026-11-03T10:00:00Z\"}");
+		else
+			run_json(e, &r, 0,
+				 CMD("cmd_y_n", "note.add", "ord_y", "usr_b", "buyer",
+				     "2026-11-03T10:00:00Z", "{\"text\":\"hi\"}"));
+		ck_assert_uint_ge(r.d.n_events, 2);
+		ck_assert_str_eq(subtype(&r.d.events[1]), "order.declined");
+		memcpy(hash[k], r.d.events[1].hash, BK_HASH_LEN);
+		run_done(&r);
+		bk_engine_free(e);
+	}
+	ck_assert(memcmp(hash[0], hash[1], BK_HASH_LEN) == 0);
+}
+END_TEST
+
+START_TEST(sweep_expiring_then_expired_once)
+{
+	bk_engine *e = bk_engine_new();
+	run r;
+	run_json(e, &r, 0, ORDER("z", "RTB", "2026-12-04T09:00:00Z"));
+	run_done(&r);
+	const char *steps[] = {
+		CMD("cmd_z_s", "request.submit", "ord_z", "usr_b", "buyer", "2026-11-02T10:01:00Z", "{}"),
+		CMD("cmd_z_a", "request.accept", "ord_z", "usr_p", "provider", "2026-11-02T10:02:00Z", "{}"),
+		"{\"id\":\"cmd_z_p\",\"type\":\"payment.captured\",\"order_id\":\"ord_z\",\"actor\":{"
+		"\"role\":\"system\"},\"at\":\"2026-11-02T10:03:00Z\",\"payload\":{"
+		"\"payment_intent_id\":\"pi\",\"amount_cents\":56000}}",
+		CMD("cmd_z_card", "card.open", "ord_z", "usr_p", "provider", "2026-11-02T11:00:00Z",
+		    "{\"type\":\"expense\",\"card_id\":\"acd_z\",\"expires_at\":\"2026-11-02T15:00:00Z\","
+		    "\"payload\":{\"title\":\"Taxi\",\"amount_cents\":2000}}"),
+	};
+	for (size_t i = 0; i < 4; i++) {
+		run_json(e, &r, 0, "%s", steps[i]);
+		ck_assert_msg(r.d.outcome == BK_ACCEPTED, "%s", r.d.message);
+		run_done(&r);
+	}
+	/* 13:30 is within the 1 h lead: card.expense.expiring, once */
+	for (int k = 0; k < 2; k++) {
+		run_json(e, &r, 0,
+			 "{\"id\":\"sweep_%d\",\"type\":\"order.sweep\",\"order_id\":\"ord_z\","
+			 "\"actor\":{\"role\":\"system\"},\"at\":\"2026-11-02T14:30:00Z\"}",
+			 k);
+		ck_assert_int_eq(r.d.outcome, BK_ACCEPTED);
+		ck_assert_uint_eq(r.d.n_events, k == 0 ? 1 : 0);
+		if (k == 0)
+			ck_assert_str_eq(subtype(&r.d.events[0]), "card.expense.expiring");
+		run_done(&r);
+	}
+	run_json(e, &r, 0,
+		 "{\"id\":\"sweep_9\",\"type\":\"order.sweep\",\"order_id\":\"ord_z\","
+		 "\"actor\":{\"role\":\"system\"},\"at\":\"2026-11-02T15:00:00Z\"}");
+	ck_assert_uint_eq(r.d.n_events, 1);
+	ck_assert_str_eq(subtype(&r.d.events[0]), "card.expense.expired");
+	run_done(&r);
+	const bk_order *o = bk_engine_order(e, "ord_z");
+	ck_assert_int_eq(o->cards[0].state, BK_CS_EXPIRED);
+	run_json(e, &r, 0,
+		 CMD("cmd_z_r", "card.respond", "ord_z", "usr_b", "buyer", "2026-11-02T15:01:00Z",
+		     "{\"card_id\":\"acd_z\",\"action\":\"approve\"}"));
+	ck_assert_int_eq(r.d.code, BK_E_EXPIRED);
+	run_done(&r);
+	bk_engine_free(e);
+}
+END_TEST
+
+START_TEST(future_commands_rejected)
+{
+	bk_engine *e = bk_engine_new();
+	run r;
+	run_json(e, &r, -301, ORDER("f", "RTB", "2026-12-04T09:00:00Z"));
+	ck_assert_int_eq(r.d.outcome, BK_REJECTED);
+	ck_assert_int_eq(r.d.code, BK_E_VALIDATION_FAILED);
+	ck_assert_ptr_nonnull(strstr(r.d.message, "future"));
+	run_done(&r);
+	run_json(e, &r, -299, ORDER("f", "RTB", "2026-12-04T09:00:00Z"));
+	ck_assert_int_eq(r.d.outcome, BK_ACCEPTED);
+	run_done(&r);
+	bk_engine_free(e);
+}
+END_TEST
+
+/* 2026-12-06T23:30Z is Sunday in UTC and Monday 00:30 in Paris: a Monday-only rule matches. */
+START_TEST(weekday_in_order_timezone)
+{
+	bk_engine *e = bk_engine_new();
+	run r;
+	run_json(e, &r, 0,
+		 CMD("cmd_w_r", "autoaccept.set", "sp_1", "usr_p", "provider", "2026-11-01T10:00:00Z",
+		     "{\"rule_id\":\"rule_mon\",\"service_profile_id\":\"sp_1\",\"weekday_mask\":1,"
+		     "\"allow_ib\":true}"));
+	ck_assert_int_eq(r.d.outcome, BK_ACCEPTED);
+	run_done(&r);
+	run_json(e, &r, 0, ORDER("w", "IB", "2026-12-06T23:30:00Z"));
+	run_done(&r);
+	run_json(e, &r, 0,
+		 CMD("cmd_w_s", "request.submit", "ord_w", "usr_b", "buyer", "2026-11-02T10:01:00Z",
+		     "{}"));
+	ck_assert_msg(r.d.outcome == BK_ACCEPTED, "%s", r.d.message);
+	ck_assert_str_eq(subtype(&r.d.events[1]), "request.accepted");
+	run_done(&r);
+	ck_assert_int_eq(bk_engine_order(e, "ord_w")->status, BK_ST_ACCEPTED);
+	/* Sunday 12:00 Paris: refused for IB */
+	run_json(e, &r, 0, ORDER("v", "IB", "2026-12-06T11:00:00Z"));
+	run_done(&r);
+	run_json(e, &r, 0,
+		 CMD("cmd_v_s", "request.submit", "ord_v", "usr_b", "buyer", "2026-11-02T10:01:00Z",
+		     "{}"));
+	ck_assert_int_eq(r.d.code, BK_E_IB_NOT_ALLOWED);
+	run_done(&r);
+	bk_engine_free(e);
+}
+END_TEST
+
+/* Records written while deciding, read back by a fresh engine with the reader rule,
+ * rebuild the same state; a duplicate record is skipped, a fork detected, a gap seen. */
+START_TEST(restore_duplicate_fork_gap)
+{
+	bk_engine *live = bk_engine_new();
+	bk_engine *rest = bk_engine_new();
+	json_t *fails = json_array();
+	char err[256];
+	ck_assert_int_gt(fx_run_file(live, SRCDIR "/fixtures/card_supersede_counter_cancel_expire.jsonl",
+				     fails, err, sizeof(err)),
+			 0);
+	/* replay the same commands, keeping each record's bytes */
+	bk_engine *writer = bk_engine_new();
+	FILE *f = fopen(SRCDIR "/fixtures/card_supersede_counter_cancel_expire.jsonl", "r");
+	char line[8192];
+	msgpack_sbuffer last;
+	msgpack_sbuffer_init(&last);
+	while (fgets(line, sizeof(line), f)) {
+		run r;
+		run_json(writer, &r, 0, "%s", line);
+		if (r.d.n_events) {
+			msgpack_zone z;
+			msgpack_zone_init(&z, 4096);
+			bk_record rec;
+			ck_assert_int_eq(bk_codec_record_decode(r.record.data, r.record.size, &z, &rec,
+								err, sizeof(err)),
+					 0);
+			bk_chain_verdict v[BK_MAX_EVENTS];
+			ck_assert_int_eq(bk_engine_read(rest, &rec, v, err, sizeof(err)), 0);
+			for (uint32_t i = 0; i < rec.n; i++)
+				ck_assert_int_eq(v[i], BK_CHAIN_NEXT);
+			/* read again: all duplicates, nothing applied twice */
+			ck_assert_int_eq(bk_engine_read(rest, &rec, v, err, sizeof(err)), 0);
+			for (uint32_t i = 0; i < rec.n; i++)
+				ck_assert_int_eq(v[i], BK_CHAIN_DUPLICATE);
+			msgpack_zone_destroy(&z);
+			msgpack_sbuffer_clear(&last);
+			msgpack_sbuffer_write(&last, r.record.data, r.record.size);
+		}
+		run_done(&r);
+	}
+	fclose(f);
+	json_t *a = fx_engine_summary(live), *b = fx_engine_summary(rest);
+	ck_assert_msg(json_equal(a, b), "restored state differs from the live state");
+	/* a second writer's record for a seq already taken: a fork, never applied */
+	const bk_order *o = bk_engine_order(rest, "ord_csc_1");
+	int64_t version = o->version;
+	msgpack_zone z;
+	msgpack_zone_init(&z, 4096);
+	bk_record rec;
+	ck_assert_int_eq(bk_codec_record_decode(last.data, last.size, &z, &rec, err, sizeof(err)), 0);
+	rec.events[0].payload = (bk_val){.type = MSGPACK_OBJECT_MAP}; /* other content */
+	rec.n = 1;
+	ck_assert_int_eq(bk_codec_event_seal(&rec.events[0], &last), 0);
+	bk_chain_verdict v[1];
+	ck_assert_int_eq(bk_engine_read(rest, &rec, v, err, sizeof(err)), 0);
+	ck_assert_int_eq(v[0], BK_CHAIN_FORK);
+	ck_assert_int_eq(bk_engine_order(rest, "ord_csc_1")->version, version);
+	/* a record from the future: a gap */
+	rec.events[0].seq = version + 5;
+	ck_assert_int_eq(bk_engine_read(rest, &rec, v, err, sizeof(err)), 0);
+	ck_assert_int_eq(v[0], BK_CHAIN_GAP);
+	msgpack_zone_destroy(&z);
+	msgpack_sbuffer_destroy(&last);
+	json_decref(a);
+	json_decref(b);
+	json_decref(fails);
+	bk_engine_free(writer);
+	bk_engine_free(rest);
+	bk_engine_free(live);
+}
+END_TEST
+
+/* Deciding the same command on the same state twice gives byte-identical events. */
+START_TEST(decide_is_deterministic_and_chained)
+{
+	uint8_t h[2][BK_HASH_LEN];
+	for (int k = 0; k < 2; k++) {
+		bk_engine *e = bk_engine_new();
+		run r;
+		run_json(e, &r, 0, ORDER("d", "RTB", "2026-12-04T09:00:00Z"));
+		static const uint8_t zero[BK_HASH_LEN];
+		ck_assert(memcmp(r.d.events[0].prev_hash, zero, BK_HASH_LEN) == 0);
+		ck_assert_int_eq(r.d.events[0].seq, 1);
+		run_done(&r);
+		run_json(e, &r, 0,
+			 CMD("cmd_d_s", "request.submit", "ord_d", "usr_b", "buyer",
+			     "2026-11-02T10:01:00Z", "{}"));
+		ck_assert_uint_eq(r.d.n_events, 2);
+		ck_assert(memcmp(r.d.events[1].prev_hash, r.d.events[0].hash, BK_HASH_LEN) == 0);
+		ck_assert_int_eq(r.d.events[1].seq, 3);
+		/* the hash is over the canonical bytes: recomputing it gives the same */
+		bk_event copy = r.d.events[1];
+		msgpack_sbuffer sb;
+		msgpack_sbuffer_init(&sb);
+		ck_assert_int_eq(bk_codec_event_seal(&copy, &sb), 0);
+		ck_assert(memcmp(copy.hash, r.d.events[1].hash, BK_HASH_LEN) == 0);
+		msgpack_sbuffer_destroy(&sb);
+		memcpy(h[k], r.d.events[1].hash, BK_HASH_LEN);
+		run_done(&r);
+		bk_engine_free(e);
+	}
+	ck_assert(memcmp(h[0], h[1], BK_HASH_LEN) == 0);
+}
+END_TEST
+
+START_TEST(money_overflow_and_refund_limits)
+{
+	bk_engine *e = bk_engine_new();
+	run r;
+	run_json(e, &r, 0,
+		 "{\"id\":\"cmd_o\",\"type\":\"order.create\",\"order_id\":\"ord_o\",\"actor\":{"
+		 "\"user_id\":\"usr_b\",\"role\":\"buyer\"},\"at\":\"2026-11-02T10:00:00Z\","
+		 "\"payload\":{\"mode\":\"RTB\",\"provider_user_id\":\"usr_p\",\"service_profile_id\":"
+		 "\"sp_1\",\"role_code\":\"model\",\"city\":\"Paris\",\"start_ts\":"
+		 "\"2026-12-04T09:00:00Z\",\"end_ts\":\"2026-12-04T10:00:00Z\",\"timezone\":\"UTC\","
+		 "\"location\":{\"kind\":\"remote\"},\"currency\":\"usd\",\"line_items\":[{\"kind\":"
+		 "\"package\",\"title\":\"A\",\"unit_cents\":2000000000},{\"kind\":\"extra\",\"title\":"
+		 "\"B\",\"unit_cents\":200000000}],\"platform_fee_cents\":0,\"tax_cents\":0,"
+		 "\"policy\":{}}}");
+	ck_assert_int_eq(r.d.code, BK_E_OVERFLOW);
+	ck_assert_ptr_null(bk_engine_order(e, "ord_o"));
+	run_done(&r);
+	bk_engine_free(e);
+}
+END_TEST
+
+int main(void)
+{
+	tzdb = bk_tzdb_new(NULL);
+	Suite *s = suite_create("decide");
+	TCase *tc = tcase_create("decide");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, lazy_expiry_kept_on_rejection);
+	tcase_add_test(tc, expiry_ids_are_derived_from_target);
+	tcase_add_test(tc, sweep_expiring_then_expired_once);
+	tcase_add_test(tc, future_commands_rejected);
+	tcase_add_test(tc, weekday_in_order_timezone);
+	tcase_add_test(tc, restore_duplicate_fork_gap);
+	tcase_add_test(tc, decide_is_deterministic_and_chained);
+	tcase_add_test(tc, money_overflow_and_refund_limits);
+	suite_add_tcase(s, tc);
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	bk_tzdb_free(tzdb);
+	return failed ? 1 : 0;
+}
