@@ -57,14 +57,15 @@ static const char usage_text[] =
     "\n"
     "Project topics, P partitions each: booking.commands, booking.events,\n"
     "booking.command-results, booking.dlq, booking.rules (rules gets P too: the mock\n"
-    "keeps data per partition, see below, and does not compact). Replication factor 1:\n"
-    "partition p is led by broker (p mod N)+1.\n"
+    "keeps data per partition, see below, and does not compact). Partition p of every\n"
+    "topic created here is led by broker (p mod N)+1 (`leader` moves it).\n"
     "\n"
     "Control commands (one per line; each answered by one line \"ok ...\" or \"error ...\"):\n"
     "  ping                          ok pong\n"
     "  bootstrap                     ok HOST:PORT,...\n"
     "  topic NAME PARTITIONS         create a topic (name as given)\n"
     "  broker-down ID | broker-up ID ID 1..N, or -1/all (no leader change happens)\n"
+    "  leader TOPIC PARTITION ID     move a partition's leader (ID -1: leaderless)\n"
     "  rtt ID MS                     add MS ms to every response of broker ID (-1 = all)\n"
     "  error APIKEY COUNT ERRCODE    fail the next COUNT requests of APIKEY with ERRCODE\n"
     "                                APIKEY: number or name (Produce, Fetch, Metadata,\n"
@@ -93,8 +94,16 @@ typedef struct client {
 	char buf[LINE_MAX_LEN];
 } client;
 
+/* A topic this program created (the mock has no lookup of its own). */
+typedef struct topic_entry {
+	struct topic_entry *next;
+	int partitions;
+	char name[];
+} topic_entry;
+
 typedef struct devbroker {
 	rd_kafka_t *rk;
+	topic_entry *topics;
 	rd_kafka_mock_cluster_t *mc;
 	int nbrokers;
 	const char *bootstraps;
@@ -227,8 +236,33 @@ static int create_topic(devbroker *db, const char *name, int partitions, char *w
 		snprintf(why, why_size, "topic %s: %s", name, rd_kafka_err2str(err));
 		return -1;
 	}
+	/* The mock picks leaders at random; a fixed layout lets tests know which
+	 * partitions a broker-down takes away. */
+	for (int p = 0; p < partitions; p++) {
+		err = rd_kafka_mock_partition_set_leader(db->mc, name, p, p % db->nbrokers + 1);
+		if (err) {
+			snprintf(why, why_size, "topic %s [%d]: setting the leader: %s", name, p,
+				 rd_kafka_err2str(err));
+			return -1;
+		}
+	}
+	topic_entry *te = malloc(sizeof(*te) + strlen(name) + 1);
+	if (te) {
+		te->partitions = partitions;
+		strcpy(te->name, name);
+		te->next = db->topics;
+		db->topics = te;
+	}
 	bk_logf(BK_LOG_INFO, "topic created", "topic=%s partitions=%d", name, partitions);
 	return 0;
+}
+
+static const topic_entry *find_topic(const devbroker *db, const char *name)
+{
+	for (const topic_entry *te = db->topics; te; te = te->next)
+		if (!strcmp(te->name, name))
+			return te;
+	return NULL;
 }
 
 /*
@@ -258,7 +292,8 @@ static void control_exec(devbroker *db, char *line, char *out, size_t out_size)
 	} else if (!strcmp(cmd, "help")) {
 		snprintf(out, out_size,
 			 "ok commands: ping | bootstrap | topic NAME PARTITIONS | broker-down ID | "
-			 "broker-up ID | rtt ID MS | error APIKEY COUNT ERRCODE | clear [APIKEY] "
+			 "broker-up ID | leader TOPIC PARTITION ID | rtt ID MS | error APIKEY "
+			 "COUNT ERRCODE | clear [APIKEY] "
 			 "| help");
 	} else if (!strcmp(cmd, "bootstrap") && argc == 1) {
 		snprintf(out, out_size, "ok %s", db->bootstraps);
@@ -271,6 +306,31 @@ static void control_exec(devbroker *db, char *line, char *out, size_t out_size)
 			snprintf(out, out_size, "error %s", why);
 		else
 			snprintf(out, out_size, "ok topic %s %ld", argv[1], v);
+	} else if (!strcmp(cmd, "leader")) {
+		if (argc != 4 || !legal_topic(argv[1]) ||
+		    parse_int(argv[2], 0, MAX_PARTITIONS, &v) < 0 ||
+		    parse_broker_id(db, argv[3], &id) < 0) {
+			snprintf(
+			    out, out_size,
+			    "error usage: leader TOPIC PARTITION ID (ID 1..%d, or -1 for none)",
+			    db->nbrokers);
+			return;
+		}
+		const topic_entry *te = find_topic(db, argv[1]);
+		if (!te || v >= te->partitions) {
+			/* set_leader would auto-create a missing topic: refuse instead */
+			snprintf(out, out_size,
+				 "error leader %s [%ld]: no such topic or partition "
+				 "(among the topics this devbroker created)",
+				 argv[1], v);
+			return;
+		}
+		err = rd_kafka_mock_partition_set_leader(db->mc, argv[1], (int32_t)v, id);
+		if (err)
+			snprintf(out, out_size, "error leader %s [%ld]: %s", argv[1], v,
+				 rd_kafka_err2str(err));
+		else
+			snprintf(out, out_size, "ok leader %s %ld %d", argv[1], v, id);
 	} else if (!strcmp(cmd, "broker-down") || !strcmp(cmd, "broker-up")) {
 		int down = !strcmp(cmd, "broker-down");
 		if (argc != 2 || parse_broker_id(db, argv[1], &id) < 0) {
@@ -701,6 +761,11 @@ out:
 	if (db.rk)
 		rd_kafka_destroy(db.rk);
 	close(sfd);
+	while (db.topics) {
+		topic_entry *next = db.topics->next;
+		free(db.topics);
+		db.topics = next;
+	}
 	bk_kconf_destroy(kc);
 	if (rc == BK_EXIT_OK)
 		bk_log(BK_LOG_INFO, "dev broker stopped");
