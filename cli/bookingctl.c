@@ -16,39 +16,39 @@ typedef struct subcmd {
 
 static const subcmd subcmds[] = {
 #ifdef HAVE_CMD_MIGRATE
-	{"migrate", cmd_migrate, "apply the SQL migrations to PostgreSQL"},
+    {"migrate", cmd_migrate, "apply the SQL migrations to PostgreSQL"},
 #endif
 #ifdef HAVE_CMD_SEND
-	{"send", cmd_send, "send JSON-lines commands, signed, to booking.commands"},
+    {"send", cmd_send, "send JSON-lines commands, signed, to booking.commands"},
 #endif
 #ifdef HAVE_CMD_REPLAY
-	{"replay", cmd_replay, "print events from the log as JSON lines or msgpack"},
+    {"replay", cmd_replay, "print events from the log as JSON lines or msgpack"},
 #endif
 #ifdef HAVE_CMD_VERIFY
-	{"verify", cmd_verify, "check hash chains, seqs and FSM moves of the log"},
+    {"verify", cmd_verify, "check hash chains, seqs and FSM moves of the log"},
 #endif
 #ifdef HAVE_CMD_REBUILD
-	{"rebuild", cmd_rebuild, "rebuild the read model from offset 0 and swap it in"},
+    {"rebuild", cmd_rebuild, "rebuild the read model from offset 0 and swap it in"},
 #endif
 #ifdef HAVE_CMD_STATUS
-	{"status", cmd_status, "projector lag and checkpoints per partition"},
+    {"status", cmd_status, "projector lag and checkpoints per partition"},
 #endif
 #ifdef HAVE_CMD_QUARANTINE
-	{"quarantine", cmd_quarantine, "list, retry or skip quarantined orders"},
+    {"quarantine", cmd_quarantine, "list, retry or skip quarantined orders"},
 #endif
 #ifdef HAVE_CMD_FSM
-	{"fsm", cmd_fsm, "print the state machines as Markdown or Graphviz DOT; --lint"},
+    {"fsm", cmd_fsm, "print the state machines as Markdown or Graphviz DOT; --lint"},
 #endif
 #ifdef HAVE_CMD_KEYGEN
-	{"keygen", cmd_keygen, "generate a signing key pair and its keyring line"},
+    {"keygen", cmd_keygen, "generate a signing key pair and its keyring line"},
 #endif
 #ifdef HAVE_CMD_GEN
-	{"gen", cmd_gen, "generate a realistic synthetic command stream"},
+    {"gen", cmd_gen, "generate a realistic synthetic command stream"},
 #endif
 #ifdef HAVE_CMD_DEVBROKER
-	{"devbroker", cmd_devbroker, "run the development Kafka broker (librdkafka mock cluster)"},
+    {"devbroker", cmd_devbroker, "run the development Kafka broker (librdkafka mock cluster)"},
 #endif
-	{NULL, NULL, NULL},
+    {NULL, NULL, NULL},
 };
 
 static void usage(FILE *f)

@@ -7,9 +7,9 @@
 #ifndef BK_CLI_CMD_H
 #define BK_CLI_CMD_H
 
-#define BK_EXIT_OK 0
-#define BK_EXIT_PROBLEM 1
-#define BK_EXIT_USAGE 2
+#define BK_EXIT_OK	   0
+#define BK_EXIT_PROBLEM	   1
+#define BK_EXIT_USAGE	   2
 #define BK_EXIT_DEPENDENCY 3
 
 int cmd_fsm(int argc, char **argv);

@@ -185,6 +185,16 @@ static bool status_terminal(int s)
 	return bk_status_is_terminal((bk_status)s);
 }
 
+static bool card_terminal(int s)
+{
+	return bk_card_state_is_terminal((bk_card_state)s);
+}
+
+static bool ms_terminal(int s)
+{
+	return bk_ms_state_is_terminal((bk_ms_state)s);
+}
+
 static bool card_edge(size_t row, int from, int to, sbuf *ret_label)
 {
 	const bk_card_row *r = &bk_card_table[row];
@@ -266,14 +276,16 @@ static const machine_desc machines[MACH__COUNT] = {
 		   .rankdir = "LR",
 		   .nstates = BK_CS__COUNT,
 		   .state_name = card_state_nm,
-		   .edge = card_edge},
+		   .edge = card_edge,
+		   .is_terminal = card_terminal},
     [MACH_MS] = {.graph = "milestone",
 		 .title = "booking.milestone.status",
 		 .start = "no milestone yet",
 		 .rankdir = "LR",
 		 .nstates = BK_MS__COUNT,
 		 .state_name = ms_state_nm,
-		 .edge = ms_edge},
+		 .edge = ms_edge,
+		 .is_terminal = ms_terminal},
     [MACH_OSTATE] = {.graph = "order_state",
 		     .title = "ord.order.state",
 		     .start = "no order yet",
@@ -692,8 +704,8 @@ static void usage(FILE *f)
 		"                      states (not reachable from the start through the rows),\n"
 		"                      dead ends (non-terminal states no row leaves for another\n"
 		"                      state) and traps (no path to a terminal state). Terminal:\n"
-		"                      bk_status_is_terminal for statuses; for cards and\n"
-		"                      milestones, a state no row leaves. Not with --format.\n"
+		"                      bk_status_is_terminal, bk_card_state_is_terminal and\n"
+		"                      bk_ms_state_is_terminal. Not with --format.\n"
 		"  -h, --help          this text\n"
 		"\n"
 		"exit status: 0 ok, 1 lint found problems (or output failed), 2 bad usage\n");

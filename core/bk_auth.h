@@ -20,20 +20,22 @@
 #include "bk_fsm.h"
 
 #define BK_SIG_LEN 64
-#define BK_PK_LEN 32
-#define BK_SK_LEN 64
+#define BK_PK_LEN  32
+#define BK_SK_LEN  64
 
 typedef struct bk_keyring bk_keyring; /* opaque */
 
 /* Parse keyring text. On success *ret is owned by the caller (bk_keyring_free).
  * On failure returns -1 with "line N: reason" in errstr and writes nothing. */
-int bk_keyring_parse(const char *text, size_t n, bk_keyring **ret, char *errstr, size_t errstr_size);
+int bk_keyring_parse(const char *text, size_t n, bk_keyring **ret, char *errstr,
+		     size_t errstr_size);
 void bk_keyring_free(bk_keyring *kr); /* NULL ok */
 size_t bk_keyring_count(const bk_keyring *kr);
 
 /* Generate a key pair (libsodium must be initialised: sodium_init()). */
 int bk_auth_keygen(uint8_t ret_pk[BK_PK_LEN], uint8_t ret_sk[BK_SK_LEN]);
-void bk_auth_sign(const uint8_t sk[BK_SK_LEN], const void *msg, size_t n, uint8_t ret_sig[BK_SIG_LEN]);
+void bk_auth_sign(const uint8_t sk[BK_SK_LEN], const void *msg, size_t n,
+		  uint8_t ret_sig[BK_SIG_LEN]);
 
 /*
  * Verify a signed command: the key exists, the signature verifies over msg, and the key

@@ -18,10 +18,11 @@ void bk_chain_hash(const uint8_t prev[BK_HASH_LEN], const uint8_t *canon, size_t
 		   uint8_t ret_hash[BK_HASH_LEN]);
 
 typedef enum bk_chain_verdict {
-	BK_CHAIN_NEXT,      /* seq = last+1 and prev_hash links: apply it */
+	BK_CHAIN_NEXT,	    /* seq = last+1 and prev_hash links: apply it */
 	BK_CHAIN_DUPLICATE, /* seq <= last and the hash equals the one recorded: skip */
-	BK_CHAIN_FORK,      /* seq <= last with another hash, or seq = last+1 not linking: report, never apply */
-	BK_CHAIN_GAP,       /* seq > last+1: an earlier event is missing */
+	BK_CHAIN_FORK, /* seq <= last with another hash, or seq = last+1 not linking: report, never
+			  apply */
+	BK_CHAIN_GAP,  /* seq > last+1: an earlier event is missing */
 } bk_chain_verdict;
 
 const char *bk_chain_verdict_name(bk_chain_verdict v);

@@ -9,14 +9,13 @@
  * Decoded strings and values live in the msgpack_zone the caller passes; the zone owns them.
  *
  * Wire shapes (maps; keys in this order when encoding):
- *  command: {id, type, order_id, actor:{user_id, role}, expected_version?, at (RFC 3339 text), payload}
- *  event:   {event_id, order_id, seq, kind, subtype, actor_user_id, command_id,
- *            created_at (int us), schema, payload, prev_hash (bin 32), hash (bin 32)}
- *           canonical bytes (hashed) = the same map without `hash` (11 keys).
- *  record:  {v: 1, order_id, command_id, events: [event...]}
- *  result:  {command_id, order_id, status, code, message, version, event_ids: [...]}
- *  rules:   {service_profile_id, owner_user_id, rules: [{rule_id, min_price_cents?,
- *            weekday_mask?, max_distance_mi?, allow_ib}], recent: [uint64...]}
+ *  command: {id, type, order_id, actor:{user_id, role}, expected_version?, at (RFC 3339 text),
+ * payload} event:   {event_id, order_id, seq, kind, subtype, actor_user_id, command_id, created_at
+ * (int us), schema, payload, prev_hash (bin 32), hash (bin 32)} canonical bytes (hashed) = the same
+ * map without `hash` (11 keys). record:  {v: 1, order_id, command_id, events: [event...]} result:
+ * {command_id, order_id, status, code, message, version, event_ids: [...]} rules:
+ * {service_profile_id, owner_user_id, rules: [{rule_id, min_price_cents?, weekday_mask?,
+ * max_distance_mi?, allow_ib}], recent: [uint64...]}
  */
 #ifndef BK_CODEC_H
 #define BK_CODEC_H
@@ -38,7 +37,8 @@
 int bk_codec_prescan(const void *buf, size_t n, const char **ret_why);
 
 /* Decode a whole buffer (after prescan) into a value in zone z. 0 or -1 (reason in err). */
-int bk_codec_unpack(const void *buf, size_t n, msgpack_zone *z, bk_val *ret, char *err, size_t errsz);
+int bk_codec_unpack(const void *buf, size_t n, msgpack_zone *z, bk_val *ret, char *err,
+		    size_t errsz);
 
 /* --- commands --- */
 /* Decode a command from msgpack (json=false) or JSON text (json=true).
@@ -79,7 +79,8 @@ int bk_codec_result_decode(const void *buf, size_t n, msgpack_zone *z, bk_result
 /* --- rules records --- */
 int bk_codec_rules_encode(const bk_profile_rules *p, msgpack_sbuffer *sb);
 /* ret is filled with owned memory (bk_profile_rules_clear). */
-int bk_codec_rules_decode(const void *buf, size_t n, bk_profile_rules *ret, char *err, size_t errsz);
+int bk_codec_rules_decode(const void *buf, size_t n, bk_profile_rules *ret, char *err,
+			  size_t errsz);
 
 /* --- JSON bridge --- */
 /* JSON value -> msgpack value in z (integers stay integers; reals become float64).

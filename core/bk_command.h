@@ -14,17 +14,17 @@
 #include "bk_val.h"
 
 #define BK_MAX_MESSAGE (1u << 20) /* largest command or event record accepted, bytes */
-#define BK_MAX_DEPTH 16           /* deepest nesting accepted in a payload */
+#define BK_MAX_DEPTH   16	  /* deepest nesting accepted in a payload */
 
 typedef struct bk_command {
-	const char *id; /* idempotency key */
-	uint8_t type;   /* bk_cmd_type */
-	const char *order_id; /* for autoaccept.*: the service profile id */
+	const char *id;		   /* idempotency key */
+	uint8_t type;		   /* bk_cmd_type */
+	const char *order_id;	   /* for autoaccept.*: the service profile id */
 	const char *actor_user_id; /* NULL for role system without a user */
-	uint8_t actor_role; /* bk_role */
+	uint8_t actor_role;	   /* bk_role */
 	bool has_expected_version;
 	int64_t expected_version;
-	int64_t at; /* business time, microseconds since epoch */
+	int64_t at;	/* business time, microseconds since epoch */
 	bk_val payload; /* a map (empty map when absent) */
 } bk_command;
 

@@ -34,7 +34,7 @@ typedef struct dctx {
 	const bk_decide_ctx *ctx;
 	const bk_command *cmd;
 	const bk_order *o; /* state the command is judged on (after lazy expiry) */
-	bk_order *work;    /* owned clone when lazy expiry changed the state */
+	bk_order *work;	   /* owned clone when lazy expiry changed the state */
 	msgpack_zone *z;
 	bk_decision *d;
 	bk_event *evs;
@@ -45,9 +45,9 @@ typedef struct dctx {
 	uint32_t ev_idx;       /* index of the next event of ev_cmd_id */
 	const char *ev_actor;
 	int64_t ev_at; /* created_at of the events being emitted */
-	bk_vctx v; /* payload getter context, errors into d->message */
+	bk_vctx v;     /* payload getter context, errors into d->message */
 	facts f;
-	bk_status to; /* status the chosen row moves to (BK_ST_SAME: none) */
+	bk_status to;	 /* status the chosen row moves to (BK_ST_SAME: none) */
 	uint32_t id_idx; /* counter for sub-entity ids minted by this command */
 } dctx;
 
@@ -288,8 +288,9 @@ static int table_rows(dctx *x, rowset *rs)
 	if (n == 0) {
 		char allowed[200];
 		list_statuses((bk_cmd_type)x->cmd->type, allowed, sizeof(allowed));
-		return reject(x, BK_E_INVALID_TRANSITION, "order %s is %s; %s is allowed only in: %s",
-			      x->cmd->order_id, bk_status_name((bk_status)from),
+		return reject(x, BK_E_INVALID_TRANSITION,
+			      "order %s is %s; %s is allowed only in: %s", x->cmd->order_id,
+			      bk_status_name((bk_status)from),
 			      bk_cmd_name((bk_cmd_type)x->cmd->type), allowed);
 	}
 	rs->n = 0;
@@ -329,14 +330,15 @@ static int pick_row(dctx *x, const rowset *rs)
 			      (long long)x->o->money.total);
 	case BK_G_SIDE_BUYER:
 	case BK_G_SIDE_PROVIDER:
-		return reject(x, BK_E_VALIDATION_FAILED,
-			      "payload.side: support must say whose side cancels: buyer or provider");
+		return reject(
+		    x, BK_E_VALIDATION_FAILED,
+		    "payload.side: support must say whose side cancels: buyer or provider");
 	case BK_G_MODE_INVITE:
 		return reject(x, BK_E_INVALID_TRANSITION, "%s applies to INVITE orders only", cmd);
 	case BK_G_MODE_RTB:
-		return reject(x, BK_E_INVALID_TRANSITION,
-			      "%s applies to RTB orders; INVITE orders are awarded with invite.award",
-			      cmd);
+		return reject(
+		    x, BK_E_INVALID_TRANSITION,
+		    "%s applies to RTB orders; INVITE orders are awarded with invite.award", cmd);
 	case BK_G_CARD_COMPLETES:
 	case BK_G_CARD_KEEPS:
 		return reject(x, BK_E_INVALID_TRANSITION,
@@ -424,8 +426,8 @@ static int get_expiry(dctx *x, const bk_val *map, int64_t *ret)
 {
 	GET(bk_get_ts(&x->v, map, "expires_at", false, ret));
 	if (*ret != BK_TS_NONE && *ret <= x->cmd->at)
-		return reject(x, BK_E_VALIDATION_FAILED, "%s.expires_at: must be after the command's at",
-			      x->v.path);
+		return reject(x, BK_E_VALIDATION_FAILED,
+			      "%s.expires_at: must be after the command's at", x->v.path);
 	return 0;
 }
 
@@ -466,8 +468,8 @@ static int client_items(dctx *x, const bk_val *map, const char *path, bk_li_view
 			l->id_n = strlen(l->id);
 		}
 		if (!bk_cents_add(sum, l->total_cents, &sum))
-			return reject(x, BK_E_OVERFLOW, "%s.line_items: the sum overflows the schema's int",
-				      path);
+			return reject(x, BK_E_OVERFLOW,
+				      "%s.line_items: the sum overflows the schema's int", path);
 	}
 	*ret_sum = sum;
 	return 0;
@@ -522,13 +524,15 @@ static int d_create(dctx *x)
 {
 	const bk_command *c = x->cmd;
 	if (!bk_id_valid(c->order_id, strlen(c->order_id), "ord_"))
-		return reject(x, BK_E_VALIDATION_FAILED, "order_id: expected an id starting with ord_");
+		return reject(x, BK_E_VALIDATION_FAILED,
+			      "order_id: expected an id starting with ord_");
 	const char *s;
 	size_t n;
 	GET(bk_get_str(&x->v, P, "mode", true, &s, &n));
 	int mode = bk_mode_from(s, n);
 	if (mode < 0)
-		return reject(x, BK_E_VALIDATION_FAILED, "payload.mode: expected IB, RTB or INVITE");
+		return reject(x, BK_E_VALIDATION_FAILED,
+			      "payload.mode: expected IB, RTB or INVITE");
 	MAPB(b, 24);
 	PUT(bk_mapb_str(&b, "mode", bk_mode_name((bk_mode)mode)));
 	PUT(bk_mapb_str(&b, "buyer_user_id", c->actor_user_id));
@@ -542,8 +546,9 @@ static int d_create(dctx *x)
 			      "at invite.award");
 	if (prov) {
 		if (!bk_id_valid(prov, provn, NULL) || !bk_id_valid(sp, spn, NULL))
-			return reject(x, BK_E_VALIDATION_FAILED,
-				      "payload.provider_user_id / service_profile_id: not valid ids");
+			return reject(
+			    x, BK_E_VALIDATION_FAILED,
+			    "payload.provider_user_id / service_profile_id: not valid ids");
 		if (c->actor_user_id && strlen(c->actor_user_id) == provn &&
 		    memcmp(c->actor_user_id, prov, provn) == 0)
 			return reject(x, BK_E_VALIDATION_FAILED,
@@ -552,8 +557,10 @@ static int d_create(dctx *x)
 		PUT(bk_mapb_strn(&b, "service_profile_id", sp, spn));
 	}
 	int rc;
-	if ((rc = copy_text(x, &b, "package_id", false, 200)) || (rc = copy_text(x, &b, "role_code", true, 64)) ||
-	    (rc = copy_text(x, &b, "city", true, 200)) || (rc = copy_text(x, &b, "license_tier", false, 64)))
+	if ((rc = copy_text(x, &b, "package_id", false, 200)) ||
+	    (rc = copy_text(x, &b, "role_code", true, 64)) ||
+	    (rc = copy_text(x, &b, "city", true, 200)) ||
+	    (rc = copy_text(x, &b, "license_tier", false, 64)))
 		return rc;
 	int64_t start, end;
 	GET(bk_get_ts(&x->v, P, "start_ts", true, &start));
@@ -580,9 +587,10 @@ static int d_create(dctx *x)
 	for (size_t i = 0; i < 4; i++)
 		kind_ok |= strlen(kinds[i]) == n && memcmp(kinds[i], s, n) == 0;
 	if (!kind_ok)
-		return reject(x, BK_E_VALIDATION_FAILED,
-			      "payload.location.kind: expected buyer, provider_studio, rented_studio "
-			      "or remote");
+		return reject(
+		    x, BK_E_VALIDATION_FAILED,
+		    "payload.location.kind: expected buyer, provider_studio, rented_studio "
+		    "or remote");
 	double lat, lng;
 	bool has_lat, has_lng;
 	if (bk_get_str(&lv, loc, "address", false, &s, &n) < 0 ||
@@ -604,7 +612,8 @@ static int d_create(dctx *x)
 	GET(bk_get_str(&x->v, P, "currency", true, &s, &n));
 	char cur[4] = {0};
 	if (n != 3)
-		return reject(x, BK_E_VALIDATION_FAILED, "payload.currency: a 3-letter ISO 4217 code");
+		return reject(x, BK_E_VALIDATION_FAILED,
+			      "payload.currency: a 3-letter ISO 4217 code");
 	for (size_t i = 0; i < 3; i++) {
 		char ch = s[i] >= 'A' && s[i] <= 'Z' ? (char)(s[i] + 32) : s[i];
 		if (ch < 'a' || ch > 'z')
@@ -644,7 +653,7 @@ static int d_submit(dctx *x, const rowset *rs)
 {
 	const bk_order *o = x->o;
 	const bk_profile_rules *pr =
-		x->ctx->rules ? bk_ruleset_get(x->ctx->rules, o->service_profile) : NULL;
+	    x->ctx->rules ? bk_ruleset_get(x->ctx->rules, o->service_profile) : NULL;
 	bk_rule_subject subj = {o->money.subtotal, o->start_ts, o->timezone, o->has_travel,
 				o->travel_miles};
 	x->f.rule = bk_rules_match(pr, &subj, false, x->ctx->tz, x->ctx->tz_opaque);
@@ -659,7 +668,8 @@ static int d_submit(dctx *x, const rowset *rs)
 	if (!rid)
 		return rc;
 	if (bk_order_request(o, rid, strlen(rid)))
-		return reject(x, BK_E_VALIDATION_FAILED, "payload.request_id: %s already exists", rid);
+		return reject(x, BK_E_VALIDATION_FAILED, "payload.request_id: %s already exists",
+			      rid);
 	MAPB(b, 5);
 	PUT(bk_mapb_str(&b, "request_id", rid));
 	PUT(bk_mapb_str(&b, "mode", bk_mode_name((bk_mode)o->mode)));
@@ -690,13 +700,15 @@ static int d_invite_send(dctx *x, const rowset *rs)
 		return reject(x, BK_E_VALIDATION_FAILED, "payload.recipients: 1 to 50 user ids");
 	for (uint32_t i = 0; i < n; i++) {
 		const bk_val *u = &arr->via.array.ptr[i];
-		if (u->type != MSGPACK_OBJECT_STR || !bk_id_valid(u->via.str.ptr, u->via.str.size, NULL))
+		if (u->type != MSGPACK_OBJECT_STR ||
+		    !bk_id_valid(u->via.str.ptr, u->via.str.size, NULL))
 			return reject(x, BK_E_VALIDATION_FAILED,
 				      "payload.recipients[%u]: expected a user id", i);
 		if (u->via.str.size == strlen(x->o->buyer) &&
 		    memcmp(u->via.str.ptr, x->o->buyer, u->via.str.size) == 0)
 			return reject(x, BK_E_VALIDATION_FAILED,
-				      "payload.recipients[%u]: the buyer cannot invite themself", i);
+				      "payload.recipients[%u]: the buyer cannot invite themself",
+				      i);
 		for (uint32_t j = 0; j < i; j++) {
 			const bk_val *w = &arr->via.array.ptr[j];
 			if (w->via.str.size == u->via.str.size &&
@@ -777,7 +789,8 @@ static int d_invite_award(dctx *x, const rowset *rs)
 	GET(bk_get_str(&x->v, P, "recipient_user_id", true, &u, &un));
 	GET(bk_get_str(&x->v, P, "service_profile_id", true, &sp, &spn));
 	if (!bk_id_valid(sp, spn, NULL))
-		return reject(x, BK_E_VALIDATION_FAILED, "payload.service_profile_id: not a valid id");
+		return reject(x, BK_E_VALIDATION_FAILED,
+			      "payload.service_profile_id: not a valid id");
 	const bk_recipient *w = bk_order_recipient(x->o, u, un);
 	if (!w)
 		return reject(x, BK_E_VALIDATION_FAILED,
@@ -792,7 +805,7 @@ static int d_invite_award(dctx *x, const rowset *rs)
 	for (uint32_t i = 0; i < x->o->n_rcps; i++)
 		if (&x->o->rcps[i] != w)
 			others.via.array.ptr[n_others++] =
-				bk_val_str(x->z, x->o->rcps[i].user_id, strlen(x->o->rcps[i].user_id));
+			    bk_val_str(x->z, x->o->rcps[i].user_id, strlen(x->o->rcps[i].user_id));
 	MAPB(b, 4);
 	PUT(bk_mapb_str(&b, "invite_id", r->id));
 	PUT(bk_mapb_strn(&b, "recipient_user_id", u, un));
@@ -867,8 +880,9 @@ static int d_accept_counter(dctx *x, const rowset *rs)
 		return oom(x);
 	for (uint32_t i = 0; i < r->offer.n; i++) {
 		const bk_line_item *l = &r->offer.v[i];
-		v[i] = (bk_li_view){l->id,	  strlen(l->id), l->kind,     l->title,
-				    strlen(l->title), l->qty,	    l->unit_cents, l->total_cents};
+		v[i] =
+		    (bk_li_view){l->id,	 strlen(l->id), l->kind,       l->title, strlen(l->title),
+				 l->qty, l->unit_cents, l->total_cents};
 	}
 	bk_money m;
 	if ((rc = money_with(x, NULL, v, r->offer.n, r->offer_fee_cents, r->offer_tax_cents,
@@ -918,8 +932,8 @@ static int emit_refund(dctx *x, int64_t amount, const char *why)
 			      "payload.refund_cents: %lld exceeds the %lld cents paid and not yet "
 			      "refunded",
 			      (long long)amount, (long long)left);
-	bk_li_view li = {mint(x, "li_", "refund"), 0, BK_LI_REFUND, why, strlen(why), 1, -amount,
-			 -amount};
+	bk_li_view li = {
+	    mint(x, "li_", "refund"), 0, BK_LI_REFUND, why, strlen(why), 1, -amount, -amount};
 	if (!li.id)
 		return oom(x);
 	li.id_n = strlen(li.id);
@@ -964,9 +978,8 @@ static int d_cancel(dctx *x, const rowset *rs)
 	if (has_refund && refund < 0)
 		return reject(x, BK_E_VALIDATION_FAILED, "payload.refund_cents: must be >= 0");
 	if (!has_refund) /* the provider's side cancelling owes the buyer everything paid */
-		refund = x->to == BK_ST_CANCELLED_PROVIDER
-				 ? x->o->money.paid - x->o->money.refunded
-				 : 0;
+		refund =
+		    x->to == BK_ST_CANCELLED_PROVIDER ? x->o->money.paid - x->o->money.refunded : 0;
 	if (refund > 0 && (rc = emit_refund(x, refund, "Cancellation refund")))
 		return rc;
 	char *why = msgpack_zone_malloc(x->z, rn + 1);
@@ -986,7 +999,8 @@ static int d_dispute_open(dctx *x, const rowset *rs)
 	if (!did)
 		return rc;
 	if (bk_order_dispute(x->o, did, strlen(did)))
-		return reject(x, BK_E_VALIDATION_FAILED, "payload.dispute_id: %s already exists", did);
+		return reject(x, BK_E_VALIDATION_FAILED, "payload.dispute_id: %s already exists",
+			      did);
 	MAPB(b, 5);
 	PUT(bk_mapb_str(&b, "dispute_id", did));
 	PUT(bk_mapb_str(&b, "opened_by", bk_role_name((bk_role)x->cmd->actor_role)));
@@ -1056,8 +1070,9 @@ static int d_dispute_resolve(dctx *x, const rowset *rs)
 	GET(bk_get_str(&x->v, P, "outcome", true, &s, &n));
 	int st = bk_dsp_status_from(s, n);
 	if (st != BK_DS_RESOLVED_BUYER && st != BK_DS_RESOLVED_PROVIDER && st != BK_DS_SPLIT)
-		return reject(x, BK_E_VALIDATION_FAILED,
-			      "payload.outcome: expected resolved_buyer, resolved_provider or split");
+		return reject(
+		    x, BK_E_VALIDATION_FAILED,
+		    "payload.outcome: expected resolved_buyer, resolved_provider or split");
 	int64_t refund, left = x->o->money.paid - x->o->money.refunded;
 	bool has;
 	GET(bk_get_int(&x->v, P, "refund_cents", false, &refund, &has));
@@ -1123,7 +1138,8 @@ static int d_milestone(dctx *x, const rowset *rs)
 	GET(bk_get_str(&x->v, P, "milestone_id", true, &s, &n));
 	const bk_milestone *m = bk_order_milestone(x->o, s, n);
 	if (!m)
-		return reject(x, BK_E_NOT_FOUND, "payload.milestone_id: no milestone %.*s", (int)n, s);
+		return reject(x, BK_E_NOT_FOUND, "payload.milestone_id: no milestone %.*s", (int)n,
+			      s);
 	const bk_ms_row *row = bk_ms_row_find(t, m->status);
 	if (!row)
 		return reject(x, BK_E_INVALID_TRANSITION, "milestone %s is %s; %s does not apply",
@@ -1237,7 +1253,8 @@ static int card_terms(dctx *x, bk_card_type t, const bk_val *terms, bk_val *ret)
 			break;
 		}
 		if (n == 0 || n > 500) {
-			rc = reject(x, BK_E_VALIDATION_FAILED, "payload.payload.title: 1 to 500 bytes");
+			rc = reject(x, BK_E_VALIDATION_FAILED,
+				    "payload.payload.title: 1 to 500 bytes");
 			break;
 		}
 		if ((rc = get_cents(x, p, "amount_cents", true, &a, 1)))
@@ -1263,8 +1280,8 @@ static int card_terms(dctx *x, bk_card_type t, const bk_val *terms, bk_val *ret)
 }
 
 /* Emit card.<t>.proposed for a new card (superseding an open one of the same type). */
-static int open_card(dctx *x, bk_card_type t, const char *card_id, const bk_val *terms,
-		     int64_t due, int64_t exp)
+static int open_card(dctx *x, bk_card_type t, const char *card_id, const bk_val *terms, int64_t due,
+		     int64_t exp)
 {
 	for (uint32_t i = 0; i < x->o->n_cards; i++) {
 		const bk_card *c = &x->o->cards[i];
@@ -1297,9 +1314,10 @@ static int d_card_open(dctx *x, const rowset *rs)
 	GET(bk_get_str(&x->v, P, "type", true, &s, &n));
 	int t = bk_card_type_from(s, n);
 	if (t < 0)
-		return reject(x, BK_E_VALIDATION_FAILED,
-			      "payload.type: expected reschedule, extras, proofs, expense, complete "
-			      "or dispute");
+		return reject(
+		    x, BK_E_VALIDATION_FAILED,
+		    "payload.type: expected reschedule, extras, proofs, expense, complete "
+		    "or dispute");
 	x->f.card_type = t;
 	if ((rc = pick_row(x, rs)))
 		return rc;
@@ -1318,13 +1336,15 @@ static int d_card_open(dctx *x, const rowset *rs)
 		return rc;
 	const bk_val *terms;
 	bk_val empty = {.type = MSGPACK_OBJECT_MAP};
-	GET(bk_get_map(&x->v, P, "payload", t == BK_CT_RESCHEDULE || t == BK_CT_EXTRAS ||
-						    t == BK_CT_EXPENSE || t == BK_CT_DISPUTE,
+	GET(bk_get_map(&x->v, P, "payload",
+		       t == BK_CT_RESCHEDULE || t == BK_CT_EXTRAS || t == BK_CT_EXPENSE ||
+			   t == BK_CT_DISPUTE,
 		       &terms));
 	if (!terms)
 		terms = &empty;
 	bk_val tv;
-	if ((rc = card_terms(x, (bk_card_type)t, terms, &tv)) || (rc = open_card(x, (bk_card_type)t, cid, &tv, due, exp)))
+	if ((rc = card_terms(x, (bk_card_type)t, terms, &tv)) ||
+	    (rc = open_card(x, (bk_card_type)t, cid, &tv, due, exp)))
 		return rc;
 	if (t == BK_CT_DISPUTE) {
 		MAPB(b, 5);
@@ -1403,8 +1423,8 @@ static int d_card_respond(dctx *x, const rowset *rs)
 	const char *resp_id = mint(x, "acr_", "response");
 	if (!resp_id)
 		return oom(x);
-	bk_card_verb verb = row->to == BK_CS_ACCEPTED	? BK_CV_ACCEPTED
-			    : row->to == BK_CS_DECLINED ? BK_CV_DECLINED
+	bk_card_verb verb = row->to == BK_CS_ACCEPTED	  ? BK_CV_ACCEPTED
+			    : row->to == BK_CS_DECLINED	  ? BK_CV_DECLINED
 			    : row->to == BK_CS_SUPERSEDED ? BK_CV_SUPERSEDED
 							  : BK_CV_RESPONDED;
 	bk_val counter_terms;
@@ -1434,13 +1454,14 @@ static int d_card_respond(dctx *x, const rowset *rs)
 				return oom(x);
 			for (uint32_t i = 0; i < nv; i++) {
 				const bk_line_item *l = &c->items.v[i];
-				v[i] = (bk_li_view){l->id,	      strlen(l->id), l->kind,
-						    l->title,	      strlen(l->title), l->qty,
+				v[i] = (bk_li_view){l->id,	   strlen(l->id),    l->kind,
+						    l->title,	   strlen(l->title), l->qty,
 						    l->unit_cents, l->total_cents};
 			}
 		} else {
-			one = (bk_li_view){mint(x, "li_", "expense"), 0, BK_LI_ADJUSTMENT, c->title,
-					   strlen(c->title), 1, c->amount_cents, c->amount_cents};
+			one = (bk_li_view){
+			    mint(x, "li_", "expense"), 0, BK_LI_ADJUSTMENT, c->title,
+			    strlen(c->title),	       1, c->amount_cents,  c->amount_cents};
 			if (!one.id)
 				return oom(x);
 			one.id_n = strlen(one.id);
@@ -1490,8 +1511,9 @@ static int d_card_cancel(dctx *x, const rowset *rs)
 		return reject(x, BK_E_EXPIRED, "card %s expired", c->id);
 	const bk_card_row *row = bk_card_row_find(BK_CO_CANCEL, (bk_card_type)c->type, c->state);
 	if (!row)
-		return reject(x, BK_E_INVALID_TRANSITION, "card %s is %s; only open cards can be cancelled",
-			      c->id, bk_card_state_name((bk_card_state)c->state));
+		return reject(x, BK_E_INVALID_TRANSITION,
+			      "card %s is %s; only open cards can be cancelled", c->id,
+			      bk_card_state_name((bk_card_state)c->state));
 	if ((rc = card_who(x, c, row, "cancel")))
 		return rc;
 	return emit_card_simple(x, c, BK_CV_CANCELLED);
@@ -1524,7 +1546,8 @@ static int expire(dctx *x, bool sweep)
 		x->ev_actor = NULL;
 		bk_mapb b;
 		if (!x->ev_cmd_id || !bk_mapb_init(&b, x->z, 2) ||
-		    !bk_mapb_str(&b, "request_id", r->id) || !bk_mapb_ts(&b, "expires_at", r->expires_at))
+		    !bk_mapb_str(&b, "request_id", r->id) ||
+		    !bk_mapb_ts(&b, "expires_at", r->expires_at))
 			return oom(x);
 		x->ev_at = r->expires_at; /* the same expiry whichever command finds it */
 		if (!emit(x, BK_EV_REQUEST_EXPIRED, 0, 0, bk_mapb_done(&b)) ||
@@ -1551,8 +1574,8 @@ static int expire(dctx *x, bool sweep)
 		    (bk_status_rows(o->status, BK_CMD_CARD_EXPIRE, rows, 2) == 0 ||
 		     !bk_card_row_find(BK_CO_EXPIRE, (bk_card_type)c->type, c->state)))
 			continue;
-		snprintf(label, sizeof(label), "%s:%s", verb == BK_CV_EXPIRED ? "expire" : "expiring",
-			 c->id);
+		snprintf(label, sizeof(label), "%s:%s",
+			 verb == BK_CV_EXPIRED ? "expire" : "expiring", c->id);
 		bk_id_derive(sys_id, "sys_", o->order_id, label, 0);
 		x->ev_cmd_id = zstr(x, sys_id);
 		x->ev_idx = 0;
@@ -1623,10 +1646,11 @@ static int d_rules(dctx *x)
 		size_t pspn;
 		GET(bk_get_str(&x->v, P, "service_profile_id", true, &psp, &pspn));
 		if (pspn != strlen(sp) || memcmp(psp, sp, pspn) != 0)
-			return reject(x, BK_E_VALIDATION_FAILED,
-				      "payload.service_profile_id must equal the command's key (order_id "
-				      "field) %s",
-				      sp);
+			return reject(
+			    x, BK_E_VALIDATION_FAILED,
+			    "payload.service_profile_id must equal the command's key (order_id "
+			    "field) %s",
+			    sp);
 	}
 	bk_profile_rules *p = &x->d->rules;
 	memset(p, 0, sizeof(*p));
@@ -1664,18 +1688,23 @@ static int d_rules(dctx *x)
 		int rc;
 		if ((rc = get_cents(x, P, "min_price_cents", false, &r.min_price_cents, 0)))
 			return rc;
-		GET(bk_get_int(&x->v, P, "min_price_cents", false, &r.min_price_cents, &r.has_min_price));
-		GET(bk_get_int(&x->v, P, "weekday_mask", false, &r.weekday_mask, &r.has_weekday_mask));
+		GET(bk_get_int(&x->v, P, "min_price_cents", false, &r.min_price_cents,
+			       &r.has_min_price));
+		GET(bk_get_int(&x->v, P, "weekday_mask", false, &r.weekday_mask,
+			       &r.has_weekday_mask));
 		if (r.has_weekday_mask && (r.weekday_mask < 0 || r.weekday_mask > 127))
-			return reject(x, BK_E_VALIDATION_FAILED,
-				      "payload.weekday_mask: bits 0 (Monday) to 6 (Sunday): 0 to 127");
+			return reject(
+			    x, BK_E_VALIDATION_FAILED,
+			    "payload.weekday_mask: bits 0 (Monday) to 6 (Sunday): 0 to 127");
 		GET(bk_get_num(&x->v, P, "max_distance_mi", false, &r.max_distance_mi,
 			       &r.has_max_distance));
 		if (r.has_max_distance && !(r.max_distance_mi >= 0))
-			return reject(x, BK_E_VALIDATION_FAILED, "payload.max_distance_mi: must be >= 0");
+			return reject(x, BK_E_VALIDATION_FAILED,
+				      "payload.max_distance_mi: must be >= 0");
 		GET(bk_get_bool(&x->v, P, "allow_ib", true, &r.allow_ib, NULL));
 		if (p->n >= 64)
-			return reject(x, BK_E_VALIDATION_FAILED, "at most 64 rules per service profile");
+			return reject(x, BK_E_VALIDATION_FAILED,
+				      "at most 64 rules per service profile");
 		p->rules[p->n++] = r;
 	}
 	/* remember the command id (ring of the last BK_PROFILE_RECENT) */
@@ -1791,7 +1820,8 @@ int bk_decide(const bk_order *state, const bk_command *cmd, const bk_decide_ctx 
 		rc = d_rules(&x);
 	} else if (!state) {
 		if (cmd->type != BK_CMD_ORDER_CREATE)
-			rc = reject(&x, BK_E_UNKNOWN_ORDER, "order %s does not exist", cmd->order_id);
+			rc = reject(&x, BK_E_UNKNOWN_ORDER, "order %s does not exist",
+				    cmd->order_id);
 		else if (!(rc = table_rows(&x, &(rowset){0})))
 			rc = d_create(&x);
 	} else if (bk_order_seen(state, cmd->id, strlen(cmd->id))) {

@@ -18,13 +18,13 @@
 #include "bk_time.h"
 
 #define BK_FUTURE_SKEW_US (5 * 60 * BK_US_PER_S) /* commands > 5 min in the future are rejected */
-#define BK_MAX_EVENTS 64                       /* most events one command may produce */
+#define BK_MAX_EVENTS	  64			 /* most events one command may produce */
 
 typedef struct bk_decide_ctx {
-	int64_t now;               /* processor wall clock (us), for the future-time check */
-	int64_t expiring_lead;     /* order.sweep: emit card.<t>.expiring this long before expiry */
-	const bk_ruleset *rules;   /* auto-accept rules; NULL = none */
-	bk_tz_fn tz;               /* time-zone oracle; required */
+	int64_t now;		 /* processor wall clock (us), for the future-time check */
+	int64_t expiring_lead;	 /* order.sweep: emit card.<t>.expiring this long before expiry */
+	const bk_ruleset *rules; /* auto-accept rules; NULL = none */
+	bk_tz_fn tz;		 /* time-zone oracle; required */
 	void *tz_opaque;
 } bk_decide_ctx;
 
@@ -38,7 +38,7 @@ const char *bk_outcome_name(bk_outcome o);
  */
 typedef struct bk_decision {
 	bk_outcome outcome;
-	bk_err code;       /* BK_E_OK when accepted */
+	bk_err code;	   /* BK_E_OK when accepted */
 	char message[256]; /* a message a person can act on */
 	bk_event *events;
 	uint32_t n_events;

@@ -68,7 +68,8 @@ size_t bk_engine_count(const bk_engine *e)
 	return e->n;
 }
 
-void bk_engine_foreach(const bk_engine *e, void (*fn)(const bk_order *o, void *opaque), void *opaque)
+void bk_engine_foreach(const bk_engine *e, void (*fn)(const bk_order *o, void *opaque),
+		       void *opaque)
 {
 	for (uint32_t i = 0; i < e->cap; i++)
 		if (e->slots[i])
@@ -162,8 +163,8 @@ int bk_engine_handle(bk_engine *e, const bk_command *c, const bk_decide_ctx *ctx
 	bk_decide_ctx dc = *ctx;
 	dc.rules = e->rules;
 	const bk_order *o = c->type == BK_CMD_AUTOACCEPT_SET || c->type == BK_CMD_AUTOACCEPT_DELETE
-				    ? NULL
-				    : bk_engine_order(e, c->order_id);
+				? NULL
+				: bk_engine_order(e, c->order_id);
 	if (bk_decide(o, c, &dc, z, ret) < 0)
 		return -1;
 	char err[200];
@@ -195,9 +196,9 @@ int bk_engine_read(bk_engine *e, const bk_record *r, bk_chain_verdict *ret_verdi
 		const bk_event *ev = &r->events[i];
 		const bk_order *o = bk_engine_order(e, ev->order_id);
 		static const uint8_t zero[BK_HASH_LEN];
-		bk_chain_verdict v = bk_chain_classify(
-			o ? o->version : 0, o ? bk_order_last_hash(o) : zero, ev->seq, ev->prev_hash,
-			ev->hash, o ? hash_at : NULL, (void *)o);
+		bk_chain_verdict v =
+		    bk_chain_classify(o ? o->version : 0, o ? bk_order_last_hash(o) : zero, ev->seq,
+				      ev->prev_hash, ev->hash, o ? hash_at : NULL, (void *)o);
 		if (ret_verdicts)
 			ret_verdicts[i] = v;
 		if (v == BK_CHAIN_NEXT && apply_events(e, ev, 1, err, errsz) < 0)

@@ -12,13 +12,14 @@
 
 typedef struct bk_engine bk_engine; /* opaque */
 
-bk_engine *bk_engine_new(void);   /* NULL on OOM */
+bk_engine *bk_engine_new(void);	   /* NULL on OOM */
 void bk_engine_free(bk_engine *e); /* NULL ok */
 
 /* The aggregate of an order, NULL when unknown. Owned by the engine. */
 const bk_order *bk_engine_order(const bk_engine *e, const char *order_id);
 size_t bk_engine_count(const bk_engine *e);
-void bk_engine_foreach(const bk_engine *e, void (*fn)(const bk_order *o, void *opaque), void *opaque);
+void bk_engine_foreach(const bk_engine *e, void (*fn)(const bk_order *o, void *opaque),
+		       void *opaque);
 bk_ruleset *bk_engine_rules(bk_engine *e);
 /* Use `shared` (not owned; NULL = back to the engine's own) as the ruleset for deciding
  * and for applying rule changes: rules are global across partitions (SPEC §4), so the

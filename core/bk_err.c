@@ -7,13 +7,13 @@
 
 static const char *const err_names[BK_E__COUNT] = {
 #define BK_ERR_NAME(sym, name, msg) [BK_E_##sym] = name,
-	BK_ERR_MAP(BK_ERR_NAME)
+    BK_ERR_MAP(BK_ERR_NAME)
 #undef BK_ERR_NAME
 };
 
 static const char *const err_msgs[BK_E__COUNT] = {
 #define BK_ERR_MSG(sym, name, msg) [BK_E_##sym] = msg,
-	BK_ERR_MAP(BK_ERR_MSG)
+    BK_ERR_MAP(BK_ERR_MSG)
 #undef BK_ERR_MSG
 };
 

@@ -9,17 +9,21 @@
 
 #define BK_ERR_MAP(X)                                                                              \
 	X(OK, "ok", "success")                                                                     \
-	X(INVALID_TRANSITION, "invalid_transition", "the order's status does not allow this command") \
-	X(VERSION_CONFLICT, "version_conflict", "expected_version does not match the order's version") \
+	X(INVALID_TRANSITION, "invalid_transition",                                                \
+	  "the order's status does not allow this command")                                        \
+	X(VERSION_CONFLICT, "version_conflict",                                                    \
+	  "expected_version does not match the order's version")                                   \
 	X(FORBIDDEN, "forbidden", "the actor may not issue this command on this order")            \
 	X(VALIDATION_FAILED, "validation_failed", "the command is malformed")                      \
 	X(UNKNOWN_ORDER, "unknown_order", "no such order")                                         \
 	X(ORDER_EXISTS, "order_exists", "an order with this id already exists")                    \
 	X(IB_NOT_ALLOWED, "ib_not_allowed", "no auto-accept rule allows instant booking")          \
 	X(EXPIRED, "expired", "the request or card has expired")                                   \
-	X(AMOUNT_MISMATCH, "amount_mismatch", "the captured amount does not equal the order total") \
+	X(AMOUNT_MISMATCH, "amount_mismatch",                                                      \
+	  "the captured amount does not equal the order total")                                    \
 	X(OVERFLOW, "overflow", "an amount overflows the schema's int")                            \
-	X(NOT_FOUND, "not_found", "the referenced request, card, dispute or milestone does not exist") \
+	X(NOT_FOUND, "not_found",                                                                  \
+	  "the referenced request, card, dispute or milestone does not exist")                     \
 	X(DECODE, "decode_error", "the bytes are not a valid message")                             \
 	X(NOMEM, "out_of_memory", "out of memory")                                                 \
 	X(CHAIN, "chain_error", "the event does not continue the order's hash chain")              \
@@ -30,7 +34,7 @@ typedef enum bk_err {
 #define BK_ERR_ENUM(sym, name, msg) BK_E_##sym,
 	BK_ERR_MAP(BK_ERR_ENUM)
 #undef BK_ERR_ENUM
-	BK_E__COUNT
+	    BK_E__COUNT
 } bk_err;
 
 /* Wire name of a code ("invalid_transition"); never NULL. */
@@ -41,7 +45,7 @@ const char *bk_err_msg(bk_err e);
 bk_err bk_err_from_name(const char *name);
 
 #if defined(__GNUC__)
-#define BK_MUSTCHECK __attribute__((warn_unused_result))
+#define BK_MUSTCHECK	__attribute__((warn_unused_result))
 #define BK_PRINTF(a, b) __attribute__((format(printf, a, b)))
 #else
 #define BK_MUSTCHECK

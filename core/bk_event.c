@@ -9,27 +9,27 @@
 
 static const char *const ev_names[BK_EV__COUNT] = {
 #define BK_EV_NAME(sym, name, kind) [BK_EV_##sym] = name,
-	BK_EV_MAP(BK_EV_NAME)
+    BK_EV_MAP(BK_EV_NAME)
 #undef BK_EV_NAME
 };
 
 static const uint8_t ev_kinds[BK_EV__COUNT] = {
 #define BK_EV_KIND(sym, name, kind) [BK_EV_##sym] = BK_EK_##kind,
-	BK_EV_MAP(BK_EV_KIND)
+    BK_EV_MAP(BK_EV_KIND)
 #undef BK_EV_KIND
 };
 
 static const char *const kind_names[BK_EK__COUNT] = {
-	[BK_EK_SYSTEM] = "system", [BK_EK_CARD] = "card",	  [BK_EK_PAYMENT] = "payment",
-	[BK_EK_CALENDAR] = "calendar", [BK_EK_NOTE] = "note",
+    [BK_EK_SYSTEM] = "system",	   [BK_EK_CARD] = "card", [BK_EK_PAYMENT] = "payment",
+    [BK_EK_CALENDAR] = "calendar", [BK_EK_NOTE] = "note",
 };
 
 static const char *const verb_names[BK_CV__COUNT] = {
-	[BK_CV_PROPOSED] = "proposed",	   [BK_CV_ACCEPTED] = "accepted",
-	[BK_CV_DECLINED] = "declined",	   [BK_CV_RESPONDED] = "responded",
-	[BK_CV_SUPERSEDED] = "superseded", [BK_CV_CANCELLED] = "cancelled",
-	[BK_CV_EXPIRED] = "expired",	   [BK_CV_EXPIRING] = "expiring",
-	[BK_CV_CLOSED] = "closed",
+    [BK_CV_PROPOSED] = "proposed",     [BK_CV_ACCEPTED] = "accepted",
+    [BK_CV_DECLINED] = "declined",     [BK_CV_RESPONDED] = "responded",
+    [BK_CV_SUPERSEDED] = "superseded", [BK_CV_CANCELLED] = "cancelled",
+    [BK_CV_EXPIRED] = "expired",       [BK_CV_EXPIRING] = "expiring",
+    [BK_CV_CLOSED] = "closed",
 };
 
 bk_ev_kind bk_event_kind(const bk_event *e)

@@ -18,7 +18,14 @@
 #define BK_EVENT_SCHEMA 1 /* current event schema version */
 
 /* kind column of ord.timeline_event */
-typedef enum bk_ev_kind { BK_EK_SYSTEM, BK_EK_CARD, BK_EK_PAYMENT, BK_EK_CALENDAR, BK_EK_NOTE, BK_EK__COUNT } bk_ev_kind;
+typedef enum bk_ev_kind {
+	BK_EK_SYSTEM,
+	BK_EK_CARD,
+	BK_EK_PAYMENT,
+	BK_EK_CALENDAR,
+	BK_EK_NOTE,
+	BK_EK__COUNT
+} bk_ev_kind;
 
 #define BK_EV_MAP(X)                                                                               \
 	X(ORDER_CREATED, "order.created", SYSTEM)                                                  \
@@ -49,7 +56,7 @@ typedef enum bk_ev_type {
 #define BK_EV_ENUM(sym, name, kind) BK_EV_##sym,
 	BK_EV_MAP(BK_EV_ENUM)
 #undef BK_EV_ENUM
-	BK_EV__COUNT
+	    BK_EV__COUNT
 } bk_ev_type;
 
 /* Verbs of card events: card.<type>.<verb>. */
@@ -71,8 +78,9 @@ typedef struct bk_event {
 	const char *order_id;
 	int64_t seq;
 	uint8_t type; /* bk_ev_type */
-	uint8_t sub;  /* ORDER_STATUS: bk_status; MILESTONE_CHANGED: bk_ms_state; CARD: bk_card_verb */
-	uint8_t card_type; /* CARD: bk_card_type */
+	uint8_t
+	    sub; /* ORDER_STATUS: bk_status; MILESTONE_CHANGED: bk_ms_state; CARD: bk_card_verb */
+	uint8_t card_type;	   /* CARD: bk_card_type */
 	const char *actor_user_id; /* NULL when the system acted */
 	const char *command_id;
 	int64_t created_at; /* microseconds; the command's `at` */

@@ -64,9 +64,10 @@ int bk_li_parse(bk_vctx *c, const bk_val *arr, bool client, msgpack_zone *z, bk_
 		}
 		int k = bk_li_kind_from(kind, kn);
 		if (k < 0 || (client && k == BK_LI_REFUND)) {
-			snprintf(c->err, c->errsz,
-				 "%s.kind: expected one of package, extra, travel, license, adjustment",
-				 path);
+			snprintf(
+			    c->err, c->errsz,
+			    "%s.kind: expected one of package, extra, travel, license, adjustment",
+			    path);
 			goto out;
 		}
 		l->kind = (uint8_t)k;
@@ -166,8 +167,9 @@ bool bk_totals_build(msgpack_zone *z, const bk_money *m, bk_val *ret)
 {
 	bk_mapb b;
 	if (!bk_mapb_init(&b, z, 5) || !bk_mapb_int(&b, "subtotal_cents", m->subtotal) ||
-	    !bk_mapb_int(&b, "platform_fee_cents", m->fee) || !bk_mapb_int(&b, "tax_cents", m->tax) ||
-	    !bk_mapb_int(&b, "tip_cents", m->tip) || !bk_mapb_int(&b, "total_cents", m->total))
+	    !bk_mapb_int(&b, "platform_fee_cents", m->fee) ||
+	    !bk_mapb_int(&b, "tax_cents", m->tax) || !bk_mapb_int(&b, "tip_cents", m->tip) ||
+	    !bk_mapb_int(&b, "total_cents", m->total))
 		return false;
 	*ret = bk_mapb_done(&b);
 	return true;
@@ -185,7 +187,7 @@ typedef struct ectx {
 #define GROW(arr, n, cap)                                                                          \
 	do {                                                                                       \
 		if ((n) == (cap)) {                                                                \
-			uint32_t nc_ = (cap) ? (cap) * 2 : 4;                                      \
+			uint32_t nc_ = (cap) ? (cap)*2 : 4;                                        \
 			void *p_ = realloc((arr), sizeof(*(arr)) * nc_);                           \
 			if (!p_)                                                                   \
 				return oom(x);                                                     \
@@ -370,8 +372,8 @@ static int ev_request(ectx *x, uint8_t to)
 	if (x->e->type == BK_EV_REQUEST_COUNTERED) {
 		const bk_val *offer = &x->e->payload;
 		if (items_from(x, offer, "line_items", &r->offer, true) < 0 ||
-		    bk_get_int(&x->v, offer, "platform_fee_cents", true, &r->offer_fee_cents, NULL) <
-			    0 ||
+		    bk_get_int(&x->v, offer, "platform_fee_cents", true, &r->offer_fee_cents,
+			       NULL) < 0 ||
 		    bk_get_int(&x->v, offer, "tax_cents", true, &r->offer_tax_cents, NULL) < 0)
 			return -1;
 		int64_t exp;
@@ -383,7 +385,8 @@ static int ev_request(ectx *x, uint8_t to)
 		if (items_from(x, &x->e->payload, "line_items", &x->o->items, true) < 0 ||
 		    bk_get_int(&x->v, &x->e->payload, "platform_fee_cents", true, &x->o->money.fee,
 			       NULL) < 0 ||
-		    bk_get_int(&x->v, &x->e->payload, "tax_cents", true, &x->o->money.tax, NULL) < 0 ||
+		    bk_get_int(&x->v, &x->e->payload, "tax_cents", true, &x->o->money.tax, NULL) <
+			0 ||
 		    recompute(x) < 0)
 			return -1;
 	} else if (x->e->type == BK_EV_INVITE_AWARDED) {
@@ -465,16 +468,16 @@ static int ev_card(ectx *x)
 		int rc = 0;
 		if (c->type == BK_CT_RESCHEDULE)
 			rc = bk_get_ts(&tv, terms, "start_ts", true, &c->start_ts) < 0 ||
-					     bk_get_ts(&tv, terms, "end_ts", true, &c->end_ts) < 0
-				     ? -1
-				     : 0;
+				     bk_get_ts(&tv, terms, "end_ts", true, &c->end_ts) < 0
+				 ? -1
+				 : 0;
 		else if (c->type == BK_CT_EXPENSE)
 			rc = bk_get_int(&tv, terms, "amount_cents", true, &c->amount_cents, NULL) <
-					     0 ||
-					     bk_get_str(&tv, terms, "title", true, &s, &n) < 0 ||
-					     !(c->title = strndup(s, n))
-				     ? -1
-				     : 0;
+					 0 ||
+				     bk_get_str(&tv, terms, "title", true, &s, &n) < 0 ||
+				     !(c->title = strndup(s, n))
+				 ? -1
+				 : 0;
 		o->n_cards++; /* from here the card owns what was allocated */
 		if (rc == 0 && c->type == BK_CT_EXTRAS)
 			rc = items_from(x, terms, "line_items", &c->items, true);
@@ -490,7 +493,8 @@ static int ev_card(ectx *x)
 	switch (x->e->sub) {
 	case BK_CV_ACCEPTED:
 		if (c->type == BK_CT_EXTRAS || c->type == BK_CT_EXPENSE) {
-			if (items_from(x, p, "line_items", &o->items, false) < 0 || recompute(x) < 0)
+			if (items_from(x, p, "line_items", &o->items, false) < 0 ||
+			    recompute(x) < 0)
 				return -1;
 		}
 		c->state = BK_CS_ACCEPTED;

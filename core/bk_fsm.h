@@ -99,7 +99,7 @@ typedef enum bk_cmd_type {
 #define BK_CMD_ENUM(sym, name) BK_CMD_##sym,
 	BK_CMD_MAP(BK_CMD_ENUM)
 #undef BK_CMD_ENUM
-	BK_CMD__COUNT
+	    BK_CMD__COUNT
 } bk_cmd_type;
 
 /* Guards: conditions a row needs besides (status, command, actor). */
@@ -112,7 +112,7 @@ typedef enum bk_guard {
 	BK_G_AMOUNT_IS_TOTAL,  /* payment amount equals the order total (else amount_mismatch) */
 	BK_G_SIDE_BUYER,       /* support cancels on the buyer's side (payload.side) */
 	BK_G_SIDE_PROVIDER,    /* support cancels on the provider's side */
-	BK_G_MODE_RTB,         /* the order is an RTB order (INVITE orders are awarded instead) */
+	BK_G_MODE_RTB,	       /* the order is an RTB order (INVITE orders are awarded instead) */
 	BK_G_CARD_DISPUTE,     /* the card opened is a dispute card: the order becomes disputed */
 	BK_G_CARD_OTHER,       /* the card opened is not a dispute card */
 	BK_G_CARD_COMPLETES,   /* the response accepts a complete card: the order completes */
@@ -123,11 +123,11 @@ typedef enum bk_guard {
 /* One allowed booking_status move. */
 typedef struct bk_status_row {
 	uint16_t index; /* own position: a test asserts table order */
-	uint8_t cmd;    /* bk_cmd_type */
+	uint8_t cmd;	/* bk_cmd_type */
 	uint8_t actors; /* BK_RM() mask */
-	uint32_t from;  /* BK_STM() mask; 0 with to != SAME means "no order yet" */
-	uint8_t to;     /* bk_status, BK_ST_SAME */
-	uint8_t guard;  /* bk_guard */
+	uint32_t from;	/* BK_STM() mask; 0 with to != SAME means "no order yet" */
+	uint8_t to;	/* bk_status, BK_ST_SAME */
+	uint8_t guard;	/* bk_guard */
 } bk_status_row;
 
 extern const bk_status_row bk_status_table[];
@@ -176,21 +176,22 @@ typedef enum bk_card_op {
 
 /* Who may perform a card op, relative to the card's creator. */
 typedef enum bk_card_who {
-	BK_CW_PARTY,        /* buyer or provider of the order */
+	BK_CW_PARTY,	    /* buyer or provider of the order */
 	BK_CW_COUNTERPARTY, /* the party that did not create the card */
-	BK_CW_CREATOR,      /* the party that created the card */
-	BK_CW_EITHER,       /* creator or counterparty */
-	BK_CW_SYSTEM,       /* the processor itself */
+	BK_CW_CREATOR,	    /* the party that created the card */
+	BK_CW_EITHER,	    /* creator or counterparty */
+	BK_CW_SYSTEM,	    /* the processor itself */
+	BK_CW__COUNT
 } bk_card_who;
 
 /* One allowed card_state move. */
 typedef struct bk_card_row {
 	uint16_t index;
-	uint8_t op;     /* bk_card_op */
-	uint8_t types;  /* BK_CTM() mask of card types it applies to */
-	uint8_t from;   /* BK_CSM() mask; 0 = the card does not exist yet */
-	uint8_t to;     /* bk_card_state */
-	uint8_t who;    /* bk_card_who */
+	uint8_t op;	 /* bk_card_op */
+	uint8_t types;	 /* BK_CTM() mask of card types it applies to */
+	uint8_t from;	 /* BK_CSM() mask; 0 = the card does not exist yet */
+	uint8_t to;	 /* bk_card_state */
+	uint8_t who;	 /* bk_card_who */
 	uint8_t openers; /* for BK_CO_OPEN: BK_RM() mask of who may open this type */
 } bk_card_row;
 
@@ -198,7 +199,8 @@ extern const bk_card_row bk_card_table[];
 extern const size_t bk_card_table_len;
 
 /* Statuses in which cards may be opened and responded to. */
-#define BK_CARD_STATUSES (BK_STM(BK_ST_CONFIRMED) | BK_STM(BK_ST_IN_PROGRESS) | BK_STM(BK_ST_DELIVERED))
+#define BK_CARD_STATUSES                                                                           \
+	(BK_STM(BK_ST_CONFIRMED) | BK_STM(BK_ST_IN_PROGRESS) | BK_STM(BK_ST_DELIVERED))
 
 /* booking.milestone.status moves. */
 typedef enum bk_ms_state {
@@ -213,10 +215,10 @@ typedef enum bk_ms_state {
 
 typedef struct bk_ms_row {
 	uint16_t index;
-	uint8_t cmd;    /* BK_CMD_MILESTONE_* */
+	uint8_t cmd;	/* BK_CMD_MILESTONE_* */
 	uint8_t actors; /* BK_RM() mask */
-	uint8_t from;   /* BK_MSM() mask; 0 = new milestone */
-	uint8_t to;     /* bk_ms_state */
+	uint8_t from;	/* BK_MSM() mask; 0 = new milestone */
+	uint8_t to;	/* bk_ms_state */
 } bk_ms_row;
 
 extern const bk_ms_row bk_ms_table[];
@@ -254,6 +256,10 @@ bk_ostate bk_ostate_of(bk_status s);
 /* Terminal statuses: declined, cancelled_*, resolved, completed (which still takes
  * dispute.open and tip.add, as the table says). */
 bool bk_status_is_terminal(bk_status s);
+/* Final card states (expired, cancelled, superseded, closed) and milestone states
+ * (approved, refunded): no row may leave them; lint checks every other state has a way out. */
+bool bk_card_state_is_terminal(bk_card_state s);
+bool bk_ms_state_is_terminal(bk_ms_state s);
 
 /*
  * Collects into ret_rows (up to max) the status rows of command `cmd` whose from-mask

@@ -33,7 +33,8 @@ bool bk_li_build(msgpack_zone *z, const bk_li_view *v, uint32_t n, bk_val *ret);
 /* Append views to an owned item list. false on OOM. */
 bool bk_items_append(bk_items *it, const bk_li_view *v, uint32_t n);
 void bk_items_reset(bk_items *it);
-/* The money totals of a payload: {subtotal_cents, platform_fee_cents, tax_cents, tip_cents, total_cents}. */
+/* The money totals of a payload: {subtotal_cents, platform_fee_cents, tax_cents, tip_cents,
+ * total_cents}. */
 bool bk_totals_build(msgpack_zone *z, const bk_money *m, bk_val *ret);
 
 #endif

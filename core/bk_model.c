@@ -9,29 +9,27 @@
 #include "bk_money.h"
 
 static const char *const li_names[BK_LI__COUNT] = {
-	[BK_LI_PACKAGE] = "package", [BK_LI_EXTRA] = "extra",
-	[BK_LI_TRAVEL] = "travel",   [BK_LI_LICENSE] = "license",
-	[BK_LI_ADJUSTMENT] = "adjustment", [BK_LI_REFUND] = "refund",
+    [BK_LI_PACKAGE] = "package", [BK_LI_EXTRA] = "extra",	    [BK_LI_TRAVEL] = "travel",
+    [BK_LI_LICENSE] = "license", [BK_LI_ADJUSTMENT] = "adjustment", [BK_LI_REFUND] = "refund",
 };
 static const char *const rq_names[BK_RQ__COUNT] = {
-	[BK_RQ_PENDING] = "pending",	 [BK_RQ_ACCEPTED] = "accepted",
-	[BK_RQ_DECLINED] = "declined",	 [BK_RQ_COUNTERED] = "countered",
-	[BK_RQ_EXPIRED] = "expired",
+    [BK_RQ_PENDING] = "pending",     [BK_RQ_ACCEPTED] = "accepted", [BK_RQ_DECLINED] = "declined",
+    [BK_RQ_COUNTERED] = "countered", [BK_RQ_EXPIRED] = "expired",
 };
 static const char *const rc_names[BK_RC__COUNT] = {
-	[BK_RC_NEW] = "new",
-	[BK_RC_RESPONDED] = "responded",
-	[BK_RC_AWARDED] = "awarded",
-	[BK_RC_NOT_AWARDED] = "not_awarded",
+    [BK_RC_NEW] = "new",
+    [BK_RC_RESPONDED] = "responded",
+    [BK_RC_AWARDED] = "awarded",
+    [BK_RC_NOT_AWARDED] = "not_awarded",
 };
 static const char *const ds_names[BK_DS__COUNT] = {
-	[BK_DS_OPEN] = "open",
-	[BK_DS_AWAITING_EVIDENCE] = "awaiting_evidence",
-	[BK_DS_UNDER_REVIEW] = "under_review",
-	[BK_DS_RESOLVED_BUYER] = "resolved_buyer",
-	[BK_DS_RESOLVED_PROVIDER] = "resolved_provider",
-	[BK_DS_SPLIT] = "split",
-	[BK_DS_CHARGEBACK] = "chargeback",
+    [BK_DS_OPEN] = "open",
+    [BK_DS_AWAITING_EVIDENCE] = "awaiting_evidence",
+    [BK_DS_UNDER_REVIEW] = "under_review",
+    [BK_DS_RESOLVED_BUYER] = "resolved_buyer",
+    [BK_DS_RESOLVED_PROVIDER] = "resolved_provider",
+    [BK_DS_SPLIT] = "split",
+    [BK_DS_CHARGEBACK] = "chargeback",
 };
 
 static int find(const char *const *tab, int count, const char *s, size_t n)

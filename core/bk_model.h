@@ -53,15 +53,21 @@ const char *bk_req_status_name(bk_req_status s);
 
 typedef struct bk_request {
 	char id[BK_ID_MAX];
-	uint8_t mode;   /* bk_mode */
-	uint8_t status; /* bk_req_status */
+	uint8_t mode;	    /* bk_mode */
+	uint8_t status;	    /* bk_req_status */
 	int64_t expires_at; /* BK_TS_NONE when none */
 	/* pending custom offer (status countered) */
 	bk_items offer;
 	int64_t offer_fee_cents, offer_tax_cents;
 } bk_request;
 
-typedef enum bk_rcp_status { BK_RC_NEW, BK_RC_RESPONDED, BK_RC_AWARDED, BK_RC_NOT_AWARDED, BK_RC__COUNT } bk_rcp_status;
+typedef enum bk_rcp_status {
+	BK_RC_NEW,
+	BK_RC_RESPONDED,
+	BK_RC_AWARDED,
+	BK_RC_NOT_AWARDED,
+	BK_RC__COUNT
+} bk_rcp_status;
 const char *bk_rcp_status_name(bk_rcp_status s);
 
 typedef struct bk_recipient {
@@ -79,9 +85,9 @@ typedef struct bk_card {
 	int64_t expires_at;
 	/* type-specific terms applied on accept */
 	int64_t start_ts, end_ts; /* reschedule */
-	bk_items items;           /* extras */
-	int64_t amount_cents;     /* expense */
-	char *title;              /* expense; owned */
+	bk_items items;		  /* extras */
+	int64_t amount_cents;	  /* expense */
+	char *title;		  /* expense; owned */
 } bk_card;
 
 typedef enum bk_dsp_status {
@@ -111,7 +117,7 @@ typedef struct bk_milestone {
 /* Money of an order, all in cents. */
 typedef struct bk_money {
 	int64_t subtotal, fee, tax, tip, total;
-	int64_t paid;     /* captured */
+	int64_t paid;	  /* captured */
 	int64_t refunded; /* refunded so far */
 } bk_money;
 
@@ -123,11 +129,11 @@ typedef struct bk_idset {
 
 typedef struct bk_order {
 	char order_id[BK_ID_MAX];
-	uint8_t status; /* bk_status */
-	uint8_t mode;   /* bk_mode */
+	uint8_t status;	 /* bk_status */
+	uint8_t mode;	 /* bk_mode */
 	int64_t version; /* = seq of the last event applied */
 	char buyer[BK_ID_MAX];
-	char provider[BK_ID_MAX];        /* "" until awarded (INVITE) */
+	char provider[BK_ID_MAX];	 /* "" until awarded (INVITE) */
 	char service_profile[BK_ID_MAX]; /* "" until awarded (INVITE) */
 	char timezone[64];
 	char currency[8];
@@ -147,7 +153,7 @@ typedef struct bk_order {
 	uint32_t n_disputes, cap_disputes;
 	bk_milestone *ms;
 	uint32_t n_ms, cap_ms;
-	bk_idset seen;            /* command ids that produced events */
+	bk_idset seen;			/* command ids that produced events */
 	uint8_t (*hashes)[BK_HASH_LEN]; /* hashes[seq-1], for the reader rule */
 	uint32_t cap_hashes;
 } bk_order;

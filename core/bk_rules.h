@@ -26,7 +26,6 @@ typedef struct bk_rule {
 	bool allow_ib;
 } bk_rule;
 
-
 #define BK_PROFILE_RECENT 16 /* command ids remembered per profile, for idempotency */
 
 typedef struct bk_profile_rules {

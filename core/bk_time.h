@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define BK_TS_NONE INT64_MIN
+#define BK_TS_NONE  INT64_MIN
 #define BK_US_PER_S INT64_C(1000000)
 
 /* Parse RFC 3339 ("2026-12-01T15:00:00Z", "...T15:00:00.123+02:00"). Returns 0 and

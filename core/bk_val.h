@@ -25,13 +25,13 @@ typedef struct bk_mapb {
 
 /* Builders. Strings are copied into the zone. Return false on out-of-memory only. */
 bool bk_mapb_init(bk_mapb *b, msgpack_zone *z, uint32_t cap);
-bool bk_mapb_str(bk_mapb *b, const char *k, const char *v);       /* v NULL: nil */
+bool bk_mapb_str(bk_mapb *b, const char *k, const char *v); /* v NULL: nil */
 bool bk_mapb_strn(bk_mapb *b, const char *k, const char *v, size_t n);
 bool bk_mapb_int(bk_mapb *b, const char *k, int64_t v);
 bool bk_mapb_bool(bk_mapb *b, const char *k, bool v);
 bool bk_mapb_f64(bk_mapb *b, const char *k, double v);
 bool bk_mapb_nil(bk_mapb *b, const char *k);
-bool bk_mapb_val(bk_mapb *b, const char *k, bk_val v); /* v shared, not copied */
+bool bk_mapb_val(bk_mapb *b, const char *k, bk_val v);	   /* v shared, not copied */
 bool bk_mapb_ts(bk_mapb *b, const char *k, int64_t ts_us); /* RFC 3339; BK_TS_NONE: nil */
 bk_val bk_mapb_done(const bk_mapb *b);
 

@@ -38,31 +38,35 @@ json_t *fx_order_summary(const bk_order *o)
 		const bk_line_item *l = &o->items.v[i];
 		json_array_append_new(li, json_pack("{s:s, s:s, s:I, s:I}", "kind",
 						    bk_li_kind_name((bk_li_kind)l->kind), "title",
-						    l->title, "qty", (json_int_t)l->qty, "total_cents",
-						    (json_int_t)l->total_cents));
+						    l->title, "qty", (json_int_t)l->qty,
+						    "total_cents", (json_int_t)l->total_cents));
 	}
 	json_object_set_new(j, "line_items", li);
 	json_t *m = json_object();
 	for (uint32_t i = 0; i < o->n_reqs; i++)
-		json_object_set_new(m, o->reqs[i].id,
-				    json_string(bk_req_status_name((bk_req_status)o->reqs[i].status)));
+		json_object_set_new(
+		    m, o->reqs[i].id,
+		    json_string(bk_req_status_name((bk_req_status)o->reqs[i].status)));
 	json_object_set_new(j, "requests", m);
 	m = json_object();
 	for (uint32_t i = 0; i < o->n_rcps; i++)
-		json_object_set_new(m, o->rcps[i].user_id,
-				    json_string(bk_rcp_status_name((bk_rcp_status)o->rcps[i].status)));
+		json_object_set_new(
+		    m, o->rcps[i].user_id,
+		    json_string(bk_rcp_status_name((bk_rcp_status)o->rcps[i].status)));
 	json_object_set_new(j, "recipients", m);
 	m = json_object();
 	for (uint32_t i = 0; i < o->n_cards; i++)
-		json_object_set_new(m, o->cards[i].id,
-				    json_pack("{s:s, s:s}", "type",
-					      bk_card_type_name((bk_card_type)o->cards[i].type), "state",
-					      bk_card_state_name((bk_card_state)o->cards[i].state)));
+		json_object_set_new(
+		    m, o->cards[i].id,
+		    json_pack("{s:s, s:s}", "type",
+			      bk_card_type_name((bk_card_type)o->cards[i].type), "state",
+			      bk_card_state_name((bk_card_state)o->cards[i].state)));
 	json_object_set_new(j, "cards", m);
 	m = json_object();
 	for (uint32_t i = 0; i < o->n_disputes; i++)
-		json_object_set_new(m, o->disputes[i].id,
-				    json_string(bk_dsp_status_name((bk_dsp_status)o->disputes[i].status)));
+		json_object_set_new(
+		    m, o->disputes[i].id,
+		    json_string(bk_dsp_status_name((bk_dsp_status)o->disputes[i].status)));
 	json_object_set_new(j, "disputes", m);
 	m = json_object();
 	for (uint32_t i = 0; i < o->n_ms; i++)
@@ -117,15 +121,17 @@ int fx_run_file(bk_engine *e, const char *path, json_t *fails, char *err, size_t
 			json_t *exp = json_object_get(j, "expect");
 			const char *want = json_string_value(json_object_get(exp, "status"));
 			if (!want || strcmp(want, "malformed") != 0)
-				json_array_append_new(fails, json_sprintf("%s:%d: decode: %s", path,
-									  lineno, derr));
+				json_array_append_new(
+				    fails, json_sprintf("%s:%d: decode: %s", path, lineno, derr));
 			msgpack_zone_destroy(&z);
 			json_decref(j);
 			n++;
 			continue;
 		}
-		bk_decide_ctx ctx = {.now = c.at, .expiring_lead = 24 * 3600 * BK_US_PER_S,
-				     .tz = bk_tz_offset, .tz_opaque = tzdb};
+		bk_decide_ctx ctx = {.now = c.at,
+				     .expiring_lead = 24 * 3600 * BK_US_PER_S,
+				     .tz = bk_tz_offset,
+				     .tz_opaque = tzdb};
 		bk_decision d;
 		if (bk_engine_handle(e, &c, &ctx, &z, &d) < 0) {
 			snprintf(err, errsz, "%s:%d: %s", path, lineno, d.message);
@@ -141,11 +147,11 @@ int fx_run_file(bk_engine *e, const char *path, json_t *fails, char *err, size_t
 			want = "accepted";
 		if (strcmp(want, bk_outcome_name(d.outcome)) != 0 ||
 		    (code && strcmp(code, bk_err_name(d.code)) != 0))
-			json_array_append_new(fails,
-					      json_sprintf("%s:%d: %s: want %s%s%s, got %s %s: %s",
-							   path, lineno, c.id, want, code ? " " : "",
-							   code ? code : "", bk_outcome_name(d.outcome),
-							   bk_err_name(d.code), d.message));
+			json_array_append_new(
+			    fails, json_sprintf("%s:%d: %s: want %s%s%s, got %s %s: %s", path,
+						lineno, c.id, want, code ? " " : "",
+						code ? code : "", bk_outcome_name(d.outcome),
+						bk_err_name(d.code), d.message));
 		bk_decision_clear(&d);
 		msgpack_zone_destroy(&z);
 		json_decref(j);

@@ -34,9 +34,9 @@ static void run_json(bk_engine *e, run *r, int64_t now_shift_s, const char *fmt,
 	msgpack_sbuffer_init(&r->record);
 	bk_command c;
 	char err[256];
-	ck_assert_msg(bk_codec_command_decode(buf, strlen(buf), true, true, &r->z, &c, err,
-					      sizeof(err)) == 0,
-		      "%s", err);
+	ck_assert_msg(
+	    bk_codec_command_decode(buf, strlen(buf), true, true, &r->z, &c, err, sizeof(err)) == 0,
+	    "%s", err);
 	bk_decide_ctx ctx = {.now = c.at + now_shift_s * BK_US_PER_S,
 			     .expiring_lead = 3600 * BK_US_PER_S,
 			     .tz = bk_tz_offset,
@@ -63,17 +63,18 @@ static const char *subtype(const bk_event *e)
 
 #define ORDER(id, mode, start)                                                                     \
 	"{\"id\":\"cmd_" id "_c\",\"type\":\"order.create\",\"order_id\":\"ord_" id "\","          \
-	"\"actor\":{\"user_id\":\"usr_b\",\"role\":\"buyer\"},\"at\":\"2026-11-02T10:00:00Z\","   \
-	"\"payload\":{\"mode\":\"" mode "\",\"provider_user_id\":\"usr_p\","                     \
-	"\"service_profile_id\":\"sp_1\",\"role_code\":\"model\",\"city\":\"Paris\","            \
-	"\"start_ts\":\"" start "\",\"end_ts\":\"2026-12-31T12:00:00Z\",\"timezone\":"          \
-	"\"Europe/Paris\",\"location\":{\"kind\":\"buyer\",\"address\":\"1 quai X\"},"           \
-	"\"currency\":\"EUR\",\"line_items\":[{\"kind\":\"package\",\"title\":\"Day\","          \
+	"\"actor\":{\"user_id\":\"usr_b\",\"role\":\"buyer\"},\"at\":\"2026-11-02T10:00:00Z\","    \
+	"\"payload\":{\"mode\":\"" mode "\",\"provider_user_id\":\"usr_p\","                       \
+	"\"service_profile_id\":\"sp_1\",\"role_code\":\"model\",\"city\":\"Paris\","              \
+	"\"start_ts\":\"" start "\",\"end_ts\":\"2026-12-31T12:00:00Z\",\"timezone\":"             \
+	"\"Europe/Paris\",\"location\":{\"kind\":\"buyer\",\"address\":\"1 quai X\"},"             \
+	"\"currency\":\"EUR\",\"line_items\":[{\"kind\":\"package\",\"title\":\"Day\","            \
 	"\"unit_cents\":50000}],\"platform_fee_cents\":5000,\"tax_cents\":1000,\"policy\":{}}}"
 
 #define CMD(id, type, oid, user, role, at, payload)                                                \
-	"{\"id\":\"" id "\",\"type\":\"" type "\",\"order_id\":\"" oid "\",\"actor\":{"           \
-	"\"user_id\":\"" user "\",\"role\":\"" role "\"},\"at\":\"" at "\",\"payload\":" payload "}"
+	"{\"id\":\"" id "\",\"type\":\"" type "\",\"order_id\":\"" oid "\",\"actor\":{"            \
+	"\"user_id\":\"" user "\",\"role\":\"" role "\"},\"at\":\"" at "\",\"payload\":" payload   \
+	"}"
 
 START_TEST(lazy_expiry_kept_on_rejection)
 {
@@ -87,8 +88,8 @@ START_TEST(lazy_expiry_kept_on_rejection)
 	run_done(&r);
 	/* provider accepts after the expiry: the expiry is appended, the accept rejected */
 	run_json(e, &r, 0,
-		 CMD("cmd_x_a", "request.accept", "ord_x", "usr_p", "provider", "2026-11-03T10:00:00Z",
-		     "{}"));
+		 CMD("cmd_x_a", "request.accept", "ord_x", "usr_p", "provider",
+		     "2026-11-03T10:00:00Z", "{}"));
 	ck_assert_int_eq(r.d.outcome, BK_REJECTED);
 	ck_assert_int_eq(r.d.code, BK_E_INVALID_TRANSITION);
 	ck_assert_uint_eq(r.d.n_events, 2);
@@ -104,8 +105,8 @@ START_TEST(lazy_expiry_kept_on_rejection)
 	/* the rejected command left no trace: sending it again is decided again, not a duplicate */
 	ck_assert(!bk_order_seen(o, "cmd_x_a", 7));
 	run_json(e, &r, 0,
-		 CMD("cmd_x_a", "request.accept", "ord_x", "usr_p", "provider", "2026-11-03T10:00:00Z",
-		     "{}"));
+		 CMD("cmd_x_a", "request.accept", "ord_x", "usr_p", "provider",
+		     "2026-11-03T10:00:00Z", "{}"));
 	ck_assert_int_eq(r.d.outcome, BK_REJECTED);
 	ck_assert_uint_eq(r.d.n_events, 0);
 	run_done(&r);
@@ -127,9 +128,10 @@ START_TEST(expiry_ids_are_derived_from_target)
 			     "2026-11-02T10:01:00Z", "{\"expires_at\":\"2026-11-03T10:00:00Z\"}"));
 		run_done(&r);
 		if (k == 0)
-			run_json(e, &r, 0,
-				 "{\"id\":\"sweep_1\",\"type\":\"order.sweep\",\"order_id\":\"ord_y\","
-				 "\"actor\":{\"role\":\"system\"},\"at\":\"2026-11-03T10:00:00Z\"}");
+			run_json(
+			    e, &r, 0,
+			    "{\"id\":\"sweep_1\",\"type\":\"order.sweep\",\"order_id\":\"ord_y\","
+			    "\"actor\":{\"role\":\"system\"},\"at\":\"2026-11-03T10:00:00Z\"}");
 		else
 			run_json(e, &r, 0,
 				 CMD("cmd_y_n", "note.add", "ord_y", "usr_b", "buyer",
@@ -151,14 +153,17 @@ START_TEST(sweep_expiring_then_expired_once)
 	run_json(e, &r, 0, ORDER("z", "RTB", "2026-12-04T09:00:00Z"));
 	run_done(&r);
 	const char *steps[] = {
-		CMD("cmd_z_s", "request.submit", "ord_z", "usr_b", "buyer", "2026-11-02T10:01:00Z", "{}"),
-		CMD("cmd_z_a", "request.accept", "ord_z", "usr_p", "provider", "2026-11-02T10:02:00Z", "{}"),
-		"{\"id\":\"cmd_z_p\",\"type\":\"payment.captured\",\"order_id\":\"ord_z\",\"actor\":{"
-		"\"role\":\"system\"},\"at\":\"2026-11-02T10:03:00Z\",\"payload\":{"
-		"\"payment_intent_id\":\"pi\",\"amount_cents\":56000}}",
-		CMD("cmd_z_card", "card.open", "ord_z", "usr_p", "provider", "2026-11-02T11:00:00Z",
-		    "{\"type\":\"expense\",\"card_id\":\"acd_z\",\"expires_at\":\"2026-11-02T15:00:00Z\","
-		    "\"payload\":{\"title\":\"Taxi\",\"amount_cents\":2000}}"),
+	    CMD("cmd_z_s", "request.submit", "ord_z", "usr_b", "buyer", "2026-11-02T10:01:00Z",
+		"{}"),
+	    CMD("cmd_z_a", "request.accept", "ord_z", "usr_p", "provider", "2026-11-02T10:02:00Z",
+		"{}"),
+	    "{\"id\":\"cmd_z_p\",\"type\":\"payment.captured\",\"order_id\":\"ord_z\",\"actor\":{"
+	    "\"role\":\"system\"},\"at\":\"2026-11-02T10:03:00Z\",\"payload\":{"
+	    "\"payment_intent_id\":\"pi\",\"amount_cents\":56000}}",
+	    CMD("cmd_z_card", "card.open", "ord_z", "usr_p", "provider", "2026-11-02T11:00:00Z",
+		"{\"type\":\"expense\",\"card_id\":\"acd_z\",\"expires_at\":\"2026-11-02T15:00:"
+		"00Z\","
+		"\"payload\":{\"title\":\"Taxi\",\"amount_cents\":2000}}"),
 	};
 	for (size_t i = 0; i < 4; i++) {
 		run_json(e, &r, 0, "%s", steps[i]);
@@ -216,7 +221,8 @@ START_TEST(weekday_in_order_timezone)
 	bk_engine *e = bk_engine_new();
 	run r;
 	run_json(e, &r, 0,
-		 CMD("cmd_w_r", "autoaccept.set", "sp_1", "usr_p", "provider", "2026-11-01T10:00:00Z",
+		 CMD("cmd_w_r", "autoaccept.set", "sp_1", "usr_p", "provider",
+		     "2026-11-01T10:00:00Z",
 		     "{\"rule_id\":\"rule_mon\",\"service_profile_id\":\"sp_1\",\"weekday_mask\":1,"
 		     "\"allow_ib\":true}"));
 	ck_assert_int_eq(r.d.outcome, BK_ACCEPTED);
@@ -250,7 +256,8 @@ START_TEST(restore_duplicate_fork_gap)
 	bk_engine *rest = bk_engine_new();
 	json_t *fails = json_array();
 	char err[256];
-	ck_assert_int_gt(fx_run_file(live, SRCDIR "/fixtures/card_supersede_counter_cancel_expire.jsonl",
+	ck_assert_int_gt(fx_run_file(live,
+				     SRCDIR "/fixtures/card_supersede_counter_cancel_expire.jsonl",
 				     fails, err, sizeof(err)),
 			 0);
 	/* replay the same commands, keeping each record's bytes */
@@ -266,8 +273,8 @@ START_TEST(restore_duplicate_fork_gap)
 			msgpack_zone z;
 			msgpack_zone_init(&z, 4096);
 			bk_record rec;
-			ck_assert_int_eq(bk_codec_record_decode(r.record.data, r.record.size, &z, &rec,
-								err, sizeof(err)),
+			ck_assert_int_eq(bk_codec_record_decode(r.record.data, r.record.size, &z,
+								&rec, err, sizeof(err)),
 					 0);
 			bk_chain_verdict v[BK_MAX_EVENTS];
 			ck_assert_int_eq(bk_engine_read(rest, &rec, v, err, sizeof(err)), 0);
@@ -292,7 +299,8 @@ START_TEST(restore_duplicate_fork_gap)
 	msgpack_zone z;
 	msgpack_zone_init(&z, 4096);
 	bk_record rec;
-	ck_assert_int_eq(bk_codec_record_decode(last.data, last.size, &z, &rec, err, sizeof(err)), 0);
+	ck_assert_int_eq(bk_codec_record_decode(last.data, last.size, &z, &rec, err, sizeof(err)),
+			 0);
 	rec.events[0].payload = (bk_val){.type = MSGPACK_OBJECT_MAP}; /* other content */
 	rec.n = 1;
 	ck_assert_int_eq(bk_codec_event_seal(&rec.events[0], &last), 0);
@@ -352,16 +360,17 @@ START_TEST(money_overflow_and_refund_limits)
 {
 	bk_engine *e = bk_engine_new();
 	run r;
-	run_json(e, &r, 0,
-		 "{\"id\":\"cmd_o\",\"type\":\"order.create\",\"order_id\":\"ord_o\",\"actor\":{"
-		 "\"user_id\":\"usr_b\",\"role\":\"buyer\"},\"at\":\"2026-11-02T10:00:00Z\","
-		 "\"payload\":{\"mode\":\"RTB\",\"provider_user_id\":\"usr_p\",\"service_profile_id\":"
-		 "\"sp_1\",\"role_code\":\"model\",\"city\":\"Paris\",\"start_ts\":"
-		 "\"2026-12-04T09:00:00Z\",\"end_ts\":\"2026-12-04T10:00:00Z\",\"timezone\":\"UTC\","
-		 "\"location\":{\"kind\":\"remote\"},\"currency\":\"usd\",\"line_items\":[{\"kind\":"
-		 "\"package\",\"title\":\"A\",\"unit_cents\":2000000000},{\"kind\":\"extra\",\"title\":"
-		 "\"B\",\"unit_cents\":200000000}],\"platform_fee_cents\":0,\"tax_cents\":0,"
-		 "\"policy\":{}}}");
+	run_json(
+	    e, &r, 0,
+	    "{\"id\":\"cmd_o\",\"type\":\"order.create\",\"order_id\":\"ord_o\",\"actor\":{"
+	    "\"user_id\":\"usr_b\",\"role\":\"buyer\"},\"at\":\"2026-11-02T10:00:00Z\","
+	    "\"payload\":{\"mode\":\"RTB\",\"provider_user_id\":\"usr_p\",\"service_profile_id\":"
+	    "\"sp_1\",\"role_code\":\"model\",\"city\":\"Paris\",\"start_ts\":"
+	    "\"2026-12-04T09:00:00Z\",\"end_ts\":\"2026-12-04T10:00:00Z\",\"timezone\":\"UTC\","
+	    "\"location\":{\"kind\":\"remote\"},\"currency\":\"usd\",\"line_items\":[{\"kind\":"
+	    "\"package\",\"title\":\"A\",\"unit_cents\":2000000000},{\"kind\":\"extra\",\"title\":"
+	    "\"B\",\"unit_cents\":200000000}],\"platform_fee_cents\":0,\"tax_cents\":0,"
+	    "\"policy\":{}}}");
 	ck_assert_int_eq(r.d.code, BK_E_OVERFLOW);
 	ck_assert_ptr_null(bk_engine_order(e, "ord_o"));
 	run_done(&r);

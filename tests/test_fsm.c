@@ -18,8 +18,8 @@ static bk_tzdb *tzdb;
 static int seqno;
 
 #define BUYER "usr_b"
-#define PROV "usr_p"
-#define SP "sp_1"
+#define PROV  "usr_p"
+#define SP    "sp_1"
 
 /* Send one JSON command; returns the outcome and writes the code. */
 static bk_outcome sendj(bk_engine *e, bk_err *ret_code, char *msg, size_t msgsz, const char *fmt,
@@ -34,9 +34,9 @@ static bk_outcome sendj(bk_engine *e, bk_err *ret_code, char *msg, size_t msgsz,
 	msgpack_zone_init(&z, 4096);
 	bk_command c;
 	char err[256];
-	ck_assert_msg(bk_codec_command_decode(buf, strlen(buf), true, true, &z, &c, err,
-					      sizeof(err)) == 0,
-		      "decode %s: %s", buf, err);
+	ck_assert_msg(
+	    bk_codec_command_decode(buf, strlen(buf), true, true, &z, &c, err, sizeof(err)) == 0,
+	    "decode %s: %s", buf, err);
 	bk_decide_ctx ctx = {.now = c.at, .tz = bk_tz_offset, .tz_opaque = tzdb};
 	bk_decision d;
 	ck_assert_int_eq(bk_engine_handle(e, &c, &ctx, &z, &d), 0);
@@ -51,8 +51,9 @@ static bk_outcome sendj(bk_engine *e, bk_err *ret_code, char *msg, size_t msgsz,
 
 /* A command by (user, role) with a payload; the time advances a minute each call. */
 #define CMD(type, user, role, payload)                                                             \
-	"{\"id\":\"cmd_t%d\",\"type\":\"" type "\",\"order_id\":\"ord_t\",\"actor\":{\"user_id\":\"" \
-	user "\",\"role\":\"" role "\"},\"at\":\"%s\",\"payload\":" payload "}"
+	"{\"id\":\"cmd_t%d\",\"type\":\"" type                                                     \
+	"\",\"order_id\":\"ord_t\",\"actor\":{\"user_id\":\"" user "\",\"role\":\"" role           \
+	"\"},\"at\":\"%s\",\"payload\":" payload "}"
 #define AT tick(), g_at
 
 static char g_at[40];
@@ -73,20 +74,21 @@ static void must(const char *what, bk_outcome o, bk_err code, const char *msg)
 #define STEP(e, type, user, role, payload)                                                         \
 	do {                                                                                       \
 		bk_err c_ = BK_E_OK;                                                               \
-		char m_[256] = "";                                                                  \
+		char m_[256] = "";                                                                 \
 		bk_outcome o_ = sendj(e, &c_, m_, sizeof(m_), CMD(type, user, role, payload), AT); \
-		must(type, o_, c_, m_);                                                         \
+		must(type, o_, c_, m_);                                                            \
 	} while (0)
 
 #define ORDER_PAYLOAD(mode, parties)                                                               \
-	"{\"mode\":\"" mode "\"" parties ",\"role_code\":\"model\",\"city\":\"Lyon\","          \
-	"\"start_ts\":\"2026-12-07T09:00:00Z\",\"end_ts\":\"2026-12-07T12:00:00Z\","             \
-	"\"timezone\":\"Europe/Paris\",\"location\":{\"kind\":\"remote\"},\"currency\":\"eur\","  \
+	"{\"mode\":\"" mode "\"" parties ",\"role_code\":\"model\",\"city\":\"Lyon\","             \
+	"\"start_ts\":\"2026-12-07T09:00:00Z\",\"end_ts\":\"2026-12-07T12:00:00Z\","               \
+	"\"timezone\":\"Europe/Paris\",\"location\":{\"kind\":\"remote\"},\"currency\":\"eur\","   \
 	"\"line_items\":[{\"kind\":\"package\",\"title\":\"Shoot\",\"qty\":2,\"unit_cents\":"      \
 	"10000}],\"platform_fee_cents\":1000,\"tax_cents\":500,\"policy\":{}}"
 #define PARTIES ",\"provider_user_id\":\"" PROV "\",\"service_profile_id\":\"" SP "\""
 
-/* Bring a fresh order to `status` in `mode` (0 IB, 1 RTB, 2 INVITE). rule: 1 RTB rule, 2 IB rule. */
+/* Bring a fresh order to `status` in `mode` (0 IB, 1 RTB, 2 INVITE). rule: 1 RTB rule, 2 IB rule.
+ */
 static bk_engine *reach(bk_status status, int mode, int rule)
 {
 	bk_engine *e = bk_engine_new();
@@ -123,7 +125,8 @@ static bk_engine *reach(bk_status status, int mode, int rule)
 			return e;
 		if (status == BK_ST_COUNTERED || status == BK_ST_DECLINED) {
 			STEP(e, "request.counter", PROV, "provider",
-			     "{\"line_items\":[{\"kind\":\"package\",\"title\":\"Longer\",\"unit_cents\":"
+			     "{\"line_items\":[{\"kind\":\"package\",\"title\":\"Longer\",\"unit_"
+			     "cents\":"
 			     "30000}],\"platform_fee_cents\":1500,\"tax_cents\":700}");
 			if (status == BK_ST_DECLINED)
 				STEP(e, "request.decline_counter", BUYER, "buyer", "{}");
@@ -147,20 +150,24 @@ static bk_engine *reach(bk_status status, int mode, int rule)
 		 (long long)o->money.total);
 	bk_err c = BK_E_OK;
 	char m[256] = "";
-	must("payment", sendj(e, &c, m, sizeof(m), CMD("payment.captured", "sys", "system", "%s"), AT, pay), c, m);
+	must("payment",
+	     sendj(e, &c, m, sizeof(m), CMD("payment.captured", "sys", "system", "%s"), AT, pay), c,
+	     m);
 	if (status == BK_ST_CONFIRMED)
 		return e;
 	if (status == BK_ST_DISPUTED || status == BK_ST_RESOLVED) {
 		/* what commands allowed while disputed need, made while it still can be */
 		STEP(e, "milestone.add", PROV, "provider",
 		     "{\"milestone_id\":\"mst_1\",\"title\":\"m\",\"amount_cents\":100}");
-		STEP(e, "card.open", PROV, "provider", "{\"type\":\"proofs\",\"card_id\":\"acd_1\"}");
+		STEP(e, "card.open", PROV, "provider",
+		     "{\"type\":\"proofs\",\"card_id\":\"acd_1\"}");
 		STEP(e, "card.open", BUYER, "buyer",
 		     "{\"type\":\"reschedule\",\"card_id\":\"acd_2\",\"payload\":{\"start_ts\":"
 		     "\"2026-12-08T09:00:00Z\",\"end_ts\":\"2026-12-08T10:00:00Z\"}}");
 		STEP(e, "dispute.open", BUYER, "buyer", "{\"reason\":\"late\"}");
 		if (status == BK_ST_RESOLVED)
-			STEP(e, "dispute.resolve", "usr_s", "support", "{\"outcome\":\"resolved_provider\"}");
+			STEP(e, "dispute.resolve", "usr_s", "support",
+			     "{\"outcome\":\"resolved_provider\"}");
 		return e;
 	}
 	STEP(e, "order.start", PROV, "provider", "{}");
@@ -175,7 +182,10 @@ static bk_engine *reach(bk_status status, int mode, int rule)
 
 static const char *user_of(bk_role r)
 {
-	return r == BK_ROLE_BUYER ? BUYER : r == BK_ROLE_PROVIDER ? PROV : r == BK_ROLE_SUPPORT ? "usr_s" : "sys";
+	return r == BK_ROLE_BUYER      ? BUYER
+	       : r == BK_ROLE_PROVIDER ? PROV
+	       : r == BK_ROLE_SUPPORT  ? "usr_s"
+				       : "sys";
 }
 
 /* A valid payload for the row's command; may run set-up steps (a card, a milestone). */
@@ -200,7 +210,7 @@ static const char *payload_for(bk_engine *e, const bk_status_row *r, bk_role rol
 		return "{\"line_items\":[{\"kind\":\"package\",\"title\":\"L\",\"unit_cents\":1}],"
 		       "\"platform_fee_cents\":0,\"tax_cents\":0}";
 	case BK_CMD_ORDER_CANCEL:
-		return r->guard == BK_G_SIDE_BUYER	  ? "{\"reason\":\"r\",\"side\":\"buyer\"}"
+		return r->guard == BK_G_SIDE_BUYER	? "{\"reason\":\"r\",\"side\":\"buyer\"}"
 		       : r->guard == BK_G_SIDE_PROVIDER ? "{\"reason\":\"r\",\"side\":\"provider\"}"
 							: "{\"reason\":\"r\"}";
 	case BK_CMD_DISPUTE_OPEN:
@@ -216,10 +226,12 @@ static const char *payload_for(bk_engine *e, const bk_status_row *r, bk_role rol
 	case BK_CMD_MILESTONE_REFUND:
 		if (has_ms)
 			return "{\"milestone_id\":\"mst_1\"}";
-		STEP(e, "milestone.add", PROV, "provider", "{\"milestone_id\":\"mst_1\",\"title\":\"m\",\"amount_cents\":100}");
+		STEP(e, "milestone.add", PROV, "provider",
+		     "{\"milestone_id\":\"mst_1\",\"title\":\"m\",\"amount_cents\":100}");
 		return "{\"milestone_id\":\"mst_1\"}";
 	case BK_CMD_MILESTONE_APPROVE:
-		STEP(e, "milestone.add", PROV, "provider", "{\"milestone_id\":\"mst_1\",\"title\":\"m\",\"amount_cents\":100}");
+		STEP(e, "milestone.add", PROV, "provider",
+		     "{\"milestone_id\":\"mst_1\",\"title\":\"m\",\"amount_cents\":100}");
 		STEP(e, "milestone.deliver", PROV, "provider", "{\"milestone_id\":\"mst_1\"}");
 		return "{\"milestone_id\":\"mst_1\"}";
 	case BK_CMD_TIP_ADD:
@@ -227,25 +239,35 @@ static const char *payload_for(bk_engine *e, const bk_status_row *r, bk_role rol
 	case BK_CMD_NOTE_ADD:
 		return "{\"text\":\"hello\"}";
 	case BK_CMD_CARD_OPEN:
-		return r->guard == BK_G_CARD_DISPUTE ? "{\"type\":\"dispute\",\"payload\":{\"reason\":\"r\"}}"
-						     : "{\"type\":\"reschedule\",\"payload\":{\"start_ts\":"
-						       "\"2026-12-08T09:00:00Z\",\"end_ts\":\"2026-12-08T10:00:00Z\"}}";
+		return r->guard == BK_G_CARD_DISPUTE
+			   ? "{\"type\":\"dispute\",\"payload\":{\"reason\":\"r\"}}"
+			   : "{\"type\":\"reschedule\",\"payload\":{\"start_ts\":"
+			     "\"2026-12-08T09:00:00Z\",\"end_ts\":\"2026-12-08T10:00:00Z\"}}";
 	case BK_CMD_CARD_RESPOND:
 		if (r->guard == BK_G_CARD_COMPLETES) {
-			STEP(e, "card.open", PROV, "provider", "{\"type\":\"complete\",\"card_id\":\"acd_1\"}");
-			return role == BK_ROLE_BUYER ? "{\"card_id\":\"acd_1\",\"action\":\"accept\"}" : NULL;
+			STEP(e, "card.open", PROV, "provider",
+			     "{\"type\":\"complete\",\"card_id\":\"acd_1\"}");
+			return role == BK_ROLE_BUYER
+				   ? "{\"card_id\":\"acd_1\",\"action\":\"accept\"}"
+				   : NULL;
 		}
 		if (!has_card)
-			STEP(e, "card.open", PROV, "provider", "{\"type\":\"proofs\",\"card_id\":\"acd_1\"}");
-		return role == BK_ROLE_BUYER ? "{\"card_id\":\"acd_1\",\"action\":\"request_changes\"}"
-					     : "{\"card_id\":\"acd_1\",\"action\":\"upload\"}";
+			STEP(e, "card.open", PROV, "provider",
+			     "{\"type\":\"proofs\",\"card_id\":\"acd_1\"}");
+		return role == BK_ROLE_BUYER
+			   ? "{\"card_id\":\"acd_1\",\"action\":\"request_changes\"}"
+			   : "{\"card_id\":\"acd_1\",\"action\":\"upload\"}";
 	case BK_CMD_CARD_CANCEL:
 		if (has_card)
-			return role == BK_ROLE_BUYER ? "{\"card_id\":\"acd_2\"}" : "{\"card_id\":\"acd_1\"}";
+			return role == BK_ROLE_BUYER ? "{\"card_id\":\"acd_2\"}"
+						     : "{\"card_id\":\"acd_1\"}";
 		if (role == BK_ROLE_BUYER)
-			STEP(e, "card.open", BUYER, "buyer", "{\"type\":\"extras\",\"card_id\":\"acd_1\",\"payload\":{\"line_items\":[{\"kind\":\"extra\",\"title\":\"x\",\"unit_cents\":1}]}}");
+			STEP(e, "card.open", BUYER, "buyer",
+			     "{\"type\":\"extras\",\"card_id\":\"acd_1\",\"payload\":{\"line_"
+			     "items\":[{\"kind\":\"extra\",\"title\":\"x\",\"unit_cents\":1}]}}");
 		else
-			STEP(e, "card.open", PROV, "provider", "{\"type\":\"proofs\",\"card_id\":\"acd_1\"}");
+			STEP(e, "card.open", PROV, "provider",
+			     "{\"type\":\"proofs\",\"card_id\":\"acd_1\"}");
 		return "{\"card_id\":\"acd_1\"}";
 	default:
 		return "{}";
@@ -269,9 +291,13 @@ START_TEST(tables_selfcheck)
 		ck_assert_uint_eq(bk_ms_table[i].index, i);
 	/* every name round-trips */
 	for (int s = 0; s < BK_ST__COUNT; s++)
-		ck_assert_int_eq(bk_status_from(bk_status_name((bk_status)s), strlen(bk_status_name((bk_status)s))), s);
+		ck_assert_int_eq(bk_status_from(bk_status_name((bk_status)s),
+						strlen(bk_status_name((bk_status)s))),
+				 s);
 	for (int c = 0; c < BK_CMD__COUNT; c++)
-		ck_assert_int_eq(bk_cmd_from(bk_cmd_name((bk_cmd_type)c), strlen(bk_cmd_name((bk_cmd_type)c))), c);
+		ck_assert_int_eq(
+		    bk_cmd_from(bk_cmd_name((bk_cmd_type)c), strlen(bk_cmd_name((bk_cmd_type)c))),
+		    c);
 	/* the derived ord.order_state of SPEC §2 */
 	ck_assert_int_eq(bk_ostate_of(BK_ST_COUNTERED), BK_OS_CREATED);
 	ck_assert_int_eq(bk_ostate_of(BK_ST_ACCEPTED), BK_OS_AUTHORIZED);
@@ -306,10 +332,9 @@ START_TEST(allowed_row_succeeds)
 		}
 		bk_err code;
 		char msg[256];
-		bk_outcome out = sendj(e, &code, msg, sizeof(msg),
-				       CMD("%s", "%s", "%s", "%s"), tick(),
-				       bk_cmd_name((bk_cmd_type)r->cmd), user_of(role), bk_role_name(role),
-				       g_at, pay);
+		bk_outcome out = sendj(e, &code, msg, sizeof(msg), CMD("%s", "%s", "%s", "%s"),
+				       tick(), bk_cmd_name((bk_cmd_type)r->cmd), user_of(role),
+				       bk_role_name(role), g_at, pay);
 		ck_assert_msg(out == BK_ACCEPTED, "row %u %s by %s in %s: %s: %s", r->index,
 			      bk_cmd_name((bk_cmd_type)r->cmd), bk_role_name(role),
 			      bk_status_name((bk_status)s), bk_err_name(code), msg);
