@@ -1,0 +1,119 @@
+/*
+ * cp.h - booking-commands internals: the processor state shared by its modules
+ * (main loop and rebalances in main.c, restore in restore.c, command handling, batches
+ * and transactions in process.c, the expiry sweep in sweep.c). One thread owns it all.
+ * Invariant: a partition's commands are handled only once its restore has finished.
+ */
+#ifndef CP_H
+#define CP_H
+
+#include <jansson.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "bk_auth.h"
+#include "bk_codec.h"
+#include "bk_engine.h"
+#include "kconf.h"
+#include "tz.h"
+
+#define CP_EXIT_OK 0
+#define CP_EXIT_FATAL 1 /* a fatal Kafka or internal error after start */
+#define CP_EXIT_USAGE 2 /* bad configuration, mismatched partitions, lost history */
+
+typedef struct cp_opts {
+	const char *keyring_path;
+	bool allow_unsigned;
+	int batch_commands;      /* close a batch after this many commands */
+	int batch_ms;            /* ... or this long after its first command */
+	int sweep_interval_ms;   /* 0: no sweep */
+	int64_t expiring_lead_s; /* card.<t>.expiring this long before expires_at */
+	const char *group_id;
+	const char *txn_prefix;
+	bool no_txn;
+	int64_t clock_offset_s; /* development: added to the wall clock */
+	int timeout_ms;         /* Kafka calls (metadata, commit, restore) */
+} cp_opts;
+
+/* One partition of booking.commands and its engine. */
+typedef struct cp_part {
+	bool assigned;       /* ours now */
+	bool restored;       /* restore finished: commands may be handled */
+	bk_engine *eng;      /* owned; shares cp.rules */
+	int64_t next_offset; /* the next commands offset to handle */
+	int64_t batch_first; /* first offset handled in the open batch, -1 */
+	int64_t last_result; /* highest src-offset found on command-results at restore */
+	int64_t last_event;  /* highest src-offset found on events at restore */
+	/* command id -> {"v": version, "ids": [...]}: events records whose result did not
+	 * land (src-offset > last_result); their replay gets the `accepted` result back. */
+	json_t *pending;
+} cp_part;
+
+typedef struct cp {
+	cp_opts o;
+	bk_kconf *kc;                   /* owned */
+	rd_kafka_t *consumer;           /* the group consumer of booking.commands */
+	rd_kafka_t *producer;           /* events, results, rules, dlq (transactional) */
+	rd_kafka_t *reader;             /* restore: assign()-only, read_committed */
+	rd_kafka_consumer_group_metadata_t *cgmd; /* owned */
+	const char *topic[BK_TOPIC_COUNT];
+	int nparts;      /* partitions of commands = events = results */
+	int rules_parts; /* partitions of booking.rules */
+	int dlq_parts;   /* partitions of booking.dlq */
+	cp_part *parts;  /* [nparts], owned */
+	bk_ruleset *rules; /* owned; shared by every engine */
+	bk_keyring *kr;    /* owned; NULL with --allow-unsigned and no --keyring */
+	bk_tzdb *tz;       /* owned */
+	/* the open batch */
+	bool txn_open;
+	int batch_n;
+	int64_t batch_start_us; /* monotonic */
+	bool rerestore;         /* a batch failed: restore every partition again */
+	rd_kafka_resp_err_t dr_err; /* first delivery error of the batch */
+	/* counters for the log */
+	uint64_t n_cmds, n_events, n_dlq, n_batches, n_aborts;
+	volatile sig_atomic_t *stop;
+	int exit_code; /* set with *stop on fatal errors */
+} cp;
+
+/* Wall clock in microseconds, with --clock-offset. */
+int64_t cp_now_us(const cp *c);
+int64_t cp_mono_us(void);
+
+/* Stop the daemon with an exit code (the first one wins). */
+void cp_fatal(cp *c, int code);
+
+/* An integer header (decimal text) of m: 0 and *ret, or -1 when absent or not a number. */
+int cp_hdr_int(const rd_kafka_message_t *m, const char *name, int64_t *ret) BK_MUSTCHECK;
+
+/* --- restore.c --- */
+/*
+ * Restore the partitions listed (indexes in ps[0..n)) from scratch: a new engine each,
+ * results and events partitions read from 0 to their ends, the whole rules topic into a
+ * fresh shared ruleset. Sets next_offset = last_result + 1. Returns 0, or -1 with errstr
+ * (lost history, Kafka unreachable, OOM); the caller stops the daemon then.
+ */
+int cp_restore(cp *c, const int32_t *ps, int n, char *errstr, size_t errstr_size) BK_MUSTCHECK;
+
+/* --- process.c --- */
+/* Handle one command record of an assigned, restored partition. 0, or -1 when fatal. */
+int cp_handle_message(cp *c, const rd_kafka_message_t *m);
+/* Handle an internal order.sweep of partition p's order (src-offset -1). */
+int cp_handle_sweep(cp *c, int32_t p, const char *order_id, const char *target, int64_t now);
+/* Close the open batch (commit the transaction, or flush). An abortable failure aborts,
+ * restores every assigned partition again and seeks the consumer back. 0, or -1 when
+ * fatal (cp_fatal was called). `lost`: the partitions were lost: abort, never commit. */
+int cp_batch_close(cp *c, bool lost);
+/* Restore all assigned partitions again and seek the consumer to their next offsets. */
+int cp_rerestore_all(cp *c);
+/* Is the open batch due (size or age)? */
+bool cp_batch_due(const cp *c);
+
+/* --- sweep.c --- */
+/* Issue order.sweep commands for every order with something due at `now`. */
+int cp_sweep(cp *c, int64_t now);
+
+#endif

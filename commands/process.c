@@ -1,0 +1,580 @@
+/*
+ * process.c - one command record in, its records out: DLQ checks (size, content type,
+ * decode, signature, key/partition), decide+evolve through the partition's engine, then
+ * one events record, one result, and for autoaccept.* one rules record, produced in the
+ * open batch. Batches close as one transaction (or one flush); a failed batch is
+ * forgotten by restoring the partitions again from the log and seeking back.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cp.h"
+#include "log.h"
+
+int64_t cp_now_us(const cp *c)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000 + c->o.clock_offset_s * 1000000;
+}
+
+int64_t cp_mono_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+void cp_fatal(cp *c, int code)
+{
+	if (!c->exit_code)
+		c->exit_code = code;
+	*c->stop = 1;
+}
+
+bool cp_batch_due(const cp *c)
+{
+	return c->txn_open && (c->batch_n >= c->o.batch_commands ||
+			       cp_mono_us() - c->batch_start_us >= (int64_t)c->o.batch_ms * 1000);
+}
+
+static int batch_begin(cp *c)
+{
+	if (c->txn_open)
+		return 0;
+	if (!c->o.no_txn) {
+		rd_kafka_error_t *e = rd_kafka_begin_transaction(c->producer);
+		if (e) {
+			bk_logf(BK_LOG_ERROR, "begin_transaction failed", "err=\"%s\" fatal=%d",
+				rd_kafka_error_string(e), rd_kafka_error_is_fatal(e));
+			rd_kafka_error_destroy(e);
+			cp_fatal(c, CP_EXIT_FATAL);
+			return -1;
+		}
+	}
+	c->txn_open = true;
+	c->batch_n = 0;
+	c->batch_start_us = cp_mono_us();
+	c->dr_err = RD_KAFKA_RESP_ERR_NO_ERROR;
+	return 0;
+}
+
+static void hdr_int(rd_kafka_headers_t *h, const char *name, int64_t v)
+{
+	char buf[24];
+	int n = snprintf(buf, sizeof(buf), "%lld", (long long)v);
+	rd_kafka_header_add(h, name, -1, buf, n);
+}
+
+/* Produce a copy of val to topic/partition; takes hdrs (NULL ok) in every case. */
+static int produce(cp *c, const char *topic, int32_t partition, const void *key, size_t klen,
+		   const void *val, size_t vlen, rd_kafka_headers_t *hdrs)
+{
+	for (int tries = 0;; tries++) {
+		rd_kafka_resp_err_t e = rd_kafka_producev(
+		    c->producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
+		    RD_KAFKA_V_KEY(key, klen), RD_KAFKA_V_VALUE((void *)val, vlen),
+		    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs),
+		    RD_KAFKA_V_END);
+		if (!e)
+			return 0;
+		if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL && tries < 600) {
+			rd_kafka_poll(c->producer, 50);
+			continue;
+		}
+		bk_logf(BK_LOG_ERROR, "produce failed", "topic=%s partition=%d err=\"%s\"", topic,
+			(int)partition, rd_kafka_err2str(e));
+		if (hdrs)
+			rd_kafka_headers_destroy(hdrs);
+		if (c->dr_err == RD_KAFKA_RESP_ERR_NO_ERROR)
+			c->dr_err = e;
+		return -1;
+	}
+}
+
+/* Dead-letter a command record: original key and value, reason and source headers, the
+ * original headers renamed orig-<name>. */
+static int dlq(cp *c, const rd_kafka_message_t *m, const char *reason)
+{
+	rd_kafka_headers_t *h = rd_kafka_headers_new(8);
+	rd_kafka_header_add(h, "reason", -1, reason, -1);
+	rd_kafka_header_add(h, "src-topic", -1, rd_kafka_topic_name(m->rkt), -1);
+	hdr_int(h, "src-partition", m->partition);
+	hdr_int(h, "src-offset", m->offset);
+	rd_kafka_headers_t *oh = NULL;
+	if (!rd_kafka_message_headers(m, &oh) && oh) {
+		const char *name;
+		const void *v;
+		size_t n;
+		for (size_t i = 0; !rd_kafka_header_get_all(oh, i, &name, &v, &n); i++) {
+			char nn[256];
+			snprintf(nn, sizeof(nn), "orig-%s", name);
+			rd_kafka_header_add(h, nn, -1, v, (ssize_t)n);
+		}
+	}
+	int32_t part = c->dlq_parts == c->nparts ? m->partition : RD_KAFKA_PARTITION_UA;
+	c->n_dlq++;
+	bk_logf(BK_LOG_WARN, "command dead-lettered", "topic=%s partition=%d offset=%lld reason=%s",
+		rd_kafka_topic_name(m->rkt), (int)m->partition, (long long)m->offset, reason);
+	return produce(c, c->topic[BK_TOPIC_DLQ], part, m->key, m->key_len, m->payload, m->len, h);
+}
+
+/* The events record of a decision: key order_id, explicit partition p. */
+static int produce_events(cp *c, int32_t p, int64_t src_offset, const char *cmd_id,
+			  const bk_decision *d)
+{
+	bk_record r = {.order_id = d->events[0].order_id,
+		       .command_id = cmd_id,
+		       .events = d->events,
+		       .n = d->n_events};
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	if (bk_codec_record_encode(&r, &sb) < 0) {
+		msgpack_sbuffer_destroy(&sb);
+		bk_logf(BK_LOG_ERROR, "events record encode failed", "order_id=%s command_id=%s",
+			r.order_id, cmd_id);
+		return -1;
+	}
+	char types[BK_MAX_EVENTS * 50];
+	size_t tn = 0;
+	types[0] = '\0';
+	for (uint32_t i = 0; i < d->n_events; i++) {
+		char sub[64];
+		bk_event_subtype(&d->events[i], sub, sizeof(sub));
+		tn += (size_t)snprintf(types + tn, sizeof(types) - tn, "%s%s", i ? "," : "", sub);
+		if (tn >= sizeof(types))
+			tn = sizeof(types) - 1;
+	}
+	rd_kafka_headers_t *h = rd_kafka_headers_new(5);
+	rd_kafka_header_add(h, "event-types", -1, types, (ssize_t)tn);
+	hdr_int(h, "schema", BK_EVENT_SCHEMA);
+	hdr_int(h, "src-partition", p);
+	hdr_int(h, "src-offset", src_offset);
+	rd_kafka_header_add(h, "command-id", -1, cmd_id, -1);
+	int rc = produce(c, c->topic[BK_TOPIC_EVENTS], p, r.order_id, strlen(r.order_id), sb.data,
+			 sb.size, h);
+	msgpack_sbuffer_destroy(&sb);
+	c->n_events += d->n_events;
+	return rc;
+}
+
+static int produce_result(cp *c, int32_t p, int64_t src_offset, const bk_result *res)
+{
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	if (bk_codec_result_encode(res, &sb) < 0) {
+		msgpack_sbuffer_destroy(&sb);
+		bk_logf(BK_LOG_ERROR, "result encode failed", "command_id=%s", res->command_id);
+		return -1;
+	}
+	rd_kafka_headers_t *h = rd_kafka_headers_new(3);
+	hdr_int(h, "src-partition", p);
+	hdr_int(h, "src-offset", src_offset);
+	rd_kafka_header_add(h, "command-id", -1, res->command_id, -1);
+	int rc = produce(c, c->topic[BK_TOPIC_RESULTS], p, res->order_id, strlen(res->order_id),
+			 sb.data, sb.size, h);
+	msgpack_sbuffer_destroy(&sb);
+	return rc;
+}
+
+static int produce_rules(cp *c, const bk_profile_rules *pr)
+{
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	if (bk_codec_rules_encode(pr, &sb) < 0) {
+		msgpack_sbuffer_destroy(&sb);
+		bk_logf(BK_LOG_ERROR, "rules encode failed", "service_profile_id=%s",
+			pr->service_profile_id);
+		return -1;
+	}
+	int rc = produce(c, c->topic[BK_TOPIC_RULES], RD_KAFKA_PARTITION_UA, pr->service_profile_id,
+			 strlen(pr->service_profile_id), sb.data, sb.size, NULL);
+	msgpack_sbuffer_destroy(&sb);
+	return rc;
+}
+
+/* A header's value; NULL when absent. */
+static const void *hdr(const rd_kafka_message_t *m, const char *name, size_t *ret_n)
+{
+	rd_kafka_headers_t *h = NULL;
+	const void *v = NULL;
+	if (rd_kafka_message_headers(m, &h) || !h || rd_kafka_header_get_last(h, name, &v, ret_n))
+		return NULL;
+	return v;
+}
+
+/* Checks before the engine: returns 0 with *ret filled, or 1 with why (dead-letter). */
+static int admit(cp *c, const rd_kafka_message_t *m, msgpack_zone *z, bk_command *ret, char *why,
+		 size_t whysz)
+{
+	char err[256];
+	if (!m->payload || m->len == 0) {
+		snprintf(why, whysz, "empty value");
+		return 1;
+	}
+	if (m->len > BK_MAX_MESSAGE) {
+		snprintf(why, whysz, "oversized: %zu bytes, the limit is %u", m->len,
+			 (unsigned)BK_MAX_MESSAGE);
+		return 1;
+	}
+	size_t n = 0;
+	const char *ct = hdr(m, "content-type", &n);
+	bool json = false;
+	if (ct && n == 16 && !memcmp(ct, "application/json", 16))
+		json = true;
+	else if (ct && !(n == 19 && !memcmp(ct, "application/msgpack", 19))) {
+		snprintf(why, whysz, "unsupported content-type \"%.*s\"", (int)(n < 64 ? n : 64), ct);
+		return 1;
+	}
+	if (bk_codec_command_decode(m->payload, m->len, json, false, z, ret, err, sizeof(err)) < 0) {
+		snprintf(why, whysz, "decode: %s", err);
+		return 1;
+	}
+	size_t kn = 0, sn = 0;
+	const char *kid = hdr(m, "key-id", &kn);
+	const uint8_t *sig = hdr(m, "signature", &sn);
+	if (!kid && !sig && c->o.allow_unsigned) {
+		bk_logf(BK_LOG_WARN, "UNSIGNED COMMAND ACCEPTED (--allow-unsigned: development only)",
+			"topic=%s partition=%d offset=%lld order_id=%s command_id=%s",
+			rd_kafka_topic_name(m->rkt), (int)m->partition, (long long)m->offset,
+			ret->order_id, ret->id);
+	} else if (!kid || !sig) {
+		snprintf(why, whysz, "unsigned: the key-id and signature headers are required");
+		return 1;
+	} else if (!c->kr) {
+		snprintf(why, whysz, "auth: no keyring loaded (--keyring) to verify key %.*s",
+			 (int)(kn < 80 ? kn : 80), kid);
+		return 1;
+	} else if (bk_auth_verify(c->kr, kid, kn, sig, sn, m->payload, m->len,
+				  (bk_role)ret->actor_role, bk_cmd_name((bk_cmd_type)ret->type), err,
+				  sizeof(err)) < 0) {
+		snprintf(why, whysz, "auth: %s", err);
+		return 1;
+	}
+	size_t on = strlen(ret->order_id);
+	if (!m->key || m->key_len != on || memcmp(m->key, ret->order_id, on) != 0) {
+		snprintf(why, whysz, "key: the record key must be the order_id (%s)", ret->order_id);
+		return 1;
+	}
+	int32_t want = rd_kafka_msg_partitioner_murmur2(NULL, m->key, m->key_len, c->nparts, NULL,
+							NULL);
+	if (want != m->partition) {
+		snprintf(why, whysz,
+			 "partition: key %s belongs on partition %d (murmur2_random), not %d",
+			 ret->order_id, (int)want, (int)m->partition);
+		return 1;
+	}
+	return 0;
+}
+
+static bk_decide_ctx decide_ctx(const cp *c, int64_t now)
+{
+	return (bk_decide_ctx){.now = now,
+			       .expiring_lead = c->o.expiring_lead_s * 1000000,
+			       .tz = bk_tz_offset,
+			       .tz_opaque = c->tz};
+}
+
+int cp_handle_message(cp *c, const rd_kafka_message_t *m)
+{
+	if (m->partition < 0 || m->partition >= c->nparts)
+		return 0;
+	cp_part *p = &c->parts[m->partition];
+	if (!p->assigned || !p->restored || m->offset < p->next_offset) {
+		bk_logf(BK_LOG_DEBUG, "command record skipped",
+			"topic=%s partition=%d offset=%lld next_offset=%lld restored=%d",
+			rd_kafka_topic_name(m->rkt), (int)m->partition, (long long)m->offset,
+			(long long)p->next_offset, p->restored);
+		return 0;
+	}
+	if (batch_begin(c) < 0)
+		return -1;
+	if (p->batch_first < 0)
+		p->batch_first = m->offset;
+	p->next_offset = m->offset + 1;
+	c->batch_n++;
+	c->n_cmds++;
+
+	msgpack_zone z;
+	msgpack_zone_init(&z, 8192);
+	bk_command cmd;
+	char why[512];
+	int rc = 0;
+	if (admit(c, m, &z, &cmd, why, sizeof(why))) {
+		rc = dlq(c, m, why);
+		msgpack_zone_destroy(&z);
+		return rc;
+	}
+	bk_decide_ctx ctx = decide_ctx(c, cp_now_us(c));
+	bk_decision d;
+	if (bk_engine_handle(p->eng, &cmd, &ctx, &z, &d) < 0) {
+		/* the engine may hold half of it: dead-letter, answer, restore again */
+		snprintf(why, sizeof(why), "internal: %s", d.message);
+		bk_logf(BK_LOG_ERROR, "command could not be handled",
+			"topic=%s partition=%d offset=%lld order_id=%s command_id=%s err=\"%s\"",
+			rd_kafka_topic_name(m->rkt), (int)m->partition, (long long)m->offset,
+			cmd.order_id, cmd.id, d.message);
+		rc = dlq(c, m, why);
+		bk_result res = {.command_id = cmd.id,
+				 .order_id = cmd.order_id,
+				 .status = BK_REJECTED,
+				 .code = BK_E_INTERNAL,
+				 .message = why};
+		if (rc == 0)
+			rc = produce_result(c, m->partition, m->offset, &res);
+		c->rerestore = true;
+		msgpack_zone_destroy(&z);
+		return rc;
+	}
+	if (d.n_events > 0)
+		rc = produce_events(c, m->partition, m->offset, cmd.id, &d);
+	if (rc == 0 && d.has_rules && d.outcome == BK_ACCEPTED)
+		rc = produce_rules(c, &d.rules);
+
+	const char *ids[BK_MAX_EVENTS];
+	bk_result res = {.command_id = cmd.id,
+			 .order_id = cmd.order_id,
+			 .status = d.outcome,
+			 .code = d.code,
+			 .message = d.message,
+			 .event_ids = ids,
+			 .n_event_ids = d.n_events};
+	for (uint32_t i = 0; i < d.n_events && i < BK_MAX_EVENTS; i++)
+		ids[i] = d.events[i].event_id;
+	const bk_order *o = bk_engine_order(p->eng, cmd.order_id);
+	res.version = o ? o->version : 0;
+	json_t *pend = p->pending ? json_object_get(p->pending, cmd.id) : NULL;
+	const char **pids = NULL;
+	if (pend && d.outcome == BK_DUPLICATE) {
+		/* its events landed before a crash, its result did not: answer as it was */
+		json_t *ja = json_object_get(pend, "ids");
+		size_t n = json_array_size(ja);
+		pids = calloc(n + 1, sizeof(*pids));
+		if (pids) {
+			for (size_t i = 0; i < n; i++)
+				pids[i] = json_string_value(json_array_get(ja, i));
+			res.status = BK_ACCEPTED;
+			res.code = BK_E_OK;
+			res.message = "";
+			res.version = json_integer_value(json_object_get(pend, "v"));
+			res.event_ids = pids;
+			res.n_event_ids = (uint32_t)n;
+		}
+	}
+	if (rc == 0)
+		rc = produce_result(c, m->partition, m->offset, &res);
+	bk_logf(d.outcome == BK_ACCEPTED ? BK_LOG_DEBUG : BK_LOG_INFO, "command handled",
+		"topic=%s partition=%d offset=%lld order_id=%s command_id=%s type=%s status=%s "
+		"code=%s events=%u version=%lld message=\"%s\"",
+		rd_kafka_topic_name(m->rkt), (int)m->partition, (long long)m->offset, cmd.order_id,
+		cmd.id, bk_cmd_name((bk_cmd_type)cmd.type), bk_outcome_name(res.status),
+		bk_err_name(res.code), (unsigned)d.n_events, (long long)res.version, res.message);
+	free(pids);
+	if (pend) {
+		json_object_del(p->pending, cmd.id);
+		if (json_object_size(p->pending) == 0 || p->next_offset > p->last_event) {
+			json_decref(p->pending);
+			p->pending = NULL;
+		}
+	}
+	bk_decision_clear(&d);
+	msgpack_zone_destroy(&z);
+	return rc;
+}
+
+int cp_handle_sweep(cp *c, int32_t p, const char *order_id, const char *target, int64_t now)
+{
+	cp_part *pt = &c->parts[p];
+	char id[BK_ID_MAX], label[BK_ID_MAX + 16];
+	snprintf(label, sizeof(label), "sweep:%s", target);
+	bk_id_derive(id, "cmd_", order_id, label, 0);
+	bk_command cmd = {.id = id,
+			  .type = BK_CMD_ORDER_SWEEP,
+			  .order_id = order_id,
+			  .actor_user_id = NULL,
+			  .actor_role = BK_ROLE_SYSTEM,
+			  .at = now,
+			  .payload = {.type = MSGPACK_OBJECT_MAP}};
+	msgpack_zone z;
+	msgpack_zone_init(&z, 8192);
+	bk_decide_ctx ctx = decide_ctx(c, now);
+	bk_decision d;
+	int rc = 0;
+	if (bk_engine_handle(pt->eng, &cmd, &ctx, &z, &d) < 0) {
+		bk_logf(BK_LOG_ERROR, "sweep could not be handled",
+			"partition=%d order_id=%s target=%s err=\"%s\"", (int)p, order_id, target,
+			d.message);
+		c->rerestore = true;
+		msgpack_zone_destroy(&z);
+		return 0;
+	}
+	if (d.n_events > 0) {
+		if (batch_begin(c) < 0)
+			rc = -1;
+		else {
+			c->batch_n++;
+			rc = produce_events(c, p, -1, id, &d);
+			char sub[64];
+			bk_logf(BK_LOG_INFO, "sweep", "partition=%d order_id=%s target=%s events=%u first=%s",
+				(int)p, order_id, target, (unsigned)d.n_events,
+				bk_event_subtype(&d.events[0], sub, sizeof(sub)));
+		}
+	}
+	bk_decision_clear(&d);
+	msgpack_zone_destroy(&z);
+	return rc;
+}
+
+/* Offsets to commit: the next offset of every partition the batch touched. */
+static rd_kafka_topic_partition_list_t *batch_offsets(cp *c)
+{
+	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(8);
+	for (int i = 0; i < c->nparts; i++)
+		if (c->parts[i].batch_first >= 0 && c->parts[i].assigned)
+			rd_kafka_topic_partition_list_add(l, c->topic[BK_TOPIC_COMMANDS], i)->offset =
+			    c->parts[i].next_offset;
+	return l;
+}
+
+/* Commit the transaction; returns 0, 1 when it was aborted, -1 when fatal. */
+static int txn_commit(cp *c, rd_kafka_topic_partition_list_t *offs, bool lost)
+{
+	rd_kafka_error_t *e = NULL;
+	if (!lost && offs->cnt > 0) {
+		rd_kafka_consumer_group_metadata_t *md = rd_kafka_consumer_group_metadata(c->consumer);
+		e = rd_kafka_send_offsets_to_transaction(c->producer, offs, md, c->o.timeout_ms);
+		rd_kafka_consumer_group_metadata_destroy(md);
+	}
+	for (int tries = 0; !lost && !e; tries++) {
+		e = rd_kafka_commit_transaction(c->producer, c->o.timeout_ms);
+		if (!e)
+			return 0;
+		if (rd_kafka_error_is_retriable(e) && tries < 3) {
+			bk_logf(BK_LOG_WARN, "commit_transaction: retrying", "err=\"%s\"",
+				rd_kafka_error_string(e));
+			rd_kafka_error_destroy(e);
+			e = NULL;
+		}
+	}
+	if (e && rd_kafka_error_is_fatal(e)) {
+		bk_logf(BK_LOG_ERROR, "transaction failed (fatal)", "err=\"%s\"",
+			rd_kafka_error_string(e));
+		rd_kafka_error_destroy(e);
+		return -1;
+	}
+	if (e) {
+		bk_logf(BK_LOG_WARN, "transaction failed: aborting", "err=\"%s\" abortable=%d",
+			rd_kafka_error_string(e), rd_kafka_error_txn_requires_abort(e));
+		rd_kafka_error_destroy(e);
+	}
+	rd_kafka_error_t *a = rd_kafka_abort_transaction(c->producer, c->o.timeout_ms);
+	if (a) {
+		bk_logf(BK_LOG_ERROR, "abort_transaction failed", "err=\"%s\" fatal=%d",
+			rd_kafka_error_string(a), rd_kafka_error_is_fatal(a));
+		rd_kafka_error_destroy(a);
+		return -1;
+	}
+	return 1;
+}
+
+int cp_batch_close(cp *c, bool lost)
+{
+	if (!c->txn_open)
+		return 0;
+	int64_t t0 = cp_mono_us();
+	rd_kafka_topic_partition_list_t *offs = batch_offsets(c);
+	int r;
+	if (!c->o.no_txn) {
+		r = txn_commit(c, offs, lost || c->dr_err != RD_KAFKA_RESP_ERR_NO_ERROR);
+	} else {
+		rd_kafka_resp_err_t fe = rd_kafka_flush(c->producer, c->o.timeout_ms);
+		r = fe || c->dr_err ? 1 : 0;
+		if (fe)
+			bk_logf(BK_LOG_ERROR, "flush did not finish", "err=\"%s\" queued=%d",
+				rd_kafka_err2str(fe), rd_kafka_outq_len(c->producer));
+		if (r == 0 && offs->cnt > 0)
+			rd_kafka_commit(c->consumer, offs, 1); /* informational only */
+	}
+	c->txn_open = false;
+	for (int i = 0; i < c->nparts; i++)
+		c->parts[i].batch_first = -1;
+	if (r < 0) {
+		rd_kafka_topic_partition_list_destroy(offs);
+		cp_fatal(c, CP_EXIT_FATAL);
+		return -1;
+	}
+	if (r > 0) {
+		c->n_aborts++;
+		c->rerestore = true;
+		bk_logf(BK_LOG_WARN, "batch failed: restoring the partitions from the log",
+			"commands=%d dr_err=\"%s\" lost=%d", c->batch_n, rd_kafka_err2str(c->dr_err),
+			lost);
+	} else {
+		c->n_batches++;
+		for (int i = 0; i < offs->cnt; i++)
+			bk_logf(BK_LOG_DEBUG, "batch committed",
+				"topic=%s partition=%d offset=%lld commands=%d ms=%lld",
+				offs->elems[i].topic, (int)offs->elems[i].partition,
+				(long long)offs->elems[i].offset, c->batch_n,
+				(long long)((cp_mono_us() - t0) / 1000));
+	}
+	rd_kafka_topic_partition_list_destroy(offs);
+	c->batch_n = 0;
+	return 0;
+}
+
+int cp_rerestore_all(cp *c)
+{
+	char err[512];
+	int32_t *ps = calloc((size_t)c->nparts + 1, sizeof(*ps));
+	int n = 0;
+	if (!ps) {
+		cp_fatal(c, CP_EXIT_FATAL);
+		return -1;
+	}
+	for (int i = 0; i < c->nparts; i++)
+		if (c->parts[i].assigned)
+			ps[n++] = i;
+	c->rerestore = false;
+	if (n > 0 && cp_restore(c, ps, n, err, sizeof(err)) < 0) {
+		bk_logf(BK_LOG_ERROR, "restore failed", "err=\"%s\"", err);
+		free(ps);
+		cp_fatal(c, CP_EXIT_FATAL);
+		return -1;
+	}
+	if (n > 0) {
+		rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(n);
+		for (int i = 0; i < n; i++)
+			rd_kafka_topic_partition_list_add(l, c->topic[BK_TOPIC_COMMANDS], ps[i])
+			    ->offset = c->parts[ps[i]].next_offset;
+		rd_kafka_error_t *e = rd_kafka_seek_partitions(c->consumer, l, c->o.timeout_ms);
+		if (e) {
+			bk_logf(BK_LOG_ERROR, "seek failed", "err=\"%s\"", rd_kafka_error_string(e));
+			rd_kafka_error_destroy(e);
+			rd_kafka_topic_partition_list_destroy(l);
+			free(ps);
+			cp_fatal(c, CP_EXIT_FATAL);
+			return -1;
+		}
+		/* a partition left at its old position could skip commands: stop instead */
+		bool bad = false;
+		for (int i = 0; i < l->cnt; i++)
+			if (l->elems[i].err) {
+				bk_logf(BK_LOG_ERROR, "seek of a partition failed",
+					"topic=%s partition=%d offset=%lld err=\"%s\"",
+					l->elems[i].topic, (int)l->elems[i].partition,
+					(long long)l->elems[i].offset, rd_kafka_err2str(l->elems[i].err));
+				bad = true;
+			}
+		rd_kafka_topic_partition_list_destroy(l);
+		if (bad) {
+			free(ps);
+			cp_fatal(c, CP_EXIT_FATAL);
+			return -1;
+		}
+	}
+	free(ps);
+	return 0;
+}
