@@ -90,6 +90,12 @@ json_t *fx_engine_summary(const bk_engine *e)
 
 int fx_run_file(bk_engine *e, const char *path, json_t *fails, char *err, size_t errsz)
 {
+	return fx_run_file_cb(e, path, fails, NULL, NULL, err, errsz);
+}
+
+int fx_run_file_cb(bk_engine *e, const char *path, json_t *fails, fx_record_fn cb, void *opaque,
+		   char *err, size_t errsz)
+{
 	if (!tzdb)
 		tzdb = bk_tzdb_new(NULL);
 	FILE *f = fopen(path, "r");
@@ -139,6 +145,23 @@ int fx_run_file(bk_engine *e, const char *path, json_t *fails, char *err, size_t
 			msgpack_zone_destroy(&z);
 			json_decref(j);
 			break;
+		}
+		if (cb && d.n_events) {
+			bk_record rec = {c.order_id, c.id, d.events, d.n_events};
+			msgpack_sbuffer sb;
+			msgpack_sbuffer_init(&sb);
+			int cr = bk_codec_record_encode(&rec, &sb) < 0
+				     ? -1
+				     : cb(opaque, &rec, sb.data, sb.size);
+			msgpack_sbuffer_destroy(&sb);
+			if (cr < 0) {
+				snprintf(err, errsz, "%s:%d: record handler failed", path, lineno);
+				rc = -1;
+				bk_decision_clear(&d);
+				msgpack_zone_destroy(&z);
+				json_decref(j);
+				break;
+			}
 		}
 		json_t *exp = json_object_get(j, "expect");
 		const char *want = json_string_value(json_object_get(exp, "status"));

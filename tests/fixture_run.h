@@ -33,6 +33,11 @@ json_t *fx_engine_summary(const bk_engine *e);
  */
 int fx_run_file(bk_engine *e, const char *path, json_t *fails, char *err, size_t errsz);
 
+/* The same, handing each events record (as the processor would produce it) to cb. */
+typedef int (*fx_record_fn)(void *opaque, const bk_record *r, const void *bytes, size_t n);
+int fx_run_file_cb(bk_engine *e, const char *path, json_t *fails, fx_record_fn cb, void *opaque,
+		   char *err, size_t errsz);
+
 /* True when every key of `want` (recursively for objects) equals the same key of `got`. */
 int fx_subset_diff(const json_t *want, const json_t *got, const char *path, json_t *diffs);
 

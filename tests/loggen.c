@@ -1,0 +1,191 @@
+/*
+ * loggen.c - test tool: runs fixture files through the engine (as the processor would)
+ * and produces their events records to an events topic, optionally planting one defect
+ * for `bookingctl verify` to find: a tampered payload, a missing record (gap), a second
+ * writer's record (fork), an illegal status change, or a duplicate record.
+ *
+ *   loggen --brokers-file F --topic T [--plant tamper|gap|fork|illegal|duplicate] FIXTURE...
+ * Prints the planted defect's order id on stdout.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "bk_codec.h"
+#include "fixture_run.h"
+#include "kconf.h"
+
+typedef struct gen {
+	rd_kafka_t *rk;
+	const char *topic;
+	const char *plant;
+	int n;	    /* records produced so far */
+	int target; /* the record index the defect is planted at */
+	bool planted;
+	char order[BK_ID_MAX];
+	msgpack_sbuffer last; /* the previous record's bytes */
+	char last_order[BK_ID_MAX];
+} gen;
+
+static int produce(gen *g, const char *key, const void *bytes, size_t n)
+{
+	rd_kafka_resp_err_t err;
+	do {
+		err = rd_kafka_producev(g->rk, RD_KAFKA_V_TOPIC(g->topic),
+					RD_KAFKA_V_KEY(key, strlen(key)),
+					RD_KAFKA_V_VALUE((void *)bytes, n),
+					RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+		if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+			rd_kafka_poll(g->rk, 50);
+	} while (err == RD_KAFKA_RESP_ERR__QUEUE_FULL);
+	if (err)
+		fprintf(stderr, "loggen: produce: %s\n", rd_kafka_err2str(err));
+	return err ? -1 : 0;
+}
+
+/* Re-encode rec with event 0 changed by `mut`, keeping (or recomputing) hashes. */
+static int produce_mutated(gen *g, const bk_record *src, int what)
+{
+	msgpack_zone z;
+	msgpack_zone_init(&z, 4096);
+	bk_record rec;
+	char err[256];
+	int rc = -1;
+	if (bk_codec_record_decode(g->last.data, g->last.size, &z, &rec, err, sizeof(err)) < 0)
+		goto out;
+	(void)src;
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	bk_event *e = &rec.events[rec.n - 1];
+	rec.n = 1;
+	if (what == 'f') { /* fork: same seq and prev_hash as the last event, other content */
+		rec.events[0] = *e;
+		rec.events[0].payload = (bk_val){.type = MSGPACK_OBJECT_MAP};
+		rec.events[0].event_id = "tev_forked_by_a_second_writer";
+		bk_codec_event_seal(&rec.events[0], &sb);
+	} else { /* illegal: the next seq, validly chained, an order.completed from anywhere */
+		bk_mapb b;
+		bk_mapb_init(&b, &z, 3);
+		bk_mapb_str(&b, "from", "initiated");
+		bk_mapb_str(&b, "to", "completed");
+		bk_mapb_str(&b, "cause", "order.complete");
+		rec.events[0] = *e;
+		rec.events[0].seq = e->seq + 1;
+		memcpy(rec.events[0].prev_hash, e->hash, BK_HASH_LEN);
+		rec.events[0].type = BK_EV_ORDER_STATUS;
+		rec.events[0].sub = BK_ST_COMPLETED;
+		rec.events[0].event_id = "tev_illegal_jump_to_completed";
+		rec.events[0].payload = bk_mapb_done(&b);
+		bk_codec_event_seal(&rec.events[0], &sb);
+	}
+	msgpack_sbuffer_clear(&sb);
+	if (bk_codec_record_encode(&rec, &sb) == 0)
+		rc = produce(g, rec.order_id, sb.data, sb.size);
+	msgpack_sbuffer_destroy(&sb);
+out:
+	msgpack_zone_destroy(&z);
+	return rc;
+}
+
+static int on_record(void *opaque, const bk_record *r, const void *bytes, size_t n)
+{
+	gen *g = opaque;
+	int idx = g->n++;
+	const char *p = g->plant;
+	if (p && !g->planted && idx >= g->target) {
+		if (!strcmp(p, "tamper") && r->n == 1) {
+			/* flip a byte of the payload's text: the hash no longer matches */
+			char *copy = malloc(n);
+			memcpy(copy, bytes, n);
+			const char *needle = "Paris";
+			for (size_t i = 0; i + 5 <= n; i++)
+				if (!memcmp(copy + i, needle, 5)) {
+					copy[i] = 'B';
+					g->planted = true;
+					break;
+				}
+			int rc = produce(g, r->order_id, copy, n);
+			free(copy);
+			if (g->planted) {
+				snprintf(g->order, sizeof(g->order), "%s", r->order_id);
+				return rc;
+			}
+		} else if (!strcmp(p, "gap") && strcmp(r->order_id, g->last_order) == 0) {
+			g->planted = true; /* this record is never produced */
+			snprintf(g->order, sizeof(g->order), "%s", r->order_id);
+			return 0;
+		} else if (!strcmp(p, "duplicate")) {
+			g->planted = true;
+			snprintf(g->order, sizeof(g->order), "%s", r->order_id);
+			if (produce(g, r->order_id, bytes, n) < 0)
+				return -1;
+		}
+	}
+	if (produce(g, r->order_id, bytes, n) < 0)
+		return -1;
+	msgpack_sbuffer_clear(&g->last);
+	msgpack_sbuffer_write(&g->last, bytes, n);
+	snprintf(g->last_order, sizeof(g->last_order), "%s", r->order_id);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	gen g = {.target = 5};
+	const char *bfile = NULL;
+	int i = 1;
+	for (; i < argc && argv[i][0] == '-'; i++) {
+		if (!strcmp(argv[i], "--brokers-file") && i + 1 < argc)
+			bfile = argv[++i];
+		else if (!strcmp(argv[i], "--topic") && i + 1 < argc)
+			g.topic = argv[++i];
+		else if (!strcmp(argv[i], "--plant") && i + 1 < argc)
+			g.plant = argv[++i];
+		else {
+			fprintf(stderr, "loggen: bad argument %s\n", argv[i]);
+			return 2;
+		}
+	}
+	if (!bfile || !g.topic || i == argc) {
+		fprintf(stderr,
+			"usage: loggen --brokers-file F --topic T [--plant KIND] FIXTURE...\n");
+		return 2;
+	}
+	char err[512];
+	bk_kconf *kc = bk_kconf_new();
+	if (bk_kconf_set_brokers_file(kc, bfile, err, sizeof(err)) < 0 ||
+	    bk_kconf_new_handle(kc, BK_KCONF_PRODUCER, NULL, &g.rk, err, sizeof(err)) < 0) {
+		fprintf(stderr, "loggen: %s\n", err);
+		return 3;
+	}
+	msgpack_sbuffer_init(&g.last);
+	for (; i < argc; i++) {
+		bk_engine *e = bk_engine_new();
+		json_t *fails = json_array();
+		if (fx_run_file_cb(e, argv[i], fails, on_record, &g, err, sizeof(err)) < 0) {
+			fprintf(stderr, "loggen: %s\n", err);
+			return 1;
+		}
+		json_decref(fails);
+		bk_engine_free(e);
+	}
+	if (g.plant && (!strcmp(g.plant, "fork") || !strcmp(g.plant, "illegal"))) {
+		if (produce_mutated(&g, NULL, g.plant[0]) < 0)
+			return 1;
+		snprintf(g.order, sizeof(g.order), "%s", g.last_order);
+		g.planted = true;
+	}
+	rd_kafka_flush(g.rk, 10000);
+	if (g.plant && !g.planted) {
+		fprintf(stderr, "loggen: could not plant %s\n", g.plant);
+		return 1;
+	}
+	printf("%s\n", g.plant ? g.order : "");
+	fprintf(stderr, "loggen: %d records to %s\n", g.n, g.topic);
+	msgpack_sbuffer_destroy(&g.last);
+	rd_kafka_destroy(g.rk);
+	bk_kconf_destroy(kc);
+	return 0;
+}
