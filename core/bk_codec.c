@@ -629,10 +629,15 @@ int bk_codec_command_encode(const bk_command *c, msgpack_sbuffer *sb)
 
 static int pk_event(msgpack_packer *pk, const bk_event *e, bool with_hash)
 {
-	char sub[64];
-	if (e->type >= BK_EV__COUNT || e->event_id == NULL || e->order_id == NULL)
+	const char *sub = bk_event_subtype_name(e);
+	if (e->type >= BK_EV__COUNT || e->event_id == NULL || e->order_id == NULL || !sub)
 		return -1;
-	bk_event_subtype(e, sub, sizeof(sub));
+	if (with_hash && e->canon && e->canon_len > 1 && e->canon[0] == 0x8b) {
+		/* splice the sealed canonical map (11 keys, fixmap 0x8b) and add the hash */
+		int rc = msgpack_pack_map(pk, 12);
+		rc = rc || pk->callback(pk->data, (const char *)e->canon + 1, e->canon_len - 1);
+		return rc || pk_kbin(pk, "hash", e->hash, BK_HASH_LEN);
+	}
 	int rc = msgpack_pack_map(pk, with_hash ? 12 : 11);
 	rc = rc || pk_kstr(pk, "event_id", e->event_id);
 	rc = rc || pk_kstr(pk, "order_id", e->order_id);
@@ -660,6 +665,8 @@ int bk_codec_event_canon(const bk_event *e, msgpack_sbuffer *sb)
 
 int bk_codec_event_seal(bk_event *e, msgpack_sbuffer *scratch)
 {
+	e->canon = NULL;
+	e->canon_len = 0;
 	msgpack_sbuffer_clear(scratch);
 	if (bk_codec_event_canon(e, scratch) < 0)
 		return -1;

@@ -40,9 +40,10 @@ typedef struct dctx {
 	bk_event *evs;
 	int64_t next_seq;
 	const uint8_t *prev;
-	msgpack_sbuffer scratch;
-	const char *ev_cmd_id; /* command id stamped on the events being emitted */
-	uint32_t ev_idx;       /* index of the next event of ev_cmd_id */
+	msgpack_sbuffer own_scratch;
+	msgpack_sbuffer *scratch; /* ctx->scratch or own_scratch */
+	const char *ev_cmd_id;	  /* command id stamped on the events being emitted */
+	uint32_t ev_idx;	  /* index of the next event of ev_cmd_id */
 	const char *ev_actor;
 	int64_t ev_at; /* created_at of the events being emitted */
 	bk_vctx v;     /* payload getter context, errors into d->message */
@@ -139,9 +140,16 @@ static bk_event *emit(dctx *x, bk_ev_type type, uint8_t sub, uint8_t card_type, 
 	e->schema = BK_EVENT_SCHEMA;
 	e->payload = payload;
 	memcpy(e->prev_hash, x->prev, BK_HASH_LEN);
-	if (!e->event_id || bk_codec_event_seal(e, &x->scratch) < 0) {
+	if (!e->event_id || bk_codec_event_seal(e, x->scratch) < 0) {
 		oom(x);
 		return NULL;
+	}
+	/* keep the hashed bytes: the record encoder splices them instead of packing again */
+	uint8_t *canon = msgpack_zone_malloc(x->z, x->scratch->size);
+	if (canon) {
+		memcpy(canon, x->scratch->data, x->scratch->size);
+		e->canon = canon;
+		e->canon_len = (uint32_t)x->scratch->size;
 	}
 	x->prev = e->hash;
 	x->next_seq++;
@@ -1808,7 +1816,8 @@ int bk_decide(const bk_order *state, const bk_command *cmd, const bk_decide_ctx 
 	static const uint8_t zero_hash[BK_HASH_LEN];
 	if (!state)
 		x.prev = zero_hash;
-	msgpack_sbuffer_init(&x.scratch);
+	msgpack_sbuffer_init(&x.own_scratch);
+	x.scratch = ctx->scratch ? ctx->scratch : &x.own_scratch;
 
 	int rc = 0;
 	if (cmd->type >= BK_CMD__COUNT) {
@@ -1843,7 +1852,7 @@ int bk_decide(const bk_order *state, const bk_command *cmd, const bk_decide_ctx 
 			rc = dispatch(&x, &rs);
 	}
 	bk_order_free(x.work);
-	msgpack_sbuffer_destroy(&x.scratch);
+	msgpack_sbuffer_destroy(&x.own_scratch);
 	if (rc < 0) {
 		bk_decision_clear(ret);
 		ret->has_rules = false;

@@ -26,6 +26,7 @@ typedef struct bk_decide_ctx {
 	const bk_ruleset *rules; /* auto-accept rules; NULL = none */
 	bk_tz_fn tz;		 /* time-zone oracle; required */
 	void *tz_opaque;
+	msgpack_sbuffer *scratch; /* optional reusable buffer; one per thread */
 } bk_decide_ctx;
 
 typedef enum bk_outcome { BK_ACCEPTED, BK_REJECTED, BK_DUPLICATE } bk_outcome;

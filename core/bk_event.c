@@ -47,8 +47,63 @@ const char *bk_card_verb_name(bk_card_verb v)
 	return (unsigned)v < BK_CV__COUNT ? verb_names[v] : "?";
 }
 
+/* Every composite subtype as a literal, so naming an event costs no formatting. */
+static const char *const status_subtypes[BK_ST__COUNT] = {
+    [BK_ST_INITIATED] = "order.initiated",
+    [BK_ST_PENDING_ACCEPT] = "order.pending_accept",
+    [BK_ST_COUNTERED] = "order.countered",
+    [BK_ST_ACCEPTED] = "order.accepted",
+    [BK_ST_DECLINED] = "order.declined",
+    [BK_ST_CONFIRMED] = "order.confirmed",
+    [BK_ST_IN_PROGRESS] = "order.in_progress",
+    [BK_ST_DELIVERED] = "order.delivered",
+    [BK_ST_COMPLETED] = "order.completed",
+    [BK_ST_CANCELLED_BUYER] = "order.cancelled_buyer",
+    [BK_ST_CANCELLED_PROVIDER] = "order.cancelled_provider",
+    [BK_ST_DISPUTED] = "order.disputed",
+    [BK_ST_RESOLVED] = "order.resolved",
+};
+static const char *const ms_subtypes[BK_MS__COUNT] = {
+    [BK_MS_OPEN] = "milestone.open",	     [BK_MS_DELIVERED] = "milestone.delivered",
+    [BK_MS_APPROVED] = "milestone.approved", [BK_MS_DISPUTED] = "milestone.disputed",
+    [BK_MS_REFUNDED] = "milestone.refunded",
+};
+#define CARD_VERBS(t)                                                                              \
+	{                                                                                          \
+		"card." t ".proposed", "card." t ".accepted", "card." t ".declined",               \
+		    "card." t ".responded", "card." t ".superseded", "card." t ".cancelled",       \
+		    "card." t ".expired", "card." t ".expiring", "card." t ".closed"               \
+	}
+static const char *const card_subtypes[BK_CT__COUNT][BK_CV__COUNT] = {
+    [BK_CT_RESCHEDULE] = CARD_VERBS("reschedule"), [BK_CT_EXTRAS] = CARD_VERBS("extras"),
+    [BK_CT_PROOFS] = CARD_VERBS("proofs"),	   [BK_CT_EXPENSE] = CARD_VERBS("expense"),
+    [BK_CT_COMPLETE] = CARD_VERBS("complete"),	   [BK_CT_DISPUTE] = CARD_VERBS("dispute"),
+};
+_Static_assert(BK_CV__COUNT == 9, "CARD_VERBS lists every verb in enum order");
+
+const char *bk_event_subtype_name(const bk_event *e)
+{
+	switch (e->type) {
+	case BK_EV_ORDER_STATUS:
+		return e->sub < BK_ST__COUNT ? status_subtypes[e->sub] : NULL;
+	case BK_EV_MILESTONE_CHANGED:
+		return e->sub < BK_MS__COUNT ? ms_subtypes[e->sub] : NULL;
+	case BK_EV_CARD:
+		return e->card_type < BK_CT__COUNT && e->sub < BK_CV__COUNT
+			   ? card_subtypes[e->card_type][e->sub]
+			   : NULL;
+	default:
+		return e->type < BK_EV__COUNT ? ev_names[e->type] : NULL;
+	}
+}
+
 const char *bk_event_subtype(const bk_event *e, char *buf, size_t bufsz)
 {
+	const char *name = bk_event_subtype_name(e);
+	if (name) {
+		snprintf(buf, bufsz, "%s", name);
+		return buf;
+	}
 	switch (e->type) {
 	case BK_EV_ORDER_STATUS:
 		snprintf(buf, bufsz, "order.%s", bk_status_name((bk_status)e->sub));

@@ -88,6 +88,11 @@ typedef struct bk_event {
 	bk_val payload; /* map */
 	uint8_t prev_hash[BK_HASH_LEN];
 	uint8_t hash[BK_HASH_LEN];
+	/* The canonical bytes the hash was computed over, when the writer kept them (zone
+	 * memory; NULL otherwise). The record encoder reuses them instead of packing the event
+	 * again. Whoever changes a sealed event must reseal it (which clears these). */
+	const uint8_t *canon;
+	uint32_t canon_len;
 } bk_event;
 
 /* The events of one command, as one record on booking.events (key = order_id). */
@@ -102,6 +107,8 @@ bk_ev_kind bk_event_kind(const bk_event *e);
 const char *bk_ev_kind_name(bk_ev_kind k);
 /* "card.reschedule.proposed", "order.confirmed"... into buf (>= 48 bytes); returns buf. */
 const char *bk_event_subtype(const bk_event *e, char *buf, size_t bufsz);
+/* The same as a static string, no copy; NULL when the event's type fields are out of range. */
+const char *bk_event_subtype_name(const bk_event *e);
 /* Parse a subtype string into (type, sub, card_type). Returns -1 when unknown. */
 int bk_event_subtype_parse(const char *s, size_t n, uint8_t *ret_type, uint8_t *ret_sub,
 			   uint8_t *ret_card_type);

@@ -181,8 +181,16 @@ typedef struct ectx {
 	bk_order *o;
 	const bk_event *e;
 	bk_vctx v;
-	msgpack_zone *z; /* scratch for parsing item arrays */
+	msgpack_zone *z; /* scratch for parsing item arrays, made on first use */
+	msgpack_zone zone;
 } ectx;
+
+static msgpack_zone *ez(ectx *x)
+{
+	if (!x->z && msgpack_zone_init(&x->zone, 1024))
+		x->z = &x->zone;
+	return x->z;
+}
 
 #define GROW(arr, n, cap)                                                                          \
 	do {                                                                                       \
@@ -233,6 +241,8 @@ static int items_from(ectx *x, const bk_val *map, const char *key, bk_items *dst
 	bk_li_view *v;
 	uint32_t n;
 	bool ovf;
+	if (!ez(x))
+		return oom(x);
 	if (bk_get_arr(&x->v, map, key, true, &arr) < 0 ||
 	    bk_li_parse(&x->v, arr, false, x->z, &v, &n, &ovf) < 0)
 		return -1;
@@ -432,6 +442,8 @@ static int ev_refund(ectx *x)
 	bk_li_view *v;
 	uint32_t n;
 	bool ovf;
+	if (!ez(x))
+		return oom(x);
 	if (bk_li_parse(&x->v, &one, false, x->z, &v, &n, &ovf) < 0)
 		return -1;
 	if (!bk_items_append(&x->o->items, v, n))
@@ -660,7 +672,7 @@ static int seen_add(bk_order *o, const char *id)
 
 int bk_evolve(bk_order *o, const bk_event *e, char *errstr, size_t errstr_size)
 {
-	ectx x = {o, e, {errstr, errstr_size, "payload"}, NULL};
+	ectx x = {.o = o, .e = e, .v = {errstr, errstr_size, "payload"}};
 	if (e->seq != o->version + 1)
 		return fail(&x, "%s", "does not follow the order's version");
 	if (memcmp(e->prev_hash, bk_order_last_hash(o), BK_HASH_LEN) != 0)
@@ -676,14 +688,15 @@ int bk_evolve(bk_order *o, const bk_event *e, char *errstr, size_t errstr_size)
 		o->hashes = h;
 		o->cap_hashes = cap;
 	}
-	if (seen_add(o, e->command_id) < 0)
-		return oom(&x);
-	msgpack_zone z;
-	if (!msgpack_zone_init(&z, 1024))
-		return oom(&x);
-	x.z = &z;
+	/* the events of one command share its id: fingerprint it once */
+	if (strcmp(o->last_command_id, e->command_id) != 0) {
+		if (seen_add(o, e->command_id) < 0)
+			return oom(&x);
+		snprintf(o->last_command_id, sizeof(o->last_command_id), "%s", e->command_id);
+	}
 	int rc = apply(&x);
-	msgpack_zone_destroy(&z);
+	if (x.z)
+		msgpack_zone_destroy(x.z);
 	if (rc < 0)
 		return -1;
 	memcpy(o->hashes[e->seq - 1], e->hash, BK_HASH_LEN);

@@ -38,15 +38,16 @@ static void hash_field(crypto_generichash_state *st, const char *s)
  * first character is always 0..7. */
 static void base32_128(const uint8_t h[DERIVED_HASH_LEN], char out[DERIVED_CHARS])
 {
-	for (int i = 0; i < DERIVED_CHARS; i++) {
-		unsigned v = 0;
-		for (int k = 0; k < 5; k++) {
-			const int bit = 5 * i + k - 2; /* position from the MSB of h */
-			v <<= 1;
-			if (bit >= 0)
-				v |= (h[bit / 8] >> (7 - bit % 8)) & 1u;
-		}
-		out[i] = crockford[v];
+	/* 130 bits = 2 leading zero bits + h, read 5 bits at a time from the top */
+	uint64_t hi = 0, lo = 0;
+	for (int i = 0; i < 8; i++) {
+		hi = hi << 8 | h[i];
+		lo = lo << 8 | h[8 + i];
+	}
+	for (int i = DERIVED_CHARS - 1; i >= 0; i--) {
+		out[i] = crockford[lo & 31u];
+		lo = lo >> 5 | hi << 59;
+		hi >>= 5;
 	}
 }
 
@@ -112,11 +113,11 @@ bool bk_id_valid(const char *s, size_t n, const char *prefix)
  */
 uint64_t bk_id_fingerprint(const char *s, size_t n)
 {
-	uint8_t h[16];
+	static const uint8_t key[crypto_shorthash_KEYBYTES] = "booking-log-fp-1";
+	uint8_t h[crypto_shorthash_BYTES];
 	uint64_t v = 0;
 
-	if (crypto_generichash(h, 8, (const uint8_t *)s, n, NULL, 0) != 0)
-		crypto_generichash(h, 16, (const uint8_t *)s, n, NULL, 0);
+	crypto_shorthash(h, (const uint8_t *)s, n, key);
 	for (int i = 7; i >= 0; i--)
 		v = (v << 8) | h[i];
 	return v;

@@ -153,8 +153,9 @@ typedef struct bk_order {
 	uint32_t n_disputes, cap_disputes;
 	bk_milestone *ms;
 	uint32_t n_ms, cap_ms;
-	bk_idset seen;			/* command ids that produced events */
-	uint8_t (*hashes)[BK_HASH_LEN]; /* hashes[seq-1], for the reader rule */
+	bk_idset seen;			 /* command ids that produced events */
+	char last_command_id[BK_ID_MAX]; /* of the last event applied (seen holds it) */
+	uint8_t (*hashes)[BK_HASH_LEN];	 /* hashes[seq-1], for the reader rule */
 	uint32_t cap_hashes;
 } bk_order;
 

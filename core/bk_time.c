@@ -169,6 +169,29 @@ size_t bk_ts_format(int64_t us, char *buf, size_t bufsz)
 	if (buf == NULL || bufsz == 0)
 		return 0;
 	bk_civil_from_days(days, &y, &m, &d);
+	if (y >= 0 && y <= 9999 && bufsz >= 28) {
+		/* the hot path (every event payload time): digits by hand */
+		char *p = buf;
+		const int f[6] = {m, d, (int)(sod / 3600), (int)(sod / 60 % 60), (int)(sod % 60)};
+		static const char seps[] = "--T::";
+		*p++ = (char)('0' + y / 1000);
+		*p++ = (char)('0' + y / 100 % 10);
+		*p++ = (char)('0' + y / 10 % 10);
+		*p++ = (char)('0' + y % 10);
+		for (int i = 0; i < 5; i++) {
+			*p++ = seps[i];
+			*p++ = (char)('0' + f[i] / 10);
+			*p++ = (char)('0' + f[i] % 10);
+		}
+		if (frac != 0) {
+			*p++ = '.';
+			for (int64_t div = 100000; div > 0; div /= 10)
+				*p++ = (char)('0' + frac / div % 10);
+		}
+		*p++ = 'Z';
+		*p = '\0';
+		return (size_t)(p - buf);
+	}
 	if (frac != 0)
 		len = snprintf(buf, bufsz, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", y, m, d,
 			       (int)(sod / 3600), (int)(sod / 60 % 60), (int)(sod % 60), (int)frac);

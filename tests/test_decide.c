@@ -349,6 +349,17 @@ START_TEST(decide_is_deterministic_and_chained)
 		ck_assert(memcmp(copy.hash, r.d.events[1].hash, BK_HASH_LEN) == 0);
 		msgpack_sbuffer_destroy(&sb);
 		memcpy(h[k], r.d.events[1].hash, BK_HASH_LEN);
+		/* the record spliced from the kept canonical bytes equals a fresh encoding */
+		ck_assert_ptr_nonnull(r.d.events[0].canon);
+		bk_record rec = {"ord_d", "cmd_d_s", r.d.events, r.d.n_events};
+		msgpack_sbuffer fresh;
+		msgpack_sbuffer_init(&fresh);
+		for (uint32_t i = 0; i < r.d.n_events; i++)
+			r.d.events[i].canon = NULL;
+		ck_assert_int_eq(bk_codec_record_encode(&rec, &fresh), 0);
+		ck_assert_uint_eq(fresh.size, r.record.size);
+		ck_assert(memcmp(fresh.data, r.record.data, fresh.size) == 0);
+		msgpack_sbuffer_destroy(&fresh);
 		run_done(&r);
 		bk_engine_free(e);
 	}
