@@ -1,0 +1,1163 @@
+/*
+ * proj_batch.c - a batch from consumed records to one committed PostgreSQL transaction.
+ *
+ * Plan: every event is judged by the shared reader rule (bk_chain_classify) against its
+ * order's head - cached, or loaded for all missing orders in one query - and NEXT events
+ * are coalesced into row images (proj_apply). Write: one transaction locks and checks the
+ * batch's checkpoints (another instance moved them: fenced, nothing written), writes the
+ * images, the quarantine and fork rows, the rules and the new checkpoints, and commits.
+ * A poison event found while planning is quarantined and the plan is redone without it;
+ * one PostgreSQL refuses sends the batch down the slow path (a savepoint per order, then
+ * per event) so that only the poisoned order stops. The cache changes only on commit.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "bk_codec.h"
+#include "log.h"
+#include "pgutil.h"
+#include "proj_apply.h"
+#include "proj_batch.h"
+
+#define RING	    8	    /* recent hashes kept per order, for duplicate checks */
+#define CACHE_MAX   1000000 /* orders cached; the cache is emptied past this */
+#define BACKOFF_MIN 100	    /* ms */
+#define BACKOFF_MAX 5000    /* ms */
+#define REASON_MAX  400
+
+typedef struct ostate {
+	int64_t seq;
+	uint8_t hash[BK_HASH_LEN];
+	pa_order f;
+	int64_t rseq[RING];
+	uint8_t rhash[RING][BK_HASH_LEN];
+} ostate;
+
+typedef struct oentry {
+	char id[BK_ID_MAX];
+	ostate c;	  /* committed: what PostgreSQL holds */
+	ostate b;	  /* while planning a batch */
+	uint32_t gen;	  /* batch that last touched it */
+	bool held;	  /* has held/retry quarantine rows at batch start */
+	bool retry;	  /* has rows set to retry */
+	bool quarantined; /* while planning: later events wait in quarantine */
+} oentry;
+
+enum { A_APPLY, A_DUP, A_FORK, A_QUAR, A_HELD };
+
+typedef struct item {
+	const bk_event *e; /* NULL: the record could not be decoded */
+	oentry *o;
+	int64_t qid; /* quarantine row being retried, 0 for a log record */
+	int topic;   /* 0 events */
+	int32_t part;
+	int64_t offset;
+	const void *raw; /* the record's bytes (undecodable records) */
+	size_t raw_n;
+	uint8_t action;
+	bool pre_bad; /* undecodable or hash mismatch: reason already set */
+	char reason[REASON_MAX];
+} item;
+
+typedef struct expect {
+	int topic; /* 0 events, 1 rules */
+	int32_t part;
+	int64_t next;
+} expect;
+
+struct proj {
+	proj_cfg cfg;
+	PGconn *conn;
+	proj_stats st;
+	oentry **slots;
+	size_t nslots, n;
+	uint32_t gen;
+	expect *exp;
+	size_t nexp, capexp;
+	pr_store *store;
+	item *items;
+	size_t nitems, capitems;
+	PGresult *retry_res; /* rows being retried (their bytes), cleared per attempt */
+	msgpack_sbuffer sb;
+	int backoff_ms;
+};
+
+/* --- small helpers ------------------------------------------------------------------ */
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+static int topic_idx(const proj *p, const char *name)
+{
+	return strcmp(name, p->cfg.events_topic) == 0 ? 0 : 1;
+}
+
+static const char *topic_name(const proj *p, int t)
+{
+	return t == 0 ? p->cfg.events_topic : p->cfg.rules_topic;
+}
+
+static uint64_t hash_str(const char *s)
+{
+	uint64_t h = 1469598103934665603ULL;
+	for (; *s; s++)
+		h = (h ^ (uint8_t)*s) * 1099511628211ULL;
+	return h;
+}
+
+/* --- order cache --------------------------------------------------------------------- */
+
+static void cache_clear(proj *p)
+{
+	for (size_t i = 0; i < p->nslots; i++) {
+		free(p->slots[i]);
+		p->slots[i] = NULL;
+	}
+	p->n = 0;
+}
+
+static size_t cache_slot(const proj *p, const char *id)
+{
+	size_t mask = p->nslots - 1, i = (size_t)hash_str(id) & mask;
+	while (p->slots[i] && strcmp(p->slots[i]->id, id) != 0)
+		i = (i + 1) & mask;
+	return i;
+}
+
+static oentry *cache_find(const proj *p, const char *id)
+{
+	return p->nslots ? p->slots[cache_slot(p, id)] : NULL;
+}
+
+static void cache_evict(proj *p, const char *id)
+{
+	if (!p->nslots)
+		return;
+	size_t i = cache_slot(p, id), mask = p->nslots - 1;
+	if (!p->slots[i])
+		return;
+	free(p->slots[i]);
+	p->slots[i] = NULL;
+	p->n--;
+	for (size_t j = (i + 1) & mask; p->slots[j]; j = (j + 1) & mask) {
+		oentry *o = p->slots[j];
+		p->slots[j] = NULL;
+		p->slots[cache_slot(p, o->id)] = o;
+	}
+}
+
+/* Insert a new entry (not yet loaded). NULL on OOM or a too long id. */
+static oentry *cache_add(proj *p, const char *id)
+{
+	if (strlen(id) >= BK_ID_MAX)
+		return NULL;
+	if ((p->n + 1) * 2 > p->nslots) {
+		size_t ns = p->nslots ? p->nslots * 2 : 4096;
+		oentry **slots = calloc(ns, sizeof(*slots));
+		if (!slots)
+			return NULL;
+		oentry **old = p->slots;
+		size_t oldn = p->nslots;
+		p->slots = slots;
+		p->nslots = ns;
+		for (size_t i = 0; i < oldn; i++)
+			if (old[i])
+				p->slots[cache_slot(p, old[i]->id)] = old[i];
+		free(old);
+	}
+	oentry *o = calloc(1, sizeof(*o));
+	if (!o)
+		return NULL;
+	snprintf(o->id, sizeof(o->id), "%s", id);
+	p->slots[cache_slot(p, id)] = o;
+	p->n++;
+	return o;
+}
+
+/* --- instance ------------------------------------------------------------------------ */
+
+proj *proj_new(const proj_cfg *cfg)
+{
+	proj *p = calloc(1, sizeof(*p));
+	if (!p)
+		return NULL;
+	p->cfg = *cfg;
+	p->store = pr_store_new();
+	if (!p->store) {
+		free(p);
+		return NULL;
+	}
+	msgpack_sbuffer_init(&p->sb);
+	p->backoff_ms = BACKOFF_MIN;
+	return p;
+}
+
+void proj_free(proj *p)
+{
+	if (!p)
+		return;
+	cache_clear(p);
+	free(p->slots);
+	free(p->exp);
+	free(p->items);
+	PQclear(p->retry_res);
+	pr_store_free(p->store);
+	msgpack_sbuffer_destroy(&p->sb);
+	if (p->conn)
+		PQfinish(p->conn);
+	free(p);
+}
+
+const proj_stats *proj_get_stats(const proj *p)
+{
+	return &p->st;
+}
+
+static void pg_log(void *opaque, pgu_level level, const char *msg)
+{
+	(void)opaque;
+	bk_logf(level >= PGU_LOG_WARN ? BK_LOG_WARN : BK_LOG_DEBUG, "postgresql", "detail=\"%s\"",
+		msg);
+}
+
+int proj_connect(proj *p)
+{
+	static const pgu_log log = {pg_log, NULL};
+	if (p->conn && PQstatus(p->conn) == CONNECTION_OK &&
+	    PQtransactionStatus(p->conn) == PQTRANS_IDLE)
+		return 0;
+	if (p->conn) {
+		PQfinish(p->conn);
+		p->conn = NULL;
+	}
+	int delay = BACKOFF_MIN;
+	while (!*p->cfg.stop) {
+		char err[512];
+		pgu_connect_opts o = {
+		    .attempts = 1, .application_name = "booking-projector", .log = &log};
+		PGconn *c = pgu_connect(p->cfg.conninfo, &o, err, sizeof(err));
+		if (c && pdb_setup(c, err, sizeof(err)) == 0) {
+			char who[256];
+			bk_logf(BK_LOG_INFO, "connected to postgresql", "db=%s",
+				pgu_describe(c, who, sizeof(who)));
+			p->conn = c;
+			return 0;
+		}
+		if (c)
+			PQfinish(c);
+		p->st.pg_errors++;
+		bk_logf(BK_LOG_WARN, "postgresql unavailable, retrying", "err=\"%s\" retry_ms=%d",
+			err, delay);
+		sleep_ms(delay);
+		delay = delay * 2 > BACKOFF_MAX ? BACKOFF_MAX : delay * 2;
+	}
+	return -1;
+}
+
+static expect *exp_find(proj *p, int topic, int32_t part, bool create)
+{
+	for (size_t i = 0; i < p->nexp; i++)
+		if (p->exp[i].topic == topic && p->exp[i].part == part)
+			return &p->exp[i];
+	if (!create)
+		return NULL;
+	if (p->nexp == p->capexp) {
+		size_t cap = p->capexp ? p->capexp * 2 : 64;
+		expect *e = realloc(p->exp, cap * sizeof(*e));
+		if (!e)
+			return NULL;
+		p->exp = e;
+		p->capexp = cap;
+	}
+	p->exp[p->nexp] = (expect){topic, part, -1};
+	return &p->exp[p->nexp++];
+}
+
+int64_t proj_next(const proj *p, const char *topic, int32_t partition)
+{
+	expect *e = exp_find((proj *)p, topic_idx(p, topic), partition, false);
+	return e ? e->next : -1;
+}
+
+/* Drop the connection after a failure that was not the data's (it may be broken). */
+static void pg_failed(proj *p, const char *what, const char *err)
+{
+	p->st.pg_errors++;
+	bk_logf(BK_LOG_WARN, "postgresql failed, retrying the batch",
+		"step=%s err=\"%s\" retry_ms=%d", what, err, p->backoff_ms);
+	if (p->conn) {
+		PQfinish(p->conn);
+		p->conn = NULL;
+	}
+	cache_clear(p);
+	sleep_ms(p->backoff_ms);
+	p->backoff_ms = p->backoff_ms * 2 > BACKOFF_MAX ? BACKOFF_MAX : p->backoff_ms * 2;
+}
+
+int proj_assign(proj *p, const char *topic, const int32_t *parts, size_t n, int64_t *ret_next)
+{
+	int t = topic_idx(p, topic);
+	for (;;) {
+		if (proj_connect(p) < 0)
+			return -1;
+		char err[512];
+		if (pdb_checkpoints(p->conn, topic, parts, n, false, ret_next, err, sizeof(err)) ==
+		    0)
+			break;
+		pg_failed(p, "read checkpoints", err);
+	}
+	for (size_t i = 0; i < n; i++) {
+		expect *e = exp_find(p, t, parts[i], true);
+		if (e)
+			e->next = ret_next[i];
+	}
+	return 0;
+}
+
+void proj_revoke(proj *p)
+{
+	p->nexp = 0;
+	cache_clear(p);
+}
+
+/* --- planning ------------------------------------------------------------------------ */
+
+static item *item_add(proj *p)
+{
+	if (p->nitems == p->capitems) {
+		size_t cap = p->capitems ? p->capitems * 2 : 1024;
+		item *v = realloc(p->items, cap * sizeof(*v));
+		if (!v)
+			return NULL;
+		p->items = v;
+		p->capitems = cap;
+	}
+	item *it = &p->items[p->nitems++];
+	memset(it, 0, sizeof(*it));
+	return it;
+}
+
+/* Verify an event's hash against its content. */
+static bool hash_ok(proj *p, const bk_event *e)
+{
+	p->sb.size = 0;
+	if (bk_codec_event_canon(e, &p->sb) < 0)
+		return false;
+	uint8_t h[BK_HASH_LEN];
+	bk_chain_hash(e->prev_hash, (const uint8_t *)p->sb.data, p->sb.size, h);
+	return memcmp(h, e->hash, BK_HASH_LEN) == 0;
+}
+
+/* Items of one record: its events, or one undecodable item (rec NULL, reason why). */
+static int add_record(proj *p, const bk_record *rec, const char *why, const void *raw, size_t raw_n,
+		      const char *key, int topic, int32_t part, int64_t offset, int64_t qid)
+{
+	if (!rec || rec->n == 0) {
+		item *it = item_add(p);
+		if (!it)
+			return -1;
+		it->qid = qid;
+		it->topic = topic;
+		it->part = part;
+		it->offset = offset;
+		it->raw = raw;
+		it->raw_n = raw_n;
+		it->pre_bad = true;
+		snprintf(it->reason, sizeof(it->reason), "undecodable record: %s",
+			 rec ? "no events" : why);
+		it->o = cache_find(p, key && *key ? key : "(no key)");
+		return 0;
+	}
+	for (uint32_t i = 0; i < rec->n; i++) {
+		item *it = item_add(p);
+		if (!it)
+			return -1;
+		it->e = &rec->events[i];
+		it->qid = qid;
+		it->topic = topic;
+		it->part = part;
+		it->offset = offset;
+		it->o = cache_find(p, rec->events[i].order_id);
+		if (!hash_ok(p, it->e)) {
+			it->pre_bad = true;
+			snprintf(it->reason, sizeof(it->reason),
+				 "event %s: hash does not match its content", it->e->event_id);
+		}
+	}
+	return 0;
+}
+
+typedef struct hash_lookup {
+	proj *p;
+	oentry *o;
+	bool failed;
+	char err[256];
+} hash_lookup;
+
+static int known_hash_at(void *opaque, int64_t seq, uint8_t ret[BK_HASH_LEN])
+{
+	hash_lookup *h = opaque;
+	const ostate *s = &h->o->b;
+	size_t i = (size_t)seq % RING;
+	if (s->rseq[i] == seq) {
+		memcpy(ret, s->rhash[i], BK_HASH_LEN);
+		return 0;
+	}
+	bool found = false;
+	if (pdb_hash_at(h->p->conn, h->o->id, seq, ret, &found, h->err, sizeof(h->err)) < 0) {
+		h->failed = true;
+		return -1;
+	}
+	return found ? 0 : -1;
+}
+
+static void advance(ostate *s, const bk_event *e)
+{
+	s->seq = e->seq;
+	memcpy(s->hash, e->hash, BK_HASH_LEN);
+	s->rseq[e->seq % RING] = e->seq;
+	memcpy(s->rhash[e->seq % RING], e->hash, BK_HASH_LEN);
+}
+
+/* Set the order aside from this item on: the item is quarantined, later ones held. */
+static void quarantine(proj *p, item *it, const char *why)
+{
+	(void)p;
+	it->action = A_QUAR;
+	if (why && why != it->reason)
+		snprintf(it->reason, sizeof(it->reason), "%s", why);
+	if (it->o)
+		it->o->quarantined = true;
+}
+
+/*
+ * Judge every item and coalesce the NEXT ones into p->store. An event that cannot be
+ * mapped is marked pre_bad and the plan restarts (so no image holds part of it).
+ * Returns 0, or -1 on a PostgreSQL failure (err).
+ */
+static int plan(proj *p, char *err, size_t errsz)
+{
+restart:
+	pr_store_reset(p->store);
+	for (size_t i = 0; i < p->nitems; i++) {
+		oentry *o = p->items[i].o;
+		if (o) {
+			o->b = o->c;
+			o->quarantined = o->held;
+		}
+	}
+	/* an order being retried starts released; its own rows come first */
+	for (size_t i = 0; i < p->nitems; i++)
+		if (p->items[i].qid && p->items[i].o)
+			p->items[i].o->quarantined = false;
+	for (size_t i = 0; i < p->nitems; i++) {
+		item *it = &p->items[i];
+		oentry *o = it->o;
+		if (!o) { /* no order id at all */
+			it->action = A_QUAR;
+			continue;
+		}
+		if (o->quarantined) {
+			it->action = A_HELD;
+			if (!it->pre_bad)
+				snprintf(it->reason, sizeof(it->reason),
+					 "held: an earlier event of the order is quarantined");
+			continue;
+		}
+		if (it->pre_bad) {
+			quarantine(p, it, NULL);
+			continue;
+		}
+		const bk_event *e = it->e;
+		hash_lookup hl = {p, o, false, ""};
+		bk_chain_verdict v = bk_chain_classify(o->b.seq, o->b.hash, e->seq, e->prev_hash,
+						       e->hash, known_hash_at, &hl);
+		if (hl.failed) {
+			snprintf(err, errsz, "%s", hl.err);
+			return -1;
+		}
+		switch (v) {
+		case BK_CHAIN_NEXT: {
+			char why[REASON_MAX];
+			if (pa_apply(p->store, e, &o->b.f, why, sizeof(why)) < 0) {
+				it->pre_bad = true;
+				snprintf(it->reason, sizeof(it->reason), "%s", why);
+				goto restart;
+			}
+			advance(&o->b, e);
+			it->action = A_APPLY;
+			break;
+		}
+		case BK_CHAIN_DUPLICATE:
+			it->action = A_DUP;
+			break;
+		case BK_CHAIN_FORK:
+			it->action = A_FORK;
+			snprintf(it->reason, sizeof(it->reason),
+				 "fork: seq %lld (order at %lld) with another hash or link",
+				 (long long)e->seq, (long long)o->b.seq);
+			break;
+		case BK_CHAIN_GAP: {
+			char why[REASON_MAX];
+			snprintf(why, sizeof(why), "gap: expected seq %lld, got %lld",
+				 (long long)o->b.seq + 1, (long long)e->seq);
+			quarantine(p, it, why);
+			break;
+		}
+		}
+	}
+	return 0;
+}
+
+/* --- gathering ---------------------------------------------------------------------- */
+
+static const char *item_order(const item *it)
+{
+	return it->o ? it->o->id : "(no key)";
+}
+
+/* A growable list of order ids (pointers owned elsewhere). */
+typedef struct idlist {
+	const char **v;
+	size_t n, cap;
+} idlist;
+
+static bool id_push(idlist *l, const char *id)
+{
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 1024;
+		const char **v = realloc(l->v, cap * sizeof(*v));
+		if (!v)
+			return false;
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->n++] = id;
+	return true;
+}
+
+typedef struct decoded {
+	bk_record r;
+	bool ok;
+	char key[BK_ID_MAX];
+	char why[200];
+} decoded;
+
+/* Entries for ids not cached, loaded from PostgreSQL in one query. */
+static int load_missing(proj *p, const idlist *ids, char *err, size_t errsz)
+{
+	idlist load = {0};
+	int rc = 0;
+	for (size_t i = 0; i < ids->n && rc == 0; i++) {
+		if (cache_find(p, ids->v[i]) || strlen(ids->v[i]) >= BK_ID_MAX)
+			continue;
+		oentry *o = cache_add(p, ids->v[i]);
+		if (!o || !id_push(&load, o->id))
+			rc = -1;
+	}
+	pdb_head *h = load.n ? calloc(load.n, sizeof(*h)) : NULL;
+	if (rc < 0 || (load.n && !h)) {
+		snprintf(err, errsz, "out of memory");
+		rc = -1;
+	} else if (load.n && pdb_load_heads(p->conn, load.v, load.n, h, err, errsz) < 0) {
+		rc = -1;
+	}
+	for (size_t i = 0; i < load.n; i++) {
+		oentry *o = cache_find(p, load.v[i]);
+		if (!o)
+			continue;
+		if (rc < 0) {
+			cache_evict(p, load.v[i]);
+			continue;
+		}
+		ostate *s = &o->c;
+		s->seq = h[i].seq;
+		memcpy(s->hash, h[i].hash, BK_HASH_LEN);
+		s->f.status = h[i].status;
+		snprintf(s->f.buyer, sizeof(s->f.buyer), "%s", h[i].buyer);
+		snprintf(s->f.provider, sizeof(s->f.provider), "%s", h[i].provider);
+		for (int k = 0; k < RING; k++)
+			s->rseq[k] = -1;
+	}
+	free(h);
+	free(load.v);
+	return rc;
+}
+
+static int64_t be_int(const char *b, int n)
+{
+	uint64_t v = 0;
+	for (int k = 0; k < n; k++)
+		v = v << 8 | (uint8_t)b[k];
+	return n == 4 ? (int64_t)(int32_t)(uint32_t)v : (int64_t)v;
+}
+
+/*
+ * Build the items of a batch: retried quarantine rows first, then the log records.
+ * Loads what the batch needs from PostgreSQL (quarantine state, heads, retried rows).
+ * Decoded records live in z.
+ */
+static int gather(proj *p, msgpack_zone *z, rd_kafka_message_t *const *msgs, size_t n, char *err,
+		  size_t errsz)
+{
+	p->nitems = 0;
+	PQclear(p->retry_res);
+	p->retry_res = NULL;
+	if (p->n > CACHE_MAX)
+		cache_clear(p);
+	int rc = -1;
+	idlist ids = {0}, rids = {0};
+	decoded *dec = calloc(n + 1, sizeof(*dec));
+	/* orders with waiting quarantine rows: their heads are always read afresh */
+	PGresult *q = PQexec(p->conn, "select order_id, bool_or(status = 'retry') from "
+				      "booking_proj.quarantine where status in ('held', 'retry') "
+				      "group by order_id");
+	if (!q || PQresultStatus(q) != PGRES_TUPLES_OK) {
+		pgu_format_error(p->conn, q, "read quarantine", err, errsz);
+		goto out;
+	}
+	if (!dec)
+		goto oom;
+	int nq = PQntuples(q);
+	for (int i = 0; i < nq; i++) {
+		cache_evict(p, PQgetvalue(q, i, 0));
+		if (PQgetvalue(q, i, 1)[0] == 't' &&
+		    (!id_push(&rids, PQgetvalue(q, i, 0)) || !id_push(&ids, PQgetvalue(q, i, 0))))
+			goto oom;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const rd_kafka_message_t *m = msgs[i];
+		decoded *d = &dec[i];
+		if (topic_idx(p, rd_kafka_topic_name(m->rkt)) != 0)
+			continue;
+		if (m->key && m->key_len < sizeof(d->key)) {
+			memcpy(d->key, m->key, m->key_len);
+			d->key[m->key_len] = 0;
+		}
+		if (!d->key[0])
+			snprintf(d->key, sizeof(d->key), "(no key)");
+		d->ok = m->len && bk_codec_record_decode(m->payload, m->len, z, &d->r, d->why,
+							 sizeof(d->why)) == 0;
+		if (!m->len)
+			snprintf(d->why, sizeof(d->why), "empty record");
+		if (d->ok && d->r.n) {
+			for (uint32_t k = 0; k < d->r.n; k++)
+				if (!id_push(&ids, d->r.events[k].order_id))
+					goto oom;
+		} else if (!id_push(&ids, d->key)) {
+			goto oom;
+		}
+	}
+	if (load_missing(p, &ids, err, errsz) < 0)
+		goto out;
+	for (size_t i = 0; i < ids.n; i++) {
+		oentry *o = cache_find(p, ids.v[i]);
+		if (o)
+			o->held = o->retry = false;
+	}
+	for (int i = 0; i < nq; i++) {
+		oentry *o = cache_find(p, PQgetvalue(q, i, 0));
+		if (o) {
+			o->held = true;
+			o->retry = PQgetvalue(q, i, 1)[0] == 't';
+		}
+	}
+	/* retried rows, in seq order per order (binary results) */
+	if (rids.n) {
+		char *arr = pdb_array(rids.v, rids.n);
+		const char *pv[1] = {arr};
+		PGresult *r =
+		    arr ? PQexecParams(p->conn,
+				       "select id, order_id, topic, partition, record_offset, "
+				       "event from booking_proj.quarantine where order_id = "
+				       "any($1::text[]) and status in ('held', 'retry') "
+				       "order by order_id, seq nulls last, id",
+				       1, NULL, pv, NULL, NULL, 1)
+			: NULL;
+		free(arr);
+		if (!r || PQresultStatus(r) != PGRES_TUPLES_OK) {
+			pgu_format_error(p->conn, r, "read retried quarantine rows", err, errsz);
+			PQclear(r);
+			goto out;
+		}
+		p->retry_res = r;
+		for (int i = 0; i < PQntuples(r); i++) {
+			const char *oid = PQgetvalue(r, i, 1);
+			const char *raw = PQgetvalue(r, i, 5);
+			size_t raw_n = (size_t)PQgetlength(r, i, 5);
+			bk_record rec;
+			char why[200];
+			bool ok =
+			    bk_codec_record_decode(raw, raw_n, z, &rec, why, sizeof(why)) == 0;
+			size_t before = p->nitems;
+			if (add_record(p, ok ? &rec : NULL, why, raw, raw_n, oid,
+				       topic_idx(p, PQgetvalue(r, i, 2)),
+				       (int32_t)be_int(PQgetvalue(r, i, 3), 4),
+				       be_int(PQgetvalue(r, i, 4), 8),
+				       be_int(PQgetvalue(r, i, 0), 8)) < 0)
+				goto oom;
+			for (size_t k = before; k < p->nitems; k++) {
+				p->items[k].o = cache_find(p, oid); /* the row's order */
+				p->st.retried++;
+			}
+		}
+	}
+	/* the log records */
+	for (size_t i = 0; i < n; i++) {
+		const rd_kafka_message_t *m = msgs[i];
+		if (topic_idx(p, rd_kafka_topic_name(m->rkt)) != 0)
+			continue;
+		decoded *d = &dec[i];
+		if (add_record(p, d->ok ? &d->r : NULL, d->why, m->payload ? m->payload : "",
+			       m->len, d->key, 0, m->partition, m->offset, 0) < 0)
+			goto oom;
+		p->st.records++;
+	}
+	rc = 0;
+	goto out;
+oom:
+	snprintf(err, errsz, "out of memory");
+out:
+	free(ids.v);
+	free(rids.v);
+	free(dec);
+	PQclear(q);
+	return rc;
+}
+
+/* --- writing ------------------------------------------------------------------------- */
+
+static int sql(proj *p, const char *s, char *err, size_t errsz)
+{
+	return pgu_exec(p->conn, s, NULL, err, errsz);
+}
+
+/* Lock and check the checkpoints of the batch's partitions. 1 when fenced. */
+static int fence(proj *p, rd_kafka_message_t *const *msgs, size_t n, char *err, size_t errsz)
+{
+	for (int t = 0; t < 2; t++) {
+		int32_t parts[1024];
+		size_t np = 0;
+		for (size_t i = 0; i < n && np < 1024; i++) {
+			if (topic_idx(p, rd_kafka_topic_name(msgs[i]->rkt)) != t)
+				continue;
+			bool seen = false;
+			for (size_t k = 0; k < np && !seen; k++)
+				seen = parts[k] == msgs[i]->partition;
+			if (!seen)
+				parts[np++] = msgs[i]->partition;
+		}
+		if (!np)
+			continue;
+		int64_t got[1024];
+		if (pdb_checkpoints(p->conn, topic_name(p, t), parts, np, true, got, err, errsz) <
+		    0)
+			return -1;
+		int fenced = 0;
+		for (size_t k = 0; k < np; k++) {
+			expect *e = exp_find(p, t, parts[k], true);
+			if (e && e->next != got[k]) {
+				bk_logf(BK_LOG_WARN, "checkpoint moved under this instance",
+					"topic=%s partition=%d expected=%lld found=%lld",
+					topic_name(p, t), parts[k], (long long)e->next,
+					(long long)got[k]);
+				e->next = got[k];
+				fenced = 1;
+			}
+		}
+		if (fenced)
+			return 1;
+	}
+	return 0;
+}
+
+static void hexhash(const uint8_t *h, char out[2 * BK_HASH_LEN + 3])
+{
+	out[0] = '\\';
+	out[1] = 'x';
+	bk_hex(h, BK_HASH_LEN, out + 2);
+}
+
+/* The bytes stored for an item: a one-event record, or the raw record. */
+static int item_bytes(proj *p, const item *it, const void **ret, size_t *ret_n)
+{
+	if (!it->e) {
+		*ret = it->raw ? it->raw : "";
+		*ret_n = it->raw_n;
+		return 0;
+	}
+	bk_record r = {it->e->order_id, it->e->command_id, (bk_event *)it->e, 1};
+	p->sb.size = 0;
+	if (bk_codec_record_encode(&r, &p->sb) < 0)
+		return -1;
+	*ret = p->sb.data;
+	*ret_n = p->sb.size;
+	return 0;
+}
+
+static int bookkeeping(proj *p, rd_kafka_message_t *const *msgs, size_t n, char *err, size_t errsz)
+{
+	for (size_t i = 0; i < p->nitems; i++) {
+		item *it = &p->items[i];
+		const void *bytes;
+		size_t nb;
+		char ps[16], os[24], ss[24], h[2 * BK_HASH_LEN + 3], ph[2 * BK_HASH_LEN + 3],
+		    qs[24];
+		snprintf(ps, sizeof(ps), "%d", it->part);
+		snprintf(os, sizeof(os), "%lld", (long long)it->offset);
+		snprintf(ss, sizeof(ss), "%lld", it->e ? (long long)it->e->seq : 0LL);
+		if (it->e) {
+			hexhash(it->e->hash, h);
+			hexhash(it->e->prev_hash, ph);
+		}
+		if (it->qid && (i == 0 || p->items[i - 1].qid != it->qid)) {
+			/* a retried row: held while any of its events waits, else applied */
+			bool bad = false, fork = false;
+			const char *why = NULL;
+			for (size_t k = i; k < p->nitems && p->items[k].qid == it->qid; k++) {
+				uint8_t a = p->items[k].action;
+				bad |= a == A_QUAR || a == A_HELD;
+				fork |= a == A_FORK;
+				if (a == A_QUAR && !why)
+					why = p->items[k].reason;
+			}
+			const char *status = bad ? "held" : fork ? "skipped" : "applied";
+			snprintf(qs, sizeof(qs), "%lld", (long long)it->qid);
+			const char *v[4] = {qs, status, why, !bad && fork ? "t" : "f"};
+			if (pgu_exec_params(
+				p->conn,
+				"update booking_proj.quarantine set status = $2, reason = "
+				"coalesce($3, reason), hash = case when $4::boolean then "
+				"null else hash end, updated_at = now() where id = $1::bigint",
+				4, v, "update quarantine", err, errsz) < 0)
+				return -1;
+			if (bad)
+				p->st.held++;
+		}
+		if (it->action == A_FORK) {
+			if (item_bytes(p, it, &bytes, &nb) < 0)
+				goto oom;
+			const char *v[9] = {item_order(it),
+					    topic_name(p, it->topic),
+					    ps,
+					    os,
+					    ss,
+					    it->e->event_id,
+					    h,
+					    ph,
+					    bytes};
+			int lens[9] = {0, 0, 0, 0, 0, 0, 0, 0, (int)nb};
+			int fmts[9] = {0, 0, 0, 0, 0, 0, 0, 0, 1};
+			PGresult *r = PQexecParams(
+			    p->conn,
+			    "insert into booking_proj.fork (order_id, topic, partition, "
+			    "record_offset, seq, event_id, hash, prev_hash, event) values ($1, $2, "
+			    "$3::int, $4::bigint, $5::bigint, $6, $7::bytea, $8::bytea, $9::bytea) "
+			    "on conflict do nothing",
+			    9, NULL, v, lens, fmts, 0);
+			if (!r || PQresultStatus(r) != PGRES_COMMAND_OK) {
+				pgu_format_error(p->conn, r, "record fork", err, errsz);
+				PQclear(r);
+				return -1;
+			}
+			PQclear(r);
+			p->st.forks++;
+			bk_logf(
+			    BK_LOG_WARN, "fork: event not applied",
+			    "topic=%s partition=%d offset=%lld order_id=%s seq=%lld event_id=%s",
+			    topic_name(p, it->topic), it->part, (long long)it->offset,
+			    item_order(it), (long long)it->e->seq, it->e->event_id);
+			continue;
+		}
+		if (it->qid || (it->action != A_QUAR && it->action != A_HELD))
+			continue;
+		if (item_bytes(p, it, &bytes, &nb) < 0)
+			goto oom;
+		const char *v[10] = {item_order(it),
+				     topic_name(p, it->topic),
+				     ps,
+				     os,
+				     it->e ? ss : NULL,
+				     it->e ? it->e->event_id : NULL,
+				     it->reason,
+				     bytes,
+				     it->e ? h : NULL,
+				     it->e ? ph : NULL};
+		int lens[10] = {0, 0, 0, 0, 0, 0, 0, (int)nb, 0, 0};
+		int fmts[10] = {0, 0, 0, 0, 0, 0, 0, 1, 0, 0};
+		PGresult *r = PQexecParams(
+		    p->conn,
+		    "insert into booking_proj.quarantine (order_id, topic, partition, "
+		    "record_offset, "
+		    "seq, event_id, reason, event, status, hash, prev_hash) values ($1, $2, "
+		    "$3::int, "
+		    "$4::bigint, $5::bigint, $6, $7, $8::bytea, 'held', $9::bytea, $10::bytea) on "
+		    "conflict do nothing",
+		    10, NULL, v, lens, fmts, 0);
+		if (!r || PQresultStatus(r) != PGRES_COMMAND_OK) {
+			pgu_format_error(p->conn, r, "record quarantine", err, errsz);
+			PQclear(r);
+			return -1;
+		}
+		PQclear(r);
+		if (it->action == A_QUAR) {
+			p->st.quarantined++;
+			bk_logf(
+			    BK_LOG_WARN, "order quarantined",
+			    "topic=%s partition=%d offset=%lld order_id=%s seq=%lld reason=\"%s\"",
+			    topic_name(p, it->topic), it->part, (long long)it->offset,
+			    item_order(it), it->e ? (long long)it->e->seq : -1LL, it->reason);
+		} else {
+			p->st.held++;
+		}
+	}
+	/* rules: the profile's record replaces all its rules (a tombstone deletes them) */
+	for (size_t i = 0; i < n; i++) {
+		const rd_kafka_message_t *m = msgs[i];
+		if (topic_idx(p, rd_kafka_topic_name(m->rkt)) != 1)
+			continue;
+		char sp[BK_ID_MAX] = "";
+		if (!m->key || m->key_len == 0 || m->key_len >= sizeof(sp)) {
+			bk_logf(BK_LOG_ERROR, "rules record without a usable key, skipped",
+				"topic=%s partition=%d offset=%lld", topic_name(p, 1), m->partition,
+				(long long)m->offset);
+			continue;
+		}
+		memcpy(sp, m->key, m->key_len);
+		bk_profile_rules pr;
+		memset(&pr, 0, sizeof(pr));
+		char derr[256];
+		if (m->payload && m->len &&
+		    bk_codec_rules_decode(m->payload, m->len, &pr, derr, sizeof(derr)) < 0) {
+			bk_logf(
+			    BK_LOG_ERROR, "undecodable rules record, skipped",
+			    "topic=%s partition=%d offset=%lld service_profile_id=%s err=\"%s\"",
+			    topic_name(p, 1), m->partition, (long long)m->offset, sp, derr);
+			continue;
+		}
+		int rc = pdb_rules_put(p->conn, sp, &pr, err, errsz);
+		bk_profile_rules_clear(&pr);
+		if (rc < 0)
+			return -1;
+		p->st.rules++;
+	}
+	/* checkpoints: the offset after the last record of each partition */
+	for (size_t i = 0; i < n; i++) {
+		const rd_kafka_message_t *m = msgs[i];
+		int t = topic_idx(p, rd_kafka_topic_name(m->rkt));
+		bool last = true;
+		for (size_t k = i + 1; k < n && last; k++)
+			last = !(msgs[k]->partition == m->partition &&
+				 topic_idx(p, rd_kafka_topic_name(msgs[k]->rkt)) == t);
+		if (!last)
+			continue;
+		if (pdb_checkpoint_set(p->conn, topic_name(p, t), m->partition, m->offset + 1, err,
+				       errsz) < 0)
+			return -1;
+	}
+	return 0;
+oom:
+	snprintf(err, errsz, "out of memory");
+	return -1;
+}
+
+/* After a commit: the new checkpoints are what this instance expects next. */
+static void advance_expected(proj *p, rd_kafka_message_t *const *msgs, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		expect *e = exp_find(p, topic_idx(p, rd_kafka_topic_name(msgs[i]->rkt)),
+				     msgs[i]->partition, true);
+		if (e && msgs[i]->offset + 1 > e->next)
+			e->next = msgs[i]->offset + 1;
+	}
+}
+
+/*
+ * Slow path, inside the open transaction: each order's applied events in a savepoint;
+ * an order PostgreSQL refuses is retried event by event, and the event it refuses is
+ * quarantined (the ones before it stay applied, the ones after it are held).
+ * Returns 0, or -1 on a failure that is not the data's.
+ */
+static int slow_path(proj *p, char *err, size_t errsz)
+{
+	p->st.slow_paths++;
+	bool *done = calloc(p->nitems + 1, sizeof(bool));
+	if (!done) {
+		snprintf(err, errsz, "out of memory");
+		return -1;
+	}
+	int rc = 0;
+	for (size_t i = 0; i < p->nitems && rc == 0; i++) {
+		if (done[i] || p->items[i].action != A_APPLY)
+			continue;
+		oentry *o = p->items[i].o;
+		/* the order as a whole */
+		pr_store_reset(p->store);
+		pa_order f = o->c.f;
+		char why[REASON_MAX];
+		for (size_t k = i; k < p->nitems; k++)
+			if (p->items[k].o == o && p->items[k].action == A_APPLY) {
+				done[k] = true;
+				if (pa_apply(p->store, p->items[k].e, &f, why, sizeof(why)) < 0) {
+					snprintf(err, errsz, "internal: replan differs: %s", why);
+					rc = -1;
+					break;
+				}
+			}
+		if (rc < 0)
+			break;
+		bool poison = false;
+		if ((rc = sql(p, "savepoint o", err, errsz)) < 0)
+			break;
+		if (pdb_write(p->conn, p->store, p->cfg.path, &poison, why, sizeof(why)) == 0) {
+			rc = sql(p, "release savepoint o", err, errsz);
+			continue;
+		}
+		if (!poison) {
+			snprintf(err, errsz, "%s", why);
+			rc = -1;
+			break;
+		}
+		if ((rc = sql(p, "rollback to savepoint o", err, errsz)) < 0)
+			break;
+		/* event by event */
+		f = o->c.f;
+		bool stopped = false;
+		for (size_t k = i; k < p->nitems && rc == 0; k++) {
+			item *it = &p->items[k];
+			if (it->o != o || it->action != A_APPLY)
+				continue;
+			if (stopped) {
+				it->action = A_HELD;
+				snprintf(it->reason, sizeof(it->reason),
+					 "held: an earlier event of the order is quarantined");
+				continue;
+			}
+			pr_store_reset(p->store);
+			pa_order g = f;
+			if (pa_apply(p->store, it->e, &g, why, sizeof(why)) < 0) {
+				quarantine(p, it, why);
+				stopped = true;
+				continue;
+			}
+			if ((rc = sql(p, "savepoint e", err, errsz)) < 0)
+				break;
+			if (pdb_write(p->conn, p->store, p->cfg.path, &poison, why, sizeof(why)) ==
+			    0) {
+				rc = sql(p, "release savepoint e", err, errsz);
+				f = g;
+				continue;
+			}
+			if (!poison) {
+				snprintf(err, errsz, "%s", why);
+				rc = -1;
+				break;
+			}
+			rc = sql(p, "rollback to savepoint e", err, errsz);
+			quarantine(p, it, why);
+			stopped = true;
+		}
+	}
+	free(done);
+	return rc;
+}
+
+/* One try at the batch. 1 fenced, 0 committed, -1 PostgreSQL failed (retry). */
+static int attempt(proj *p, rd_kafka_message_t *const *msgs, size_t n, char *err, size_t errsz)
+{
+	msgpack_zone z;
+	if (!msgpack_zone_init(&z, 64 * 1024)) {
+		snprintf(err, errsz, "out of memory");
+		return -1;
+	}
+	int rc = gather(p, &z, msgs, n, err, errsz);
+	if (rc == 0)
+		rc = plan(p, err, errsz);
+	if (rc < 0)
+		goto out;
+	if ((rc = sql(p, "begin", err, errsz)) < 0)
+		goto out;
+	if ((rc = fence(p, msgs, n, err, errsz)) != 0) {
+		pgu_rollback(p->conn);
+		goto out;
+	}
+	bool poison = false, slow = false;
+	char why[1024];
+	if (pdb_write(p->conn, p->store, p->cfg.path, &poison, why, sizeof(why)) < 0) {
+		if (!poison) {
+			snprintf(err, errsz, "%s", why);
+			pgu_rollback(p->conn);
+			rc = -1;
+			goto out;
+		}
+		bk_logf(BK_LOG_WARN, "batch refused by postgresql, isolating the poisoned order",
+			"err=\"%s\"", why);
+		pgu_rollback(p->conn);
+		slow = true;
+		if ((rc = sql(p, "begin", err, errsz)) < 0)
+			goto out;
+		if ((rc = fence(p, msgs, n, err, errsz)) != 0 ||
+		    (rc = slow_path(p, err, errsz)) < 0) {
+			pgu_rollback(p->conn);
+			goto out;
+		}
+	}
+	if ((rc = bookkeeping(p, msgs, n, err, errsz)) < 0) {
+		pgu_rollback(p->conn);
+		goto out;
+	}
+	if ((rc = pgu_commit(p->conn, err, errsz)) < 0)
+		goto out;
+	/* committed: the plan is what PostgreSQL holds now */
+	for (size_t i = 0; i < p->nitems; i++) {
+		item *it = &p->items[i];
+		if (it->action == A_APPLY)
+			p->st.applied++;
+		else if (it->action == A_DUP)
+			p->st.duplicates++;
+		if (it->e)
+			p->st.events++;
+	}
+	if (slow) {
+		cache_clear(p);
+	} else {
+		for (size_t i = 0; i < p->nitems; i++)
+			if (p->items[i].o)
+				p->items[i].o->c = p->items[i].o->b;
+	}
+	advance_expected(p, msgs, n);
+	p->st.batches++;
+	p->backoff_ms = BACKOFF_MIN;
+out:
+	p->nitems = 0;
+	PQclear(p->retry_res);
+	p->retry_res = NULL;
+	msgpack_zone_destroy(&z);
+	return rc;
+}
+
+proj_rc proj_batch(proj *p, rd_kafka_message_t *const *msgs, size_t n)
+{
+	for (;;) {
+		if (proj_connect(p) < 0)
+			return PROJ_STOPPED;
+		char err[1024];
+		int rc = attempt(p, msgs, n, err, sizeof(err));
+		if (rc == 0)
+			return PROJ_OK;
+		if (rc == 1) {
+			cache_clear(p);
+			return PROJ_FENCED;
+		}
+		pg_failed(p, "batch", err);
+		if (*p->cfg.stop)
+			return PROJ_STOPPED;
+	}
+}

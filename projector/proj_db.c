@@ -1,0 +1,637 @@
+/*
+ * proj_db.c - SQL of the projector. A batch's images are written in the table order of
+ * pr_tables (foreign keys point backwards): new rows are INSERTed, patches UPDATE only
+ * the columns they set (coalesce) and must find their row (guarded by order id), append-
+ * only tables are COPYed straight in. Nothing here begins, commits or rolls back.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bk_fsm.h"
+#include "proj_apply.h"
+#include "pgutil.h"
+#include "proj_db.h"
+
+#define COPY_CHUNK (256 * 1024)
+
+bool pdb_is_poison(const PGresult *res)
+{
+	const char *st = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+	return st && (strncmp(st, "22", 2) == 0 || strncmp(st, "23", 2) == 0);
+}
+
+/* Check a result; on failure format the error, set *poison, clear res and return -1. */
+static int check(PGconn *c, PGresult *res, const char *what, bool *poison, char *err, size_t errsz)
+{
+	ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+	if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
+		return 0;
+	if (poison)
+		*poison = pdb_is_poison(res);
+	pgu_format_error(c, res, what, err, errsz);
+	PQclear(res);
+	return -1;
+}
+
+static int exec0(PGconn *c, const char *sql, int n, const char *const *params, const char *what,
+		 bool *poison, char *err, size_t errsz)
+{
+	PGresult *res = PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
+	if (check(c, res, what, poison, err, errsz) < 0)
+		return -1;
+	PQclear(res);
+	return 0;
+}
+
+char *pdb_array(const char *const *v, size_t n)
+{
+	size_t cap = 3;
+	for (size_t i = 0; i < n; i++)
+		cap += 2 * strlen(v[i]) + 3;
+	char *out = malloc(cap), *p = out;
+	if (!out)
+		return NULL;
+	*p++ = '{';
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			*p++ = ',';
+		*p++ = '"';
+		for (const char *s = v[i]; *s; s++) {
+			if (*s == '"' || *s == '\\')
+				*p++ = '\\';
+			*p++ = *s;
+		}
+		*p++ = '"';
+	}
+	*p++ = '}';
+	*p = 0;
+	return out;
+}
+
+/* --- SQL text per table ------------------------------------------------------------- */
+
+typedef struct sqlbuf {
+	char *p;
+	size_t n, cap;
+} sqlbuf;
+
+static bool sb_add(sqlbuf *b, const char *s, size_t n)
+{
+	if (b->n + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 1024;
+		while (cap < b->n + n + 1)
+			cap *= 2;
+		char *p = realloc(b->p, cap);
+		if (!p)
+			return false;
+		b->p = p;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->n, s, n);
+	b->n += n;
+	b->p[b->n] = 0;
+	return true;
+}
+
+BK_PRINTF(2, 3) static bool sb_printf(sqlbuf *b, const char *fmt, ...)
+{
+	char tmp[512];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+	va_end(ap);
+	return n >= 0 && (size_t)n < sizeof(tmp) && sb_add(b, tmp, (size_t)n);
+}
+
+static bool col_list(sqlbuf *b, const pr_tabledef *td, const char *prefix)
+{
+	for (int i = 0; i < td->ncols; i++)
+		if (!sb_printf(b, "%s%s%s", i ? ", " : "", prefix, td->cols[i].name))
+			return false;
+	return true;
+}
+
+/* "set c = coalesce(<src>c, t.c), ..." for the non-key columns. src: "s." or "$" */
+static bool set_list(sqlbuf *b, const pr_tabledef *td, bool params)
+{
+	bool first = true;
+	for (int i = td->npk; i < td->ncols; i++) {
+		if (i == td->order_col)
+			continue;
+		char src[96];
+		if (params)
+			snprintf(src, sizeof(src), "$%d::%s", i + 1, td->cols[i].type);
+		else
+			snprintf(src, sizeof(src), "s.%s", td->cols[i].name);
+		const char *n = td->cols[i].name;
+		bool ok =
+		    td->cols[i].merge == PR_M_JSON_MERGE
+			? sb_printf(b, "%s%s = t.%s || coalesce(%s, '{}'::jsonb)",
+				    first ? "" : ", ", n, n, src)
+			: sb_printf(b, "%s%s = coalesce(%s, t.%s)", first ? "" : ", ", n, src, n);
+		if (!ok)
+			return false;
+		first = false;
+	}
+	return true;
+}
+
+static bool where_list(sqlbuf *b, const pr_tabledef *td, bool params)
+{
+	int n = td->npk + (td->order_col >= td->npk ? 1 : 0);
+	for (int k = 0; k < n; k++) {
+		int i = k < td->npk ? k : td->order_col;
+		const char *nm = td->cols[i].name;
+		bool ok = params ? sb_printf(b, "%st.%s = $%d", k ? " and " : "", nm, i + 1)
+				 : sb_printf(b, "%st.%s = s.%s", k ? " and " : "", nm, nm);
+		if (!ok)
+			return false;
+	}
+	return true;
+}
+
+/* --- setup --------------------------------------------------------------------------- */
+
+int pdb_setup(PGconn *c, char *err, size_t errsz)
+{
+	for (int t = 0; t < PR__COUNT; t++) {
+		const pr_tabledef *td = &pr_tables[t];
+		sqlbuf b = {0};
+		bool ok = true;
+		if (td->stage) {
+			ok =
+			    sb_printf(&b,
+				      "create temp table if not exists %s on commit delete rows as "
+				      "select ",
+				      td->stage) &&
+			    col_list(&b, td, "") &&
+			    sb_printf(&b, ", false as _new from %s with no data", td->name);
+			if (ok &&
+			    exec0(c, b.p, 0, NULL, "create staging table", NULL, err, errsz) < 0)
+				ok = false, err = NULL;
+		}
+		/* prepared statements of the pipelined path */
+		char name[32];
+		b.n = 0;
+		snprintf(name, sizeof(name), "ins_%d", t);
+		ok = ok && sb_printf(&b, "insert into %s (", td->name) && col_list(&b, td, "") &&
+		     sb_add(&b, ") values (", 10);
+		for (int i = 0; ok && i < td->ncols; i++)
+			ok = sb_printf(&b, "%s$%d::%s", i ? ", " : "", i + 1, td->cols[i].type);
+		ok = ok && sb_add(&b, ")", 1);
+		if (ok) {
+			PGresult *res = PQprepare(c, name, b.p, 0, NULL);
+			if (check(c, res, "prepare insert", NULL, err, errsz) < 0)
+				ok = false, err = NULL;
+			else
+				PQclear(res);
+		}
+		if (ok && td->stage) {
+			b.n = 0;
+			snprintf(name, sizeof(name), "upd_%d", t);
+			ok = sb_printf(&b, "update %s t set ", td->name) &&
+			     set_list(&b, td, true) && sb_add(&b, " where ", 7) &&
+			     where_list(&b, td, true);
+			if (ok) {
+				PGresult *res = PQprepare(c, name, b.p, 0, NULL);
+				if (check(c, res, "prepare update", NULL, err, errsz) < 0)
+					ok = false, err = NULL;
+				else
+					PQclear(res);
+			}
+		}
+		free(b.p);
+		if (!ok) {
+			if (err)
+				snprintf(err, errsz, "out of memory");
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* --- COPY path ----------------------------------------------------------------------- */
+
+/* Append v in COPY text format. */
+static bool copy_val(sqlbuf *b, const char *v)
+{
+	if (!v)
+		return sb_add(b, "\\N", 2);
+	const char *start = v;
+	for (const char *p = v; *p; p++) {
+		const char *esc = NULL;
+		switch (*p) {
+		case '\\':
+			esc = "\\\\";
+			break;
+		case '\t':
+			esc = "\\t";
+			break;
+		case '\n':
+			esc = "\\n";
+			break;
+		case '\r':
+			esc = "\\r";
+			break;
+		default:
+			continue;
+		}
+		if (!sb_add(b, start, (size_t)(p - start)) || !sb_add(b, esc, 2))
+			return false;
+		start = p + 1;
+	}
+	return sb_add(b, start, strlen(start));
+}
+
+static int copy_rows(PGconn *c, const pr_store *s, pr_table t, const char *target, bool staged,
+		     bool *poison, char *err, size_t errsz)
+{
+	const pr_tabledef *td = &pr_tables[t];
+	sqlbuf b = {0};
+	if (!sb_printf(&b, "copy %s (", target) || !col_list(&b, td, "") ||
+	    !sb_add(&b, staged ? ", _new) from stdin" : ") from stdin",
+		    staged ? strlen(", _new) from stdin") : strlen(") from stdin"))) {
+		free(b.p);
+		snprintf(err, errsz, "out of memory");
+		return -1;
+	}
+	PGresult *res = PQexec(c, b.p);
+	if (!res || PQresultStatus(res) != PGRES_COPY_IN) {
+		int rc = check(c, res, "copy", poison, err, errsz);
+		if (rc == 0) /* an unexpected but successful status */
+			PQclear(res);
+		free(b.p);
+		return -1;
+	}
+	PQclear(res);
+	b.n = 0;
+	bool ok = true;
+	size_t n = pr_store_count(s, t);
+	for (size_t i = 0; i < n && ok; i++) {
+		const pr_row *r = pr_store_row(s, t, i);
+		if (r->dead)
+			continue;
+		for (int k = 0; k < td->ncols && ok; k++)
+			ok = (k == 0 || sb_add(&b, "\t", 1)) && copy_val(&b, r->v[k]);
+		if (ok && staged)
+			ok = sb_add(&b, r->is_new ? "\tt" : "\tf", 2);
+		ok = ok && sb_add(&b, "\n", 1);
+		if (ok && b.n >= COPY_CHUNK) {
+			ok = PQputCopyData(c, b.p, (int)b.n) == 1;
+			b.n = 0;
+		}
+	}
+	if (ok && b.n)
+		ok = PQputCopyData(c, b.p, (int)b.n) == 1;
+	free(b.p);
+	if (PQputCopyEnd(c, ok ? NULL : "projector: out of memory") != 1) {
+		pgu_format_error(c, NULL, "copy end", err, errsz);
+		return -1;
+	}
+	int rc = 0;
+	while ((res = PQgetResult(c)) != NULL) {
+		if (rc == 0 && check(c, res, "copy", poison, err, errsz) < 0) {
+			rc = -1;
+			continue;
+		}
+		if (rc == 0)
+			PQclear(res);
+	}
+	return ok ? rc : -1;
+}
+
+/* Rows of table t: inserted (new) and patched (must exist). */
+static int write_staged(PGconn *c, const pr_store *s, pr_table t, bool *poison, char *err,
+			size_t errsz)
+{
+	const pr_tabledef *td = &pr_tables[t];
+	size_t n = pr_store_count(s, t), n_new = 0, n_patch = 0;
+	for (size_t i = 0; i < n; i++) {
+		const pr_row *r = pr_store_row(s, t, i);
+		if (r->is_new)
+			n_new++;
+		else
+			n_patch++;
+	}
+	if (n == 0)
+		return 0;
+	if (copy_rows(c, s, t, td->stage, true, poison, err, errsz) < 0)
+		return -1;
+	sqlbuf b = {0};
+	int rc = 0;
+	if (n_new) {
+		bool ok = sb_printf(&b, "insert into %s (", td->name) && col_list(&b, td, "") &&
+			  sb_add(&b, ") select ", 9) && col_list(&b, td, "") &&
+			  sb_printf(&b, " from %s where _new", td->stage);
+		if (!ok || exec0(c, b.p, 0, NULL, td->name, poison, err, errsz) < 0)
+			rc = -1;
+	}
+	if (rc == 0 && n_patch) {
+		b.n = 0;
+		bool ok = sb_printf(&b, "update %s t set ", td->name) && set_list(&b, td, false) &&
+			  sb_printf(&b, " from %s s where not s._new and ", td->stage) &&
+			  where_list(&b, td, false);
+		PGresult *res = ok ? PQexec(c, b.p) : NULL;
+		if (check(c, res, td->name, poison, err, errsz) < 0) {
+			rc = -1;
+		} else {
+			long got = strtol(PQcmdTuples(res), NULL, 10);
+			PQclear(res);
+			if (got != (long)n_patch) {
+				*poison = true;
+				snprintf(
+				    err, errsz,
+				    "%s: %zu row(s) to update, %ld found (an event refers to a "
+				    "row the read model does not have)",
+				    td->name, n_patch, got);
+				rc = -1;
+			}
+		}
+	}
+	free(b.p);
+	return rc;
+}
+
+static int write_copy(PGconn *c, const pr_store *s, bool *poison, char *err, size_t errsz)
+{
+	for (int t = 0; t < PR__COUNT; t++) {
+		const pr_tabledef *td = &pr_tables[t];
+		int rc;
+		if (td->stage)
+			rc = write_staged(c, s, (pr_table)t, poison, err, errsz);
+		else
+			rc = pr_store_count(s, (pr_table)t)
+				 ? copy_rows(c, s, (pr_table)t, td->name, false, poison, err, errsz)
+				 : 0;
+		if (rc < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* --- pipeline path ------------------------------------------------------------------- */
+
+static int write_pipeline(PGconn *c, const pr_store *s, bool *poison, char *err, size_t errsz)
+{
+	if (PQenterPipelineMode(c) != 1) {
+		pgu_format_error(c, NULL, "pipeline mode", err, errsz);
+		return -1;
+	}
+	size_t sent = 0;
+	bool ok = true;
+	for (int t = 0; t < PR__COUNT && ok; t++) {
+		const pr_tabledef *td = &pr_tables[t];
+		size_t n = pr_store_count(s, (pr_table)t);
+		for (size_t i = 0; i < n && ok; i++) {
+			const pr_row *r = pr_store_row(s, (pr_table)t, i);
+			if (r->dead)
+				continue;
+			char name[32];
+			snprintf(name, sizeof(name), "%s_%d", r->is_new ? "ins" : "upd", t);
+			ok = PQsendQueryPrepared(c, name, td->ncols, r->v, NULL, NULL, 0) == 1;
+			sent++;
+		}
+	}
+	if (ok)
+		ok = PQpipelineSync(c) == 1;
+	int rc = ok ? 0 : -1;
+	if (!ok)
+		pgu_format_error(c, NULL, "pipeline send", err, errsz);
+	/* results in the order sent: one per statement, then the sync */
+	size_t idx = 0;
+	for (int t = 0; t < PR__COUNT && ok; t++) {
+		size_t n = pr_store_count(s, (pr_table)t);
+		for (size_t i = 0; i < n && idx < sent; i++) {
+			const pr_row *r = pr_store_row(s, (pr_table)t, i);
+			if (r->dead)
+				continue;
+			idx++;
+			PGresult *res = PQgetResult(c);
+			if (rc == 0 && check(c, res, pr_tables[t].name, poison, err, errsz) < 0) {
+				rc = -1;
+			} else if (res) {
+				if (rc == 0 && !r->is_new && strcmp(PQcmdTuples(res), "1") != 0) {
+					*poison = true;
+					snprintf(err, errsz,
+						 "%s: row %s to update not found (an event refers "
+						 "to a row the read model does not have)",
+						 pr_tables[t].name, r->v[0]);
+					rc = -1;
+				}
+				PQclear(res);
+			}
+			PGresult *nul = PQgetResult(c); /* end of this statement's results */
+			if (nul)
+				PQclear(nul);
+		}
+	}
+	/* drain up to and including the sync */
+	for (;;) {
+		PGresult *res = PQgetResult(c);
+		if (!res) {
+			if (PQstatus(c) == CONNECTION_BAD)
+				break;
+			continue;
+		}
+		ExecStatusType st = PQresultStatus(res);
+		PQclear(res);
+		if (st == PGRES_PIPELINE_SYNC)
+			break;
+	}
+	if (PQexitPipelineMode(c) != 1 && rc == 0) {
+		pgu_format_error(c, NULL, "pipeline exit", err, errsz);
+		rc = -1;
+	}
+	return rc;
+}
+
+int pdb_write(PGconn *c, const pr_store *s, pdb_path path, bool *ret_poison, char *err,
+	      size_t errsz)
+{
+	bool poison = false;
+	size_t n;
+	int rc = 0;
+	const char *const *ids = pr_replaced(s, &n);
+	if (n) {
+		char *arr = pdb_array(ids, n);
+		const char *p[1] = {arr};
+		rc =
+		    arr ? exec0(c, "delete from booking.line_item where order_id = any($1::text[])",
+				1, p, "replace line items", &poison, err, errsz)
+			: -1;
+		free(arr);
+	}
+	if (rc == 0)
+		rc = path == PDB_PIPELINE ? write_pipeline(c, s, &poison, err, errsz)
+					  : write_copy(c, s, &poison, err, errsz);
+	ids = pr_dirty(s, &n);
+	if (rc == 0 && n) {
+		char *arr = pdb_array(ids, n);
+		const char *p[1] = {arr};
+		rc =
+		    arr ? exec0(c, pa_price_sql, 1, p, "price snapshots", &poison, err, errsz) : -1;
+		free(arr);
+	}
+	*ret_poison = poison;
+	return rc;
+}
+
+/* --- bookkeeping ----------------------------------------------------------------------- */
+
+static int unhex_col(const char *s, uint8_t out[BK_HASH_LEN])
+{
+	/* bytea text output: \x followed by hex */
+	if (!s || strncmp(s, "\\x", 2) != 0)
+		return -1;
+	return bk_unhex(s + 2, strlen(s + 2), out, BK_HASH_LEN);
+}
+
+int pdb_load_heads(PGconn *c, const char *const *ids, size_t n, pdb_head *ret, char *err,
+		   size_t errsz)
+{
+	static const char sql[] =
+	    "select k.i, coalesce(l.version, 0), t.hash, o.status, o.buyer_user_id, "
+	    "o.provider_user_id, s.seq, s.hash "
+	    "from unnest($1::text[]) with ordinality as k(id, i) "
+	    "left join ord.order_lock l on l.order_id = k.id "
+	    "left join ord.timeline_event t on t.order_id = k.id and t.seq = l.version "
+	    "left join booking.order o on o.order_id = k.id "
+	    "left join lateral (select q.seq, q.hash from booking_proj.quarantine q "
+	    "  where q.order_id = k.id and q.status = 'skipped' and q.hash is not null "
+	    "  order by q.seq desc limit 1) s on true";
+	char *arr = pdb_array(ids, n);
+	if (!arr) {
+		snprintf(err, errsz, "out of memory");
+		return -1;
+	}
+	const char *p[1] = {arr};
+	PGresult *res = PQexecParams(c, sql, 1, NULL, p, NULL, NULL, 0);
+	free(arr);
+	if (check(c, res, "load order heads", NULL, err, errsz) < 0)
+		return -1;
+	for (int r = 0; r < PQntuples(res); r++) {
+		long i = strtol(PQgetvalue(res, r, 0), NULL, 10) - 1;
+		if (i < 0 || (size_t)i >= n)
+			continue;
+		pdb_head *h = &ret[i];
+		memset(h, 0, sizeof(*h));
+		h->seq = strtoll(PQgetvalue(res, r, 1), NULL, 10);
+		if (h->seq > 0 && unhex_col(PQgetvalue(res, r, 2), h->hash) < 0)
+			memset(h->hash, 0xff,
+			       BK_HASH_LEN); /* no event at the head: nothing links */
+		h->status = PQgetisnull(res, r, 3) ? -1
+						   : bk_status_from(PQgetvalue(res, r, 3),
+								    strlen(PQgetvalue(res, r, 3)));
+		snprintf(h->buyer, sizeof(h->buyer), "%s", PQgetvalue(res, r, 4));
+		snprintf(h->provider, sizeof(h->provider), "%s", PQgetvalue(res, r, 5));
+		if (!PQgetisnull(res, r, 6)) {
+			int64_t sk = strtoll(PQgetvalue(res, r, 6), NULL, 10);
+			if (sk > h->seq && unhex_col(PQgetvalue(res, r, 7), h->hash) == 0)
+				h->seq = sk;
+		}
+	}
+	PQclear(res);
+	return 0;
+}
+
+int pdb_hash_at(PGconn *c, const char *order_id, int64_t seq, uint8_t ret_hash[BK_HASH_LEN],
+		bool *ret_found, char *err, size_t errsz)
+{
+	char sq[24];
+	snprintf(sq, sizeof(sq), "%lld", (long long)seq);
+	const char *p[2] = {order_id, sq};
+	PGresult *res = PQexecParams(
+	    c, "select hash from ord.timeline_event where order_id = $1 and seq = $2::bigint", 2,
+	    NULL, p, NULL, NULL, 0);
+	if (check(c, res, "hash at seq", NULL, err, errsz) < 0)
+		return -1;
+	*ret_found = PQntuples(res) == 1 && unhex_col(PQgetvalue(res, 0, 0), ret_hash) == 0;
+	PQclear(res);
+	return 0;
+}
+
+int pdb_checkpoints(PGconn *c, const char *topic, const int32_t *parts, size_t n, bool lock,
+		    int64_t *ret_next, char *err, size_t errsz)
+{
+	sqlbuf b = {0};
+	bool ok = sb_add(&b, "{", 1);
+	for (size_t i = 0; i < n && ok; i++)
+		ok = sb_printf(&b, "%s%d", i ? "," : "", parts[i]);
+	ok = ok && sb_add(&b, "}", 1);
+	if (!ok) {
+		free(b.p);
+		snprintf(err, errsz, "out of memory");
+		return -1;
+	}
+	const char *p[2] = {topic, b.p};
+	PGresult *res = PQexecParams(
+	    c,
+	    lock ? "select partition, next_offset from booking_proj.checkpoint where topic = $1 "
+		   "and partition = any($2::int[]) order by partition for update"
+		 : "select partition, next_offset from booking_proj.checkpoint where topic = $1 "
+		   "and partition = any($2::int[])",
+	    2, NULL, p, NULL, NULL, 0);
+	free(b.p);
+	if (check(c, res, "read checkpoints", NULL, err, errsz) < 0)
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		ret_next[i] = -1;
+	for (int r = 0; r < PQntuples(res); r++) {
+		int32_t part = (int32_t)strtol(PQgetvalue(res, r, 0), NULL, 10);
+		for (size_t i = 0; i < n; i++)
+			if (parts[i] == part)
+				ret_next[i] = strtoll(PQgetvalue(res, r, 1), NULL, 10);
+	}
+	PQclear(res);
+	return 0;
+}
+
+int pdb_checkpoint_set(PGconn *c, const char *topic, int32_t part, int64_t next, char *err,
+		       size_t errsz)
+{
+	char ps[16], ns[24];
+	snprintf(ps, sizeof(ps), "%d", part);
+	snprintf(ns, sizeof(ns), "%lld", (long long)next);
+	const char *p[3] = {topic, ps, ns};
+	return exec0(
+	    c,
+	    "insert into booking_proj.checkpoint (topic, partition, next_offset, updated_at) "
+	    "values ($1, $2::int, $3::bigint, now()) on conflict (topic, partition) do "
+	    "update set next_offset = excluded.next_offset, updated_at = now()",
+	    3, p, "write checkpoint", NULL, err, errsz);
+}
+
+int pdb_rules_put(PGconn *c, const char *sp_id, const bk_profile_rules *p, char *err, size_t errsz)
+{
+	const char *d[1] = {sp_id};
+	if (exec0(c, "delete from booking.autoaccept_rule where service_profile_id = $1", 1, d,
+		  "delete rules", NULL, err, errsz) < 0)
+		return -1;
+	for (uint32_t i = 0; p && i < p->n; i++) {
+		const bk_rule *r = &p->rules[i];
+		char minp[24], mask[24], dist[48];
+		snprintf(minp, sizeof(minp), "%lld", (long long)r->min_price_cents);
+		snprintf(mask, sizeof(mask), "%lld", (long long)r->weekday_mask);
+		snprintf(dist, sizeof(dist), "%.15g", r->max_distance_mi);
+		const char *v[6] = {r->rule_id,
+				    sp_id,
+				    r->has_min_price ? minp : NULL,
+				    r->has_weekday_mask ? mask : NULL,
+				    r->has_max_distance ? dist : NULL,
+				    r->allow_ib ? "true" : "false"};
+		if (exec0(
+			c,
+			"insert into booking.autoaccept_rule (rule_id, service_profile_id, "
+			"min_price_cents, weekday_mask, max_distance_mi, allow_ib) values ($1, $2, "
+			"$3::int, $4::int, $5::numeric, $6::boolean) on conflict (rule_id) do "
+			"update "
+			"set service_profile_id = excluded.service_profile_id, min_price_cents = "
+			"excluded.min_price_cents, weekday_mask = excluded.weekday_mask, "
+			"max_distance_mi = excluded.max_distance_mi, allow_ib = excluded.allow_ib",
+			6, v, "write rule", NULL, err, errsz) < 0)
+			return -1;
+	}
+	return 0;
+}

@@ -1,0 +1,68 @@
+/*
+ * proj_db.h - the projector's PostgreSQL side: writing a batch's row images (COPY into
+ * staging tables + INSERT/UPDATE, or pipelined prepared statements), and the bookkeeping
+ * queries (order heads, quarantine, forks, checkpoints, auto-accept rules).
+ * Every function runs on the caller's connection and transaction; none begins or ends one.
+ * Failures come back as -1 with errstr; *ret_poison says whether the data was at fault
+ * (constraint violation, bad value, a row to update that does not exist) rather than the
+ * connection or the server.
+ */
+#ifndef PROJ_DB_H
+#define PROJ_DB_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <libpq-fe.h>
+
+#include "bk_chain.h"
+#include "bk_rules.h"
+#include "proj_rows.h"
+
+typedef enum pdb_path {
+	PDB_COPY,     /* COPY into temp staging tables, then one INSERT and one UPDATE per table */
+	PDB_PIPELINE, /* one prepared INSERT or UPDATE per row, pipelined (libpq pipeline mode) */
+} pdb_path;
+
+/* Set a new connection up: staging tables and prepared statements. 0 or -1 (errstr). */
+int pdb_setup(PGconn *c, char *err, size_t errsz) BK_MUSTCHECK;
+
+/* Write every image of s, then recompute the dirty price snapshots. */
+int pdb_write(PGconn *c, const pr_store *s, pdb_path path, bool *ret_poison, char *err,
+	      size_t errsz) BK_MUSTCHECK;
+
+/* True when a failed result is the data's fault (SQLSTATE classes 22 and 23). */
+bool pdb_is_poison(const PGresult *res);
+
+/* A PostgreSQL text[] literal of n strings, malloc'd (caller frees); NULL on OOM. */
+char *pdb_array(const char *const *v, size_t n);
+
+/* What PostgreSQL holds about one order (its head for the reader rule). */
+typedef struct pdb_head {
+	int64_t seq; /* last applied seq, or the highest skipped one (quarantine skip) */
+	uint8_t hash[BK_HASH_LEN];
+	int status; /* bk_status, -1 when booking.order has no row */
+	char buyer[80];
+	char provider[80];
+} pdb_head;
+
+/* Heads of n orders, in one query; ret[i] for ids[i]. 0 or -1. */
+int pdb_load_heads(PGconn *c, const char *const *ids, size_t n, pdb_head *ret, char *err,
+		   size_t errsz) BK_MUSTCHECK;
+
+/* Hash of the event at seq of an order (ret_found false when there is none). */
+int pdb_hash_at(PGconn *c, const char *order_id, int64_t seq, uint8_t ret_hash[BK_HASH_LEN],
+		bool *ret_found, char *err, size_t errsz) BK_MUSTCHECK;
+
+/* Lock the checkpoint rows of (topic, partitions) and return their next offsets (-1 when
+ * a partition has none). */
+int pdb_checkpoints(PGconn *c, const char *topic, const int32_t *parts, size_t n, bool lock,
+		    int64_t *ret_next, char *err, size_t errsz) BK_MUSTCHECK;
+int pdb_checkpoint_set(PGconn *c, const char *topic, int32_t part, int64_t next, char *err,
+		       size_t errsz) BK_MUSTCHECK;
+
+/* Replace every rule of a service profile (p->n == 0: delete them). */
+int pdb_rules_put(PGconn *c, const char *sp_id, const bk_profile_rules *p, char *err,
+		  size_t errsz) BK_MUSTCHECK;
+
+#endif

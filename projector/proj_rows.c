@@ -1,0 +1,468 @@
+/*
+ * proj_rows.c - the table definitions of the read model and the per-batch row store:
+ * an arena for strings and rows, and per table a vector (write order) plus an
+ * open-addressing index by primary key. Invariant: one image per key per batch.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proj_rows.h"
+
+/* --- table definitions ------------------------------------------------------------- */
+
+#define C(n, t)                                                                                    \
+	{                                                                                          \
+		n, t, PR_M_COALESCE                                                                \
+	}
+#define CJ(n, t)                                                                                   \
+	{                                                                                          \
+		n, t, PR_M_JSON_MERGE                                                              \
+	}
+
+static const pr_col border_cols[BO__N] = {
+    C("order_id", "text"),
+    C("buyer_user_id", "text"),
+    C("provider_user_id", "text"),
+    C("service_profile_id", "text"),
+    C("package_id", "text"),
+    C("mode", "booking.booking_mode"),
+    C("status", "booking.booking_status"),
+    C("city", "text"),
+    C("start_ts", "timestamptz"),
+    C("end_ts", "timestamptz"),
+    C("location_kind", "text"),
+    C("location_address", "text"),
+    C("travel_miles", "numeric"),
+    C("license_tier", "text"),
+    C("subtotal_cents", "int"),
+    C("platform_fee_cents", "int"),
+    C("tax_cents", "int"),
+    C("tip_cents", "int"),
+    C("total_cents", "int"),
+    C("currency", "text"),
+    C("stripe_payment_intent_id", "text"),
+    C("connect_transfer_group", "text"),
+    C("chat_thread_id", "text"),
+    C("created_at", "timestamptz"),
+    C("updated_at", "timestamptz"),
+};
+static const pr_col oorder_cols[OO__N] = {
+    C("order_id", "text"),	    C("buyer_user_id", "text"),	   C("provider_user_id", "text"),
+    C("role_code", "text"),	    C("start_utc", "timestamptz"), C("end_utc", "timestamptz"),
+    C("timezone", "text"),	    CJ("location_json", "jsonb"),  C("policy_snapshot", "jsonb"),
+    C("price_snapshot", "jsonb"),   C("state", "ord.order_state"), C("created_at", "timestamptz"),
+    C("updated_at", "timestamptz"),
+};
+static const pr_col li_cols[LI__N] = {
+    C("id", "text"),	 C("order_id", "text"),	 C("kind", "text"),	  C("title", "text"),
+    C("qty", "numeric"), C("unit_cents", "int"), C("total_cents", "int"), C("list_pos", "bigint"),
+};
+static const pr_col rq_cols[RQ__N] = {
+    C("request_id", "text"),	C("mode", "booking.booking_mode"), C("order_id", "text"),
+    C("buyer_user_id", "text"), C("provider_user_id", "text"),	   C("status", "text"),
+    C("message", "text"),	C("expires_at", "timestamptz"),	   C("created_at", "timestamptz"),
+};
+static const pr_col rc_cols[RC__N] = {
+    C("invite_id", "text"),
+    C("recipient_user_id", "text"),
+    C("status", "text"),
+};
+static const pr_col ms_cols[MS__N] = {
+    C("milestone_id", "text"),	C("order_id", "text"),	  C("title", "text"),
+    C("due_ts", "timestamptz"), C("amount_cents", "int"), C("status", "text"),
+};
+static const pr_col ds_cols[DS__N] = {
+    C("dispute_id", "text"),	    C("order_id", "text"),
+    C("opened_by", "text"),	    C("reason", "text"),
+    C("description", "text"),	    C("status", "text"),
+    C("created_at", "timestamptz"), C("updated_at", "timestamptz"),
+};
+static const pr_col cd_cols[CD__N] = {
+    C("card_id", "text"),	    C("order_id", "text"),	    C("type", "ord.card_type"),
+    C("state", "ord.card_state"),   C("created_by", "text"),	    C("due_at", "timestamptz"),
+    C("expires_at", "timestamptz"), C("superseded_by", "text"),	    C("payload", "jsonb"),
+    C("created_at", "timestamptz"), C("updated_at", "timestamptz"),
+};
+static const pr_col cr_cols[CR__N] = {
+    C("response_id", "text"), C("card_id", "text"),  C("responder_user_id", "text"),
+    C("action", "text"),      C("payload", "jsonb"), C("created_at", "timestamptz"),
+};
+static const pr_col lk_cols[LK__N] = {
+    C("order_id", "text"),
+    C("version", "bigint"),
+    C("updated_at", "timestamptz"),
+};
+static const pr_col te_cols[TE__N] = {
+    C("event_id", "text"),
+    C("order_id", "text"),
+    C("kind", "text"),
+    C("subtype", "text"),
+    C("actor_user_id", "text"),
+    C("payload", "jsonb"),
+    C("created_at", "timestamptz"),
+    C("seq", "bigint"),
+    C("command_id", "text"),
+    C("hash", "bytea"),
+    C("prev_hash", "bytea"),
+    C("schema", "int"),
+};
+
+/* In write order: a row's foreign keys point at tables written before it. */
+const pr_tabledef pr_tables[PR__COUNT] = {
+    [PR_BORDER] = {"booking.order", "s_border", border_cols, BO__N, 1, BO_ORDER_ID},
+    [PR_OORDER] = {"ord.order", "s_oorder", oorder_cols, OO__N, 1, OO_ORDER_ID},
+    [PR_LINE_ITEM] = {"booking.line_item", NULL, li_cols, LI__N, 1, LI_ORDER_ID},
+    [PR_REQUEST] = {"booking.request", "s_request", rq_cols, RQ__N, 1, RQ_ORDER_ID},
+    [PR_RECIPIENT] = {"booking.invite_recipient", "s_recipient", rc_cols, RC__N, 2, -1},
+    [PR_MILESTONE] = {"booking.milestone", "s_milestone", ms_cols, MS__N, 1, MS_ORDER_ID},
+    [PR_DISPUTE] = {"booking.dispute", "s_dispute", ds_cols, DS__N, 1, DS_ORDER_ID},
+    [PR_CARD] = {"ord.card", "s_card", cd_cols, CD__N, 1, CD_ORDER_ID},
+    [PR_CARD_RESPONSE] = {"ord.card_response", NULL, cr_cols, CR__N, 1, -1},
+    [PR_LOCK] = {"ord.order_lock", "s_lock", lk_cols, LK__N, 1, LK_ORDER_ID},
+    [PR_TIMELINE] = {"ord.timeline_event", NULL, te_cols, TE__N, 1, TE_ORDER_ID},
+};
+_Static_assert(BO__N <= PR_MAX_COLS, "PR_MAX_COLS too small");
+
+/* --- arena ------------------------------------------------------------------------- */
+
+typedef struct chunk {
+	struct chunk *next;
+	size_t used, cap;
+	_Alignas(max_align_t) char data[];
+} chunk;
+
+#define CHUNK_MIN (256 * 1024)
+
+typedef struct rowvec {
+	pr_row **v;
+	size_t n, cap;
+	uint32_t *slots; /* index + 1; 0 = empty */
+	size_t nslots;
+} rowvec;
+
+typedef struct strvec {
+	const char **v;
+	size_t n, cap;
+} strvec;
+
+struct pr_store {
+	chunk *head;  /* chunk being filled */
+	chunk *spare; /* emptied chunks, reused after a reset */
+	rowvec t[PR__COUNT];
+	strvec replaced, dirty;
+};
+
+static void *arena_alloc(pr_store *s, size_t n)
+{
+	n = (n + 15) & ~(size_t)15;
+	if (!s->head || s->head->cap - s->head->used < n) {
+		chunk *c = NULL;
+		if (s->spare && s->spare->cap >= n) {
+			c = s->spare;
+			s->spare = c->next;
+		} else {
+			size_t cap = n > CHUNK_MIN ? n : CHUNK_MIN;
+			c = malloc(sizeof(*c) + cap);
+			if (!c)
+				return NULL;
+			c->cap = cap;
+		}
+		c->used = 0;
+		c->next = s->head;
+		s->head = c;
+	}
+	void *p = s->head->data + s->head->used;
+	s->head->used += n;
+	return p;
+}
+
+char *pr_strdup(pr_store *s, const char *str, size_t n)
+{
+	char *p = arena_alloc(s, n + 1);
+	if (!p)
+		return NULL;
+	memcpy(p, str, n);
+	p[n] = 0;
+	return p;
+}
+
+pr_store *pr_store_new(void)
+{
+	return calloc(1, sizeof(pr_store));
+}
+
+static void free_chunks(chunk *c)
+{
+	while (c) {
+		chunk *n = c->next;
+		free(c);
+		c = n;
+	}
+}
+
+void pr_store_free(pr_store *s)
+{
+	if (!s)
+		return;
+	free_chunks(s->head);
+	free_chunks(s->spare);
+	for (int i = 0; i < PR__COUNT; i++) {
+		free(s->t[i].v);
+		free(s->t[i].slots);
+	}
+	free(s->replaced.v);
+	free(s->dirty.v);
+	free(s);
+}
+
+void pr_store_reset(pr_store *s)
+{
+	while (s->head) {
+		chunk *c = s->head;
+		s->head = c->next;
+		if (c->cap == CHUNK_MIN) {
+			c->next = s->spare;
+			s->spare = c;
+		} else {
+			free(c);
+		}
+	}
+	for (int i = 0; i < PR__COUNT; i++) {
+		s->t[i].n = 0;
+		if (s->t[i].slots)
+			memset(s->t[i].slots, 0, s->t[i].nslots * sizeof(uint32_t));
+	}
+	s->replaced.n = 0;
+	s->dirty.n = 0;
+}
+
+size_t pr_store_count(const pr_store *s, pr_table t)
+{
+	return s->t[t].n;
+}
+
+pr_row *pr_store_row(const pr_store *s, pr_table t, size_t i)
+{
+	return s->t[t].v[i];
+}
+
+size_t pr_store_rows_total(const pr_store *s)
+{
+	size_t n = 0;
+	for (int i = 0; i < PR__COUNT; i++)
+		n += s->t[i].n;
+	return n;
+}
+
+/* --- index ------------------------------------------------------------------------- */
+
+static uint64_t hash_key(const char *const *pk, int npk)
+{
+	uint64_t h = 1469598103934665603ULL;
+	for (int i = 0; i < npk; i++) {
+		for (const char *p = pk[i]; *p; p++)
+			h = (h ^ (uint8_t)*p) * 1099511628211ULL;
+		h = (h ^ 0x1f) * 1099511628211ULL;
+	}
+	return h;
+}
+
+static bool key_eq(const pr_row *r, const char *const *pk, int npk)
+{
+	for (int i = 0; i < npk; i++)
+		if (strcmp(r->v[i], pk[i]) != 0)
+			return false;
+	return true;
+}
+
+/* Slot of pk in rv: the one holding it, or the empty one where it would go. */
+static size_t find_slot(const rowvec *rv, const char *const *pk, int npk)
+{
+	size_t mask = rv->nslots - 1, i = (size_t)hash_key(pk, npk) & mask;
+	while (rv->slots[i] && !key_eq(rv->v[rv->slots[i] - 1], pk, npk))
+		i = (i + 1) & mask;
+	return i;
+}
+
+static bool grow(rowvec *rv, int npk)
+{
+	if (rv->n == rv->cap) {
+		size_t cap = rv->cap ? rv->cap * 2 : 256;
+		pr_row **v = realloc(rv->v, cap * sizeof(*v));
+		if (!v)
+			return false;
+		rv->v = v;
+		rv->cap = cap;
+	}
+	if (npk > 0 && (rv->n + 1) * 2 > rv->nslots) {
+		size_t ns = rv->nslots ? rv->nslots * 2 : 512;
+		uint32_t *slots = calloc(ns, sizeof(uint32_t));
+		if (!slots)
+			return false;
+		free(rv->slots);
+		rv->slots = slots;
+		rv->nslots = ns;
+		for (size_t i = 0; i < rv->n; i++)
+			rv->slots[find_slot(rv, (const char *const *)rv->v[i]->v, npk)] =
+			    (uint32_t)i + 1;
+	}
+	return true;
+}
+
+static void reset_values(const pr_tabledef *td, pr_row *r, int from)
+{
+	for (int c = from; c < td->ncols; c++)
+		r->v[c] = NULL;
+}
+
+int pr_row_get(pr_store *s, pr_table t, const char *const *pk, const char *order_id, bool is_new,
+	       pr_row **ret_row, char *err, size_t errsz)
+{
+	const pr_tabledef *td = &pr_tables[t];
+	rowvec *rv = &s->t[t];
+	bool append_only = td->stage == NULL;
+	if (append_only && !is_new) {
+		snprintf(err, errsz, "%s rows are never updated", td->name);
+		return -1;
+	}
+	if (!grow(rv, td->npk)) {
+		snprintf(err, errsz, "out of memory");
+		return -1;
+	}
+	size_t slot = find_slot(rv, pk, td->npk);
+	if (rv->slots[slot]) {
+		pr_row *r = rv->v[rv->slots[slot] - 1];
+		if (r->dead && is_new) { /* a replaced line item that comes back */
+			reset_values(td, r, td->npk);
+			r->dead = false;
+			r->order_id = order_id;
+			*ret_row = r;
+			return 0;
+		}
+		if (is_new) {
+			snprintf(err, errsz, "%s: duplicate id %s", td->name, pk[0]);
+			return -1;
+		}
+		if (order_id && r->order_id && strcmp(order_id, r->order_id) != 0) {
+			snprintf(err, errsz, "%s: %s belongs to another order (%s)", td->name,
+				 pk[0], r->order_id);
+			return -1;
+		}
+		*ret_row = r;
+		return 0;
+	}
+	pr_row *r = arena_alloc(s, sizeof(pr_row) + sizeof(char *) * (size_t)td->ncols);
+	if (!r) {
+		snprintf(err, errsz, "out of memory");
+		return -1;
+	}
+	r->v = (const char **)(r + 1);
+	reset_values(td, r, 0);
+	for (int i = 0; i < td->npk; i++)
+		if (!(r->v[i] = pr_strdup(s, pk[i], strlen(pk[i])))) {
+			snprintf(err, errsz, "out of memory");
+			return -1;
+		}
+	r->order_id = order_id ? pr_strdup(s, order_id, strlen(order_id)) : NULL;
+	r->is_new = is_new;
+	r->dead = false;
+	if (td->order_col >= 0 && td->order_col >= td->npk)
+		r->v[td->order_col] = r->order_id;
+	rv->v[rv->n++] = r;
+	rv->slots[slot] = (uint32_t)rv->n;
+	*ret_row = r;
+	return 0;
+}
+
+bool pr_setn(pr_store *s, pr_row *r, int col, const char *val, size_t n)
+{
+	if (!val) {
+		r->v[col] = NULL;
+		return true;
+	}
+	char *p = pr_strdup(s, val, n);
+	r->v[col] = p;
+	return p != NULL;
+}
+
+bool pr_set(pr_store *s, pr_row *r, int col, const char *val)
+{
+	return pr_setn(s, r, col, val, val ? strlen(val) : 0);
+}
+
+bool pr_setf(pr_store *s, pr_row *r, int col, const char *fmt, ...)
+{
+	char buf[256];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof(buf))
+		return false;
+	return pr_setn(s, r, col, buf, (size_t)n);
+}
+
+static bool push(pr_store *s, strvec *v, const char *str)
+{
+	for (size_t i = 0; i < v->n; i++)
+		if (strcmp(v->v[i], str) == 0)
+			return true;
+	if (v->n == v->cap) {
+		size_t cap = v->cap ? v->cap * 2 : 64;
+		const char **nv = realloc(v->v, cap * sizeof(*nv));
+		if (!nv)
+			return false;
+		v->v = nv;
+		v->cap = cap;
+	}
+	const char *p = pr_strdup(s, str, strlen(str));
+	if (!p)
+		return false;
+	v->v[v->n++] = p;
+	return true;
+}
+
+bool pr_replace_items(pr_store *s, const char *order_id)
+{
+	rowvec *rv = &s->t[PR_LINE_ITEM];
+	for (size_t i = 0; i < rv->n; i++)
+		if (strcmp(rv->v[i]->order_id, order_id) == 0)
+			rv->v[i]->dead = true;
+	return push(s, &s->replaced, order_id);
+}
+
+bool pr_price_dirty(pr_store *s, const char *order_id)
+{
+	/* the last few entries catch the common case (an order touched repeatedly) */
+	strvec *v = &s->dirty;
+	for (size_t i = v->n; i-- > 0 && i + 8 >= v->n;)
+		if (strcmp(v->v[i], order_id) == 0)
+			return true;
+	if (v->n == v->cap) {
+		size_t cap = v->cap ? v->cap * 2 : 256;
+		const char **nv = realloc(v->v, cap * sizeof(*nv));
+		if (!nv)
+			return false;
+		v->v = nv;
+		v->cap = cap;
+	}
+	const char *p = pr_strdup(s, order_id, strlen(order_id));
+	if (!p)
+		return false;
+	v->v[v->n++] = p;
+	return true;
+}
+
+const char *const *pr_replaced(const pr_store *s, size_t *ret_n)
+{
+	*ret_n = s->replaced.n;
+	return s->replaced.v;
+}
+
+const char *const *pr_dirty(const pr_store *s, size_t *ret_n)
+{
+	*ret_n = s->dirty.n;
+	return s->dirty.v;
+}

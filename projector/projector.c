@@ -1,0 +1,395 @@
+/*
+ * projector.c - booking-projector: consumes booking.events and booking.rules and keeps
+ * the PostgreSQL read model (SPEC §5). Thin: flags, the Kafka consumer (partitions are
+ * resumed from booking_proj.checkpoint, never from Kafka's committed offsets), signals
+ * and the batching clock; proj_batch does the projecting. SIGTERM finishes or rolls back
+ * the current batch and exits 0.
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kconf.h"
+#include "log.h"
+#include "proj_batch.h"
+
+#define EXIT_OK	   0
+#define EXIT_FATAL 1
+#define EXIT_USAGE 2
+
+static volatile sig_atomic_t stop;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stop = 1;
+}
+
+static const char usage_text[] =
+    "usage: booking-projector [options]\n"
+    "\n"
+    "Project booking.events (and booking.rules) into the PostgreSQL read model:\n"
+    "booking.*, ord.* and booking.autoaccept_rule. Batches are written in one transaction\n"
+    "together with the partition checkpoints (booking_proj.checkpoint); events that\n"
+    "cannot be applied quarantine their order (bookingctl quarantine). docs/projector.md.\n"
+    "\n"
+    "options:\n"
+    "  -d, --dbname CONNINFO  libpq conninfo or postgresql:// URI (default: the PG*\n"
+    "                         environment variables, as psql)\n"
+    "      --batch-events N   close a batch after N records (default 5000)\n"
+    "      --batch-ms T       close a batch T ms after its first record (default 200)\n"
+    "      --group-id ID      consumer group (default booking-projector)\n"
+    "      --write-path P     copy (COPY into staging tables, default) or pipeline\n"
+    "                         (pipelined prepared statements)\n"
+    "      --stats-s S        log counters every S seconds (default 10, 0: never)\n"
+    "  -h, --help             this text\n"
+    "\n"
+    "Kafka options:\n";
+
+typedef struct app {
+	rd_kafka_t *rk;
+	proj *p;
+	bk_kconf *kc;
+	const char *events_topic, *rules_topic;
+	bool drop_batch; /* a rebalance happened: the buffered records are not ours any more */
+	bool fatal;
+} app;
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Seek offsets of the partitions of one topic in `parts`, from the checkpoints. */
+static int resume_offsets(app *a, rd_kafka_topic_partition_list_t *parts, const char *topic)
+{
+	int32_t ids[4096];
+	int idx[4096];
+	size_t n = 0;
+	for (int i = 0; i < parts->cnt && n < 4096; i++)
+		if (strcmp(parts->elems[i].topic, topic) == 0) {
+			ids[n] = parts->elems[i].partition;
+			idx[n++] = i;
+		}
+	if (n == 0)
+		return 0;
+	int64_t next[4096];
+	if (proj_assign(a->p, topic, ids, n, next) < 0)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		rd_kafka_topic_partition_t *tp = &parts->elems[idx[i]];
+		int64_t lo = 0, hi = 0;
+		char err[256];
+		/* lost history: the partition's oldest record is past what was projected */
+		if (bk_kconf_watermarks(a->rk, topic, tp->partition, 5000, &lo, &hi, err,
+					sizeof(err)) == 0 &&
+		    lo > 0 && (next[i] < 0 ? 0 : next[i]) < lo) {
+			bk_logf(
+			    BK_LOG_ERROR,
+			    "partition lost history: records before the low watermark were never "
+			    "projected; rebuild from a complete log",
+			    "topic=%s partition=%d checkpoint=%lld low_watermark=%lld", topic,
+			    tp->partition, (long long)next[i], (long long)lo);
+			a->fatal = true;
+			stop = 1;
+		}
+		tp->offset = next[i] >= 0 ? next[i] : RD_KAFKA_OFFSET_BEGINNING;
+		bk_logf(BK_LOG_INFO, "partition assigned", "topic=%s partition=%d offset=%lld",
+			topic, tp->partition, (long long)next[i]);
+	}
+	return 0;
+}
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+			 rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+	app *a = opaque;
+	bool coop = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+	a->drop_batch = true; /* re-read from the checkpoints in every case */
+	if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+		if (resume_offsets(a, parts, a->events_topic) < 0 ||
+		    resume_offsets(a, parts, a->rules_topic) < 0) {
+			stop = 1; /* stopped while PostgreSQL was unavailable */
+			return;
+		}
+		if (coop) {
+			rd_kafka_error_t *e = rd_kafka_incremental_assign(rk, parts);
+			if (e) {
+				bk_logf(BK_LOG_ERROR, "assign failed", "err=\"%s\"",
+					rd_kafka_error_string(e));
+				rd_kafka_error_destroy(e);
+			}
+		} else {
+			rd_kafka_assign(rk, parts);
+		}
+		return;
+	}
+	for (int i = 0; i < parts->cnt; i++)
+		bk_logf(BK_LOG_INFO, "partition revoked", "topic=%s partition=%d",
+			parts->elems[i].topic, parts->elems[i].partition);
+	proj_revoke(a->p);
+	if (coop) {
+		rd_kafka_error_t *e = rd_kafka_incremental_unassign(rk, parts);
+		if (e)
+			rd_kafka_error_destroy(e);
+	} else {
+		rd_kafka_assign(rk, NULL);
+	}
+}
+
+static void drop(rd_kafka_message_t **msgs, size_t *n)
+{
+	for (size_t i = 0; i < *n; i++)
+		rd_kafka_message_destroy(msgs[i]);
+	*n = 0;
+}
+
+/* After a fence: every partition of the batch resumes at its checkpoint. */
+static void reseek(app *a, rd_kafka_message_t **msgs, size_t n)
+{
+	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(16);
+	for (size_t i = 0; i < n; i++) {
+		const char *t = rd_kafka_topic_name(msgs[i]->rkt);
+		if (rd_kafka_topic_partition_list_find(l, t, msgs[i]->partition))
+			continue;
+		int64_t next = proj_next(a->p, t, msgs[i]->partition);
+		rd_kafka_topic_partition_list_add(l, t, msgs[i]->partition)->offset =
+		    next >= 0 ? next : RD_KAFKA_OFFSET_BEGINNING;
+	}
+	rd_kafka_error_t *e = rd_kafka_seek_partitions(a->rk, l, 5000);
+	if (e) {
+		bk_logf(BK_LOG_ERROR, "seek failed", "err=\"%s\"", rd_kafka_error_string(e));
+		rd_kafka_error_destroy(e);
+	}
+	rd_kafka_topic_partition_list_destroy(l);
+}
+
+static void log_stats(const proj *p)
+{
+	const proj_stats *s = proj_get_stats(p);
+	bk_logf(BK_LOG_INFO, "stats",
+		"batches=%llu records=%llu events=%llu applied=%llu duplicates=%llu forks=%llu "
+		"quarantined=%llu held=%llu retried=%llu rules=%llu slow_paths=%llu pg_errors=%llu",
+		(unsigned long long)s->batches, (unsigned long long)s->records,
+		(unsigned long long)s->events, (unsigned long long)s->applied,
+		(unsigned long long)s->duplicates, (unsigned long long)s->forks,
+		(unsigned long long)s->quarantined, (unsigned long long)s->held,
+		(unsigned long long)s->retried, (unsigned long long)s->rules,
+		(unsigned long long)s->slow_paths, (unsigned long long)s->pg_errors);
+}
+
+static int run(app *a, long batch_events, long batch_ms, long stats_s)
+{
+	rd_kafka_message_t **msgs = calloc((size_t)batch_events, sizeof(*msgs));
+	if (!msgs)
+		return EXIT_FATAL;
+	size_t n = 0;
+	int64_t first = 0, last_idle = now_ms(), last_stats = now_ms();
+	while (!stop || n > 0) {
+		int64_t t = now_ms();
+		if (!stop) {
+			int timeout = n ? (int)(first + batch_ms - t) : 100;
+			rd_kafka_message_t *m =
+			    rd_kafka_consumer_poll(a->rk, timeout < 0 ? 0 : timeout);
+			if (a->drop_batch) {
+				drop(msgs, &n);
+				a->drop_batch = false;
+			}
+			if (m && m->err) {
+				if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+					bk_logf(BK_LOG_WARN, "consumer error", "err=\"%s\"",
+						rd_kafka_message_errstr(m));
+				rd_kafka_message_destroy(m);
+				m = NULL;
+			}
+			if (m) {
+				if (n == 0)
+					first = now_ms();
+				msgs[n++] = m;
+			}
+			t = now_ms();
+		}
+		bool full = n >= (size_t)batch_events || (n > 0 && t >= first + batch_ms) ||
+			    (stop && n > 0);
+		/* with nothing to read, an empty batch now and then picks up retries */
+		bool idle = n == 0 && !stop && t - last_idle >= 1000;
+		if (full || idle) {
+			proj_rc rc = proj_batch(a->p, msgs, n);
+			if (rc == PROJ_FENCED)
+				reseek(a, msgs, n);
+			drop(msgs, &n);
+			last_idle = now_ms();
+			if (rc == PROJ_STOPPED)
+				break;
+		}
+		if (stats_s > 0 && t - last_stats >= stats_s * 1000) {
+			log_stats(a->p);
+			last_stats = t;
+		}
+	}
+	drop(msgs, &n);
+	free(msgs);
+	return a->fatal ? EXIT_FATAL : EXIT_OK;
+}
+
+static int parse_long(const char *opt, const char *s, long min, long *ret)
+{
+	char *end;
+	long v = strtol(s, &end, 10);
+	if (!*s || *end || v < min) {
+		fprintf(stderr, "booking-projector: %s %s: expected a number >= %ld\n", opt, s,
+			min);
+		return -1;
+	}
+	*ret = v;
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	const char *conninfo = NULL, *group = "booking-projector";
+	long batch_events = 5000, batch_ms = 200, stats_s = 10;
+	pdb_path path = PDB_COPY;
+	char err[512];
+	bk_kconf *kc = bk_kconf_new();
+	if (!kc)
+		return EXIT_FATAL;
+	for (int i = 1; i < argc; i++) {
+		int r = bk_kconf_take_arg(kc, argc, argv, &i, err, sizeof(err));
+		if (r < 0) {
+			fprintf(stderr, "booking-projector: %s\n", err);
+			bk_kconf_destroy(kc);
+			return EXIT_USAGE;
+		}
+		if (r == 1)
+			continue;
+		const char *a = argv[i];
+		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+		const char *eq = strchr(a, '=');
+		char name[64];
+		if (a[0] == '-' && a[1] == '-' && eq && (size_t)(eq - a) < sizeof(name)) {
+			memcpy(name, a, (size_t)(eq - a));
+			name[eq - a] = 0;
+			a = name;
+			v = eq + 1;
+		} else if (v && (strcmp(a, "-d") == 0 || strncmp(a, "--", 2) == 0) &&
+			   strcmp(a, "--help") != 0) {
+			i++;
+		}
+		int bad = 0;
+		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+			fputs(usage_text, stdout);
+			fputs(bk_kconf_usage(), stdout);
+			bk_kconf_destroy(kc);
+			return EXIT_OK;
+		} else if (!v) {
+			fprintf(stderr, "booking-projector: %s: missing value or unknown option\n",
+				a);
+			bad = 1;
+		} else if (strcmp(a, "-d") == 0 || strcmp(a, "--dbname") == 0) {
+			conninfo = v;
+		} else if (strcmp(a, "--batch-events") == 0) {
+			bad = parse_long(a, v, 1, &batch_events) < 0;
+		} else if (strcmp(a, "--batch-ms") == 0) {
+			bad = parse_long(a, v, 1, &batch_ms) < 0;
+		} else if (strcmp(a, "--stats-s") == 0) {
+			bad = parse_long(a, v, 0, &stats_s) < 0;
+		} else if (strcmp(a, "--group-id") == 0) {
+			group = v;
+		} else if (strcmp(a, "--write-path") == 0) {
+			if (strcmp(v, "copy") == 0)
+				path = PDB_COPY;
+			else if (strcmp(v, "pipeline") == 0)
+				path = PDB_PIPELINE;
+			else
+				bad = fprintf(stderr,
+					      "booking-projector: --write-path %s: copy or "
+					      "pipeline\n",
+					      v) > 0;
+		} else {
+			fprintf(stderr, "booking-projector: unknown option %s (--help)\n", a);
+			bad = 1;
+		}
+		if (bad) {
+			bk_kconf_destroy(kc);
+			return EXIT_USAGE;
+		}
+	}
+
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+
+	app a = {.kc = kc,
+		 .events_topic = bk_kconf_topic(kc, BK_TOPIC_EVENTS),
+		 .rules_topic = bk_kconf_topic(kc, BK_TOPIC_RULES)};
+	proj_cfg cfg = {conninfo, a.events_topic, a.rules_topic, path, &stop};
+	a.p = proj_new(&cfg);
+	const char *defaults[] = {"group.id",
+				  group,
+				  "enable.auto.commit",
+				  "false",
+				  "enable.auto.offset.store",
+				  "false",
+				  "isolation.level",
+				  "read_committed",
+				  "auto.offset.reset",
+				  "earliest",
+				  NULL};
+	rd_kafka_conf_t *conf = NULL;
+	if (!a.p || bk_kconf_build(kc, BK_KCONF_CONSUMER, defaults, &conf, err, sizeof(err)) < 0) {
+		fprintf(stderr, "booking-projector: %s\n", a.p ? err : "out of memory");
+		proj_free(a.p);
+		bk_kconf_destroy(kc);
+		return EXIT_USAGE;
+	}
+	rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+	rd_kafka_conf_set_opaque(conf, &a);
+	a.rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+	if (!a.rk) {
+		rd_kafka_conf_destroy(conf);
+		fprintf(stderr, "booking-projector: %s\n", err);
+		proj_free(a.p);
+		bk_kconf_destroy(kc);
+		return EXIT_USAGE;
+	}
+	rd_kafka_poll_set_consumer(a.rk);
+	if (proj_connect(a.p) < 0) { /* stopped before PostgreSQL came */
+		rd_kafka_destroy(a.rk);
+		proj_free(a.p);
+		bk_kconf_destroy(kc);
+		return EXIT_OK;
+	}
+	rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(2);
+	rd_kafka_topic_partition_list_add(topics, a.events_topic, RD_KAFKA_PARTITION_UA);
+	rd_kafka_topic_partition_list_add(topics, a.rules_topic, RD_KAFKA_PARTITION_UA);
+	rd_kafka_resp_err_t e = rd_kafka_subscribe(a.rk, topics);
+	rd_kafka_topic_partition_list_destroy(topics);
+	if (e) {
+		bk_logf(BK_LOG_ERROR, "subscribe failed", "err=\"%s\"", rd_kafka_err2str(e));
+		rd_kafka_destroy(a.rk);
+		proj_free(a.p);
+		bk_kconf_destroy(kc);
+		return EXIT_FATAL;
+	}
+	bk_logf(BK_LOG_INFO, "projector started",
+		"events_topic=%s rules_topic=%s group_id=%s batch_events=%ld batch_ms=%ld "
+		"write_path=%s",
+		a.events_topic, a.rules_topic, group, batch_events, batch_ms,
+		path == PDB_COPY ? "copy" : "pipeline");
+	int rc = run(&a, batch_events, batch_ms, stats_s);
+	log_stats(a.p);
+	rd_kafka_consumer_close(a.rk);
+	rd_kafka_destroy(a.rk);
+	proj_free(a.p);
+	bk_kconf_destroy(kc);
+	bk_logf(BK_LOG_INFO, "projector stopped", "exit=%d", rc);
+	return rc;
+}
