@@ -367,9 +367,10 @@ static int setup_kafka(cp *c, int *ret_code)
 	}
 	const char *prod_defaults[] = {"enable.idempotence", "true", "acks", "all",
 				       "linger.ms", "5", "queue.buffering.max.messages", "1000000",
-				       "transactional.id", txn_id, NULL};
+				       "message.max.bytes", "8000000", "transactional.id", txn_id,
+				       NULL};
 	if (c->o.no_txn)
-		prod_defaults[8] = NULL;
+		prod_defaults[10] = NULL;
 	if (bk_kconf_build(c->kc, BK_KCONF_PRODUCER, prod_defaults, &conf, err, sizeof(err)) < 0) {
 		fprintf(stderr, "booking-commands: %s\n", err);
 		return -1;

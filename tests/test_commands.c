@@ -1,0 +1,833 @@
+/*
+ * test_commands.c - helper for tests/test_commands.sh (the booking-commands integration
+ * test): `check` compares `bookingctl send --wait` output with a fixture's expectations,
+ * `gen` writes a stream of valid commands, `bad` sends hostile records around valid ones
+ * and checks the DLQ, `verify` re-reads the topics and checks exactly-one-outcome, the
+ * reader rule (no fork, no gap) and every hash chain. Exit 0 pass, 1 fail, 2 usage.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <sodium.h>
+
+#include "bk_auth.h"
+#include "bk_codec.h"
+#include "bk_engine.h"
+#include "fixture_run.h"
+#include "kconf.h"
+
+#define TIMEOUT_MS 10000
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- check: send --wait output against the fixture's "expect" ---------------------- */
+
+static int cmd_check(const char *fixture, const char *output)
+{
+	FILE *f = fopen(fixture, "r"), *o = fopen(output, "r");
+	if (!f || !o) {
+		fprintf(stderr, "check: cannot open %s or %s\n", fixture, output);
+		return 2;
+	}
+	char *a = NULL, *b = NULL;
+	size_t ca = 0, cb = 0;
+	int n = 0, bad = 0, lineno = 0;
+	while (getline(&a, &ca, f) > 0) {
+		lineno++;
+		if (a[0] == '\n' || a[0] == '#')
+			continue;
+		json_t *fx = json_loads(a, 0, NULL);
+		if (getline(&b, &cb, o) <= 0) {
+			fprintf(stderr, "check: %s:%d: no output line\n", fixture, lineno);
+			json_decref(fx);
+			bad++;
+			break;
+		}
+		json_t *got = json_loads(b, 0, NULL);
+		json_t *exp = json_object_get(fx, "expect");
+		const char *want = json_string_value(json_object_get(exp, "status"));
+		const char *code = json_string_value(json_object_get(exp, "code"));
+		if (!want)
+			want = "accepted";
+		if (!strcmp(want, "malformed"))
+			want = "dlq";
+		const char *gs = json_string_value(json_object_get(got, "status"));
+		const char *gc = json_string_value(json_object_get(got, "code"));
+		const char *gid = json_string_value(json_object_get(got, "command_id"));
+		const char *fid = json_string_value(json_object_get(fx, "id"));
+		if (!gs || strcmp(gs, want) || (code && (!gc || strcmp(code, gc))) ||
+		    (fid && (!gid || strcmp(fid, gid)))) {
+			fprintf(stderr, "check: %s:%d: %s: want %s %s, got %s", fixture, lineno,
+				fid ? fid : "?", want, code ? code : "", b);
+			bad++;
+		}
+		n++;
+		json_decref(fx);
+		json_decref(got);
+	}
+	free(a);
+	free(b);
+	fclose(f);
+	fclose(o);
+	printf("check: %s: %d commands, %d unexpected\n", fixture, n, bad);
+	return bad ? 1 : 0;
+}
+
+/* ---- gen: a stream of valid commands ------------------------------------------------ */
+
+static void ts(int64_t s, char *buf, size_t n)
+{
+	time_t t = (time_t)s;
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* Command k (0-based) of order i; returns 0 when the order has no command k. */
+static int gen_cmd(FILE *out, const char *run, int i, int k, int64_t now, int card_every)
+{
+	char at[32], exp[32], id[96], ord[96];
+	ts(now, at, sizeof(at));
+	snprintf(ord, sizeof(ord), "ord_%s_%d", run, i);
+	snprintf(id, sizeof(id), "cmd_%s_%d_%d", run, i, k);
+	const char *buyer = "usr_buyer_gen", *prov = "usr_prov_gen";
+	bool card = card_every > 0 && i % card_every == 0;
+	const char *hdr = "{\"id\":\"%s\",\"type\":\"%s\",\"order_id\":\"%s\",\"actor\":{%s},"
+			  "\"at\":\"%s\",\"payload\":";
+	char actor_b[80], actor_p[80];
+	snprintf(actor_b, sizeof(actor_b), "\"user_id\":\"%s\",\"role\":\"buyer\"", buyer);
+	snprintf(actor_p, sizeof(actor_p), "\"user_id\":\"%s\",\"role\":\"provider\"", prov);
+	switch (card ? (k < 5 ? k : k == 5 ? 8 : -1) : (k < 8 ? k : -1)) {
+	case 0:
+		fprintf(out, hdr, id, "order.create", ord, actor_b, at);
+		fprintf(out,
+			"{\"mode\":\"RTB\",\"role_code\":\"photographer\",\"city\":\"Paris\","
+			"\"start_ts\":\"2027-03-04T09:00:00Z\",\"end_ts\":\"2027-03-04T13:00:00Z\","
+			"\"timezone\":\"Europe/Paris\",\"location\":{\"kind\":\"provider_studio\","
+			"\"address\":\"12 rue des Arts, 75003 Paris\",\"lat\":48.86,\"lng\":2.36},"
+			"\"travel_miles\":4,\"currency\":\"EUR\",\"line_items\":[{\"kind\":"
+			"\"package\",\"title\":\"Half-day studio shoot\",\"qty\":1,\"unit_cents\":"
+			"40000},{\"kind\":\"travel\",\"title\":\"Travel\",\"qty\":1,\"unit_cents\":"
+			"2500}],\"platform_fee_cents\":4000,\"tax_cents\":8800,\"policy\":{"
+			"\"cancellation\":\"flexible\",\"full_refund_until_hours\":48},"
+			"\"provider_user_id\":\"%s\",\"service_profile_id\":\"sp_gen\"}}\n",
+			prov);
+		return 1;
+	case 1:
+		fprintf(out, hdr, id, "request.submit", ord, actor_b, at);
+		fprintf(out, "{\"message\":\"Available?\"}}\n");
+		return 1;
+	case 2:
+		fprintf(out, hdr, id, "request.accept", ord, actor_p, at);
+		fprintf(out, "{}}\n");
+		return 1;
+	case 3:
+		fprintf(out, hdr, id, "payment.captured", ord, "\"role\":\"system\"", at);
+		fprintf(out, "{\"payment_intent_id\":\"pi_%s_%d\",\"amount_cents\":55300}}\n", run, i);
+		return 1;
+	case 4:
+		fprintf(out, hdr, id, "order.start", ord, actor_p, at);
+		fprintf(out, "{}}\n");
+		return 1;
+	case 5:
+		fprintf(out, hdr, id, "note.add", ord, actor_b, at);
+		fprintf(out, "{\"text\":\"see you there\"}}\n");
+		return 1;
+	case 6:
+		fprintf(out, hdr, id, "order.deliver", ord, actor_p, at);
+		fprintf(out, "{}}\n");
+		return 1;
+	case 7:
+		fprintf(out, hdr, id, "order.complete", ord, actor_b, at);
+		fprintf(out, "{}}\n");
+		return 1;
+	case 8: /* a card nobody answers: the sweep sends expiring, then expires it */
+		ts(now + 5 + i % 10, exp, sizeof(exp));
+		fprintf(out, hdr, id, "card.open", ord, actor_p, at);
+		fprintf(out,
+			"{\"type\":\"proofs\",\"expires_at\":\"%s\",\"payload\":{\"gallery_url\":"
+			"\"https://media.example/g/%d\"}}}\n",
+			exp, i);
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+static int cmd_gen(const char *run, int orders, int window, int card_every, unsigned seed)
+{
+	int64_t now = (int64_t)time(NULL);
+	int *next = calloc((size_t)orders, sizeof(int));
+	int *active = calloc((size_t)window, sizeof(int));
+	int n_active = 0, started = 0, total = 0;
+	srand(seed);
+	while (started < orders || n_active > 0) {
+		while (n_active < window && started < orders)
+			active[n_active++] = started++;
+		int j = rand() % n_active, i = active[j];
+		if (gen_cmd(stdout, run, i, next[i], now, card_every)) {
+			next[i]++;
+			total++;
+		} else {
+			active[j] = active[--n_active];
+		}
+	}
+	free(next);
+	free(active);
+	fprintf(stderr, "gen: %d commands for %d orders\n", total, orders);
+	return 0;
+}
+
+/* ---- reading whole topics ----------------------------------------------------------- */
+
+typedef void (*rec_fn)(const rd_kafka_message_t *m, void *opaque);
+
+/* Read every partition of topic from 0 to its high watermark (each partition in order). */
+static int read_topic(rd_kafka_t *rk, const char *topic, rec_fn fn, void *opaque)
+{
+	char err[512];
+	int n;
+	if (bk_kconf_partition_count(rk, topic, TIMEOUT_MS, &n, err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s\n", err);
+		return -1;
+	}
+	int64_t *end = calloc((size_t)n, sizeof(*end));
+	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(n);
+	int left = 0, rc = 0;
+	for (int p = 0; p < n && rc == 0; p++) {
+		int64_t lo, hi;
+		if (bk_kconf_watermarks(rk, topic, p, TIMEOUT_MS, &lo, &hi, err, sizeof(err)) < 0) {
+			fprintf(stderr, "%s\n", err);
+			rc = -1;
+		} else if (lo > 0) {
+			fprintf(stderr, "%s [%d]: low watermark %lld: data was lost\n", topic, p,
+				(long long)lo);
+			rc = -1;
+		} else if (hi > lo) {
+			end[p] = hi;
+			rd_kafka_topic_partition_list_add(l, topic, p)->offset = lo;
+			left++;
+		}
+	}
+	if (rc == 0 && left > 0) {
+		rd_kafka_assign(rk, l);
+		int64_t last = mono_ms();
+		while (left > 0) {
+			rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
+			if (!m) {
+				if (mono_ms() - last > TIMEOUT_MS) {
+					fprintf(stderr, "%s: read stalled\n", topic);
+					rc = -1;
+					break;
+				}
+				continue;
+			}
+			last = mono_ms();
+			int32_t p = m->partition;
+			if (p >= 0 && p < n && end[p] > 0) {
+				bool done = m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF ||
+					    (!m->err && m->offset >= end[p] - 1);
+				if (!m->err)
+					fn(m, opaque);
+				if (done) {
+					end[p] = 0;
+					left--;
+				}
+			}
+			rd_kafka_message_destroy(m);
+		}
+		rd_kafka_assign(rk, NULL);
+	}
+	rd_kafka_topic_partition_list_destroy(l);
+	free(end);
+	return rc;
+}
+
+static int hdr_str(const rd_kafka_message_t *m, const char *name, char *buf, size_t n)
+{
+	rd_kafka_headers_t *h = NULL;
+	const void *v;
+	size_t vn;
+	if (rd_kafka_message_headers(m, &h) || !h || rd_kafka_header_get_last(h, name, &v, &vn) ||
+	    !v || vn >= n)
+		return -1;
+	memcpy(buf, v, vn);
+	buf[vn] = '\0';
+	return 0;
+}
+
+static int64_t hdr_int(const rd_kafka_message_t *m, const char *name)
+{
+	char b[32];
+	return hdr_str(m, name, b, sizeof(b)) < 0 ? -2 : strtoll(b, NULL, 10);
+}
+
+/* ---- verify ------------------------------------------------------------------------- */
+
+typedef struct vstate {
+	json_t *cmds;    /* "p:o" -> command id (or "?") */
+	json_t *results; /* "p:o" -> [status...] */
+	json_t *evrecs;  /* command id -> number of events records */
+	json_t *status_n;
+	bk_engine *eng;
+	msgpack_zone z;
+	msgpack_sbuffer sb;
+	long n_events, forks, gaps, dups, badhash, undecodable, evolve_err;
+} vstate;
+
+static void v_cmd(const rd_kafka_message_t *m, void *opaque)
+{
+	vstate *v = opaque;
+	char key[48], ct[64] = "";
+	snprintf(key, sizeof(key), "%d:%lld", (int)m->partition, (long long)m->offset);
+	bk_command c;
+	char err[256];
+	hdr_str(m, "content-type", ct, sizeof(ct));
+	msgpack_zone_clear(&v->z);
+	bool json = !strcmp(ct, "application/json");
+	if (m->payload && bk_codec_command_decode(m->payload, m->len, json, false, &v->z, &c, err,
+						  sizeof(err)) == 0)
+		json_object_set_new(v->cmds, key, json_string(c.id));
+	else
+		json_object_set_new(v->cmds, key, json_string("?"));
+}
+
+static void v_result(const rd_kafka_message_t *m, void *opaque)
+{
+	vstate *v = opaque;
+	char key[48];
+	snprintf(key, sizeof(key), "%lld:%lld", (long long)hdr_int(m, "src-partition"),
+		 (long long)hdr_int(m, "src-offset"));
+	bk_result r;
+	char err[256];
+	msgpack_zone_clear(&v->z);
+	const char *st = "undecodable";
+	if (bk_codec_result_decode(m->payload, m->len, &v->z, &r, err, sizeof(err)) == 0)
+		st = bk_outcome_name(r.status);
+	json_t *a = json_object_get(v->results, key);
+	if (!a) {
+		a = json_array();
+		json_object_set_new(v->results, key, a);
+	}
+	json_array_append_new(a, json_string(st));
+	json_object_set_new(v->status_n, st,
+			    json_integer(json_integer_value(json_object_get(v->status_n, st)) + 1));
+}
+
+static void v_event(const rd_kafka_message_t *m, void *opaque)
+{
+	vstate *v = opaque;
+	bk_record r;
+	char err[256];
+	msgpack_zone_clear(&v->z);
+	if (!m->payload || bk_codec_record_decode(m->payload, m->len, &v->z, &r, err, sizeof(err))) {
+		v->undecodable++;
+		fprintf(stderr, "verify: events [%d] @%lld undecodable: %s\n", (int)m->partition,
+			(long long)m->offset, err);
+		return;
+	}
+	json_t *c = json_object_get(v->evrecs, r.command_id);
+	json_object_set_new(v->evrecs, r.command_id, json_integer(json_integer_value(c) + 1));
+	bk_chain_verdict vs[BK_MAX_EVENTS];
+	if (r.n > BK_MAX_EVENTS) {
+		v->undecodable++;
+		return;
+	}
+	for (uint32_t i = 0; i < r.n; i++) {
+		bk_event e = r.events[i];
+		msgpack_sbuffer_clear(&v->sb);
+		if (bk_codec_event_seal(&e, &v->sb) < 0 ||
+		    memcmp(e.hash, r.events[i].hash, BK_HASH_LEN) != 0) {
+			v->badhash++;
+			fprintf(stderr, "verify: %s seq %lld: hash does not verify\n", r.order_id,
+				(long long)r.events[i].seq);
+		}
+	}
+	if (bk_engine_read(v->eng, &r, vs, err, sizeof(err)) < 0) {
+		v->evolve_err++;
+		fprintf(stderr, "verify: %s: %s\n", r.order_id, err);
+	}
+	for (uint32_t i = 0; i < r.n; i++) {
+		v->n_events++;
+		if (vs[i] == BK_CHAIN_FORK)
+			v->forks++;
+		else if (vs[i] == BK_CHAIN_GAP)
+			v->gaps++;
+		else if (vs[i] == BK_CHAIN_DUPLICATE)
+			v->dups++;
+		if (vs[i] == BK_CHAIN_FORK || vs[i] == BK_CHAIN_GAP)
+			fprintf(stderr, "verify: %s seq %lld: %s (events [%d] @%lld)\n", r.order_id,
+				(long long)r.events[i].seq, bk_chain_verdict_name(vs[i]),
+				(int)m->partition, (long long)m->offset);
+	}
+}
+
+static void bump(json_t *j, const char *k)
+{
+	json_object_set_new(j, k, json_integer(json_integer_value(json_object_get(j, k)) + 1));
+}
+
+static void count_status(const bk_order *o, void *opaque)
+{
+	json_t *j = opaque;
+	bump(json_object_get(j, "orders"), bk_status_name((bk_status)o->status));
+	for (uint32_t i = 0; i < o->n_cards; i++)
+		bump(json_object_get(j, "cards"),
+		     bk_card_state_name((bk_card_state)o->cards[i].state));
+}
+
+static int cmd_verify(bk_kconf *kc, bool all_accepted, const char *golden, long wait_ms)
+{
+	char err[512];
+	static const char *const defs[] = {"enable.partition.eof", "true", "group.id",
+					   "test-commands-verify", "enable.auto.commit", "false",
+					   NULL};
+	rd_kafka_t *rk;
+	if (bk_kconf_new_handle(kc, BK_KCONF_CONSUMER, defs, &rk, err, sizeof(err)) < 0) {
+		fprintf(stderr, "verify: %s\n", err);
+		return 2;
+	}
+	vstate v = {.eng = bk_engine_new()};
+	msgpack_zone_init(&v.z, 1 << 16);
+	msgpack_sbuffer_init(&v.sb);
+	int rc = 1;
+	int64_t deadline = mono_ms() + wait_ms;
+	size_t missing = 0, multi = 0;
+	/* results may still be coming: read until every command has one or the wait is over */
+	for (;;) {
+		json_decref(v.cmds);
+		json_decref(v.results);
+		json_decref(v.status_n);
+		v.cmds = json_object();
+		v.results = json_object();
+		v.status_n = json_object();
+		if (read_topic(rk, bk_kconf_topic(kc, BK_TOPIC_COMMANDS), v_cmd, &v) < 0 ||
+		    read_topic(rk, bk_kconf_topic(kc, BK_TOPIC_RESULTS), v_result, &v) < 0)
+			goto out;
+		missing = multi = 0;
+		const char *k;
+		json_t *val;
+		json_object_foreach(v.cmds, k, val)
+		{
+			json_t *a = json_object_get(v.results, k);
+			if (!a)
+				missing++;
+			else if (json_array_size(a) > 1)
+				multi++;
+		}
+		if (missing == 0 || mono_ms() > deadline)
+			break;
+		fprintf(stderr, "verify: %zu of %zu commands without a result yet\n", missing,
+			json_object_size(v.cmds));
+		sleep(2);
+	}
+	v.evrecs = json_object();
+	if (read_topic(rk, bk_kconf_topic(kc, BK_TOPIC_EVENTS), v_event, &v) < 0)
+		goto out;
+	long multi_ev = 0;
+	{
+		const char *k;
+		json_t *val;
+		json_object_foreach(v.evrecs, k, val) if (json_integer_value(val) > 1)
+		{
+			multi_ev++;
+			fprintf(stderr, "verify: command %s has %lld events records\n", k,
+				(long long)json_integer_value(val));
+		}
+		json_object_foreach(v.cmds, k, val)
+		{
+			json_t *a = json_object_get(v.results, k);
+			if (!a)
+				fprintf(stderr, "verify: command %s (%s) has no result\n", k,
+					json_string_value(val));
+			else if (json_array_size(a) > 1)
+				fprintf(stderr, "verify: command %s (%s) has %zu results\n", k,
+					json_string_value(val), json_array_size(a));
+		}
+	}
+	json_t *st = json_pack("{s:o, s:o}", "orders", json_object(), "cards", json_object());
+	bk_engine_foreach(v.eng, count_status, st);
+	char *sts = json_dumps(st, JSON_COMPACT | JSON_SORT_KEYS);
+	char *rs = json_dumps(v.status_n, JSON_COMPACT | JSON_SORT_KEYS);
+	printf("verify: commands=%zu missing_results=%zu multi_results=%zu events=%ld "
+	       "multi_events_records=%ld forks=%ld gaps=%ld duplicates=%ld bad_hashes=%ld "
+	       "undecodable=%ld evolve_errors=%ld results=%s orders=%zu states=%s\n",
+	       json_object_size(v.cmds), missing, multi, v.n_events, multi_ev, v.forks, v.gaps,
+	       v.dups, v.badhash, v.undecodable, v.evolve_err, rs, bk_engine_count(v.eng), sts);
+	free(sts);
+	free(rs);
+	json_decref(st);
+	bool ok = missing == 0 && multi == 0 && multi_ev == 0 && v.forks == 0 && v.gaps == 0 &&
+		  v.badhash == 0 && v.undecodable == 0 && v.evolve_err == 0;
+	if (all_accepted) {
+		long acc = (long)json_integer_value(json_object_get(v.status_n, "accepted"));
+		if ((size_t)acc != json_object_size(v.cmds)) {
+			fprintf(stderr, "verify: %ld of %zu results are `accepted`\n", acc,
+				json_object_size(v.cmds));
+			ok = false;
+		}
+	}
+	if (golden) {
+		json_error_t je;
+		json_t *want = json_load_file(golden, 0, &je);
+		json_t *got = fx_engine_summary(v.eng);
+		json_t *diffs = json_array();
+		if (!want) {
+			fprintf(stderr, "verify: %s: %s\n", golden, je.text);
+			ok = false;
+		} else if (fx_subset_diff(json_object_get(want, "orders"), got, "orders", diffs)) {
+			for (size_t i = 0; i < json_array_size(diffs); i++)
+				fprintf(stderr, "verify: golden: %s\n",
+					json_string_value(json_array_get(diffs, i)));
+			ok = false;
+		}
+		json_decref(want);
+		json_decref(got);
+		json_decref(diffs);
+	}
+	rc = ok ? 0 : 1;
+out:
+	json_decref(v.cmds);
+	json_decref(v.results);
+	json_decref(v.status_n);
+	json_decref(v.evrecs);
+	bk_engine_free(v.eng);
+	msgpack_zone_destroy(&v.z);
+	msgpack_sbuffer_destroy(&v.sb);
+	rd_kafka_consumer_close(rk);
+	rd_kafka_destroy(rk);
+	return rc;
+}
+
+/* ---- bad: hostile records around valid ones ------------------------------------------ */
+
+typedef struct bad_msg {
+	const char *name;   /* what it tests */
+	const char *reason; /* substring expected in the DLQ reason; NULL: a valid command */
+	int32_t partition;
+	int64_t offset;
+	bool seen;
+} bad_msg;
+
+static void bad_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+	(void)rk;
+	(void)opaque;
+	bad_msg *b = m->_private;
+	if (!m->err) {
+		b->partition = m->partition;
+		b->offset = m->offset;
+	}
+}
+
+static char *valid_cmd(const char *id, const char *ord, int64_t now)
+{
+	char at[32];
+	ts(now, at, sizeof(at));
+	char *s = NULL;
+	if (asprintf(&s,
+		     "{\"id\":\"%s\",\"type\":\"order.create\",\"order_id\":\"%s\",\"actor\":{"
+		     "\"user_id\":\"usr_b\",\"role\":\"buyer\"},\"at\":\"%s\",\"payload\":{"
+		     "\"mode\":\"RTB\",\"role_code\":\"model\",\"city\":\"Paris\",\"start_ts\":"
+		     "\"2027-03-04T09:00:00Z\",\"end_ts\":\"2027-03-04T13:00:00Z\",\"timezone\":"
+		     "\"Europe/Paris\",\"location\":{\"kind\":\"remote\"},\"currency\":\"EUR\","
+		     "\"line_items\":[{\"kind\":\"package\",\"title\":\"x\",\"qty\":1,"
+		     "\"unit_cents\":1000}],\"platform_fee_cents\":100,\"tax_cents\":0,\"policy\":"
+		     "{},\"provider_user_id\":\"usr_p\",\"service_profile_id\":\"sp_x\"}}",
+		     id, ord, at) < 0)
+		return NULL;
+	return s;
+}
+
+/* msgpack bytes of a JSON text (sbuffer data, caller frees). */
+static char *to_msgpack(const char *json, size_t *ret_n)
+{
+	json_t *j = json_loads(json, 0, NULL);
+	msgpack_zone z;
+	msgpack_zone_init(&z, 4096);
+	bk_val v;
+	char err[128];
+	char *out = NULL;
+	if (j && bk_json_to_val(j, &z, &v, err, sizeof(err)) == 0) {
+		msgpack_sbuffer sb;
+		msgpack_sbuffer_init(&sb);
+		msgpack_packer pk;
+		msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+		msgpack_pack_object(&pk, v);
+		out = sb.data;
+		*ret_n = sb.size;
+	}
+	msgpack_zone_destroy(&z);
+	json_decref(j);
+	return out;
+}
+
+static int cmd_bad(bk_kconf *kc, const char *sk_path, const char *key_id, const char *wrong_sk,
+		   const char *wrong_id)
+{
+	uint8_t sk[BK_SK_LEN], sk2[BK_SK_LEN];
+	char buf[256];
+	const char *paths[2] = {sk_path, wrong_sk};
+	uint8_t *keys[2] = {sk, sk2};
+	for (int i = 0; i < 2; i++) {
+		FILE *f = fopen(paths[i], "r");
+		size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+		if (f)
+			fclose(f);
+		while (n && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
+			n--;
+		if (bk_b64_decode(buf, n, keys[i], BK_SK_LEN) != BK_SK_LEN) {
+			fprintf(stderr, "bad: %s: not a secret key\n", paths[i]);
+			return 2;
+		}
+	}
+	char err[512];
+	rd_kafka_conf_t *conf;
+	static const char *const pdef[] = {"enable.idempotence", "true", "message.max.bytes",
+					   "8000000", NULL};
+	if (bk_kconf_build(kc, BK_KCONF_PRODUCER, pdef, &conf, err, sizeof(err)) < 0) {
+		fprintf(stderr, "bad: %s\n", err);
+		return 2;
+	}
+	rd_kafka_conf_set_dr_msg_cb(conf, bad_dr);
+	rd_kafka_t *prod = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+	if (!prod)
+		return 2;
+	int64_t now = (int64_t)time(NULL);
+	enum { N = 14 };
+	bad_msg msgs[N] = {
+	    {.name = "valid-1", .reason = NULL},
+	    {.name = "unsigned", .reason = "unsigned"},
+	    {.name = "valid-2", .reason = NULL},
+	    {.name = "forged", .reason = "auth: "},
+	    {.name = "unknown-key", .reason = "auth: "},
+	    {.name = "malformed-msgpack", .reason = "decode: "},
+	    {.name = "not-a-map", .reason = "decode: "},
+	    {.name = "oversized", .reason = "oversized"},
+	    {.name = "wrong-role", .reason = "auth: "},
+	    {.name = "internal-type", .reason = "decode: "},
+	    {.name = "bad-json", .reason = "decode: "},
+	    {.name = "wrong-content-type", .reason = "content-type"},
+	    {.name = "key-mismatch", .reason = "key"},
+	    {.name = "valid-3", .reason = NULL},
+	};
+	for (int i = 0; i < N; i++) {
+		bad_msg *b = &msgs[i];
+		b->partition = -1;
+		char id[64], ord[64];
+		snprintf(id, sizeof(id), "cmd_bad_%d", i);
+		snprintf(ord, sizeof(ord), "ord_bad_%d", i);
+		char *json = valid_cmd(id, ord, now);
+		size_t n = 0;
+		char *val = NULL;
+		const char *ct = "application/msgpack";
+		const char *kid = key_id;
+		uint8_t *key = sk;
+		bool sign = true;
+		const char *rkey = ord;
+		if (!strcmp(b->name, "unsigned")) {
+			sign = false;
+		} else if (!strcmp(b->name, "unknown-key")) {
+			kid = "no-such-key";
+		} else if (!strcmp(b->name, "wrong-role")) {
+			kid = wrong_id; /* a key that may assert buyer only, signing role system */
+			key = sk2;
+			free(json);
+			char at[32];
+			ts(now, at, sizeof(at));
+			if (asprintf(&json,
+				     "{\"id\":\"%s\",\"type\":\"payment.captured\",\"order_id\":"
+				     "\"ord_bad_0\",\"actor\":{\"role\":\"system\"},\"at\":\"%s\","
+				     "\"payload\":{\"payment_intent_id\":\"pi\",\"amount_cents\":1}}",
+				     id, at) < 0)
+				json = NULL;
+			rkey = "ord_bad_0";
+		} else if (!strcmp(b->name, "internal-type")) {
+			char *p = strstr(json, "order.create");
+			memcpy(p, "order.sweep\"", 12);
+			memmove(p + 11, p + 12, strlen(p + 12) + 1);
+		} else if (!strcmp(b->name, "key-mismatch")) {
+			rkey = "ord_somewhere_else";
+		}
+		if (!strcmp(b->name, "malformed-msgpack")) {
+			val = strdup("\xde\x00\x05\xa2id"); /* a map of 5 with one key, truncated */
+			n = 6;
+		} else if (!strcmp(b->name, "not-a-map")) {
+			val = to_msgpack("[1,2,3]", &n);
+		} else if (!strcmp(b->name, "oversized")) {
+			n = BK_MAX_MESSAGE + 10;
+			val = malloc(n);
+			memset(val, 0x91, n);
+		} else if (!strcmp(b->name, "bad-json")) {
+			ct = "application/json";
+			val = strdup("{\"id\": \"cmd_x\", \"type\": ");
+			n = strlen(val);
+		} else if (!strcmp(b->name, "wrong-content-type")) {
+			ct = "text/xml";
+			val = to_msgpack(json, &n);
+		} else {
+			val = to_msgpack(json, &n);
+		}
+		free(json);
+		rd_kafka_headers_t *h = rd_kafka_headers_new(3);
+		rd_kafka_header_add(h, "content-type", -1, ct, -1);
+		if (sign) {
+			uint8_t sig[BK_SIG_LEN];
+			bk_auth_sign(key, val, n, sig);
+			if (!strcmp(b->name, "forged"))
+				sig[7] ^= 0x20;
+			rd_kafka_header_add(h, "key-id", -1, kid, -1);
+			rd_kafka_header_add(h, "signature", -1, sig, sizeof(sig));
+		}
+		rd_kafka_resp_err_t e = rd_kafka_producev(
+		    prod, RD_KAFKA_V_TOPIC(bk_kconf_topic(kc, BK_TOPIC_COMMANDS)),
+		    RD_KAFKA_V_KEY(rkey, strlen(rkey)), RD_KAFKA_V_VALUE(val, n),
+		    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h),
+		    RD_KAFKA_V_OPAQUE(b), RD_KAFKA_V_END);
+		free(val);
+		if (e) {
+			fprintf(stderr, "bad: produce %s: %s\n", b->name, rd_kafka_err2str(e));
+			rd_kafka_headers_destroy(h);
+			return 1;
+		}
+		rd_kafka_flush(prod, TIMEOUT_MS); /* one by one: offsets in this order */
+	}
+	rd_kafka_destroy(prod);
+
+	/* outcomes: results for the valid ones, DLQ records for the rest */
+	static const char *const cdef[] = {"enable.partition.eof", "false", "group.id",
+					   "test-commands-bad", NULL};
+	rd_kafka_t *rk;
+	if (bk_kconf_new_handle(kc, BK_KCONF_CONSUMER, cdef, &rk, err, sizeof(err)) < 0)
+		return 2;
+	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(64);
+	const bk_topic tl[2] = {BK_TOPIC_RESULTS, BK_TOPIC_DLQ};
+	for (int t = 0; t < 2; t++) {
+		int np = 0;
+		if (bk_kconf_partition_count(rk, bk_kconf_topic(kc, tl[t]), TIMEOUT_MS, &np, err,
+					     sizeof(err)) < 0)
+			return 2;
+		for (int p = 0; p < np; p++)
+			rd_kafka_topic_partition_list_add(l, bk_kconf_topic(kc, tl[t]), p)->offset =
+			    RD_KAFKA_OFFSET_BEGINNING;
+	}
+	rd_kafka_assign(rk, l);
+	rd_kafka_topic_partition_list_destroy(l);
+	int seen = 0;
+	int bad = 0;
+	int64_t deadline = mono_ms() + 30000;
+	while (seen < N && mono_ms() < deadline) {
+		rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
+		if (!m)
+			continue;
+		if (m->err) {
+			rd_kafka_message_destroy(m);
+			continue;
+		}
+		bool is_dlq = !strcmp(rd_kafka_topic_name(m->rkt), bk_kconf_topic(kc, BK_TOPIC_DLQ));
+		int64_t sp = hdr_int(m, "src-partition"), so = hdr_int(m, "src-offset");
+		for (int i = 0; i < N; i++) {
+			bad_msg *b = &msgs[i];
+			if (b->partition != sp || b->offset != so || b->seen)
+				continue;
+			b->seen = true;
+			seen++;
+			char reason[512] = "";
+			if (is_dlq)
+				hdr_str(m, "reason", reason, sizeof(reason));
+			bool ok = is_dlq ? b->reason && strstr(reason, b->reason) != NULL
+					 : b->reason == NULL;
+			char orig[128] = "";
+			if (is_dlq && (size_t)m->len != (size_t)(strcmp(b->name, "oversized")
+									  ? m->len
+									  : BK_MAX_MESSAGE + 10))
+				ok = false;
+			if (is_dlq && hdr_str(m, "orig-content-type", orig, sizeof(orig)) < 0)
+				ok = false;
+			printf("bad: %-20s -> %s%s%s %s\n", b->name, is_dlq ? "dlq: " : "result",
+			       reason, "", ok ? "ok" : "UNEXPECTED");
+			if (!ok)
+				bad++;
+		}
+		rd_kafka_message_destroy(m);
+	}
+	for (int i = 0; i < N; i++)
+		if (!msgs[i].seen) {
+			printf("bad: %-20s -> nothing (neither result nor DLQ)\n", msgs[i].name);
+			bad++;
+		}
+	rd_kafka_consumer_close(rk);
+	rd_kafka_destroy(rk);
+	sodium_memzero(sk, sizeof(sk));
+	return bad ? 1 : 0;
+}
+
+static int usage(void)
+{
+	fprintf(stderr,
+		"usage: test_commands check FIXTURE OUTPUT\n"
+		"       test_commands gen RUN ORDERS [WINDOW [CARD_EVERY [SEED]]]\n"
+		"       test_commands verify [kafka opts] [--all-accepted] [--golden FILE] "
+		"[--wait-ms N]\n"
+		"       test_commands bad [kafka opts] SK KEY_ID WRONG_SK WRONG_KEY_ID\n");
+	return 2;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2)
+		return usage();
+	if (sodium_init() < 0)
+		return 2;
+	if (!strcmp(argv[1], "check"))
+		return argc == 4 ? cmd_check(argv[2], argv[3]) : usage();
+	if (!strcmp(argv[1], "gen"))
+		return argc >= 4 ? cmd_gen(argv[2], atoi(argv[3]), argc > 4 ? atoi(argv[4]) : 200,
+					   argc > 5 ? atoi(argv[5]) : 0,
+					   argc > 6 ? (unsigned)atoi(argv[6]) : 1)
+				 : usage();
+	bk_kconf *kc = bk_kconf_new();
+	const char *golden = NULL, *pos[4] = {0};
+	bool all_acc = false;
+	long wait_ms = 0;
+	int npos = 0;
+	char err[512];
+	for (int i = 2; i < argc; i++) {
+		int r = bk_kconf_take_arg(kc, argc, argv, &i, err, sizeof(err));
+		if (r < 0) {
+			fprintf(stderr, "%s\n", err);
+			return 2;
+		}
+		if (r > 0)
+			continue;
+		if (!strcmp(argv[i], "--all-accepted"))
+			all_acc = true;
+		else if (!strcmp(argv[i], "--golden") && i + 1 < argc)
+			golden = argv[++i];
+		else if (!strcmp(argv[i], "--wait-ms") && i + 1 < argc)
+			wait_ms = atol(argv[++i]);
+		else if (npos < 4)
+			pos[npos++] = argv[i];
+		else
+			return usage();
+	}
+	int rc;
+	if (!strcmp(argv[1], "verify"))
+		rc = cmd_verify(kc, all_acc, golden, wait_ms);
+	else if (!strcmp(argv[1], "bad") && npos == 4)
+		rc = cmd_bad(kc, pos[0], pos[1], pos[2], pos[3]);
+	else
+		rc = usage();
+	bk_kconf_destroy(kc);
+	return rc;
+}
