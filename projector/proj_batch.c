@@ -1014,7 +1014,8 @@ static int slow_path(proj *p, char *err, size_t errsz)
 		if (rc < 0)
 			break;
 		bool poison = false;
-		if ((rc = sql(p, "savepoint o", err, errsz)) < 0)
+		if ((rc = sql(p, "savepoint o", err, errsz)) < 0 ||
+		    (rc = pdb_clear_stage(p->conn, err, errsz)) < 0)
 			break;
 		if (pdb_write(p->conn, p->store, p->cfg.path, &poison, why, sizeof(why)) == 0) {
 			rc = sql(p, "release savepoint o", err, errsz);
@@ -1047,7 +1048,8 @@ static int slow_path(proj *p, char *err, size_t errsz)
 				stopped = true;
 				continue;
 			}
-			if ((rc = sql(p, "savepoint e", err, errsz)) < 0)
+			if ((rc = sql(p, "savepoint e", err, errsz)) < 0 ||
+			    (rc = pdb_clear_stage(p->conn, err, errsz)) < 0)
 				break;
 			if (pdb_write(p->conn, p->store, p->cfg.path, &poison, why, sizeof(why)) ==
 			    0) {

@@ -212,6 +212,23 @@ int pdb_setup(PGconn *c, char *err, size_t errsz)
 	return 0;
 }
 
+int pdb_clear_stage(PGconn *c, char *err, size_t errsz)
+{
+	sqlbuf b = {0};
+	bool ok = sb_add(&b, "truncate ", 9);
+	bool first = true;
+	for (int t = 0; t < PR__COUNT && ok; t++)
+		if (pr_tables[t].stage) {
+			ok = sb_printf(&b, "%s%s", first ? "" : ", ", pr_tables[t].stage);
+			first = false;
+		}
+	int rc = ok ? exec0(c, b.p, 0, NULL, "clear staging tables", NULL, err, errsz) : -1;
+	if (!ok)
+		snprintf(err, errsz, "out of memory");
+	free(b.p);
+	return rc;
+}
+
 /* --- COPY path ----------------------------------------------------------------------- */
 
 /* Append v in COPY text format. */

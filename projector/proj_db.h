@@ -31,6 +31,9 @@ int pdb_setup(PGconn *c, char *err, size_t errsz) BK_MUSTCHECK;
 int pdb_write(PGconn *c, const pr_store *s, pdb_path path, bool *ret_poison, char *err,
 	      size_t errsz) BK_MUSTCHECK;
 
+/* Empty the staging tables (between two pdb_write calls in one transaction). */
+int pdb_clear_stage(PGconn *c, char *err, size_t errsz) BK_MUSTCHECK;
+
 /* True when a failed result is the data's fault (SQLSTATE classes 22 and 23). */
 bool pdb_is_poison(const PGresult *res);
 
