@@ -52,3 +52,8 @@ create table booking_proj.fork (
   unique (topic, partition, record_offset, seq)
 );
 create index fork_order_idx on booking_proj.fork (order_id);
+
+-- A card and the one superseding it may be written by separate statements (the
+-- pipelined write path sends one per row): the reference is checked at the end of the
+-- batch's write (the projector sets it immediate there), not after each statement.
+alter table ord.card alter constraint card_superseded_by_fkey deferrable initially immediate;

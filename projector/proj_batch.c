@@ -1028,7 +1028,7 @@ static int slow_path(proj *p, char *err, size_t errsz)
 		}
 		if ((rc = sql(p, "rollback to savepoint o", err, errsz)) < 0)
 			break;
-		/* event by event */
+		/* record by record (a command's events land together) */
 		f = o->c.f;
 		bool stopped = false;
 		for (size_t k = i; k < p->nitems && rc == 0; k++) {
@@ -1041,30 +1041,46 @@ static int slow_path(proj *p, char *err, size_t errsz)
 					 "held: an earlier event of the order is quarantined");
 				continue;
 			}
+			/* the items of it's record: same source */
+			size_t end = k + 1;
+			while (end < p->nitems && p->items[end].o == o &&
+			       p->items[end].action == A_APPLY && p->items[end].qid == it->qid &&
+			       p->items[end].part == it->part && p->items[end].offset == it->offset)
+				end++;
 			pr_store_reset(p->store);
 			pa_order g = f;
-			if (pa_apply(p->store, it->e, &g, why, sizeof(why)) < 0) {
-				quarantine(p, it, why);
-				stopped = true;
-				continue;
+			size_t bad = end;
+			for (size_t j = k; j < end && bad == end; j++)
+				if (pa_apply(p->store, p->items[j].e, &g, why, sizeof(why)) < 0)
+					bad = j;
+			if (bad == end) {
+				if ((rc = sql(p, "savepoint e", err, errsz)) < 0 ||
+				    (rc = pdb_clear_stage(p->conn, err, errsz)) < 0)
+					break;
+				if (pdb_write(p->conn, p->store, p->cfg.path, &poison, why,
+					      sizeof(why)) == 0) {
+					rc = sql(p, "release savepoint e", err, errsz);
+					f = g;
+					k = end - 1;
+					continue;
+				}
+				if (!poison) {
+					snprintf(err, errsz, "%s", why);
+					rc = -1;
+					break;
+				}
+				rc = sql(p, "rollback to savepoint e", err, errsz);
+				bad = k;
 			}
-			if ((rc = sql(p, "savepoint e", err, errsz)) < 0 ||
-			    (rc = pdb_clear_stage(p->conn, err, errsz)) < 0)
-				break;
-			if (pdb_write(p->conn, p->store, p->cfg.path, &poison, why, sizeof(why)) ==
-			    0) {
-				rc = sql(p, "release savepoint e", err, errsz);
-				f = g;
-				continue;
-			}
-			if (!poison) {
-				snprintf(err, errsz, "%s", why);
-				rc = -1;
-				break;
-			}
-			rc = sql(p, "rollback to savepoint e", err, errsz);
-			quarantine(p, it, why);
+			quarantine(p, &p->items[bad], why);
+			for (size_t j = k; j < end; j++)
+				if (j != bad) {
+					p->items[j].action = A_HELD;
+					snprintf(p->items[j].reason, sizeof(p->items[j].reason),
+						 "held: another event of its record is quarantined");
+				}
 			stopped = true;
+			k = end - 1;
 		}
 	}
 	free(done);
@@ -1145,15 +1161,26 @@ out:
 	return rc;
 }
 
+static uint64_t mono_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 proj_rc proj_batch(proj *p, rd_kafka_message_t *const *msgs, size_t n)
 {
+	uint64_t t0 = mono_us();
 	for (;;) {
 		if (proj_connect(p) < 0)
 			return PROJ_STOPPED;
 		char err[1024];
 		int rc = attempt(p, msgs, n, err, sizeof(err));
-		if (rc == 0)
+		if (rc == 0) {
+			if (n)
+				p->st.busy_us += mono_us() - t0;
 			return PROJ_OK;
+		}
 		if (rc == 1) {
 			cache_clear(p);
 			return PROJ_FENCED;

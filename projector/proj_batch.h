@@ -26,6 +26,7 @@ typedef struct proj_cfg {
 typedef struct proj_stats {
 	uint64_t batches, records, events, applied, duplicates, forks, quarantined, held, retried,
 	    rules, slow_paths, pg_errors;
+	uint64_t busy_us; /* time spent in committed batches */
 } proj_stats;
 
 typedef struct proj proj; /* opaque */

@@ -390,66 +390,52 @@ static int write_copy(PGconn *c, const pr_store *s, bool *poison, char *err, siz
 
 /* --- pipeline path ------------------------------------------------------------------- */
 
-static int write_pipeline(PGconn *c, const pr_store *s, bool *poison, char *err, size_t errsz)
+#define PIPE_CHUNK 1000 /* statements between syncs: the server's replies must not pile up */
+
+typedef struct pipe_ref {
+	int t;
+	const pr_row *r;
+} pipe_ref;
+
+/* Read the results of n statements then the sync. 0, or -1 (first failure). */
+static int pipe_collect(PGconn *c, const pipe_ref *refs, size_t n, bool *poison, char *err,
+			size_t errsz)
 {
-	if (PQenterPipelineMode(c) != 1) {
-		pgu_format_error(c, NULL, "pipeline mode", err, errsz);
-		return -1;
-	}
-	size_t sent = 0;
-	bool ok = true;
-	for (int t = 0; t < PR__COUNT && ok; t++) {
-		const pr_tabledef *td = &pr_tables[t];
-		size_t n = pr_store_count(s, (pr_table)t);
-		for (size_t i = 0; i < n && ok; i++) {
-			const pr_row *r = pr_store_row(s, (pr_table)t, i);
-			if (r->dead)
-				continue;
-			char name[32];
-			snprintf(name, sizeof(name), "%s_%d", r->is_new ? "ins" : "upd", t);
-			ok = PQsendQueryPrepared(c, name, td->ncols, r->v, NULL, NULL, 0) == 1;
-			sent++;
-		}
-	}
-	if (ok)
-		ok = PQpipelineSync(c) == 1;
-	int rc = ok ? 0 : -1;
-	if (!ok)
-		pgu_format_error(c, NULL, "pipeline send", err, errsz);
-	/* results in the order sent: one per statement, then the sync */
-	size_t idx = 0;
-	for (int t = 0; t < PR__COUNT && ok; t++) {
-		size_t n = pr_store_count(s, (pr_table)t);
-		for (size_t i = 0; i < n && idx < sent; i++) {
-			const pr_row *r = pr_store_row(s, (pr_table)t, i);
-			if (r->dead)
-				continue;
-			idx++;
-			PGresult *res = PQgetResult(c);
-			if (rc == 0 && check(c, res, pr_tables[t].name, poison, err, errsz) < 0) {
-				rc = -1;
-			} else if (res) {
-				if (rc == 0 && !r->is_new && strcmp(PQcmdTuples(res), "1") != 0) {
-					*poison = true;
-					snprintf(err, errsz,
-						 "%s: row %s to update not found (an event refers "
-						 "to a row the read model does not have)",
-						 pr_tables[t].name, r->v[0]);
-					rc = -1;
-				}
-				PQclear(res);
-			}
-			PGresult *nul = PQgetResult(c); /* end of this statement's results */
-			if (nul)
-				PQclear(nul);
-		}
-	}
-	/* drain up to and including the sync */
-	for (;;) {
+	int rc = 0;
+	for (size_t i = 0; i < n; i++) {
 		PGresult *res = PQgetResult(c);
 		if (!res) {
-			if (PQstatus(c) == CONNECTION_BAD)
-				break;
+			if (rc == 0) {
+				pgu_format_error(c, NULL, "pipeline", err, errsz);
+				rc = -1;
+			}
+			break;
+		}
+		if (rc == 0 && check(c, res, pr_tables[refs[i].t].name, poison, err, errsz) < 0) {
+			rc = -1;
+		} else {
+			if (rc == 0 && !refs[i].r->is_new && strcmp(PQcmdTuples(res), "1") != 0) {
+				*poison = true;
+				snprintf(err, errsz,
+					 "%s: row %s to update not found (an event refers to a row the "
+					 "read model does not have)",
+					 pr_tables[refs[i].t].name, refs[i].r->v[0]);
+				rc = -1;
+			}
+			PQclear(res);
+		}
+		PGresult *nul = PQgetResult(c); /* the NULL that ends each statement's results */
+		if (nul)
+			PQclear(nul);
+	}
+	for (;;) { /* up to the sync */
+		PGresult *res = PQgetResult(c);
+		if (!res) {
+			if (PQstatus(c) == CONNECTION_BAD) {
+				if (rc == 0)
+					pgu_format_error(c, NULL, "pipeline", err, errsz);
+				return -1;
+			}
 			continue;
 		}
 		ExecStatusType st = PQresultStatus(res);
@@ -457,10 +443,62 @@ static int write_pipeline(PGconn *c, const pr_store *s, bool *poison, char *err,
 		if (st == PGRES_PIPELINE_SYNC)
 			break;
 	}
+	return rc;
+}
+
+static int write_pipeline(PGconn *c, const pr_store *s, bool *poison, char *err, size_t errsz)
+{
+	if (exec0(c, "set constraints ord.card_superseded_by_fkey deferred", 0, NULL,
+		  "defer constraint", poison, err, errsz) < 0)
+		return -1;
+	pipe_ref *refs = malloc(PIPE_CHUNK * sizeof(*refs));
+	if (!refs || PQenterPipelineMode(c) != 1) {
+		free(refs);
+		pgu_format_error(c, NULL, "pipeline mode", err, errsz);
+		return -1;
+	}
+	size_t n = 0;
+	int rc = 0;
+	for (int t = 0; t <= PR__COUNT && rc == 0; t++) {
+		size_t cnt = t < PR__COUNT ? pr_store_count(s, (pr_table)t) : 0;
+		for (size_t i = 0; i <= cnt && rc == 0; i++) {
+			bool last = t == PR__COUNT;
+			if (i < cnt) {
+				const pr_row *r = pr_store_row(s, (pr_table)t, i);
+				if (r->dead)
+					continue;
+				char name[32];
+				snprintf(name, sizeof(name), "%s_%d", r->is_new ? "ins" : "upd", t);
+				if (PQsendQueryPrepared(c, name, pr_tables[t].ncols, r->v, NULL, NULL,
+							0) != 1) {
+					pgu_format_error(c, NULL, "pipeline send", err, errsz);
+					rc = -1;
+					break;
+				}
+				refs[n++] = (pipe_ref){t, r};
+			}
+			if (n == PIPE_CHUNK || (last && n > 0)) {
+				if (PQpipelineSync(c) != 1) {
+					pgu_format_error(c, NULL, "pipeline sync", err, errsz);
+					rc = -1;
+					break;
+				}
+				rc = pipe_collect(c, refs, n, poison, err, errsz);
+				n = 0;
+			}
+			if (last)
+				break;
+		}
+	}
+	free(refs);
 	if (PQexitPipelineMode(c) != 1 && rc == 0) {
 		pgu_format_error(c, NULL, "pipeline exit", err, errsz);
 		rc = -1;
 	}
+	/* the deferred reference is checked now, inside the write */
+	if (rc == 0)
+		rc = exec0(c, "set constraints all immediate", 0, NULL, "check constraints", poison,
+			   err, errsz);
 	return rc;
 }
 

@@ -174,13 +174,15 @@ static void log_stats(const proj *p)
 	const proj_stats *s = proj_get_stats(p);
 	bk_logf(BK_LOG_INFO, "stats",
 		"batches=%llu records=%llu events=%llu applied=%llu duplicates=%llu forks=%llu "
-		"quarantined=%llu held=%llu retried=%llu rules=%llu slow_paths=%llu pg_errors=%llu",
+		"quarantined=%llu held=%llu retried=%llu rules=%llu slow_paths=%llu pg_errors=%llu "
+		"busy_ms=%llu",
 		(unsigned long long)s->batches, (unsigned long long)s->records,
 		(unsigned long long)s->events, (unsigned long long)s->applied,
 		(unsigned long long)s->duplicates, (unsigned long long)s->forks,
 		(unsigned long long)s->quarantined, (unsigned long long)s->held,
 		(unsigned long long)s->retried, (unsigned long long)s->rules,
-		(unsigned long long)s->slow_paths, (unsigned long long)s->pg_errors);
+		(unsigned long long)s->slow_paths, (unsigned long long)s->pg_errors,
+		(unsigned long long)(s->busy_us / 1000));
 }
 
 static int run(app *a, long batch_events, long batch_ms, long stats_s)

@@ -112,7 +112,8 @@ static int emit_record(feed *f, const bk_record *r)
 	return rc;
 }
 
-/* Replace every `"<prefix>_` by `"<prefix>_k<copy>_` for the id prefixes of fixtures. */
+/* Replace every value `"<prefix>_` (after a colon) by `"<prefix>_k<copy>_`, for the id
+ * prefixes of fixtures. */
 static char *rename_ids(const char *line, long copy)
 {
 	static const char *const pfx[] = {"ord_", "cmd_", "acd_", "dsp_", "mst_", "rule_",
@@ -121,7 +122,10 @@ static char *rename_ids(const char *line, long copy)
 	char *out = malloc(cap);
 	for (const char *p = line; *p;) {
 		bool hit = false;
-		if (*p == '"')
+		const char *b = p;
+		while (b > line && b[-1] == ' ')
+			b--;
+		if (*p == '"' && b > line && b[-1] == ':')
 			for (int i = 0; pfx[i]; i++) {
 				size_t l = strlen(pfx[i]);
 				if (strncmp(p + 1, pfx[i], l) == 0) {
@@ -177,6 +181,9 @@ static int run_file(feed *f, bk_engine *e, bk_tzdb *tz, const char *path, long c
 			fprintf(stderr, "%s: %s\n", path, d.message);
 			rc = -1;
 		} else {
+			if (getenv("FEED_DEBUG") && d.outcome != BK_ACCEPTED)
+				fprintf(stderr, "%s: %s %s: %s\n", c.id, bk_outcome_name(d.outcome),
+					bk_err_name(d.code), d.message);
 			if (d.n_events > 0) {
 				bk_record r = {c.order_id, c.id, d.events, d.n_events};
 				rc = emit_record(f, &r);
