@@ -1076,8 +1076,9 @@ static int slow_path(proj *p, char *err, size_t errsz)
 			for (size_t j = k; j < end; j++)
 				if (j != bad) {
 					p->items[j].action = A_HELD;
-					snprintf(p->items[j].reason, sizeof(p->items[j].reason),
-						 "held: another event of its record is quarantined");
+					snprintf(
+					    p->items[j].reason, sizeof(p->items[j].reason),
+					    "held: another event of its record is quarantined");
 				}
 			stopped = true;
 			k = end - 1;

@@ -416,10 +416,11 @@ static int pipe_collect(PGconn *c, const pipe_ref *refs, size_t n, bool *poison,
 		} else {
 			if (rc == 0 && !refs[i].r->is_new && strcmp(PQcmdTuples(res), "1") != 0) {
 				*poison = true;
-				snprintf(err, errsz,
-					 "%s: row %s to update not found (an event refers to a row the "
-					 "read model does not have)",
-					 pr_tables[refs[i].t].name, refs[i].r->v[0]);
+				snprintf(
+				    err, errsz,
+				    "%s: row %s to update not found (an event refers to a row the "
+				    "read model does not have)",
+				    pr_tables[refs[i].t].name, refs[i].r->v[0]);
 				rc = -1;
 			}
 			PQclear(res);
@@ -469,8 +470,8 @@ static int write_pipeline(PGconn *c, const pr_store *s, bool *poison, char *err,
 					continue;
 				char name[32];
 				snprintf(name, sizeof(name), "%s_%d", r->is_new ? "ins" : "upd", t);
-				if (PQsendQueryPrepared(c, name, pr_tables[t].ncols, r->v, NULL, NULL,
-							0) != 1) {
+				if (PQsendQueryPrepared(c, name, pr_tables[t].ncols, r->v, NULL,
+							NULL, 0) != 1) {
 					pgu_format_error(c, NULL, "pipeline send", err, errsz);
 					rc = -1;
 					break;
