@@ -67,7 +67,7 @@ copies=$(((EVENTS + 235) / 236))
 start=$(date +%s)
 # topics first (a consumer subscribing to a missing topic could get it auto-created)
 pj_feed "$P" 48 >"$T/topics.out" 2>&1 || { echo "Bail out! cannot create topics"; exit 1; }
-"$FEED" --brokers-file "$T/bootstrap" --topic-prefix "$P" --copies "$copies" --sleep-every 2000 --sleep-ms 250 "$SRC"/fixtures/*.jsonl \
+"$FEED" --brokers-file "$T/bootstrap" --topic-prefix "$P" --copies "$copies" --sleep-every 1000 --sleep-ms 600 "$SRC"/fixtures/*.jsonl \
 	>"$T/feed.out" 2>&1 &
 FEED_PID=$!
 
@@ -77,9 +77,17 @@ mid=0
 while [ "$kills" -lt "$KILLS" ]; do
 	lines=$(cat "$T/proj.g_kill.log" 2>/dev/null | wc -l)
 	pj_start bkt_crash_kill "$P" g_kill
-	# a member killed -9 holds its partitions until its session times out (6 s), so
-	# the next start waits that long: most kills land after the assignment, some before
-	sleep "$(awk -v r="$RANDOM" 'BEGIN { printf "%.2f", 2 + (r % 700) / 100 }')"
+	# a member killed -9 holds its partitions until its session times out (6 s): wait
+	# for the assignment (the first start and every third are killed at random before
+	# it), then kill at a random moment of the catch-up, mostly inside a batch
+	if [ $((kills % 3)) -ne 0 ]; then
+		for _ in $(seq 1 200); do
+			tail -n +"$((lines + 1))" "$T/proj.g_kill.log" 2>/dev/null |
+				grep -q 'partition assigned' && break
+			sleep 0.1
+		done
+	fi
+	sleep "$(awk -v r="$RANDOM" 'BEGIN { printf "%.2f", 0.1 + (r % 250) / 100 }')"
 	kill -9 "$PJ_PID" 2>/dev/null
 	wait "$PJ_PID" 2>/dev/null
 	kills=$((kills + 1))
