@@ -88,16 +88,19 @@ static int on_record(void *opaque, const rd_kafka_message_t *m)
 			r->events += rec.n;
 		}
 	} else {
+		msgpack_sbuffer_clear(&r->sb);
 		for (uint32_t i = 0; i < rec.n && rc == 0; i++) {
 			if (!event_matches(r, &rec.events[i]))
 				continue;
-			json_t *j = bk_event_to_json(&rec.events[i], m->partition, m->offset);
-			if (!j || json_dumpf(j, r->out, JSON_COMPACT) < 0 ||
-			    fputc('\n', r->out) == EOF)
+			if (bk_event_write_json(&rec.events[i], m->partition, m->offset, &r->sb) <
+				0 ||
+			    msgpack_sbuffer_write(&r->sb, "\n", 1) < 0)
 				rc = -1;
-			json_decref(j);
 			r->events++;
 		}
+		if (rc == 0 && r->sb.size &&
+		    fwrite(r->sb.data, 1, r->sb.size, r->out) != r->sb.size)
+			rc = -1;
 		r->records++;
 	}
 	msgpack_zone_destroy(&z);

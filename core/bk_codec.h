@@ -92,6 +92,10 @@ json_t *bk_val_to_json(const bk_val *v);
 /* An event as a JSON object for people (replay): subtype text, created_at RFC 3339,
  * hashes in hex. partition/offset are added when partition >= 0. New reference. */
 json_t *bk_event_to_json(const bk_event *e, int32_t partition, int64_t offset);
+/* The same text as json_dumps(bk_event_to_json(e, ...), JSON_COMPACT), appended to out
+ * without building a JSON tree (the fast path of `bookingctl replay`). 0 or -1 (out
+ * unchanged). */
+int bk_event_write_json(const bk_event *e, int32_t partition, int64_t offset, msgpack_sbuffer *out);
 json_t *bk_result_to_json(const bk_result *r);
 json_t *bk_command_to_json(const bk_command *c);
 

@@ -4,6 +4,7 @@
  * Conversions are depth-limited and all-or-nothing: a failure releases what was built.
  * Strings made here are zone copies, NUL-terminated like every string the codec returns.
  */
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -336,4 +337,189 @@ json_t *bk_command_to_json(const bk_command *c)
 	put_ts(&b, "at", c->at);
 	put_payload(&b, "payload", &c->payload);
 	return obj_done(&b);
+}
+
+/* --- streaming JSON for replay ---------------------------------------------------------
+ * The same text json_dumps(bk_event_to_json(e), JSON_COMPACT) gives, written straight
+ * from the msgpack values without building a jansson tree (replay writes millions). */
+
+static int w(msgpack_sbuffer *o, const char *s, size_t n)
+{
+	return msgpack_sbuffer_write(o, s, n);
+}
+
+static int w_str(msgpack_sbuffer *o, const char *s, size_t n)
+{
+	static const char hexd[] = "0123456789abcdef";
+	char buf[256];
+	size_t k = 0;
+	int rc = w(o, "\"", 1);
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (k > sizeof(buf) - 8) {
+			rc = w(o, buf, k);
+			k = 0;
+		}
+		if (c == '"' || c == '\\') {
+			buf[k++] = '\\';
+			buf[k++] = (char)c;
+		} else if (c < 0x20) {
+			buf[k++] = '\\';
+			switch (c) {
+			case '\b':
+				buf[k++] = 'b';
+				break;
+			case '\f':
+				buf[k++] = 'f';
+				break;
+			case '\n':
+				buf[k++] = 'n';
+				break;
+			case '\r':
+				buf[k++] = 'r';
+				break;
+			case '\t':
+				buf[k++] = 't';
+				break;
+			default:
+				buf[k++] = 'u';
+				buf[k++] = '0';
+				buf[k++] = '0';
+				buf[k++] = hexd[c >> 4];
+				buf[k++] = hexd[c & 15];
+			}
+		} else {
+			buf[k++] = (char)c;
+		}
+	}
+	if (rc == 0 && k)
+		rc = w(o, buf, k);
+	return rc || w(o, "\"", 1);
+}
+
+static int w_cstr(msgpack_sbuffer *o, const char *s)
+{
+	return s ? w_str(o, s, strlen(s)) : w(o, "null", 4);
+}
+
+static int w_int(msgpack_sbuffer *o, int64_t v)
+{
+	char buf[24];
+	int n = snprintf(buf, sizeof(buf), "%" PRId64, v);
+	return w(o, buf, (size_t)n);
+}
+
+static int w_real(msgpack_sbuffer *o, double v)
+{
+	char buf[40];
+	int n = snprintf(buf, sizeof(buf), "%.17g", v);
+	if (n <= 0 || n >= (int)sizeof(buf) - 3)
+		return -1;
+	if (!strpbrk(buf, ".eE")) { /* as jansson: a real always shows it is one */
+		buf[n++] = '.';
+		buf[n++] = '0';
+	}
+	/* jansson writes exponents without '+' and leading zeros: 1e+20 -> 1e20 */
+	char *e = strpbrk(buf, "eE");
+	if (e) {
+		char *d = e + 1;
+		if (*d == '+')
+			memmove(d, d + 1, strlen(d));
+		if (*d == '-')
+			d++;
+		while (d[0] == '0' && d[1])
+			memmove(d, d + 1, strlen(d));
+		n = (int)strlen(buf);
+	}
+	return w(o, buf, (size_t)n);
+}
+
+static int w_hex(msgpack_sbuffer *o, const uint8_t *b, size_t n)
+{
+	char buf[2 * 256 + 2];
+	if (n > 256)
+		return -1;
+	buf[0] = '"';
+	bk_hex(b, n, buf + 1);
+	buf[2 * n + 1] = '"';
+	return w(o, buf, 2 * n + 2);
+}
+
+static int w_val(msgpack_sbuffer *o, const bk_val *v, int depth)
+{
+	if (depth > 64)
+		return -1;
+	int rc = 0;
+	switch (v->type) {
+	case MSGPACK_OBJECT_NIL:
+		return w(o, "null", 4);
+	case MSGPACK_OBJECT_BOOLEAN:
+		return v->via.boolean ? w(o, "true", 4) : w(o, "false", 5);
+	case MSGPACK_OBJECT_POSITIVE_INTEGER:
+		if (v->via.u64 > INT64_MAX)
+			return -1;
+		return w_int(o, (int64_t)v->via.u64);
+	case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+		return w_int(o, v->via.i64);
+	case MSGPACK_OBJECT_FLOAT32:
+	case MSGPACK_OBJECT_FLOAT64:
+		return w_real(o, v->via.f64);
+	case MSGPACK_OBJECT_STR:
+		return w_str(o, v->via.str.ptr, v->via.str.size);
+	case MSGPACK_OBJECT_BIN:
+		return w_hex(o, (const uint8_t *)v->via.bin.ptr, v->via.bin.size);
+	case MSGPACK_OBJECT_ARRAY:
+		rc = w(o, "[", 1);
+		for (uint32_t i = 0; i < v->via.array.size && rc == 0; i++)
+			rc = (i ? w(o, ",", 1) : 0) || w_val(o, &v->via.array.ptr[i], depth + 1);
+		return rc || w(o, "]", 1);
+	case MSGPACK_OBJECT_MAP:
+		rc = w(o, "{", 1);
+		for (uint32_t i = 0; i < v->via.map.size && rc == 0; i++) {
+			const msgpack_object_kv *kv = &v->via.map.ptr[i];
+			if (kv->key.type != MSGPACK_OBJECT_STR)
+				return -1;
+			rc = (i ? w(o, ",", 1) : 0) ||
+			     w_str(o, kv->key.via.str.ptr, kv->key.via.str.size) || w(o, ":", 1) ||
+			     w_val(o, &kv->val, depth + 1);
+		}
+		return rc || w(o, "}", 1);
+	default:
+		return -1;
+	}
+}
+
+#define KEY(o, k) w(o, "\"" k "\":", sizeof(k) + 2)
+
+int bk_event_write_json(const bk_event *e, int32_t partition, int64_t offset, msgpack_sbuffer *out)
+{
+	size_t start = out->size;
+	char ts[40];
+	const char *sub = bk_event_subtype_name(e);
+	if (!sub)
+		return -1;
+	int rc = w(out, "{", 1);
+	if (partition >= 0)
+		rc = rc || KEY(out, "partition") || w_int(out, partition) || w(out, ",", 1) ||
+		     KEY(out, "offset") || w_int(out, offset) || w(out, ",", 1);
+	rc = rc || KEY(out, "event_id") || w_cstr(out, e->event_id) || w(out, ",", 1);
+	rc = rc || KEY(out, "order_id") || w_cstr(out, e->order_id) || w(out, ",", 1);
+	rc = rc || KEY(out, "seq") || w_int(out, e->seq) || w(out, ",", 1);
+	rc = rc || KEY(out, "kind") || w_cstr(out, bk_ev_kind_name(bk_event_kind(e))) ||
+	     w(out, ",", 1);
+	rc = rc || KEY(out, "subtype") || w_cstr(out, sub) || w(out, ",", 1);
+	rc = rc || KEY(out, "actor_user_id") || w_cstr(out, e->actor_user_id) || w(out, ",", 1);
+	rc = rc || KEY(out, "command_id") || w_cstr(out, e->command_id) || w(out, ",", 1);
+	bk_ts_format(e->created_at, ts, sizeof(ts));
+	rc = rc || KEY(out, "created_at") || w_cstr(out, ts) || w(out, ",", 1);
+	rc = rc || KEY(out, "schema") || w_int(out, e->schema) || w(out, ",", 1);
+	rc = rc || KEY(out, "payload") ||
+	     (e->payload.type == MSGPACK_OBJECT_NIL ? w(out, "{}", 2)
+						    : w_val(out, &e->payload, 0)) ||
+	     w(out, ",", 1);
+	rc = rc || KEY(out, "prev_hash") || w_hex(out, e->prev_hash, BK_HASH_LEN) || w(out, ",", 1);
+	rc = rc || KEY(out, "hash") || w_hex(out, e->hash, BK_HASH_LEN) || w(out, "}", 1);
+	if (rc)
+		out->size = start;
+	return rc ? -1 : 0;
 }

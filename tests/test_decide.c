@@ -389,6 +389,53 @@ START_TEST(money_overflow_and_refund_limits)
 }
 END_TEST
 
+/* The streaming JSON writer of replay gives exactly jansson's text, for every fixture event. */
+static int compare_json(void *opaque, const bk_record *r, const void *bytes, size_t n)
+{
+	int *count = opaque;
+	msgpack_zone z;
+	msgpack_zone_init(&z, 4096);
+	bk_record rec;
+	char err[256];
+	ck_assert_int_eq(bk_codec_record_decode(bytes, n, &z, &rec, err, sizeof(err)), 0);
+	(void)r;
+	for (uint32_t i = 0; i < rec.n; i++) {
+		json_t *j = bk_event_to_json(&rec.events[i], 3, 1234567);
+		char *want = json_dumps(j, JSON_COMPACT);
+		msgpack_sbuffer got;
+		msgpack_sbuffer_init(&got);
+		ck_assert_int_eq(bk_event_write_json(&rec.events[i], 3, 1234567, &got), 0);
+		ck_assert_msg(got.size == strlen(want) && memcmp(got.data, want, got.size) == 0,
+			      "want %s\n got %.*s", want, (int)got.size, got.data);
+		msgpack_sbuffer_destroy(&got);
+		free(want);
+		json_decref(j);
+		(*count)++;
+	}
+	msgpack_zone_destroy(&z);
+	return 0;
+}
+
+START_TEST(streaming_json_equals_jansson)
+{
+	const char *files[] = {"ib_happy_path",	      "card_supersede_counter_cancel_expire",
+			       "invite_fanout_award", "dispute_split_refund",
+			       "milestones",	      "rtb_counter_accepted"};
+	int count = 0;
+	for (size_t k = 0; k < sizeof(files) / sizeof(files[0]); k++) {
+		char path[512], err[256];
+		snprintf(path, sizeof(path), SRCDIR "/fixtures/%s.jsonl", files[k]);
+		bk_engine *e = bk_engine_new();
+		json_t *fails = json_array();
+		ck_assert_int_gt(
+		    fx_run_file_cb(e, path, fails, compare_json, &count, err, sizeof(err)), 0);
+		json_decref(fails);
+		bk_engine_free(e);
+	}
+	ck_assert_int_gt(count, 50);
+}
+END_TEST
+
 int main(void)
 {
 	tzdb = bk_tzdb_new(NULL);
@@ -403,6 +450,7 @@ int main(void)
 	tcase_add_test(tc, restore_duplicate_fork_gap);
 	tcase_add_test(tc, decide_is_deterministic_and_chained);
 	tcase_add_test(tc, money_overflow_and_refund_limits);
+	tcase_add_test(tc, streaming_json_equals_jansson);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
