@@ -453,9 +453,12 @@ static migrate_rc load_rows(PGconn *conn, mig_set *set, char *errstr, size_t err
 	return MIGRATE_OK;
 }
 
+/* Report one migration: its file f, its recorded row r, or both (never neither). */
 static void report(const migrate_opts *opts, const mig_file *f, const mig_row *r, migrate_state st,
 		   long elapsed_ms)
 {
+	if (!f && !r)
+		return;
 	migrate_item it = {
 	    .version = f ? f->version : r->version,
 	    .name = f ? f->name : r->name,
