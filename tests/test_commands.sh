@@ -206,7 +206,8 @@ check "no --keyring and no --allow-unsigned: exit 2" [ "$rc" -eq 2 ]
 devbroker kill 16 || exit 1
 "$TOOL" gen kill "$ORDERS" 300 25 7 >"$W/stream.jsonl" 2>"$W/gen.log"
 total=$(wc -l <"$W/stream.jsonl")
-start_proc kill "" --sweep-interval-ms 500 -X group.instance.id=kill-1
+# session.timeout.ms=2500: after a kill -9 the group waits that long for the dead member
+start_proc kill "" --sweep-interval-ms 500 -X session.timeout.ms=2500
 "$BCTL" send --brokers-file "$BOOT" --key "$W/all.sk" --key-id test-all "$W/stream.jsonl" \
 	>"$W/send.kill.log" 2>&1 &
 sendpid=$!
@@ -214,16 +215,18 @@ t0=$(date +%s)
 kills=0
 mode=()
 while [ "$kills" -lt "$KILLS" ] && [ $(($(date +%s) - t0)) -lt "$KILL_SECONDS" ]; do
-	wait_assigned "$W/proc.kill.log"
-	sleep "0.$((RANDOM % 10))$((RANDOM % 10))"
-	sleep $((RANDOM % 3))
+	# mostly while commands are being handled; one kill in four at any moment
+	# (joining the group, restoring)
+	[ $((RANDOM % 4)) -ne 0 ] && wait_assigned "$W/proc.kill.log"
+	sleep "$((RANDOM % 3)).$((RANDOM % 10))$((RANDOM % 10))"
 	kill -9 "$PROC_PID" 2>/dev/null
 	wait "$PROC_PID" 2>/dev/null
 	kills=$((kills + 1))
+	echo "# kill -9 number $kills at $(($(date +%s) - t0)) s, after: $(grep -o 'msg="[a-z :]*"' "$W/proc.kill.log" | grep -v librdkafka | tail -1)"
 	mv "$W/proc.kill.log" "$W/proc.kill.$kills.log"
 	# every other life runs without transactions: correctness must not change
 	if [ $((kills % 2)) -eq 1 ]; then mode=(--no-transactions); else mode=(); fi
-	start_proc kill "" --sweep-interval-ms 500 -X group.instance.id=kill-1 "${mode[@]}"
+	start_proc kill "" --sweep-interval-ms 500 -X session.timeout.ms=2500 "${mode[@]}"
 done
 wait "$sendpid"
 check "stream of $total commands delivered" [ $? -eq 0 ]
