@@ -104,6 +104,7 @@ int bk_unhex(const char *s, size_t n, uint8_t *out, size_t outlen)
 		if (hexval(s[i]) < 0)
 			return -1;
 	for (size_t i = 0; i < outlen; i++)
-		out[i] = (uint8_t)(hexval(s[2 * i]) << 4 | hexval(s[2 * i + 1]));
+		out[i] =
+		    (uint8_t)((unsigned)hexval(s[2 * i]) << 4 | (unsigned)hexval(s[2 * i + 1]));
 	return 0;
 }

@@ -435,7 +435,7 @@ static int get_text(bk_vctx *c, const bk_val *map, const char *key, bool req, co
 
 static bk_val empty_map(void)
 {
-	bk_val v;
+	bk_val v = {.type = MSGPACK_OBJECT_NIL};
 	memset(&v, 0, sizeof(v));
 	v.type = MSGPACK_OBJECT_MAP;
 	return v;
@@ -522,7 +522,7 @@ int bk_codec_command_from_val(const bk_val *v, bool allow_internal, bk_command *
 int bk_codec_command_decode(const void *buf, size_t n, bool json, bool allow_internal,
 			    msgpack_zone *z, bk_command *ret, char *err, size_t errsz)
 {
-	bk_val v;
+	bk_val v = {.type = MSGPACK_OBJECT_NIL};
 	if (!json) {
 		if (bk_codec_unpack(buf, n, z, &v, err, errsz) < 0)
 			return -1;
@@ -757,7 +757,7 @@ static int event_from_val(const bk_val *v, const char *path, bk_event *ret, char
 int bk_codec_record_decode(const void *buf, size_t n, msgpack_zone *z, bk_record *ret, char *err,
 			   size_t errsz)
 {
-	bk_val v;
+	bk_val v = {.type = MSGPACK_OBJECT_NIL};
 	if (unpack_lim(buf, n, RECORD_MAX_DEPTH, z, &v, err, errsz) < 0)
 		return -1;
 	bk_vctx c = {err, errsz, ""};
@@ -819,7 +819,7 @@ int bk_codec_result_encode(const bk_result *r, msgpack_sbuffer *sb)
 int bk_codec_result_decode(const void *buf, size_t n, msgpack_zone *z, bk_result *ret, char *err,
 			   size_t errsz)
 {
-	bk_val v;
+	bk_val v = {.type = MSGPACK_OBJECT_NIL};
 	if (unpack_lim(buf, n, RECORD_MAX_DEPTH, z, &v, err, errsz) < 0)
 		return -1;
 	bk_vctx c = {err, errsz, ""};
@@ -940,7 +940,7 @@ int bk_codec_rules_decode(const void *buf, size_t n, bk_profile_rules *ret, char
 	msgpack_zone z;
 	bk_profile_rules p;
 	bk_vctx c = {err, errsz, ""};
-	bk_val v;
+	bk_val v = {.type = MSGPACK_OBJECT_NIL};
 	const bk_val *rules, *recent;
 	int rc = -1;
 

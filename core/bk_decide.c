@@ -458,7 +458,7 @@ static int client_items(dctx *x, const bk_val *map, const char *path, bk_li_view
 			uint32_t *ret_n, int64_t *ret_sum)
 {
 	const bk_val *arr;
-	bool ovf;
+	bool ovf = false;
 	bk_vctx v = {x->v.err, x->v.errsz, path};
 	if (bk_get_arr(&v, map, "line_items", true, &arr) < 0 ||
 	    bk_li_parse(&v, arr, true, x->z, ret, ret_n, &ovf) < 0) {

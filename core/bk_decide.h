@@ -17,8 +17,9 @@
 #include "bk_rules.h"
 #include "bk_time.h"
 
-#define BK_FUTURE_SKEW_US (5 * 60 * BK_US_PER_S) /* commands > 5 min in the future are rejected */
-#define BK_MAX_EVENTS	  64			 /* most events one command may produce */
+#define BK_FUTURE_SKEW_US                                                                          \
+	(INT64_C(5) * 60 * BK_US_PER_S) /* commands > 5 min in the future are rejected */
+#define BK_MAX_EVENTS 64		/* most events one command may produce */
 
 typedef struct bk_decide_ctx {
 	int64_t now;		 /* processor wall clock (us), for the future-time check */

@@ -2,6 +2,7 @@
  * bk_model.c - the order aggregate's memory: creation, deep copy, release, lookups,
  * the seen-command set and money recomputation. Fields are assigned by bk_evolve only.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -70,10 +71,7 @@ bk_order *bk_order_new(const char *order_id)
 	bk_order *o = calloc(1, sizeof(*o));
 	if (!o)
 		return NULL;
-	size_t n = strlen(order_id);
-	if (n >= sizeof(o->order_id))
-		n = sizeof(o->order_id) - 1;
-	memcpy(o->order_id, order_id, n);
+	snprintf(o->order_id, sizeof(o->order_id), "%s", order_id);
 	o->start_ts = o->end_ts = INT64_MIN;
 	return o;
 }

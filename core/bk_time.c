@@ -153,7 +153,8 @@ int bk_ts_parse(const char *s, size_t n, int64_t *ret_us)
 	if (pos != n)
 		return -1;
 
-	const int64_t secs = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - off_s;
+	const int64_t secs =
+	    days_from_civil(y, mo, d) * 86400 + (int64_t)h * 3600 + (int64_t)mi * 60 + sec - off_s;
 	*ret_us = secs * BK_US_PER_S + frac_us;
 	return 0;
 }
