@@ -51,15 +51,15 @@ static const char usage_text[] =
 /* One input line and what became of it. */
 typedef struct line {
 	int lineno;
-	char *id;       /* command id, NULL when the line has none */
+	char *id;	/* command id, NULL when the line has none */
 	char *order_id; /* the key; NULL: no key */
-	void *val;      /* the bytes sent (malloc) */
+	void *val;	/* the bytes sent (malloc) */
 	size_t len;
 	int32_t partition; /* where it was written; -1 until delivered */
 	int64_t offset;
 	rd_kafka_resp_err_t err;
 	json_t *outcome; /* --wait: what the processor answered */
-	bool bad;        /* rejected or dead-lettered */
+	bool bad;	 /* rejected or dead-lettered */
 } line;
 
 typedef struct sender {
@@ -103,7 +103,8 @@ static int load_key(const char *path, uint8_t sk[BK_SK_LEN])
 	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
 		n--;
 	if (bk_b64_decode(buf, n, sk, BK_SK_LEN) != BK_SK_LEN) {
-		fprintf(stderr, "send: --key %s: not a base64 Ed25519 secret key (64 bytes)\n", path);
+		fprintf(stderr, "send: --key %s: not a base64 Ed25519 secret key (64 bytes)\n",
+			path);
 		sodium_memzero(buf, sizeof(buf));
 		return -1;
 	}
@@ -248,10 +249,10 @@ static int take_outcome(sender *s, json_t *index, const char *cmd_topic,
 		size_t rn = 0;
 		if (rd_kafka_header_get_last(h, "reason", &r, &rn))
 			r = NULL;
-		l->outcome = json_pack("{s:o, s:o, s:s, s:s%}", "command_id",
-				       l->id ? json_string(l->id) : json_null(), "order_id",
-				       l->order_id ? json_string(l->order_id) : json_null(),
-				       "status", "dlq", "reason", r ? (const char *)r : "", r ? rn : 0);
+		l->outcome = json_pack(
+		    "{s:o, s:o, s:s, s:s%}", "command_id", l->id ? json_string(l->id) : json_null(),
+		    "order_id", l->order_id ? json_string(l->order_id) : json_null(), "status",
+		    "dlq", "reason", r ? (const char *)r : "", r ? rn : 0);
 		l->bad = true;
 		return l->outcome ? 1 : 0;
 	}
@@ -287,8 +288,8 @@ static rd_kafka_topic_partition_list_t *wait_start(rd_kafka_t *rk, const bk_kcon
 		}
 		for (int p = 0; p < n; p++) {
 			int64_t lo, hi;
-			if (bk_kconf_watermarks(rk, name, p, timeout_ms, &lo, &hi, err, sizeof(err)) <
-			    0) {
+			if (bk_kconf_watermarks(rk, name, p, timeout_ms, &lo, &hi, err,
+						sizeof(err)) < 0) {
 				fprintf(stderr, "send: %s\n", err);
 				rd_kafka_topic_partition_list_destroy(l);
 				return NULL;
@@ -442,8 +443,8 @@ int cmd_send(int argc, char **argv)
 		} else if ((a[0] != '-' || !strcmp(a, "-")) && !file) {
 			file = a;
 		} else {
-			fprintf(stderr, "send: unknown option, missing value or extra argument: %s\n",
-				a);
+			fprintf(stderr,
+				"send: unknown option, missing value or extra argument: %s\n", a);
 			fputs(usage_text, stderr);
 			goto out;
 		}
@@ -470,9 +471,9 @@ int cmd_send(int argc, char **argv)
 	rc = BK_EXIT_DEPENDENCY;
 	const char *cmd_topic = bk_kconf_topic(kc, BK_TOPIC_COMMANDS);
 	if (wait) {
-		static const char *const cdef[] = {"enable.auto.commit", "false",
-						   "enable.partition.eof", "false",
-						   "group.id", "bookingctl-send", NULL};
+		static const char *const cdef[] = {
+		    "enable.auto.commit", "false", "enable.partition.eof", "false", "group.id",
+		    "bookingctl-send",	  NULL};
 		if (bk_kconf_new_handle(kc, BK_KCONF_CONSUMER, cdef, &cons, err, sizeof(err)) < 0) {
 			fprintf(stderr, "send: %s\n", err);
 			rc = strstr(err, "no Kafka brokers") ? BK_EXIT_USAGE : BK_EXIT_DEPENDENCY;
@@ -481,8 +482,9 @@ int cmd_send(int argc, char **argv)
 		if (!(starts = wait_start(cons, kc, (int)timeout_ms)))
 			goto out;
 	}
-	static const char *const pdef[] = {"enable.idempotence", "true", "linger.ms", "5",
-					   "queue.buffering.max.messages", "1000000", NULL};
+	static const char *const pdef[] = {
+	    "enable.idempotence",	    "true",    "linger.ms", "5",
+	    "queue.buffering.max.messages", "1000000", NULL};
 	rd_kafka_conf_t *conf;
 	if (bk_kconf_build(kc, BK_KCONF_PRODUCER, pdef, &conf, err, sizeof(err)) < 0) {
 		fprintf(stderr, "send: %s\n", err);
@@ -504,8 +506,12 @@ int cmd_send(int argc, char **argv)
 			goto out;
 		}
 	}
-	w = (waiter){.s = &s, .cons = cons, .index = index, .cmd_topic = cmd_topic,
-		     .dlq_topic = bk_kconf_topic(kc, BK_TOPIC_DLQ), .timeout_ms = timeout_ms};
+	w = (waiter){.s = &s,
+		     .cons = cons,
+		     .index = index,
+		     .cmd_topic = cmd_topic,
+		     .dlq_topic = bk_kconf_topic(kc, BK_TOPIC_DLQ),
+		     .timeout_ms = timeout_ms};
 	for (size_t i = 0; i < s.n; i++) {
 		if (produce_line(prod, &s, i, cmd_topic, as_json, key_path ? sk : NULL, key_id) < 0)
 			goto out;
@@ -545,10 +551,10 @@ int cmd_send(int argc, char **argv)
 		/* print what is known after the gap, so nothing is lost */
 		for (size_t i = next; i < s.n; i++)
 			if (!s.v[i].outcome)
-				s.v[i].outcome = json_pack("{s:o, s:s}", "command_id",
-							   s.v[i].id ? json_string(s.v[i].id)
-								     : json_null(),
-							   "status", "timeout");
+				s.v[i].outcome =
+				    json_pack("{s:o, s:s}", "command_id",
+					      s.v[i].id ? json_string(s.v[i].id) : json_null(),
+					      "status", "timeout");
 		print_ready(&s, &next);
 		rc = BK_EXIT_DEPENDENCY;
 		goto out;

@@ -20,29 +20,29 @@
 #include "kconf.h"
 #include "tz.h"
 
-#define CP_EXIT_OK 0
+#define CP_EXIT_OK    0
 #define CP_EXIT_FATAL 1 /* a fatal Kafka or internal error after start */
 #define CP_EXIT_USAGE 2 /* bad configuration, mismatched partitions, lost history */
 
 typedef struct cp_opts {
 	const char *keyring_path;
 	bool allow_unsigned;
-	int batch_commands;      /* close a batch after this many commands */
-	int batch_ms;            /* ... or this long after its first command */
-	int sweep_interval_ms;   /* 0: no sweep */
+	int batch_commands;	 /* close a batch after this many commands */
+	int batch_ms;		 /* ... or this long after its first command */
+	int sweep_interval_ms;	 /* 0: no sweep */
 	int64_t expiring_lead_s; /* card.<t>.expiring this long before expires_at */
 	const char *group_id;
 	const char *txn_prefix;
 	bool no_txn;
 	int64_t clock_offset_s; /* development: added to the wall clock */
-	int timeout_ms;         /* Kafka calls (metadata, commit, restore) */
+	int timeout_ms;		/* Kafka calls (metadata, commit, restore) */
 } cp_opts;
 
 /* One partition of booking.commands and its engine. */
 typedef struct cp_part {
-	bool assigned;       /* ours now */
-	bool restored;       /* restore finished: commands may be handled */
-	bk_engine *eng;      /* owned; shares cp.rules */
+	bool assigned;	     /* ours now */
+	bool restored;	     /* restore finished: commands may be handled */
+	bk_engine *eng;	     /* owned; shares cp.rules */
 	int64_t next_offset; /* the next commands offset to handle */
 	int64_t batch_first; /* first offset handled in the open batch, -1 */
 	int64_t last_result; /* highest src-offset found on command-results at restore */
@@ -54,24 +54,24 @@ typedef struct cp_part {
 
 typedef struct cp {
 	cp_opts o;
-	bk_kconf *kc;                   /* owned */
-	rd_kafka_t *consumer;           /* the group consumer of booking.commands */
-	rd_kafka_t *producer;           /* events, results, rules, dlq (transactional) */
-	rd_kafka_t *reader;             /* restore: assign()-only, read_committed */
+	bk_kconf *kc;				  /* owned */
+	rd_kafka_t *consumer;			  /* the group consumer of booking.commands */
+	rd_kafka_t *producer;			  /* events, results, rules, dlq (transactional) */
+	rd_kafka_t *reader;			  /* restore: assign()-only, read_committed */
 	rd_kafka_consumer_group_metadata_t *cgmd; /* owned */
 	const char *topic[BK_TOPIC_COUNT];
-	int nparts;      /* partitions of commands = events = results */
-	int rules_parts; /* partitions of booking.rules */
-	int dlq_parts;   /* partitions of booking.dlq */
-	cp_part *parts;  /* [nparts], owned */
+	int nparts;	   /* partitions of commands = events = results */
+	int rules_parts;   /* partitions of booking.rules */
+	int dlq_parts;	   /* partitions of booking.dlq */
+	cp_part *parts;	   /* [nparts], owned */
 	bk_ruleset *rules; /* owned; shared by every engine */
-	bk_keyring *kr;    /* owned; NULL with --allow-unsigned and no --keyring */
-	bk_tzdb *tz;       /* owned */
+	bk_keyring *kr;	   /* owned; NULL with --allow-unsigned and no --keyring */
+	bk_tzdb *tz;	   /* owned */
 	/* the open batch */
 	bool txn_open;
 	int batch_n;
-	int64_t batch_start_us; /* monotonic */
-	bool rerestore;         /* a batch failed: restore every partition again */
+	int64_t batch_start_us;	    /* monotonic */
+	bool rerestore;		    /* a batch failed: restore every partition again */
 	rd_kafka_resp_err_t dr_err; /* first delivery error of the batch */
 	/* counters for the log */
 	uint64_t n_cmds, n_events, n_dlq, n_batches, n_aborts;

@@ -58,7 +58,8 @@ static int parse_i64(const char *opt, const char *s, int64_t lo, int64_t hi, int
 	errno = 0;
 	long long v = strtoll(s, &end, 10);
 	if (errno || end == s || *end || v < lo || v > hi) {
-		fprintf(stderr, "booking-commands: %s: expected an integer in [%lld, %lld], got '%s'\n",
+		fprintf(stderr,
+			"booking-commands: %s: expected an integer in [%lld, %lld], got '%s'\n",
 			opt, (long long)lo, (long long)hi, s);
 		return -1;
 	}
@@ -84,10 +85,16 @@ static int parse_args(cp *c, int argc, char **argv)
 		char name[64];
 		size_t nl = eq ? (size_t)(eq - a) : strlen(a);
 		snprintf(name, sizeof(name), "%.*s", (int)(nl < 63 ? nl : 63), a);
-		static const char *const with_value[] = {
-		    "--keyring",	     "--batch-commands", "--batch-ms", "--sweep-interval-ms",
-		    "--expiring-lead", "--group-id",	     "--transactional-id-prefix",
-		    "--timeout-ms",    "--clock-offset",   NULL};
+		static const char *const with_value[] = {"--keyring",
+							 "--batch-commands",
+							 "--batch-ms",
+							 "--sweep-interval-ms",
+							 "--expiring-lead",
+							 "--group-id",
+							 "--transactional-id-prefix",
+							 "--timeout-ms",
+							 "--clock-offset",
+							 NULL};
 		bool takes = false;
 		for (int k = 0; with_value[k]; k++)
 			if (!strcmp(name, with_value[k]))
@@ -234,8 +241,9 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 			c->parts[p].assigned = true;
 			ps[n++] = p;
 		}
-		bk_logf(BK_LOG_INFO, "partitions assigned: restoring", "topic=%s count=%d protocol=%s",
-			c->topic[BK_TOPIC_COMMANDS], n, rd_kafka_rebalance_protocol(rk));
+		bk_logf(BK_LOG_INFO, "partitions assigned: restoring",
+			"topic=%s count=%d protocol=%s", c->topic[BK_TOPIC_COMMANDS], n,
+			rd_kafka_rebalance_protocol(rk));
 		if (!ps) {
 			cp_fatal(c, CP_EXIT_FATAL);
 		} else if (n > 0 && cp_restore(c, ps, n, estr, sizeof(estr)) < 0) {
@@ -296,10 +304,17 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 static int setup_kafka(cp *c, int *ret_code)
 {
 	char err[1024];
-	static const char *const reader_defaults[] = {
-	    "isolation.level", "read_committed", "enable.partition.eof", "true",
-	    "enable.auto.commit", "false", "auto.offset.reset", "earliest",
-	    "group.id", "booking-commands-restore", NULL};
+	static const char *const reader_defaults[] = {"isolation.level",
+						      "read_committed",
+						      "enable.partition.eof",
+						      "true",
+						      "enable.auto.commit",
+						      "false",
+						      "auto.offset.reset",
+						      "earliest",
+						      "group.id",
+						      "booking-commands-restore",
+						      NULL};
 	*ret_code = CP_EXIT_USAGE;
 	for (int t = 0; t < BK_TOPIC_COUNT; t++)
 		c->topic[t] = bk_kconf_topic(c->kc, (bk_topic)t);
@@ -329,10 +344,17 @@ static int setup_kafka(cp *c, int *ret_code)
 		c->parts[i] = (cp_part){.batch_first = -1, .last_result = -1, .last_event = -1};
 
 	/* the group consumer */
-	static const char *const cons_defaults[] = {
-	    "enable.auto.commit", "false", "enable.auto.offset.store", "false",
-	    "isolation.level", "read_committed", "auto.offset.reset", "earliest",
-	    "partition.assignment.strategy", "cooperative-sticky", NULL};
+	static const char *const cons_defaults[] = {"enable.auto.commit",
+						    "false",
+						    "enable.auto.offset.store",
+						    "false",
+						    "isolation.level",
+						    "read_committed",
+						    "auto.offset.reset",
+						    "earliest",
+						    "partition.assignment.strategy",
+						    "cooperative-sticky",
+						    NULL};
 	rd_kafka_conf_t *conf;
 	if (bk_kconf_build(c->kc, BK_KCONF_CONSUMER, cons_defaults, &conf, err, sizeof(err)) < 0) {
 		fprintf(stderr, "booking-commands: %s\n", err);
@@ -340,7 +362,8 @@ static int setup_kafka(cp *c, int *ret_code)
 	}
 	char why[512], inst[256] = "";
 	size_t il = sizeof(inst);
-	if (rd_kafka_conf_set(conf, "group.id", c->o.group_id, why, sizeof(why)) != RD_KAFKA_CONF_OK) {
+	if (rd_kafka_conf_set(conf, "group.id", c->o.group_id, why, sizeof(why)) !=
+	    RD_KAFKA_CONF_OK) {
 		fprintf(stderr, "booking-commands: --group-id: %s\n", why);
 		rd_kafka_conf_destroy(conf);
 		return -1;
@@ -365,9 +388,18 @@ static int setup_kafka(cp *c, int *ret_code)
 		snprintf(txn_id, sizeof(txn_id), "%s-%s-%ld", c->o.txn_prefix, host,
 			 (long)getpid());
 	}
-	const char *prod_defaults[] = {"enable.idempotence", "true", "acks", "all",
-				       "linger.ms", "5", "queue.buffering.max.messages", "1000000",
-				       "message.max.bytes", "8000000", "transactional.id", txn_id,
+	const char *prod_defaults[] = {"enable.idempotence",
+				       "true",
+				       "acks",
+				       "all",
+				       "linger.ms",
+				       "5",
+				       "queue.buffering.max.messages",
+				       "1000000",
+				       "message.max.bytes",
+				       "8000000",
+				       "transactional.id",
+				       txn_id,
 				       NULL};
 	if (c->o.no_txn)
 		prod_defaults[10] = NULL;
@@ -385,8 +417,9 @@ static int setup_kafka(cp *c, int *ret_code)
 	if (!c->o.no_txn) {
 		rd_kafka_error_t *e = rd_kafka_init_transactions(c->producer, c->o.timeout_ms);
 		if (e) {
-			bk_logf(BK_LOG_ERROR, "init_transactions failed (use --no-transactions on "
-					      "clusters without them)",
+			bk_logf(BK_LOG_ERROR,
+				"init_transactions failed (use --no-transactions on "
+				"clusters without them)",
 				"transactional_id=%s err=\"%s\"", txn_id, rd_kafka_error_string(e));
 			rd_kafka_error_destroy(e);
 			*ret_code = CP_EXIT_FATAL;
@@ -433,12 +466,14 @@ static void run(cp *c)
 		}
 		if (m) {
 			if (m->err && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-				bk_logf(BK_LOG_WARN, "consumer error", "topic=%s partition=%d err=\"%s\"",
-					m->rkt ? rd_kafka_topic_name(m->rkt) : "", (int)m->partition,
-					rd_kafka_message_errstr(m));
+				bk_logf(BK_LOG_WARN, "consumer error",
+					"topic=%s partition=%d err=\"%s\"",
+					m->rkt ? rd_kafka_topic_name(m->rkt) : "",
+					(int)m->partition, rd_kafka_message_errstr(m));
 				char fe[256];
 				if (rd_kafka_fatal_error(c->consumer, fe, sizeof(fe))) {
-					bk_logf(BK_LOG_ERROR, "fatal consumer error", "err=\"%s\"", fe);
+					bk_logf(BK_LOG_ERROR, "fatal consumer error", "err=\"%s\"",
+						fe);
 					cp_fatal(c, CP_EXIT_FATAL);
 				}
 			} else if (!m->err && cp_handle_message(c, m) < 0) {

@@ -225,10 +225,12 @@ static int admit(cp *c, const rd_kafka_message_t *m, msgpack_zone *z, bk_command
 	if (ct && n == 16 && !memcmp(ct, "application/json", 16))
 		json = true;
 	else if (ct && !(n == 19 && !memcmp(ct, "application/msgpack", 19))) {
-		snprintf(why, whysz, "unsupported content-type \"%.*s\"", (int)(n < 64 ? n : 64), ct);
+		snprintf(why, whysz, "unsupported content-type \"%.*s\"", (int)(n < 64 ? n : 64),
+			 ct);
 		return 1;
 	}
-	if (bk_codec_command_decode(m->payload, m->len, json, false, z, ret, err, sizeof(err)) < 0) {
+	if (bk_codec_command_decode(m->payload, m->len, json, false, z, ret, err, sizeof(err)) <
+	    0) {
 		snprintf(why, whysz, "decode: %s", err);
 		return 1;
 	}
@@ -236,7 +238,8 @@ static int admit(cp *c, const rd_kafka_message_t *m, msgpack_zone *z, bk_command
 	const char *kid = hdr(m, "key-id", &kn);
 	const uint8_t *sig = hdr(m, "signature", &sn);
 	if (!kid && !sig && c->o.allow_unsigned) {
-		bk_logf(BK_LOG_WARN, "UNSIGNED COMMAND ACCEPTED (--allow-unsigned: development only)",
+		bk_logf(BK_LOG_WARN,
+			"UNSIGNED COMMAND ACCEPTED (--allow-unsigned: development only)",
 			"topic=%s partition=%d offset=%lld order_id=%s command_id=%s",
 			rd_kafka_topic_name(m->rkt), (int)m->partition, (long long)m->offset,
 			ret->order_id, ret->id);
@@ -248,18 +251,19 @@ static int admit(cp *c, const rd_kafka_message_t *m, msgpack_zone *z, bk_command
 			 (int)(kn < 80 ? kn : 80), kid);
 		return 1;
 	} else if (bk_auth_verify(c->kr, kid, kn, sig, sn, m->payload, m->len,
-				  (bk_role)ret->actor_role, bk_cmd_name((bk_cmd_type)ret->type), err,
-				  sizeof(err)) < 0) {
+				  (bk_role)ret->actor_role, bk_cmd_name((bk_cmd_type)ret->type),
+				  err, sizeof(err)) < 0) {
 		snprintf(why, whysz, "auth: %s", err);
 		return 1;
 	}
 	size_t on = strlen(ret->order_id);
 	if (!m->key || m->key_len != on || memcmp(m->key, ret->order_id, on) != 0) {
-		snprintf(why, whysz, "key: the record key must be the order_id (%s)", ret->order_id);
+		snprintf(why, whysz, "key: the record key must be the order_id (%s)",
+			 ret->order_id);
 		return 1;
 	}
-	int32_t want = rd_kafka_msg_partitioner_murmur2(NULL, m->key, m->key_len, c->nparts, NULL,
-							NULL);
+	int32_t want =
+	    rd_kafka_msg_partitioner_murmur2(NULL, m->key, m->key_len, c->nparts, NULL, NULL);
 	if (want != m->partition) {
 		snprintf(why, whysz,
 			 "partition: key %s belongs on partition %d (murmur2_random), not %d",
@@ -417,8 +421,9 @@ int cp_handle_sweep(cp *c, int32_t p, const char *order_id, const char *target, 
 			c->batch_n++;
 			rc = produce_events(c, p, -1, id, &d);
 			char sub[64];
-			bk_logf(BK_LOG_INFO, "sweep", "partition=%d order_id=%s target=%s events=%u first=%s",
-				(int)p, order_id, target, (unsigned)d.n_events,
+			bk_logf(BK_LOG_INFO, "sweep",
+				"partition=%d order_id=%s target=%s events=%u first=%s", (int)p,
+				order_id, target, (unsigned)d.n_events,
 				bk_event_subtype(&d.events[0], sub, sizeof(sub)));
 		}
 	}
@@ -433,8 +438,8 @@ static rd_kafka_topic_partition_list_t *batch_offsets(cp *c)
 	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(8);
 	for (int i = 0; i < c->nparts; i++)
 		if (c->parts[i].batch_first >= 0 && c->parts[i].assigned)
-			rd_kafka_topic_partition_list_add(l, c->topic[BK_TOPIC_COMMANDS], i)->offset =
-			    c->parts[i].next_offset;
+			rd_kafka_topic_partition_list_add(l, c->topic[BK_TOPIC_COMMANDS], i)
+			    ->offset = c->parts[i].next_offset;
 	return l;
 }
 
@@ -443,7 +448,8 @@ static int txn_commit(cp *c, rd_kafka_topic_partition_list_t *offs, bool lost)
 {
 	rd_kafka_error_t *e = NULL;
 	if (!lost && offs->cnt > 0) {
-		rd_kafka_consumer_group_metadata_t *md = rd_kafka_consumer_group_metadata(c->consumer);
+		rd_kafka_consumer_group_metadata_t *md =
+		    rd_kafka_consumer_group_metadata(c->consumer);
 		e = rd_kafka_send_offsets_to_transaction(c->producer, offs, md, c->o.timeout_ms);
 		rd_kafka_consumer_group_metadata_destroy(md);
 	}
@@ -509,8 +515,8 @@ int cp_batch_close(cp *c, bool lost)
 		c->n_aborts++;
 		c->rerestore = true;
 		bk_logf(BK_LOG_WARN, "batch failed: restoring the partitions from the log",
-			"commands=%d dr_err=\"%s\" lost=%d", c->batch_n, rd_kafka_err2str(c->dr_err),
-			lost);
+			"commands=%d dr_err=\"%s\" lost=%d", c->batch_n,
+			rd_kafka_err2str(c->dr_err), lost);
 	} else {
 		c->n_batches++;
 		for (int i = 0; i < offs->cnt; i++)
@@ -551,7 +557,8 @@ int cp_rerestore_all(cp *c)
 			    ->offset = c->parts[ps[i]].next_offset;
 		rd_kafka_error_t *e = rd_kafka_seek_partitions(c->consumer, l, c->o.timeout_ms);
 		if (e) {
-			bk_logf(BK_LOG_ERROR, "seek failed", "err=\"%s\"", rd_kafka_error_string(e));
+			bk_logf(BK_LOG_ERROR, "seek failed", "err=\"%s\"",
+				rd_kafka_error_string(e));
 			rd_kafka_error_destroy(e);
 			rd_kafka_topic_partition_list_destroy(l);
 			free(ps);
@@ -565,7 +572,8 @@ int cp_rerestore_all(cp *c)
 				bk_logf(BK_LOG_ERROR, "seek of a partition failed",
 					"topic=%s partition=%d offset=%lld err=\"%s\"",
 					l->elems[i].topic, (int)l->elems[i].partition,
-					(long long)l->elems[i].offset, rd_kafka_err2str(l->elems[i].err));
+					(long long)l->elems[i].offset,
+					rd_kafka_err2str(l->elems[i].err));
 				bad = true;
 			}
 		rd_kafka_topic_partition_list_destroy(l);

@@ -46,8 +46,8 @@ int cp_hdr_int(const rd_kafka_message_t *m, const char *name, int64_t *ret)
 	const void *v;
 	size_t n;
 	char buf[32];
-	if (rd_kafka_message_headers(m, &h) || !h ||
-	    rd_kafka_header_get_last(h, name, &v, &n) || !v || n == 0 || n >= sizeof(buf))
+	if (rd_kafka_message_headers(m, &h) || !h || rd_kafka_header_get_last(h, name, &v, &n) ||
+	    !v || n == 0 || n >= sizeof(buf))
 		return -1;
 	memcpy(buf, v, n);
 	buf[n] = '\0';
@@ -63,8 +63,8 @@ int cp_hdr_int(const rd_kafka_message_t *m, const char *name, int64_t *ret)
 static const char *kind_topic(const cp *c, int kind)
 {
 	return c->topic[kind == PH_RESULTS ? BK_TOPIC_RESULTS
-			 : kind == PH_RULES ? BK_TOPIC_RULES
-					    : BK_TOPIC_EVENTS];
+			: kind == PH_RULES ? BK_TOPIC_RULES
+					   : BK_TOPIC_EVENTS];
 }
 
 static void on_result(restore_ctx *x, const rd_kafka_message_t *m)
@@ -126,9 +126,9 @@ static void note_pending(cp_part *p, const bk_record *r, int64_t so)
 	json_t *ids = json_array();
 	for (uint32_t i = 0; i < r->n; i++)
 		json_array_append_new(ids, json_string(r->events[i].event_id));
-	json_object_set_new(p->pending, r->command_id,
-			    json_pack("{s:I, s:o}", "v", (json_int_t)r->events[r->n - 1].seq, "ids",
-				      ids));
+	json_object_set_new(
+	    p->pending, r->command_id,
+	    json_pack("{s:I, s:o}", "v", (json_int_t)r->events[r->n - 1].seq, "ids", ids));
 }
 
 static void on_event(restore_ctx *x, const rd_kafka_message_t *m)
@@ -245,7 +245,8 @@ static int read_to_end(restore_ctx *x, rd_part *rp, int n, char *errstr, size_t 
 		const char *tn = m->rkt ? rd_kafka_topic_name(m->rkt) : "";
 		rd_part *me = NULL;
 		for (int i = 0; i < n; i++)
-			if (rp[i].partition == m->partition && !strcmp(kind_topic(c, rp[i].kind), tn))
+			if (rp[i].partition == m->partition &&
+			    !strcmp(kind_topic(c, rp[i].kind), tn))
 				me = &rp[i];
 		if (m->err) {
 			if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)

@@ -133,7 +133,8 @@ static int gen_cmd(FILE *out, const char *run, int i, int k, int64_t now, int ca
 		return 1;
 	case 3:
 		fprintf(out, hdr, id, "payment.captured", ord, "\"role\":\"system\"", at);
-		fprintf(out, "{\"payment_intent_id\":\"pi_%s_%d\",\"amount_cents\":55300}}\n", run, i);
+		fprintf(out, "{\"payment_intent_id\":\"pi_%s_%d\",\"amount_cents\":55300}}\n", run,
+			i);
 		return 1;
 	case 4:
 		fprintf(out, hdr, id, "order.start", ord, actor_p, at);
@@ -275,9 +276,9 @@ static int64_t hdr_int(const rd_kafka_message_t *m, const char *name)
 /* ---- verify ------------------------------------------------------------------------- */
 
 typedef struct vstate {
-	json_t *cmds;    /* "p:o" -> command id (or "?") */
+	json_t *cmds;	 /* "p:o" -> command id (or "?") */
 	json_t *results; /* "p:o" -> [status...] */
-	json_t *evrecs;  /* command id -> number of events records */
+	json_t *evrecs;	 /* command id -> number of events records */
 	json_t *status_n;
 	bk_engine *eng;
 	msgpack_zone z;
@@ -330,7 +331,8 @@ static void v_event(const rd_kafka_message_t *m, void *opaque)
 	bk_record r;
 	char err[256];
 	msgpack_zone_clear(&v->z);
-	if (!m->payload || bk_codec_record_decode(m->payload, m->len, &v->z, &r, err, sizeof(err))) {
+	if (!m->payload ||
+	    bk_codec_record_decode(m->payload, m->len, &v->z, &r, err, sizeof(err))) {
 		v->undecodable++;
 		fprintf(stderr, "verify: events [%d] @%lld undecodable: %s\n", (int)m->partition,
 			(long long)m->offset, err);
@@ -389,9 +391,9 @@ static void count_status(const bk_order *o, void *opaque)
 static int cmd_verify(bk_kconf *kc, bool all_accepted, const char *golden, long wait_ms)
 {
 	char err[512];
-	static const char *const defs[] = {"enable.partition.eof", "true", "group.id",
-					   "test-commands-verify", "enable.auto.commit", "false",
-					   NULL};
+	static const char *const defs[] = {
+	    "enable.partition.eof", "true",  "group.id", "test-commands-verify",
+	    "enable.auto.commit",   "false", NULL};
 	rd_kafka_t *rk;
 	if (bk_kconf_new_handle(kc, BK_KCONF_CONSUMER, defs, &rk, err, sizeof(err)) < 0) {
 		fprintf(stderr, "verify: %s\n", err);
@@ -645,11 +647,12 @@ static int cmd_bad(bk_kconf *kc, const char *sk_path, const char *key_id, const 
 			free(json);
 			char at[32];
 			ts(now, at, sizeof(at));
-			if (asprintf(&json,
-				     "{\"id\":\"%s\",\"type\":\"payment.captured\",\"order_id\":"
-				     "\"ord_bad_0\",\"actor\":{\"role\":\"system\"},\"at\":\"%s\","
-				     "\"payload\":{\"payment_intent_id\":\"pi\",\"amount_cents\":1}}",
-				     id, at) < 0)
+			if (asprintf(
+				&json,
+				"{\"id\":\"%s\",\"type\":\"payment.captured\",\"order_id\":"
+				"\"ord_bad_0\",\"actor\":{\"role\":\"system\"},\"at\":\"%s\","
+				"\"payload\":{\"payment_intent_id\":\"pi\",\"amount_cents\":1}}",
+				id, at) < 0)
 				json = NULL;
 			rkey = "ord_bad_0";
 		} else if (!strcmp(b->name, "internal-type")) {
@@ -660,8 +663,11 @@ static int cmd_bad(bk_kconf *kc, const char *sk_path, const char *key_id, const 
 			rkey = "ord_somewhere_else";
 		}
 		if (!strcmp(b->name, "malformed-msgpack")) {
-			val = strdup("\xde\x00\x05\xa2id"); /* a map of 5 with one key, truncated */
-			n = 6;
+			/* a map of 5 with one key, truncated */
+			static const char trunc[6] = {'\xde', '\x00', '\x05', '\xa2', 'i', 'd'};
+			n = sizeof(trunc);
+			val = malloc(n);
+			memcpy(val, trunc, n);
 		} else if (!strcmp(b->name, "not-a-map")) {
 			val = to_msgpack("[1,2,3]", &n);
 		} else if (!strcmp(b->name, "oversized")) {
@@ -689,11 +695,11 @@ static int cmd_bad(bk_kconf *kc, const char *sk_path, const char *key_id, const 
 			rd_kafka_header_add(h, "key-id", -1, kid, -1);
 			rd_kafka_header_add(h, "signature", -1, sig, sizeof(sig));
 		}
-		rd_kafka_resp_err_t e = rd_kafka_producev(
-		    prod, RD_KAFKA_V_TOPIC(bk_kconf_topic(kc, BK_TOPIC_COMMANDS)),
-		    RD_KAFKA_V_KEY(rkey, strlen(rkey)), RD_KAFKA_V_VALUE(val, n),
-		    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h),
-		    RD_KAFKA_V_OPAQUE(b), RD_KAFKA_V_END);
+		rd_kafka_resp_err_t e =
+		    rd_kafka_producev(prod, RD_KAFKA_V_TOPIC(bk_kconf_topic(kc, BK_TOPIC_COMMANDS)),
+				      RD_KAFKA_V_KEY(rkey, strlen(rkey)), RD_KAFKA_V_VALUE(val, n),
+				      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+				      RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(b), RD_KAFKA_V_END);
 		free(val);
 		if (e) {
 			fprintf(stderr, "bad: produce %s: %s\n", b->name, rd_kafka_err2str(e));
@@ -734,7 +740,8 @@ static int cmd_bad(bk_kconf *kc, const char *sk_path, const char *key_id, const 
 			rd_kafka_message_destroy(m);
 			continue;
 		}
-		bool is_dlq = !strcmp(rd_kafka_topic_name(m->rkt), bk_kconf_topic(kc, BK_TOPIC_DLQ));
+		bool is_dlq =
+		    !strcmp(rd_kafka_topic_name(m->rkt), bk_kconf_topic(kc, BK_TOPIC_DLQ));
 		int64_t sp = hdr_int(m, "src-partition"), so = hdr_int(m, "src-offset");
 		for (int i = 0; i < N; i++) {
 			bad_msg *b = &msgs[i];
@@ -749,8 +756,8 @@ static int cmd_bad(bk_kconf *kc, const char *sk_path, const char *key_id, const 
 					 : b->reason == NULL;
 			char orig[128] = "";
 			if (is_dlq && (size_t)m->len != (size_t)(strcmp(b->name, "oversized")
-									  ? m->len
-									  : BK_MAX_MESSAGE + 10))
+								     ? m->len
+								     : BK_MAX_MESSAGE + 10))
 				ok = false;
 			if (is_dlq && hdr_str(m, "orig-content-type", orig, sizeof(orig)) < 0)
 				ok = false;
@@ -774,12 +781,11 @@ static int cmd_bad(bk_kconf *kc, const char *sk_path, const char *key_id, const 
 
 static int usage(void)
 {
-	fprintf(stderr,
-		"usage: test_commands check FIXTURE OUTPUT\n"
-		"       test_commands gen RUN ORDERS [WINDOW [CARD_EVERY [SEED]]]\n"
-		"       test_commands verify [kafka opts] [--all-accepted] [--golden FILE] "
-		"[--wait-ms N]\n"
-		"       test_commands bad [kafka opts] SK KEY_ID WRONG_SK WRONG_KEY_ID\n");
+	fprintf(stderr, "usage: test_commands check FIXTURE OUTPUT\n"
+			"       test_commands gen RUN ORDERS [WINDOW [CARD_EVERY [SEED]]]\n"
+			"       test_commands verify [kafka opts] [--all-accepted] [--golden FILE] "
+			"[--wait-ms N]\n"
+			"       test_commands bad [kafka opts] SK KEY_ID WRONG_SK WRONG_KEY_ID\n");
 	return 2;
 }
 
