@@ -483,14 +483,16 @@ static void run(cp *c)
 			}
 			rd_kafka_message_destroy(m);
 		}
-		if (c->dr_err && c->txn_open)
+		/* a failed produce or an engine error ends the batch at once: no more
+		 * commands are decided against state that is about to be restored again */
+		if ((c->dr_err || c->rerestore) && c->txn_open)
 			cp_batch_close(c, false);
 		if (cp_batch_due(c))
 			cp_batch_close(c, false);
 		if (c->rerestore && !c->txn_open && !*c->stop)
 			cp_rerestore_all(c);
 		int64_t now = cp_mono_us();
-		if (c->o.sweep_interval_ms > 0 && now >= next_sweep && !*c->stop) {
+		if (c->o.sweep_interval_ms > 0 && now >= next_sweep && !*c->stop && !c->rerestore) {
 			cp_sweep(c, cp_now_us(c));
 			next_sweep = now + (int64_t)c->o.sweep_interval_ms * 1000;
 		}

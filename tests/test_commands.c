@@ -779,13 +779,38 @@ static int cmd_bad(bk_kconf *kc, const char *sk_path, const char *key_id, const 
 	return bad ? 1 : 0;
 }
 
+/* ---- junk: fill a partition past the dev broker's retention (lost history) ------------ */
+
+static int cmd_junk(bk_kconf *kc, bk_topic t, int count, int size)
+{
+	char err[512];
+	static const char *const pdef[] = {"message.max.bytes", "8000000", NULL};
+	rd_kafka_t *prod;
+	if (bk_kconf_new_handle(kc, BK_KCONF_PRODUCER, pdef, &prod, err, sizeof(err)) < 0) {
+		fprintf(stderr, "junk: %s\n", err);
+		return 2;
+	}
+	char *val = calloc(1, (size_t)size);
+	for (int i = 0; i < count && val; i++)
+		if (rd_kafka_producev(prod, RD_KAFKA_V_TOPIC(bk_kconf_topic(kc, t)),
+				      RD_KAFKA_V_PARTITION(0), RD_KAFKA_V_VALUE(val, (size_t)size),
+				      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END))
+			break;
+	free(val);
+	int rc = rd_kafka_flush(prod, TIMEOUT_MS) ? 1 : 0;
+	rd_kafka_destroy(prod);
+	return rc;
+}
+
 static int usage(void)
 {
-	fprintf(stderr, "usage: test_commands check FIXTURE OUTPUT\n"
-			"       test_commands gen RUN ORDERS [WINDOW [CARD_EVERY [SEED]]]\n"
-			"       test_commands verify [kafka opts] [--all-accepted] [--golden FILE] "
-			"[--wait-ms N]\n"
-			"       test_commands bad [kafka opts] SK KEY_ID WRONG_SK WRONG_KEY_ID\n");
+	fprintf(stderr,
+		"usage: test_commands check FIXTURE OUTPUT\n"
+		"       test_commands gen RUN ORDERS [WINDOW [CARD_EVERY [SEED]]]\n"
+		"       test_commands verify [kafka opts] [--all-accepted] [--golden FILE] "
+		"[--wait-ms N]\n"
+		"       test_commands bad [kafka opts] SK KEY_ID WRONG_SK WRONG_KEY_ID\n"
+		"       test_commands junk [kafka opts] COUNT SIZE   (to events partition 0)\n");
 	return 2;
 }
 
@@ -830,6 +855,8 @@ int main(int argc, char **argv)
 	int rc;
 	if (!strcmp(argv[1], "verify"))
 		rc = cmd_verify(kc, all_acc, golden, wait_ms);
+	else if (!strcmp(argv[1], "junk") && npos == 2)
+		rc = cmd_junk(kc, BK_TOPIC_EVENTS, atoi(pos[0]), atoi(pos[1]));
 	else if (!strcmp(argv[1], "bad") && npos == 4)
 		rc = cmd_bad(kc, pos[0], pos[1], pos[2], pos[3]);
 	else

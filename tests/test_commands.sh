@@ -178,7 +178,7 @@ done
 check "SIGTERM: every fixture processor exits 0" [ "$termok" -eq 1 ]
 
 # ---- 3. hostile records go to the DLQ, the valid ones around them are processed --------
-devbroker dlq 4 "$(topics_for dlq. 4),mis.booking.commands:4,mis.booking.events:3,mis.booking.command-results:4" || exit 1
+devbroker dlq 4 "$(topics_for dlq. 4),$(topics_for lost. 1),mis.booking.commands:4,mis.booking.events:3,mis.booking.command-results:4" || exit 1
 start_proc dlq "dlq."
 wait_assigned "$W/proc.dlq.log"
 if "$TOOL" bad --brokers-file "$BOOT" --topic-prefix "dlq." "$W/all.sk" test-all \
@@ -198,6 +198,13 @@ check "missing topics: exit 2 with a message" [ "$rc" -eq 2 ]
 rc=0
 "$PROC" --brokers-file "$BOOT" --topic-prefix "mis." --keyring "$W/keyring" >"$W/mis.log" 2>&1 || rc=$?
 check "partition counts differ: exit 2" [ "$rc" -eq 2 ] && grep -q 'same partition count' "$W/mis.log"
+# the dev broker keeps ~5 MiB a partition: 7 MB of junk raise the low watermark
+"$TOOL" junk --brokers-file "$BOOT" --topic-prefix lost. 14 500000
+rc=0
+timeout 60 "$PROC" --brokers-file "$BOOT" --topic-prefix "lost." --keyring "$W/keyring" \
+	--group-id g-lost >"$W/lost.log" 2>&1 || rc=$?
+check "events partition with lost history (low watermark > 0): refused, exit 2" \
+	[ "$rc" -eq 2 ] && grep -q 'lost history' "$W/lost.log"
 rc=0
 "$PROC" --brokers-file "$BOOT" >"$W/nokey.log" 2>&1 || rc=$?
 check "no --keyring and no --allow-unsigned: exit 2" [ "$rc" -eq 2 ]
