@@ -1,0 +1,2051 @@
+/*
+ * rebuild.c - a fresh read model from offset 0, swapped in atomically (SPEC §5).
+ *
+ * Shadow schemas booking_rb, ord_rb, booking_proj_rb are made by running the migration
+ * files with the schema names rewritten. The load keeps every mutable row in memory (one
+ * image per key, as the projector's batch store) and streams the append-only timeline
+ * with COPY into tables stripped of keys and indexes; those are rebuilt after the load.
+ * Events are judged by the shared reader rule and mapped by pa_apply, the projector's own
+ * mapping. Tails are then written with SQL into the shadow schemas, and the last one, the
+ * renames and the new checkpoints commit in one transaction that holds the projector out.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "bk_codec.h"
+#include "log.h"
+#include "logread.h"
+#include "pgutil.h"
+#include "proj_apply.h"
+#include "proj_rows.h"
+#include "rebuild.h"
+
+#define NSCHEMA	       3
+#define SFX	       "_rb"
+#define DEFAULT_BATCH  20000
+#define COPY_FLUSH     (1024 * 1024)
+#define REASON_MAX     400
+#define REBUILD_LOCK   "7091882337699520885" /* migrate's key + 1 */
+#define SWAP_TRIES     100
+#define SWAP_LOCK_WAIT "500ms" /* under deadlock_timeout: a reader never deadlocks with us */
+
+static const char *const schemas[NSCHEMA] = {"booking", "ord", "booking_proj"};
+
+static const char *const rc_msgs[RB__COUNT] = {
+#define RB_RC_MSG(sym, msg) [RB_##sym] = msg,
+    RB_RC_MAP(RB_RC_MSG)
+#undef RB_RC_MSG
+};
+
+const char *rb_rc_msg(rb_rc rc)
+{
+	return rc < RB__COUNT ? rc_msgs[rc] : "unknown";
+}
+
+static const char *const phase_names[] = {
+    [RB_PH_PREPARE] = "prepare", [RB_PH_LOAD] = "load",	  [RB_PH_CATCHUP] = "catchup",
+    [RB_PH_WRITE] = "write",	 [RB_PH_INDEX] = "index", [RB_PH_SWAP] = "swap",
+    [RB_PH_DONE] = "done",
+};
+
+const char *rb_phase_name(rb_phase ph)
+{
+	return ph <= RB_PH_DONE ? phase_names[ph] : "?";
+}
+
+/* --- growable text ------------------------------------------------------------------ */
+
+typedef struct buf {
+	char *p;
+	size_t n, cap;
+} buf;
+
+static bool b_add(buf *b, const char *s, size_t n)
+{
+	if (b->n + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 4096;
+		while (cap < b->n + n + 1)
+			cap *= 2;
+		char *p = realloc(b->p, cap);
+		if (!p)
+			return false;
+		b->p = p;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->n, s, n);
+	b->n += n;
+	b->p[b->n] = 0;
+	return true;
+}
+
+static bool b_str(buf *b, const char *s)
+{
+	return b_add(b, s, strlen(s));
+}
+
+BK_PRINTF(2, 3) static bool b_printf(buf *b, const char *fmt, ...)
+{
+	char tmp[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+	va_end(ap);
+	return n >= 0 && (size_t)n < sizeof(tmp) && b_add(b, tmp, (size_t)n);
+}
+
+/* COPY text format of one value (NULL: \N). */
+static bool b_copyval(buf *b, const char *v)
+{
+	if (!v)
+		return b_add(b, "\\N", 2);
+	const char *start = v;
+	for (const char *p = v; *p; p++) {
+		const char *esc;
+		switch (*p) {
+		case '\\':
+			esc = "\\\\";
+			break;
+		case '\t':
+			esc = "\\t";
+			break;
+		case '\n':
+			esc = "\\n";
+			break;
+		case '\r':
+			esc = "\\r";
+			break;
+		default:
+			continue;
+		}
+		if (!b_add(b, start, (size_t)(p - start)) || !b_add(b, esc, 2))
+			return false;
+		start = p + 1;
+	}
+	return b_str(b, start);
+}
+
+/*
+ * sql with the schema names booking, ord and booking_proj rewritten to name + sfx where
+ * they name a schema: followed by '.', or right after the word "schema" / "exists".
+ * malloc'd; NULL on OOM.
+ */
+static char *map_names(const char *sql, const char *sfx)
+{
+	buf b = {0};
+	const char *p = sql, *prevword = "";
+	size_t pw_len = 0;
+	while (*p) {
+		bool ident = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || *p == '_';
+		if (!ident) {
+			if (!b_add(&b, p, 1))
+				goto oom;
+			p++;
+			continue;
+		}
+		const char *s = p;
+		while ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		       (*p >= '0' && *p <= '9') || *p == '_' || *p == '$')
+			p++;
+		size_t n = (size_t)(p - s);
+		bool before_ident = s > sql && (s[-1] == '_' || s[-1] == '$' || s[-1] == '"' ||
+						(s[-1] >= '0' && s[-1] <= '9'));
+		bool hit = false;
+		for (int k = 0; k < NSCHEMA && !before_ident; k++)
+			if (strlen(schemas[k]) == n && strncmp(s, schemas[k], n) == 0)
+				hit = *p == '.' || (pw_len == 6 && strncmp(prevword, "schema", 6) == 0) ||
+				      (pw_len == 6 && strncmp(prevword, "exists", 6) == 0);
+		if (!b_add(&b, s, n) || (hit && !b_str(&b, sfx)))
+			goto oom;
+		prevword = s;
+		pw_len = n;
+	}
+	if (!b.p && !b_add(&b, "", 0))
+		goto oom;
+	return b.p;
+oom:
+	free(b.p);
+	return NULL;
+}
+
+/* A table name of pr_tables ("booking.order") in the shadow schemas, quoted. */
+static void shadow_table(const char *name, char *out, size_t outsz)
+{
+	const char *dot = strchr(name, '.');
+	snprintf(out, outsz, "%.*s" SFX ".\"%s\"", (int)(dot - name), name, dot + 1);
+}
+
+/* --- orders ------------------------------------------------------------------------- */
+
+typedef struct ohead {
+	int64_t seq;
+	uint8_t hash[BK_HASH_LEN];
+	pa_order f;
+	bool quar; /* later events wait in quarantine */
+} ohead;
+
+typedef struct oentry {
+	char id[BK_ID_MAX];
+	ohead c; /* committed */
+	ohead b; /* while planning a chunk */
+	uint8_t (*hashes)[BK_HASH_LEN]; /* hashes[seq - 1], for duplicates of older seqs */
+	size_t nh, caph;
+	pr_row **items; /* the order's line items in the memory store */
+	uint32_t nitems, capitems;
+	bool dirty; /* price snapshot to recompute */
+} oentry;
+
+enum { A_APPLY, A_DUP, A_FORK, A_QUAR, A_HELD };
+
+/* One record read from the log (Kafka or the replay file). */
+typedef struct rec {
+	int32_t part;
+	int64_t off;
+	char key[BK_ID_MAX];
+	const void *val;
+	size_t len;
+	rd_kafka_message_t *m; /* owned (Kafka) */
+	void *own;	       /* owned copy of the bytes (file) */
+} rec;
+
+typedef struct item {
+	const bk_event *e; /* NULL: undecodable record */
+	oentry *o;
+	const rec *r;
+	uint8_t action;
+	bool pre_bad;
+	char reason[REASON_MAX];
+} item;
+
+typedef struct ddl {
+	char **v;
+	size_t n, cap;
+} ddl;
+
+typedef struct rb {
+	const rb_cfg *cfg;
+	rb_rc rc;
+	char *err;
+	size_t errsz;
+	PGconn *c;  /* DDL, bookkeeping, tails, swap */
+	PGconn *tc; /* the timeline stream of the load */
+	buf tl;	    /* timeline COPY data not sent yet */
+	bool in_memory;
+	bool staged; /* temp staging tables made */
+	rd_kafka_t *rk;
+	const char *ev_topic, *ru_topic;
+	int nparts, nrparts;
+	int64_t *next, *rnext; /* checkpoints of the new model (-1: none) */
+	oentry **slots;
+	size_t nslots, norders;
+	pr_store *cs, *ps;
+	rec *recs;
+	size_t nrecs, caprecs;
+	item *items;
+	size_t nitems, capitems;
+	msgpack_sbuffer sb;
+	ddl drop, mk_keys, mk_idx, mk_fks;
+	rb_stats st;
+	rb_progress pr;
+	struct timespec t0, last_cb;
+	char suffix_old[40];
+} rb;
+
+BK_PRINTF(3, 4) static int fail(rb *r, rb_rc rc, const char *fmt, ...)
+{
+	if (r->rc == RB_OK) {
+		r->rc = rc;
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(r->err, r->errsz, fmt, ap);
+		va_end(ap);
+	}
+	return -1;
+}
+
+static double since(const struct timespec *t)
+{
+	struct timespec n;
+	clock_gettime(CLOCK_MONOTONIC, &n);
+	return (double)(n.tv_sec - t->tv_sec) + (double)(n.tv_nsec - t->tv_nsec) / 1e9;
+}
+
+static void progress(rb *r, bool force)
+{
+	if (!r->cfg->progress)
+		return;
+	if (!force && since(&r->last_cb) < 0.2)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &r->last_cb);
+	r->pr.seconds = since(&r->t0);
+	r->pr.events = r->st.events;
+	r->cfg->progress(r->cfg->progress_opaque, &r->pr);
+}
+
+static void set_phase(rb *r, rb_phase ph, int64_t total)
+{
+	r->pr.phase = ph;
+	r->pr.done = 0;
+	r->pr.total = total;
+	progress(r, true);
+	bk_logf(BK_LOG_INFO, "rebuild phase", "phase=%s total=%lld events=%lld seconds=%.1f",
+		rb_phase_name(ph), (long long)total, (long long)r->st.events, since(&r->t0));
+}
+
+static uint64_t hash_str(const char *s)
+{
+	uint64_t h = 1469598103934665603ULL;
+	for (; *s; s++)
+		h = (h ^ (uint8_t)*s) * 1099511628211ULL;
+	return h;
+}
+
+static size_t slot_of(const rb *r, const char *id)
+{
+	size_t mask = r->nslots - 1, i = (size_t)hash_str(id) & mask;
+	while (r->slots[i] && strcmp(r->slots[i]->id, id) != 0)
+		i = (i + 1) & mask;
+	return i;
+}
+
+static oentry *order_get(rb *r, const char *id)
+{
+	if (r->nslots) {
+		oentry *o = r->slots[slot_of(r, id)];
+		if (o)
+			return o;
+	}
+	if ((r->norders + 1) * 2 > r->nslots) {
+		size_t ns = r->nslots ? r->nslots * 2 : 65536;
+		oentry **slots = calloc(ns, sizeof(*slots)), **old = r->slots;
+		if (!slots)
+			return NULL;
+		size_t oldn = r->nslots;
+		r->slots = slots;
+		r->nslots = ns;
+		for (size_t i = 0; i < oldn; i++)
+			if (old[i])
+				r->slots[slot_of(r, old[i]->id)] = old[i];
+		free(old);
+	}
+	oentry *o = calloc(1, sizeof(*o));
+	if (!o)
+		return NULL;
+	snprintf(o->id, sizeof(o->id), "%s", id);
+	o->c.f.status = -1;
+	o->b = o->c;
+	r->slots[slot_of(r, id)] = o;
+	r->norders++;
+	return o;
+}
+
+static oentry *order_find(const rb *r, const char *id)
+{
+	return r->nslots ? r->slots[slot_of(r, id)] : NULL;
+}
+
+static void orders_free(rb *r)
+{
+	for (size_t i = 0; i < r->nslots; i++)
+		if (r->slots[i]) {
+			free(r->slots[i]->hashes);
+			free(r->slots[i]->items);
+			free(r->slots[i]);
+		}
+	free(r->slots);
+	r->slots = NULL;
+	r->nslots = r->norders = 0;
+}
+
+/* --- SQL helpers ---------------------------------------------------------------------- */
+
+static int sql(rb *r, const char *s, const char *what)
+{
+	char e[1024];
+	if (pgu_exec(r->c, s, what, e, sizeof(e)) < 0)
+		return fail(r, RB_DEPENDENCY, "%s", e);
+	return 0;
+}
+
+static int sqlp(rb *r, const char *s, int n, const char *const *v, const char *what)
+{
+	char e[1024];
+	if (pgu_exec_params(r->c, s, n, v, what, e, sizeof(e)) < 0)
+		return fail(r, RB_DEPENDENCY, "%s", e);
+	return 0;
+}
+
+/* First column of the first row, or def when there is none. */
+static int query1(rb *r, const char *s, int n, const char *const *v, char *out, size_t outsz,
+		  const char *def)
+{
+	char e[1024];
+	PGresult *res = pgu_query(r->c, s, n, v, NULL, e, sizeof(e));
+	if (!res)
+		return fail(r, RB_DEPENDENCY, "%s", e);
+	snprintf(out, outsz, "%s",
+		 PQntuples(res) > 0 && !PQgetisnull(res, 0, 0) ? PQgetvalue(res, 0, 0) : def);
+	PQclear(res);
+	return 0;
+}
+
+static bool ddl_push(ddl *d, const char *s)
+{
+	if (d->n == d->cap) {
+		size_t cap = d->cap ? d->cap * 2 : 32;
+		char **v = realloc(d->v, cap * sizeof(*v));
+		if (!v)
+			return false;
+		d->v = v;
+		d->cap = cap;
+	}
+	char *c = strdup(s);
+	if (!c)
+		return false;
+	d->v[d->n++] = c;
+	return true;
+}
+
+static void ddl_free(ddl *d)
+{
+	for (size_t i = 0; i < d->n; i++)
+		free(d->v[i]);
+	free(d->v);
+	memset(d, 0, sizeof(*d));
+}
+
+static int ddl_run(rb *r, const ddl *d, const char *what)
+{
+	for (size_t i = 0; i < d->n; i++)
+		if (sql(r, d->v[i], what) < 0)
+			return -1;
+	return 0;
+}
+
+/* Start COPY into table (columns of td); the data follows with put_copy. */
+static int copy_start(rb *r, PGconn *c, const char *table, const pr_tabledef *td, bool staged)
+{
+	buf b = {0};
+	bool ok = b_printf(&b, "copy %s (", table);
+	for (int i = 0; ok && i < td->ncols; i++)
+		ok = b_printf(&b, "%s%s", i ? ", " : "", td->cols[i].name);
+	ok = ok && b_str(&b, staged ? ", _new) from stdin" : ") from stdin");
+	if (!ok) {
+		free(b.p);
+		return fail(r, RB_DEPENDENCY, "out of memory");
+	}
+	PGresult *res = PQexec(c, b.p);
+	free(b.p);
+	if (!res || PQresultStatus(res) != PGRES_COPY_IN) {
+		char e[1024];
+		pgu_format_error(c, res, "copy", e, sizeof(e));
+		PQclear(res);
+		return fail(r, RB_DEPENDENCY, "%s: %s", table, e);
+	}
+	PQclear(res);
+	return 0;
+}
+
+static int copy_put(rb *r, PGconn *c, buf *b, bool force)
+{
+	if (b->n && (force || b->n >= COPY_FLUSH)) {
+		if (PQputCopyData(c, b->p, (int)b->n) != 1) {
+			char e[512];
+			pgu_format_error(c, NULL, "copy data", e, sizeof(e));
+			return fail(r, RB_DEPENDENCY, "%s", e);
+		}
+		b->n = 0;
+	}
+	return 0;
+}
+
+static int copy_end(rb *r, PGconn *c, buf *b, const char *table)
+{
+	if (copy_put(r, c, b, true) < 0)
+		return -1;
+	char e[1024];
+	if (PQputCopyEnd(c, NULL) != 1) {
+		pgu_format_error(c, NULL, "copy end", e, sizeof(e));
+		return fail(r, RB_DEPENDENCY, "%s: %s", table, e);
+	}
+	int rc = 0;
+	PGresult *res;
+	while ((res = PQgetResult(c)) != NULL) {
+		if (rc == 0 && PQresultStatus(res) != PGRES_COMMAND_OK) {
+			pgu_format_error(c, res, "copy", e, sizeof(e));
+			/* the data's fault (a CHECK, a bad value): not reproducible here */
+			bool data = strncmp(pgu_sqlstate(res), "22", 2) == 0 ||
+				    strncmp(pgu_sqlstate(res), "23", 2) == 0;
+			rc = fail(r, data ? RB_DATA : RB_DEPENDENCY, "%s: %s", table, e);
+		}
+		PQclear(res);
+	}
+	return rc;
+}
+
+static bool row_text(buf *b, const pr_tabledef *td, const pr_row *row, int staged)
+{
+	bool ok = true;
+	for (int k = 0; k < td->ncols && ok; k++)
+		ok = (k == 0 || b_add(b, "\t", 1)) && b_copyval(b, row->v[k]);
+	if (ok && staged)
+		ok = b_str(b, row->is_new ? "\tt" : "\tf");
+	return ok && b_add(b, "\n", 1);
+}
+
+/* COPY every live row of table t of store s into target (staged: with the _new flag). */
+static int copy_table(rb *r, const pr_store *s, pr_table t, const char *target, bool staged)
+{
+	const pr_tabledef *td = &pr_tables[t];
+	size_t n = pr_store_count(s, t);
+	if (n == 0)
+		return 0;
+	if (copy_start(r, r->c, target, td, staged) < 0)
+		return -1;
+	buf b = {0};
+	int rc = 0;
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		const pr_row *row = pr_store_row(s, t, i);
+		if (row->dead)
+			continue;
+		if (!row_text(&b, td, row, staged))
+			rc = fail(r, RB_DEPENDENCY, "out of memory");
+		else
+			rc = copy_put(r, r->c, &b, false);
+	}
+	if (rc < 0) {
+		PQputCopyEnd(r->c, "rebuild: failed");
+		PGresult *res;
+		while ((res = PQgetResult(r->c)) != NULL)
+			PQclear(res);
+	} else {
+		rc = copy_end(r, r->c, &b, target);
+	}
+	free(b.p);
+	return rc;
+}
+
+/* --- preparing the shadow schemas ------------------------------------------------------ */
+
+static int drop_shadow(rb *r)
+{
+	return sql(r,
+		   "set client_min_messages = warning; drop schema if exists booking" SFX
+		   ", ord" SFX ", booking_proj" SFX " cascade",
+		   "drop the shadow schemas");
+}
+
+static char *read_file(const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return NULL;
+	buf b = {0};
+	char tmp[8192];
+	size_t n;
+	bool ok = true;
+	while (ok && (n = fread(tmp, 1, sizeof(tmp), f)) > 0)
+		ok = b_add(&b, tmp, n);
+	ok = ok && !ferror(f) && (b.p || b_add(&b, "", 0));
+	fclose(f);
+	if (!ok) {
+		free(b.p);
+		return NULL;
+	}
+	return b.p;
+}
+
+/* The migration file of a version ("013") in dir; path into out. */
+static int find_migration(const char *dir, const char *version, char *out, size_t outsz)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return -1;
+	struct dirent *de;
+	int rc = -1;
+	size_t vl = strlen(version);
+	while ((de = readdir(d)) != NULL) {
+		size_t n = strlen(de->d_name);
+		if (strncmp(de->d_name, version, vl) == 0 && de->d_name[vl] == '_' && n > 4 &&
+		    strcmp(de->d_name + n - 4, ".sql") == 0) {
+			snprintf(out, outsz, "%s/%s", dir, de->d_name);
+			rc = 0;
+			break;
+		}
+	}
+	closedir(d);
+	return rc;
+}
+
+/*
+ * The shadow schemas: every migration the live database recorded, from its file with
+ * the schema names rewritten; the migration bookkeeping copied; then the keys, foreign
+ * keys and indexes of the read-model tables saved and dropped for the load.
+ */
+static int prepare(rb *r)
+{
+	char v[64];
+	if (query1(r, "select to_regclass('booking_proj.schema_migrations') is not null", 0, NULL,
+		   v, sizeof(v), "f") < 0)
+		return -1;
+	if (strcmp(v, "t") != 0)
+		return fail(r, RB_USAGE,
+			    "the database has no booking_proj.schema_migrations: run bookingctl "
+			    "migrate first");
+	if (query1(r, "select pg_try_advisory_lock(" REBUILD_LOCK ")", 0, NULL, v, sizeof(v),
+		   "f") < 0)
+		return -1;
+	if (strcmp(v, "t") != 0)
+		return fail(r, RB_BUSY, "another bookingctl rebuild is running on this database");
+	if (drop_shadow(r) < 0)
+		return -1;
+	char e[1024];
+	PGresult *res = pgu_query(r->c,
+				  "select version from booking_proj.schema_migrations order by "
+				  "version",
+				  0, NULL, "read schema_migrations", e, sizeof(e));
+	if (!res)
+		return fail(r, RB_DEPENDENCY, "%s", e);
+	int rc = sql(r, "begin; set local client_min_messages = warning", "begin");
+	for (int i = 0; i < PQntuples(res) && rc == 0; i++) {
+		char path[4096];
+		const char *ver = PQgetvalue(res, i, 0);
+		if (find_migration(r->cfg->migrations_dir, ver, path, sizeof(path)) < 0) {
+			rc = fail(r, RB_USAGE,
+				  "migration %s is applied to the database but has no file in %s",
+				  ver, r->cfg->migrations_dir);
+			break;
+		}
+		char *text = read_file(path), *mapped = text ? map_names(text, SFX) : NULL;
+		if (!mapped)
+			rc = fail(r, RB_USAGE, "cannot read %s", path);
+		else if (pgu_exec(r->c, mapped, path, e, sizeof(e)) < 0)
+			rc = fail(r, RB_DEPENDENCY, "shadow schema from %s: %s", path, e);
+		free(text);
+		free(mapped);
+	}
+	PQclear(res);
+	if (rc == 0)
+		rc = sql(r,
+			 "create table booking_proj" SFX ".schema_migrations (like "
+			 "booking_proj.schema_migrations including all);"
+			 "insert into booking_proj" SFX ".schema_migrations select * from "
+			 "booking_proj.schema_migrations;"
+			 "create table booking_proj" SFX ".model (generation bigint not null, "
+			 "rebuilt_at timestamptz not null default now(), source text not null)",
+			 "copy the migration bookkeeping");
+	if (rc == 0)
+		rc = sql(r, "commit", "commit the shadow schemas");
+	if (rc < 0) {
+		pgu_rollback(r->c);
+		return -1;
+	}
+	/* keys, foreign keys and indexes of the read-model tables (autoaccept_rule keeps its
+	 * key: rules are upserted) */
+	static const char cons_sql[] =
+	    "select format('alter table %s drop constraint %I', conrelid::regclass, conname), "
+	    "format('alter table %s add constraint %I %s', conrelid::regclass, conname, "
+	    "pg_get_constraintdef(oid)), contype from pg_constraint where connamespace in "
+	    "('booking" SFX "'::regnamespace, 'ord" SFX "'::regnamespace) and contype in "
+	    "('p', 'u', 'f') and conrelid <> 'booking" SFX ".autoaccept_rule'::regclass "
+	    "order by contype = 'f' desc, conname";
+	static const char idx_sql[] =
+	    "select format('drop index %s', i.indexrelid::regclass), "
+	    "pg_get_indexdef(i.indexrelid) from pg_index i join pg_class c on c.oid = i.indrelid "
+	    "where c.relnamespace in ('booking" SFX "'::regnamespace, 'ord" SFX
+	    "'::regnamespace) and c.oid <> 'booking" SFX ".autoaccept_rule'::regclass and not "
+	    "exists (select 1 from pg_constraint k where k.conindid = i.indexrelid and "
+	    "k.contype in ('p', 'u', 'x')) order by 1";
+	res = pgu_query(r->c, idx_sql, 0, NULL, "list indexes", e, sizeof(e));
+	if (!res)
+		return fail(r, RB_DEPENDENCY, "%s", e);
+	for (int i = 0; i < PQntuples(res); i++)
+		if (!ddl_push(&r->drop, PQgetvalue(res, i, 0)) ||
+		    !ddl_push(&r->mk_idx, PQgetvalue(res, i, 1)))
+			rc = fail(r, RB_DEPENDENCY, "out of memory");
+	PQclear(res);
+	res = pgu_query(r->c, cons_sql, 0, NULL, "list constraints", e, sizeof(e));
+	if (!res)
+		return fail(r, RB_DEPENDENCY, "%s", e);
+	for (int i = 0; i < PQntuples(res); i++)
+		if (!ddl_push(&r->drop, PQgetvalue(res, i, 0)) ||
+		    !ddl_push(PQgetvalue(res, i, 2)[0] == 'f' ? &r->mk_fks : &r->mk_keys,
+			      PQgetvalue(res, i, 1)))
+			rc = fail(r, RB_DEPENDENCY, "out of memory");
+	PQclear(res);
+	if (rc < 0)
+		return -1;
+	return ddl_run(r, &r->drop, "drop keys and indexes for the load");
+}
+
+/* --- the reader rule and the mapping ------------------------------------------------- */
+
+static item *item_add(rb *r)
+{
+	if (r->nitems == r->capitems) {
+		size_t cap = r->capitems ? r->capitems * 2 : 4096;
+		item *v = realloc(r->items, cap * sizeof(*v));
+		if (!v)
+			return NULL;
+		r->items = v;
+		r->capitems = cap;
+	}
+	item *it = &r->items[r->nitems++];
+	it->e = NULL;
+	it->o = NULL;
+	it->action = A_APPLY;
+	it->pre_bad = false;
+	it->reason[0] = 0;
+	return it;
+}
+
+static bool hash_ok(rb *r, const bk_event *e)
+{
+	r->sb.size = 0;
+	if (bk_codec_event_canon(e, &r->sb) < 0)
+		return false;
+	uint8_t h[BK_HASH_LEN];
+	bk_chain_hash(e->prev_hash, (const uint8_t *)r->sb.data, r->sb.size, h);
+	return memcmp(h, e->hash, BK_HASH_LEN) == 0;
+}
+
+static int known_hash_at(void *opaque, int64_t seq, uint8_t ret[BK_HASH_LEN])
+{
+	const oentry *o = opaque;
+	if (seq < 1 || (size_t)seq > o->nh || seq > o->b.seq)
+		return -1;
+	memcpy(ret, o->hashes[seq - 1], BK_HASH_LEN);
+	return 0;
+}
+
+static bool advance(oentry *o, const bk_event *e)
+{
+	if ((size_t)e->seq > o->caph) {
+		size_t cap = o->caph ? o->caph * 2 : 8;
+		while (cap < (size_t)e->seq)
+			cap *= 2;
+		void *h = realloc(o->hashes, cap * BK_HASH_LEN);
+		if (!h)
+			return false;
+		o->hashes = h;
+		o->caph = cap;
+	}
+	memcpy(o->hashes[e->seq - 1], e->hash, BK_HASH_LEN);
+	if ((size_t)e->seq > o->nh)
+		o->nh = (size_t)e->seq;
+	o->b.seq = e->seq;
+	memcpy(o->b.hash, e->hash, BK_HASH_LEN);
+	return true;
+}
+
+/* Decode the chunk's records into items (events in zone z). */
+static int gather(rb *r, msgpack_zone *z)
+{
+	r->nitems = 0;
+	for (size_t i = 0; i < r->nrecs; i++) {
+		const rec *rc = &r->recs[i];
+		bk_record d;
+		char why[200] = "empty record";
+		bool ok = rc->len &&
+			  bk_codec_record_decode(rc->val, rc->len, z, &d, why, sizeof(why)) == 0;
+		if (!ok || d.n == 0) {
+			item *it = item_add(r);
+			if (!it)
+				return fail(r, RB_DEPENDENCY, "out of memory");
+			it->r = rc;
+			it->pre_bad = true;
+			snprintf(it->reason, sizeof(it->reason), "undecodable record: %s",
+				 ok ? "no events" : why);
+			it->o = order_get(r, rc->key[0] ? rc->key : "(no key)");
+			if (!it->o)
+				return fail(r, RB_DEPENDENCY, "out of memory");
+			continue;
+		}
+		for (uint32_t k = 0; k < d.n; k++) {
+			item *it = item_add(r);
+			if (!it || !(it->o = order_get(r, d.events[k].order_id)))
+				return fail(r, RB_DEPENDENCY, "out of memory");
+			it->e = &d.events[k];
+			it->r = rc;
+			if (!hash_ok(r, it->e)) {
+				it->pre_bad = true;
+				snprintf(it->reason, sizeof(it->reason),
+					 "event %s: hash does not match its content",
+					 it->e->event_id);
+			}
+			r->st.events++;
+		}
+	}
+	return 0;
+}
+
+/* The projector's plan (proj_batch.c): judge each item, map the NEXT ones into r->cs. */
+static int plan(rb *r)
+{
+restart:
+	pr_store_reset(r->cs);
+	for (size_t i = 0; i < r->nitems; i++)
+		r->items[i].o->b = r->items[i].o->c;
+	for (size_t i = 0; i < r->nitems; i++) {
+		item *it = &r->items[i];
+		oentry *o = it->o;
+		if (o->b.quar) {
+			it->action = A_HELD;
+			if (!it->pre_bad)
+				snprintf(it->reason, sizeof(it->reason),
+					 "held: an earlier event of the order is quarantined");
+			continue;
+		}
+		if (it->pre_bad) {
+			it->action = A_QUAR;
+			o->b.quar = true;
+			continue;
+		}
+		const bk_event *e = it->e;
+		switch (bk_chain_classify(o->b.seq, o->b.hash, e->seq, e->prev_hash, e->hash,
+					  known_hash_at, o)) {
+		case BK_CHAIN_NEXT: {
+			char why[REASON_MAX];
+			if (pa_apply(r->cs, e, &o->b.f, why, sizeof(why)) < 0) {
+				it->pre_bad = true;
+				snprintf(it->reason, sizeof(it->reason), "%s", why);
+				goto restart;
+			}
+			if (!advance(o, e))
+				return fail(r, RB_DEPENDENCY, "out of memory");
+			it->action = A_APPLY;
+			break;
+		}
+		case BK_CHAIN_DUPLICATE:
+			it->action = A_DUP;
+			break;
+		case BK_CHAIN_FORK:
+			it->action = A_FORK;
+			snprintf(it->reason, sizeof(it->reason),
+				 "fork: seq %lld (order at %lld) with another hash or link",
+				 (long long)e->seq, (long long)o->b.seq);
+			break;
+		case BK_CHAIN_GAP:
+			it->action = A_QUAR;
+			o->b.quar = true;
+			snprintf(it->reason, sizeof(it->reason), "gap: expected seq %lld, got %lld",
+				 (long long)o->b.seq + 1, (long long)e->seq);
+			break;
+		}
+	}
+	return 0;
+}
+
+/* old || new for jsonb objects, as PostgreSQL merges a location patch. */
+static const char *json_merge(pr_store *s, const char *old, const char *add)
+{
+	json_t *a = old ? json_loads(old, 0, NULL) : json_object();
+	json_t *b = json_loads(add, 0, NULL);
+	const char *out = NULL;
+	if (a && b && json_is_object(a) && json_is_object(b) && json_object_update(a, b) == 0) {
+		char *t = json_dumps(a, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(15));
+		if (t)
+			out = pr_strdup(s, t, strlen(t));
+		free(t);
+	}
+	json_decref(a);
+	json_decref(b);
+	return out;
+}
+
+/*
+ * Fold the chunk's images (r->cs) into the memory model (r->ps): new rows are added,
+ * patches change the image they patch, replaced line item lists die. The timeline goes to
+ * the COPY stream instead.
+ */
+static int merge(rb *r)
+{
+	size_t n;
+	const char *const *ids = pr_replaced(r->cs, &n);
+	for (size_t i = 0; i < n; i++) {
+		oentry *o = order_find(r, ids[i]);
+		for (uint32_t k = 0; o && k < o->nitems; k++)
+			o->items[k]->dead = true;
+		if (o)
+			o->nitems = 0;
+	}
+	ids = pr_dirty(r->cs, &n);
+	for (size_t i = 0; i < n; i++) {
+		oentry *o = order_find(r, ids[i]);
+		if (o)
+			o->dirty = true;
+	}
+	char err[256];
+	for (int t = 0; t < PR__COUNT; t++) {
+		const pr_tabledef *td = &pr_tables[t];
+		size_t cnt = pr_store_count(r->cs, (pr_table)t);
+		if (t == PR_TIMELINE) {
+			for (size_t i = 0; i < cnt; i++)
+				if (!row_text(&r->tl, td, pr_store_row(r->cs, (pr_table)t, i), 0))
+					return fail(r, RB_DEPENDENCY, "out of memory");
+			if (copy_put(r, r->tc, &r->tl, false) < 0)
+				return -1;
+			continue;
+		}
+		for (size_t i = 0; i < cnt; i++) {
+			const pr_row *src = pr_store_row(r->cs, (pr_table)t, i);
+			if (src->dead)
+				continue;
+			const char *pk[2] = {src->v[0], td->npk > 1 ? src->v[1] : NULL};
+			bool is_new = src->is_new || !td->stage;
+			size_t before = pr_store_count(r->ps, (pr_table)t);
+			pr_row *d;
+			if (pr_row_get(r->ps, (pr_table)t, pk, src->order_id, is_new, &d, err,
+				       sizeof(err)) < 0)
+				return fail(r, RB_DATA, "order %s: %s", src->order_id, err);
+			if (!is_new && pr_store_count(r->ps, (pr_table)t) != before)
+				return fail(r, RB_DATA,
+					    "order %s: %s %s to update is not in the model (the live "
+					    "projector quarantines such an order; rebuild does not)",
+					    src->order_id, td->name, pk[0]);
+			for (int c = td->npk; c < td->ncols; c++) {
+				const char *v = src->v[c];
+				if (!is_new && !v)
+					continue;
+				if (!is_new && td->cols[c].merge == PR_M_JSON_MERGE)
+					v = json_merge(r->ps, d->v[c], v);
+				else if (v)
+					v = pr_strdup(r->ps, v, strlen(v));
+				if (src->v[c] && !v)
+					return fail(r, RB_DEPENDENCY, "out of memory (%s)",
+						    td->name);
+				d->v[c] = v;
+			}
+			if (t == PR_LINE_ITEM) {
+				oentry *o = order_find(r, src->order_id);
+				if (o && o->nitems == o->capitems) {
+					uint32_t cap = o->capitems ? o->capitems * 2 : 4;
+					pr_row **v = realloc(o->items, cap * sizeof(*v));
+					if (!v)
+						return fail(r, RB_DEPENDENCY, "out of memory");
+					o->items = v;
+					o->capitems = cap;
+				}
+				if (o)
+					o->items[o->nitems++] = d;
+			}
+		}
+	}
+	return 0;
+}
+
+/* --- writing into the shadow schemas with SQL (tails) ------------------------------- */
+
+static int make_stage(rb *r)
+{
+	if (r->staged)
+		return 0;
+	for (int t = 0; t < PR__COUNT; t++) {
+		const pr_tabledef *td = &pr_tables[t];
+		if (!td->stage)
+			continue;
+		char target[128];
+		shadow_table(td->name, target, sizeof(target));
+		buf b = {0};
+		bool ok = b_printf(&b,
+				   "create temp table if not exists rb_s%d on commit delete rows as "
+				   "select ",
+				   t);
+		for (int i = 0; ok && i < td->ncols; i++)
+			ok = b_printf(&b, "%s%s", i ? ", " : "", td->cols[i].name);
+		ok = ok && b_printf(&b, ", false as _new from %s with no data", target);
+		int rc = ok ? sql(r, b.p, "create staging table")
+			    : fail(r, RB_DEPENDENCY, "out of memory");
+		free(b.p);
+		if (rc < 0)
+			return -1;
+	}
+	r->staged = true;
+	return 0;
+}
+
+/* One staged table of r->cs: INSERT the new rows, UPDATE the patched ones. */
+static int write_staged(rb *r, pr_table t)
+{
+	const pr_tabledef *td = &pr_tables[t];
+	size_t n = pr_store_count(r->cs, t), n_patch = 0, n_new = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (pr_store_row(r->cs, t, i)->is_new)
+			n_new++;
+		else
+			n_patch++;
+	}
+	if (n == 0)
+		return 0;
+	char stage[32], target[128];
+	snprintf(stage, sizeof(stage), "rb_s%d", (int)t);
+	shadow_table(td->name, target, sizeof(target));
+	char q[64];
+	snprintf(q, sizeof(q), "truncate %s", stage);
+	if (sql(r, q, "clear staging") < 0 || copy_table(r, r->cs, t, stage, true) < 0)
+		return -1;
+	buf b = {0};
+	bool ok = true;
+	int rc = 0;
+	if (n_new) {
+		ok = b_printf(&b, "insert into %s (", target);
+		for (int i = 0; ok && i < td->ncols; i++)
+			ok = b_printf(&b, "%s%s", i ? ", " : "", td->cols[i].name);
+		ok = ok && b_str(&b, ") select ");
+		for (int i = 0; ok && i < td->ncols; i++)
+			ok = b_printf(&b, "%s%s", i ? ", " : "", td->cols[i].name);
+		ok = ok && b_printf(&b, " from %s where _new", stage);
+		rc = ok ? sql(r, b.p, td->name) : fail(r, RB_DEPENDENCY, "out of memory");
+	}
+	if (rc == 0 && n_patch) {
+		b.n = 0;
+		ok = b_printf(&b, "update %s t set ", target);
+		bool first = true;
+		for (int i = td->npk; ok && i < td->ncols; i++) {
+			if (i == td->order_col)
+				continue;
+			const char *c = td->cols[i].name;
+			ok = td->cols[i].merge == PR_M_JSON_MERGE
+				 ? b_printf(&b, "%s%s = t.%s || coalesce(s.%s, '{}'::jsonb)",
+					    first ? "" : ", ", c, c, c)
+				 : b_printf(&b, "%s%s = coalesce(s.%s, t.%s)", first ? "" : ", ",
+					    c, c, c);
+			first = false;
+		}
+		ok = ok && b_printf(&b, " from %s s where not s._new", stage);
+		int nk = td->npk + (td->order_col >= td->npk ? 1 : 0);
+		for (int k = 0; ok && k < nk; k++) {
+			const char *c = td->cols[k < td->npk ? k : td->order_col].name;
+			ok = b_printf(&b, " and t.%s = s.%s", c, c);
+		}
+		char e[1024];
+		PGresult *res = ok ? pgu_query(r->c, b.p, 0, NULL, td->name, e, sizeof(e)) : NULL;
+		if (!res) {
+			rc = ok ? fail(r, RB_DEPENDENCY, "%s", e)
+				: fail(r, RB_DEPENDENCY, "out of memory");
+		} else {
+			long got = strtol(PQcmdTuples(res), NULL, 10);
+			PQclear(res);
+			if (got != (long)n_patch)
+				rc = fail(r, RB_DATA,
+					  "%s: %zu row(s) to update, %ld found (the live projector "
+					  "quarantines such an order; rebuild does not)",
+					  td->name, n_patch, got);
+		}
+	}
+	free(b.p);
+	return rc;
+}
+
+static char *pg_array(const char *const *v, size_t n)
+{
+	buf b = {0};
+	bool ok = b_add(&b, "{", 1);
+	for (size_t i = 0; i < n && ok; i++) {
+		ok = b_str(&b, i ? ",\"" : "\"");
+		for (const char *s = v[i]; *s && ok; s++)
+			ok = (*s != '"' && *s != '\\' ? true : b_add(&b, "\\", 1)) &&
+			     b_add(&b, s, 1);
+		ok = ok && b_add(&b, "\"", 1);
+	}
+	if (!ok || !b_add(&b, "}", 1)) {
+		free(b.p);
+		return NULL;
+	}
+	return b.p;
+}
+
+/* The price snapshots of orders ids, with the projector's own SQL (pa_price_sql). */
+static int price(rb *r, const char *const *ids, size_t n)
+{
+	if (n == 0)
+		return 0;
+	char *q = map_names(pa_price_sql, SFX), *arr = pg_array(ids, n);
+	const char *v[1] = {arr};
+	int rc = q && arr ? sqlp(r, q, 1, v, "price snapshots")
+			  : fail(r, RB_DEPENDENCY, "out of memory");
+	free(q);
+	free(arr);
+	return rc;
+}
+
+/* Write r->cs into the shadow schemas (the caller's transaction). */
+static int write_sql(rb *r)
+{
+	size_t n;
+	const char *const *ids = pr_replaced(r->cs, &n);
+	if (n) {
+		char *arr = pg_array(ids, n);
+		const char *v[1] = {arr};
+		int rc = arr ? sqlp(r,
+				    "delete from booking" SFX
+				    ".line_item where order_id = any($1::text[])",
+				    1, v, "replace line items")
+			     : fail(r, RB_DEPENDENCY, "out of memory");
+		free(arr);
+		if (rc < 0)
+			return -1;
+	}
+	if (make_stage(r) < 0)
+		return -1;
+	for (int t = 0; t < PR__COUNT; t++) {
+		char target[128];
+		shadow_table(pr_tables[t].name, target, sizeof(target));
+		if (pr_tables[t].stage ? write_staged(r, (pr_table)t) < 0
+				       : copy_table(r, r->cs, (pr_table)t, target, false) < 0)
+			return -1;
+	}
+	ids = pr_dirty(r->cs, &n);
+	return price(r, ids, n);
+}
+
+/* --- bookkeeping: quarantine and fork rows, checkpoints -------------------------------- */
+
+static void hexhash(const uint8_t *h, char out[2 * BK_HASH_LEN + 3])
+{
+	out[0] = '\\';
+	out[1] = 'x';
+	bk_hex(h, BK_HASH_LEN, out + 2);
+}
+
+static int bookkeeping(rb *r)
+{
+	for (size_t i = 0; i < r->nitems; i++) {
+		item *it = &r->items[i];
+		if (it->action == A_APPLY) {
+			r->st.applied++;
+			continue;
+		}
+		if (it->action == A_DUP) {
+			r->st.duplicates++;
+			continue;
+		}
+		const void *bytes = it->r->val ? it->r->val : "";
+		size_t nb = it->r->len;
+		if (it->e) {
+			bk_record one = {it->e->order_id, it->e->command_id, (bk_event *)it->e, 1};
+			r->sb.size = 0;
+			if (bk_codec_record_encode(&one, &r->sb) < 0)
+				return fail(r, RB_DEPENDENCY, "out of memory");
+			bytes = r->sb.data;
+			nb = r->sb.size;
+		}
+		char ps[16], os[24], ss[24], h[2 * BK_HASH_LEN + 3] = "", ph[2 * BK_HASH_LEN + 3] = "";
+		snprintf(ps, sizeof(ps), "%d", it->r->part);
+		snprintf(os, sizeof(os), "%lld", (long long)it->r->off);
+		snprintf(ss, sizeof(ss), "%lld", it->e ? (long long)it->e->seq : 0LL);
+		if (it->e) {
+			hexhash(it->e->hash, h);
+			hexhash(it->e->prev_hash, ph);
+		}
+		const char *q;
+		int np;
+		const char *v[10];
+		int lens[10] = {0}, fmts[10] = {0};
+		if (it->action == A_FORK) {
+			q = "insert into booking_proj" SFX ".fork (order_id, topic, partition, "
+			    "record_offset, seq, event_id, hash, prev_hash, event) values ($1, $2, "
+			    "$3::int, $4::bigint, $5::bigint, $6, $7::bytea, $8::bytea, $9::bytea) "
+			    "on conflict do nothing";
+			const char *fv[9] = {it->o->id, r->ev_topic, ps, os, ss, it->e->event_id,
+					     h,		ph,	     bytes};
+			memcpy(v, fv, sizeof(fv));
+			np = 9;
+			r->st.forks++;
+			bk_logf(BK_LOG_WARN, "fork: event not applied",
+				"topic=%s partition=%d offset=%lld order_id=%s seq=%lld "
+				"event_id=%s",
+				r->ev_topic, it->r->part, (long long)it->r->off, it->o->id,
+				(long long)it->e->seq, it->e->event_id);
+		} else {
+			q = "insert into booking_proj" SFX ".quarantine (order_id, topic, partition, "
+			    "record_offset, seq, event_id, reason, event, status, hash, prev_hash) "
+			    "values ($1, $2, $3::int, $4::bigint, $5::bigint, $6, $7, $8::bytea, "
+			    "'held', $9::bytea, $10::bytea) on conflict do nothing";
+			const char *qv[10] = {it->o->id,
+					      r->ev_topic,
+					      ps,
+					      os,
+					      it->e ? ss : NULL,
+					      it->e ? it->e->event_id : NULL,
+					      it->reason,
+					      bytes,
+					      it->e ? h : NULL,
+					      it->e ? ph : NULL};
+			memcpy(v, qv, sizeof(qv));
+			np = 10;
+			if (it->action == A_QUAR) {
+				r->st.quarantined++;
+				bk_logf(BK_LOG_WARN, "order quarantined",
+					"topic=%s partition=%d offset=%lld order_id=%s seq=%lld "
+					"reason=\"%s\"",
+					r->ev_topic, it->r->part, (long long)it->r->off, it->o->id,
+					it->e ? (long long)it->e->seq : -1LL, it->reason);
+			} else {
+				r->st.held++;
+			}
+		}
+		int bi = it->action == A_FORK ? 8 : 7;
+		lens[bi] = (int)nb;
+		fmts[bi] = 1;
+		PGresult *res = PQexecParams(r->c, q, np, NULL, v, lens, fmts, 0);
+		if (!res || PQresultStatus(res) != PGRES_COMMAND_OK) {
+			char e[1024];
+			pgu_format_error(r->c, res, "quarantine/fork row", e, sizeof(e));
+			PQclear(res);
+			return fail(r, RB_DEPENDENCY, "%s", e);
+		}
+		PQclear(res);
+	}
+	return 0;
+}
+
+static int write_checkpoints(rb *r, const char *topic, const int64_t *next, int n)
+{
+	buf parts = {0}, offs = {0};
+	bool ok = b_str(&parts, "{") && b_str(&offs, "{");
+	bool any = false;
+	for (int p = 0; p < n && ok; p++) {
+		if (next[p] < 0)
+			continue;
+		ok = b_printf(&parts, "%s%d", any ? "," : "", p) &&
+		     b_printf(&offs, "%s%lld", any ? "," : "", (long long)next[p]);
+		any = true;
+	}
+	ok = ok && b_str(&parts, "}") && b_str(&offs, "}");
+	const char *v[3] = {topic, parts.p, offs.p};
+	int rc = !ok ? fail(r, RB_DEPENDENCY, "out of memory")
+	       : !any
+		   ? 0
+		   : sqlp(r,
+			  "insert into booking_proj" SFX ".checkpoint (topic, partition, "
+			  "next_offset) select $1, p, o from unnest($2::int[], $3::bigint[]) as "
+			  "x(p, o) on conflict (topic, partition) do update set next_offset = "
+			  "excluded.next_offset, updated_at = now()",
+			  3, v, "write checkpoints");
+	free(parts.p);
+	free(offs.p);
+	return rc;
+}
+
+/* --- chunks ----------------------------------------------------------------------------- */
+
+static void recs_clear(rb *r)
+{
+	for (size_t i = 0; i < r->nrecs; i++) {
+		if (r->recs[i].m)
+			rd_kafka_message_destroy(r->recs[i].m);
+		free(r->recs[i].own);
+	}
+	r->nrecs = 0;
+}
+
+/*
+ * Plan the chunk's records and write them: into the memory model (load) or with SQL into
+ * the shadow schemas (tails; the caller owns the transaction). Heads commit after.
+ */
+static int process_chunk(rb *r)
+{
+	if (r->nrecs == 0)
+		return 0;
+	msgpack_zone z;
+	if (!msgpack_zone_init(&z, 256 * 1024))
+		return fail(r, RB_DEPENDENCY, "out of memory");
+	int rc = gather(r, &z);
+	if (rc == 0)
+		rc = plan(r);
+	if (rc == 0)
+		rc = r->in_memory ? merge(r) : write_sql(r);
+	if (rc == 0)
+		rc = bookkeeping(r);
+	if (rc == 0)
+		for (size_t i = 0; i < r->nitems; i++)
+			r->items[i].o->c = r->items[i].o->b;
+	r->st.records += (int64_t)r->nrecs;
+	if (!r->in_memory)
+		r->st.tail_records += (int64_t)r->nrecs;
+	msgpack_zone_destroy(&z);
+	recs_clear(r);
+	return rc;
+}
+
+static rec *rec_add(rb *r)
+{
+	if (r->nrecs == r->caprecs) {
+		size_t cap = r->caprecs ? r->caprecs * 2 : 1024;
+		rec *v = realloc(r->recs, cap * sizeof(*v));
+		if (!v)
+			return NULL;
+		r->recs = v;
+		r->caprecs = cap;
+	}
+	rec *x = &r->recs[r->nrecs++];
+	memset(x, 0, sizeof(*x));
+	return x;
+}
+
+static long chunk_size(const rb *r)
+{
+	return r->cfg->batch > 0 ? r->cfg->batch : DEFAULT_BATCH;
+}
+
+/* --- reading Kafka ------------------------------------------------------------------------- */
+
+static int watermarks(rb *r, const char *topic, int n, int64_t *lo, int64_t *hi)
+{
+	for (int p = 0; p < n; p++) {
+		char e[512];
+		if (bk_kconf_watermarks(r->rk, topic, p, 10000, &lo[p], &hi[p], e, sizeof(e)) < 0)
+			return fail(r, RB_DEPENDENCY, "%s", e);
+	}
+	return 0;
+}
+
+/* Rules record: the profile's rules replace what it had (a tombstone deletes them). */
+static int rules_put(rb *r, const rd_kafka_message_t *m)
+{
+	char sp[BK_ID_MAX];
+	if (!m->key || m->key_len == 0 || m->key_len >= sizeof(sp)) {
+		bk_logf(BK_LOG_ERROR, "rules record without a usable key, skipped",
+			"topic=%s partition=%d offset=%lld", r->ru_topic, m->partition,
+			(long long)m->offset);
+		return 0;
+	}
+	memcpy(sp, m->key, m->key_len);
+	sp[m->key_len] = 0;
+	bk_profile_rules pr;
+	memset(&pr, 0, sizeof(pr));
+	char e[256];
+	if (m->payload && m->len && bk_codec_rules_decode(m->payload, m->len, &pr, e, sizeof(e)) < 0) {
+		bk_logf(BK_LOG_ERROR, "undecodable rules record, skipped",
+			"topic=%s partition=%d offset=%lld service_profile_id=%s err=\"%s\"",
+			r->ru_topic, m->partition, (long long)m->offset, sp, e);
+		return 0;
+	}
+	const char *d[1] = {sp};
+	int rc = sqlp(r, "delete from booking" SFX ".autoaccept_rule where service_profile_id = $1",
+		      1, d, "delete rules");
+	for (uint32_t i = 0; rc == 0 && i < pr.n; i++) {
+		const bk_rule *u = &pr.rules[i];
+		char minp[24], mask[24], dist[48];
+		snprintf(minp, sizeof(minp), "%lld", (long long)u->min_price_cents);
+		snprintf(mask, sizeof(mask), "%lld", (long long)u->weekday_mask);
+		snprintf(dist, sizeof(dist), "%.15g", u->max_distance_mi);
+		const char *v[6] = {u->rule_id,
+				    sp,
+				    u->has_min_price ? minp : NULL,
+				    u->has_weekday_mask ? mask : NULL,
+				    u->has_max_distance ? dist : NULL,
+				    u->allow_ib ? "true" : "false"};
+		rc = sqlp(r,
+			  "insert into booking" SFX ".autoaccept_rule (rule_id, service_profile_id, "
+			  "min_price_cents, weekday_mask, max_distance_mi, allow_ib) values ($1, $2, "
+			  "$3::int, $4::int, $5::numeric, $6::boolean) on conflict (rule_id) do "
+			  "update set service_profile_id = excluded.service_profile_id, "
+			  "min_price_cents = excluded.min_price_cents, weekday_mask = "
+			  "excluded.weekday_mask, max_distance_mi = excluded.max_distance_mi, "
+			  "allow_ib = excluded.allow_ib",
+			  6, v, "write rule");
+	}
+	bk_profile_rules_clear(&pr);
+	return rc;
+}
+
+/*
+ * Read partitions [0, n) of topic from from[p] to to[p] (exclusive); events records are
+ * gathered into chunks, rules records applied one by one. from[p] < 0 counts as 0.
+ */
+static int read_range(rb *r, const char *topic, bool rules, int n, const int64_t *from,
+		      const int64_t *to)
+{
+	rd_kafka_topic_partition_list_t *tp = rd_kafka_topic_partition_list_new(n > 0 ? n : 1);
+	bool *done = calloc((size_t)(n > 0 ? n : 1), sizeof(bool));
+	int open = 0, rc = 0;
+	if (!tp || !done) {
+		rc = fail(r, RB_DEPENDENCY, "out of memory");
+		goto out;
+	}
+	for (int p = 0; p < n; p++) {
+		int64_t f = from[p] < 0 ? 0 : from[p];
+		done[p] = f >= to[p];
+		if (!done[p]) {
+			rd_kafka_topic_partition_list_add(tp, topic, p)->offset = f;
+			open++;
+		}
+	}
+	if (open == 0)
+		goto out;
+	rd_kafka_resp_err_t ke = rd_kafka_assign(r->rk, tp);
+	if (ke) {
+		rc = fail(r, RB_DEPENDENCY, "%s: assign: %s", topic, rd_kafka_err2str(ke));
+		goto out;
+	}
+	while (open > 0 && rc == 0) {
+		if (r->cfg->stop && *r->cfg->stop) {
+			rc = fail(r, RB_STOPPED, "interrupted");
+			break;
+		}
+		rd_kafka_message_t *m = rd_kafka_consumer_poll(r->rk, 200);
+		if (!m)
+			continue;
+		int p = m->partition;
+		if (m->err) {
+			if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+				if (p >= 0 && p < n && !done[p] && m->offset >= to[p]) {
+					done[p] = true;
+					open--;
+				}
+			} else {
+				rc = fail(r, RB_DEPENDENCY, "%s [%d]: %s", topic, p,
+					  rd_kafka_message_errstr(m));
+			}
+			rd_kafka_message_destroy(m);
+			continue;
+		}
+		if (p < 0 || p >= n || done[p] || m->offset >= to[p]) {
+			if (p >= 0 && p < n && !done[p]) {
+				done[p] = true;
+				open--;
+			}
+			rd_kafka_message_destroy(m);
+			continue;
+		}
+		if (m->offset + 1 >= to[p]) {
+			done[p] = true;
+			open--;
+		}
+		r->pr.done++;
+		if (rules) {
+			rc = rules_put(r, m);
+			rd_kafka_message_destroy(m);
+			continue;
+		}
+		rec *x = rec_add(r);
+		if (!x) {
+			rd_kafka_message_destroy(m);
+			rc = fail(r, RB_DEPENDENCY, "out of memory");
+			break;
+		}
+		x->m = m;
+		x->part = p;
+		x->off = m->offset;
+		x->val = m->payload;
+		x->len = m->len;
+		if (m->key && m->key_len < sizeof(x->key)) {
+			memcpy(x->key, m->key, m->key_len);
+			x->key[m->key_len] = 0;
+		}
+		if ((long)r->nrecs >= chunk_size(r)) {
+			rc = process_chunk(r);
+			progress(r, false);
+		}
+	}
+	if (rc == 0)
+		rc = process_chunk(r);
+	recs_clear(r);
+	rd_kafka_assign(r->rk, NULL);
+out:
+	if (tp)
+		rd_kafka_topic_partition_list_destroy(tp);
+	free(done);
+	return rc;
+}
+
+/* --- reading a replay file ------------------------------------------------------------- */
+
+static int64_t as_int(const msgpack_object *o, bool *ok)
+{
+	if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+		return (int64_t)o->via.u64;
+	if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+		return o->via.i64;
+	*ok = false;
+	return 0;
+}
+
+/* Records [partition, offset, bytes] of a `replay --format msgpack` file. */
+static int read_file_log(rb *r, int64_t **ret_next, int *ret_n)
+{
+	FILE *f = fopen(r->cfg->from_file, "rb");
+	if (!f)
+		return fail(r, RB_USAGE, "%s: %s", r->cfg->from_file, strerror(errno));
+	msgpack_unpacker u;
+	if (!msgpack_unpacker_init(&u, 1 << 20)) {
+		fclose(f);
+		return fail(r, RB_DEPENDENCY, "out of memory");
+	}
+	msgpack_unpacked res;
+	msgpack_unpacked_init(&res);
+	int64_t *next = NULL;
+	int nn = 0, rc = 0;
+	int64_t nrec = 0;
+	for (;;) {
+		if (!msgpack_unpacker_reserve_buffer(&u, 1 << 20)) {
+			rc = fail(r, RB_DEPENDENCY, "out of memory");
+			break;
+		}
+		size_t got = fread(msgpack_unpacker_buffer(&u), 1,
+				   msgpack_unpacker_buffer_capacity(&u), f);
+		msgpack_unpacker_buffer_consumed(&u, got);
+		r->pr.done += (int64_t)got;
+		msgpack_unpack_return ur;
+		while (rc == 0 && (ur = msgpack_unpacker_next(&u, &res)) == MSGPACK_UNPACK_SUCCESS) {
+			const msgpack_object *o = &res.data;
+			bool ok = o->type == MSGPACK_OBJECT_ARRAY && o->via.array.size == 3 &&
+				  (o->via.array.ptr[2].type == MSGPACK_OBJECT_BIN ||
+				   o->via.array.ptr[2].type == MSGPACK_OBJECT_STR);
+			int64_t part = ok ? as_int(&o->via.array.ptr[0], &ok) : 0;
+			int64_t off = ok ? as_int(&o->via.array.ptr[1], &ok) : 0;
+			if (!ok || part < 0 || part > 100000 || off < 0) {
+				rc = fail(r, RB_USAGE,
+					  "%s: record %lld is not [partition, offset, bytes] (a file "
+					  "of `bookingctl replay --format msgpack`?)",
+					  r->cfg->from_file, (long long)nrec);
+				break;
+			}
+			const msgpack_object *bo = &o->via.array.ptr[2];
+			const char *bytes = bo->type == MSGPACK_OBJECT_BIN ? bo->via.bin.ptr
+									   : bo->via.str.ptr;
+			uint32_t blen = bo->type == MSGPACK_OBJECT_BIN ? bo->via.bin.size
+								       : bo->via.str.size;
+			if (part >= nn) {
+				int64_t *v = realloc(next, (size_t)(part + 1) * sizeof(*v));
+				if (!v) {
+					rc = fail(r, RB_DEPENDENCY, "out of memory");
+					break;
+				}
+				for (int k = nn; k <= part; k++)
+					v[k] = -1;
+				next = v;
+				nn = (int)part + 1;
+			}
+			if (off + 1 > next[part])
+				next[part] = off + 1;
+			rec *x = rec_add(r);
+			void *own = malloc(blen ? blen : 1);
+			if (!x || !own) {
+				free(own);
+				rc = fail(r, RB_DEPENDENCY, "out of memory");
+				break;
+			}
+			memcpy(own, bytes, blen);
+			x->own = own;
+			x->val = own;
+			x->len = blen;
+			x->part = (int32_t)part;
+			x->off = off;
+			nrec++;
+			if ((long)r->nrecs >= chunk_size(r)) {
+				rc = process_chunk(r);
+				progress(r, false);
+			}
+			if (r->cfg->stop && *r->cfg->stop)
+				rc = fail(r, RB_STOPPED, "interrupted");
+		}
+		if (rc < 0)
+			break;
+		if (ur == MSGPACK_UNPACK_PARSE_ERROR) {
+			rc = fail(r, RB_USAGE, "%s: not msgpack after record %lld", r->cfg->from_file,
+				  (long long)nrec);
+			break;
+		}
+		if (got == 0) {
+			if (ferror(f))
+				rc = fail(r, RB_USAGE, "%s: read error", r->cfg->from_file);
+			else if (msgpack_unpacker_message_size(&u) > 0)
+				rc = fail(r, RB_USAGE, "%s: truncated after record %lld",
+					  r->cfg->from_file, (long long)nrec);
+			break;
+		}
+	}
+	if (rc == 0)
+		rc = process_chunk(r);
+	recs_clear(r);
+	msgpack_unpacked_destroy(&res);
+	msgpack_unpacker_destroy(&u);
+	fclose(f);
+	if (rc < 0) {
+		free(next);
+		return -1;
+	}
+	*ret_next = next;
+	*ret_n = nn;
+	return 0;
+}
+
+/* --- phases ---------------------------------------------------------------------------- */
+
+static int timeline_open(rb *r)
+{
+	char e[512];
+	pgu_connect_opts o = {.application_name = "bookingctl-rebuild"};
+	r->tc = pgu_connect(r->cfg->conninfo, &o, e, sizeof(e));
+	if (!r->tc)
+		return fail(r, RB_DEPENDENCY, "%s", e);
+	char target[128];
+	shadow_table("ord.timeline_event", target, sizeof(target));
+	return copy_start(r, r->tc, target, &pr_tables[PR_TIMELINE], false);
+}
+
+/* The events of partitions whose checkpoint is behind the log's end. */
+static int catch_up_events(rb *r, bool own_txn, int64_t *ret_n)
+{
+	int n = r->nparts;
+	int64_t *lo = calloc((size_t)n + 1, sizeof(*lo)), *hi = calloc((size_t)n + 1, sizeof(*hi));
+	int rc = 0;
+	*ret_n = 0;
+	if (!lo || !hi)
+		rc = fail(r, RB_DEPENDENCY, "out of memory");
+	if (rc == 0)
+		rc = watermarks(r, r->ev_topic, n, lo, hi);
+	for (int p = 0; p < n && rc == 0; p++) {
+		int64_t from = r->next[p] < 0 ? 0 : r->next[p];
+		if (lo[p] > from)
+			rc = fail(r, RB_TRUNCATED,
+				  "%s [%d]: the log starts at offset %lld, the rebuild needs it "
+				  "from %lld: history was deleted (retention), refusing to "
+				  "rebuild from a truncated log",
+				  r->ev_topic, p, (long long)lo[p], (long long)from);
+		else if (hi[p] > from)
+			*ret_n += hi[p] - from;
+	}
+	if (rc == 0 && *ret_n > 0) {
+		if (own_txn && sql(r, "begin", "begin") < 0)
+			rc = -1;
+		if (rc == 0)
+			rc = read_range(r, r->ev_topic, false, n, r->next, hi);
+		for (int p = 0; p < n && rc == 0; p++)
+			if (hi[p] > 0)
+				r->next[p] = hi[p];
+		if (rc == 0)
+			rc = write_checkpoints(r, r->ev_topic, r->next, n);
+		if (own_txn) {
+			if (rc == 0)
+				rc = sql(r, "commit", "commit a tail");
+			else
+				pgu_rollback(r->c);
+		}
+	}
+	free(lo);
+	free(hi);
+	return rc;
+}
+
+static int catch_up_rules(rb *r, bool own_txn)
+{
+	int n = r->nrparts;
+	int64_t *lo = calloc((size_t)n + 1, sizeof(*lo)), *hi = calloc((size_t)n + 1, sizeof(*hi));
+	int rc = 0;
+	if (!lo || !hi)
+		rc = fail(r, RB_DEPENDENCY, "out of memory");
+	if (rc == 0)
+		rc = watermarks(r, r->ru_topic, n, lo, hi);
+	bool any = false;
+	for (int p = 0; p < n && rc == 0; p++)
+		any |= hi[p] > (r->rnext[p] < 0 ? 0 : r->rnext[p]);
+	if (rc == 0 && any) {
+		if (own_txn && sql(r, "begin", "begin") < 0)
+			rc = -1;
+		if (rc == 0)
+			rc = read_range(r, r->ru_topic, true, n, r->rnext, hi);
+		for (int p = 0; p < n && rc == 0; p++)
+			if (hi[p] > 0)
+				r->rnext[p] = hi[p];
+		if (rc == 0)
+			rc = write_checkpoints(r, r->ru_topic, r->rnext, n);
+		if (own_txn) {
+			if (rc == 0)
+				rc = sql(r, "commit", "commit the rules");
+			else
+				pgu_rollback(r->c);
+		}
+	}
+	free(lo);
+	free(hi);
+	return rc;
+}
+
+/* Offset 0 to the end known at start, into memory (events) and the shadow rules table. */
+static int load(rb *r)
+{
+	r->in_memory = true;
+	if (timeline_open(r) < 0)
+		return -1;
+	if (r->cfg->from_file) {
+		struct stat sbuf;
+		set_phase(r, RB_PH_LOAD, stat(r->cfg->from_file, &sbuf) == 0 ? sbuf.st_size : 0);
+		int64_t *next = NULL;
+		int nn = 0;
+		if (read_file_log(r, &next, &nn) < 0)
+			return -1;
+		for (int p = 0; p < nn && p < r->nparts; p++)
+			r->next[p] = next[p];
+		if (nn > r->nparts) {
+			int64_t *v = realloc(r->next, (size_t)nn * sizeof(*v));
+			if (!v) {
+				free(next);
+				return fail(r, RB_DEPENDENCY, "out of memory");
+			}
+			r->next = v;
+			for (int p = 0; p < nn; p++)
+				r->next[p] = next[p];
+			r->nparts = nn;
+		}
+		free(next);
+		/* the rules are not in the file: the live model's rules and their checkpoints
+		 * (one snapshot) */
+		char q[1024];
+		const char *v[1] = {r->ru_topic};
+		snprintf(q, sizeof(q),
+			 "insert into booking" SFX ".autoaccept_rule select * from "
+			 "booking.autoaccept_rule");
+		if (sql(r, "begin isolation level repeatable read", "begin") < 0 ||
+		    sql(r, q, "copy the rules") < 0 ||
+		    sqlp(r,
+			 "insert into booking_proj" SFX ".checkpoint select * from "
+			 "booking_proj.checkpoint where topic = $1",
+			 1, v, "copy the rules checkpoints") < 0 ||
+		    sql(r, "commit", "commit") < 0) {
+			pgu_rollback(r->c);
+			return -1;
+		}
+		if (r->rk) {
+			PGresult *res = pgu_query(r->c,
+						  "select partition, next_offset from booking_proj" SFX
+						  ".checkpoint where topic = $1",
+						  1, v, NULL, q, sizeof(q));
+			if (!res)
+				return fail(r, RB_DEPENDENCY, "%s", q);
+			for (int i = 0; i < PQntuples(res); i++) {
+				int p = atoi(PQgetvalue(res, i, 0));
+				if (p >= 0 && p < r->nrparts)
+					r->rnext[p] = strtoll(PQgetvalue(res, i, 1), NULL, 10);
+			}
+			PQclear(res);
+		}
+		return 0;
+	}
+	int n = r->nparts;
+	int64_t *lo = calloc((size_t)n, sizeof(*lo)), *hi = calloc((size_t)n, sizeof(*hi));
+	int rc = 0;
+	if (!lo || !hi)
+		rc = fail(r, RB_DEPENDENCY, "out of memory");
+	if (rc == 0)
+		rc = watermarks(r, r->ev_topic, n, lo, hi);
+	int64_t total = 0;
+	for (int p = 0; p < n && rc == 0; p++) {
+		if (lo[p] > 0)
+			rc = fail(r, RB_TRUNCATED,
+				  "%s [%d]: the log starts at offset %lld, not 0: history was "
+				  "deleted (retention), refusing to rebuild from a truncated log",
+				  r->ev_topic, p, (long long)lo[p]);
+		total += hi[p];
+	}
+	if (rc == 0)
+		rc = catch_up_rules(r, true);
+	if (rc == 0) {
+		set_phase(r, RB_PH_LOAD, total);
+		int64_t *zero = calloc((size_t)n, sizeof(*zero));
+		rc = zero ? read_range(r, r->ev_topic, false, n, zero, hi)
+			  : fail(r, RB_DEPENDENCY, "out of memory");
+		free(zero);
+	}
+	for (int p = 0; p < n && rc == 0; p++)
+		r->next[p] = hi[p] > 0 ? hi[p] : -1;
+	free(lo);
+	free(hi);
+	return rc;
+}
+
+/* The memory model into the shadow tables, then keys, indexes and price snapshots. */
+static int write_model(rb *r)
+{
+	set_phase(r, RB_PH_WRITE, (int64_t)pr_store_rows_total(r->ps));
+	if (copy_end(r, r->tc, &r->tl, "ord_rb.timeline_event") < 0)
+		return -1;
+	PQfinish(r->tc);
+	r->tc = NULL;
+	for (int t = 0; t < PR__COUNT; t++) {
+		if (t == PR_TIMELINE)
+			continue;
+		char target[128];
+		shadow_table(pr_tables[t].name, target, sizeof(target));
+		if (copy_table(r, r->ps, (pr_table)t, target, false) < 0)
+			return -1;
+		r->pr.done += (int64_t)pr_store_count(r->ps, (pr_table)t);
+		progress(r, false);
+	}
+	pr_store_free(r->ps);
+	r->ps = NULL;
+	set_phase(r, RB_PH_INDEX, (int64_t)(r->mk_keys.n + r->mk_idx.n + r->mk_fks.n));
+	if (ddl_run(r, &r->mk_keys, "primary and unique keys") < 0 ||
+	    ddl_run(r, &r->mk_idx, "indexes") < 0 || ddl_run(r, &r->mk_fks, "foreign keys") < 0)
+		return -1;
+	/* price snapshots of every order whose money or items changed */
+	const char **ids = malloc((r->norders + 1) * sizeof(*ids));
+	size_t n = 0;
+	if (!ids)
+		return fail(r, RB_DEPENDENCY, "out of memory");
+	for (size_t i = 0; i < r->nslots; i++)
+		if (r->slots[i] && r->slots[i]->dirty)
+			ids[n++] = r->slots[i]->id;
+	int rc = price(r, ids, n);
+	free(ids);
+	if (rc == 0)
+		rc = write_checkpoints(r, r->ev_topic, r->next, r->nparts);
+	if (rc == 0)
+		rc = sql(r,
+			 "analyze booking" SFX ".order, booking" SFX ".line_item, ord" SFX
+			 ".order, ord" SFX ".timeline_event, ord" SFX ".card, ord" SFX ".order_lock",
+			 "analyze");
+	return rc;
+}
+
+static int table_exists(rb *r, const char *name, bool *ret)
+{
+	char v[8];
+	const char *p[1] = {name};
+	if (query1(r, "select to_regclass($1) is not null", 1, p, v, sizeof(v), "f") < 0)
+		return -1;
+	*ret = strcmp(v, "t") == 0;
+	return 0;
+}
+
+/*
+ * One transaction: the projector is held out (its checkpoint table locked), the last tail
+ * is written, the old schemas are locked against readers, the projector's sessions are
+ * ended (they reconnect, dropping their caches and staging tables), and the schemas trade
+ * names. Readers see the old model until the commit and the new one after.
+ */
+static int swap(rb *r)
+{
+	set_phase(r, RB_PH_SWAP, 0);
+	bool has_model = false;
+	if (sql(r, "begin", "begin the swap") < 0 ||
+	    sql(r, "lock table booking_proj.checkpoint in exclusive mode", "lock the checkpoints") <
+		0)
+		goto fail;
+	if (r->rk) {
+		int64_t n;
+		r->in_memory = false;
+		if (catch_up_rules(r, false) < 0 || catch_up_events(r, false, &n) < 0)
+			goto fail;
+	}
+	if (table_exists(r, "booking_proj.model", &has_model) < 0)
+		goto fail;
+	const char *src[1] = {r->cfg->from_file ? r->cfg->from_file : r->ev_topic};
+	if (sqlp(r,
+		 has_model ? "insert into booking_proj" SFX ".model (generation, source) select "
+			     "coalesce(max(generation), 0) + 1, $1 from booking_proj.model"
+			   : "insert into booking_proj" SFX ".model (generation, source) values (1, "
+			     "$1)",
+		 1, src, "generation") < 0)
+		goto fail;
+	char e[1024];
+	PGresult *res = pgu_query(r->c,
+				  "select string_agg(format('%I.%I', n.nspname, c.relname), ', ') "
+				  "from pg_class c join pg_namespace n on n.oid = c.relnamespace "
+				  "where n.nspname in ('booking', 'ord', 'booking_proj') and "
+				  "c.relkind in ('r', 'p')",
+				  0, NULL, "list the live tables", e, sizeof(e));
+	if (!res) {
+		fail(r, RB_DEPENDENCY, "%s", e);
+		goto fail;
+	}
+	buf lock = {0};
+	bool ok = b_printf(&lock, "set local lock_timeout = '%s'; lock table ", SWAP_LOCK_WAIT) &&
+		  b_str(&lock, PQgetvalue(res, 0, 0)) && b_str(&lock, " in access exclusive mode");
+	PQclear(res);
+	if (!ok) {
+		free(lock.p);
+		fail(r, RB_DEPENDENCY, "out of memory");
+		goto fail;
+	}
+	int tries = 0;
+	for (;; tries++) {
+		if (sql(r, "savepoint readers", "savepoint") < 0)
+			break;
+		PGresult *lr = PQexec(r->c, lock.p);
+		bool got = lr && PQresultStatus(lr) == PGRES_COMMAND_OK;
+		bool timeout = !got && strcmp(pgu_sqlstate(lr), "55P03") == 0;
+		if (!got && (!timeout || tries >= SWAP_TRIES)) {
+			pgu_format_error(r->c, lr, "lock the live tables", e, sizeof(e));
+			fail(r, RB_DEPENDENCY, "%s", e);
+		}
+		PQclear(lr);
+		if (got || r->rc != RB_OK)
+			break;
+		if (sql(r, "rollback to savepoint readers", "rollback to savepoint") < 0)
+			break;
+		struct timespec ts = {0, 100 * 1000000L};
+		nanosleep(&ts, NULL);
+	}
+	free(lock.p);
+	if (r->rc != RB_OK)
+		goto fail;
+	time_t now = time(NULL);
+	struct tm tm;
+	gmtime_r(&now, &tm);
+	strftime(r->suffix_old, sizeof(r->suffix_old), "_old_%Y%m%dt%H%M%S", &tm);
+	buf q = {0};
+	ok = b_str(&q, "set local lock_timeout = 0; select count(pg_terminate_backend(pid)) from "
+		       "pg_stat_activity where datname = current_database() and "
+		       "application_name = 'booking-projector' and pid <> pg_backend_pid();");
+	for (int k = 0; k < NSCHEMA && ok; k++)
+		ok = b_printf(&q, "alter schema %s rename to %s%s;", schemas[k], schemas[k],
+			      r->suffix_old);
+	for (int k = 0; k < NSCHEMA && ok; k++)
+		ok = b_printf(&q, "alter schema %s" SFX " rename to %s;", schemas[k], schemas[k]);
+	if (!ok || sql(r, q.p, "rename the schemas") < 0 || sql(r, "commit", "commit the swap") < 0) {
+		free(q.p);
+		if (!ok)
+			fail(r, RB_DEPENDENCY, "out of memory");
+		goto fail;
+	}
+	free(q.p);
+	bk_logf(BK_LOG_INFO, "new read model swapped in",
+		"old_suffix=%s tail_records=%lld lock_tries=%d", r->suffix_old,
+		(long long)r->st.tail_records, tries + 1);
+	return 0;
+fail:
+	pgu_rollback(r->c);
+	return -1;
+}
+
+static int drop_old(rb *r)
+{
+	if (r->cfg->keep_old) {
+		snprintf(r->st.old_suffix, sizeof(r->st.old_suffix), "%s", r->suffix_old);
+		return 0;
+	}
+	buf q = {0};
+	bool ok = b_str(&q, "set client_min_messages = warning; drop schema ");
+	for (int k = 0; k < NSCHEMA && ok; k++)
+		ok = b_printf(&q, "%s%s%s", k ? ", " : "", schemas[k], r->suffix_old);
+	ok = ok && b_str(&q, " cascade");
+	int rc = ok ? sql(r, q.p, "drop the old schemas") : fail(r, RB_DEPENDENCY, "out of memory");
+	free(q.p);
+	return rc;
+}
+
+static void on_pg_log(void *opaque, pgu_level level, const char *msg)
+{
+	(void)opaque;
+	if (level >= PGU_LOG_WARN)
+		bk_logf(BK_LOG_WARN, "postgresql", "detail=\"%s\"", msg);
+}
+
+rb_rc rb_run(const rb_cfg *cfg, rb_stats *ret_stats, char *err, size_t errsz)
+{
+	static const pgu_log log = {on_pg_log, NULL};
+	rb r;
+	memset(&r, 0, sizeof(r));
+	r.cfg = cfg;
+	r.err = err;
+	r.errsz = errsz;
+	err[0] = 0;
+	clock_gettime(CLOCK_MONOTONIC, &r.t0);
+	r.last_cb = r.t0;
+	r.ev_topic = bk_kconf_topic(cfg->kc, BK_TOPIC_EVENTS);
+	r.ru_topic = bk_kconf_topic(cfg->kc, BK_TOPIC_RULES);
+	msgpack_sbuffer_init(&r.sb);
+	r.cs = pr_store_new();
+	r.ps = pr_store_new();
+	bool swapped = false;
+	if (!r.cs || !r.ps) {
+		fail(&r, RB_DEPENDENCY, "out of memory");
+		goto out;
+	}
+	char e[512];
+	pgu_connect_opts o = {.application_name = "bookingctl-rebuild", .log = &log};
+	r.c = pgu_connect(cfg->conninfo, &o, e, sizeof(e));
+	if (!r.c) {
+		fail(&r, RB_DEPENDENCY, "%s", e);
+		goto out;
+	}
+	if (cfg->use_kafka) {
+		if (bk_logread_consumer(cfg->kc, &r.rk, e, sizeof(e)) < 0) {
+			fail(&r, RB_USAGE, "%s", e);
+			goto out;
+		}
+		if (bk_kconf_partition_count(r.rk, r.ev_topic, 10000, &r.nparts, e, sizeof(e)) < 0 ||
+		    bk_kconf_partition_count(r.rk, r.ru_topic, 10000, &r.nrparts, e, sizeof(e)) < 0) {
+			fail(&r, RB_DEPENDENCY, "%s", e);
+			goto out;
+		}
+	}
+	r.next = malloc(((size_t)r.nparts + 1) * sizeof(int64_t));
+	r.rnext = malloc(((size_t)r.nrparts + 1) * sizeof(int64_t));
+	if (!r.next || !r.rnext) {
+		fail(&r, RB_DEPENDENCY, "out of memory");
+		goto out;
+	}
+	for (int p = 0; p < r.nparts; p++)
+		r.next[p] = -1;
+	for (int p = 0; p < r.nrparts; p++)
+		r.rnext[p] = -1;
+	set_phase(&r, RB_PH_PREPARE, 0);
+	if (prepare(&r) < 0 || load(&r) < 0 || write_model(&r) < 0)
+		goto out;
+	/* tails written while loading, outside the lock, until they are short */
+	for (int i = 0; r.rk && i < 5; i++) {
+		int64_t n = 0;
+		set_phase(&r, RB_PH_CATCHUP, 0);
+		r.in_memory = false;
+		if (catch_up_rules(&r, true) < 0 || catch_up_events(&r, true, &n) < 0)
+			goto out;
+		if (n <= chunk_size(&r) / 4)
+			break;
+	}
+	r.st.load_s = since(&r.t0);
+	if (swap(&r) < 0)
+		goto out;
+	swapped = true;
+	drop_old(&r);
+	r.st.total_s = since(&r.t0);
+	set_phase(&r, RB_PH_DONE, 0);
+out:
+	if (r.tc) {
+		PQputCopyEnd(r.tc, "rebuild: failed");
+		PQfinish(r.tc);
+	}
+	if (r.c && !swapped && r.rc != RB_BUSY) {
+		char keep[1024];
+		snprintf(keep, sizeof(keep), "%s", err);
+		rb_rc rc = r.rc;
+		pgu_rollback(r.c);
+		r.rc = RB_OK;
+		if (drop_shadow(&r) < 0)
+			bk_logf(BK_LOG_WARN, "could not drop the shadow schemas", "err=\"%s\"", err);
+		snprintf(err, errsz, "%s", keep);
+		r.rc = rc;
+	}
+	if (r.c)
+		PQfinish(r.c);
+	if (r.rk)
+		rd_kafka_destroy(r.rk);
+	recs_clear(&r);
+	free(r.recs);
+	free(r.items);
+	free(r.next);
+	free(r.rnext);
+	orders_free(&r);
+	pr_store_free(r.cs);
+	pr_store_free(r.ps);
+	free(r.tl.p);
+	ddl_free(&r.drop);
+	ddl_free(&r.mk_keys);
+	ddl_free(&r.mk_idx);
+	ddl_free(&r.mk_fks);
+	msgpack_sbuffer_destroy(&r.sb);
+	if (r.rc == RB_OK && ret_stats)
+		*ret_stats = r.st;
+	return r.rc;
+}
