@@ -47,10 +47,26 @@ typedef struct cp_part {
 	int64_t batch_first; /* first offset handled in the open batch, -1 */
 	int64_t last_result; /* highest src-offset found on command-results at restore */
 	int64_t last_event;  /* highest src-offset found on events at restore */
+	/* results form a chain: each names the src-offset of the partition's previous result
+	 * (header prev-src-offset), so a hole left by a failed delivery is found */
+	int64_t prev_result; /* src-offset of the last result written (or restored) */
+	int64_t *have;	     /* sorted src-offsets >= next_offset that already have a result */
+	size_t n_have;
+	int64_t (*links)[2]; /* restore scratch: (src-offset, prev-src-offset) per result */
+	size_t n_links, cap_links;
 	/* command id -> {"v": version, "ids": [...]}: events records whose result did not
 	 * land (src-offset > last_result); their replay gets the `accepted` result back. */
 	json_t *pending;
 } cp_part;
+
+/* A result waiting for the batch's events to be acknowledged (owned by the batch). */
+typedef struct cp_held {
+	int32_t partition;
+	char *key;
+	void *val; /* msgpack sbuffer data */
+	size_t len;
+	rd_kafka_headers_t *hdrs;
+} cp_held;
 
 typedef struct cp {
 	cp_opts o;
@@ -73,6 +89,10 @@ typedef struct cp {
 	int64_t batch_start_us;	    /* monotonic */
 	bool rerestore;		    /* a batch failed: restore every partition again */
 	rd_kafka_resp_err_t dr_err; /* first delivery error of the batch */
+	/* results of the open batch, held back until its events records are acknowledged:
+	 * a result on the log then implies its command's events are on the log */
+	struct cp_held *held;
+	size_t n_held, cap_held;
 	/* counters for the log */
 	uint64_t n_cmds, n_events, n_dlq, n_batches, n_aborts;
 	volatile sig_atomic_t *stop;
@@ -86,6 +106,12 @@ int64_t cp_mono_us(void);
 /* Stop the daemon with an exit code (the first one wins). */
 void cp_fatal(cp *c, int code);
 
+/* Forget a partition's state (engine, pending results, result offsets); not restored. */
+void cp_part_reset(cp_part *p);
+
+/* Does partition p already have a result for commands offset `off` (restore found one)? */
+bool cp_has_result(const cp_part *p, int64_t off);
+
 /* An integer header (decimal text) of m: 0 and *ret, or -1 when absent or not a number. */
 int cp_hdr_int(const rd_kafka_message_t *m, const char *name, int64_t *ret) BK_MUSTCHECK;
 
@@ -93,7 +119,8 @@ int cp_hdr_int(const rd_kafka_message_t *m, const char *name, int64_t *ret) BK_M
 /*
  * Restore the partitions listed (indexes in ps[0..n)) from scratch: a new engine each,
  * results and events partitions read from 0 to their ends, the whole rules topic into a
- * fresh shared ruleset. Sets next_offset = last_result + 1. Returns 0, or -1 with errstr
+ * fresh shared ruleset. Sets next_offset to the first offset without a result: the first
+ * hole in the results chain, else last_result + 1. Returns 0, or -1 with errstr
  * (lost history, Kafka unreachable, OOM); the caller stops the daemon then.
  */
 int cp_restore(cp *c, const int32_t *ps, int n, char *errstr, size_t errstr_size) BK_MUSTCHECK;
@@ -107,6 +134,8 @@ int cp_handle_sweep(cp *c, int32_t p, const char *order_id, const char *target, 
  * restores every assigned partition again and seeks the consumer back. 0, or -1 when
  * fatal (cp_fatal was called). `lost`: the partitions were lost: abort, never commit. */
 int cp_batch_close(cp *c, bool lost);
+/* Free the held results (at exit). */
+void cp_held_free(cp *c);
 /* Restore all assigned partitions again and seek the consumer to their next offsets. */
 int cp_rerestore_all(cp *c);
 /* Is the open batch due (size or age)? */

@@ -279,12 +279,8 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 		int32_t p = parts->elems[i].partition;
 		if (p < 0 || p >= c->nparts)
 			continue;
-		cp_part *pt = &c->parts[p];
-		bk_engine_free(pt->eng);
-		pt->eng = NULL;
-		json_decref(pt->pending);
-		pt->pending = NULL;
-		pt->assigned = pt->restored = false;
+		cp_part_reset(&c->parts[p]);
+		c->parts[p].assigned = false;
 	}
 	bk_logf(BK_LOG_INFO, "partitions revoked", "topic=%s count=%d lost=%d",
 		c->topic[BK_TOPIC_COMMANDS], parts->cnt, lost);
@@ -341,7 +337,8 @@ static int setup_kafka(cp *c, int *ret_code)
 	if (!c->parts)
 		return -1;
 	for (int i = 0; i < c->nparts; i++)
-		c->parts[i] = (cp_part){.batch_first = -1, .last_result = -1, .last_event = -1};
+		c->parts[i] = (cp_part){
+		    .batch_first = -1, .last_result = -1, .last_event = -1, .prev_result = -1};
 
 	/* the group consumer */
 	static const char *const cons_defaults[] = {"enable.auto.commit",
@@ -573,10 +570,9 @@ out:
 		rd_kafka_consumer_close(c.reader);
 		rd_kafka_destroy(c.reader);
 	}
-	for (int i = 0; c.parts && i < c.nparts; i++) {
-		bk_engine_free(c.parts[i].eng);
-		json_decref(c.parts[i].pending);
-	}
+	for (int i = 0; c.parts && i < c.nparts; i++)
+		cp_part_reset(&c.parts[i]);
+	cp_held_free(&c);
 	free(c.parts);
 	bk_ruleset_free(c.rules);
 	bk_keyring_free(c.kr);

@@ -160,8 +160,16 @@ static int produce_events(cp *c, int32_t p, int64_t src_offset, const char *cmd_
 	return rc;
 }
 
+/* The result of command `src_offset`, chained to the partition's previous result; not
+ * written again when the restore found one (the command was re-read after a hole). */
 static int produce_result(cp *c, int32_t p, int64_t src_offset, const bk_result *res)
 {
+	cp_part *pt = &c->parts[p];
+	if (cp_has_result(pt, src_offset)) {
+		bk_logf(BK_LOG_DEBUG, "result already written", "partition=%d offset=%lld", (int)p,
+			(long long)src_offset);
+		return 0;
+	}
 	msgpack_sbuffer sb;
 	msgpack_sbuffer_init(&sb);
 	if (bk_codec_result_encode(res, &sb) < 0) {
@@ -169,14 +177,62 @@ static int produce_result(cp *c, int32_t p, int64_t src_offset, const bk_result 
 		bk_logf(BK_LOG_ERROR, "result encode failed", "command_id=%s", res->command_id);
 		return -1;
 	}
-	rd_kafka_headers_t *h = rd_kafka_headers_new(3);
+	rd_kafka_headers_t *h = rd_kafka_headers_new(4);
 	hdr_int(h, "src-partition", p);
 	hdr_int(h, "src-offset", src_offset);
+	hdr_int(h, "prev-src-offset", pt->prev_result);
 	rd_kafka_header_add(h, "command-id", -1, res->command_id, -1);
-	int rc = produce(c, c->topic[BK_TOPIC_RESULTS], p, res->order_id, strlen(res->order_id),
-			 sb.data, sb.size, h);
-	msgpack_sbuffer_destroy(&sb);
+	if (c->n_held == c->cap_held) {
+		size_t cap = c->cap_held ? c->cap_held * 2 : 1024;
+		cp_held *v = realloc(c->held, cap * sizeof(*v));
+		if (!v) {
+			rd_kafka_headers_destroy(h);
+			msgpack_sbuffer_destroy(&sb);
+			return -1;
+		}
+		c->held = v;
+		c->cap_held = cap;
+	}
+	cp_held *e = &c->held[c->n_held];
+	*e = (cp_held){.partition = p,
+		       .key = strdup(res->order_id),
+		       .val = sb.data,
+		       .len = sb.size,
+		       .hdrs = h};
+	if (!e->key) {
+		rd_kafka_headers_destroy(h);
+		msgpack_sbuffer_destroy(&sb);
+		return -1;
+	}
+	c->n_held++;
+	pt->prev_result = src_offset;
+	return 0;
+}
+
+/* Produce (send = true) or drop the held results; they are freed either way. */
+static int release_held(cp *c, bool send)
+{
+	int rc = 0;
+	for (size_t i = 0; i < c->n_held; i++) {
+		cp_held *e = &c->held[i];
+		if (send && rc == 0)
+			rc = produce(c, c->topic[BK_TOPIC_RESULTS], e->partition, e->key,
+				     strlen(e->key), e->val, e->len, e->hdrs);
+		else
+			rd_kafka_headers_destroy(e->hdrs);
+		free(e->key);
+		free(e->val);
+	}
+	c->n_held = 0;
 	return rc;
+}
+
+void cp_held_free(cp *c)
+{
+	release_held(c, false);
+	free(c->held);
+	c->held = NULL;
+	c->cap_held = 0;
 }
 
 static int produce_rules(cp *c, const bk_profile_rules *pr)
@@ -492,11 +548,20 @@ int cp_batch_close(cp *c, bool lost)
 	int64_t t0 = cp_mono_us();
 	rd_kafka_topic_partition_list_t *offs = batch_offsets(c);
 	int r;
+	/* phase 1: events, rules and DLQ records acknowledged; phase 2: the results */
+	const bool dropped = lost && c->n_held > 0;
+	if (!lost && c->n_held > 0 && !c->dr_err) {
+		rd_kafka_resp_err_t fe = rd_kafka_flush(c->producer, c->o.timeout_ms);
+		if (fe && !c->dr_err)
+			c->dr_err = fe;
+		release_held(c, !c->dr_err);
+	}
+	release_held(c, false);
 	if (!c->o.no_txn) {
 		r = txn_commit(c, offs, lost || c->dr_err != RD_KAFKA_RESP_ERR_NO_ERROR);
 	} else {
 		rd_kafka_resp_err_t fe = rd_kafka_flush(c->producer, c->o.timeout_ms);
-		r = fe || c->dr_err ? 1 : 0;
+		r = fe || c->dr_err || dropped ? 1 : 0;
 		if (fe)
 			bk_logf(BK_LOG_ERROR, "flush did not finish", "err=\"%s\" queued=%d",
 				rd_kafka_err2str(fe), rd_kafka_outq_len(c->producer));

@@ -82,6 +82,74 @@ static void on_result(restore_ctx *x, const rd_kafka_message_t *m)
 	cp_part *p = &x->c->parts[sp];
 	if (so > p->last_result)
 		p->last_result = so;
+	int64_t prev;
+	if (cp_hdr_int(m, "prev-src-offset", &prev) < 0)
+		prev = -1;
+	if (p->n_links == p->cap_links) {
+		size_t cap = p->cap_links ? p->cap_links * 2 : 1024;
+		int64_t(*l)[2] = realloc(p->links, cap * sizeof(*l));
+		if (!l) {
+			x->n_bad++;
+			return;
+		}
+		p->links = l;
+		p->cap_links = cap;
+	}
+	p->links[p->n_links][0] = so;
+	p->links[p->n_links][1] = prev;
+	p->n_links++;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+bool cp_has_result(const cp_part *p, int64_t off)
+{
+	return p->n_have && bsearch(&off, p->have, p->n_have, sizeof(int64_t), cmp_i64);
+}
+
+/*
+ * Where partition p resumes: the smallest src-offset some result names as its
+ * predecessor without a result of its own (a delivery failed there while later ones
+ * landed), else after the highest result. Results at or after that point are kept in
+ * p->have, so their commands are decided again (their events may be missing) but not
+ * answered twice.
+ */
+static int plan_resume(cp_part *p)
+{
+	size_t n = p->n_links;
+	int64_t *srcs = malloc((n + 1) * sizeof(*srcs));
+	if (!srcs)
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		srcs[i] = p->links[i][0];
+	qsort(srcs, n, sizeof(*srcs), cmp_i64);
+	int64_t resume = p->last_result + 1;
+	for (size_t i = 0; i < n; i++) {
+		int64_t prev = p->links[i][1];
+		if (prev >= 0 && prev < resume && !bsearch(&prev, srcs, n, sizeof(*srcs), cmp_i64))
+			resume = prev;
+	}
+	/* srcs is sorted: those below resume are answered and behind us, the rest (unique)
+	 * stay in p->have */
+	size_t m = 0;
+	p->prev_result = -1;
+	for (size_t i = 0; i < n; i++) {
+		if (srcs[i] < resume)
+			p->prev_result = srcs[i];
+		else if (m == 0 || srcs[m - 1] != srcs[i])
+			srcs[m++] = srcs[i];
+	}
+	p->have = srcs;
+	p->n_have = m;
+	p->next_offset = resume;
+	free(p->links);
+	p->links = NULL;
+	p->n_links = p->cap_links = 0;
+	return 0;
 }
 
 static void on_rules(restore_ctx *x, const rd_kafka_message_t *m)
@@ -113,7 +181,7 @@ static void on_rules(restore_ctx *x, const rd_kafka_message_t *m)
 /* Remember an applied record whose result may be missing (src-offset > last_result). */
 static void note_pending(cp_part *p, const bk_record *r, int64_t so)
 {
-	if (so <= p->last_result || !r->command_id || r->n == 0)
+	if (so < p->next_offset || cp_has_result(p, so) || !r->command_id || r->n == 0)
 		return;
 	bool own = false;
 	for (uint32_t i = 0; i < r->n; i++)
@@ -285,7 +353,7 @@ err:
 	return -1;
 }
 
-static void reset_part(cp *c, cp_part *p)
+void cp_part_reset(cp_part *p)
 {
 	bk_engine_free(p->eng);
 	p->eng = NULL;
@@ -294,9 +362,15 @@ static void reset_part(cp *c, cp_part *p)
 	p->restored = false;
 	p->last_result = -1;
 	p->last_event = -1;
+	p->prev_result = -1;
+	free(p->have);
+	p->have = NULL;
+	p->n_have = 0;
+	free(p->links);
+	p->links = NULL;
+	p->n_links = p->cap_links = 0;
 	p->batch_first = -1;
 	p->next_offset = 0;
-	(void)c;
 }
 
 int cp_restore(cp *c, const int32_t *ps, int n, char *errstr, size_t errstr_size)
@@ -315,7 +389,7 @@ int cp_restore(cp *c, const int32_t *ps, int n, char *errstr, size_t errstr_size
 	}
 	for (int i = 0; i < n; i++) {
 		cp_part *p = &c->parts[ps[i]];
-		reset_part(c, p);
+		cp_part_reset(p);
 		if (!(p->eng = bk_engine_new())) {
 			fail(errstr, errstr_size, "out of memory");
 			goto done;
@@ -329,6 +403,11 @@ int cp_restore(cp *c, const int32_t *ps, int n, char *errstr, size_t errstr_size
 		rp[k++] = (rd_part){.kind = PH_RULES, .partition = i};
 	if (read_to_end(&x, rp, k, errstr, errstr_size) < 0)
 		goto done;
+	for (int i = 0; i < n; i++)
+		if (plan_resume(&c->parts[ps[i]]) < 0) {
+			fail(errstr, errstr_size, "out of memory");
+			goto done;
+		}
 	/* the fresh ruleset replaces the old one for every engine */
 	for (int i = 0; i < c->nparts; i++)
 		if (c->parts[i].eng)
@@ -344,14 +423,15 @@ int cp_restore(cp *c, const int32_t *ps, int n, char *errstr, size_t errstr_size
 		goto done;
 	for (int i = 0; i < n; i++) {
 		cp_part *p = &c->parts[ps[i]];
-		p->next_offset = p->last_result + 1;
 		p->restored = true;
 		bk_logf(BK_LOG_INFO, "partition restored",
 			"topic=%s partition=%d orders=%zu last_result_offset=%lld "
-			"last_event_offset=%lld resume_offset=%lld pending_results=%zu",
+			"last_event_offset=%lld resume_offset=%lld answered_after_resume=%zu "
+			"pending_results=%zu",
 			c->topic[BK_TOPIC_COMMANDS], (int)ps[i], bk_engine_count(p->eng),
 			(long long)p->last_result, (long long)p->last_event,
-			(long long)p->next_offset, p->pending ? json_object_size(p->pending) : 0);
+			(long long)p->next_offset, p->n_have,
+			p->pending ? json_object_size(p->pending) : 0);
 	}
 	bk_logf(BK_LOG_INFO, "restore finished",
 		"partitions=%d records=%llu forks=%llu gaps=%llu bad=%llu rules_profiles=%zu "
@@ -363,7 +443,7 @@ int cp_restore(cp *c, const int32_t *ps, int n, char *errstr, size_t errstr_size
 done:
 	if (rc < 0)
 		for (int i = 0; i < n; i++)
-			reset_part(c, &c->parts[ps[i]]);
+			cp_part_reset(&c->parts[ps[i]]);
 	bk_ruleset_free(x.rules);
 	msgpack_zone_destroy(&x.z);
 	free(rp);
