@@ -1,0 +1,205 @@
+#!/usr/bin/env bash
+# tests/test_rebuild.sh - bookingctl rebuild against the dev broker and a real PostgreSQL
+# (TAP): a projected log rebuilt gives the same tables; readers querying in a loop during
+# a rebuild see the old model or the new one, never a mix; a replay file rebuilds the same
+# tables; a truncated log is refused; the live projector goes on after the swap.
+# Usage: test_rebuild.sh SRCDIR BOOKINGCTL BOOKING_PROJECTOR TEST_PROJECTOR_FEED
+set -uo pipefail
+
+SRC=${1:?usage}
+BK=${2:?usage}
+PROJ=${3:?usage}
+FEED=${4:?usage}
+# shellcheck source=tests/harness.sh
+. "$SRC/tests/harness.sh"
+# shellcheck source=tests/test_projector_lib.sh
+. "$SRC/tests/test_projector_lib.sh"
+
+T=$(mktemp -d /tmp/bk-test-rebuild.XXXXXX)
+chmod 755 "$T"
+DBS=()
+BG=()
+cleanup() {
+	local p
+	for p in "${BG[@]}"; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
+	pj_broker_stop
+	for d in "${DBS[@]}"; do pg_dropdb "$d"; done
+	bk_pg_teardown "$T/pg"
+	rm -rf "$T"
+}
+trap cleanup EXIT
+
+n=0
+failed=0
+ok() {
+	n=$((n + 1))
+	echo "ok $n - $1"
+}
+not_ok() {
+	n=$((n + 1))
+	failed=$((failed + 1))
+	echo "not ok $n - $1"
+	shift
+	local f
+	for f in "$@"; do
+		[ -s "$f" ] && tail -n 30 "$f" | sed 's/^/#   /'
+	done
+}
+check() { # check DESCRIPTION COMMAND...
+	local d=$1
+	shift
+	if "$@" >"$T/check.out" 2>&1; then ok "$d"; else not_ok "$d" "$T/check.out"; fi
+}
+
+if ! bk_pg_setup "$T/pg" 2>"$T/pg.err"; then
+	echo "Bail out! cannot start PostgreSQL: $(tr '\n' ' ' <"$T/pg.err")"
+	exit 1
+fi
+export PGHOST PGPORT PGUSER
+pj_broker 4 || { echo "Bail out! cannot start the dev broker"; exit 1; }
+ID=$$
+export BOOKING_MIGRATIONS=$SRC/migrations
+
+# fixtures in two halves: the second half is sent after a swap (fresh ids)
+ALL=("$SRC"/fixtures/*.jsonl)
+HALF=$((${#ALL[@]} / 2))
+FIRST=("${ALL[@]:0:$HALF}")
+SECOND=("${ALL[@]:$HALF}")
+
+rebuild() { # rebuild DB PREFIX [ARGS...]
+	local db=$1 prefix=$2
+	shift 2
+	"$BK" rebuild -d "dbname=$db" --brokers-file "$T/bootstrap" --topic-prefix "$prefix" "$@"
+}
+ddl() { # every index and constraint of the live schemas, by name and definition
+	pj_q "$1" "select string_agg(x, E'\n' order by x) from (select schemaname || ' ' || indexname || ' ' || regexp_replace(indexdef, ' ON [a-z_]+\.', ' ON ') x from pg_indexes where schemaname in ('booking','ord','booking_proj') union all select n.nspname || ' ' || conname || ' ' || regexp_replace(pg_get_constraintdef(c.oid), 'REFERENCES [a-z_]+\.', 'REFERENCES ') from pg_constraint c join pg_namespace n on n.oid = c.connamespace where n.nspname in ('booking','ord','booking_proj')) s"
+}
+schemas() { pj_q "$1" "select string_agg(nspname, ',' order by nspname) from pg_namespace where nspname ~ '^(booking|ord)'"; }
+
+# --- 1: a projected log, rebuilt: the same tables ------------------------------------
+A=bkt_rb_${ID}_a
+DBS+=("$A")
+pj_db "$A" || { echo "Bail out! cannot create $A"; exit 1; }
+ord=$(grep -o '"order_id":"ord_[^"]*"' "$SRC/fixtures/rtb_accept.jsonl" | head -n1 | cut -d'"' -f4)
+pj_feed "rb1_$ID." 4 --copies 3 --dup-every 7 --fork "ord_k1_${ord#ord_}" --garbage ord_garbage_1 "${ALL[@]}" >"$T/feed.1" 2>&1 ||
+	echo "# feed failed: $(cat "$T/feed.1")"
+pj_project "$A" "rb1_$ID." "g1_$ID" || echo "# projection 1 not caught up"
+pj_dump "$A" >"$T/dump.1.before"
+ddl "$A" >"$T/ddl.1.before"
+pj_q "$A" "select count(*) from booking_proj.quarantine" >"$T/q.1.before"
+pj_q "$A" "select count(*) from booking_proj.fork" >>"$T/q.1.before"
+check "a projected log has rows, a fork and a quarantined order" \
+	test "$(grep -c . "$T/dump.1.before")" -gt 500 -a "$(tr '\n' ' ' <"$T/q.1.before")" = "1 1 "
+rebuild "$A" "rb1_$ID." >"$T/rb.1" 2>&1
+check "rebuild exits 0" grep -q 'msg="rebuild done"' "$T/rb.1"
+pj_dump "$A" >"$T/dump.1.after"
+check "rebuilt tables equal the projected ones (ordered dumps)" \
+	diff -u "$T/dump.1.before" "$T/dump.1.after"
+pj_q "$A" "select count(*) from booking_proj.quarantine" >"$T/q.1.after"
+pj_q "$A" "select count(*) from booking_proj.fork" >>"$T/q.1.after"
+check "quarantine and fork counts equal" diff -u "$T/q.1.before" "$T/q.1.after"
+check "no shadow or old schemas remain" test "$(schemas "$A")" = "booking,booking_proj,ord"
+check "checkpoints written for every partition" \
+	test "$(pj_q "$A" "select count(*) from booking_proj.checkpoint where topic = 'rb1_$ID.booking.events'")" = 4
+check "the model generation is 1" test "$(pj_q "$A" "select generation from booking_proj.model")" = 1
+check "bookingctl migrate sees every migration applied" \
+	bash -c "'$BK' migrate -d dbname=$A --status | grep -qv pending"
+check "keys, foreign keys and indexes are back" diff -u "$T/ddl.1.before" <(ddl "$A")
+rebuild "$A" "rb1_$ID." --keep-old --batch 50 >"$T/rb.1b" 2>&1
+check "a second rebuild (--keep-old, small chunks) gives the same tables" \
+	diff -u "$T/dump.1.before" <(pj_dump "$A")
+check "--keep-old keeps the replaced schemas" \
+	bash -c "[ \$(psql -X -A -t -d $A -c \"select count(*) from pg_namespace where nspname ~ '_old_'\") = 3 ]"
+check "the generation moved to 2" test "$(pj_q "$A" "select generation from booking_proj.model")" = 2
+
+# --- 3: from a replay file --------------------------------------------------------------
+"$BK" replay --format msgpack -o "$T/log.mp" --brokers-file "$T/bootstrap" --topic-prefix "rb1_$ID." \
+	>"$T/replay.out" 2>&1
+F=bkt_rb_${ID}_f
+DBS+=("$F")
+pj_db "$F"
+rebuild "$F" "rb1_$ID." --from-file "$T/log.mp" >"$T/rb.3" 2>&1
+check "rebuild --from-file (tail and rules from Kafka) gives the same tables" \
+	diff -u "$T/dump.1.before" <(pj_dump "$F")
+G=bkt_rb_${ID}_g
+DBS+=("$G")
+pj_db "$G"
+"$BK" rebuild -d "dbname=$G" --topic-prefix "rb1_$ID." --from-file "$T/log.mp" >"$T/rb.3b" 2>&1
+check "rebuild --from-file without Kafka gives the same event tables" \
+	diff -u <(grep -v '^rule_' "$T/dump.1.before") <(pj_dump "$G" | grep -v '^rule_')
+pj_project "$G" "rb1_$ID." "g4_$ID"
+check "the projector resumes from its checkpoints: then the tables equal the projected ones" \
+	diff -u "$T/dump.1.before" <(pj_dump "$G")
+check "and the record the replay file lacks (undecodable) is quarantined" \
+	test "$(pj_q "$G" "select string_agg(order_id, ',') from booking_proj.quarantine")" = ord_garbage_1
+check "a file that is not a replay file is refused (exit 2)" \
+	bash -c "echo garbage >'$T/bad.mp'; '$BK' rebuild -d dbname=$G --from-file '$T/bad.mp' >/dev/null 2>&1; test \$? -eq 2"
+
+# --- 2 and 5: readers in a loop during a rebuild; the live projector goes on -----------
+B=bkt_rb_${ID}_b
+C=bkt_rb_${ID}_c
+DBS+=("$B" "$C")
+pj_db "$B"
+pj_db "$C"
+pj_feed "rb2_$ID." 4 --copies 6 "${FIRST[@]}" >"$T/feed.2" 2>&1
+pj_start "$B" "rb2_$ID." "g2_$ID"
+LIVE=$PJ_PID
+BG+=("$LIVE")
+pj_wait "$B" "rb2_$ID." 120 || echo "# projection 2 not caught up"
+Q="select count(*) || ' ' || sum(o.total_cents) from booking.order o join ord.order_lock l using (order_id)"
+NEW=$(pj_q "$B" "$Q")
+# the old model differs: totals changed and a few order_lock rows gone (a mix of old and new
+# tables gives yet other figures)
+pj_q "$B" "update booking.order set total_cents = total_cents + 7 where order_id in (select order_id from booking.order order by order_id limit 40)" >/dev/null
+pj_q "$B" "delete from ord.order_lock where order_id in (select order_id from ord.order_lock order by order_id desc limit 5)" >/dev/null
+OLD=$(pj_q "$B" "$Q")
+for _ in $(seq 1 300); do echo "$Q;"; done >"$T/reads.sql"
+: >"$T/reads.out"
+(while [ ! -e "$T/reads.stop" ]; do
+	psql -X -q -A -t -d "$B" -f "$T/reads.sql" >>"$T/reads.out" 2>>"$T/reads.err"
+done) &
+READER=$!
+BG+=("$READER")
+sleep 1
+rebuild "$B" "rb2_$ID." >"$T/rb.2" 2>&1
+sleep 1
+touch "$T/reads.stop"
+wait "$READER"
+check "rebuild with readers and a live projector exits 0" grep -q 'msg="rebuild done"' "$T/rb.2"
+check "old and new model differ ($OLD vs $NEW)" test "$OLD" != "$NEW"
+total=$(grep -c . "$T/reads.out")
+n_old=$(grep -cx "$OLD" "$T/reads.out")
+n_new=$(grep -cx "$NEW" "$T/reads.out")
+check "every one of $total reads saw the whole old ($n_old) or the whole new model ($n_new)" \
+	test "$total" -gt 0 -a "$((n_old + n_new))" = "$total" -a "$n_old" -gt 0 -a "$n_new" -gt 0
+check "no read failed" test ! -s "$T/reads.err"
+pj_feed "rb2_$ID." 4 --copies 6 "${SECOND[@]}" >"$T/feed.2b" 2>&1
+pj_wait "$B" "rb2_$ID." 120 || echo "# projection 2 not caught up after the swap"
+pj_stop "$LIVE"
+check "the live projector reconnected after the swap" \
+	test "$(grep -c 'connected to postgresql' "$T/proj.g2_$ID.log")" -ge 2
+pj_project "$C" "rb2_$ID." "g3_$ID"
+check "events sent after the swap are projected: tables equal a clean projection" \
+	diff -u <(pj_dump "$C") <(pj_dump "$B")
+check "no order quarantined after the swap" test "$(pj_q "$B" "select count(*) from booking_proj.quarantine")" = 0
+check "nothing is left of the old schemas" test "$(schemas "$B")" = "booking,booking_proj,ord"
+
+# --- 4: a truncated log is refused ------------------------------------------------------
+D=bkt_rb_${ID}_d
+DBS+=("$D")
+pj_db "$D"
+pj_feed "rb4_$ID." 1 --copies 60 "${ALL[@]}" >"$T/feed.4" 2>&1
+"$BK" rebuild -d "dbname=$D" --brokers-file "$T/bootstrap" --topic-prefix "rb4_$ID." >"$T/rb.4" 2>&1
+rc=$?
+check "a log whose low watermark is above 0 is refused with exit 1 (rc $rc)" test "$rc" = 1
+check "with a clear error" grep -q 'history was deleted' "$T/rb.4"
+check "the live model is untouched and no shadow schema remains" test "$(schemas "$D")" = "booking,booking_proj,ord"
+
+# --- usage ---------------------------------------------------------------------------------
+check "rebuild --help exits 0" "$BK" rebuild --help
+check "rebuild with a bad option exits 2" bash -c "'$BK' rebuild --nope >/dev/null 2>&1; test \$? -eq 2"
+check "rebuild against an unreachable PostgreSQL exits 3" \
+	bash -c "'$BK' rebuild -d 'host=127.0.0.1 port=1 dbname=x' --brokers-file '$T/bootstrap' >/dev/null 2>&1; test \$? -eq 3"
+
+echo "1..$n"
+[ "$failed" -eq 0 ]
