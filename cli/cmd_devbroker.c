@@ -248,10 +248,11 @@ static int create_topic(devbroker *db, const char *name, int partitions, char *w
 			return -1;
 		}
 	}
-	topic_entry *te = malloc(sizeof(*te) + strlen(name) + 1);
+	const size_t name_len = strlen(name);
+	topic_entry *te = malloc(sizeof(*te) + name_len + 1);
 	if (te) {
 		te->partitions = partitions;
-		strcpy(te->name, name);
+		memcpy(te->name, name, name_len + 1);
 		te->next = db->topics;
 		db->topics = te;
 	}
@@ -348,7 +349,7 @@ static void control_exec(devbroker *db, char *line, char *out, size_t out_size)
 			snprintf(out, out_size, "ok %s %d", cmd, id);
 	} else if (!strcmp(cmd, "rtt")) {
 		if (argc != 3 || parse_broker_id(db, argv[1], &id) < 0 ||
-		    parse_int(argv[2], 0, 3600 * 1000, &v) < 0) {
+		    parse_int(argv[2], 0, 3600L * 1000, &v) < 0) {
 			snprintf(out, out_size, "error usage: rtt ID MS (ID 1..%d or -1/all)",
 				 db->nbrokers);
 			return;
@@ -442,7 +443,9 @@ static int client_read(devbroker *db, int i)
 		control_exec(db, line, reply, sizeof(reply) - 1);
 		bk_logf(!strncmp(reply, "ok", 2) ? BK_LOG_INFO : BK_LOG_WARN, "control command",
 			"cmd=%s reply=%s", logged, reply);
-		strcat(reply, "\n");
+		/* control_exec wrote at most sizeof(reply) - 2 characters: room for the newline */
+		const size_t rlen = strlen(reply);
+		memcpy(reply + rlen, "\n", 2);
 		client_send(c->fd, reply);
 	}
 	if (c->len == sizeof(c->buf)) {
@@ -461,7 +464,7 @@ static int control_listen(const char *path, char *why, size_t why_size)
 			 sizeof(sa.sun_path) - 1);
 		return -1;
 	}
-	strcpy(sa.sun_path, path);
+	memcpy(sa.sun_path, path, strlen(path) + 1); /* fits: checked above */
 
 	struct stat st;
 	if (lstat(path, &st) == 0) {

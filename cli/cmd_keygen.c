@@ -147,8 +147,9 @@ int cmd_keygen(int argc, char **argv)
 		fprintf(stderr, "keygen: key generation failed (libsodium)\n");
 		return BK_EXIT_PROBLEM;
 	}
-	if (bk_b64_encode(pk, sizeof pk, pk64, sizeof pk64) < 0 ||
-	    bk_b64_encode(sk, sizeof sk, sk64, sizeof sk64) < 0) {
+	/* One byte of each buffer is kept for the newline the key files end with. */
+	if (bk_b64_encode(pk, sizeof pk, pk64, sizeof pk64 - 1) < 0 ||
+	    bk_b64_encode(sk, sizeof sk, sk64, sizeof sk64 - 1) < 0) {
 		fprintf(stderr, "keygen: base64 encoding failed\n");
 		goto done;
 	}
@@ -178,8 +179,8 @@ int cmd_keygen(int argc, char **argv)
 		rc = BK_EXIT_USAGE;
 		goto done;
 	}
-	strcat(sk64, "\n");
-	strcat(pk64, "\n");
+	memcpy(sk64 + strlen(sk64), "\n", 2);
+	memcpy(pk64 + strlen(pk64), "\n", 2);
 	if (write_new(sk_path, 0600, sk64) != 0) {
 		fprintf(stderr, "keygen: %s: %s\n", sk_path, strerror(errno));
 		goto done;

@@ -560,7 +560,7 @@ int bk_kconf_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms, 
 			     char *errstr, size_t errstr_size)
 {
 	const struct rd_kafka_metadata *md;
-	int n;
+	int n = 0;
 
 	if (fetch_metadata(rk, timeout_ms, &md, errstr, errstr_size) < 0)
 		return -1;
@@ -576,7 +576,7 @@ int bk_kconf_check_partitions(rd_kafka_t *rk, const bk_kconf *kc, int timeout_ms
 {
 	static const bk_topic which[] = {BK_TOPIC_COMMANDS, BK_TOPIC_EVENTS, BK_TOPIC_RESULTS};
 	const struct rd_kafka_metadata *md;
-	int counts[3];
+	int counts[3] = {0};
 	int bad = 0;
 	char part[3][300];
 

@@ -453,21 +453,37 @@ static migrate_rc load_rows(PGconn *conn, mig_set *set, char *errstr, size_t err
 	return MIGRATE_OK;
 }
 
-/* Report one migration: its file f, its recorded row r, or both (never neither). */
+/* Report one migration: its file f (never NULL) and its recorded row r, if any. */
 static void report(const migrate_opts *opts, const mig_file *f, const mig_row *r, migrate_state st,
 		   long elapsed_ms)
 {
-	if (!f && !r)
-		return;
 	migrate_item it = {
-	    .version = f ? f->version : r->version,
-	    .name = f ? f->name : r->name,
-	    .file = f ? f->file : NULL,
-	    .sha256 = f ? f->sha256 : NULL,
+	    .version = f->version,
+	    .name = f->name,
+	    .file = f->file,
+	    .sha256 = f->sha256,
 	    .recorded_sha256 = r ? r->sha256 : NULL,
 	    .applied_at = r ? r->applied_at : NULL,
 	    .state = st,
 	    .elapsed_ms = elapsed_ms,
+	};
+
+	if (opts->on_item)
+		opts->on_item(opts->item_opaque, &it);
+}
+
+/* Report an applied migration whose file is gone: only its recorded row r (never NULL). */
+static void report_missing(const migrate_opts *opts, const mig_row *r)
+{
+	migrate_item it = {
+	    .version = r->version,
+	    .name = r->name,
+	    .file = NULL,
+	    .sha256 = NULL,
+	    .recorded_sha256 = r->sha256,
+	    .applied_at = r->applied_at,
+	    .state = MIGRATE_ST_MISSING,
+	    .elapsed_ms = 0,
 	};
 
 	if (opts->on_item)
@@ -513,7 +529,7 @@ static int verify(const migrate_opts *opts, const mig_set *set, char *errstr, si
 					 "migration %s_%s was applied (at %s) but its file is "
 					 "missing from %s; restore it",
 					 r->version, r->name, r->applied_at, opts->dir);
-			report(opts, NULL, r, MIGRATE_ST_MISSING, 0);
+			report_missing(opts, r);
 			continue;
 		}
 		r = row_of(set, f);

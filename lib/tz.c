@@ -286,7 +286,7 @@ static int64_t rdate_day(const tz_rdate *r, int64_t y)
 		return jan1 + r->n;
 	const int64_t first = days_from_civil(y, r->m, 1);
 	const int wd_first = (int)((first % 7 + 7 + 4) % 7); /* 1970-01-01: Thursday, Sun = 0 */
-	int64_t day = first + (r->d - wd_first + 7) % 7 + 7 * (r->w - 1);
+	int64_t day = first + (r->d - wd_first + 7) % 7 + 7 * (int64_t)(r->w - 1);
 	while (day >= first + days_in_month(y, r->m))
 		day -= 7;
 	return day;
@@ -367,13 +367,13 @@ static int tzif_block(const uint8_t *p, const tzif_counts *c, size_t tsize, tz_z
 	if (z->trans == NULL || z->trans_type == NULL || z->type_off == NULL)
 		return -1;
 	for (uint32_t i = 0; i < c->type; i++) {
-		const int32_t off = be32s(types + 6 * i);
+		const int32_t off = be32s(types + (size_t)6 * i);
 		if (off < -25 * 3600 || off > 26 * 3600 || types[6 * i + 4] > 1)
 			return -1;
 		z->type_off[i] = off;
 	}
 	for (uint32_t i = 0; i < c->time; i++) {
-		const int64_t t = tsize == 8 ? be64s(p + 8 * i) : be32s(p + 4 * i);
+		const int64_t t = tsize == 8 ? be64s(p + (size_t)8 * i) : be32s(p + (size_t)4 * i);
 		if ((i > 0 && t <= z->trans[i - 1]) || idx[i] >= c->type)
 			return -1;
 		z->trans[i] = t;
