@@ -278,6 +278,12 @@ static int admit(cp *c, const rd_kafka_message_t *m, msgpack_zone *z, bk_command
 	size_t n = 0;
 	const char *ct = hdr(m, "content-type", &n);
 	bool json = false;
+	/* media type only: "application/json; charset=utf-8" is JSON */
+	for (size_t i = 0; ct && i < n; i++)
+		if (ct[i] == ';' || ct[i] == ' ') {
+			n = i;
+			break;
+		}
 	if (ct && n == 16 && !memcmp(ct, "application/json", 16))
 		json = true;
 	else if (ct && !(n == 19 && !memcmp(ct, "application/msgpack", 19))) {
