@@ -27,32 +27,33 @@ static void on_signal(int sig)
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage: bookingctl rebuild [options]\n"
-		"\n"
-		"Builds a fresh read model from offset 0 of booking.events (and booking.rules)\n"
-		"into shadow schemas (booking_rb, ord_rb, booking_proj_rb, made from the\n"
-		"migration files), catches up with the live end and swaps it in with the live\n"
-		"schemas in one transaction: readers see the old model or the new one, never a\n"
-		"mix. A running booking-projector is held out during the swap, reconnects and\n"
-		"resumes from the new checkpoints. docs/rebuild.md.\n"
-		"\n"
-		"  -d, --dbname CONNINFO  libpq conninfo or postgresql:// URI (default: the PG*\n"
-		"                         environment variables, as psql)\n"
-		"      --from-file PATH   read the log from a `bookingctl replay --format msgpack`\n"
-		"                         file instead of Kafka; with -b/--brokers-file the tail\n"
-		"                         after the file is then read from Kafka; the rules come\n"
-		"                         from the live model\n"
-		"      --migrations DIR   migration files (default: $BOOKING_MIGRATIONS,\n"
-		"                         ./migrations, or next to the executable)\n"
-		"      --keep-old         keep the replaced schemas as <schema>_old_<time>\n"
-		"      --batch N          records per planning chunk (default 20000)\n"
-		"  -h, --help             this text\n"
-		"\n%s"
-		"\nexit status: 0 swapped in, 1 refused (truncated log, another rebuild running,\n"
-		"data the rebuild cannot reproduce, interrupted), 2 bad usage, 3 Kafka or\n"
-		"PostgreSQL failed; on any failure the live model is unchanged\n",
-		bk_kconf_usage());
+	fprintf(
+	    f,
+	    "usage: bookingctl rebuild [options]\n"
+	    "\n"
+	    "Builds a fresh read model from offset 0 of booking.events (and booking.rules)\n"
+	    "into shadow schemas (booking_rb, ord_rb, booking_proj_rb, made from the\n"
+	    "migration files), catches up with the live end and swaps it in with the live\n"
+	    "schemas in one transaction: readers see the old model or the new one, never a\n"
+	    "mix. A running booking-projector is held out during the swap, reconnects and\n"
+	    "resumes from the new checkpoints. docs/rebuild.md.\n"
+	    "\n"
+	    "  -d, --dbname CONNINFO  libpq conninfo or postgresql:// URI (default: the PG*\n"
+	    "                         environment variables, as psql)\n"
+	    "      --from-file PATH   read the log from a `bookingctl replay --format msgpack`\n"
+	    "                         file instead of Kafka; with -b/--brokers-file the tail\n"
+	    "                         after the file is then read from Kafka; the rules come\n"
+	    "                         from the live model\n"
+	    "      --migrations DIR   migration files (default: $BOOKING_MIGRATIONS,\n"
+	    "                         ./migrations, or next to the executable)\n"
+	    "      --keep-old         keep the replaced schemas as <schema>_old_<time>\n"
+	    "      --batch N          records per planning chunk (default 20000)\n"
+	    "  -h, --help             this text\n"
+	    "\n%s"
+	    "\nexit status: 0 swapped in, 1 refused (truncated log, another rebuild running,\n"
+	    "data the rebuild cannot reproduce, interrupted), 2 bad usage, 3 Kafka or\n"
+	    "PostgreSQL failed; on any failure the live model is unchanged\n",
+	    bk_kconf_usage());
 }
 
 static bool is_dir(const char *p)
@@ -191,7 +192,8 @@ int cmd_rebuild(int argc, char **argv)
 			char *end;
 			long n = strtol(v, &end, 10);
 			if (!*v || *end || n < 1) {
-				fprintf(stderr, "bookingctl rebuild: --batch %s: a number >= 1\n", v);
+				fprintf(stderr, "bookingctl rebuild: --batch %s: a number >= 1\n",
+					v);
 				goto out;
 			}
 			cfg.batch = n;

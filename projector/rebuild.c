@@ -160,7 +160,8 @@ static char *map_names(const char *sql, const char *sfx)
 		bool hit = false;
 		for (int k = 0; k < NSCHEMA && !before_ident; k++)
 			if (strlen(schemas[k]) == n && strncmp(s, schemas[k], n) == 0)
-				hit = *p == '.' || (pw_len == 6 && strncmp(prevword, "schema", 6) == 0) ||
+				hit = *p == '.' ||
+				      (pw_len == 6 && strncmp(prevword, "schema", 6) == 0) ||
 				      (pw_len == 6 && strncmp(prevword, "exists", 6) == 0);
 		if (!b_add(&b, s, n) || (hit && !b_str(&b, sfx)))
 			goto oom;
@@ -193,8 +194,8 @@ typedef struct ohead {
 
 typedef struct oentry {
 	char id[BK_ID_MAX];
-	ohead c; /* committed */
-	ohead b; /* while planning a chunk */
+	ohead c;			/* committed */
+	ohead b;			/* while planning a chunk */
 	uint8_t (*hashes)[BK_HASH_LEN]; /* hashes[seq - 1], for duplicates of older seqs */
 	size_t nh, caph;
 	pr_row **items; /* the order's line items in the memory store */
@@ -255,6 +256,7 @@ typedef struct rb {
 	rb_stats st;
 	rb_progress pr;
 	struct timespec t0, last_cb;
+	double last_step;
 	char suffix_old[40];
 } rb;
 
@@ -599,8 +601,8 @@ static int prepare(rb *r)
 		return fail(r, RB_USAGE,
 			    "the database has no booking_proj.schema_migrations: run bookingctl "
 			    "migrate first");
-	if (query1(r, "select pg_try_advisory_lock(" REBUILD_LOCK ")", 0, NULL, v, sizeof(v),
-		   "f") < 0)
+	if (query1(r, "select pg_try_advisory_lock(" REBUILD_LOCK ")", 0, NULL, v, sizeof(v), "f") <
+	    0)
 		return -1;
 	if (strcmp(v, "t") != 0)
 		return fail(r, RB_BUSY, "another bookingctl rebuild is running on this database");
@@ -906,10 +908,11 @@ static int merge(rb *r)
 				       sizeof(err)) < 0)
 				return fail(r, RB_DATA, "order %s: %s", src->order_id, err);
 			if (!is_new && pr_store_count(r->ps, (pr_table)t) != before)
-				return fail(r, RB_DATA,
-					    "order %s: %s %s to update is not in the model (the live "
-					    "projector quarantines such an order; rebuild does not)",
-					    src->order_id, td->name, pk[0]);
+				return fail(
+				    r, RB_DATA,
+				    "order %s: %s %s to update is not in the model (the live "
+				    "projector quarantines such an order; rebuild does not)",
+				    src->order_id, td->name, pk[0]);
 			for (int c = td->npk; c < td->ncols; c++) {
 				const char *v = src->v[c];
 				if (!is_new && !v)
@@ -954,10 +957,11 @@ static int make_stage(rb *r)
 		char target[128];
 		shadow_table(td->name, target, sizeof(target));
 		buf b = {0};
-		bool ok = b_printf(&b,
-				   "create temp table if not exists rb_s%d on commit delete rows as "
-				   "select ",
-				   t);
+		bool ok =
+		    b_printf(&b,
+			     "create temp table if not exists rb_s%d on commit delete rows as "
+			     "select ",
+			     t);
 		for (int i = 0; ok && i < td->ncols; i++)
 			ok = b_printf(&b, "%s%s", i ? ", " : "", td->cols[i].name);
 		ok = ok && b_printf(&b, ", false as _new from %s with no data", target);
@@ -1015,8 +1019,8 @@ static int write_staged(rb *r, pr_table t)
 			ok = td->cols[i].merge == PR_M_JSON_MERGE
 				 ? b_printf(&b, "%s%s = t.%s || coalesce(s.%s, '{}'::jsonb)",
 					    first ? "" : ", ", c, c, c)
-				 : b_printf(&b, "%s%s = coalesce(s.%s, t.%s)", first ? "" : ", ",
-					    c, c, c);
+				 : b_printf(&b, "%s%s = coalesce(s.%s, t.%s)", first ? "" : ", ", c,
+					    c, c);
 			first = false;
 		}
 		ok = ok && b_printf(&b, " from %s s where not s._new", stage);
@@ -1137,7 +1141,8 @@ static int bookkeeping(rb *r)
 			bytes = r->sb.data;
 			nb = r->sb.size;
 		}
-		char ps[16], os[24], ss[24], h[2 * BK_HASH_LEN + 3] = "", ph[2 * BK_HASH_LEN + 3] = "";
+		char ps[16], os[24], ss[24], h[2 * BK_HASH_LEN + 3] = "",
+								 ph[2 * BK_HASH_LEN + 3] = "";
 		snprintf(ps, sizeof(ps), "%d", it->r->part);
 		snprintf(os, sizeof(os), "%lld", (long long)it->r->off);
 		snprintf(ss, sizeof(ss), "%lld", it->e ? (long long)it->e->seq : 0LL);
@@ -1154,8 +1159,8 @@ static int bookkeeping(rb *r)
 			    "record_offset, seq, event_id, hash, prev_hash, event) values ($1, $2, "
 			    "$3::int, $4::bigint, $5::bigint, $6, $7::bytea, $8::bytea, $9::bytea) "
 			    "on conflict do nothing";
-			const char *fv[9] = {it->o->id, r->ev_topic, ps, os, ss, it->e->event_id,
-					     h,		ph,	     bytes};
+			const char *fv[9] = {it->o->id,	      r->ev_topic, ps, os,   ss,
+					     it->e->event_id, h,	   ph, bytes};
 			memcpy(v, fv, sizeof(fv));
 			np = 9;
 			r->st.forks++;
@@ -1165,7 +1170,8 @@ static int bookkeeping(rb *r)
 				r->ev_topic, it->r->part, (long long)it->r->off, it->o->id,
 				(long long)it->e->seq, it->e->event_id);
 		} else {
-			q = "insert into booking_proj" SFX ".quarantine (order_id, topic, partition, "
+			q = "insert into booking_proj" SFX
+			    ".quarantine (order_id, topic, partition, "
 			    "record_offset, seq, event_id, reason, event, status, hash, prev_hash) "
 			    "values ($1, $2, $3::int, $4::bigint, $5::bigint, $6, $7, $8::bytea, "
 			    "'held', $9::bytea, $10::bytea) on conflict do nothing";
@@ -1222,14 +1228,14 @@ static int write_checkpoints(rb *r, const char *topic, const int64_t *next, int 
 	ok = ok && b_str(&parts, "}") && b_str(&offs, "}");
 	const char *v[3] = {topic, parts.p, offs.p};
 	int rc = !ok ? fail(r, RB_DEPENDENCY, "out of memory")
-	       : !any
-		   ? 0
-		   : sqlp(r,
-			  "insert into booking_proj" SFX ".checkpoint (topic, partition, "
-			  "next_offset) select $1, p, o from unnest($2::int[], $3::bigint[]) as "
-			  "x(p, o) on conflict (topic, partition) do update set next_offset = "
-			  "excluded.next_offset, updated_at = now()",
-			  3, v, "write checkpoints");
+		 : !any
+		     ? 0
+		     : sqlp(r,
+			    "insert into booking_proj" SFX ".checkpoint (topic, partition, "
+			    "next_offset) select $1, p, o from unnest($2::int[], $3::bigint[]) as "
+			    "x(p, o) on conflict (topic, partition) do update set next_offset = "
+			    "excluded.next_offset, updated_at = now()",
+			    3, v, "write checkpoints");
 	free(parts.p);
 	free(offs.p);
 	return rc;
@@ -1323,7 +1329,8 @@ static int rules_put(rb *r, const rd_kafka_message_t *m)
 	bk_profile_rules pr;
 	memset(&pr, 0, sizeof(pr));
 	char e[256];
-	if (m->payload && m->len && bk_codec_rules_decode(m->payload, m->len, &pr, e, sizeof(e)) < 0) {
+	if (m->payload && m->len &&
+	    bk_codec_rules_decode(m->payload, m->len, &pr, e, sizeof(e)) < 0) {
 		bk_logf(BK_LOG_ERROR, "undecodable rules record, skipped",
 			"topic=%s partition=%d offset=%lld service_profile_id=%s err=\"%s\"",
 			r->ru_topic, m->partition, (long long)m->offset, sp, e);
@@ -1344,15 +1351,16 @@ static int rules_put(rb *r, const rd_kafka_message_t *m)
 				    u->has_weekday_mask ? mask : NULL,
 				    u->has_max_distance ? dist : NULL,
 				    u->allow_ib ? "true" : "false"};
-		rc = sqlp(r,
-			  "insert into booking" SFX ".autoaccept_rule (rule_id, service_profile_id, "
-			  "min_price_cents, weekday_mask, max_distance_mi, allow_ib) values ($1, $2, "
-			  "$3::int, $4::int, $5::numeric, $6::boolean) on conflict (rule_id) do "
-			  "update set service_profile_id = excluded.service_profile_id, "
-			  "min_price_cents = excluded.min_price_cents, weekday_mask = "
-			  "excluded.weekday_mask, max_distance_mi = excluded.max_distance_mi, "
-			  "allow_ib = excluded.allow_ib",
-			  6, v, "write rule");
+		rc = sqlp(
+		    r,
+		    "insert into booking" SFX ".autoaccept_rule (rule_id, service_profile_id, "
+		    "min_price_cents, weekday_mask, max_distance_mi, allow_ib) values ($1, $2, "
+		    "$3::int, $4::int, $5::numeric, $6::boolean) on conflict (rule_id) do "
+		    "update set service_profile_id = excluded.service_profile_id, "
+		    "min_price_cents = excluded.min_price_cents, weekday_mask = "
+		    "excluded.weekday_mask, max_distance_mi = excluded.max_distance_mi, "
+		    "allow_ib = excluded.allow_ib",
+		    6, v, "write rule");
 	}
 	bk_profile_rules_clear(&pr);
 	return rc;
@@ -1491,12 +1499,13 @@ static int read_file_log(rb *r, int64_t **ret_next, int *ret_n)
 			rc = fail(r, RB_DEPENDENCY, "out of memory");
 			break;
 		}
-		size_t got = fread(msgpack_unpacker_buffer(&u), 1,
-				   msgpack_unpacker_buffer_capacity(&u), f);
+		size_t got =
+		    fread(msgpack_unpacker_buffer(&u), 1, msgpack_unpacker_buffer_capacity(&u), f);
 		msgpack_unpacker_buffer_consumed(&u, got);
 		r->pr.done += (int64_t)got;
 		msgpack_unpack_return ur;
-		while (rc == 0 && (ur = msgpack_unpacker_next(&u, &res)) == MSGPACK_UNPACK_SUCCESS) {
+		while (rc == 0 &&
+		       (ur = msgpack_unpacker_next(&u, &res)) == MSGPACK_UNPACK_SUCCESS) {
 			const msgpack_object *o = &res.data;
 			bool ok = o->type == MSGPACK_OBJECT_ARRAY && o->via.array.size == 3 &&
 				  (o->via.array.ptr[2].type == MSGPACK_OBJECT_BIN ||
@@ -1504,17 +1513,18 @@ static int read_file_log(rb *r, int64_t **ret_next, int *ret_n)
 			int64_t part = ok ? as_int(&o->via.array.ptr[0], &ok) : 0;
 			int64_t off = ok ? as_int(&o->via.array.ptr[1], &ok) : 0;
 			if (!ok || part < 0 || part > 100000 || off < 0) {
-				rc = fail(r, RB_USAGE,
-					  "%s: record %lld is not [partition, offset, bytes] (a file "
-					  "of `bookingctl replay --format msgpack`?)",
-					  r->cfg->from_file, (long long)nrec);
+				rc = fail(
+				    r, RB_USAGE,
+				    "%s: record %lld is not [partition, offset, bytes] (a file "
+				    "of `bookingctl replay --format msgpack`?)",
+				    r->cfg->from_file, (long long)nrec);
 				break;
 			}
 			const msgpack_object *bo = &o->via.array.ptr[2];
-			const char *bytes = bo->type == MSGPACK_OBJECT_BIN ? bo->via.bin.ptr
-									   : bo->via.str.ptr;
-			uint32_t blen = bo->type == MSGPACK_OBJECT_BIN ? bo->via.bin.size
-								       : bo->via.str.size;
+			const char *bytes =
+			    bo->type == MSGPACK_OBJECT_BIN ? bo->via.bin.ptr : bo->via.str.ptr;
+			uint32_t blen =
+			    bo->type == MSGPACK_OBJECT_BIN ? bo->via.bin.size : bo->via.str.size;
 			if (part >= nn) {
 				int64_t *v = realloc(next, (size_t)(part + 1) * sizeof(*v));
 				if (!v) {
@@ -1552,8 +1562,8 @@ static int read_file_log(rb *r, int64_t **ret_next, int *ret_n)
 		if (rc < 0)
 			break;
 		if (ur == MSGPACK_UNPACK_PARSE_ERROR) {
-			rc = fail(r, RB_USAGE, "%s: not msgpack after record %lld", r->cfg->from_file,
-				  (long long)nrec);
+			rc = fail(r, RB_USAGE, "%s: not msgpack after record %lld",
+				  r->cfg->from_file, (long long)nrec);
 			break;
 		}
 		if (got == 0) {
@@ -1717,10 +1727,11 @@ static int load(rb *r)
 			return -1;
 		}
 		if (r->rk) {
-			PGresult *res = pgu_query(r->c,
-						  "select partition, next_offset from booking_proj" SFX
-						  ".checkpoint where topic = $1",
-						  1, v, NULL, q, sizeof(q));
+			PGresult *res =
+			    pgu_query(r->c,
+				      "select partition, next_offset from booking_proj" SFX
+				      ".checkpoint where topic = $1",
+				      1, v, NULL, q, sizeof(q));
 			if (!res)
 				return fail(r, RB_DEPENDENCY, "%s", q);
 			for (int i = 0; i < PQntuples(res); i++) {
@@ -1764,14 +1775,21 @@ static int load(rb *r)
 	return rc;
 }
 
+/* A log line with the time since the previous step. */
+static void step(rb *r, const char *name)
+{
+	double t = since(&r->t0);
+	bk_logf(BK_LOG_INFO, "rebuild step", "step=%s seconds=%.2f", name, t - r->last_step);
+	r->last_step = t;
+}
+
 /* The memory model into the shadow tables, then keys, indexes and price snapshots. */
 static int write_model(rb *r)
 {
+	step(r, "load");
 	set_phase(r, RB_PH_WRITE, (int64_t)pr_store_rows_total(r->ps));
 	if (copy_end(r, r->tc, &r->tl, "ord_rb.timeline_event") < 0)
 		return -1;
-	PQfinish(r->tc);
-	r->tc = NULL;
 	for (int t = 0; t < PR__COUNT; t++) {
 		if (t == PR_TIMELINE)
 			continue;
@@ -1784,27 +1802,63 @@ static int write_model(rb *r)
 	}
 	pr_store_free(r->ps);
 	r->ps = NULL;
+	step(r, "copy");
 	set_phase(r, RB_PH_INDEX, (int64_t)(r->mk_keys.n + r->mk_idx.n + r->mk_fks.n));
-	if (ddl_run(r, &r->mk_keys, "primary and unique keys") < 0 ||
-	    ddl_run(r, &r->mk_idx, "indexes") < 0 || ddl_run(r, &r->mk_fks, "foreign keys") < 0)
-		return -1;
+	/* the timeline's keys and indexes on the second connection, the rest on this one (two
+	 * server processes); foreign keys after both */
+	buf tq = {0};
+	bool ok = true;
+	for (int pass = 0; pass < 2 && ok; pass++) {
+		ddl *d = pass ? &r->mk_idx : &r->mk_keys;
+		for (size_t i = 0; i < d->n && ok; i++)
+			if (strstr(d->v[i], "timeline_event")) {
+				ok = b_str(&tq, d->v[i]) && b_str(&tq, ";");
+				d->v[i][0] = 0;
+			}
+	}
+	if (!ok || (tq.n && PQsendQuery(r->tc, tq.p) != 1)) {
+		free(tq.p);
+		return fail(r, ok ? RB_DEPENDENCY : RB_DEPENDENCY, "timeline indexes: %s",
+			    ok ? PQerrorMessage(r->tc) : "out of memory");
+	}
+	free(tq.p);
+	int rc = 0;
+	for (int pass = 0; pass < 2 && rc == 0; pass++) {
+		ddl *d = pass ? &r->mk_idx : &r->mk_keys;
+		for (size_t i = 0; i < d->n && rc == 0; i++)
+			if (d->v[i][0])
+				rc = sql(r, d->v[i], pass ? "indexes" : "keys");
+	}
+	step(r, "keys_indexes");
 	/* price snapshots of every order whose money or items changed */
-	const char **ids = malloc((r->norders + 1) * sizeof(*ids));
+	const char **ids = rc == 0 ? malloc((r->norders + 1) * sizeof(*ids)) : NULL;
 	size_t n = 0;
-	if (!ids)
-		return fail(r, RB_DEPENDENCY, "out of memory");
-	for (size_t i = 0; i < r->nslots; i++)
+	if (rc == 0 && !ids)
+		rc = fail(r, RB_DEPENDENCY, "out of memory");
+	for (size_t i = 0; rc == 0 && i < r->nslots; i++)
 		if (r->slots[i] && r->slots[i]->dirty)
 			ids[n++] = r->slots[i]->id;
-	int rc = price(r, ids, n);
+	if (rc == 0)
+		rc = price(r, ids, n);
 	free(ids);
+	step(r, "price_snapshots");
+	PGresult *res;
+	while ((res = PQgetResult(r->tc)) != NULL) {
+		if (rc == 0 && PQresultStatus(res) != PGRES_COMMAND_OK) {
+			char e[1024];
+			pgu_format_error(r->tc, res, "timeline keys and indexes", e, sizeof(e));
+			rc = fail(r, RB_DEPENDENCY, "%s", e);
+		}
+		PQclear(res);
+	}
+	PQfinish(r->tc);
+	r->tc = NULL;
+	step(r, "timeline_keys_indexes");
+	if (rc == 0)
+		rc = ddl_run(r, &r->mk_fks, "foreign keys");
+	step(r, "foreign_keys");
 	if (rc == 0)
 		rc = write_checkpoints(r, r->ev_topic, r->next, r->nparts);
-	if (rc == 0)
-		rc = sql(r,
-			 "analyze booking" SFX ".order, booking" SFX ".line_item, ord" SFX
-			 ".order, ord" SFX ".timeline_event, ord" SFX ".card, ord" SFX ".order_lock",
-			 "analyze");
 	return rc;
 }
 
@@ -1844,7 +1898,8 @@ static int swap(rb *r)
 	if (sqlp(r,
 		 has_model ? "insert into booking_proj" SFX ".model (generation, source) select "
 			     "coalesce(max(generation), 0) + 1, $1 from booking_proj.model"
-			   : "insert into booking_proj" SFX ".model (generation, source) values (1, "
+			   : "insert into booking_proj" SFX
+			     ".model (generation, source) values (1, "
 			     "$1)",
 		 1, src, "generation") < 0)
 		goto fail;
@@ -1903,7 +1958,8 @@ static int swap(rb *r)
 			      r->suffix_old);
 	for (int k = 0; k < NSCHEMA && ok; k++)
 		ok = b_printf(&q, "alter schema %s" SFX " rename to %s;", schemas[k], schemas[k]);
-	if (!ok || sql(r, q.p, "rename the schemas") < 0 || sql(r, "commit", "commit the swap") < 0) {
+	if (!ok || sql(r, q.p, "rename the schemas") < 0 ||
+	    sql(r, "commit", "commit the swap") < 0) {
 		free(q.p);
 		if (!ok)
 			fail(r, RB_DEPENDENCY, "out of memory");
@@ -1975,8 +2031,10 @@ rb_rc rb_run(const rb_cfg *cfg, rb_stats *ret_stats, char *err, size_t errsz)
 			fail(&r, RB_USAGE, "%s", e);
 			goto out;
 		}
-		if (bk_kconf_partition_count(r.rk, r.ev_topic, 10000, &r.nparts, e, sizeof(e)) < 0 ||
-		    bk_kconf_partition_count(r.rk, r.ru_topic, 10000, &r.nrparts, e, sizeof(e)) < 0) {
+		if (bk_kconf_partition_count(r.rk, r.ev_topic, 10000, &r.nparts, e, sizeof(e)) <
+			0 ||
+		    bk_kconf_partition_count(r.rk, r.ru_topic, 10000, &r.nrparts, e, sizeof(e)) <
+			0) {
 			fail(&r, RB_DEPENDENCY, "%s", e);
 			goto out;
 		}
@@ -2023,7 +2081,8 @@ out:
 		pgu_rollback(r.c);
 		r.rc = RB_OK;
 		if (drop_shadow(&r) < 0)
-			bk_logf(BK_LOG_WARN, "could not drop the shadow schemas", "err=\"%s\"", err);
+			bk_logf(BK_LOG_WARN, "could not drop the shadow schemas", "err=\"%s\"",
+				err);
 		snprintf(err, errsz, "%s", keep);
 		r.rc = rc;
 	}

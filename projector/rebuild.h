@@ -18,9 +18,9 @@
 /* Results of rb_run: symbol, exit code class, message. */
 #define RB_RC_MAP(X)                                                                               \
 	X(OK, "done")                                                                              \
-	X(TRUNCATED, "a partition of the log lost history: it cannot be rebuilt")                 \
+	X(TRUNCATED, "a partition of the log lost history: it cannot be rebuilt")                  \
 	X(BUSY, "another rebuild holds the rebuild lock")                                          \
-	X(DATA, "the log holds something the rebuild cannot reproduce")                           \
+	X(DATA, "the log holds something the rebuild cannot reproduce")                            \
 	X(STOPPED, "interrupted; the live model is unchanged")                                     \
 	X(USAGE, "bad input (migrations directory, replay file)")                                  \
 	X(DEPENDENCY, "PostgreSQL or Kafka failed; the live model is unchanged")
@@ -55,13 +55,13 @@ typedef struct rb_progress {
 } rb_progress;
 
 typedef struct rb_cfg {
-	const char *conninfo;	    /* libpq conninfo; NULL or "": PG* variables */
-	const bk_kconf *kc;	    /* topic names, and the brokers when use_kafka */
-	bool use_kafka;		    /* read Kafka (always without from_file; with it: the tail) */
-	const char *from_file;	    /* `bookingctl replay --format msgpack` output, or NULL */
-	const char *migrations_dir; /* NNN_name.sql files the shadow schemas are made from */
-	bool keep_old;		    /* keep the replaced schemas (renamed *_old_<time>) */
-	long batch;		    /* records per planning chunk (0: 20000) */
+	const char *conninfo;	     /* libpq conninfo; NULL or "": PG* variables */
+	const bk_kconf *kc;	     /* topic names, and the brokers when use_kafka */
+	bool use_kafka;		     /* read Kafka (always without from_file; with it: the tail) */
+	const char *from_file;	     /* `bookingctl replay --format msgpack` output, or NULL */
+	const char *migrations_dir;  /* NNN_name.sql files the shadow schemas are made from */
+	bool keep_old;		     /* keep the replaced schemas (renamed *_old_<time>) */
+	long batch;		     /* records per planning chunk (0: 20000) */
 	volatile sig_atomic_t *stop; /* set by a signal: give up, drop the shadow schemas */
 	/* Called from rb_run's thread at phase changes and about every 200 ms. */
 	void (*progress)(void *opaque, const rb_progress *p);

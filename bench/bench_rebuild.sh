@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# bench_rebuild.sh - `bookingctl rebuild` of a generated log (bookingctl gen through the
+# core, produced as events records by tests/loggen) beside PostgreSQL loading the same
+# final rows in the same run: COPY FROM into the same empty tables without keys or indexes,
+# then the same keys, indexes and foreign keys created (the floor for any rebuild).
+#   bench/bench_rebuild.sh [BUILD_DIR] [ORDERS]    (default build, 120000 orders ~ 1.1M events)
+set -euo pipefail
+B=${1:-build} ORDERS=${2:-120000}
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+BK=$B/cli/bookingctl
+T=$(mktemp -d /tmp/bk-bench-rebuild.XXXXXX)
+chmod 755 "$T"
+# shellcheck source=tests/harness.sh
+. "$SRC/tests/harness.sh"
+BROKER=
+cleanup() {
+	[ -n "$BROKER" ] && kill "$BROKER" 2>/dev/null
+	wait 2>/dev/null || true
+	pg_stop "$T/pg"
+	rm -rf "$T"
+}
+trap cleanup EXIT
+now() { date +%s.%N; }
+
+# The dev broker keeps at most 5 MiB per partition: give the log room (docs/devbroker.md).
+"$BK" devbroker --partitions 256 --bootstrap-file "$T/bs" >/dev/null 2>"$T/broker.log" &
+BROKER=$!
+for _ in $(seq 600); do [ -s "$T/bs" ] && break; sleep 0.1; done
+"$BK" gen --orders "$ORDERS" --with-expect -o "$T/stream.jsonl" 2>/dev/null
+"$B/tests/loggen" --brokers-file "$T/bs" --topic booking.events "$T/stream.jsonl" >/dev/null \
+	2>"$T/loggen.log" || { cat "$T/loggen.log" >&2; exit 1; }
+cat "$T/loggen.log" >&2
+
+pg_start "$T/pg" 2>/dev/null
+export PGHOST PGPORT PGUSER
+for db in bench base; do
+	pg_newdb "$db" >/dev/null
+	"$BK" migrate -q -d "dbname=$db" --dir "$SRC/migrations" >/dev/null
+done
+unset PGDATABASE
+
+echo "== bookingctl rebuild (Kafka, 256 partitions, empty live model)"
+t0=$(now)
+"$BK" rebuild -d dbname=bench --brokers-file "$T/bs" --migrations "$SRC/migrations" 2>"$T/rebuild.log"
+t1=$(now)
+grep -E 'msg="rebuild (step|done)"' "$T/rebuild.log" | sed 's/^/  /'
+rsec=$(echo "$t1 - $t0" | bc -l)
+events=$(sed -n 's/.*msg="rebuild done".* events=\([0-9]*\) .*/\1/p' "$T/rebuild.log")
+
+echo "== raw consume of the same log (lib/logread, records counted and dropped)"
+"$B/bench/bench_consume" --brokers-file "$T/bs" | sed 's/^/  /'
+"$BK" replay --brokers-file "$T/bs" --format msgpack -o "$T/log.mp" 2>/dev/null
+echo "== bookingctl rebuild --from-file (the same log as a replay file; live model now full)"
+t0=$(now)
+"$BK" rebuild -d dbname=bench --from-file "$T/log.mp" --migrations "$SRC/migrations" 2>"$T/rebuild.f.log"
+t1=$(now)
+grep -E 'msg="rebuild (step|done)"' "$T/rebuild.f.log" | sed 's/^/  /'
+fsec=$(echo "$t1 - $t0" | bc -l)
+
+# the final rows, dumped with COPY TO (text, as the rebuild sends them)
+TABLES="booking.order booking.line_item booking.request booking.invite_recipient booking.milestone
+booking.dispute ord.order ord.timeline_event ord.card ord.card_response ord.order_lock"
+rows=0
+for t in $TABLES; do
+	psql -X -q -d bench -c "\\copy $t to '$T/$t.copy'"
+	rows=$((rows + $(wc -l <"$T/$t.copy")))
+done
+
+# baseline: the same tables, empty, keys/indexes/foreign keys dropped as the rebuild does
+q() { psql -X -q -A -t -v ON_ERROR_STOP=1 -d base -c "$1"; }
+IDX="select pg_get_indexdef(i.indexrelid) || ';' from pg_index i join pg_class c on c.oid = i.indrelid where c.relnamespace in ('booking'::regnamespace, 'ord'::regnamespace) and c.relname <> 'autoaccept_rule' and not exists (select 1 from pg_constraint k where k.conindid = i.indexrelid and k.contype in ('p','u','x'))"
+CON="select format('alter table %s add constraint %I %s;', conrelid::regclass, conname, pg_get_constraintdef(oid)) from pg_constraint where connamespace in ('booking'::regnamespace, 'ord'::regnamespace) and contype in ('p','u','f') and conrelid <> 'booking.autoaccept_rule'::regclass"
+{ q "$CON and contype <> 'f'"; q "$IDX"; q "$CON and contype = 'f'"; } >"$T/create.sql"
+{
+	q "select format('alter table %s drop constraint %I;', conrelid::regclass, conname) from pg_constraint where connamespace in ('booking'::regnamespace, 'ord'::regnamespace) and contype = 'f'"
+	q "select format('drop index %s;', i.indexrelid::regclass) from pg_index i join pg_class c on c.oid = i.indrelid where c.relnamespace in ('booking'::regnamespace, 'ord'::regnamespace) and c.relname <> 'autoaccept_rule' and not exists (select 1 from pg_constraint k where k.conindid = i.indexrelid and k.contype in ('p','u','x'))"
+	q "select format('alter table %s drop constraint %I;', conrelid::regclass, conname) from pg_constraint where connamespace in ('booking'::regnamespace, 'ord'::regnamespace) and contype in ('p','u') and conrelid <> 'booking.autoaccept_rule'::regclass"
+} >"$T/drop.sql"
+psql -X -q -v ON_ERROR_STOP=1 -d base -f "$T/drop.sql" >/dev/null
+for t in $TABLES; do echo "\\copy $t from '$T/$t.copy'"; done >"$T/load.sql"
+echo "== baseline: psql \\copy FROM of the same $rows rows, then keys, indexes, foreign keys"
+t0=$(now)
+psql -X -q -v ON_ERROR_STOP=1 -d base -f "$T/load.sql" >/dev/null
+t1=$(now)
+psql -X -q -v ON_ERROR_STOP=1 -d base -f "$T/create.sql" >/dev/null
+t2=$(now)
+csec=$(echo "$t1 - $t0" | bc -l)
+isec=$(echo "$t2 - $t1" | bc -l)
+bsec=$(echo "$t2 - $t0" | bc -l)
+echo "  copy_s=$csec index_s=$isec"
+
+printf '\n%-46s %10s %10s %14s\n' name events seconds "events/s"
+printf '%-46s %10d %10.2f %14.0f\n' "bookingctl rebuild (whole command)" "$events" "$rsec" \
+	"$(echo "$events / $rsec" | bc -l)"
+printf '%-46s %10d %10.2f %14.0f\n' "bookingctl rebuild --from-file (whole command)" "$events" "$fsec" \
+	"$(echo "$events / $fsec" | bc -l)"
+printf '%-46s %10d %10.2f %14.0f\n' "COPY FROM + keys/indexes (same final rows)" "$events" "$bsec" \
+	"$(echo "$events / $bsec" | bc -l)"
+echo "rows=$rows ratio to COPY-then-index (its seconds / rebuild seconds): kafka $(echo "$bsec / $rsec" | bc -l | cut -c1-5), file $(echo "$bsec / $fsec" | bc -l | cut -c1-5)"
+echo "targets: rebuild >= 150000 events/s, ratio >= 0.6"
