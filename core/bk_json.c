@@ -418,6 +418,7 @@ static int w_real(msgpack_sbuffer *o, double v)
 	if (!strpbrk(buf, ".eE")) { /* as jansson: a real always shows it is one */
 		buf[n++] = '.';
 		buf[n++] = '0';
+		buf[n] = '\0';
 	}
 	/* jansson writes exponents without '+' and leading zeros: 1e+20 -> 1e20 */
 	char *e = strpbrk(buf, "eE");
