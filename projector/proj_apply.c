@@ -12,6 +12,7 @@
 #include "bk_codec.h"
 #include "bk_time.h"
 #include "proj_apply.h"
+#include "proj_json.h"
 
 const char pa_price_sql[] =
     "update ord.order o set price_snapshot = jsonb_build_object("
@@ -159,13 +160,23 @@ static int json_text(actx *x, json_t *j, const char **ret)
 	return *ret ? 0 : oom(x);
 }
 
+/* v's JSON text in the arena, streamed (proj_json); "{}" for no value. */
 static int val_json(actx *x, const bk_val *v, const char **ret)
 {
 	if (!v) {
 		*ret = "{}";
 		return 0;
 	}
-	return json_text(x, bk_val_to_json(v), ret);
+	char stack[4096];
+	pj_buf b;
+	pj_buf_init(&b, stack, sizeof(stack));
+	int rc = pj_val_json(v, &b);
+	if (rc == 0 && !(*ret = pr_strdup(x->s, b.p, b.n)))
+		rc = oom(x);
+	else if (rc < 0)
+		rc = fail(x, "a payload value has no JSON form");
+	pj_buf_free(&b);
+	return rc;
 }
 
 /* --- row helpers --------------------------------------------------------------------- */

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# bench_projector.sh - booking-projector's live rate beside PostgreSQL COPY of the same final
+# rows, in one run on one generated log (bookingctl gen -> engine -> events and rules
+# records on the dev broker), into a private PostgreSQL (tests/harness.sh) with the keys.
+#   bench/bench_projector.sh [BUILD_DIR] [ORDERS] [PARTITIONS] [-- PROJECTOR_ARGS...]
+#   (default build 10000 orders ~ 100k events, 128 partitions; 100000 orders ~ 1M events)
+#   BK_BENCH_PERF=FILE: perf record -g of the projector during the live run; BK_BENCH_KEEP=1 keeps $T.
+set -euo pipefail
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+B=$(cd "${1:-build}" && pwd) ORDERS=${2:-10000} PARTS=${3:-128}
+shift $(($# < 3 ? $# : 3))
+[ "${1:-}" = -- ] && shift
+BK=$B/cli/bookingctl PROJ=$B/projector/booking-projector FEED=$B/tests/test_projector_feed
+# shellcheck source=tests/harness.sh
+. "$SRC/tests/harness.sh"
+T=$(mktemp -d /tmp/bk-bench-proj.XXXXXX)
+chmod 755 "$T"
+BROKER= PJ=
+cleanup() {
+	[ -n "$PJ" ] && kill "$PJ" 2>/dev/null
+	[ -n "$BROKER" ] && kill "$BROKER" 2>/dev/null && wait "$BROKER" 2>/dev/null
+	pg_stop "$T/pg"
+	[ -n "${BK_BENCH_KEEP:-}" ] || rm -rf "$T"
+}
+trap cleanup EXIT
+now() { date +%s.%N; }
+ts_of() { date -d "$(sed -n "s/^ts=\([^ ]*\) .*$1.*/\1/p" "$2" | head -n1)" +%s.%N; }
+
+# The dev broker keeps about 5 MiB per partition (docs/devbroker.md): give the log room.
+"$BK" devbroker --partitions "$PARTS" --bootstrap-file "$T/bs" --control "$T/ctl" \
+	>/dev/null 2>"$T/broker.log" &
+BROKER=$!
+pg_start "$T/pg" 2>/dev/null
+export PGHOST PGPORT PGUSER
+for _ in $(seq 600); do [ -s "$T/bs" ] && [ -S "$T/ctl" ] && break; sleep 0.1; done
+"$BK" gen --orders "$ORDERS" --with-expect -o "$T/stream.jsonl" 2>/dev/null
+echo "== log: $("$FEED" --brokers-file "$T/bs" --control "$T/ctl" --create-topics "$PARTS" \
+	--topic-prefix bench. "$T/stream.jsonl" 2>&1 | tail -n 1)"
+for db in bench_live bench_copy; do
+	pg_newdb "$db" >/dev/null
+	"$BK" migrate -q -d "dbname=$db" --dir "$SRC/migrations" >/dev/null
+done
+
+echo "== booking-projector $*"
+t0=$(now)
+"$PROJ" -d dbname=bench_live --brokers-file "$T/bs" --topic-prefix bench. --stats-s 0 "$@" \
+	2>"$T/proj.log" &
+PJ=$!
+PERF=
+if [ -n "${BK_BENCH_PERF:-}" ]; then # a profile of the projector
+	perf record --call-graph dwarf,16384 -F 2000 -p "$PJ" -o "$BK_BENCH_PERF" 2>/dev/null &
+	PERF=$!
+fi
+"$BK" status -d dbname=bench_live --brokers-file "$T/bs" --topic-prefix bench. --wait 3600 \
+	>"$T/status.out" 2>&1 || { tail -n 5 "$T/status.out" "$T/proj.log" >&2; exit 1; }
+t1=$(now)
+[ -n "$PERF" ] && { kill -TERM "$PERF"; wait "$PERF" || true; }
+kill -TERM "$PJ" && wait "$PJ"
+PJ=
+stats=$(grep 'msg="stats"' "$T/proj.log" | tail -n 1)
+stat() { echo "$stats" | sed -n "s/.* $1=\([0-9]*\).*/\1/p"; }
+events=$(stat events) busy=$(echo "$(stat busy_ms) / 1000" | bc -l)
+ta=$(ts_of 'partition assigned' "$T/proj.log")
+live=$(echo "$t1 - $ta" | bc -l)
+echo "$stats" | sed 's/^.*msg=stats //'
+printf 'start to assigned %.2f s, assigned to caught up %.2f s (wall), in batches %.2f s\n' \
+	"$(echo "$ta - $t0" | bc -l)" "$live" "$busy"
+
+echo "== baseline: COPY FROM of the final rows into the same (empty, migrated) tables"
+tables="booking.order booking.line_item booking.request booking.invite_recipient
+ booking.milestone booking.dispute booking.autoaccept_rule ord.order ord.timeline_event
+ ord.card ord.card_response ord.order_lock"
+rows=0
+{
+	echo "begin;"
+	for t in $tables; do
+		psql -X -q -d bench_live -c "\\copy $t to '$T/$t.copy'"
+		rows=$((rows + $(wc -l <"$T/$t.copy")))
+		echo "\\copy $t from '$T/$t.copy'"
+	done
+	echo "commit;"
+} >"$T/load.sql"
+bytes=$(cat "$T"/*.copy | wc -c)
+t0=$(now)
+psql -X -q -v ON_ERROR_STOP=1 -d bench_copy -f "$T/load.sql"
+t1=$(now)
+copy=$(echo "$t1 - $t0" | bc -l)
+ls -l "$T"/*.copy >&2 && echo "rows=$rows bytes=$bytes seconds=$(printf %.2f "$copy")"
+for t in $tables; do
+	a=$(psql -X -A -t -d bench_live -c "select count(*) from $t")
+	b=$(psql -X -A -t -d bench_copy -c "select count(*) from $t")
+	[ "$a" = "$b" ] || echo "warning: $t: $a rows live, $b copied" >&2
+done
+
+printf '\n%-40s %10s %9s %12s %12s\n' "" events seconds events/s "x COPY"
+rate() { echo "$events / $1" | bc -l; }
+printf '%-40s %10d %9.2f %12.0f %12s\n' "COPY FROM the final rows (baseline)" "$events" "$copy" \
+	"$(rate "$copy")" 1.00
+printf '%-40s %10d %9.2f %12.0f %12.2f\n' "projector, assigned to caught up (wall)" "$events" \
+	"$live" "$(rate "$live")" "$(echo "$copy / $live" | bc -l)"
+printf '%-40s %10d %9.2f %12.0f %12.2f\n' "projector, time in batches (busy_ms)" "$events" \
+	"$busy" "$(rate "$busy")" "$(echo "$copy / $busy" | bc -l)"
+echo "goal: >= 60000 events/s and >= 0.50 x COPY (wall)"
