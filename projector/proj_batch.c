@@ -68,6 +68,12 @@ typedef struct expect {
 	int64_t next;
 } expect;
 
+typedef struct bpart {
+	int topic;
+	int32_t part;
+	int64_t last; /* offset of the batch's last record of the partition */
+} bpart;
+
 struct proj {
 	proj_cfg cfg;
 	PGconn *conn;
@@ -83,6 +89,8 @@ struct proj {
 	PGresult *retry_res; /* rows being retried (their bytes), cleared per attempt */
 	msgpack_sbuffer sb;
 	int backoff_ms;
+	bpart *bparts; /* the batch's partitions with their last offsets (batch_parts) */
+	size_t nbparts, capbparts;
 };
 
 /* --- small helpers ------------------------------------------------------------------ */
@@ -207,6 +215,7 @@ void proj_free(proj *p)
 	free(p->slots);
 	free(p->exp);
 	free(p->items);
+	free(p->bparts);
 	PQclear(p->retry_res);
 	pr_store_free(p->store);
 	msgpack_sbuffer_destroy(&p->sb);
@@ -739,28 +748,96 @@ static int sql(proj *p, const char *s, char *err, size_t errsz)
 	return pgu_exec(p->conn, s, NULL, err, errsz);
 }
 
-/* Lock and check the checkpoints of the batch's partitions. 1 when fenced. */
-static int fence(proj *p, rd_kafka_message_t *const *msgs, size_t n, char *err, size_t errsz)
+static int bpart_cmp(const void *a, const void *b)
 {
-	for (int t = 0; t < 2; t++) {
-		int32_t parts[1024];
-		size_t np = 0;
-		for (size_t i = 0; i < n && np < 1024; i++) {
-			if (topic_idx(p, rd_kafka_topic_name(msgs[i]->rkt)) != t)
-				continue;
-			bool seen = false;
-			for (size_t k = 0; k < np && !seen; k++)
-				seen = parts[k] == msgs[i]->partition;
-			if (!seen)
-				parts[np++] = msgs[i]->partition;
+	const bpart *x = a, *y = b;
+	if (x->topic != y->topic)
+		return x->topic < y->topic ? -1 : 1;
+	return x->part < y->part ? -1 : x->part > y->part;
+}
+
+/*
+ * p->bparts: every (topic, partition) of the batch with its last offset, sorted. Records
+ * of a partition come in offset order, so the last one is the highest. One pass over the
+ * batch and a sort (the batch may hold 100,000 records over hundreds of partitions).
+ */
+static int batch_parts(proj *p, rd_kafka_message_t *const *msgs, size_t n)
+{
+	p->nbparts = 0;
+	const rd_kafka_topic_t *rkt = NULL;
+	int t = 0;
+	bpart *prev = NULL;
+	for (size_t i = 0; i < n; i++) {
+		const rd_kafka_message_t *m = msgs[i];
+		if (m->rkt != rkt) {
+			rkt = m->rkt;
+			t = topic_idx(p, rd_kafka_topic_name(rkt));
+			prev = NULL;
 		}
+		if (prev && prev->part == m->partition && prev->topic == t) {
+			if (m->offset > prev->last)
+				prev->last = m->offset;
+			continue;
+		}
+		if (p->nbparts == p->capbparts) {
+			size_t cap = p->capbparts ? p->capbparts * 2 : 256;
+			bpart *v = realloc(p->bparts, cap * sizeof(*v));
+			if (!v)
+				return -1;
+			p->bparts = v;
+			p->capbparts = cap;
+		}
+		prev = &p->bparts[p->nbparts++];
+		*prev = (bpart){t, m->partition, m->offset};
+	}
+	qsort(p->bparts, p->nbparts, sizeof(*p->bparts), bpart_cmp);
+	size_t k = 0; /* merge the runs of one partition */
+	for (size_t i = 0; i < p->nbparts; i++) {
+		if (k && p->bparts[k - 1].topic == p->bparts[i].topic &&
+		    p->bparts[k - 1].part == p->bparts[i].part) {
+			if (p->bparts[i].last > p->bparts[k - 1].last)
+				p->bparts[k - 1].last = p->bparts[i].last;
+			continue;
+		}
+		p->bparts[k++] = p->bparts[i];
+	}
+	p->nbparts = k;
+	return 0;
+}
+
+/* The batch's partitions of topic t: parts[] and, when next is given, last offset + 1. */
+static size_t topic_parts(const proj *p, int t, int32_t *parts, int64_t *next)
+{
+	size_t np = 0;
+	for (size_t i = 0; i < p->nbparts; i++)
+		if (p->bparts[i].topic == t) {
+			parts[np] = p->bparts[i].part;
+			if (next)
+				next[np] = p->bparts[i].last + 1;
+			np++;
+		}
+	return np;
+}
+
+/* Lock and check the checkpoints of the batch's partitions. 1 when fenced. */
+static int fence(proj *p, char *err, size_t errsz)
+{
+	int32_t *parts = malloc((p->nbparts + 1) * (sizeof(int32_t) + sizeof(int64_t)));
+	if (!parts) {
+		snprintf(err, errsz, "out of memory");
+		return -1;
+	}
+	int64_t *got = (int64_t *)(void *)(parts + p->nbparts + 1);
+	int rc = 0;
+	for (int t = 0; t < 2 && rc == 0; t++) {
+		size_t np = topic_parts(p, t, parts, NULL);
 		if (!np)
 			continue;
-		int64_t got[1024];
 		if (pdb_checkpoints(p->conn, topic_name(p, t), parts, np, true, got, err, errsz) <
-		    0)
-			return -1;
-		int fenced = 0;
+		    0) {
+			rc = -1;
+			break;
+		}
 		for (size_t k = 0; k < np; k++) {
 			expect *e = exp_find(p, t, parts[k], true);
 			if (e && e->next != got[k]) {
@@ -769,13 +846,12 @@ static int fence(proj *p, rd_kafka_message_t *const *msgs, size_t n, char *err, 
 					topic_name(p, t), parts[k], (long long)e->next,
 					(long long)got[k]);
 				e->next = got[k];
-				fenced = 1;
+				rc = 1;
 			}
 		}
-		if (fenced)
-			return 1;
 	}
-	return 0;
+	free(parts);
+	return rc;
 }
 
 static void hexhash(const uint8_t *h, char out[2 * BK_HASH_LEN + 3])
@@ -948,20 +1024,21 @@ static int bookkeeping(proj *p, rd_kafka_message_t *const *msgs, size_t n, char 
 			return -1;
 		p->st.rules++;
 	}
-	/* checkpoints: the offset after the last record of each partition */
-	for (size_t i = 0; i < n; i++) {
-		const rd_kafka_message_t *m = msgs[i];
-		int t = topic_idx(p, rd_kafka_topic_name(m->rkt));
-		bool last = true;
-		for (size_t k = i + 1; k < n && last; k++)
-			last = !(msgs[k]->partition == m->partition &&
-				 topic_idx(p, rd_kafka_topic_name(msgs[k]->rkt)) == t);
-		if (!last)
-			continue;
-		if (pdb_checkpoint_set(p->conn, topic_name(p, t), m->partition, m->offset + 1, err,
-				       errsz) < 0)
+	/* checkpoints: the offset after the last record of each partition, one statement per
+	 * topic */
+	int32_t *parts = malloc((p->nbparts + 1) * (sizeof(int32_t) + sizeof(int64_t)));
+	if (!parts)
+		goto oom;
+	int64_t *next = (int64_t *)(void *)(parts + p->nbparts + 1);
+	for (int t = 0; t < 2; t++) {
+		size_t np = topic_parts(p, t, parts, next);
+		if (np && pdb_checkpoints_set(p->conn, topic_name(p, t), parts, next, np, err,
+					      errsz) < 0) {
+			free(parts);
 			return -1;
+		}
 	}
+	free(parts);
 	return 0;
 oom:
 	snprintf(err, errsz, "out of memory");
@@ -969,13 +1046,12 @@ oom:
 }
 
 /* After a commit: the new checkpoints are what this instance expects next. */
-static void advance_expected(proj *p, rd_kafka_message_t *const *msgs, size_t n)
+static void advance_expected(proj *p)
 {
-	for (size_t i = 0; i < n; i++) {
-		expect *e = exp_find(p, topic_idx(p, rd_kafka_topic_name(msgs[i]->rkt)),
-				     msgs[i]->partition, true);
-		if (e && msgs[i]->offset + 1 > e->next)
-			e->next = msgs[i]->offset + 1;
+	for (size_t i = 0; i < p->nbparts; i++) {
+		expect *e = exp_find(p, p->bparts[i].topic, p->bparts[i].part, true);
+		if (e && p->bparts[i].last + 1 > e->next)
+			e->next = p->bparts[i].last + 1;
 	}
 }
 
@@ -1096,14 +1172,18 @@ static int attempt(proj *p, rd_kafka_message_t *const *msgs, size_t n, char *err
 		snprintf(err, errsz, "out of memory");
 		return -1;
 	}
-	int rc = gather(p, &z, msgs, n, err, errsz);
+	int rc = batch_parts(p, msgs, n);
+	if (rc < 0)
+		snprintf(err, errsz, "out of memory");
+	else
+		rc = gather(p, &z, msgs, n, err, errsz);
 	if (rc == 0)
 		rc = plan(p, err, errsz);
 	if (rc < 0)
 		goto out;
 	if ((rc = sql(p, "begin", err, errsz)) < 0)
 		goto out;
-	if ((rc = fence(p, msgs, n, err, errsz)) != 0) {
+	if ((rc = fence(p, err, errsz)) != 0) {
 		pgu_rollback(p->conn);
 		goto out;
 	}
@@ -1122,8 +1202,7 @@ static int attempt(proj *p, rd_kafka_message_t *const *msgs, size_t n, char *err
 		slow = true;
 		if ((rc = sql(p, "begin", err, errsz)) < 0)
 			goto out;
-		if ((rc = fence(p, msgs, n, err, errsz)) != 0 ||
-		    (rc = slow_path(p, err, errsz)) < 0) {
+		if ((rc = fence(p, err, errsz)) != 0 || (rc = slow_path(p, err, errsz)) < 0) {
 			pgu_rollback(p->conn);
 			goto out;
 		}
@@ -1151,7 +1230,7 @@ static int attempt(proj *p, rd_kafka_message_t *const *msgs, size_t n, char *err
 			if (p->items[i].o)
 				p->items[i].o->c = p->items[i].o->b;
 	}
-	advance_expected(p, msgs, n);
+	advance_expected(p);
 	p->st.batches++;
 	p->backoff_ms = BACKOFF_MIN;
 out:

@@ -156,6 +156,13 @@ static bool where_list(sqlbuf *b, const pr_tabledef *td, bool params)
 
 int pdb_setup(PGconn *c, char *err, size_t errsz)
 {
+	/* A commit lost to a server crash is harmless: the checkpoint is in the same
+	 * transaction, so the batch is read from Kafka and projected again. JIT compiling
+	 * costs more than it saves on the per-batch statements. */
+	if (exec0(c, "set synchronous_commit = off", 0, NULL, "session settings", NULL, err,
+		  errsz) < 0 ||
+	    exec0(c, "set jit = off", 0, NULL, "session settings", NULL, err, errsz) < 0)
+		return -1;
 	for (int t = 0; t < PR__COUNT; t++) {
 		const pr_tabledef *td = &pr_tables[t];
 		sqlbuf b = {0};
@@ -236,8 +243,11 @@ static bool copy_val(sqlbuf *b, const char *v)
 {
 	if (!v)
 		return sb_add(b, "\\N", 2);
+	size_t plain = strcspn(v, "\\\t\n\r");
+	if (!v[plain])
+		return sb_add(b, v, plain);
 	const char *start = v;
-	for (const char *p = v; *p; p++) {
+	for (const char *p = v + plain; *p; p++) {
 		const char *esc = NULL;
 		switch (*p) {
 		case '\\':
@@ -657,6 +667,33 @@ int pdb_checkpoint_set(PGconn *c, const char *topic, int32_t part, int64_t next,
 	    "values ($1, $2::int, $3::bigint, now()) on conflict (topic, partition) do "
 	    "update set next_offset = excluded.next_offset, updated_at = now()",
 	    3, p, "write checkpoint", NULL, err, errsz);
+}
+
+int pdb_checkpoints_set(PGconn *c, const char *topic, const int32_t *parts, const int64_t *next,
+			size_t n, char *err, size_t errsz)
+{
+	sqlbuf a = {0}, b = {0};
+	bool ok = sb_add(&a, "{", 1) && sb_add(&b, "{", 1);
+	for (size_t i = 0; i < n && ok; i++)
+		ok = sb_printf(&a, "%s%d", i ? "," : "", parts[i]) &&
+		     sb_printf(&b, "%s%lld", i ? "," : "", (long long)next[i]);
+	ok = ok && sb_add(&a, "}", 1) && sb_add(&b, "}", 1);
+	int rc = -1;
+	if (!ok) {
+		snprintf(err, errsz, "out of memory");
+	} else {
+		const char *p[3] = {topic, a.p, b.p};
+		rc =
+		    exec0(c,
+			  "insert into booking_proj.checkpoint (topic, partition, next_offset, "
+			  "updated_at) select $1, p, o, now() from unnest($2::int[], $3::bigint[]) "
+			  "as u(p, o) on conflict (topic, partition) do update set next_offset = "
+			  "excluded.next_offset, updated_at = now()",
+			  3, p, "write checkpoints", NULL, err, errsz);
+	}
+	free(a.p);
+	free(b.p);
+	return rc;
 }
 
 int pdb_rules_put(PGconn *c, const char *sp_id, const bk_profile_rules *p, char *err, size_t errsz)

@@ -63,6 +63,9 @@ int pdb_checkpoints(PGconn *c, const char *topic, const int32_t *parts, size_t n
 		    int64_t *ret_next, char *err, size_t errsz) BK_MUSTCHECK;
 int pdb_checkpoint_set(PGconn *c, const char *topic, int32_t part, int64_t next, char *err,
 		       size_t errsz) BK_MUSTCHECK;
+/* pdb_checkpoint_set for n partitions of a topic in one statement. */
+int pdb_checkpoints_set(PGconn *c, const char *topic, const int32_t *parts, const int64_t *next,
+			size_t n, char *err, size_t errsz) BK_MUSTCHECK;
 
 /* Replace every rule of a service profile (p->n == 0: delete them). */
 int pdb_rules_put(PGconn *c, const char *sp_id, const bk_profile_rules *p, char *err,

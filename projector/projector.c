@@ -20,6 +20,8 @@
 #define EXIT_FATAL 1
 #define EXIT_USAGE 2
 
+#define CAUGHT_UP_MS 10 /* nothing to read for this long: the batch is written */
+
 static volatile sig_atomic_t stop;
 
 static void on_signal(int sig)
@@ -39,8 +41,9 @@ static const char usage_text[] =
     "options:\n"
     "  -d, --dbname CONNINFO  libpq conninfo or postgresql:// URI (default: the PG*\n"
     "                         environment variables, as psql)\n"
-    "      --batch-events N   close a batch after N records (default 5000)\n"
-    "      --batch-ms T       close a batch T ms after its first record (default 200)\n"
+    "      --batch-events N   close a batch after N events (default 20000)\n"
+    "      --batch-ms T       close a batch T ms after its first record, or as soon as\n"
+    "                         nothing more has come for 10 ms (default 200)\n"
     "      --group-id ID      consumer group (default booking-projector)\n"
     "      --write-path P     copy (COPY into staging tables, default) or pipeline\n"
     "                         (pipelined prepared statements)\n"
@@ -142,6 +145,67 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 	}
 }
 
+/* A msgpack string or small scalar at *p (what a record's keys and first values are):
+ * skipped; false when it is something else. */
+static bool skip_scalar(const uint8_t **p, const uint8_t *end, const uint8_t **ret_str,
+			size_t *ret_len)
+{
+	if (*p >= end)
+		return false;
+	uint8_t b = **p;
+	size_t len = 0, hdr = 1;
+	if ((b & 0xe0) == 0xa0) {
+		len = b & 0x1f;
+	} else if (b == 0xd9 && end - *p >= 2) {
+		len = (*p)[1], hdr = 2;
+	} else if (b == 0xda && end - *p >= 3) {
+		len = (size_t)(*p)[1] << 8 | (*p)[2], hdr = 3;
+	} else if (b <= 0x7f || b == 0xc0) {
+		len = 0;
+	} else if (b >= 0xcc && b <= 0xcf) {
+		hdr = 1 + ((size_t)1 << (b - 0xcc));
+	} else {
+		return false;
+	}
+	if ((size_t)(end - *p) < hdr + len)
+		return false;
+	*ret_str = *p + hdr;
+	*ret_len = len;
+	*p += hdr + len;
+	return true;
+}
+
+/*
+ * The number of events in an events record ({v, order_id, command_id, events: [...]}),
+ * read from the msgpack headers without decoding; 1 when the record is not of that shape
+ * (it is decoded, and judged, with the batch anyway). Batches are sized in events.
+ */
+static size_t record_events(const rd_kafka_message_t *m)
+{
+	const uint8_t *p = m->payload, *end = p + m->len;
+	if (!p || m->len < 1 || (*p & 0xf0) != 0x80)
+		return 1;
+	unsigned keys = *p++ & 0x0f;
+	for (unsigned k = 0; k < keys; k++) {
+		const uint8_t *key, *val;
+		size_t klen, vlen;
+		if (!skip_scalar(&p, end, &key, &klen))
+			return 1;
+		if (klen == 6 && memcmp(key, "events", 6) == 0) {
+			if (p >= end)
+				return 1;
+			if ((*p & 0xf0) == 0x90)
+				return (*p & 0x0f) ? (size_t)(*p & 0x0f) : 1;
+			if (*p == 0xdc && end - p >= 3)
+				return ((size_t)p[1] << 8 | p[2]) ? ((size_t)p[1] << 8 | p[2]) : 1;
+			return 1;
+		}
+		if (!skip_scalar(&p, end, &val, &vlen))
+			return 1;
+	}
+	return 1;
+}
+
 static void drop(rd_kafka_message_t **msgs, size_t *n)
 {
 	for (size_t i = 0; i < *n; i++)
@@ -190,18 +254,24 @@ static int run(app *a, long batch_events, long batch_ms, long stats_s)
 	rd_kafka_message_t **msgs = calloc((size_t)batch_events, sizeof(*msgs));
 	if (!msgs)
 		return EXIT_FATAL;
-	size_t n = 0;
+	size_t n = 0, events = 0;
 	int64_t first = 0, last_idle = now_ms(), last_stats = now_ms();
+	bool caught_up = false;
 	while (!stop || n > 0) {
 		int64_t t = now_ms();
+		caught_up = false;
 		if (!stop) {
 			int timeout = n ? (int)(first + batch_ms - t) : 100;
+			if (n && timeout > CAUGHT_UP_MS)
+				timeout = CAUGHT_UP_MS;
 			rd_kafka_message_t *m =
 			    rd_kafka_consumer_poll(a->rk, timeout < 0 ? 0 : timeout);
 			if (a->drop_batch) {
 				drop(msgs, &n);
+				events = 0;
 				a->drop_batch = false;
 			}
+			caught_up = !m && n > 0;
 			if (m && m->err) {
 				if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
 					bk_logf(BK_LOG_WARN, "consumer error", "err=\"%s\"",
@@ -213,11 +283,12 @@ static int run(app *a, long batch_events, long batch_ms, long stats_s)
 				if (n == 0)
 					first = now_ms();
 				msgs[n++] = m;
+				events += record_events(m);
 			}
 			t = now_ms();
 		}
-		bool full = n >= (size_t)batch_events || (n > 0 && t >= first + batch_ms) ||
-			    (stop && n > 0);
+		bool full = events >= (size_t)batch_events || n >= (size_t)batch_events ||
+			    (n > 0 && t >= first + batch_ms) || caught_up || (stop && n > 0);
 		/* with nothing to read, an empty batch now and then picks up retries */
 		bool idle = n == 0 && !stop && t - last_idle >= 1000;
 		if (full || idle) {
@@ -225,6 +296,7 @@ static int run(app *a, long batch_events, long batch_ms, long stats_s)
 			if (rc == PROJ_FENCED)
 				reseek(a, msgs, n);
 			drop(msgs, &n);
+			events = 0;
 			last_idle = now_ms();
 			if (rc == PROJ_STOPPED)
 				break;
@@ -255,7 +327,7 @@ static int parse_long(const char *opt, const char *s, long min, long *ret)
 int main(int argc, char **argv)
 {
 	const char *conninfo = NULL, *group = "booking-projector";
-	long batch_events = 5000, batch_ms = 200, stats_s = 10;
+	long batch_events = 20000, batch_ms = 200, stats_s = 10;
 	pdb_path path = PDB_COPY;
 	char err[512];
 	bk_kconf *kc = bk_kconf_new();
