@@ -2,7 +2,8 @@
 # tests/test_commands.sh - booking-commands end to end against `bookingctl devbroker`
 # (TAP): every fixture through the daemon via `bookingctl send --wait`; a duplicate command
 # id; hostile records to the DLQ around valid ones; kill -9 of the processor while a stream
-# flows, then one outcome per command, no fork or gap, every chain verifies.
+# flows, then one outcome per command, no fork or gap, every chain verifies; two
+# processors sharing a group, one killed, the other takes over.
 # usage: test_commands.sh BOOKINGCTL BOOKING_COMMANDS TEST_TOOL SRCDIR
 # env: BK_KILL_ORDERS (orders in the kill stream, 8 commands each; default 6250 = 50,000
 # commands), BK_KILLS (default 10), BK_KILL_SECONDS (time budget of the kill phase, 90).
@@ -288,6 +289,48 @@ check "SIGTERM after the kill test: exit 0" [ $? -eq 0 ]
 "$TOOL" verify --brokers-file "$BOOT" --all-accepted --strict >"$W/kill.verify2" 2>&1
 check "the log still verifies after the sweeps and the last shutdown" [ $? -eq 0 ]
 grep -h 'forks=\|restore finished' "$W"/proc.kill*.log | grep -o 'forks=[0-9]* gaps=[0-9]*' | sort | uniq -c | sed 's/^/# restores: /'
+
+# ---- 6. two processors in one group share the partitions; one is killed ----------------
+# Both get partitions (each restores what it was given); a stream flows; one member is
+# killed with -9; the survivor is given the dead member's partitions after
+# session.timeout.ms, restores them from the log and goes on: one result per command,
+# nothing lost, nothing doubled, no fork.
+devbroker group 8 || exit 1
+"$TOOL" gen group 1500 200 25 11 >"$W/group.jsonl" 2>"$W/gen.group.log"
+start_member() { # start_member NAME: a member of group g-shared; MEMBER_PID
+	"$PROC" --brokers-file "$BOOT" --keyring "$W/keyring" --group-id g-shared \
+		-X session.timeout.ms=2500 -X heartbeat.interval.ms=500 --sweep-interval-ms 500 \
+		>>"$W/proc.$1.log" 2>&1 &
+	MEMBER_PID=$!
+	pids+=($MEMBER_PID)
+}
+start_member ga
+pa=$MEMBER_PID
+start_member gb
+pb=$MEMBER_PID
+for i in $(seq 1 150); do
+	grep -q 'msg="restore finished"' "$W/proc.ga.log" && grep -q 'msg="restore finished"' "$W/proc.gb.log" && break
+	sleep 0.2
+done
+check "two processors in one group: both were given partitions" \
+	grep -q 'msg="restore finished"' "$W/proc.ga.log" "$W/proc.gb.log"
+restores_before=$(grep -c 'msg="restore finished"' "$W/proc.gb.log")
+"$BCTL" send --brokers-file "$BOOT" --key "$W/all.sk" --key-id test-all "$W/group.jsonl" \
+	>"$W/send.group.log" 2>&1 &
+sendpid=$!
+sleep 3
+kill -9 "$pa" 2>/dev/null
+echo "# kill -9 of member ga while the stream flows"
+wait "$sendpid"
+"$TOOL" verify --brokers-file "$BOOT" --all-accepted --strict --wait-ms 120000 >"$W/group.verify" 2>&1
+vrc=$?
+sed 's/^/#   /' "$W/group.verify" | tail -3
+check "the other member took over: one result per command, all accepted, no fork, no gap" [ "$vrc" -eq 0 ]
+check "the survivor restored the dead member's partitions" \
+	[ "$(grep -c 'msg="restore finished"' "$W/proc.gb.log")" -gt "$restores_before" ]
+kill -TERM "$pb"
+wait "$pb"
+check "SIGTERM of the survivor: exit 0" [ $? -eq 0 ]
 
 echo "1..$n"
 [ "$fails" -eq 0 ]
