@@ -113,12 +113,13 @@ static bool col_list(sqlbuf *b, const pr_tabledef *td, const char *prefix)
 	return true;
 }
 
-/* "set c = coalesce(<src>c, t.c), ..." for the non-key columns. src: "s." or "$" */
-static bool set_list(sqlbuf *b, const pr_tabledef *td, bool params)
+/* "set c = coalesce(<src>c, t.c), ..." for the non-key columns but skip (-1: none).
+ * src: "s." or "$" */
+static bool set_list(sqlbuf *b, const pr_tabledef *td, bool params, int skip)
 {
 	bool first = true;
 	for (int i = td->npk; i < td->ncols; i++) {
-		if (i == td->order_col)
+		if (i == td->order_col || i == skip)
 			continue;
 		char src[96];
 		if (params)
@@ -199,7 +200,7 @@ int pdb_setup(PGconn *c, char *err, size_t errsz)
 			b.n = 0;
 			snprintf(name, sizeof(name), "upd_%d", t);
 			ok = sb_printf(&b, "update %s t set ", td->name) &&
-			     set_list(&b, td, true) && sb_add(&b, " where ", 7) &&
+			     set_list(&b, td, true, -1) && sb_add(&b, " where ", 7) &&
 			     where_list(&b, td, true);
 			if (ok) {
 				PGresult *res = PQprepare(c, name, b.p, 0, NULL);
@@ -320,18 +321,34 @@ static int copy_rows(PGconn *c, const pr_store *s, pr_table t, const char *targe
 	int rc = 0;
 	while ((res = PQgetResult(c)) != NULL) {
 		if (rc == 0 && check(c, res, "copy", poison, err, errsz) < 0) {
-			rc = -1;
+			rc = -1; /* check() cleared it */
 			continue;
 		}
-		if (rc == 0)
-			PQclear(res);
+		PQclear(res); /* also the results after a failure: drain them all */
 	}
 	return ok ? rc : -1;
 }
 
-/* Rows of table t: inserted (new) and patched (must exist). */
-static int write_staged(PGconn *c, const pr_store *s, pr_table t, bool *poison, char *err,
-			size_t errsz)
+/* The price snapshot of the order whose id is in column `id` (pa_price_sql's value). */
+#define PRICE_OF(id)                                                                               \
+	"(select jsonb_build_object('currency', b.currency, 'line_items', "                        \
+	"coalesce((select jsonb_agg(jsonb_build_object('id', li.id, 'kind', li.kind, 'title', "    \
+	"li.title, 'qty', li.qty, 'unit_cents', li.unit_cents, 'total_cents', li.total_cents) "    \
+	"order by li.list_pos, li.id) from booking.line_item li where li.order_id = b.order_id), " \
+	"'[]'::jsonb), 'subtotal_cents', b.subtotal_cents, 'platform_fee_cents', "                 \
+	"b.platform_fee_cents, 'tax_cents', b.tax_cents, 'tip_cents', b.tip_cents, "               \
+	"'total_cents', b.total_cents) from booking.order b where b.order_id = " id ")"
+
+/* The orders of $1 whose price is recomputed, joined to the staged ord.order rows. */
+#define DIRTY_JOIN " left join (select distinct unnest($1::text[]) as id) d on d.id = s.order_id"
+
+/*
+ * Rows of table t: inserted (new) and patched (must exist). For ord.order, dirty is the
+ * text[] of orders whose price snapshot is recomputed in the same statements (after the
+ * order's money and line items were written), rather than by a second UPDATE of the rows.
+ */
+static int write_staged(PGconn *c, const pr_store *s, pr_table t, const char *dirty, bool *poison,
+			char *err, size_t errsz)
 {
 	const pr_tabledef *td = &pr_tables[t];
 	size_t n = pr_store_count(s, t), n_new = 0, n_patch = 0;
@@ -346,21 +363,51 @@ static int write_staged(PGconn *c, const pr_store *s, pr_table t, bool *poison, 
 		return 0;
 	if (copy_rows(c, s, t, td->stage, true, poison, err, errsz) < 0)
 		return -1;
+	bool price = t == PR_OORDER && dirty;
+	const char *p[1] = {dirty};
 	sqlbuf b = {0};
 	int rc = 0;
 	if (n_new) {
 		bool ok = sb_printf(&b, "insert into %s (", td->name) && col_list(&b, td, "") &&
-			  sb_add(&b, ") select ", 9) && col_list(&b, td, "") &&
-			  sb_printf(&b, " from %s where _new", td->stage);
-		if (!ok || exec0(c, b.p, 0, NULL, td->name, poison, err, errsz) < 0)
+			  sb_add(&b, ") select ", 9);
+		for (int i = 0; ok && i < td->ncols; i++) {
+			ok = sb_add(&b, i ? ", " : "", i ? 2 : 0);
+			if (ok && price && i == OO_PRICE)
+				ok = sb_add(
+				    &b,
+				    "case when d.id is null then s.price_snapshot else "
+				    "coalesce(" PRICE_OF("s.order_id") ", s.price_snapshot) end",
+				    strlen("case when d.id is null then s.price_snapshot else "
+					   "coalesce(" PRICE_OF(
+					       "s.order_id") ", s.price_snapshot) end"));
+			else if (ok)
+				ok = sb_printf(&b, "s.%s", td->cols[i].name);
+		}
+		ok = ok &&
+		     sb_printf(&b, " from %s s%s where s._new", td->stage, price ? DIRTY_JOIN : "");
+		if (!ok || exec0(c, b.p, price ? 1 : 0, p, td->name, poison, err, errsz) < 0)
 			rc = -1;
 	}
 	if (rc == 0 && n_patch) {
 		b.n = 0;
-		bool ok = sb_printf(&b, "update %s t set ", td->name) && set_list(&b, td, false) &&
-			  sb_printf(&b, " from %s s where not s._new and ", td->stage) &&
-			  where_list(&b, td, false);
-		PGresult *res = ok ? PQexec(c, b.p) : NULL;
+		bool ok = sb_printf(&b, "update %s t set ", td->name) &&
+			  set_list(&b, td, false, price ? OO_PRICE : -1);
+		if (ok && price)
+			ok = sb_add(
+			    &b,
+			    ", price_snapshot = case when d.id is null then "
+			    "coalesce(s.price_snapshot, t.price_snapshot) else coalesce(" PRICE_OF(
+				"t.order_id") ", s.price_snapshot, t.price_snapshot) end",
+			    strlen(", price_snapshot = case when d.id is null then "
+				   "coalesce(s.price_snapshot, t.price_snapshot) else "
+				   "coalesce(" PRICE_OF(
+				       "t.order_id") ", s.price_snapshot, t.price_snapshot) end"));
+		ok = ok &&
+		     sb_printf(&b, " from %s s%s where not s._new and ", td->stage,
+			       price ? DIRTY_JOIN : "") &&
+		     where_list(&b, td, false);
+		PGresult *res =
+		    ok ? PQexecParams(c, b.p, price ? 1 : 0, NULL, p, NULL, NULL, 0) : NULL;
 		if (check(c, res, td->name, poison, err, errsz) < 0) {
 			rc = -1;
 		} else {
@@ -381,21 +428,74 @@ static int write_staged(PGconn *c, const pr_store *s, pr_table t, bool *poison, 
 	return rc;
 }
 
-static int write_copy(PGconn *c, const pr_store *s, bool *poison, char *err, size_t errsz)
+/* The COPY path's table order: booking.line_item before ord.order, whose price snapshots
+ * are computed from the written line items; foreign keys still point backwards. */
+static const pr_table copy_order[PR__COUNT] = {
+    PR_BORDER,	PR_LINE_ITEM, PR_OORDER,	PR_REQUEST, PR_RECIPIENT, PR_MILESTONE,
+    PR_DISPUTE, PR_CARD,      PR_CARD_RESPONSE, PR_LOCK,    PR_TIMELINE,
+};
+
+static int write_copy(PGconn *c, const pr_store *s, const char *dirty, bool *poison, char *err,
+		      size_t errsz)
 {
-	for (int t = 0; t < PR__COUNT; t++) {
+	for (int k = 0; k < PR__COUNT; k++) {
+		pr_table t = copy_order[k];
 		const pr_tabledef *td = &pr_tables[t];
 		int rc;
 		if (td->stage)
-			rc = write_staged(c, s, (pr_table)t, poison, err, errsz);
+			rc = write_staged(c, s, t, dirty, poison, err, errsz);
 		else
-			rc = pr_store_count(s, (pr_table)t)
-				 ? copy_rows(c, s, (pr_table)t, td->name, false, poison, err, errsz)
+			rc = pr_store_count(s, t)
+				 ? copy_rows(c, s, t, td->name, false, poison, err, errsz)
 				 : 0;
 		if (rc < 0)
 			return -1;
 	}
 	return 0;
+}
+
+static uint64_t fnv1a(const char *s)
+{
+	uint64_t h = 1469598103934665603ULL;
+	for (; *s; s++)
+		h = (h ^ (uint8_t)*s) * 1099511628211ULL;
+	return h;
+}
+
+/*
+ * Of the dirty orders, those without an ord.order image in s (their snapshot is not
+ * recomputed by write_staged): a text[] literal, malloc'd; "" when there are none.
+ */
+static char *dirty_unstaged(const pr_store *s, const char *const *ids, size_t n)
+{
+	size_t no = pr_store_count(s, PR_OORDER), ns = 16;
+	while (ns < 2 * no)
+		ns *= 2;
+	const char **set = calloc(ns, sizeof(*set));
+	const char **left = calloc(n + 1, sizeof(*left));
+	char *out = NULL;
+	if (!set || !left)
+		goto out;
+	for (size_t i = 0; i < no; i++) {
+		const char *id = pr_store_row(s, PR_OORDER, i)->v[OO_ORDER_ID];
+		size_t h = (size_t)fnv1a(id) & (ns - 1);
+		while (set[h] && strcmp(set[h], id) != 0)
+			h = (h + 1) & (ns - 1);
+		set[h] = id;
+	}
+	size_t nl = 0;
+	for (size_t i = 0; i < n; i++) {
+		size_t h = (size_t)fnv1a(ids[i]) & (ns - 1);
+		while (set[h] && strcmp(set[h], ids[i]) != 0)
+			h = (h + 1) & (ns - 1);
+		if (!set[h])
+			left[nl++] = ids[i];
+	}
+	out = nl ? pdb_array(left, nl) : strdup("");
+out:
+	free(set);
+	free(left);
+	return out;
 }
 
 /* --- pipeline path ------------------------------------------------------------------- */
@@ -529,15 +629,27 @@ int pdb_write(PGconn *c, const pr_store *s, pdb_path path, bool *ret_poison, cha
 			: -1;
 		free(arr);
 	}
+	const char *const *dirty = pr_dirty(s, &n);
+	char *darr = n ? pdb_array(dirty, n) : NULL;
+	if (rc == 0 && n && !darr) {
+		snprintf(err, errsz, "out of memory");
+		rc = -1;
+	}
 	if (rc == 0)
 		rc = path == PDB_PIPELINE ? write_pipeline(c, s, &poison, err, errsz)
-					  : write_copy(c, s, &poison, err, errsz);
-	ids = pr_dirty(s, &n);
+					  : write_copy(c, s, darr, &poison, err, errsz);
+	free(darr);
 	if (rc == 0 && n) {
-		char *arr = pdb_array(ids, n);
+		/* the pipeline path recomputes every dirty snapshot here; the COPY path only
+		 * those of orders it wrote no ord.order image for (normally none) */
+		char *arr =
+		    path == PDB_PIPELINE ? pdb_array(dirty, n) : dirty_unstaged(s, dirty, n);
 		const char *p[1] = {arr};
-		rc =
-		    arr ? exec0(c, pa_price_sql, 1, p, "price snapshots", &poison, err, errsz) : -1;
+		rc = !arr   ? -1
+		     : *arr ? exec0(c, pa_price_sql, 1, p, "price snapshots", &poison, err, errsz)
+			    : 0;
+		if (!arr)
+			snprintf(err, errsz, "out of memory");
 		free(arr);
 	}
 	*ret_poison = poison;
