@@ -1,0 +1,197 @@
+#!/usr/bin/env bash
+# bench_commands.sh - booking-commands end to end on one dev broker: a preloaded generated
+# stream processed to its last result, beside the raw transactional produce of the same
+# records (bench_produce) in the same run; then send -> result latency at a steady rate.
+#   bench/bench_commands.sh [BUILD_DIR] [ORDERS] [PARTITIONS]   (default build 70000 128)
+#   env: BIG_BATCH (2000) BIG_MS (100) LAT_RATE (1000) LAT_SECONDS (25) LAT_PARTS (16) SIGNED_RUN (0)
+set -euo pipefail
+B=$(cd "${1:-build}" && pwd) ORDERS=${2:-70000} P=${3:-128}
+BIG_BATCH=${BIG_BATCH:-2000} BIG_MS=${BIG_MS:-100} LAT_RATE=${LAT_RATE:-1000} LAT_SECONDS=${LAT_SECONDS:-25}
+LAT_PARTS=${LAT_PARTS:-16} SIGNED_RUN=${SIGNED_RUN:-0}
+BK=$B/cli/bookingctl PROC=$B/commands/booking-commands
+BC=$B/bench/bench_commands BP=$B/bench/bench_produce
+T=$(mktemp -d /tmp/bk-bench-cmd.XXXXXX)
+BROKER='' PROCPID=''
+cleanup() {
+	[ -n "$PROCPID" ] && kill "$PROCPID" 2>/dev/null && wait "$PROCPID" 2>/dev/null
+	[ -n "$BROKER" ] && kill "$BROKER" 2>/dev/null && wait "$BROKER" 2>/dev/null
+	[ -n "${BK_BENCH_KEEP:-}" ] || rm -rf "$T"
+}
+trap cleanup EXIT
+now() { date +%s.%N; }
+calc() { echo "$@" | bc -l; }
+# field NAME LINE: the value of NAME=... in a key=value line
+field() { echo "$2" | tr ' ' '\n' | sed -n "s/^$1=//p" | head -n1; }
+# epoch seconds of the first log line matching $1 in file $2 (ts= has ms)
+ts_of() { date -d "$(grep "$1" "$2" | head -n1 | sed -n 's/^ts=\([^ ]*\) .*/\1/p')" +%s.%N; }
+cpu_s() { # user + system CPU seconds of a live process
+	awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"
+}
+topics() { # topics PREFIX N: the five project topics under PREFIX
+	local t out=""
+	for t in booking.commands booking.events booking.command-results booking.dlq booking.rules; do
+		out="$out,$1$t:$2"
+	done
+	printf '%s' "${out#,}"
+}
+
+# The dev broker keeps about 5 MiB per partition (docs/devbroker.md): P partitions for
+# every prefix that holds the whole stream; raw. receives the baseline's records.
+extra="$(topics big. "$P"),$(topics sig. "$P"),$(topics lat. "$LAT_PARTS")"
+for x in latw. latb. latu.; do extra="$extra,$(topics $x "$LAT_PARTS")"; done
+extra="$extra,raw.booking.events:$P,raw.booking.rules:$P,raw.booking.command-results:$P"
+"$BK" devbroker --partitions "$P" --topics "$extra" --bootstrap-file "$T/bs" >/dev/null \
+	2>"$T/broker.log" &
+BROKER=$!
+for _ in $(seq 600); do [ -s "$T/bs" ] && break; sleep 0.1; done
+"$BK" keygen --key-id bench --roles buyer,provider,support,system --out "$T/bench" \
+	>"$T/keyring" 2>/dev/null
+"$BK" gen --orders "$ORDERS" --format msgpack -o "$T/stream.mp" 2>"$T/gen.log"
+N=$(sed -n 's/.* commands=\([0-9]*\) .*/\1/p' "$T/gen.log")
+echo "== stream: $(sed 's/^.*msg="gen done" //' "$T/gen.log") bytes=$(stat -c %s "$T/stream.mp")"
+echo "== machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); the dev broker, the" \
+	"processor and the load generator share them"
+
+K=$(sed -n 's/.* rules=\([0-9]*\) .*/\1/p' "$T/gen.log")
+
+# throughput PREFIX NAME PROC_ARGS...: sets TP_LINE ("commands seconds") and AVG_BATCH.
+# Life 1 handles the stream's K autoaccept.set commands (they sit on other partitions
+# than the orders they govern: the rules are in place before the orders, as planned).
+# Life 2 starts on the preloaded rest; timed from its "restore finished" to the last result.
+throughput() {
+	local pfx=$1 name=$2
+	shift 2
+	local sign=() run=(--brokers-file "$T/bs" --topic-prefix "$pfx")
+	[ "$name" = signed ] && sign=(--key "$T/bench.sk" --key-id bench)
+	local proc=("$PROC" "${run[@]}" --group-id "bench-$name" --sweep-interval-ms 0
+		-X session.timeout.ms=6000 -X heartbeat.interval.ms=500 "$@")
+	"$BC" preload "${run[@]}" --file "$T/stream.mp" --to "$K" "${sign[@]}" >/dev/null
+	"${proc[@]}" 2>"$T/proc.$name.1.log" &
+	PROCPID=$!
+	"$BC" count "${run[@]}" --n "$K" >/dev/null
+	kill -TERM "$PROCPID" && wait "$PROCPID"
+	echo "== [$name] life 1: $K autoaccept.set commands answered; preload the other $((N - K))" \
+		"(idempotent producer${sign:+, signed})"
+	"$BC" preload "${run[@]}" --file "$T/stream.mp" --from "$K" "${sign[@]}"
+	"$BC" count "${run[@]}" --n "$N" --skip "$K" >"$T/count.$name" &
+	local cpid=$!
+	for _ in $(seq 300); do grep -q ready= "$T/count.$name" && break; sleep 0.1; done
+	local t0 bc0 bc1 pc
+	t0=$(now) bc0=$(cpu_s "$BROKER")
+	"${proc[@]}" 2>"$T/proc.$name.log" &
+	PROCPID=$!
+	wait "$cpid" || { tail -n 5 "$T/proc.$name.log" >&2; exit 1; }
+	pc=$(cpu_s "$PROCPID") bc1=$(cpu_s "$BROKER")
+	kill -TERM "$PROCPID" && wait "$PROCPID"
+	PROCPID=
+	local c stop tr first last
+	c=$(tail -n 1 "$T/count.$name")
+	stop=$(grep 'msg="stopping"' "$T/proc.$name.log")
+	tr=$(ts_of 'msg="restore finished"' "$T/proc.$name.log")
+	first=$(field first "$c") last=$(field last "$c")
+	echo "$c"
+	echo "processor: ${stop#*msg=\"stopping\" }"
+	grep 'msg="restore finished"' "$T/proc.$name.log" | sed 's/.*msg=//'
+	local cmds batches
+	cmds=$(field commands "$stop") batches=$(field batches "$stop")
+	AVG_BATCH=$(calc "$cmds / $batches" | cut -d. -f1)
+	printf 'start -> restore finished %.2f s; restore finished -> last result %.2f s;' \
+		"$(calc "$tr - $t0")" "$(calc "$last - $tr")"
+	printf ' first -> last result %.2f s; start -> last result %.2f s; %d commands/batch\n' \
+		"$(calc "$last - $first")" "$(calc "$last - $t0")" "$AVG_BATCH"
+	printf 'CPU from start to last result (%.1f s): processor %.1f s (%.0f%%), dev broker %.1f s' \
+		"$(calc "$last - $t0")" "$pc" "$(calc "100 * $pc / ($last - $t0)")" "$(calc "$bc1 - $bc0")"
+	printf ' (%.0f%%), counter and others: the rest of 2 cores\n' \
+		"$(calc "100 * ($bc1 - $bc0) / ($last - $t0)")"
+	TP_LINE="$cmds $(calc "$last - $tr")"
+}
+
+# row NAME COMMANDS SECONDS BASE_RATE|-: records/s and MB/s from the output per command
+row() {
+	local r
+	r=$(calc "$2 / $3")
+	printf '%-50s %8d %8.2f %10.0f %10.0f %6.1f %6s\n' "$1" "$2" "$3" "$r" "$(calc "$r * $RPC")" \
+		"$(calc "$r * $BPC / 1000000")" "$([ "$4" = - ] && echo base || printf '%.2f' "$(calc "$r / $4")")"
+}
+
+throughput "" default --allow-unsigned
+read -r n1 s1 <<<"$TP_LINE"
+avg1=$AVG_BATCH
+throughput big. "batch $BIG_BATCH" --allow-unsigned --batch-commands "$BIG_BATCH" --batch-ms "$BIG_MS"
+read -r n2 s2 <<<"$TP_LINE"
+avg2=$AVG_BATCH
+if [ "$SIGNED_RUN" = 1 ]; then
+	throughput sig. signed --keyring "$T/keyring" --batch-commands "$BIG_BATCH" --batch-ms "$BIG_MS"
+	read -r n3 s3 <<<"$TP_LINE"
+fi
+
+echo "== baseline: the default run's output records (events, rules, results) produced again by" \
+	"a transactional producer, transactions of 500, $avg1 and $avg2 commands"
+for b in 500 "$avg1" "$avg2"; do
+	bc0=$(cpu_s "$BROKER")
+	"$BP" --brokers-file "$T/bs" --to-prefix raw. --batch "$b" >"$T/base.$b"
+	bc1=$(cpu_s "$BROKER")
+	cat "$T/base.$b"
+	s=$(field seconds "$(tail -n 1 "$T/base.$b")")
+	printf 'CPU: dev broker %.1f s in the %.1f s produce and load (%.0f%%)\n' "$(calc "$bc1 - $bc0")" \
+		"$s" "$(calc "100 * ($bc1 - $bc0) / $s")"
+done
+load=$(head -n 1 "$T/base.500")
+recs=$(($(field events_records "$load") + $(field rules_records "$load") + $(field results "$load")))
+bytes=$(($(field events_bytes "$load") + $(field rules_bytes "$load") + $(field results_bytes "$load")))
+RPC=$(calc "$recs / $N") BPC=$(calc "$bytes / $N")
+b500=$(tail -n 1 "$T/base.500") bavg=$(tail -n 1 "$T/base.$avg1") bbig=$(tail -n 1 "$T/base.$avg2")
+ravg=$(field commands_per_s "$bavg") rbig=$(field commands_per_s "$bbig")
+printf 'output per command: %.3f records, %.0f bytes (key + value + headers)\n' "$RPC" "$BPC"
+
+printf '\n%-50s %8s %8s %10s %10s %6s %6s\n' "" commands seconds commands/s records/s MB/s "x base"
+row "raw txn produce, 500 commands/txn" "$N" "$(field seconds "$b500")" -
+row "raw txn produce, $avg1 commands/txn (baseline of [3])" "$N" "$(field seconds "$bavg")" -
+row "raw txn produce, $avg2 commands/txn (baseline of [4])" "$N" "$(field seconds "$bbig")" -
+row "[3] booking-commands, defaults (500 / 20 ms)" "$n1" "$s1" "$ravg"
+row "[4] booking-commands, --batch-commands $BIG_BATCH --batch-ms $BIG_MS" "$n2" "$s2" "$rbig"
+if [ "$SIGNED_RUN" = 1 ]; then
+	row "[5] as [4], signed (Ed25519 verify)" "$n3" "$s3" "$rbig"
+fi
+echo "processor: life 2, restore finished -> last result; records/s, MB/s: output records" \
+	"(events + rules + results) at the run's mean per command; x base: commands/s over the" \
+	"baseline's at the run's mean batch size"
+echo "target: >= 100000 commands/s and >= 0.8 x the raw rate"
+
+# latency PREFIX NAME signed|unsigned PROC_ARGS... [-- CONSUMER_ARGS...]: a fresh prefix,
+# 500 warm-up commands (untimed: the first transaction waits ~1 s for topic metadata),
+# then LAT_RATE commands/s for LAT_SECONDS s, each timed from produce() to its result
+latency() {
+	local pfx=$1 name=$2 mode=$3
+	shift 3
+	local pa=() ca=() auth=(--keyring "$T/keyring") sign=(--key "$T/bench.sk" --key-id bench)
+	[ "$mode" = unsigned ] && auth=(--allow-unsigned) sign=()
+	while [ $# -gt 0 ] && [ "$1" != -- ]; do pa+=("$1"); shift; done
+	[ $# -gt 0 ] && shift
+	ca=("$@")
+	"$PROC" --brokers-file "$T/bs" --topic-prefix "$pfx" --group-id "bench-$name" "${auth[@]}" \
+		-X session.timeout.ms=6000 -X heartbeat.interval.ms=500 "${pa[@]}" \
+		2>"$T/proc.$name.log" &
+	PROCPID=$!
+	for _ in $(seq 300); do
+		grep -q 'msg="restore finished"' "$T/proc.$name.log" && break
+		sleep 0.1
+	done
+	echo "== [$name] $LAT_RATE commands/s for $LAT_SECONDS s, $mode, $LAT_PARTS partitions;" \
+		"processor: ${pa[*]:-defaults}; results consumer: ${ca[*]:-defaults}"
+	"$BC" latency --brokers-file "$T/bs" --topic-prefix "$pfx" --file "$T/lat.mp" --warmup 500 \
+		--rate "$LAT_RATE" --seconds "$LAT_SECONDS" "${sign[@]}" "${ca[@]}"
+	kill -TERM "$PROCPID" && wait "$PROCPID"
+	PROCPID=
+	echo "processor: $(grep 'msg="stopping"' "$T/proc.$name.log" | sed 's/.*msg="stopping" //')"
+}
+"$BK" gen --orders $(((LAT_RATE * LAT_SECONDS + 500) / 6)) --format msgpack -o "$T/lat.mp" 2>/dev/null
+# The mock answers a Fetch that finds no data only after fetch.wait.max.ms (500 ms by
+# default; a real broker answers as soon as data arrives): the second and later runs set
+# it to 5 ms on the processor and on the results consumer.
+W=(-X fetch.wait.max.ms=5 -- -C fetch.wait.max.ms=5)
+latency lat. lat-defaults signed
+latency latw. lat-fw5 signed "${W[@]}"
+latency latb. lat-fw5-b100 signed --batch-ms 100 "${W[@]}"
+latency latu. lat-fw5-unsigned unsigned "${W[@]}"
+echo "target: p99 < 250 ms at a steady 1000 commands/s"
