@@ -35,8 +35,8 @@ static const char usage_text[] =
     "  --keyring PATH               key ids -> public keys and roles (bk_auth.h format)\n"
     "  --allow-unsigned             DEVELOPMENT ONLY: accept commands without signature\n"
     "                               headers (each one is logged as a warning)\n"
-    "  --batch-commands N           close a batch (transaction) after N commands (500)\n"
-    "  --batch-ms T                 ... or T ms after its first command (20)\n"
+    "  --batch-commands N           close a batch (transaction) after N commands (2000)\n"
+    "  --batch-ms T                 ... or T ms after its first command (100)\n"
     "  --sweep-interval-ms MS       expiry sweep period; 0 turns the sweep off (1000)\n"
     "  --expiring-lead SECONDS      card.<type>.expiring this long before expiry (86400)\n"
     "  --group-id ID                consumer group (booking-commands)\n"
@@ -341,17 +341,14 @@ static int setup_kafka(cp *c, int *ret_code)
 		    .batch_first = -1, .last_result = -1, .last_event = -1, .prev_result = -1};
 
 	/* the group consumer */
-	static const char *const cons_defaults[] = {"enable.auto.commit",
-						    "false",
-						    "enable.auto.offset.store",
-						    "false",
-						    "isolation.level",
-						    "read_committed",
-						    "auto.offset.reset",
-						    "earliest",
-						    "partition.assignment.strategy",
-						    "cooperative-sticky",
-						    NULL};
+	static const char *const cons_defaults[] = {
+	    "enable.auto.commit", "false", "enable.auto.offset.store", "false", "isolation.level",
+	    "read_committed", "auto.offset.reset", "earliest", "partition.assignment.strategy",
+	    "cooperative-sticky",
+	    /* answer a waiting fetch within 10 ms: Kafka
+	     * does when data arrives, the dev broker only
+	     * after this wait (500 ms by default) */
+	    "fetch.wait.max.ms", "10", NULL};
 	rd_kafka_conf_t *conf;
 	if (bk_kconf_build(c->kc, BK_KCONF_CONSUMER, cons_defaults, &conf, err, sizeof(err)) < 0) {
 		fprintf(stderr, "booking-commands: %s\n", err);
@@ -507,8 +504,8 @@ static void run(cp *c)
 
 int main(int argc, char **argv)
 {
-	cp c = {.o = {.batch_commands = 500,
-		      .batch_ms = 20,
+	cp c = {.o = {.batch_commands = 2000,
+		      .batch_ms = 100,
 		      .sweep_interval_ms = 1000,
 		      .expiring_lead_s = 86400,
 		      .group_id = "booking-commands",

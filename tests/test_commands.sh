@@ -318,7 +318,7 @@ restores_before=$(grep -c 'msg="restore finished"' "$W/proc.gb.log")
 "$BCTL" send --brokers-file "$BOOT" --key "$W/all.sk" --key-id test-all "$W/group.jsonl" \
 	>"$W/send.group.log" 2>&1 &
 sendpid=$!
-sleep 3
+sleep 1
 kill -9 "$pa" 2>/dev/null
 echo "# kill -9 of member ga while the stream flows"
 wait "$sendpid"
@@ -326,6 +326,11 @@ wait "$sendpid"
 vrc=$?
 sed 's/^/#   /' "$W/group.verify" | tail -3
 check "the other member took over: one result per command, all accepted, no fork, no gap" [ "$vrc" -eq 0 ]
+# the group hands the dead member's partitions over after session.timeout.ms
+for i in $(seq 1 150); do
+	[ "$(grep -c 'msg="restore finished"' "$W/proc.gb.log")" -gt "$restores_before" ] && break
+	sleep 0.2
+done
 check "the survivor restored the dead member's partitions" \
 	[ "$(grep -c 'msg="restore finished"' "$W/proc.gb.log")" -gt "$restores_before" ]
 kill -TERM "$pb"
