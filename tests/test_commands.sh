@@ -3,7 +3,8 @@
 # (TAP): every fixture through the daemon via `bookingctl send --wait`; a duplicate command
 # id; hostile records to the DLQ around valid ones; kill -9 of the processor while a stream
 # flows, then one outcome per command, no fork or gap, every chain verifies; two
-# processors sharing a group, one killed, the other takes over.
+# processors sharing a group, one killed, the other takes over; 20,000 commands with ~30%
+# duplicates.
 # usage: test_commands.sh BOOKINGCTL BOOKING_COMMANDS TEST_TOOL SRCDIR
 # env: BK_KILL_ORDERS (orders in the kill stream, 8 commands each; default 6250 = 50,000
 # commands), BK_KILLS (default 10), BK_KILL_SECONDS (time budget of the kill phase, 90).
@@ -336,6 +337,30 @@ check "the survivor restored the dead member's partitions" \
 kill -TERM "$pb"
 wait "$pb"
 check "SIGTERM of the survivor: exit 0" [ $? -eq 0 ]
+
+# ---- 7. a stream of 20,000 commands with ~30% duplicates ------------------------------
+# bookingctl gen resends accepted commands later (same id, same bytes); every one must get
+# a `duplicate` result and no second events record. Times start 12 h ago (the processor
+# rejects commands more than 5 minutes ahead); the sweep is off so that the outcomes are
+# the planned ones.
+devbroker dups 8 || exit 1
+start="$(date -u -d '12 hours ago' +%Y-%m-%dT%H:%M:%SZ)"
+"$BCTL" gen --orders 2050 --seed 5 --duplicates 430 --wrong-actor 0 --stale 0 --start "$start" \
+	-o "$W/dups.jsonl" 2>"$W/gen.dups.log"
+planned_dups=$(sed -n 's/.* duplicates=\([0-9]*\).*/\1/p' "$W/gen.dups.log")
+total=$(wc -l <"$W/dups.jsonl")
+echo "# stream: $total commands, $planned_dups duplicates"
+start_proc dups "" --sweep-interval-ms 0
+"$BCTL" send --brokers-file "$BOOT" --key "$W/all.sk" --key-id test-all "$W/dups.jsonl" \
+	>"$W/send.dups.log" 2>&1
+"$TOOL" verify --brokers-file "$BOOT" --strict --wait-ms 120000 >"$W/dups.verify" 2>&1
+vrc=$?
+sed 's/^/#   /' "$W/dups.verify" | tail -1
+check "a stream of $total commands, $((100 * planned_dups / total))% duplicates: one result each, one events record per command id, no fork" [ "$vrc" -eq 0 ]
+got_dups=$(grep -o '"duplicate":[0-9]*' "$W/dups.verify" | tail -1 | cut -d: -f2)
+check "every resent command ($planned_dups) got a duplicate result (got ${got_dups:-0})" [ "${got_dups:-0}" -eq "$planned_dups" ]
+kill -TERM "$PROC_PID"
+wait "$PROC_PID"
 
 echo "1..$n"
 [ "$fails" -eq 0 ]
