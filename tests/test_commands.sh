@@ -6,12 +6,12 @@
 # processors sharing a group, one killed, the other takes over; 20,000 commands with ~30%
 # duplicates; a broker down and up again during a stream.
 # usage: test_commands.sh BOOKINGCTL BOOKING_COMMANDS TEST_TOOL SRCDIR
-# env: BK_KILL_ORDERS (orders in the kill stream, 8 commands each; default 6250 = 50,000
+# env: BK_KILL_ORDERS (orders in the kill stream, 8 commands each; default 6320: 50,056
 # commands), BK_KILLS (default 10), BK_KILL_SECONDS (time budget of the kill phase, 90).
 set -uo pipefail
 
 BCTL=$1 PROC=$2 TOOL=$3 SRC=$4
-ORDERS=${BK_KILL_ORDERS:-6250}
+ORDERS=${BK_KILL_ORDERS:-6320}
 KILLS=${BK_KILLS:-10}
 KILL_SECONDS=${BK_KILL_SECONDS:-90}
 W=$(mktemp -d /tmp/bk-test-commands.XXXXXX)
