@@ -345,7 +345,7 @@ check "SIGTERM of the survivor: exit 0" [ $? -eq 0 ]
 # the planned ones.
 devbroker dups 8 || exit 1
 start="$(date -u -d '12 hours ago' +%Y-%m-%dT%H:%M:%SZ)"
-"$BCTL" gen --orders 2050 --seed 5 --duplicates 430 --wrong-actor 0 --stale 0 --start "$start" \
+"$BCTL" gen --orders 2050 --seed 5 --duplicates 460 --wrong-actor 0 --stale 0 --start "$start" \
 	-o "$W/dups.jsonl" 2>"$W/gen.dups.log"
 planned_dups=$(sed -n 's/.* duplicates=\([0-9]*\).*/\1/p' "$W/gen.dups.log")
 total=$(wc -l <"$W/dups.jsonl")
