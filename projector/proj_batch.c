@@ -790,7 +790,8 @@ static int batch_parts(proj *p, rd_kafka_message_t *const *msgs, size_t n)
 		prev = &p->bparts[p->nbparts++];
 		*prev = (bpart){t, m->partition, m->offset};
 	}
-	qsort(p->bparts, p->nbparts, sizeof(*p->bparts), bpart_cmp);
+	if (p->nbparts > 1) /* qsort wants a non-NULL array even for 0 elements */
+		qsort(p->bparts, p->nbparts, sizeof(*p->bparts), bpart_cmp);
 	size_t k = 0; /* merge the runs of one partition */
 	for (size_t i = 0; i < p->nbparts; i++) {
 		if (k && p->bparts[k - 1].topic == p->bparts[i].topic &&
