@@ -25,6 +25,7 @@
 #include "logread.h"
 #include "pgutil.h"
 #include "proj_apply.h"
+#include "proj_db.h"
 #include "proj_rows.h"
 #include "rebuild.h"
 
@@ -1048,30 +1049,12 @@ static int write_staged(rb *r, pr_table t)
 	return rc;
 }
 
-static char *pg_array(const char *const *v, size_t n)
-{
-	buf b = {0};
-	bool ok = b_add(&b, "{", 1);
-	for (size_t i = 0; i < n && ok; i++) {
-		ok = b_str(&b, i ? ",\"" : "\"");
-		for (const char *s = v[i]; *s && ok; s++)
-			ok = (*s != '"' && *s != '\\' ? true : b_add(&b, "\\", 1)) &&
-			     b_add(&b, s, 1);
-		ok = ok && b_add(&b, "\"", 1);
-	}
-	if (!ok || !b_add(&b, "}", 1)) {
-		free(b.p);
-		return NULL;
-	}
-	return b.p;
-}
-
 /* The price snapshots of orders ids, with the projector's own SQL (pa_price_sql). */
 static int price(rb *r, const char *const *ids, size_t n)
 {
 	if (n == 0)
 		return 0;
-	char *q = map_names(pa_price_sql, SFX), *arr = pg_array(ids, n);
+	char *q = map_names(pa_price_sql, SFX), *arr = pdb_array(ids, n);
 	const char *v[1] = {arr};
 	int rc = q && arr ? sqlp(r, q, 1, v, "price snapshots")
 			  : fail(r, RB_DEPENDENCY, "out of memory");
@@ -1086,7 +1069,7 @@ static int write_sql(rb *r)
 	size_t n;
 	const char *const *ids = pr_replaced(r->cs, &n);
 	if (n) {
-		char *arr = pg_array(ids, n);
+		char *arr = pdb_array(ids, n);
 		const char *v[1] = {arr};
 		int rc = arr ? sqlp(r,
 				    "delete from booking" SFX
