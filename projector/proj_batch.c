@@ -820,15 +820,24 @@ static size_t topic_parts(const proj *p, int t, int32_t *parts, int64_t *next)
 	return np;
 }
 
+/* One allocation for a partition list and its offsets: the int64_t array first, so both
+ * are aligned. Free the returned offsets pointer. */
+static int64_t *parts_alloc(const proj *p, int32_t **ret_parts)
+{
+	int64_t *off = malloc((p->nbparts + 1) * (sizeof(int64_t) + sizeof(int32_t)));
+	*ret_parts = off ? (int32_t *)(void *)(off + p->nbparts + 1) : NULL;
+	return off;
+}
+
 /* Lock and check the checkpoints of the batch's partitions. 1 when fenced. */
 static int fence(proj *p, char *err, size_t errsz)
 {
-	int32_t *parts = malloc((p->nbparts + 1) * (sizeof(int32_t) + sizeof(int64_t)));
-	if (!parts) {
+	int32_t *parts;
+	int64_t *got = parts_alloc(p, &parts);
+	if (!got) {
 		snprintf(err, errsz, "out of memory");
 		return -1;
 	}
-	int64_t *got = (int64_t *)(void *)(parts + p->nbparts + 1);
 	int rc = 0;
 	for (int t = 0; t < 2 && rc == 0; t++) {
 		size_t np = topic_parts(p, t, parts, NULL);
@@ -851,7 +860,7 @@ static int fence(proj *p, char *err, size_t errsz)
 			}
 		}
 	}
-	free(parts);
+	free(got);
 	return rc;
 }
 
@@ -1027,19 +1036,19 @@ static int bookkeeping(proj *p, rd_kafka_message_t *const *msgs, size_t n, char 
 	}
 	/* checkpoints: the offset after the last record of each partition, one statement per
 	 * topic */
-	int32_t *parts = malloc((p->nbparts + 1) * (sizeof(int32_t) + sizeof(int64_t)));
-	if (!parts)
+	int32_t *parts;
+	int64_t *next = parts_alloc(p, &parts);
+	if (!next)
 		goto oom;
-	int64_t *next = (int64_t *)(void *)(parts + p->nbparts + 1);
 	for (int t = 0; t < 2; t++) {
 		size_t np = topic_parts(p, t, parts, next);
 		if (np && pdb_checkpoints_set(p->conn, topic_name(p, t), parts, next, np, err,
 					      errsz) < 0) {
-			free(parts);
+			free(next);
 			return -1;
 		}
 	}
-	free(parts);
+	free(next);
 	return 0;
 oom:
 	snprintf(err, errsz, "out of memory");

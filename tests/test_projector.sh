@@ -27,7 +27,7 @@ cleanup() {
 	pj_broker_stop
 	for d in "${DBS[@]}"; do pg_dropdb "$d"; done
 	bk_pg_teardown "$T/pg"
-	rm -rf "$T"
+	[ -n "${BK_KEEP:-}" ] || rm -rf "$T"
 }
 trap cleanup EXIT
 
