@@ -3,11 +3,12 @@
 # stream processed to its last result, beside the raw transactional produce of the same
 # records (bench_produce) in the same run; then send -> result latency at a steady rate.
 #   bench/bench_commands.sh [BUILD_DIR] [ORDERS] [PARTITIONS]   (default build 70000 128)
-#   env: BIG_BATCH (2000) BIG_MS (100) LAT_RATE (1000) LAT_SECONDS (25) LAT_PARTS (16) SIGNED_RUN (0)
+#   env: LAT_RATE (1000) LAT_SECONDS (25) LAT_PARTS (16) SIGNED_RUN (0: 1 adds a signed
+#   throughput run) ONLY (tp: throughput only, lat: latency only)
 set -euo pipefail
 B=$(cd "${1:-build}" && pwd) ORDERS=${2:-70000} P=${3:-128}
-BIG_BATCH=${BIG_BATCH:-2000} BIG_MS=${BIG_MS:-100} LAT_RATE=${LAT_RATE:-1000} LAT_SECONDS=${LAT_SECONDS:-25}
-LAT_PARTS=${LAT_PARTS:-16} SIGNED_RUN=${SIGNED_RUN:-0}
+LAT_RATE=${LAT_RATE:-1000} LAT_SECONDS=${LAT_SECONDS:-25}
+LAT_PARTS=${LAT_PARTS:-16} SIGNED_RUN=${SIGNED_RUN:-0} ONLY=${ONLY:-}
 BK=$B/cli/bookingctl PROC=$B/commands/booking-commands
 BC=$B/bench/bench_commands BP=$B/bench/bench_produce
 T=$(mktemp -d /tmp/bk-bench-cmd.XXXXXX)
@@ -37,8 +38,8 @@ topics() { # topics PREFIX N: the five project topics under PREFIX
 
 # The dev broker keeps about 5 MiB per partition (docs/devbroker.md): P partitions for
 # every prefix that holds the whole stream; raw. receives the baseline's records.
-extra="$(topics big. "$P"),$(topics sig. "$P"),$(topics lat. "$LAT_PARTS")"
-for x in latw. latb. latu.; do extra="$extra,$(topics $x "$LAT_PARTS")"; done
+extra="$(topics sig. "$P"),$(topics lat. "$LAT_PARTS")"
+for x in latu. lati.; do extra="$extra,$(topics $x "$LAT_PARTS")"; done
 extra="$extra,raw.booking.events:$P,raw.booking.rules:$P,raw.booking.command-results:$P"
 "$BK" devbroker --partitions "$P" --topics "$extra" --bootstrap-file "$T/bs" >/dev/null \
 	2>"$T/broker.log" &
@@ -114,20 +115,20 @@ row() {
 		"$(calc "$r * $BPC / 1000000")" "$([ "$4" = - ] && echo base || printf '%.2f' "$(calc "$r / $4")")"
 }
 
+if [ "$ONLY" != lat ]; then
 throughput "" default --allow-unsigned
 read -r n1 s1 <<<"$TP_LINE"
 avg1=$AVG_BATCH
-throughput big. "batch $BIG_BATCH" --allow-unsigned --batch-commands "$BIG_BATCH" --batch-ms "$BIG_MS"
-read -r n2 s2 <<<"$TP_LINE"
-avg2=$AVG_BATCH
 if [ "$SIGNED_RUN" = 1 ]; then
-	throughput sig. signed --keyring "$T/keyring" --batch-commands "$BIG_BATCH" --batch-ms "$BIG_MS"
+	throughput sig. signed --keyring "$T/keyring"
 	read -r n3 s3 <<<"$TP_LINE"
+	avg3=$AVG_BATCH
 fi
 
 echo "== baseline: the default run's output records (events, rules, results) produced again by" \
-	"a transactional producer, transactions of 500, $avg1 and $avg2 commands"
-for b in 500 "$avg1" "$avg2"; do
+	"a transactional producer, transactions of 500 and $avg1 commands"
+for b in 500 "$avg1" ${avg3:+"$avg3"}; do
+	[ -s "$T/base.$b" ] && continue
 	bc0=$(cpu_s "$BROKER")
 	"$BP" --brokers-file "$T/bs" --to-prefix raw. --batch "$b" >"$T/base.$b"
 	bc1=$(cpu_s "$BROKER")
@@ -140,23 +141,28 @@ load=$(head -n 1 "$T/base.500")
 recs=$(($(field events_records "$load") + $(field rules_records "$load") + $(field results "$load")))
 bytes=$(($(field events_bytes "$load") + $(field rules_bytes "$load") + $(field results_bytes "$load")))
 RPC=$(calc "$recs / $N") BPC=$(calc "$bytes / $N")
-b500=$(tail -n 1 "$T/base.500") bavg=$(tail -n 1 "$T/base.$avg1") bbig=$(tail -n 1 "$T/base.$avg2")
-ravg=$(field commands_per_s "$bavg") rbig=$(field commands_per_s "$bbig")
+b500=$(tail -n 1 "$T/base.500") bavg=$(tail -n 1 "$T/base.$avg1")
+ravg=$(field commands_per_s "$bavg")
 printf 'output per command: %.3f records, %.0f bytes (key + value + headers)\n' "$RPC" "$BPC"
 
 printf '\n%-50s %8s %8s %10s %10s %6s %6s\n' "" commands seconds commands/s records/s MB/s "x base"
 row "raw txn produce, 500 commands/txn" "$N" "$(field seconds "$b500")" -
 row "raw txn produce, $avg1 commands/txn (baseline of [3])" "$N" "$(field seconds "$bavg")" -
-row "raw txn produce, $avg2 commands/txn (baseline of [4])" "$N" "$(field seconds "$bbig")" -
-row "[3] booking-commands, defaults (500 / 20 ms)" "$n1" "$s1" "$ravg"
-row "[4] booking-commands, --batch-commands $BIG_BATCH --batch-ms $BIG_MS" "$n2" "$s2" "$rbig"
 if [ "$SIGNED_RUN" = 1 ]; then
-	row "[5] as [4], signed (Ed25519 verify)" "$n3" "$s3" "$rbig"
+	bsig=$(tail -n 1 "$T/base.$avg3")
+	row "raw txn produce, $avg3 commands/txn (baseline of [4])" "$N" "$(field seconds "$bsig")" -
+fi
+row "[3] booking-commands, defaults" "$n1" "$s1" "$ravg"
+if [ "$SIGNED_RUN" = 1 ]; then
+	row "[4] booking-commands, defaults, signed (Ed25519 verify)" "$n3" "$s3" \
+		"$(field commands_per_s "$bsig")"
 fi
 echo "processor: life 2, restore finished -> last result; records/s, MB/s: output records" \
 	"(events + rules + results) at the run's mean per command; x base: commands/s over the" \
 	"baseline's at the run's mean batch size"
 echo "target: >= 100000 commands/s and >= 0.8 x the raw rate"
+fi
+[ "$ONLY" = tp ] && exit 0
 
 # latency PREFIX NAME signed|unsigned PROC_ARGS... [-- CONSUMER_ARGS...]: a fresh prefix,
 # 500 warm-up commands (untimed: the first transaction waits ~1 s for topic metadata),
@@ -187,11 +193,10 @@ latency() {
 }
 "$BK" gen --orders $(((LAT_RATE * LAT_SECONDS + 500) / 6)) --format msgpack -o "$T/lat.mp" 2>/dev/null
 # The mock answers a Fetch that finds no data only after fetch.wait.max.ms (500 ms by
-# default; a real broker answers as soon as data arrives): the second and later runs set
-# it to 5 ms on the processor and on the results consumer.
-W=(-X fetch.wait.max.ms=5 -- -C fetch.wait.max.ms=5)
-latency lat. lat-defaults signed
-latency latw. lat-fw5 signed "${W[@]}"
-latency latb. lat-fw5-b100 signed --batch-ms 100 "${W[@]}"
-latency latu. lat-fw5-unsigned unsigned "${W[@]}"
+# default; a real broker answers as soon as data arrives): the processor sets it to 10 ms,
+# the results consumer here to 5 ms.
+W=(-- -C fetch.wait.max.ms=5)
+latency lat. lat-signed signed "${W[@]}"
+latency latu. lat-unsigned unsigned "${W[@]}"
+latency lati. lat-signed-no-idle-close signed --batch-idle-ms 0 "${W[@]}"
 echo "target: p99 < 250 ms at a steady 1000 commands/s"

@@ -1,7 +1,10 @@
 /*
  * cp.h - booking-commands internals: the processor state shared by its modules
  * (main loop and rebalances in main.c, restore in restore.c, command handling, batches
- * and transactions in process.c, the expiry sweep in sweep.c). One thread owns it all.
+ * and transactions in process.c, the expiry sweep in sweep.c, record checks on a thread
+ * pool in admit.c). One thread owns it all; during a run of checks the pool's threads
+ * only read the options, the keyring and the partition count, and each writes only its
+ * own cp_adm elements.
  * Invariant: a partition's commands are handled only once its restore has finished.
  */
 #ifndef CP_H
@@ -29,6 +32,7 @@ typedef struct cp_opts {
 	bool allow_unsigned;
 	int batch_commands;	 /* close a batch after this many commands */
 	int batch_ms;		 /* ... or this long after its first command */
+	int batch_idle_ms;	 /* ... or when no command arrived for this long; 0: off */
 	int sweep_interval_ms;	 /* 0: no sweep */
 	int64_t expiring_lead_s; /* card.<t>.expiring this long before expires_at */
 	const char *group_id;
@@ -36,6 +40,7 @@ typedef struct cp_opts {
 	bool no_txn;
 	int64_t clock_offset_s; /* development: added to the wall clock */
 	int timeout_ms;		/* Kafka calls (metadata, commit, restore) */
+	int admit_threads;	/* threads checking records besides the main one */
 } cp_opts;
 
 /* One partition of booking.commands and its engine. */
@@ -61,12 +66,27 @@ typedef struct cp_part {
 
 /* A result waiting for the batch's events to be acknowledged (owned by the batch). */
 typedef struct cp_held {
+	uint64_t gate; /* produced after gated record number `gate` (1-based; 0: none) */
 	int32_t partition;
 	char *key;
 	void *val; /* msgpack sbuffer data */
 	size_t len;
 	rd_kafka_headers_t *hdrs;
 } cp_held;
+
+/* A command record on its way in: the record and the outcome of its checks (admit.c). */
+typedef struct cp_adm {
+	rd_kafka_message_t *m; /* owned by the run loop */
+	bool skip;	       /* not this instance's to handle now: neither checked nor handled */
+	bool dlq;	       /* failed a check; why says which */
+	bool has_zone;	       /* z is initialised */
+	msgpack_zone z;	       /* cmd's memory */
+	bk_command cmd;
+	char why[512];
+} cp_adm;
+
+/* The admission threads (admit.c). */
+typedef struct cp_pool cp_pool;
 
 typedef struct cp {
 	cp_opts o;
@@ -83,16 +103,30 @@ typedef struct cp {
 	bk_ruleset *rules; /* owned; shared by every engine */
 	bk_keyring *kr;	   /* owned; NULL with --allow-unsigned and no --keyring */
 	bk_tzdb *tz;	   /* owned */
+	cp_pool *pool;	   /* owned */
+	/* bumped by every rebalance and re-restore: records read before are stale */
+	uint64_t generation;
 	/* the open batch */
 	bool txn_open;
 	int batch_n;
 	int64_t batch_start_us;	    /* monotonic */
+	int64_t last_cmd_us;	    /* monotonic: when the batch's last command arrived */
 	bool rerestore;		    /* a batch failed: restore every partition again */
 	rd_kafka_resp_err_t dr_err; /* first delivery error of the batch */
 	/* results of the open batch, held back until its events records are acknowledged:
-	 * a result on the log then implies its command's events are on the log */
+	 * a result on the log then implies its command's events are on the log. The events,
+	 * rules and DLQ records of a batch are "gated", numbered 1.. in produce order (the
+	 * delivery report's opaque); a held result is produced, in order, once every gated
+	 * record produced before it is acknowledged, so results stream out during the batch
+	 * instead of waiting for its close. */
 	struct cp_held *held;
 	size_t n_held, cap_held;
+	size_t held_next;     /* held[0..held_next) are produced */
+	uint32_t epoch;	      /* batch number: high half of a gated record's opaque */
+	uint64_t gate_n;      /* gated records produced in this batch */
+	uint64_t gate_prefix; /* records 1..gate_prefix are all acknowledged */
+	uint8_t *gate_acked;  /* [gate_n]: acknowledged (delivery reports come in any order) */
+	size_t cap_gate;
 	/* counters for the log */
 	uint64_t n_cmds, n_events, n_dlq, n_batches, n_aborts;
 	volatile sig_atomic_t *stop;
@@ -125,9 +159,24 @@ int cp_hdr_int(const rd_kafka_message_t *m, const char *name, int64_t *ret) BK_M
  */
 int cp_restore(cp *c, const int32_t *ps, int n, char *errstr, size_t errstr_size) BK_MUSTCHECK;
 
+/* --- admit.c --- */
+/* Check a->m (thread-safe: reads only what does not change while running): sets a->dlq
+ * and a->why, or a->cmd (in a->z). Release with cp_adm_done. */
+void cp_admit(const cp *c, cp_adm *a);
+void cp_adm_done(cp_adm *a);
+/* A pool of n threads (0: none, the caller checks alone). NULL with err on failure. */
+cp_pool *cp_pool_new(int nthreads, char *err, size_t errsz);
+void cp_pool_free(cp_pool *pl);
+/* cp_admit every element of adm[0..n) not marked skip, on the pool's threads and the
+ * caller's; returns when all are done. */
+void cp_admit_run(cp_pool *pl, const cp *c, cp_adm *adm, size_t n);
+
 /* --- process.c --- */
-/* Handle one command record of an assigned, restored partition. 0, or -1 when fatal. */
-int cp_handle_message(cp *c, const rd_kafka_message_t *m);
+/* Is this record one to handle now (assigned, restored partition; not handled yet)? */
+bool cp_wants(const cp *c, const rd_kafka_message_t *m);
+/* Handle one admitted command record (cp_admit): dead-letter it, or decide and produce
+ * its records into the open batch. 0, or -1 when fatal. Does not free a. */
+int cp_handle_admitted(cp *c, cp_adm *a);
 /* Handle an internal order.sweep of partition p's order (src-offset -1). */
 int cp_handle_sweep(cp *c, int32_t p, const char *order_id, const char *target, int64_t now);
 /* Close the open batch (commit the transaction, or flush). An abortable failure aborts,
@@ -136,6 +185,10 @@ int cp_handle_sweep(cp *c, int32_t p, const char *order_id, const char *target, 
 int cp_batch_close(cp *c, bool lost);
 /* Free the held results (at exit). */
 void cp_held_free(cp *c);
+/* A delivery report: a gated record (opaque from this batch) was acknowledged. */
+void cp_gate_acked(cp *c, uintptr_t opaque);
+/* Produce the held results whose gated records are all acknowledged. 0, or -1. */
+int cp_release_ready(cp *c);
 /* Restore all assigned partitions again and seek the consumer to their next offsets. */
 int cp_rerestore_all(cp *c);
 /* Is the open batch due (size or age)? */

@@ -37,6 +37,11 @@ static const char usage_text[] =
     "                               headers (each one is logged as a warning)\n"
     "  --batch-commands N           close a batch (transaction) after N commands (2000)\n"
     "  --batch-ms T                 ... or T ms after its first command (100)\n"
+    "  --batch-idle-ms T            ... or when no command arrived for T ms, so a batch\n"
+    "                               holds what was ready: for clusters where results\n"
+    "                               show only at commit (docs/commands.md); 0: off (0)\n"
+    "  --verify-threads N           threads that decode and verify signatures beside the\n"
+    "                               deciding thread (online CPUs - 1)\n"
     "  --sweep-interval-ms MS       expiry sweep period; 0 turns the sweep off (1000)\n"
     "  --expiring-lead SECONDS      card.<type>.expiring this long before expiry (86400)\n"
     "  --group-id ID                consumer group (booking-commands)\n"
@@ -85,16 +90,11 @@ static int parse_args(cp *c, int argc, char **argv)
 		char name[64];
 		size_t nl = eq ? (size_t)(eq - a) : strlen(a);
 		snprintf(name, sizeof(name), "%.*s", (int)(nl < 63 ? nl : 63), a);
-		static const char *const with_value[] = {"--keyring",
-							 "--batch-commands",
-							 "--batch-ms",
-							 "--sweep-interval-ms",
-							 "--expiring-lead",
-							 "--group-id",
-							 "--transactional-id-prefix",
-							 "--timeout-ms",
-							 "--clock-offset",
-							 NULL};
+		static const char *const with_value[] = {
+		    "--keyring",       "--batch-commands", "--batch-ms",
+		    "--batch-idle-ms", "--verify-threads", "--sweep-interval-ms",
+		    "--expiring-lead", "--group-id",	   "--transactional-id-prefix",
+		    "--timeout-ms",    "--clock-offset",   NULL};
 		bool takes = false;
 		for (int k = 0; with_value[k]; k++)
 			if (!strcmp(name, with_value[k]))
@@ -133,6 +133,14 @@ static int parse_args(cp *c, int argc, char **argv)
 			if (parse_i64(name, val, 1, 600000, &v) < 0)
 				return -1;
 			c->o.batch_ms = (int)v;
+		} else if (!strcmp(name, "--batch-idle-ms")) {
+			if (parse_i64(name, val, 0, 600000, &v) < 0)
+				return -1;
+			c->o.batch_idle_ms = (int)v;
+		} else if (!strcmp(name, "--verify-threads")) {
+			if (parse_i64(name, val, 0, 64, &v) < 0)
+				return -1;
+			c->o.admit_threads = (int)v;
 		} else if (!strcmp(name, "--sweep-interval-ms")) {
 			if (parse_i64(name, val, 0, 86400000, &v) < 0)
 				return -1;
@@ -215,8 +223,10 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
 	cp *c = opaque;
 	(void)rk;
-	if (!m->err)
+	if (!m->err) {
+		cp_gate_acked(c, (uintptr_t)m->_private);
 		return;
+	}
 	bk_logf(BK_LOG_ERROR, "delivery failed", "topic=%s partition=%d err=\"%s\"",
 		rd_kafka_topic_name(m->rkt), (int)m->partition, rd_kafka_err2str(m->err));
 	if (c->dr_err == RD_KAFKA_RESP_ERR_NO_ERROR)
@@ -228,6 +238,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 {
 	cp *c = opaque;
 	const bool coop = !strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE");
+	c->generation++;
 	char estr[512];
 	if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
 		/* commit first: the rules topic must hold our own changes before re-reading it */
@@ -431,54 +442,130 @@ static int setup_kafka(cp *c, int *ret_code)
 	}
 	bk_logf(BK_LOG_INFO, "booking-commands started",
 		"partitions=%d group_id=%s transactional_id=%s transactions=%d batch_commands=%d "
-		"batch_ms=%d sweep_interval_ms=%d expiring_lead_s=%lld commands_topic=%s",
+		"batch_ms=%d batch_idle_ms=%d verify_threads=%d sweep_interval_ms=%d "
+		"expiring_lead_s=%lld "
+		"commands_topic=%s",
 		c->nparts, c->o.group_id, c->o.no_txn ? "" : txn_id, !c->o.no_txn,
-		c->o.batch_commands, c->o.batch_ms, c->o.sweep_interval_ms,
-		(long long)c->o.expiring_lead_s, c->topic[BK_TOPIC_COMMANDS]);
+		c->o.batch_commands, c->o.batch_ms, c->o.batch_idle_ms, c->o.admit_threads,
+		c->o.sweep_interval_ms, (long long)c->o.expiring_lead_s,
+		c->topic[BK_TOPIC_COMMANDS]);
 	return 0;
 }
 
-static void run(cp *c)
+/* Records taken from the consumer per run of checks. */
+#define RUN_MAX 256
+
+/* Drop collected records that a rebalance made stale; the partitions still ours are
+ * sought back to their next offsets, so their records come again. */
+static void drop_stale(cp *c, cp_adm *adm, size_t n)
+{
+	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(8);
+	for (size_t i = 0; i < n; i++) {
+		rd_kafka_message_t *m = adm[i].m;
+		int32_t p = m->partition;
+		if (!m->err && p >= 0 && p < c->nparts && c->parts[p].assigned &&
+		    !rd_kafka_topic_partition_list_find(l, c->topic[BK_TOPIC_COMMANDS], p))
+			rd_kafka_topic_partition_list_add(l, c->topic[BK_TOPIC_COMMANDS], p)
+			    ->offset = c->parts[p].next_offset;
+		rd_kafka_message_destroy(m);
+	}
+	if (l->cnt > 0) {
+		bk_logf(BK_LOG_INFO, "records read before a rebalance dropped: seeking back",
+			"topic=%s records=%zu partitions=%d", c->topic[BK_TOPIC_COMMANDS], n,
+			l->cnt);
+		rd_kafka_error_t *e = rd_kafka_seek_partitions(c->consumer, l, c->o.timeout_ms);
+		bool bad = e != NULL;
+		for (int i = 0; !e && i < l->cnt; i++)
+			bad = bad || l->elems[i].err;
+		if (bad) {
+			/* a partition left at its old position would skip commands */
+			bk_logf(BK_LOG_ERROR, "seek failed", "err=\"%s\"",
+				e ? rd_kafka_error_string(e) : "per partition");
+			cp_fatal(c, CP_EXIT_FATAL);
+		}
+		if (e)
+			rd_kafka_error_destroy(e);
+	}
+	rd_kafka_topic_partition_list_destroy(l);
+}
+
+/* Take up to RUN_MAX records: wait up to `timeout` ms for the first, then what is ready. */
+static size_t collect(cp *c, cp_adm *adm, int timeout)
+{
+	size_t n = 0;
+	uint64_t gen = c->generation;
+	while (n < RUN_MAX && !*c->stop) {
+		rd_kafka_message_t *m = rd_kafka_consumer_poll(c->consumer, n ? 0 : timeout);
+		if (!m)
+			break;
+		if (c->generation != gen) {
+			drop_stale(c, adm, n);
+			n = 0;
+			gen = c->generation;
+		}
+		adm[n++] = (cp_adm){.m = m, .skip = !cp_wants(c, m)};
+	}
+	return n;
+}
+
+static void consumer_error(cp *c, const rd_kafka_message_t *m)
+{
+	if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
+		return;
+	bk_logf(BK_LOG_WARN, "consumer error", "topic=%s partition=%d err=\"%s\"",
+		m->rkt ? rd_kafka_topic_name(m->rkt) : "", (int)m->partition,
+		rd_kafka_message_errstr(m));
+	char fe[256];
+	if (rd_kafka_fatal_error(c->consumer, fe, sizeof(fe))) {
+		bk_logf(BK_LOG_ERROR, "fatal consumer error", "err=\"%s\"", fe);
+		cp_fatal(c, CP_EXIT_FATAL);
+	}
+}
+
+static void run(cp *c, cp_adm *adm)
 {
 	int64_t next_sweep = cp_mono_us() + (int64_t)c->o.sweep_interval_ms * 1000;
 	int64_t next_stats = cp_mono_us() + 10 * 1000000LL;
 	while (!*c->stop) {
 		int timeout = 100;
 		if (c->txn_open) {
-			int64_t left =
-			    c->batch_start_us + (int64_t)c->o.batch_ms * 1000 - cp_mono_us();
-			timeout = left <= 0 ? 0 : (int)(left / 1000) + 1;
+			int64_t now = cp_mono_us();
+			int64_t left = c->batch_start_us + (int64_t)c->o.batch_ms * 1000 - now;
+			if (c->o.batch_idle_ms > 0) {
+				int64_t idle =
+				    c->last_cmd_us + (int64_t)c->o.batch_idle_ms * 1000 - now;
+				if (idle < left)
+					left = idle;
+			}
+			timeout = left <= 0 ? 0 : (int)((left + 999) / 1000);
 			if (timeout > 100)
 				timeout = 100;
 		}
-		rd_kafka_message_t *m = rd_kafka_consumer_poll(c->consumer, timeout);
-		if (m && c->rerestore && !c->txn_open) {
-			/* the batch failed: this record is read again after the seek */
-			rd_kafka_message_destroy(m);
-			m = NULL;
-			cp_rerestore_all(c);
-		}
-		if (m) {
-			if (m->err && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-				bk_logf(BK_LOG_WARN, "consumer error",
-					"topic=%s partition=%d err=\"%s\"",
-					m->rkt ? rd_kafka_topic_name(m->rkt) : "",
-					(int)m->partition, rd_kafka_message_errstr(m));
-				char fe[256];
-				if (rd_kafka_fatal_error(c->consumer, fe, sizeof(fe))) {
-					bk_logf(BK_LOG_ERROR, "fatal consumer error", "err=\"%s\"",
-						fe);
-					cp_fatal(c, CP_EXIT_FATAL);
-				}
-			} else if (!m->err && cp_handle_message(c, m) < 0) {
+		size_t n = collect(c, adm, timeout);
+		cp_admit_run(c->pool, c, adm, n);
+		for (size_t i = 0; i < n; i++) {
+			/* a failed batch: the rest is read again after the re-restore's seek */
+			if (c->rerestore && !c->txn_open)
+				break;
+			if (adm[i].m->err)
+				consumer_error(c, adm[i].m);
+			else if (cp_handle_admitted(c, &adm[i]) < 0 && !c->dr_err)
 				/* a produce failed: the batch fails and is re-done from the log */
-				if (c->dr_err == RD_KAFKA_RESP_ERR_NO_ERROR)
-					c->dr_err = RD_KAFKA_RESP_ERR__FAIL;
-			}
-			rd_kafka_message_destroy(m);
+				c->dr_err = RD_KAFKA_RESP_ERR__FAIL;
+			/* a failed produce or an engine error ends the batch at once: no more
+			 * commands are decided against state that is about to be restored */
+			if ((c->dr_err || c->rerestore) && c->txn_open)
+				cp_batch_close(c, false);
+			if (c->txn_open && c->batch_n >= c->o.batch_commands)
+				cp_batch_close(c, false);
+			rd_kafka_poll(c->producer, 0);
+			if (c->txn_open && cp_release_ready(c) < 0 && !c->dr_err)
+				c->dr_err = RD_KAFKA_RESP_ERR__FAIL;
 		}
-		/* a failed produce or an engine error ends the batch at once: no more
-		 * commands are decided against state that is about to be restored again */
+		for (size_t i = 0; i < n; i++) {
+			cp_adm_done(&adm[i]);
+			rd_kafka_message_destroy(adm[i].m);
+		}
 		if ((c->dr_err || c->rerestore) && c->txn_open)
 			cp_batch_close(c, false);
 		if (cp_batch_due(c))
@@ -499,6 +586,8 @@ static void run(cp *c)
 			next_stats = now + 10 * 1000000LL;
 		}
 		rd_kafka_poll(c->producer, 0);
+		if (c->txn_open && cp_release_ready(c) < 0 && !c->dr_err)
+			c->dr_err = RD_KAFKA_RESP_ERR__FAIL;
 	}
 }
 
@@ -506,12 +595,15 @@ int main(int argc, char **argv)
 {
 	cp c = {.o = {.batch_commands = 2000,
 		      .batch_ms = 100,
+		      .batch_idle_ms = 0,
 		      .sweep_interval_ms = 1000,
 		      .expiring_lead_s = 86400,
 		      .group_id = "booking-commands",
 		      .txn_prefix = "booking-commands",
 		      .timeout_ms = 30000},
 		.stop = &stop_flag};
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	c.o.admit_threads = ncpu > 17 ? 16 : ncpu > 1 ? (int)ncpu - 1 : 0;
 	int code = CP_EXIT_USAGE;
 	if (sodium_init() < 0) {
 		fprintf(stderr, "booking-commands: libsodium failed to initialise\n");
@@ -546,7 +638,17 @@ int main(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	if (setup_kafka(&c, &code) < 0)
 		goto out;
-	run(&c);
+	char perr[256];
+	cp_adm *adm = calloc(RUN_MAX, sizeof(*adm));
+	if (!adm || !(c.pool = cp_pool_new(c.o.admit_threads, perr, sizeof(perr)))) {
+		fprintf(stderr, "booking-commands: admission threads: %s\n",
+			adm ? perr : "out of memory");
+		free(adm);
+		code = CP_EXIT_FATAL;
+		goto out;
+	}
+	run(&c, adm);
+	free(adm);
 	cp_batch_close(&c, false);
 	code = c.exit_code;
 	bk_logf(code ? BK_LOG_ERROR : BK_LOG_INFO, "stopping",
@@ -570,6 +672,7 @@ out:
 	for (int i = 0; c.parts && i < c.nparts; i++)
 		cp_part_reset(&c.parts[i]);
 	cp_held_free(&c);
+	cp_pool_free(c.pool);
 	free(c.parts);
 	bk_ruleset_free(c.rules);
 	bk_keyring_free(c.kr);

@@ -1,9 +1,10 @@
 /*
- * process.c - one command record in, its records out: DLQ checks (size, content type,
- * decode, signature, key/partition), decide+evolve through the partition's engine, then
- * one events record, one result, and for autoaccept.* one rules record, produced in the
- * open batch. Batches close as one transaction (or one flush); a failed batch is
- * forgotten by restoring the partitions again from the log and seeking back.
+ * process.c - one admitted command record in (admit.c did the checks), its records out:
+ * a DLQ record, or decide+evolve through the partition's engine, then one events record,
+ * one result, and for autoaccept.* one rules record, produced in the open batch. Results
+ * are released in order as the records before them are acknowledged. Batches close as
+ * one transaction (or one flush); a failed batch is forgotten by restoring the
+ * partitions again from the log and seeking back.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,8 +37,13 @@ void cp_fatal(cp *c, int code)
 
 bool cp_batch_due(const cp *c)
 {
-	return c->txn_open && (c->batch_n >= c->o.batch_commands ||
-			       cp_mono_us() - c->batch_start_us >= (int64_t)c->o.batch_ms * 1000);
+	if (!c->txn_open)
+		return false;
+	int64_t now = cp_mono_us();
+	return c->batch_n >= c->o.batch_commands ||
+	       now - c->batch_start_us >= (int64_t)c->o.batch_ms * 1000 ||
+	       (c->o.batch_idle_ms > 0 &&
+		now - c->last_cmd_us >= (int64_t)c->o.batch_idle_ms * 1000);
 }
 
 static int batch_begin(cp *c)
@@ -55,8 +61,13 @@ static int batch_begin(cp *c)
 		}
 	}
 	c->txn_open = true;
+	c->epoch++;
+	c->gate_n = 0;
+	c->gate_prefix = 0;
+	c->held_next = 0;
 	c->batch_n = 0;
 	c->batch_start_us = cp_mono_us();
+	c->last_cmd_us = c->batch_start_us;
 	c->dr_err = RD_KAFKA_RESP_ERR_NO_ERROR;
 	return 0;
 }
@@ -68,16 +79,44 @@ static void hdr_int(rd_kafka_headers_t *h, const char *name, int64_t v)
 	rd_kafka_header_add(h, name, -1, buf, n);
 }
 
-/* Produce a copy of val to topic/partition; takes hdrs (NULL ok) in every case. */
-static int produce(cp *c, const char *topic, int32_t partition, const void *key, size_t klen,
-		   const void *val, size_t vlen, rd_kafka_headers_t *hdrs)
+/* The next gated record's delivery-report opaque: the batch epoch and its number. */
+static uintptr_t gate_next(cp *c)
 {
+	if (c->gate_n == c->cap_gate) {
+		size_t cap = c->cap_gate ? c->cap_gate * 2 : 4096;
+		uint8_t *v = realloc(c->gate_acked, cap);
+		if (!v)
+			return 0; /* never released: the batch fails at its close */
+		c->gate_acked = v;
+		c->cap_gate = cap;
+	}
+	c->gate_acked[c->gate_n++] = 0;
+	return ((uintptr_t)c->epoch << 32) | (uintptr_t)c->gate_n;
+}
+
+void cp_gate_acked(cp *c, uintptr_t opaque)
+{
+	uint64_t g = opaque & 0xffffffffu;
+	if ((uint32_t)(opaque >> 32) != c->epoch || g == 0 || g > c->gate_n)
+		return; /* a result, or a report from an earlier batch */
+	c->gate_acked[g - 1] = 1;
+	while (c->gate_prefix < c->gate_n && c->gate_acked[c->gate_prefix])
+		c->gate_prefix++;
+}
+
+/* Produce a copy of val to topic/partition; takes hdrs (NULL ok) in every case. A gated
+ * record (events, rules, DLQ) holds back the results produced after it until it is
+ * acknowledged. */
+static int produce(cp *c, const char *topic, int32_t partition, const void *key, size_t klen,
+		   const void *val, size_t vlen, rd_kafka_headers_t *hdrs, bool gated)
+{
+	uintptr_t opaque = gated ? gate_next(c) : 0;
 	for (int tries = 0;; tries++) {
 		rd_kafka_resp_err_t e = rd_kafka_producev(
 		    c->producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
 		    RD_KAFKA_V_KEY(key, klen), RD_KAFKA_V_VALUE((void *)val, vlen),
 		    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs),
-		    RD_KAFKA_V_END);
+		    RD_KAFKA_V_OPAQUE((void *)opaque), RD_KAFKA_V_END);
 		if (!e)
 			return 0;
 		if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL && tries < 600) {
@@ -118,7 +157,8 @@ static int dlq(cp *c, const rd_kafka_message_t *m, const char *reason)
 	c->n_dlq++;
 	bk_logf(BK_LOG_WARN, "command dead-lettered", "topic=%s partition=%d offset=%lld reason=%s",
 		rd_kafka_topic_name(m->rkt), (int)m->partition, (long long)m->offset, reason);
-	return produce(c, c->topic[BK_TOPIC_DLQ], part, m->key, m->key_len, m->payload, m->len, h);
+	return produce(c, c->topic[BK_TOPIC_DLQ], part, m->key, m->key_len, m->payload, m->len, h,
+		       true);
 }
 
 /* The events record of a decision: key order_id, explicit partition p. */
@@ -154,7 +194,7 @@ static int produce_events(cp *c, int32_t p, int64_t src_offset, const char *cmd_
 	hdr_int(h, "src-offset", src_offset);
 	rd_kafka_header_add(h, "command-id", -1, cmd_id, -1);
 	int rc = produce(c, c->topic[BK_TOPIC_EVENTS], p, r.order_id, strlen(r.order_id), sb.data,
-			 sb.size, h);
+			 sb.size, h, true);
 	msgpack_sbuffer_destroy(&sb);
 	c->n_events += d->n_events;
 	return rc;
@@ -194,7 +234,8 @@ static int produce_result(cp *c, int32_t p, int64_t src_offset, const bk_result 
 		c->cap_held = cap;
 	}
 	cp_held *e = &c->held[c->n_held];
-	*e = (cp_held){.partition = p,
+	*e = (cp_held){.gate = c->gate_n,
+		       .partition = p,
 		       .key = strdup(res->order_id),
 		       .val = sb.data,
 		       .len = sb.size,
@@ -209,21 +250,46 @@ static int produce_result(cp *c, int32_t p, int64_t src_offset, const bk_result 
 	return 0;
 }
 
-/* Produce (send = true) or drop the held results; they are freed either way. */
+/* Produce held[i] (its record takes the headers); frees its key and value. */
+static int release_one(cp *c, cp_held *e)
+{
+	int rc = produce(c, c->topic[BK_TOPIC_RESULTS], e->partition, e->key, strlen(e->key),
+			 e->val, e->len, e->hdrs, false);
+	e->hdrs = NULL;
+	free(e->key);
+	free(e->val);
+	e->key = NULL;
+	e->val = NULL;
+	return rc;
+}
+
+int cp_release_ready(cp *c)
+{
+	if (c->dr_err)
+		return 0; /* the batch fails: nothing more goes out */
+	while (c->held_next < c->n_held && c->held[c->held_next].gate <= c->gate_prefix) {
+		if (release_one(c, &c->held[c->held_next++]) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* Produce (send = true) or drop the results not yet produced; they are freed either way. */
 static int release_held(cp *c, bool send)
 {
 	int rc = 0;
-	for (size_t i = 0; i < c->n_held; i++) {
+	for (size_t i = c->held_next; i < c->n_held; i++) {
 		cp_held *e = &c->held[i];
-		if (send && rc == 0)
-			rc = produce(c, c->topic[BK_TOPIC_RESULTS], e->partition, e->key,
-				     strlen(e->key), e->val, e->len, e->hdrs);
-		else
-			rd_kafka_headers_destroy(e->hdrs);
+		if (send && rc == 0) {
+			rc = release_one(c, e);
+			continue;
+		}
+		rd_kafka_headers_destroy(e->hdrs);
 		free(e->key);
 		free(e->val);
 	}
 	c->n_held = 0;
+	c->held_next = 0;
 	return rc;
 }
 
@@ -233,6 +299,9 @@ void cp_held_free(cp *c)
 	free(c->held);
 	c->held = NULL;
 	c->cap_held = 0;
+	free(c->gate_acked);
+	c->gate_acked = NULL;
+	c->cap_gate = 0;
 }
 
 static int produce_rules(cp *c, const bk_profile_rules *pr)
@@ -246,93 +315,9 @@ static int produce_rules(cp *c, const bk_profile_rules *pr)
 		return -1;
 	}
 	int rc = produce(c, c->topic[BK_TOPIC_RULES], RD_KAFKA_PARTITION_UA, pr->service_profile_id,
-			 strlen(pr->service_profile_id), sb.data, sb.size, NULL);
+			 strlen(pr->service_profile_id), sb.data, sb.size, NULL, true);
 	msgpack_sbuffer_destroy(&sb);
 	return rc;
-}
-
-/* A header's value; NULL when absent. */
-static const void *hdr(const rd_kafka_message_t *m, const char *name, size_t *ret_n)
-{
-	rd_kafka_headers_t *h = NULL;
-	const void *v = NULL;
-	if (rd_kafka_message_headers(m, &h) || !h || rd_kafka_header_get_last(h, name, &v, ret_n))
-		return NULL;
-	return v;
-}
-
-/* Checks before the engine: returns 0 with *ret filled, or 1 with why (dead-letter). */
-static int admit(cp *c, const rd_kafka_message_t *m, msgpack_zone *z, bk_command *ret, char *why,
-		 size_t whysz)
-{
-	char err[256];
-	if (!m->payload || m->len == 0) {
-		snprintf(why, whysz, "empty value");
-		return 1;
-	}
-	if (m->len > BK_MAX_MESSAGE) {
-		snprintf(why, whysz, "oversized: %zu bytes, the limit is %u", m->len,
-			 (unsigned)BK_MAX_MESSAGE);
-		return 1;
-	}
-	size_t n = 0;
-	const char *ct = hdr(m, "content-type", &n);
-	bool json = false;
-	/* media type only: "application/json; charset=utf-8" is JSON */
-	for (size_t i = 0; ct && i < n; i++)
-		if (ct[i] == ';' || ct[i] == ' ') {
-			n = i;
-			break;
-		}
-	if (ct && n == 16 && !memcmp(ct, "application/json", 16))
-		json = true;
-	else if (ct && !(n == 19 && !memcmp(ct, "application/msgpack", 19))) {
-		snprintf(why, whysz, "unsupported content-type \"%.*s\"", (int)(n < 64 ? n : 64),
-			 ct);
-		return 1;
-	}
-	if (bk_codec_command_decode(m->payload, m->len, json, false, z, ret, err, sizeof(err)) <
-	    0) {
-		snprintf(why, whysz, "decode: %s", err);
-		return 1;
-	}
-	size_t kn = 0, sn = 0;
-	const char *kid = hdr(m, "key-id", &kn);
-	const uint8_t *sig = hdr(m, "signature", &sn);
-	if (!kid && !sig && c->o.allow_unsigned) {
-		bk_logf(BK_LOG_WARN,
-			"UNSIGNED COMMAND ACCEPTED (--allow-unsigned: development only)",
-			"topic=%s partition=%d offset=%lld order_id=%s command_id=%s",
-			rd_kafka_topic_name(m->rkt), (int)m->partition, (long long)m->offset,
-			ret->order_id, ret->id);
-	} else if (!kid || !sig) {
-		snprintf(why, whysz, "unsigned: the key-id and signature headers are required");
-		return 1;
-	} else if (!c->kr) {
-		snprintf(why, whysz, "auth: no keyring loaded (--keyring) to verify key %.*s",
-			 (int)(kn < 80 ? kn : 80), kid);
-		return 1;
-	} else if (bk_auth_verify(c->kr, kid, kn, sig, sn, m->payload, m->len,
-				  (bk_role)ret->actor_role, bk_cmd_name((bk_cmd_type)ret->type),
-				  err, sizeof(err)) < 0) {
-		snprintf(why, whysz, "auth: %s", err);
-		return 1;
-	}
-	size_t on = strlen(ret->order_id);
-	if (!m->key || m->key_len != on || memcmp(m->key, ret->order_id, on) != 0) {
-		snprintf(why, whysz, "key: the record key must be the order_id (%s)",
-			 ret->order_id);
-		return 1;
-	}
-	int32_t want =
-	    rd_kafka_msg_partitioner_murmur2(NULL, m->key, m->key_len, c->nparts, NULL, NULL);
-	if (want != m->partition) {
-		snprintf(why, whysz,
-			 "partition: key %s belongs on partition %d (murmur2_random), not %d",
-			 ret->order_id, (int)want, (int)m->partition);
-		return 1;
-	}
-	return 0;
 }
 
 static bk_decide_ctx decide_ctx(const cp *c, int64_t now)
@@ -343,41 +328,50 @@ static bk_decide_ctx decide_ctx(const cp *c, int64_t now)
 			       .tz_opaque = c->tz};
 }
 
-int cp_handle_message(cp *c, const rd_kafka_message_t *m)
+bool cp_wants(const cp *c, const rd_kafka_message_t *m)
 {
-	if (m->partition < 0 || m->partition >= c->nparts)
-		return 0;
-	cp_part *p = &c->parts[m->partition];
-	if (!p->assigned || !p->restored || m->offset < p->next_offset) {
-		bk_logf(BK_LOG_DEBUG, "command record skipped",
-			"topic=%s partition=%d offset=%lld next_offset=%lld restored=%d",
-			rd_kafka_topic_name(m->rkt), (int)m->partition, (long long)m->offset,
-			(long long)p->next_offset, p->restored);
+	if (m->err || m->partition < 0 || m->partition >= c->nparts)
+		return false;
+	const cp_part *p = &c->parts[m->partition];
+	return p->assigned && p->restored && m->offset >= p->next_offset;
+}
+
+int cp_handle_admitted(cp *c, cp_adm *a)
+{
+	const rd_kafka_message_t *m = a->m;
+	if (a->skip || !cp_wants(c, m)) {
+		if (m->partition >= 0 && m->partition < c->nparts)
+			bk_logf(BK_LOG_DEBUG, "command record skipped",
+				"topic=%s partition=%d offset=%lld next_offset=%lld restored=%d",
+				rd_kafka_topic_name(m->rkt), (int)m->partition,
+				(long long)m->offset, (long long)c->parts[m->partition].next_offset,
+				c->parts[m->partition].restored);
 		return 0;
 	}
+	if (!a->has_zone)
+		cp_admit(c, a); /* checked late: the state changed since the run */
+	cp_part *p = &c->parts[m->partition];
 	if (batch_begin(c) < 0)
 		return -1;
 	if (p->batch_first < 0)
 		p->batch_first = m->offset;
 	p->next_offset = m->offset + 1;
+	c->last_cmd_us = cp_mono_us();
 	c->batch_n++;
 	c->n_cmds++;
 
-	msgpack_zone z;
-	msgpack_zone_init(&z, 8192);
-	bk_command cmd;
-	char why[512];
+	msgpack_zone *z = &a->z;
+	bk_command cmd = a->cmd;
+	char *why = a->why;
+	const size_t whysz = sizeof(a->why);
 	int rc = 0;
-	if (admit(c, m, &z, &cmd, why, sizeof(why))) {
-		rc = dlq(c, m, why);
-		msgpack_zone_destroy(&z);
-		return rc;
-	}
+	if (a->dlq)
+		return dlq(c, m, why);
 	bk_decide_ctx ctx = decide_ctx(c, cp_now_us(c));
 	bk_decision d;
-	if (bk_engine_handle(p->eng, &cmd, &ctx, &z, &d) < 0) {
+	if (bk_engine_handle(p->eng, &cmd, &ctx, z, &d) < 0) {
 		/* the engine may hold half of it: dead-letter, answer, restore again */
-		snprintf(why, sizeof(why), "internal: %s", d.message);
+		snprintf(why, whysz, "internal: %s", d.message);
 		bk_logf(BK_LOG_ERROR, "command could not be handled",
 			"topic=%s partition=%d offset=%lld order_id=%s command_id=%s err=\"%s\"",
 			rd_kafka_topic_name(m->rkt), (int)m->partition, (long long)m->offset,
@@ -391,7 +385,6 @@ int cp_handle_message(cp *c, const rd_kafka_message_t *m)
 		if (rc == 0)
 			rc = produce_result(c, m->partition, m->offset, &res);
 		c->rerestore = true;
-		msgpack_zone_destroy(&z);
 		return rc;
 	}
 	if (d.n_events > 0)
@@ -446,7 +439,6 @@ int cp_handle_message(cp *c, const rd_kafka_message_t *m)
 		}
 	}
 	bk_decision_clear(&d);
-	msgpack_zone_destroy(&z);
 	return rc;
 }
 
@@ -555,11 +547,15 @@ int cp_batch_close(cp *c, bool lost)
 	rd_kafka_topic_partition_list_t *offs = batch_offsets(c);
 	int r;
 	/* phase 1: events, rules and DLQ records acknowledged; phase 2: the results */
-	const bool dropped = lost && c->n_held > 0;
-	if (!lost && c->n_held > 0 && !c->dr_err) {
-		rd_kafka_resp_err_t fe = rd_kafka_flush(c->producer, c->o.timeout_ms);
+	const bool dropped = lost && c->held_next < c->n_held;
+	if (!lost && c->held_next < c->n_held && !c->dr_err) {
+		rd_kafka_resp_err_t fe = RD_KAFKA_RESP_ERR_NO_ERROR;
+		if (c->gate_prefix < c->gate_n)
+			fe = rd_kafka_flush(c->producer, c->o.timeout_ms);
 		if (fe && !c->dr_err)
 			c->dr_err = fe;
+		if (!c->dr_err && c->gate_prefix < c->gate_n) /* flushed, yet not all acked */
+			c->dr_err = RD_KAFKA_RESP_ERR__FAIL;
 		release_held(c, !c->dr_err);
 	}
 	release_held(c, false);
@@ -615,6 +611,7 @@ int cp_rerestore_all(cp *c)
 		if (c->parts[i].assigned)
 			ps[n++] = i;
 	c->rerestore = false;
+	c->generation++;
 	if (n > 0 && cp_restore(c, ps, n, err, sizeof(err)) < 0) {
 		bk_logf(BK_LOG_ERROR, "restore failed", "err=\"%s\"", err);
 		free(ps);

@@ -182,7 +182,8 @@ check "SIGTERM: every fixture processor exits 0" [ "$termok" -eq 1 ]
 
 # ---- 3. hostile records go to the DLQ, the valid ones around them are processed --------
 devbroker dlq 4 "$(topics_for dlq. 4),$(topics_for lost. 1),$(topics_for aborttxn. 4),$(topics_for abortnotxn. 4),mis.booking.commands:4,mis.booking.events:3,mis.booking.command-results:4" || exit 1
-start_proc dlq "dlq."
+# three checking threads besides the deciding one: the records are checked in parallel
+start_proc dlq "dlq." --verify-threads 3
 wait_assigned "$W/proc.dlq.log"
 if "$TOOL" bad --brokers-file "$BOOT" --topic-prefix "dlq." "$W/all.sk" test-all \
 	"$W/buyer.sk" test-buyer >"$W/bad.out" 2>&1; then
@@ -350,7 +351,8 @@ start="$(date -u -d '12 hours ago' +%Y-%m-%dT%H:%M:%SZ)"
 planned_dups=$(sed -n 's/.* duplicates=\([0-9]*\).*/\1/p' "$W/gen.dups.log")
 total=$(wc -l <"$W/dups.jsonl")
 echo "# stream: $total commands, $planned_dups duplicates"
-start_proc dups "" --sweep-interval-ms 0
+# no checking threads: the deciding thread checks every record itself
+start_proc dups "" --sweep-interval-ms 0 --verify-threads 0
 "$BCTL" send --brokers-file "$BOOT" --key "$W/all.sk" --key-id test-all "$W/dups.jsonl" \
 	>"$W/send.dups.log" 2>&1
 "$TOOL" verify --brokers-file "$BOOT" --strict --wait-ms 120000 >"$W/dups.verify" 2>&1
