@@ -8,9 +8,16 @@
  * Events are judged by the shared reader rule and mapped by pa_apply, the projector's own
  * mapping. Tails are then written with SQL into the shadow schemas, and the last one, the
  * renames and the new checkpoints commit in one transaction that holds the projector out.
+ *
+ * Threads: during the load one writer thread (tl_writer) owns the timeline connection
+ * r->tc and sends the COPY data the main thread queues in r->tq (mutex + two condition
+ * variables; a buffer belongs to the writer from when it is queued until it is sent). Every
+ * other field of rb, and r->tc before tl_start and after tl_finish, belong to the main
+ * thread alone.
  */
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,7 +39,7 @@
 #define NSCHEMA	       3
 #define SFX	       "_rb"
 #define DEFAULT_BATCH  20000
-#define COPY_FLUSH     (1024 * 1024)
+#define COPY_FLUSH     ((size_t)1024 * 1024)
 #define REASON_MAX     400
 #define REBUILD_LOCK   "7091882337699520885" /* migrate's key + 1 */
 #define SWAP_TRIES     100
@@ -231,6 +238,24 @@ typedef struct ddl {
 	size_t n, cap;
 } ddl;
 
+/*
+ * The timeline COPY queue: full buffers q[head .. head + nfull) wait for the writer, which
+ * sends q[head] with the lock released and only then pops it; the main thread swaps its
+ * filled buffer with the free slot q[(head + nfull) % TLQ_N]. The buffers' memory is
+ * freed by tl_stop.
+ */
+#define TLQ_N 8
+typedef struct tlq {
+	pthread_t th;
+	pthread_mutex_t mu;
+	pthread_cond_t can_put, can_get;
+	buf q[TLQ_N];
+	size_t head, nfull;
+	bool running, closing, failed;
+	PGconn *c;
+	char err[512];
+} tlq;
+
 typedef struct rb {
 	const rb_cfg *cfg;
 	rb_rc rc;
@@ -238,7 +263,8 @@ typedef struct rb {
 	size_t errsz;
 	PGconn *c;  /* DDL, bookkeeping, tails, swap */
 	PGconn *tc; /* the timeline stream of the load */
-	buf tl;	    /* timeline COPY data not sent yet */
+	buf tl;	    /* timeline COPY data not queued yet */
+	tlq tq;	    /* the writer thread sending the timeline (load) */
 	bool in_memory;
 	bool staged; /* temp staging tables made */
 	rd_kafka_t *rk;
@@ -533,6 +559,123 @@ static int copy_table(rb *r, const pr_store *s, pr_table t, const char *target, 
 	}
 	free(b.p);
 	return rc;
+}
+
+/* --- the timeline writer thread ---------------------------------------------------------- */
+
+/* The writer: sends the queued buffers on q->c until closed and drained (or a failure). */
+static void *tl_writer(void *opaque)
+{
+	tlq *q = opaque;
+	pthread_mutex_lock(&q->mu);
+	for (;;) {
+		while (q->nfull == 0 && !q->closing)
+			pthread_cond_wait(&q->can_get, &q->mu);
+		if (q->nfull == 0)
+			break;
+		buf *b = &q->q[q->head];
+		pthread_mutex_unlock(&q->mu);
+		bool ok = PQputCopyData(q->c, b->p, (int)b->n) == 1;
+		pthread_mutex_lock(&q->mu);
+		if (!ok) {
+			pgu_format_error(q->c, NULL, "timeline copy data", q->err, sizeof(q->err));
+			q->failed = true;
+			pthread_cond_signal(&q->can_put);
+			break;
+		}
+		b->n = 0;
+		q->head = (q->head + 1) % TLQ_N;
+		q->nfull--;
+		pthread_cond_signal(&q->can_put);
+	}
+	pthread_mutex_unlock(&q->mu);
+	return NULL;
+}
+
+/* Hand r->tc (in COPY IN) to a writer thread; r->tc is the writer's until tl_finish. */
+static int tl_start(rb *r)
+{
+	tlq *q = &r->tq;
+	q->c = r->tc;
+	if (pthread_mutex_init(&q->mu, NULL) != 0)
+		return fail(r, RB_DEPENDENCY, "timeline writer: mutex");
+	if (pthread_cond_init(&q->can_put, NULL) != 0) {
+		pthread_mutex_destroy(&q->mu);
+		return fail(r, RB_DEPENDENCY, "timeline writer: condition variable");
+	}
+	if (pthread_cond_init(&q->can_get, NULL) != 0) {
+		pthread_cond_destroy(&q->can_put);
+		pthread_mutex_destroy(&q->mu);
+		return fail(r, RB_DEPENDENCY, "timeline writer: condition variable");
+	}
+	int e = pthread_create(&q->th, NULL, tl_writer, q);
+	if (e != 0) {
+		pthread_cond_destroy(&q->can_get);
+		pthread_cond_destroy(&q->can_put);
+		pthread_mutex_destroy(&q->mu);
+		return fail(r, RB_DEPENDENCY, "timeline writer: %s", strerror(e));
+	}
+	q->running = true;
+	return 0;
+}
+
+/* Queue r->tl for the writer when it is full enough (force: whatever it holds). Blocks
+ * while TLQ_N buffers wait. */
+static int tl_put(rb *r, bool force)
+{
+	tlq *q = &r->tq;
+	if (r->tl.n == 0 || (!force && r->tl.n < COPY_FLUSH))
+		return 0;
+	pthread_mutex_lock(&q->mu);
+	while (q->nfull == TLQ_N && !q->failed)
+		pthread_cond_wait(&q->can_put, &q->mu);
+	if (q->failed) {
+		pthread_mutex_unlock(&q->mu);
+		return fail(r, RB_DEPENDENCY, "%s", q->err);
+	}
+	buf *slot = &q->q[(q->head + q->nfull) % TLQ_N];
+	buf full = r->tl;
+	r->tl = *slot;
+	r->tl.n = 0;
+	*slot = full;
+	q->nfull++;
+	pthread_cond_signal(&q->can_get);
+	pthread_mutex_unlock(&q->mu);
+	return 0;
+}
+
+/* Stop the writer (after it sent what is queued, or failed) and free the queue; r->tc is
+ * the main thread's again. Safe to call when no writer runs. */
+static void tl_stop(rb *r)
+{
+	tlq *q = &r->tq;
+	if (q->running) {
+		pthread_mutex_lock(&q->mu);
+		q->closing = true;
+		pthread_cond_signal(&q->can_get);
+		pthread_mutex_unlock(&q->mu);
+		pthread_join(q->th, NULL);
+		pthread_cond_destroy(&q->can_get);
+		pthread_cond_destroy(&q->can_put);
+		pthread_mutex_destroy(&q->mu);
+		q->running = false;
+	}
+	for (int i = 0; i < TLQ_N; i++) {
+		free(q->q[i].p);
+		q->q[i] = (buf){0};
+	}
+}
+
+/* The rest of the timeline to the writer, the writer stopped, the COPY ended. */
+static int tl_finish(rb *r)
+{
+	int rc = tl_put(r, true);
+	tl_stop(r);
+	if (rc == 0 && r->tq.failed)
+		rc = fail(r, RB_DEPENDENCY, "%s", r->tq.err);
+	if (rc < 0)
+		return -1;
+	return copy_end(r, r->tc, &r->tl, "ord_rb.timeline_event");
 }
 
 /* --- preparing the shadow schemas ------------------------------------------------------ */
@@ -893,7 +1036,7 @@ static int merge(rb *r)
 			for (size_t i = 0; i < cnt; i++)
 				if (!row_text(&r->tl, td, pr_store_row(r->cs, (pr_table)t, i), 0))
 					return fail(r, RB_DEPENDENCY, "out of memory");
-			if (copy_put(r, r->tc, &r->tl, false) < 0)
+			if (tl_put(r, false) < 0)
 				return -1;
 			continue;
 		}
@@ -1245,7 +1388,7 @@ static int process_chunk(rb *r)
 	if (r->nrecs == 0)
 		return 0;
 	msgpack_zone z;
-	if (!msgpack_zone_init(&z, 256 * 1024))
+	if (!msgpack_zone_init(&z, (size_t)256 * 1024))
 		return fail(r, RB_DEPENDENCY, "out of memory");
 	int rc = gather(r, &z);
 	if (rc == 0)
@@ -1584,7 +1727,9 @@ static int timeline_open(rb *r)
 		return fail(r, RB_DEPENDENCY, "%s", e);
 	char target[128];
 	shadow_table("ord.timeline_event", target, sizeof(target));
-	return copy_start(r, r->tc, target, &pr_tables[PR_TIMELINE], false);
+	if (copy_start(r, r->tc, target, &pr_tables[PR_TIMELINE], false) < 0)
+		return -1;
+	return tl_start(r);
 }
 
 /* The events of partitions whose checkpoint is behind the log's end. */
@@ -1592,12 +1737,13 @@ static int catch_up_events(rb *r, bool own_txn, int64_t *ret_n)
 {
 	int n = r->nparts;
 	int64_t *lo = calloc((size_t)n + 1, sizeof(*lo)), *hi = calloc((size_t)n + 1, sizeof(*hi));
-	int rc = 0;
 	*ret_n = 0;
-	if (!lo || !hi)
-		rc = fail(r, RB_DEPENDENCY, "out of memory");
-	if (rc == 0)
-		rc = watermarks(r, r->ev_topic, n, lo, hi);
+	if (!lo || !hi) {
+		free(lo);
+		free(hi);
+		return fail(r, RB_DEPENDENCY, "out of memory");
+	}
+	int rc = watermarks(r, r->ev_topic, n, lo, hi);
 	for (int p = 0; p < n && rc == 0; p++) {
 		int64_t from = r->next[p] < 0 ? 0 : r->next[p];
 		if (lo[p] > from)
@@ -1635,11 +1781,12 @@ static int catch_up_rules(rb *r, bool own_txn)
 {
 	int n = r->nrparts;
 	int64_t *lo = calloc((size_t)n + 1, sizeof(*lo)), *hi = calloc((size_t)n + 1, sizeof(*hi));
-	int rc = 0;
-	if (!lo || !hi)
-		rc = fail(r, RB_DEPENDENCY, "out of memory");
-	if (rc == 0)
-		rc = watermarks(r, r->ru_topic, n, lo, hi);
+	if (!lo || !hi) {
+		free(lo);
+		free(hi);
+		return fail(r, RB_DEPENDENCY, "out of memory");
+	}
+	int rc = watermarks(r, r->ru_topic, n, lo, hi);
 	bool any = false;
 	for (int p = 0; p < n && rc == 0; p++)
 		any |= hi[p] > (r->rnext[p] < 0 ? 0 : r->rnext[p]);
@@ -1680,7 +1827,7 @@ static int load(rb *r)
 			return -1;
 		for (int p = 0; p < nn && p < r->nparts; p++)
 			r->next[p] = next[p];
-		if (nn > r->nparts) {
+		if (nn > 0 && nn > r->nparts) {
 			int64_t *v = realloc(r->next, (size_t)nn * sizeof(*v));
 			if (!v) {
 				free(next);
@@ -1766,20 +1913,66 @@ static void step(rb *r, const char *name)
 	r->last_step = t;
 }
 
-/* The memory model into the shadow tables, then keys, indexes and price snapshots. */
+/* Where a key or index of mk_keys / mk_idx is built (write_model). */
+enum { DDL_TIMELINE, DDL_OORDER, DDL_OTHER };
+
+static int ddl_class(const char *d)
+{
+	if (strstr(d, "timeline_event"))
+		return DDL_TIMELINE;
+	if (strstr(d, " ord" SFX ".\"order\" "))
+		return DDL_OORDER;
+	return DDL_OTHER;
+}
+
+/* Run the keys, then the indexes, of class cls on r->c. */
+static int ddl_run_class(rb *r, int cls)
+{
+	for (int pass = 0; pass < 2; pass++) {
+		const ddl *d = pass ? &r->mk_idx : &r->mk_keys;
+		for (size_t i = 0; i < d->n; i++)
+			if (ddl_class(d->v[i]) == cls &&
+			    sql(r, d->v[i], pass ? "indexes" : "keys") < 0)
+				return -1;
+	}
+	return 0;
+}
+
+/*
+ * The memory model into the shadow tables, then keys, indexes and price snapshots. Two
+ * server processes work at once: as soon as the timeline's COPY ends, its keys and indexes
+ * are built on r->tc while r->c COPYs the memory model, builds the other keys and indexes,
+ * and updates the price snapshots before ord.order has its key (no index to maintain, and
+ * a hashed scan instead of one index probe per order); foreign keys after both.
+ */
 static int write_model(rb *r)
 {
 	step(r, "load");
 	set_phase(r, RB_PH_WRITE, (int64_t)pr_store_rows_total(r->ps));
-	if (copy_end(r, r->tc, &r->tl, "ord_rb.timeline_event") < 0)
+	if (tl_finish(r) < 0)
 		return -1;
-	for (int t = 0; t < PR__COUNT; t++) {
+	buf tq = {0};
+	bool ok = true;
+	for (int pass = 0; pass < 2 && ok; pass++) {
+		const ddl *d = pass ? &r->mk_idx : &r->mk_keys;
+		for (size_t i = 0; i < d->n && ok; i++)
+			if (ddl_class(d->v[i]) == DDL_TIMELINE)
+				ok = b_str(&tq, d->v[i]) && b_str(&tq, ";");
+	}
+	if (!ok || (tq.n && PQsendQuery(r->tc, tq.p) != 1)) {
+		free(tq.p);
+		return fail(r, RB_DEPENDENCY, "timeline keys and indexes: %s",
+			    ok ? PQerrorMessage(r->tc) : "out of memory");
+	}
+	free(tq.p);
+	step(r, "timeline_copy_end");
+	int rc = 0;
+	for (int t = 0; t < PR__COUNT && rc == 0; t++) {
 		if (t == PR_TIMELINE)
 			continue;
 		char target[128];
 		shadow_table(pr_tables[t].name, target, sizeof(target));
-		if (copy_table(r, r->ps, (pr_table)t, target, false) < 0)
-			return -1;
+		rc = copy_table(r, r->ps, (pr_table)t, target, false);
 		r->pr.done += (int64_t)pr_store_count(r->ps, (pr_table)t);
 		progress(r, false);
 	}
@@ -1787,33 +1980,11 @@ static int write_model(rb *r)
 	r->ps = NULL;
 	step(r, "copy");
 	set_phase(r, RB_PH_INDEX, (int64_t)(r->mk_keys.n + r->mk_idx.n + r->mk_fks.n));
-	/* the timeline's keys and indexes on the second connection, the rest on this one (two
-	 * server processes); foreign keys after both */
-	buf tq = {0};
-	bool ok = true;
-	for (int pass = 0; pass < 2 && ok; pass++) {
-		ddl *d = pass ? &r->mk_idx : &r->mk_keys;
-		for (size_t i = 0; i < d->n && ok; i++)
-			if (strstr(d->v[i], "timeline_event")) {
-				ok = b_str(&tq, d->v[i]) && b_str(&tq, ";");
-				d->v[i][0] = 0;
-			}
-	}
-	if (!ok || (tq.n && PQsendQuery(r->tc, tq.p) != 1)) {
-		free(tq.p);
-		return fail(r, ok ? RB_DEPENDENCY : RB_DEPENDENCY, "timeline indexes: %s",
-			    ok ? PQerrorMessage(r->tc) : "out of memory");
-	}
-	free(tq.p);
-	int rc = 0;
-	for (int pass = 0; pass < 2 && rc == 0; pass++) {
-		ddl *d = pass ? &r->mk_idx : &r->mk_keys;
-		for (size_t i = 0; i < d->n && rc == 0; i++)
-			if (d->v[i][0])
-				rc = sql(r, d->v[i], pass ? "indexes" : "keys");
-	}
+	if (rc == 0)
+		rc = ddl_run_class(r, DDL_OTHER);
 	step(r, "keys_indexes");
-	/* price snapshots of every order whose money or items changed */
+	/* price snapshots of every order whose money or items changed; a one-off statement
+	 * over every order: not worth JIT compiling */
 	const char **ids = rc == 0 ? malloc((r->norders + 1) * sizeof(*ids)) : NULL;
 	size_t n = 0;
 	if (rc == 0 && !ids)
@@ -1822,9 +1993,16 @@ static int write_model(rb *r)
 		if (r->slots[i] && r->slots[i]->dirty)
 			ids[n++] = r->slots[i]->id;
 	if (rc == 0)
+		rc = sql(r, "set jit = off", "jit off");
+	if (rc == 0)
 		rc = price(r, ids, n);
+	if (rc == 0)
+		rc = sql(r, "reset jit", "jit reset");
 	free(ids);
 	step(r, "price_snapshots");
+	if (rc == 0)
+		rc = ddl_run_class(r, DDL_OORDER);
+	step(r, "order_keys");
 	PGresult *res;
 	while ((res = PQgetResult(r->tc)) != NULL) {
 		if (rc == 0 && PQresultStatus(res) != PGRES_COMMAND_OK) {
@@ -2053,6 +2231,7 @@ rb_rc rb_run(const rb_cfg *cfg, rb_stats *ret_stats, char *err, size_t errsz)
 	r.st.total_s = since(&r.t0);
 	set_phase(&r, RB_PH_DONE, 0);
 out:
+	tl_stop(&r);
 	if (r.tc) {
 		PQputCopyEnd(r.tc, "rebuild: failed");
 		PQfinish(r.tc);
