@@ -14,7 +14,7 @@
 #include "pgutil.h"
 #include "proj_db.h"
 
-#define COPY_CHUNK (256 * 1024)
+#define COPY_CHUNK ((size_t)256 * 1024)
 
 bool pdb_is_poison(const PGresult *res)
 {
@@ -273,9 +273,17 @@ static bool copy_val(sqlbuf *b, const char *v)
 	return sb_add(b, start, strlen(start));
 }
 
-static int copy_rows(PGconn *c, const pr_store *s, pr_table t, const char *target, bool staged,
+/* Which rows of a table copy_rows sends. */
+typedef enum copy_sel {
+	COPY_ALL,   /* every live row; into a staging table with its _new flag */
+	COPY_NEW,   /* the new rows, straight into the table */
+	COPY_PATCH, /* the patches, into the staging table (_new false) */
+} copy_sel;
+
+static int copy_rows(PGconn *c, const pr_store *s, pr_table t, const char *target, copy_sel sel,
 		     bool *poison, char *err, size_t errsz)
 {
+	bool staged = sel != COPY_NEW;
 	const pr_tabledef *td = &pr_tables[t];
 	sqlbuf b = {0};
 	if (!sb_printf(&b, "copy %s (", target) || !col_list(&b, td, "") ||
@@ -299,7 +307,7 @@ static int copy_rows(PGconn *c, const pr_store *s, pr_table t, const char *targe
 	size_t n = pr_store_count(s, t);
 	for (size_t i = 0; i < n && ok; i++) {
 		const pr_row *r = pr_store_row(s, t, i);
-		if (r->dead)
+		if (r->dead || (sel == COPY_NEW && !r->is_new) || (sel == COPY_PATCH && r->is_new))
 			continue;
 		for (int k = 0; k < td->ncols && ok; k++)
 			ok = (k == 0 || sb_add(&b, "\t", 1)) && copy_val(&b, r->v[k]);
@@ -361,13 +369,18 @@ static int write_staged(PGconn *c, const pr_store *s, pr_table t, const char *di
 	}
 	if (n == 0)
 		return 0;
-	if (copy_rows(c, s, t, td->stage, true, poison, err, errsz) < 0)
-		return -1;
+	/* New rows go straight into the table, unless they need a price snapshot computed
+	 * from the written line items; patches go through the staging table. */
 	bool price = t == PR_OORDER && dirty;
+	if (!price && n_new && copy_rows(c, s, t, td->name, COPY_NEW, poison, err, errsz) < 0)
+		return -1;
+	if ((price || n_patch) &&
+	    copy_rows(c, s, t, td->stage, price ? COPY_ALL : COPY_PATCH, poison, err, errsz) < 0)
+		return -1;
 	const char *p[1] = {dirty};
 	sqlbuf b = {0};
 	int rc = 0;
-	if (n_new) {
+	if (price && n_new) {
 		bool ok = sb_printf(&b, "insert into %s (", td->name) && col_list(&b, td, "") &&
 			  sb_add(&b, ") select ", 9);
 		for (int i = 0; ok && i < td->ncols; i++) {
@@ -446,7 +459,7 @@ static int write_copy(PGconn *c, const pr_store *s, const char *dirty, bool *poi
 			rc = write_staged(c, s, t, dirty, poison, err, errsz);
 		else
 			rc = pr_store_count(s, t)
-				 ? copy_rows(c, s, t, td->name, false, poison, err, errsz)
+				 ? copy_rows(c, s, t, td->name, COPY_NEW, poison, err, errsz)
 				 : 0;
 		if (rc < 0)
 			return -1;
@@ -669,13 +682,18 @@ static int unhex_col(const char *s, uint8_t out[BK_HASH_LEN])
 int pdb_load_heads(PGconn *c, const char *const *ids, size_t n, pdb_head *ret, char *err,
 		   size_t errsz)
 {
+	/* One index probe per id and table (lateral ... limit 1: plain joins get a hash join
+	 * over the whole of ord.order_lock for a few thousand ids, mostly of new orders). */
 	static const char sql[] =
 	    "select k.i, coalesce(l.version, 0), t.hash, o.status, o.buyer_user_id, "
 	    "o.provider_user_id, s.seq, s.hash "
 	    "from unnest($1::text[]) with ordinality as k(id, i) "
-	    "left join ord.order_lock l on l.order_id = k.id "
-	    "left join ord.timeline_event t on t.order_id = k.id and t.seq = l.version "
-	    "left join booking.order o on o.order_id = k.id "
+	    "left join lateral (select l.version from ord.order_lock l "
+	    "  where l.order_id = k.id limit 1) l on true "
+	    "left join lateral (select t.hash from ord.timeline_event t "
+	    "  where t.order_id = k.id and t.seq = l.version limit 1) t on true "
+	    "left join lateral (select o.status, o.buyer_user_id, o.provider_user_id "
+	    "  from booking.order o where o.order_id = k.id limit 1) o on true "
 	    "left join lateral (select q.seq, q.hash from booking_proj.quarantine q "
 	    "  where q.order_id = k.id and q.status = 'skipped' and q.hash is not null "
 	    "  order by q.seq desc limit 1) s on true";
