@@ -280,8 +280,10 @@ typedef enum copy_sel {
 	COPY_PATCH, /* the patches, into the staging table (_new false) */
 } copy_sel;
 
+/* COPY the rows of table t that sel picks into target. prices: NULL, or per row of
+ * ord.order the price snapshot to send instead of the image's (NULL: the image's). */
 static int copy_rows(PGconn *c, const pr_store *s, pr_table t, const char *target, copy_sel sel,
-		     bool *poison, char *err, size_t errsz)
+		     char *const *prices, bool *poison, char *err, size_t errsz)
 {
 	bool staged = sel != COPY_NEW;
 	const pr_tabledef *td = &pr_tables[t];
@@ -310,7 +312,9 @@ static int copy_rows(PGconn *c, const pr_store *s, pr_table t, const char *targe
 		if (r->dead || (sel == COPY_NEW && !r->is_new) || (sel == COPY_PATCH && r->is_new))
 			continue;
 		for (int k = 0; k < td->ncols && ok; k++)
-			ok = (k == 0 || sb_add(&b, "\t", 1)) && copy_val(&b, r->v[k]);
+			ok = (k == 0 || sb_add(&b, "\t", 1)) &&
+			     copy_val(&b,
+				      prices && k == OO_PRICE && prices[i] ? prices[i] : r->v[k]);
 		if (ok && staged)
 			ok = sb_add(&b, r->is_new ? "\tt" : "\tf", 2);
 		ok = ok && sb_add(&b, "\n", 1);
@@ -337,6 +341,214 @@ static int copy_rows(PGconn *c, const pr_store *s, pr_table t, const char *targe
 	return ok ? rc : -1;
 }
 
+/* --- price snapshots of new orders ------------------------------------------------- */
+
+/* A line item of the batch, for grouping by order in list order. */
+typedef struct li_ref {
+	const char *order_id;
+	long long pos;
+	const pr_row *r;
+} li_ref;
+
+static int li_ref_cmp(const void *a, const void *b)
+{
+	const li_ref *x = a, *y = b;
+	int c = strcmp(x->order_id, y->order_id);
+	if (c)
+		return c;
+	if (x->pos != y->pos)
+		return x->pos < y->pos ? -1 : 1;
+	return strcmp(x->r->v[LI_ID], y->r->v[LI_ID]);
+}
+
+static int str_cmp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static int border_cmp(const void *a, const void *b)
+{
+	const pr_row *x = *(const pr_row *const *)a, *y = *(const pr_row *const *)b;
+	return strcmp(x->v[BO_ORDER_ID], y->v[BO_ORDER_ID]);
+}
+
+/* An integer column's text (what the images hold for money and quantities). */
+static bool int_text(const char *v)
+{
+	if (!v)
+		return false;
+	v += *v == '-';
+	if (!*v)
+		return false;
+	for (; *v; v++)
+		if (*v < '0' || *v > '9')
+			return false;
+	return true;
+}
+
+static bool json_str(sqlbuf *b, const char *v)
+{
+	if (!v)
+		return sb_add(b, "null", 4);
+	if (!sb_add(b, "\"", 1))
+		return false;
+	const char *start = v;
+	for (; *v; v++) {
+		unsigned char ch = (unsigned char)*v;
+		if (ch != '"' && ch != '\\' && ch >= 0x20)
+			continue;
+		char esc[8];
+		snprintf(esc, sizeof(esc), "\\u%04x", ch);
+		if (!sb_add(b, start, (size_t)(v - start)) || !sb_add(b, esc, 6))
+			return false;
+		start = v + 1;
+	}
+	return sb_add(b, start, strlen(start)) && sb_add(b, "\"", 1);
+}
+
+/* A key and an integer (or null) value; false when v is not integer text (or OOM). */
+static bool json_int(sqlbuf *b, const char *key, const char *v)
+{
+	if (v && !int_text(v))
+		return false;
+	return sb_printf(b, "\"%s\": ", key) && sb_add(b, v ? v : "null", v ? strlen(v) : 4);
+}
+
+/*
+ * The price snapshot of an order created in this batch, as pa_price_sql computes it from
+ * the written rows (every line item and the booking.order row of a new order are images
+ * of this batch): bo its booking.order image, li[0..n) its line items in list order.
+ * Malloc'd JSON text (caller frees); NULL when a value is not what the images normally
+ * hold (the caller lets PostgreSQL compute it) or on OOM.
+ */
+static char *price_json(const pr_row *bo, const li_ref *li, size_t n)
+{
+	sqlbuf b = {0};
+	bool ok = sb_add(&b, "{\"currency\": ", 13) && json_str(&b, bo->v[BO_CURRENCY]) &&
+		  sb_add(&b, ", \"line_items\": [", 17);
+	for (size_t i = 0; i < n && ok; i++) {
+		const char *const *v = li[i].r->v;
+		ok = sb_add(&b, i ? ", {\"id\": " : "{\"id\": ", i ? 9 : 7) &&
+		     json_str(&b, v[LI_ID]) && sb_add(&b, ", \"kind\": ", 10) &&
+		     json_str(&b, v[LI_KIND]) && sb_add(&b, ", \"title\": ", 11) &&
+		     json_str(&b, v[LI_TITLE]) && sb_add(&b, ", ", 2) &&
+		     json_int(&b, "qty", v[LI_QTY]) && sb_add(&b, ", ", 2) &&
+		     json_int(&b, "unit_cents", v[LI_UNIT]) && sb_add(&b, ", ", 2) &&
+		     json_int(&b, "total_cents", v[LI_TOTAL]) && sb_add(&b, "}", 1);
+	}
+	ok = ok && sb_add(&b, "], ", 3) && json_int(&b, "subtotal_cents", bo->v[BO_SUBTOTAL]) &&
+	     sb_add(&b, ", ", 2) && json_int(&b, "platform_fee_cents", bo->v[BO_FEE]) &&
+	     sb_add(&b, ", ", 2) && json_int(&b, "tax_cents", bo->v[BO_TAX]) &&
+	     sb_add(&b, ", ", 2) && json_int(&b, "tip_cents", bo->v[BO_TIP]) &&
+	     sb_add(&b, ", ", 2) && json_int(&b, "total_cents", bo->v[BO_TOTAL]) &&
+	     sb_add(&b, "}", 1);
+	if (!ok) {
+		free(b.p);
+		return NULL;
+	}
+	return b.p;
+}
+
+/*
+ * Price snapshots of the new ord.order rows of s whose order is dirty, computed here so
+ * that those rows can be COPYed straight into ord.order. *ret_prices: one entry per
+ * ord.order image (NULL: send the image's value), or NULL when some snapshot cannot be
+ * computed here (a dirty new order without a new booking.order image, an unusual value):
+ * the rows then go through the staging table and PostgreSQL computes them. Free with
+ * prices_free. -1 on OOM.
+ */
+static int new_prices(const pr_store *s, const char *const *dirty, size_t ndirty,
+		      char ***ret_prices)
+{
+	size_t no = pr_store_count(s, PR_OORDER), nli = pr_store_count(s, PR_LINE_ITEM),
+	       nbo = pr_store_count(s, PR_BORDER);
+	*ret_prices = NULL;
+	char **prices = calloc(no + 1, sizeof(*prices));
+	li_ref *li = calloc(nli + 1, sizeof(*li));
+	const pr_row **bo = calloc(nbo + 1, sizeof(*bo));
+	const char **dv = calloc(ndirty + 1, sizeof(*dv));
+	int rc = -1;
+	if (!prices || !li || !bo || !dv)
+		goto out;
+	size_t n = 0;
+	for (size_t i = 0; i < nli; i++) {
+		const pr_row *r = pr_store_row(s, PR_LINE_ITEM, i);
+		if (r->dead)
+			continue;
+		if (!r->v[LI_ORDER_ID] || !r->v[LI_ID] || !int_text(r->v[LI_POS])) {
+			rc = 0; /* not computed here */
+			goto out;
+		}
+		li[n++] = (li_ref){r->v[LI_ORDER_ID], strtoll(r->v[LI_POS], NULL, 10), r};
+	}
+	nli = n;
+	n = 0;
+	for (size_t i = 0; i < nbo; i++) {
+		const pr_row *r = pr_store_row(s, PR_BORDER, i);
+		if (r->is_new && r->v[BO_ORDER_ID])
+			bo[n++] = r;
+	}
+	nbo = n;
+	if (nli > 1)
+		qsort(li, nli, sizeof(*li), li_ref_cmp);
+	if (nbo > 1)
+		qsort(bo, nbo, sizeof(*bo), border_cmp);
+	if (ndirty)
+		memcpy(dv, dirty, ndirty * sizeof(*dv));
+	if (ndirty > 1)
+		qsort(dv, ndirty, sizeof(*dv), str_cmp);
+	for (size_t i = 0; i < no; i++) {
+		const pr_row *r = pr_store_row(s, PR_OORDER, i);
+		const char *id = r->v[OO_ORDER_ID];
+		if (!r->is_new || !id || !bsearch(&id, dv, ndirty, sizeof(*dv), str_cmp))
+			continue;
+		pr_row key_row = {0};
+		const char *kv[BO__N] = {0};
+		kv[BO_ORDER_ID] = id;
+		key_row.v = kv;
+		const pr_row *key = &key_row;
+		const pr_row *const *b = bsearch(&key, bo, nbo, sizeof(*bo), border_cmp);
+		if (!b) {
+			rc = 0;
+			goto out;
+		}
+		size_t lo = 0, hi = nli; /* the first line item of the order */
+		while (lo < hi) {
+			size_t mid = lo + (hi - lo) / 2;
+			if (strcmp(li[mid].order_id, id) < 0)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		size_t end = lo;
+		while (end < nli && strcmp(li[end].order_id, id) == 0)
+			end++;
+		if (!(prices[i] = price_json(*b, li + lo, end - lo))) {
+			rc = 0; /* an unusual value, or OOM: PostgreSQL computes them */
+			goto out;
+		}
+	}
+	*ret_prices = prices;
+	prices = NULL;
+	rc = 0;
+out:
+	if (prices)
+		for (size_t i = 0; i < no; i++)
+			free(prices[i]);
+	free(prices);
+	free(li);
+	free(bo);
+	free(dv);
+	return rc;
+}
+
+static void prices_free(char **prices, size_t n)
+{
+	for (size_t i = 0; prices && i < n; i++)
+		free(prices[i]);
+	free(prices);
+}
+
 /* The price snapshot of the order whose id is in column `id` (pa_price_sql's value). */
 #define PRICE_OF(id)                                                                               \
 	"(select jsonb_build_object('currency', b.currency, 'line_items', "                        \
@@ -355,8 +567,9 @@ static int copy_rows(PGconn *c, const pr_store *s, pr_table t, const char *targe
  * text[] of orders whose price snapshot is recomputed in the same statements (after the
  * order's money and line items were written), rather than by a second UPDATE of the rows.
  */
-static int write_staged(PGconn *c, const pr_store *s, pr_table t, const char *dirty, bool *poison,
-			char *err, size_t errsz)
+static int write_staged(PGconn *c, const pr_store *s, pr_table t, const char *dirty,
+			const char *const *dirty_ids, size_t ndirty, bool *poison, char *err,
+			size_t errsz)
 {
 	const pr_tabledef *td = &pr_tables[t];
 	size_t n = pr_store_count(s, t), n_new = 0, n_patch = 0;
@@ -369,18 +582,29 @@ static int write_staged(PGconn *c, const pr_store *s, pr_table t, const char *di
 	}
 	if (n == 0)
 		return 0;
-	/* New rows go straight into the table, unless they need a price snapshot computed
-	 * from the written line items; patches go through the staging table. */
+	/* New rows go straight into the table (new ord.order rows with the price snapshots
+	 * computed here, or, when that cannot be done, through the staging table with
+	 * PostgreSQL computing them); patches go through the staging table. */
 	bool price = t == PR_OORDER && dirty;
-	if (!price && n_new && copy_rows(c, s, t, td->name, COPY_NEW, poison, err, errsz) < 0)
+	char **prices = NULL;
+	if (price && n_new && new_prices(s, dirty_ids, ndirty, &prices) < 0) {
+		snprintf(err, errsz, "out of memory");
 		return -1;
-	if ((price || n_patch) &&
-	    copy_rows(c, s, t, td->stage, price ? COPY_ALL : COPY_PATCH, poison, err, errsz) < 0)
+	}
+	bool stage_new = price && n_new && !prices;
+	int crc = 0;
+	if (!stage_new && n_new)
+		crc = copy_rows(c, s, t, td->name, COPY_NEW, prices, poison, err, errsz);
+	prices_free(prices, n);
+	if (crc == 0 && (stage_new || n_patch))
+		crc = copy_rows(c, s, t, td->stage, stage_new ? COPY_ALL : COPY_PATCH, NULL, poison,
+				err, errsz);
+	if (crc < 0)
 		return -1;
 	const char *p[1] = {dirty};
 	sqlbuf b = {0};
 	int rc = 0;
-	if (price && n_new) {
+	if (stage_new) {
 		bool ok = sb_printf(&b, "insert into %s (", td->name) && col_list(&b, td, "") &&
 			  sb_add(&b, ") select ", 9);
 		for (int i = 0; ok && i < td->ncols; i++) {
@@ -448,18 +672,18 @@ static const pr_table copy_order[PR__COUNT] = {
     PR_DISPUTE, PR_CARD,      PR_CARD_RESPONSE, PR_LOCK,    PR_TIMELINE,
 };
 
-static int write_copy(PGconn *c, const pr_store *s, const char *dirty, bool *poison, char *err,
-		      size_t errsz)
+static int write_copy(PGconn *c, const pr_store *s, const char *dirty, const char *const *dirty_ids,
+		      size_t ndirty, bool *poison, char *err, size_t errsz)
 {
 	for (int k = 0; k < PR__COUNT; k++) {
 		pr_table t = copy_order[k];
 		const pr_tabledef *td = &pr_tables[t];
 		int rc;
 		if (td->stage)
-			rc = write_staged(c, s, t, dirty, poison, err, errsz);
+			rc = write_staged(c, s, t, dirty, dirty_ids, ndirty, poison, err, errsz);
 		else
 			rc = pr_store_count(s, t)
-				 ? copy_rows(c, s, t, td->name, COPY_NEW, poison, err, errsz)
+				 ? copy_rows(c, s, t, td->name, COPY_NEW, NULL, poison, err, errsz)
 				 : 0;
 		if (rc < 0)
 			return -1;
@@ -650,7 +874,7 @@ int pdb_write(PGconn *c, const pr_store *s, pdb_path path, bool *ret_poison, cha
 	}
 	if (rc == 0)
 		rc = path == PDB_PIPELINE ? write_pipeline(c, s, &poison, err, errsz)
-					  : write_copy(c, s, darr, &poison, err, errsz);
+					  : write_copy(c, s, darr, dirty, n, &poison, err, errsz);
 	free(darr);
 	if (rc == 0 && n) {
 		/* the pipeline path recomputes every dirty snapshot here; the COPY path only
