@@ -9,8 +9,15 @@
  * A poison event found while planning is quarantined and the plan is redone without it;
  * one PostgreSQL refuses sends the batch down the slow path (a savepoint per order, then
  * per event) so that only the poisoned order stops. The cache changes only on commit.
+ *
+ * Threads: everything here runs on the caller's thread, except that gather hands the
+ * second half of a big batch's records to a helper thread (decode_all) to decode and
+ * hash-check: it owns that half of dec[] and its own msgpack zone and scratch buffer,
+ * reads nothing else but the messages and the topic names, and is joined before gather
+ * goes on. The instance, its cache, its connection and its store stay single-threaded.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -353,20 +360,25 @@ static item *item_add(proj *p)
 	return it;
 }
 
-/* Verify an event's hash against its content. */
-static bool hash_ok(proj *p, const bk_event *e)
+/* Verify an event's hash against its content (sb: scratch buffer of the calling thread). */
+static bool hash_ok(msgpack_sbuffer *sb, const bk_event *e)
 {
-	p->sb.size = 0;
-	if (bk_codec_event_canon(e, &p->sb) < 0)
+	sb->size = 0;
+	if (bk_codec_event_canon(e, sb) < 0)
 		return false;
 	uint8_t h[BK_HASH_LEN];
-	bk_chain_hash(e->prev_hash, (const uint8_t *)p->sb.data, p->sb.size, h);
+	bk_chain_hash(e->prev_hash, (const uint8_t *)sb->data, sb->size, h);
 	return memcmp(h, e->hash, BK_HASH_LEN) == 0;
 }
 
-/* Items of one record: its events, or one undecodable item (rec NULL, reason why). */
-static int add_record(proj *p, const bk_record *rec, const char *why, const void *raw, size_t raw_n,
-		      const char *key, int topic, int32_t part, int64_t offset, int64_t qid)
+/*
+ * Items of one record: its events, or one undecodable item (rec NULL, reason why).
+ * hash_bad: per event, whether its hash was found not to match (checked already), or
+ * NULL to check them here.
+ */
+static int add_record(proj *p, const bk_record *rec, const uint8_t *hash_bad, const char *why,
+		      const void *raw, size_t raw_n, const char *key, int topic, int32_t part,
+		      int64_t offset, int64_t qid)
 {
 	if (!rec || rec->n == 0) {
 		item *it = item_add(p);
@@ -394,7 +406,7 @@ static int add_record(proj *p, const bk_record *rec, const char *why, const void
 		it->part = part;
 		it->offset = offset;
 		it->o = cache_find(p, rec->events[i].order_id);
-		if (!hash_ok(p, it->e)) {
+		if (hash_bad ? hash_bad[i] : !hash_ok(&p->sb, it->e)) {
 			it->pre_bad = true;
 			snprintf(it->reason, sizeof(it->reason),
 				 "event %s: hash does not match its content", it->e->event_id);
@@ -555,9 +567,87 @@ static bool id_push(idlist *l, const char *id)
 typedef struct decoded {
 	bk_record r;
 	bool ok;
+	uint8_t *bad; /* per event of r: hash does not match (in the decoding zone) */
 	char key[BK_ID_MAX];
 	char why[200];
 } decoded;
+
+/* Records [from, to) of a batch to decode and hash-check into dec[], with their own zone
+ * and scratch buffer (so two ranges can be done on two threads). */
+typedef struct dec_job {
+	const proj *p;
+	rd_kafka_message_t *const *msgs;
+	decoded *dec;
+	size_t from, to;
+	msgpack_zone *z;
+	msgpack_sbuffer sb;
+	int rc; /* -1: out of memory */
+} dec_job;
+
+static void decode_range(dec_job *j)
+{
+	j->rc = 0;
+	for (size_t i = j->from; i < j->to; i++) {
+		const rd_kafka_message_t *m = j->msgs[i];
+		decoded *d = &j->dec[i];
+		if (topic_idx(j->p, rd_kafka_topic_name(m->rkt)) != 0)
+			continue;
+		if (m->key && m->key_len < sizeof(d->key)) {
+			memcpy(d->key, m->key, m->key_len);
+			d->key[m->key_len] = 0;
+		}
+		if (!d->key[0])
+			snprintf(d->key, sizeof(d->key), "(no key)");
+		d->ok = m->len && bk_codec_record_decode(m->payload, m->len, j->z, &d->r, d->why,
+							 sizeof(d->why)) == 0;
+		if (!m->len)
+			snprintf(d->why, sizeof(d->why), "empty record");
+		if (!d->ok || !d->r.n)
+			continue;
+		d->bad = msgpack_zone_malloc(j->z, d->r.n);
+		if (!d->bad) {
+			j->rc = -1;
+			return;
+		}
+		for (uint32_t k = 0; k < d->r.n; k++)
+			d->bad[k] = !hash_ok(&j->sb, &d->r.events[k]);
+	}
+}
+
+static void *decode_thread(void *arg)
+{
+	decode_range(arg);
+	return NULL;
+}
+
+#define DECODE_SPLIT 256 /* records: below this a batch is decoded on one thread */
+
+/*
+ * Decode and hash-check the records of a batch into dec[]: the first half on this thread
+ * into z, the second half (batches of DECODE_SPLIT records or more) on a helper thread
+ * into z2, in parallel (PostgreSQL waits for the batch meanwhile). 0 or -1 (OOM).
+ */
+static int decode_all(const proj *p, rd_kafka_message_t *const *msgs, size_t n, decoded *dec,
+		      msgpack_zone *z, msgpack_zone *z2)
+{
+	dec_job a = {p, msgs, dec, 0, n, z, {0}, 0}, b = {p, msgs, dec, n, n, z2, {0}, 0};
+	msgpack_sbuffer_init(&a.sb);
+	msgpack_sbuffer_init(&b.sb);
+	pthread_t th;
+	bool threaded = false;
+	if (n >= DECODE_SPLIT) {
+		a.to = b.from = n / 2;
+		threaded = pthread_create(&th, NULL, decode_thread, &b) == 0;
+		if (!threaded) /* no thread: all on this one */
+			a.to = b.from = n;
+	}
+	decode_range(&a);
+	if (threaded)
+		pthread_join(th, NULL);
+	msgpack_sbuffer_destroy(&a.sb);
+	msgpack_sbuffer_destroy(&b.sb);
+	return a.rc < 0 || b.rc < 0 ? -1 : 0;
+}
 
 /* Entries for ids not cached, loaded from PostgreSQL in one query. */
 static int load_missing(proj *p, const idlist *ids, char *err, size_t errsz)
@@ -613,8 +703,8 @@ static int64_t be_int(const char *b, int n)
  * Loads what the batch needs from PostgreSQL (quarantine state, heads, retried rows).
  * Decoded records live in z.
  */
-static int gather(proj *p, msgpack_zone *z, rd_kafka_message_t *const *msgs, size_t n, char *err,
-		  size_t errsz)
+static int gather(proj *p, msgpack_zone *z, msgpack_zone *z2, rd_kafka_message_t *const *msgs,
+		  size_t n, char *err, size_t errsz)
 {
 	p->nitems = 0;
 	PQclear(p->retry_res);
@@ -641,21 +731,13 @@ static int gather(proj *p, msgpack_zone *z, rd_kafka_message_t *const *msgs, siz
 		    (!id_push(&rids, PQgetvalue(q, i, 0)) || !id_push(&ids, PQgetvalue(q, i, 0))))
 			goto oom;
 	}
+	if (decode_all(p, msgs, n, dec, z, z2) < 0)
+		goto oom;
 	for (size_t i = 0; i < n; i++) {
 		const rd_kafka_message_t *m = msgs[i];
-		decoded *d = &dec[i];
+		const decoded *d = &dec[i];
 		if (topic_idx(p, rd_kafka_topic_name(m->rkt)) != 0)
 			continue;
-		if (m->key && m->key_len < sizeof(d->key)) {
-			memcpy(d->key, m->key, m->key_len);
-			d->key[m->key_len] = 0;
-		}
-		if (!d->key[0])
-			snprintf(d->key, sizeof(d->key), "(no key)");
-		d->ok = m->len && bk_codec_record_decode(m->payload, m->len, z, &d->r, d->why,
-							 sizeof(d->why)) == 0;
-		if (!m->len)
-			snprintf(d->why, sizeof(d->why), "empty record");
 		if (d->ok && d->r.n) {
 			for (uint32_t k = 0; k < d->r.n; k++)
 				if (!id_push(&ids, d->r.events[k].order_id))
@@ -706,7 +788,7 @@ static int gather(proj *p, msgpack_zone *z, rd_kafka_message_t *const *msgs, siz
 			bool ok =
 			    bk_codec_record_decode(raw, raw_n, z, &rec, why, sizeof(why)) == 0;
 			size_t before = p->nitems;
-			if (add_record(p, ok ? &rec : NULL, why, raw, raw_n, oid,
+			if (add_record(p, ok ? &rec : NULL, NULL, why, raw, raw_n, oid,
 				       topic_idx(p, PQgetvalue(r, i, 2)),
 				       (int32_t)be_int(PQgetvalue(r, i, 3), 4),
 				       be_int(PQgetvalue(r, i, 4), 8),
@@ -724,8 +806,9 @@ static int gather(proj *p, msgpack_zone *z, rd_kafka_message_t *const *msgs, siz
 		if (topic_idx(p, rd_kafka_topic_name(m->rkt)) != 0)
 			continue;
 		decoded *d = &dec[i];
-		if (add_record(p, d->ok ? &d->r : NULL, d->why, m->payload ? m->payload : "",
-			       m->len, d->key, 0, m->partition, m->offset, 0) < 0)
+		if (add_record(p, d->ok ? &d->r : NULL, d->bad, d->why,
+			       m->payload ? m->payload : "", m->len, d->key, 0, m->partition,
+			       m->offset, 0) < 0)
 			goto oom;
 		p->st.records++;
 	}
@@ -843,6 +926,8 @@ static int fence(proj *p, char *err, size_t errsz)
 		size_t np = topic_parts(p, t, parts, NULL);
 		if (!np)
 			continue;
+		for (size_t k = 0; k < np; k++)
+			got[k] = -1;
 		if (pdb_checkpoints(p->conn, topic_name(p, t), parts, np, true, got, err, errsz) <
 		    0) {
 			rc = -1;
@@ -927,7 +1012,7 @@ static int bookkeeping(proj *p, rd_kafka_message_t *const *msgs, size_t n, char 
 			if (bad)
 				p->st.held++;
 		}
-		if (it->action == A_FORK) {
+		if (it->action == A_FORK && it->e) { /* a fork is always an event */
 			if (item_bytes(p, it, &bytes, &nb) < 0)
 				goto oom;
 			const char *v[9] = {item_order(it),
@@ -1177,8 +1262,13 @@ static int slow_path(proj *p, char *err, size_t errsz)
 /* One try at the batch. 1 fenced, 0 committed, -1 PostgreSQL failed (retry). */
 static int attempt(proj *p, rd_kafka_message_t *const *msgs, size_t n, char *err, size_t errsz)
 {
-	msgpack_zone z;
-	if (!msgpack_zone_init(&z, 64 * 1024)) {
+	msgpack_zone z, z2;
+	if (!msgpack_zone_init(&z, (size_t)64 * 1024)) {
+		snprintf(err, errsz, "out of memory");
+		return -1;
+	}
+	if (!msgpack_zone_init(&z2, (size_t)64 * 1024)) {
+		msgpack_zone_destroy(&z);
 		snprintf(err, errsz, "out of memory");
 		return -1;
 	}
@@ -1186,7 +1276,7 @@ static int attempt(proj *p, rd_kafka_message_t *const *msgs, size_t n, char *err
 	if (rc < 0)
 		snprintf(err, errsz, "out of memory");
 	else
-		rc = gather(p, &z, msgs, n, err, errsz);
+		rc = gather(p, &z, &z2, msgs, n, err, errsz);
 	if (rc == 0)
 		rc = plan(p, err, errsz);
 	if (rc < 0)
@@ -1248,6 +1338,7 @@ out:
 	PQclear(p->retry_res);
 	p->retry_res = NULL;
 	msgpack_zone_destroy(&z);
+	msgpack_zone_destroy(&z2);
 	return rc;
 }
 
