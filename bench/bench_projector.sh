@@ -55,6 +55,7 @@ fi
 	>"$T/status.out" 2>&1 || { tail -n 5 "$T/status.out" "$T/proj.log" >&2; exit 1; }
 t1=$(now)
 [ -n "$PERF" ] && { kill -TERM "$PERF"; wait "$PERF" || true; }
+hwm=$(sed -n 's/^VmHWM: *//p' "/proc/$PJ/status" 2>/dev/null || true) # the projector's peak RSS
 kill -TERM "$PJ" && wait "$PJ"
 PJ=
 stats=$(grep 'msg="stats"' "$T/proj.log" | tail -n 1)
@@ -65,6 +66,7 @@ live=$(echo "$t1 - $ta" | bc -l)
 echo "$stats" | sed 's/^.*msg=stats //'
 printf 'start to assigned %.2f s, assigned to caught up %.2f s (wall), in batches %.2f s\n' \
 	"$(echo "$ta - $t0" | bc -l)" "$live" "$busy"
+echo "projector peak RSS: ${hwm:-unknown}; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 echo "== baseline: COPY FROM of the final rows into the same (empty, migrated) tables"
 tables="booking.order booking.line_item booking.request booking.invite_recipient
@@ -85,7 +87,8 @@ t0=$(now)
 psql -X -q -v ON_ERROR_STOP=1 -d bench_copy -f "$T/load.sql"
 t1=$(now)
 copy=$(echo "$t1 - $t0" | bc -l)
-ls -l "$T"/*.copy >&2 && echo "rows=$rows bytes=$bytes seconds=$(printf %.2f "$copy")"
+ls -l "$T"/*.copy >&2 && echo "rows=$rows bytes=$bytes seconds=$(printf %.2f "$copy")" \
+	"load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 for t in $tables; do
 	a=$(psql -X -A -t -d bench_live -c "select count(*) from $t")
 	b=$(psql -X -A -t -d bench_copy -c "select count(*) from $t")
