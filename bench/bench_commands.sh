@@ -4,7 +4,8 @@
 # records (bench_produce) in the same run; then send -> result latency at a steady rate.
 #   bench/bench_commands.sh [BUILD_DIR] [ORDERS] [PARTITIONS]   (default build 70000 128)
 #   env: LAT_RATE (1000) LAT_SECONDS (25) LAT_PARTS (16) SIGNED_RUN (0: 1 adds a signed
-#   throughput run) ONLY (tp: throughput only, lat: latency only)
+#   throughput run) ONLY (tp: throughput only, lat: latency only) BK_BENCH_PERF=FILE (perf
+#   record of each throughput run's processor into FILE.<run>)
 set -euo pipefail
 B=$(cd "${1:-build}" && pwd) ORDERS=${2:-70000} P=${3:-128}
 LAT_RATE=${LAT_RATE:-1000} LAT_SECONDS=${LAT_SECONDS:-25}
@@ -12,8 +13,9 @@ LAT_PARTS=${LAT_PARTS:-16} SIGNED_RUN=${SIGNED_RUN:-0} ONLY=${ONLY:-}
 BK=$B/cli/bookingctl PROC=$B/commands/booking-commands
 BC=$B/bench/bench_commands BP=$B/bench/bench_produce
 T=$(mktemp -d /tmp/bk-bench-cmd.XXXXXX)
-BROKER='' PROCPID=''
+BROKER='' PROCPID='' BROKER2=''
 cleanup() {
+	[ -n "$BROKER2" ] && kill "$BROKER2" 2>/dev/null && wait "$BROKER2" 2>/dev/null
 	[ -n "$PROCPID" ] && kill "$PROCPID" 2>/dev/null && wait "$PROCPID" 2>/dev/null
 	[ -n "$BROKER" ] && kill "$BROKER" 2>/dev/null && wait "$BROKER" 2>/dev/null
 	[ -n "${BK_BENCH_KEEP:-}" ] || rm -rf "$T"
@@ -81,7 +83,13 @@ throughput() {
 	t0=$(now) bc0=$(cpu_s "$BROKER")
 	"${proc[@]}" 2>"$T/proc.$name.log" &
 	PROCPID=$!
+	local perfpid=
+	if [ -n "${BK_BENCH_PERF:-}" ]; then
+		perf record -q -F 499 ${BK_BENCH_PERF_ARGS:--g} -p "$PROCPID" -o "$BK_BENCH_PERF.$name" 2>/dev/null &
+		perfpid=$!
+	fi
 	wait "$cpid" || { tail -n 5 "$T/proc.$name.log" >&2; exit 1; }
+	if [ -n "$perfpid" ]; then kill -INT "$perfpid"; wait "$perfpid" || true; fi
 	pc=$(cpu_s "$PROCPID") bc1=$(cpu_s "$BROKER")
 	kill -TERM "$PROCPID" && wait "$PROCPID"
 	PROCPID=
@@ -175,7 +183,7 @@ latency() {
 	while [ $# -gt 0 ] && [ "$1" != -- ]; do pa+=("$1"); shift; done
 	[ $# -gt 0 ] && shift
 	ca=("$@")
-	"$PROC" --brokers-file "$T/bs" --topic-prefix "$pfx" --group-id "bench-$name" "${auth[@]}" \
+	"$PROC" --brokers-file "${LAT_BS:-$T/bs}" --topic-prefix "$pfx" --group-id "bench-$name" "${auth[@]}" \
 		-X session.timeout.ms=6000 -X heartbeat.interval.ms=500 "${pa[@]}" \
 		2>"$T/proc.$name.log" &
 	PROCPID=$!
@@ -185,7 +193,7 @@ latency() {
 	done
 	echo "== [$name] $LAT_RATE commands/s for $LAT_SECONDS s, $mode, $LAT_PARTS partitions;" \
 		"processor: ${pa[*]:-defaults}; results consumer: ${ca[*]:-defaults}"
-	"$BC" latency --brokers-file "$T/bs" --topic-prefix "$pfx" --file "$T/lat.mp" --warmup 500 \
+	"$BC" latency --brokers-file "${LAT_BS:-$T/bs}" --topic-prefix "$pfx" --file "$T/lat.mp" --warmup 500 \
 		--rate "$LAT_RATE" --seconds "$LAT_SECONDS" "${sign[@]}" "${ca[@]}"
 	kill -TERM "$PROCPID" && wait "$PROCPID"
 	PROCPID=
@@ -198,5 +206,14 @@ latency() {
 W=(-- -C fetch.wait.max.ms=5)
 latency lat. lat-signed signed "${W[@]}"
 latency latu. lat-unsigned unsigned "${W[@]}"
-latency lati. lat-signed-no-idle-close signed --batch-idle-ms 0 "${W[@]}"
+latency lati. lat-signed-idle-close signed --batch-idle-ms 2 "${W[@]}"
+# the same as lat-signed on a second dev broker that keeps the mock's Nagle on
+# (docs/devbroker.md: ~40 ms delayed ACKs on about one response in two)
+BK_DEVBROKER_NAGLE=1 "$BK" devbroker --partitions "$LAT_PARTS" --bootstrap-file "$T/bs2" \
+	>/dev/null 2>"$T/broker2.log" &
+BROKER2=$!
+for _ in $(seq 600); do [ -s "$T/bs2" ] && break; sleep 0.1; done
+LAT_BS=$T/bs2 latency "" lat-signed-nagle signed "${W[@]}"
+kill "$BROKER2" && wait "$BROKER2" || true
+BROKER2=
 echo "target: p99 < 250 ms at a steady 1000 commands/s"

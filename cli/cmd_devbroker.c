@@ -6,8 +6,11 @@
  * SIGTERM/SIGINT. Its limits are in --help and docs/devbroker.md.
  */
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -59,6 +62,9 @@ static const char usage_text[] =
     "booking.command-results, booking.dlq, booking.rules (rules gets P too: the mock\n"
     "keeps data per partition, see below, and does not compact). Partition p of every\n"
     "topic created here is led by broker (p mod N)+1 (`leader` moves it).\n"
+    "The brokers' sockets get TCP_NODELAY, as a Kafka broker's do (the mock leaves\n"
+    "Nagle on, which delays about one response in two by ~40 ms);\n"
+    "BK_DEVBROKER_NAGLE=1 in the environment keeps Nagle on.\n"
     "\n"
     "Control commands (one per line; each answered by one line \"ok ...\" or \"error ...\"):\n"
     "  ping                          ok pong\n"
@@ -530,6 +536,52 @@ static void remove_bootstrap_file(const char *path, const char *text)
 	free(cur);
 }
 
+/*
+ * Turn Nagle off on the mock brokers' listening sockets (accepted connections inherit
+ * it). The mock writes a response in more than one send(); with Nagle on, the later part
+ * waits for the client's delayed ACK, and about one response in two arrives ~40 ms late.
+ * A Kafka broker sets TCP_NODELAY on its connections, so this makes the dev broker's
+ * round trips look like a real one's. The sockets are librdkafka's: they are found among
+ * this process's descriptors by the ports in the bootstrap list. Returns how many.
+ */
+static int nodelay_listeners(const char *bootstraps)
+{
+	int ports[MAX_BROKERS], np = 0, done = 0;
+	for (const char *p = bootstraps; p && *p && np < MAX_BROKERS;) {
+		const char *colon = strchr(p, ':');
+		if (!colon)
+			break;
+		ports[np++] = atoi(colon + 1);
+		p = strchr(colon, ',');
+		p = p ? p + 1 : NULL;
+	}
+	DIR *d = opendir("/proc/self/fd");
+	if (!d)
+		return 0;
+	const struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		int fd = atoi(de->d_name);
+		struct stat st;
+		struct sockaddr_in sin;
+		memset(&sin, 0, sizeof(sin));
+		socklen_t sl = sizeof(sin);
+		int listening = 0, on = 1;
+		socklen_t ll = sizeof(listening);
+		if (de->d_name[0] < '0' || de->d_name[0] > '9' || fd == dirfd(d) ||
+		    fstat(fd, &st) < 0 || !S_ISSOCK(st.st_mode) ||
+		    getsockname(fd, (struct sockaddr *)&sin, &sl) < 0 ||
+		    sin.sin_family != AF_INET ||
+		    getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &ll) < 0 || !listening)
+			continue;
+		for (int i = 0; i < np; i++)
+			if (ntohs(sin.sin_port) == ports[i] &&
+			    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on)) == 0)
+				done++;
+	}
+	closedir(d);
+	return done;
+}
+
 /* Log the mock's lines; the notice about our own handle having no bootstrap.servers
  * is expected (it only owns the cluster) and goes to debug. */
 static void devbroker_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
@@ -724,6 +776,12 @@ int cmd_devbroker(int argc, char **argv)
 		goto out;
 	}
 	db.bootstraps = rd_kafka_mock_cluster_bootstraps(db.mc);
+	if (!getenv("BK_DEVBROKER_NAGLE")) {
+		int n = nodelay_listeners(db.bootstraps);
+		if (n < nbrokers)
+			bk_logf(BK_LOG_WARN, "TCP_NODELAY not set on every broker listener",
+				"set=%d brokers=%ld", n, nbrokers);
+	}
 
 	for (int t = 0; t < BK_TOPIC_COUNT; t++) {
 		if (create_topic(&db, bk_kconf_topic(kc, (bk_topic)t), (int)partitions, why,

@@ -124,12 +124,25 @@ static int check(const cp *c, cp_adm *a)
 void cp_admit(const cp *c, cp_adm *a)
 {
 	a->why[0] = '\0';
-	msgpack_zone_init(&a->z, 8192);
-	a->has_zone = true;
+	a->checked = true;
+	if (!a->has_zone && msgpack_zone_init(&a->z, 32768))
+		a->has_zone = true;
+	if (!a->has_zone) {
+		snprintf(a->why, sizeof(a->why), "internal: out of memory");
+		a->dlq = true;
+		return;
+	}
 	a->dlq = check(c, a) != 0;
 }
 
 void cp_adm_done(cp_adm *a)
+{
+	if (a->has_zone)
+		msgpack_zone_clear(&a->z);
+	a->checked = false;
+}
+
+void cp_adm_free(cp_adm *a)
 {
 	if (a->has_zone)
 		msgpack_zone_destroy(&a->z);

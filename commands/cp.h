@@ -64,14 +64,14 @@ typedef struct cp_part {
 	json_t *pending;
 } cp_part;
 
-/* A result waiting for the batch's events to be acknowledged (owned by the batch). */
+/* A result waiting for the batch's events to be acknowledged (owned by the batch). Its
+ * bytes are in the batch's arena: the key (order id), the value, the command id. */
 typedef struct cp_held {
 	uint64_t gate; /* produced after gated record number `gate` (1-based; 0: none) */
 	int32_t partition;
-	char *key;
-	void *val; /* msgpack sbuffer data */
-	size_t len;
-	rd_kafka_headers_t *hdrs;
+	int64_t src_offset, prev_src_offset;
+	size_t off; /* in cp.arena */
+	uint32_t key_n, val_n, cid_n;
 } cp_held;
 
 /* A command record on its way in: the record and the outcome of its checks (admit.c). */
@@ -79,7 +79,8 @@ typedef struct cp_adm {
 	rd_kafka_message_t *m; /* owned by the run loop */
 	bool skip;	       /* not this instance's to handle now: neither checked nor handled */
 	bool dlq;	       /* failed a check; why says which */
-	bool has_zone;	       /* z is initialised */
+	bool has_zone;	       /* z is initialised (kept across runs, cleared after each) */
+	bool checked;	       /* cp_admit ran on m */
 	msgpack_zone z;	       /* cmd's memory */
 	bk_command cmd;
 	char why[512];
@@ -96,14 +97,16 @@ typedef struct cp {
 	rd_kafka_t *reader;			  /* restore: assign()-only, read_committed */
 	rd_kafka_consumer_group_metadata_t *cgmd; /* owned */
 	const char *topic[BK_TOPIC_COUNT];
-	int nparts;	   /* partitions of commands = events = results */
-	int rules_parts;   /* partitions of booking.rules */
-	int dlq_parts;	   /* partitions of booking.dlq */
-	cp_part *parts;	   /* [nparts], owned */
-	bk_ruleset *rules; /* owned; shared by every engine */
-	bk_keyring *kr;	   /* owned; NULL with --allow-unsigned and no --keyring */
-	bk_tzdb *tz;	   /* owned */
-	cp_pool *pool;	   /* owned */
+	int nparts;		  /* partitions of commands = events = results */
+	int rules_parts;	  /* partitions of booking.rules */
+	int dlq_parts;		  /* partitions of booking.dlq */
+	cp_part *parts;		  /* [nparts], owned */
+	bk_ruleset *rules;	  /* owned; shared by every engine */
+	bk_keyring *kr;		  /* owned; NULL with --allow-unsigned and no --keyring */
+	bk_tzdb *tz;		  /* owned */
+	cp_pool *pool;		  /* owned */
+	msgpack_sbuffer enc;	  /* reused: records being encoded */
+	msgpack_sbuffer dscratch; /* reused: the decider's scratch (bk_decide_ctx) */
 	/* bumped by every rebalance and re-restore: records read before are stale */
 	uint64_t generation;
 	/* the open batch */
@@ -121,6 +124,8 @@ typedef struct cp {
 	 * instead of waiting for its close. */
 	struct cp_held *held;
 	size_t n_held, cap_held;
+	char *arena; /* the held results' bytes */
+	size_t arena_n, cap_arena;
 	size_t held_next;     /* held[0..held_next) are produced */
 	uint32_t epoch;	      /* batch number: high half of a gated record's opaque */
 	uint64_t gate_n;      /* gated records produced in this batch */
@@ -163,7 +168,10 @@ int cp_restore(cp *c, const int32_t *ps, int n, char *errstr, size_t errstr_size
 /* Check a->m (thread-safe: reads only what does not change while running): sets a->dlq
  * and a->why, or a->cmd (in a->z). Release with cp_adm_done. */
 void cp_admit(const cp *c, cp_adm *a);
+/* After a record: clear a's memory for the next one (the zone is kept). */
 void cp_adm_done(cp_adm *a);
+/* At exit: free a's zone. */
+void cp_adm_free(cp_adm *a);
 /* A pool of n threads (0: none, the caller checks alone). NULL with err on failure. */
 cp_pool *cp_pool_new(int nthreads, char *err, size_t errsz);
 void cp_pool_free(cp_pool *pl);

@@ -503,7 +503,11 @@ static size_t collect(cp *c, cp_adm *adm, int timeout)
 			n = 0;
 			gen = c->generation;
 		}
-		adm[n++] = (cp_adm){.m = m, .skip = !cp_wants(c, m)};
+		adm[n].m = m;
+		adm[n].skip = !cp_wants(c, m);
+		adm[n].checked = false;
+		adm[n].dlq = false;
+		n++;
 	}
 	return n;
 }
@@ -648,6 +652,8 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	run(&c, adm);
+	for (size_t i = 0; i < RUN_MAX; i++)
+		cp_adm_free(&adm[i]);
 	free(adm);
 	cp_batch_close(&c, false);
 	code = c.exit_code;
@@ -673,6 +679,8 @@ out:
 		cp_part_reset(&c.parts[i]);
 	cp_held_free(&c);
 	cp_pool_free(c.pool);
+	msgpack_sbuffer_destroy(&c.enc);
+	msgpack_sbuffer_destroy(&c.dscratch);
 	free(c.parts);
 	bk_ruleset_free(c.rules);
 	bk_keyring_free(c.kr);

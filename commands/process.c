@@ -169,10 +169,9 @@ static int produce_events(cp *c, int32_t p, int64_t src_offset, const char *cmd_
 		       .command_id = cmd_id,
 		       .events = d->events,
 		       .n = d->n_events};
-	msgpack_sbuffer sb;
-	msgpack_sbuffer_init(&sb);
-	if (bk_codec_record_encode(&r, &sb) < 0) {
-		msgpack_sbuffer_destroy(&sb);
+	msgpack_sbuffer *sb = &c->enc;
+	msgpack_sbuffer_clear(sb);
+	if (bk_codec_record_encode(&r, sb) < 0) {
 		bk_logf(BK_LOG_ERROR, "events record encode failed", "order_id=%s command_id=%s",
 			r.order_id, cmd_id);
 		return -1;
@@ -193,9 +192,8 @@ static int produce_events(cp *c, int32_t p, int64_t src_offset, const char *cmd_
 	hdr_int(h, "src-partition", p);
 	hdr_int(h, "src-offset", src_offset);
 	rd_kafka_header_add(h, "command-id", -1, cmd_id, -1);
-	int rc = produce(c, c->topic[BK_TOPIC_EVENTS], p, r.order_id, strlen(r.order_id), sb.data,
-			 sb.size, h, true);
-	msgpack_sbuffer_destroy(&sb);
+	int rc = produce(c, c->topic[BK_TOPIC_EVENTS], p, r.order_id, strlen(r.order_id), sb->data,
+			 sb->size, h, true);
 	c->n_events += d->n_events;
 	return rc;
 }
@@ -210,57 +208,61 @@ static int produce_result(cp *c, int32_t p, int64_t src_offset, const bk_result 
 			(long long)src_offset);
 		return 0;
 	}
-	msgpack_sbuffer sb;
-	msgpack_sbuffer_init(&sb);
-	if (bk_codec_result_encode(res, &sb) < 0) {
-		msgpack_sbuffer_destroy(&sb);
+	msgpack_sbuffer *sb = &c->enc;
+	msgpack_sbuffer_clear(sb);
+	if (bk_codec_result_encode(res, sb) < 0) {
 		bk_logf(BK_LOG_ERROR, "result encode failed", "command_id=%s", res->command_id);
 		return -1;
 	}
-	rd_kafka_headers_t *h = rd_kafka_headers_new(4);
-	hdr_int(h, "src-partition", p);
-	hdr_int(h, "src-offset", src_offset);
-	hdr_int(h, "prev-src-offset", pt->prev_result);
-	rd_kafka_header_add(h, "command-id", -1, res->command_id, -1);
+	size_t kn = strlen(res->order_id), cn = strlen(res->command_id);
+	size_t need = c->arena_n + kn + sb->size + cn;
+	if (need > c->cap_arena) {
+		size_t cap = c->cap_arena ? c->cap_arena : 1 << 20;
+		while (cap < need)
+			cap *= 2;
+		char *v = realloc(c->arena, cap);
+		if (!v)
+			return -1;
+		c->arena = v;
+		c->cap_arena = cap;
+	}
 	if (c->n_held == c->cap_held) {
 		size_t cap = c->cap_held ? c->cap_held * 2 : 1024;
 		cp_held *v = realloc(c->held, cap * sizeof(*v));
-		if (!v) {
-			rd_kafka_headers_destroy(h);
-			msgpack_sbuffer_destroy(&sb);
+		if (!v)
 			return -1;
-		}
 		c->held = v;
 		c->cap_held = cap;
 	}
-	cp_held *e = &c->held[c->n_held];
+	cp_held *e = &c->held[c->n_held++];
 	*e = (cp_held){.gate = c->gate_n,
 		       .partition = p,
-		       .key = strdup(res->order_id),
-		       .val = sb.data,
-		       .len = sb.size,
-		       .hdrs = h};
-	if (!e->key) {
-		rd_kafka_headers_destroy(h);
-		msgpack_sbuffer_destroy(&sb);
-		return -1;
-	}
-	c->n_held++;
+		       .src_offset = src_offset,
+		       .prev_src_offset = pt->prev_result,
+		       .off = c->arena_n,
+		       .key_n = (uint32_t)kn,
+		       .val_n = (uint32_t)sb->size,
+		       .cid_n = (uint32_t)cn};
+	char *at = c->arena + c->arena_n;
+	memcpy(at, res->order_id, kn);
+	memcpy(at + kn, sb->data, sb->size);
+	memcpy(at + kn + sb->size, res->command_id, cn);
+	c->arena_n = need;
 	pt->prev_result = src_offset;
 	return 0;
 }
 
-/* Produce held[i] (its record takes the headers); frees its key and value. */
-static int release_one(cp *c, cp_held *e)
+/* Produce a held result, with its headers. */
+static int release_one(cp *c, const cp_held *e)
 {
-	int rc = produce(c, c->topic[BK_TOPIC_RESULTS], e->partition, e->key, strlen(e->key),
-			 e->val, e->len, e->hdrs, false);
-	e->hdrs = NULL;
-	free(e->key);
-	free(e->val);
-	e->key = NULL;
-	e->val = NULL;
-	return rc;
+	const char *at = c->arena + e->off;
+	rd_kafka_headers_t *h = rd_kafka_headers_new(4);
+	hdr_int(h, "src-partition", e->partition);
+	hdr_int(h, "src-offset", e->src_offset);
+	hdr_int(h, "prev-src-offset", e->prev_src_offset);
+	rd_kafka_header_add(h, "command-id", -1, at + e->key_n + e->val_n, (ssize_t)e->cid_n);
+	return produce(c, c->topic[BK_TOPIC_RESULTS], e->partition, at, e->key_n, at + e->key_n,
+		       e->val_n, h, false);
 }
 
 int cp_release_ready(cp *c)
@@ -274,22 +276,15 @@ int cp_release_ready(cp *c)
 	return 0;
 }
 
-/* Produce (send = true) or drop the results not yet produced; they are freed either way. */
+/* Produce (send = true) or drop the results not yet produced; forget them all. */
 static int release_held(cp *c, bool send)
 {
 	int rc = 0;
-	for (size_t i = c->held_next; i < c->n_held; i++) {
-		cp_held *e = &c->held[i];
-		if (send && rc == 0) {
-			rc = release_one(c, e);
-			continue;
-		}
-		rd_kafka_headers_destroy(e->hdrs);
-		free(e->key);
-		free(e->val);
-	}
+	for (size_t i = c->held_next; send && rc == 0 && i < c->n_held; i++)
+		rc = release_one(c, &c->held[i]);
 	c->n_held = 0;
 	c->held_next = 0;
+	c->arena_n = 0;
 	return rc;
 }
 
@@ -299,6 +294,9 @@ void cp_held_free(cp *c)
 	free(c->held);
 	c->held = NULL;
 	c->cap_held = 0;
+	free(c->arena);
+	c->arena = NULL;
+	c->cap_arena = 0;
 	free(c->gate_acked);
 	c->gate_acked = NULL;
 	c->cap_gate = 0;
@@ -320,12 +318,13 @@ static int produce_rules(cp *c, const bk_profile_rules *pr)
 	return rc;
 }
 
-static bk_decide_ctx decide_ctx(const cp *c, int64_t now)
+static bk_decide_ctx decide_ctx(cp *c, int64_t now)
 {
 	return (bk_decide_ctx){.now = now,
 			       .expiring_lead = c->o.expiring_lead_s * 1000000,
 			       .tz = bk_tz_offset,
-			       .tz_opaque = c->tz};
+			       .tz_opaque = c->tz,
+			       .scratch = &c->dscratch};
 }
 
 bool cp_wants(const cp *c, const rd_kafka_message_t *m)
@@ -348,7 +347,7 @@ int cp_handle_admitted(cp *c, cp_adm *a)
 				c->parts[m->partition].restored);
 		return 0;
 	}
-	if (!a->has_zone)
+	if (!a->checked)
 		cp_admit(c, a); /* checked late: the state changed since the run */
 	cp_part *p = &c->parts[m->partition];
 	if (batch_begin(c) < 0)
