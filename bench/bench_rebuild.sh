@@ -3,9 +3,16 @@
 # core, produced as events records by tests/loggen) beside PostgreSQL loading the same
 # final rows in the same run: COPY FROM into the same empty tables without keys or indexes,
 # then the same keys, indexes and foreign keys created (the floor for any rebuild).
-#   bench/bench_rebuild.sh [BUILD_DIR] [ORDERS]    (default build, 120000 orders ~ 1.1M events)
+#   bench/bench_rebuild.sh [BUILD_DIR] [ORDERS]    (default build, 120000 orders ~ 1.2M events)
+#   LOG=FILE bench/bench_rebuild.sh [BUILD_DIR]    only the --from-file rebuild of FILE (a
+#       `bookingctl replay --format msgpack` file, e.g. one kept with KEEP_LOG=PATH) and the
+#       baseline: no broker, no Kafka rebuild (the dev broker, librdkafka's mock, serves a long
+#       partition slower and slower: at 120000 orders the Kafka runs measure the broker).
+#   KEEP_LOG=PATH keeps the generated replay file there.
+# The machine's load average is printed before each measured run: compare a rebuild with the
+# baseline of the same run only.
 set -euo pipefail
-B=${1:-build} ORDERS=${2:-120000}
+B=${1:-build} ORDERS=${2:-120000} LOG=${LOG:-} KEEP_LOG=${KEEP_LOG:-}
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 BK=$B/cli/bookingctl
 T=$(mktemp -d /tmp/bk-bench-rebuild.XXXXXX)
@@ -21,15 +28,18 @@ cleanup() {
 }
 trap cleanup EXIT
 now() { date +%s.%N; }
+load() { echo "  load average: $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) CPUs)"; }
 
-# The dev broker keeps at most 5 MiB per partition: give the log room (docs/devbroker.md).
-"$BK" devbroker --partitions 256 --bootstrap-file "$T/bs" >/dev/null 2>"$T/broker.log" &
-BROKER=$!
-for _ in $(seq 600); do [ -s "$T/bs" ] && break; sleep 0.1; done
-"$BK" gen --orders "$ORDERS" --with-expect -o "$T/stream.jsonl" 2>/dev/null
-"$B/tests/loggen" --brokers-file "$T/bs" --topic booking.events "$T/stream.jsonl" >/dev/null \
-	2>"$T/loggen.log" || { cat "$T/loggen.log" >&2; exit 1; }
-cat "$T/loggen.log" >&2
+if [ -z "$LOG" ]; then
+	# The dev broker keeps at most 5 MiB per partition: give the log room (docs/devbroker.md).
+	"$BK" devbroker --partitions 256 --bootstrap-file "$T/bs" >/dev/null 2>"$T/broker.log" &
+	BROKER=$!
+	for _ in $(seq 600); do [ -s "$T/bs" ] && break; sleep 0.1; done
+	"$BK" gen --orders "$ORDERS" --with-expect -o "$T/stream.jsonl" 2>/dev/null
+	"$B/tests/loggen" --brokers-file "$T/bs" --topic booking.events "$T/stream.jsonl" >/dev/null \
+		2>"$T/loggen.log" || { cat "$T/loggen.log" >&2; exit 1; }
+	cat "$T/loggen.log" >&2
+fi
 
 pg_start "$T/pg" 2>/dev/null
 export PGHOST PGPORT PGUSER
@@ -39,23 +49,32 @@ for db in bench base; do
 done
 unset PGDATABASE
 
-echo "== bookingctl rebuild (Kafka, 256 partitions, empty live model)"
-t0=$(now)
-"$BK" rebuild -d dbname=bench --brokers-file "$T/bs" --migrations "$SRC/migrations" 2>"$T/rebuild.log"
-t1=$(now)
-grep -E 'msg="rebuild (step|done)"' "$T/rebuild.log" | sed 's/^/  /'
-rsec=$(echo "$t1 - $t0" | bc -l)
-events=$(sed -n 's/.*msg="rebuild done".* events=\([0-9]*\) .*/\1/p' "$T/rebuild.log")
+rsec=
+if [ -z "$LOG" ]; then
+	echo "== bookingctl rebuild (Kafka, 256 partitions, empty live model)"
+	load
+	t0=$(now)
+	"$BK" rebuild -d dbname=bench --brokers-file "$T/bs" --migrations "$SRC/migrations" 2>"$T/rebuild.log"
+	t1=$(now)
+	grep -E 'msg="rebuild (step|done)"' "$T/rebuild.log" | sed 's/^/  /'
+	rsec=$(echo "$t1 - $t0" | bc -l)
 
-echo "== raw consume of the same log (lib/logread, records counted and dropped)"
-"$B/bench/bench_consume" --brokers-file "$T/bs" | sed 's/^/  /'
-"$BK" replay --brokers-file "$T/bs" --format msgpack -o "$T/log.mp" 2>/dev/null
-echo "== bookingctl rebuild --from-file (the same log as a replay file; live model now full)"
+	echo "== raw consume of the same log (lib/logread, records counted and dropped)"
+	"$B/bench/bench_consume" --brokers-file "$T/bs" | sed 's/^/  /'
+	"$BK" replay --brokers-file "$T/bs" --format msgpack -o "$T/log.mp" 2>/dev/null
+	LOG=$T/log.mp
+	[ -n "$KEEP_LOG" ] && cp "$LOG" "$KEEP_LOG"
+	{ kill "$BROKER" && wait "$BROKER"; } 2>/dev/null || true
+	BROKER=
+fi
+echo "== bookingctl rebuild --from-file ($(du -h "$LOG" | cut -f1) replay file; the live model is $([ -n "$rsec" ] && echo full || echo empty))"
+load
 t0=$(now)
-"$BK" rebuild -d dbname=bench --from-file "$T/log.mp" --migrations "$SRC/migrations" 2>"$T/rebuild.f.log"
+"$BK" rebuild -d dbname=bench --from-file "$LOG" --migrations "$SRC/migrations" 2>"$T/rebuild.f.log"
 t1=$(now)
 grep -E 'msg="rebuild (step|done)"' "$T/rebuild.f.log" | sed 's/^/  /'
 fsec=$(echo "$t1 - $t0" | bc -l)
+events=$(sed -n 's/.*msg="rebuild done".* events=\([0-9]*\) .*/\1/p' "$T/rebuild.f.log")
 
 # the final rows, dumped with COPY TO (text, as the rebuild sends them)
 TABLES="booking.order booking.line_item booking.request booking.invite_recipient booking.milestone
@@ -79,6 +98,7 @@ CON="select format('alter table %s add constraint %I %s;', conrelid::regclass, c
 psql -X -q -v ON_ERROR_STOP=1 -d base -f "$T/drop.sql" >/dev/null
 for t in $TABLES; do echo "\\copy $t from '$T/$t.copy'"; done >"$T/load.sql"
 echo "== baseline: psql \\copy FROM of the same $rows rows, then keys, indexes, foreign keys"
+load
 t0=$(now)
 psql -X -q -v ON_ERROR_STOP=1 -d base -f "$T/load.sql" >/dev/null
 t1=$(now)
@@ -90,11 +110,12 @@ bsec=$(echo "$t2 - $t0" | bc -l)
 echo "  copy_s=$csec index_s=$isec"
 
 printf '\n%-46s %10s %10s %14s\n' name events seconds "events/s"
-printf '%-46s %10d %10.2f %14.0f\n' "bookingctl rebuild (whole command)" "$events" "$rsec" \
-	"$(echo "$events / $rsec" | bc -l)"
+[ -n "$rsec" ] && printf '%-46s %10d %10.2f %14.0f\n' "bookingctl rebuild (whole command)" "$events" \
+	"$rsec" "$(echo "$events / $rsec" | bc -l)"
 printf '%-46s %10d %10.2f %14.0f\n' "bookingctl rebuild --from-file (whole command)" "$events" "$fsec" \
 	"$(echo "$events / $fsec" | bc -l)"
 printf '%-46s %10d %10.2f %14.0f\n' "COPY FROM + keys/indexes (same final rows)" "$events" "$bsec" \
 	"$(echo "$events / $bsec" | bc -l)"
-echo "rows=$rows ratio to COPY-then-index (its seconds / rebuild seconds): kafka $(echo "$bsec / $rsec" | bc -l | cut -c1-5), file $(echo "$bsec / $fsec" | bc -l | cut -c1-5)"
+echo "rows=$rows ratio to COPY-then-index (its seconds / rebuild seconds):$([ -n "$rsec" ] && echo " kafka $(echo "$bsec / $rsec" | bc -l | cut -c1-5),") file $(echo "$bsec / $fsec" | bc -l | cut -c1-5)"
+load
 echo "targets: rebuild >= 150000 events/s, ratio >= 0.6"
