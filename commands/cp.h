@@ -115,6 +115,7 @@ typedef struct cp {
 	int64_t batch_start_us;	    /* monotonic */
 	int64_t last_cmd_us;	    /* monotonic: when the batch's last command arrived */
 	bool rerestore;		    /* a batch failed: restore every partition again */
+	bool ever_assigned;	    /* the group has assigned this consumer partitions once */
 	rd_kafka_resp_err_t dr_err; /* first delivery error of the batch */
 	/* results of the open batch, held back until its events records are acknowledged:
 	 * a result on the log then implies its command's events are on the log. The events,

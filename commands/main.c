@@ -241,6 +241,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 	c->generation++;
 	char estr[512];
 	if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+		c->ever_assigned = true;
 		/* commit first: the rules topic must hold our own changes before re-reading it */
 		cp_batch_close(c, false);
 		int32_t *ps = calloc((size_t)parts->cnt + 1, sizeof(*ps));
@@ -452,6 +453,9 @@ static int setup_kafka(cp *c, int *ret_code)
 	return 0;
 }
 
+/* A group consumer left open at exit (see main): reachable, so not reported as a leak. */
+static rd_kafka_t *never_assigned;
+
 /* Records taken from the consumer per run of checks. */
 #define RUN_MAX 256
 
@@ -662,8 +666,20 @@ int main(int argc, char **argv)
 		(unsigned long long)c.n_cmds, (unsigned long long)c.n_events,
 		(unsigned long long)c.n_dlq, (unsigned long long)c.n_batches,
 		(unsigned long long)c.n_aborts);
+	if (c.consumer && !c.ever_assigned && rd_kafka_version() < 0x020300ff) {
+		/* librdkafka before 2.3 (issue #4312) asserts when a cooperative-sticky consumer
+		 * that never received an assignment is closed and destroyed. It holds nothing:
+		 * leave it to the process exit (the group drops the member after
+		 * session.timeout.ms). The static reference keeps LeakSanitizer quiet. */
+		never_assigned = c.consumer;
+		c.consumer = NULL;
+		bk_logf(BK_LOG_INFO, "leaving without closing the group consumer",
+			"why=\"no assignment yet; librdkafka %s asserts on closing it (#4312)\"",
+			rd_kafka_version_str());
+	}
 	if (!code) {
-		rd_kafka_consumer_close(c.consumer);
+		if (c.consumer)
+			rd_kafka_consumer_close(c.consumer);
 		rd_kafka_flush(c.producer, c.o.timeout_ms);
 	}
 out:
