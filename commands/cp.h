@@ -198,6 +198,9 @@ void cp_held_free(cp *c);
 void cp_gate_acked(cp *c, uintptr_t opaque);
 /* Produce the held results whose gated records are all acknowledged. 0, or -1. */
 int cp_release_ready(cp *c);
+/* Seek the group consumer to the offsets in l; logs and returns -1 if any partition
+ * failed (the caller stops: a partition left behind would skip commands). */
+int cp_seek(cp *c, rd_kafka_topic_partition_list_t *l) BK_MUSTCHECK;
 /* Restore all assigned partitions again and seek the consumer to their next offsets. */
 int cp_rerestore_all(cp *c);
 /* Is the open batch due (size or age)? */

@@ -477,18 +477,8 @@ static void drop_stale(cp *c, cp_adm *adm, size_t n)
 		bk_logf(BK_LOG_INFO, "records read before a rebalance dropped: seeking back",
 			"topic=%s records=%zu partitions=%d", c->topic[BK_TOPIC_COMMANDS], n,
 			l->cnt);
-		rd_kafka_error_t *e = rd_kafka_seek_partitions(c->consumer, l, c->o.timeout_ms);
-		bool bad = e != NULL;
-		for (int i = 0; !e && i < l->cnt; i++)
-			bad = bad || l->elems[i].err;
-		if (bad) {
-			/* a partition left at its old position would skip commands */
-			bk_logf(BK_LOG_ERROR, "seek failed", "err=\"%s\"",
-				e ? rd_kafka_error_string(e) : "per partition");
+		if (cp_seek(c, l) < 0)
 			cp_fatal(c, CP_EXIT_FATAL);
-		}
-		if (e)
-			rd_kafka_error_destroy(e);
 	}
 	rd_kafka_topic_partition_list_destroy(l);
 }

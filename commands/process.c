@@ -597,6 +597,27 @@ int cp_batch_close(cp *c, bool lost)
 	return 0;
 }
 
+int cp_seek(cp *c, rd_kafka_topic_partition_list_t *l)
+{
+	rd_kafka_error_t *e = rd_kafka_seek_partitions(c->consumer, l, c->o.timeout_ms);
+	if (e) {
+		bk_logf(BK_LOG_ERROR, "seek failed", "err=\"%s\"", rd_kafka_error_string(e));
+		rd_kafka_error_destroy(e);
+		return -1;
+	}
+	/* a partition left at its old position could skip commands: stop instead */
+	int rc = 0;
+	for (int i = 0; i < l->cnt; i++)
+		if (l->elems[i].err) {
+			bk_logf(BK_LOG_ERROR, "seek of a partition failed",
+				"topic=%s partition=%d offset=%lld err=\"%s\"", l->elems[i].topic,
+				(int)l->elems[i].partition, (long long)l->elems[i].offset,
+				rd_kafka_err2str(l->elems[i].err));
+			rc = -1;
+		}
+	return rc;
+}
+
 int cp_rerestore_all(cp *c)
 {
 	char err[512];
@@ -622,27 +643,7 @@ int cp_rerestore_all(cp *c)
 		for (int i = 0; i < n; i++)
 			rd_kafka_topic_partition_list_add(l, c->topic[BK_TOPIC_COMMANDS], ps[i])
 			    ->offset = c->parts[ps[i]].next_offset;
-		rd_kafka_error_t *e = rd_kafka_seek_partitions(c->consumer, l, c->o.timeout_ms);
-		if (e) {
-			bk_logf(BK_LOG_ERROR, "seek failed", "err=\"%s\"",
-				rd_kafka_error_string(e));
-			rd_kafka_error_destroy(e);
-			rd_kafka_topic_partition_list_destroy(l);
-			free(ps);
-			cp_fatal(c, CP_EXIT_FATAL);
-			return -1;
-		}
-		/* a partition left at its old position could skip commands: stop instead */
-		bool bad = false;
-		for (int i = 0; i < l->cnt; i++)
-			if (l->elems[i].err) {
-				bk_logf(BK_LOG_ERROR, "seek of a partition failed",
-					"topic=%s partition=%d offset=%lld err=\"%s\"",
-					l->elems[i].topic, (int)l->elems[i].partition,
-					(long long)l->elems[i].offset,
-					rd_kafka_err2str(l->elems[i].err));
-				bad = true;
-			}
+		bool bad = cp_seek(c, l) < 0;
 		rd_kafka_topic_partition_list_destroy(l);
 		if (bad) {
 			free(ps);
