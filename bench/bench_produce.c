@@ -199,9 +199,18 @@ static int run(bk_kconf *kc, const recs *r, const char *const dst[T_N], long bat
 	}
 	rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
 	rd_kafka_conf_set_opaque(conf, &failed);
+	if (bk_kconf_tame_main_thread(conf, err, sizeof(err)) < 0) { /* as the processor */
+		fprintf(stderr, "bench_produce: %s\n", err);
+		return -1;
+	}
 	rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
 	if (!rk || !txn_ok(rd_kafka_init_transactions(rk, 30000), "init_transactions"))
 		return -1;
+	/* as the processor does at start: the topics' partitions known before timing */
+	if (bk_kconf_warm_topics(rk, dst, T_N, 30000, err, sizeof(err)) < 0) {
+		fprintf(stderr, "bench_produce: %s\n", err);
+		return -1;
+	}
 	long long txns = 0, bytes = 0;
 	int64_t t0 = mono_us(), first = 0;
 	size_t i = 0;

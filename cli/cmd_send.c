@@ -498,6 +498,12 @@ int cmd_send(int argc, char **argv)
 		rd_kafka_conf_destroy(conf);
 		goto out;
 	}
+	/* the first record would otherwise wait ~1 s for librdkafka's topic scan */
+	if (bk_kconf_warm_topics(prod, &cmd_topic, 1, timeout_ms, err, sizeof(err)) < 0) {
+		fprintf(stderr, "send: %s\n", err);
+		rc = BK_EXIT_DEPENDENCY;
+		goto out;
+	}
 	if (wait) {
 		index = json_object();
 		rd_kafka_resp_err_t ae = rd_kafka_assign(cons, starts);

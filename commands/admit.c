@@ -5,12 +5,16 @@
  * development machine) is most of a signed command's CPU, and nothing in it depends on
  * another record, so the pool spreads it over the cores while deciding stays on one thread.
  *
- * Ownership: the pool owns its threads. A run (cp_admit_run) borrows the caller's array;
- * each element is written by exactly one thread (the index is taken with an atomic
- * counter), and the caller reads them only after every thread has finished the run (the
- * mutex orders those writes before the caller's reads). The checks read the processor's
+ * The pool also runs process.c's deciding of a run, one partition per item
+ * (cp_decide_run).
+ *
+ * Ownership: the pool owns its threads. A run (cp_pool_run) borrows the caller's job;
+ * each item is handled by exactly one thread (taken with an atomic counter), and the
+ * caller reads the results only after every thread has finished the run (the mutex
+ * orders those writes before the caller's reads). The checks read the processor's
  * options, keyring and partition count, which do not change while the pool runs.
  */
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -29,11 +33,17 @@ struct cp_pool {
 	bool stop;
 	uint64_t run;	    /* run number, bumped per run */
 	int finished;	    /* workers done with the current run */
-	const cp *c;	    /* the current run's processor */
-	cp_adm *adm;	    /* the current run's array */
-	size_t n;	    /* ... and its length */
-	atomic_size_t next; /* next index to take */
+	cp_pool_fn *fn;	    /* the current run's job */
+	void *arg;	    /* ... its argument */
+	size_t n;	    /* ... and its number of items */
+	atomic_size_t next; /* next item to take */
 };
+
+/* A worker thread and its number (1..nthreads; the caller of a run is 0). */
+typedef struct pool_thread {
+	cp_pool *pl;
+	int worker;
+} pool_thread;
 
 /* A header's value; NULL when absent. */
 static const void *hdr(const rd_kafka_message_t *m, const char *name, size_t *ret_n)
@@ -84,11 +94,7 @@ static int check(const cp *c, cp_adm *a)
 	const char *kid = hdr(m, "key-id", &kn);
 	const uint8_t *sig = hdr(m, "signature", &sn);
 	if (!kid && !sig && c->o.allow_unsigned) {
-		bk_logf(BK_LOG_WARN,
-			"UNSIGNED COMMAND ACCEPTED (--allow-unsigned: development only)",
-			"topic=%s partition=%d offset=%lld order_id=%s command_id=%s",
-			rd_kafka_topic_name(m->rkt), (int)m->partition, (long long)m->offset,
-			a->cmd.order_id, a->cmd.id);
+		a->unsigned_ok = true; /* logged by the deciding thread (cp_note_unsigned) */
 	} else if (!kid || !sig) {
 		snprintf(a->why, sizeof(a->why),
 			 "unsigned: the key-id and signature headers are required");
@@ -125,6 +131,7 @@ void cp_admit(const cp *c, cp_adm *a)
 {
 	a->why[0] = '\0';
 	a->checked = true;
+	a->unsigned_ok = false;
 	if (!a->has_zone && msgpack_zone_init(&a->z, 32768))
 		a->has_zone = true;
 	if (!a->has_zone) {
@@ -137,6 +144,9 @@ void cp_admit(const cp *c, cp_adm *a)
 
 void cp_adm_done(cp_adm *a)
 {
+	if (a->decided)
+		bk_decision_clear(&a->d);
+	a->decided = false;
 	if (a->has_zone)
 		msgpack_zone_clear(&a->z);
 	a->checked = false;
@@ -149,21 +159,21 @@ void cp_adm_free(cp_adm *a)
 	a->has_zone = false;
 }
 
-/* Take indexes of the current run until none is left. */
-static void work(cp_pool *pl, const cp *c, cp_adm *adm, size_t n)
+/* Take items of the current run until none is left. */
+static void work(cp_pool *pl, cp_pool_fn *fn, void *arg, size_t n, int worker)
 {
 	for (;;) {
 		size_t i = atomic_fetch_add(&pl->next, 1);
 		if (i >= n)
 			return;
-		if (!adm[i].skip)
-			cp_admit(c, &adm[i]);
+		fn(arg, i, worker);
 	}
 }
 
-static void *worker(void *arg)
+static void *worker(void *varg)
 {
-	cp_pool *pl = arg;
+	pool_thread *pt = varg;
+	cp_pool *pl = pt->pl;
 	uint64_t seen = 0;
 	pthread_mutex_lock(&pl->mu);
 	for (;;) {
@@ -172,16 +182,17 @@ static void *worker(void *arg)
 		if (pl->stop)
 			break;
 		seen = pl->run;
-		const cp *c = pl->c;
-		cp_adm *adm = pl->adm;
+		cp_pool_fn *fn = pl->fn;
+		void *arg = pl->arg;
 		size_t n = pl->n;
 		pthread_mutex_unlock(&pl->mu);
-		work(pl, c, adm, n);
+		work(pl, fn, arg, n, pt->worker);
 		pthread_mutex_lock(&pl->mu);
 		pl->finished++;
 		pthread_cond_signal(&pl->done);
 	}
 	pthread_mutex_unlock(&pl->mu);
+	free(pt);
 	return NULL;
 }
 
@@ -202,7 +213,13 @@ cp_pool *cp_pool_new(int nthreads, char *err, size_t errsz)
 		return NULL;
 	}
 	for (int i = 0; i < nthreads; i++) {
-		int e = pthread_create(&pl->threads[i], NULL, worker, pl);
+		pool_thread *pt = malloc(sizeof(*pt));
+		int e = pt ? 0 : ENOMEM;
+		if (pt) {
+			*pt = (pool_thread){pl, i + 1};
+			if ((e = pthread_create(&pl->threads[i], NULL, worker, pt)))
+				free(pt);
+		}
 		if (e) {
 			snprintf(err, errsz, "pthread_create: %s", strerror(e));
 			cp_pool_free(pl);
@@ -230,27 +247,50 @@ void cp_pool_free(cp_pool *pl)
 	free(pl);
 }
 
-void cp_admit_run(cp_pool *pl, const cp *c, cp_adm *adm, size_t n)
+int cp_pool_threads(const cp_pool *pl)
 {
-	/* one record, or no workers: not worth a wake-up */
+	return pl ? pl->nthreads : 0;
+}
+
+void cp_pool_run(cp_pool *pl, cp_pool_fn *fn, void *arg, size_t n)
+{
+	/* one item, or no workers: not worth a wake-up */
 	if (!pl || pl->nthreads == 0 || n < 2) {
 		for (size_t i = 0; i < n; i++)
-			if (!adm[i].skip)
-				cp_admit(c, &adm[i]);
+			fn(arg, i, 0);
 		return;
 	}
 	pthread_mutex_lock(&pl->mu);
-	pl->c = c;
-	pl->adm = adm;
+	pl->fn = fn;
+	pl->arg = arg;
 	pl->n = n;
 	atomic_store(&pl->next, 0);
 	pl->finished = 0;
 	pl->run++;
 	pthread_cond_broadcast(&pl->go);
 	pthread_mutex_unlock(&pl->mu);
-	work(pl, c, adm, n); /* the calling thread takes its share */
+	work(pl, fn, arg, n, 0); /* the calling thread takes its share */
 	pthread_mutex_lock(&pl->mu);
 	while (pl->finished < pl->nthreads)
 		pthread_cond_wait(&pl->done, &pl->mu);
 	pthread_mutex_unlock(&pl->mu);
+}
+
+typedef struct admit_job {
+	const cp *c;
+	cp_adm *adm;
+} admit_job;
+
+static void admit_item(void *arg, size_t i, int worker)
+{
+	admit_job *j = arg;
+	(void)worker;
+	if (!j->adm[i].skip)
+		cp_admit(j->c, &j->adm[i]);
+}
+
+void cp_admit_run(cp_pool *pl, const cp *c, cp_adm *adm, size_t n)
+{
+	admit_job j = {c, adm};
+	cp_pool_run(pl, admit_item, &j, n);
 }

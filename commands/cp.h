@@ -65,12 +65,13 @@ typedef struct cp_part {
 } cp_part;
 
 /* A result waiting for the batch's events to be acknowledged (owned by the batch). Its
- * bytes are in the batch's arena: the key (order id), the value, the command id. */
+ * bytes are in the batch's chunks (cp_chunk): the key (order id), the value, the command
+ * id. */
 typedef struct cp_held {
 	uint64_t gate; /* produced after gated record number `gate` (1-based; 0: none) */
 	int32_t partition;
 	int64_t src_offset, prev_src_offset;
-	size_t off; /* in cp.arena */
+	const char *at; /* in the batch's chunks */
 	uint32_t key_n, val_n, cid_n;
 } cp_held;
 
@@ -81,10 +82,20 @@ typedef struct cp_adm {
 	bool dlq;	       /* failed a check; why says which */
 	bool has_zone;	       /* z is initialised (kept across runs, cleared after each) */
 	bool checked;	       /* cp_admit ran on m */
+	bool unsigned_ok;      /* accepted without a signature (--allow-unsigned) */
 	msgpack_zone z;	       /* cmd's memory */
 	bk_command cmd;
 	char why[512];
+	/* decided ahead on the pool (cp_decide_run): the engine's return, its decision (owned;
+	 * cleared by cp_adm_done) and the order's version right after it */
+	bool decided;
+	int dec_rc;
+	bk_decision d;
+	int64_t version;
 } cp_adm;
+
+/* Records taken from the consumer per run of checks (main.c). */
+#define CP_RUN_MAX 256
 
 /* The admission threads (admit.c). */
 typedef struct cp_pool cp_pool;
@@ -97,16 +108,18 @@ typedef struct cp {
 	rd_kafka_t *reader;			  /* restore: assign()-only, read_committed */
 	rd_kafka_consumer_group_metadata_t *cgmd; /* owned */
 	const char *topic[BK_TOPIC_COUNT];
-	int nparts;		  /* partitions of commands = events = results */
-	int rules_parts;	  /* partitions of booking.rules */
-	int dlq_parts;		  /* partitions of booking.dlq */
-	cp_part *parts;		  /* [nparts], owned */
-	bk_ruleset *rules;	  /* owned; shared by every engine */
-	bk_keyring *kr;		  /* owned; NULL with --allow-unsigned and no --keyring */
-	bk_tzdb *tz;		  /* owned */
-	cp_pool *pool;		  /* owned */
-	msgpack_sbuffer enc;	  /* reused: records being encoded */
-	msgpack_sbuffer dscratch; /* reused: the decider's scratch (bk_decide_ctx) */
+	int nparts;		   /* partitions of commands = events = results */
+	int rules_parts;	   /* partitions of booking.rules */
+	int dlq_parts;		   /* partitions of booking.dlq */
+	cp_part *parts;		   /* [nparts], owned */
+	bk_ruleset *rules;	   /* owned; shared by every engine */
+	bk_keyring *kr;		   /* owned; NULL with --allow-unsigned and no --keyring */
+	bk_tzdb *tz;		   /* owned */
+	cp_pool *pool;		   /* owned */
+	msgpack_sbuffer enc;	   /* reused: records being encoded */
+	msgpack_sbuffer dscratch;  /* reused: the decider's scratch (bk_decide_ctx) */
+	msgpack_sbuffer *wscratch; /* [pool threads + 1]: each worker's; [0] is &dscratch's twin */
+	int n_wscratch;
 	/* bumped by every rebalance and re-restore: records read before are stale */
 	uint64_t generation;
 	/* the open batch */
@@ -125,8 +138,10 @@ typedef struct cp {
 	 * instead of waiting for its close. */
 	struct cp_held *held;
 	size_t n_held, cap_held;
-	char *arena; /* the held results' bytes */
-	size_t arena_n, cap_arena;
+	/* the bytes of the batch's events records and results, produced without a copy:
+	 * chunks never move, and are reused only once the batch is committed or aborted
+	 * and the producer holds no record (process.c: bytes_alloc, bytes_reset) */
+	struct cp_chunk *chunks, *chunk_cur;
 	size_t held_next;     /* held[0..held_next) are produced */
 	uint32_t epoch;	      /* batch number: high half of a gated record's opaque */
 	uint64_t gate_n;      /* gated records produced in this batch */
@@ -135,6 +150,11 @@ typedef struct cp {
 	size_t cap_gate;
 	/* counters for the log */
 	uint64_t n_cmds, n_events, n_dlq, n_batches, n_aborts;
+	/* where the run loop's time went (µs): waiting for records, checking them, handling
+	 * them (deciding, producing, batch closes inside), closing batches */
+	int64_t us_wait, us_check, us_handle, us_close;
+	/* --allow-unsigned: commands accepted unsigned, in all and not yet reported */
+	uint64_t n_unsigned, n_unsigned_unreported;
 	volatile sig_atomic_t *stop;
 	int exit_code; /* set with *stop on fatal errors */
 } cp;
@@ -154,6 +174,13 @@ bool cp_has_result(const cp_part *p, int64_t off);
 
 /* An integer header (decimal text) of m: 0 and *ret, or -1 when absent or not a number. */
 int cp_hdr_int(const rd_kafka_message_t *m, const char *name, int64_t *ret) BK_MUSTCHECK;
+
+/* An unsigned command accepted under --allow-unsigned: a warn line for each of the first
+ * CP_UNSIGNED_LOGGED, then counted for cp_report_unsigned. */
+#define CP_UNSIGNED_LOGGED 10
+void cp_note_unsigned(cp *c, const rd_kafka_message_t *m, const bk_command *cmd);
+/* A warn line with the unsigned commands accepted since the last one, if any. */
+void cp_report_unsigned(cp *c);
 
 /* --- restore.c --- */
 /*
@@ -176,6 +203,12 @@ void cp_adm_free(cp_adm *a);
 /* A pool of n threads (0: none, the caller checks alone). NULL with err on failure. */
 cp_pool *cp_pool_new(int nthreads, char *err, size_t errsz);
 void cp_pool_free(cp_pool *pl);
+/* A job of a pool run: item i of the run, on worker `worker` (0: the caller). */
+typedef void cp_pool_fn(void *arg, size_t i, int worker);
+/* Run fn on items 0..n-1 on the pool's threads and the caller's; returns when all are
+ * done. */
+void cp_pool_run(cp_pool *pl, cp_pool_fn *fn, void *arg, size_t n);
+int cp_pool_threads(const cp_pool *pl);
 /* cp_admit every element of adm[0..n) not marked skip, on the pool's threads and the
  * caller's; returns when all are done. */
 void cp_admit_run(cp_pool *pl, const cp *c, cp_adm *adm, size_t n);
@@ -183,6 +216,15 @@ void cp_admit_run(cp_pool *pl, const cp *c, cp_adm *adm, size_t n);
 /* --- process.c --- */
 /* Is this record one to handle now (assigned, restored partition; not handled yet)? */
 bool cp_wants(const cp *c, const rd_kafka_message_t *m);
+/*
+ * Decide ahead, on the pool, the admitted records of a run that will be handled: one
+ * pool item per partition, its records in order, each on its partition's engine (engines
+ * share nothing but the ruleset, which only autoaccept.* commands change: a run holding
+ * one is left to cp_handle_admitted). Marks each decided element; cp_handle_admitted
+ * then only produces. A decided record is always handled or its batch fails and the
+ * engines are restored from the log, so an engine never holds a decision not written.
+ */
+void cp_decide_run(cp *c, cp_adm *adm, size_t n);
 /* Handle one admitted command record (cp_admit): dead-letter it, or decide and produce
  * its records into the open batch. 0, or -1 when fatal. Does not free a. */
 int cp_handle_admitted(cp *c, cp_adm *a);

@@ -415,6 +415,11 @@ static int setup_kafka(cp *c, int *ret_code)
 	}
 	rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
 	rd_kafka_conf_set_opaque(conf, c);
+	if (!getenv("BK_NO_TAME") && bk_kconf_tame_main_thread(conf, err, sizeof(err)) < 0) {
+		fprintf(stderr, "booking-commands: %s\n", err);
+		rd_kafka_conf_destroy(conf);
+		return -1;
+	}
 	if (!(c->producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why)))) {
 		fprintf(stderr, "booking-commands: producer: %s\n", why);
 		rd_kafka_conf_destroy(conf);
@@ -431,6 +436,15 @@ static int setup_kafka(cp *c, int *ret_code)
 			*ret_code = CP_EXIT_FATAL;
 			return -1;
 		}
+	}
+	/* the first batch would otherwise wait ~1 s per output topic for librdkafka's topic
+	 * scan (and so would the first results after every restart) */
+	const char *outs[] = {c->topic[BK_TOPIC_EVENTS], c->topic[BK_TOPIC_RESULTS],
+			      c->topic[BK_TOPIC_RULES], c->topic[BK_TOPIC_DLQ]};
+	if (bk_kconf_warm_topics(c->producer, outs, 4, c->o.timeout_ms, err, sizeof(err)) < 0) {
+		bk_logf(BK_LOG_ERROR, "output topics unavailable", "err=\"%s\"", err);
+		*ret_code = CP_EXIT_FATAL;
+		return -1;
 	}
 	rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
 	rd_kafka_topic_partition_list_add(sub, c->topic[BK_TOPIC_COMMANDS], RD_KAFKA_PARTITION_UA);
@@ -456,9 +470,6 @@ static int setup_kafka(cp *c, int *ret_code)
 /* A group consumer left open at exit (see main): reachable, so not reported as a leak. */
 static rd_kafka_t *never_assigned;
 
-/* Records taken from the consumer per run of checks. */
-#define RUN_MAX 256
-
 /* Drop collected records that a rebalance made stale; the partitions still ours are
  * sought back to their next offsets, so their records come again. */
 static void drop_stale(cp *c, cp_adm *adm, size_t n)
@@ -483,12 +494,12 @@ static void drop_stale(cp *c, cp_adm *adm, size_t n)
 	rd_kafka_topic_partition_list_destroy(l);
 }
 
-/* Take up to RUN_MAX records: wait up to `timeout` ms for the first, then what is ready. */
+/* Take up to CP_RUN_MAX records: wait up to `timeout` ms for the first, then what is ready. */
 static size_t collect(cp *c, cp_adm *adm, int timeout)
 {
 	size_t n = 0;
 	uint64_t gen = c->generation;
-	while (n < RUN_MAX && !*c->stop) {
+	while (n < CP_RUN_MAX && !*c->stop) {
 		rd_kafka_message_t *m = rd_kafka_consumer_poll(c->consumer, n ? 0 : timeout);
 		if (!m)
 			break;
@@ -539,8 +550,14 @@ static void run(cp *c, cp_adm *adm)
 			if (timeout > 100)
 				timeout = 100;
 		}
+		int64_t t0 = cp_mono_us();
 		size_t n = collect(c, adm, timeout);
+		int64_t t1 = cp_mono_us();
 		cp_admit_run(c->pool, c, adm, n);
+		cp_decide_run(c, adm, n);
+		int64_t t2 = cp_mono_us();
+		c->us_wait += t1 - t0;
+		c->us_check += t2 - t1;
 		for (size_t i = 0; i < n; i++) {
 			/* a failed batch: the rest is read again after the re-restore's seek */
 			if (c->rerestore && !c->txn_open)
@@ -564,6 +581,7 @@ static void run(cp *c, cp_adm *adm)
 			cp_adm_done(&adm[i]);
 			rd_kafka_message_destroy(adm[i].m);
 		}
+		c->us_handle += cp_mono_us() - t2;
 		if ((c->dr_err || c->rerestore) && c->txn_open)
 			cp_batch_close(c, false);
 		if (cp_batch_due(c))
@@ -581,6 +599,7 @@ static void run(cp *c, cp_adm *adm)
 				(unsigned long long)c->n_cmds, (unsigned long long)c->n_events,
 				(unsigned long long)c->n_dlq, (unsigned long long)c->n_batches,
 				(unsigned long long)c->n_aborts);
+			cp_report_unsigned(c);
 			next_stats = now + 10 * 1000000LL;
 		}
 		rd_kafka_poll(c->producer, 0);
@@ -637,7 +656,7 @@ int main(int argc, char **argv)
 	if (setup_kafka(&c, &code) < 0)
 		goto out;
 	char perr[256];
-	cp_adm *adm = calloc(RUN_MAX, sizeof(*adm));
+	cp_adm *adm = calloc(CP_RUN_MAX, sizeof(*adm));
 	if (!adm || !(c.pool = cp_pool_new(c.o.admit_threads, perr, sizeof(perr)))) {
 		fprintf(stderr, "booking-commands: admission threads: %s\n",
 			adm ? perr : "out of memory");
@@ -645,17 +664,27 @@ int main(int argc, char **argv)
 		code = CP_EXIT_FATAL;
 		goto out;
 	}
+	/* the deciders' scratch per pool worker ([0], the main thread, uses c.dscratch) */
+	if ((c.wscratch = calloc((size_t)c.o.admit_threads + 1, sizeof(*c.wscratch)))) {
+		c.n_wscratch = c.o.admit_threads + 1;
+		for (int i = 0; i < c.n_wscratch; i++)
+			msgpack_sbuffer_init(&c.wscratch[i]);
+	}
 	run(&c, adm);
-	for (size_t i = 0; i < RUN_MAX; i++)
+	for (size_t i = 0; i < CP_RUN_MAX; i++)
 		cp_adm_free(&adm[i]);
 	free(adm);
 	cp_batch_close(&c, false);
+	cp_report_unsigned(&c);
 	code = c.exit_code;
 	bk_logf(code ? BK_LOG_ERROR : BK_LOG_INFO, "stopping",
-		"exit=%d commands=%llu events=%llu dlq=%llu batches=%llu aborts=%llu", code,
-		(unsigned long long)c.n_cmds, (unsigned long long)c.n_events,
+		"exit=%d commands=%llu events=%llu dlq=%llu batches=%llu aborts=%llu wait_ms=%lld "
+		"check_ms=%lld handle_ms=%lld close_ms=%lld",
+		code, (unsigned long long)c.n_cmds, (unsigned long long)c.n_events,
 		(unsigned long long)c.n_dlq, (unsigned long long)c.n_batches,
-		(unsigned long long)c.n_aborts);
+		(unsigned long long)c.n_aborts, (long long)(c.us_wait / 1000),
+		(long long)(c.us_check / 1000), (long long)(c.us_handle / 1000),
+		(long long)(c.us_close / 1000));
 	if (c.consumer && !c.ever_assigned && rd_kafka_version() < 0x020300ff) {
 		/* librdkafka before 2.3 (issue #4312) asserts when a cooperative-sticky consumer
 		 * that never received an assignment is closed and destroyed. It holds nothing:
@@ -687,6 +716,9 @@ out:
 	cp_pool_free(c.pool);
 	msgpack_sbuffer_destroy(&c.enc);
 	msgpack_sbuffer_destroy(&c.dscratch);
+	for (int i = 0; i < c.n_wscratch; i++)
+		msgpack_sbuffer_destroy(&c.wscratch[i]);
+	free(c.wscratch);
 	free(c.parts);
 	bk_ruleset_free(c.rules);
 	bk_keyring_free(c.kr);

@@ -104,18 +104,76 @@ void cp_gate_acked(cp *c, uintptr_t opaque)
 		c->gate_prefix++;
 }
 
-/* Produce a copy of val to topic/partition; takes hdrs (NULL ok) in every case. A gated
- * record (events, rules, DLQ) holds back the results produced after it until it is
- * acknowledged. */
+/* The batch's chunks: bytes that librdkafka may point to until the batch is over. */
+typedef struct cp_chunk {
+	struct cp_chunk *next;
+	size_t n, cap;
+	char data[];
+} cp_chunk;
+
+#define CHUNK_BYTES ((size_t)1 << 20)
+
+/* n bytes in the open batch's chunks, or NULL when out of memory. Chunks are used in list
+ * order from chunk_cur; a new one goes at the end. */
+static char *bytes_alloc(cp *c, size_t n)
+{
+	cp_chunk *k = c->chunk_cur ? c->chunk_cur : c->chunks, *last = NULL;
+	for (; k && k->cap - k->n < n; k = k->next)
+		last = k;
+	if (!k) {
+		size_t cap = n > CHUNK_BYTES ? n : CHUNK_BYTES;
+		if (!(k = malloc(sizeof(*k) + cap)))
+			return NULL;
+		*k = (cp_chunk){.cap = cap};
+		while (last && last->next)
+			last = last->next;
+		*(last ? &last->next : &c->chunks) = k;
+	}
+	c->chunk_cur = k;
+	char *at = k->data + k->n;
+	k->n += n;
+	return at;
+}
+
+/* Is p in the batch's chunks? */
+static bool bytes_owned(const cp *c, const void *p)
+{
+	for (const cp_chunk *k = c->chunks; k; k = k->next)
+		if ((const char *)p >= k->data && (const char *)p < k->data + k->cap)
+			return true;
+	return false;
+}
+
+/* The batch is over: its chunks are reused once the producer holds none of its records.
+ * After a commit, an abort or a flush it holds none; if a flush timed out, the chunks
+ * keep their bytes (later batches use what is left after them) until a later reset. */
+static void bytes_reset(cp *c)
+{
+	if (rd_kafka_outq_len(c->producer) > 0 &&
+	    rd_kafka_flush(c->producer, c->o.timeout_ms) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		bk_logf(BK_LOG_WARN, "records still queued after the batch: keeping their memory",
+			"queued=%d", rd_kafka_outq_len(c->producer));
+		return;
+	}
+	for (cp_chunk *k = c->chunks; k; k = k->next)
+		k->n = 0;
+	c->chunk_cur = c->chunks;
+}
+
+/* Produce val to topic/partition (copied unless it lives in the batch's chunks); takes
+ * hdrs (NULL ok) in every case. A gated record (events, rules, DLQ) holds back the
+ * results produced after it until it is acknowledged. */
 static int produce(cp *c, const char *topic, int32_t partition, const void *key, size_t klen,
 		   const void *val, size_t vlen, rd_kafka_headers_t *hdrs, bool gated)
 {
 	uintptr_t opaque = gated ? gate_next(c) : 0;
+	/* bytes in the batch's chunks stay put until the batch is over: no copy needed */
+	const int flags = bytes_owned(c, val) ? 0 : RD_KAFKA_MSG_F_COPY;
 	for (int tries = 0;; tries++) {
 		rd_kafka_resp_err_t e = rd_kafka_producev(
 		    c->producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
 		    RD_KAFKA_V_KEY(key, klen), RD_KAFKA_V_VALUE((void *)val, vlen),
-		    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs),
+		    RD_KAFKA_V_MSGFLAGS(flags), RD_KAFKA_V_HEADERS(hdrs),
 		    RD_KAFKA_V_OPAQUE((void *)opaque), RD_KAFKA_V_END);
 		if (!e)
 			return 0;
@@ -192,8 +250,11 @@ static int produce_events(cp *c, int32_t p, int64_t src_offset, const char *cmd_
 	hdr_int(h, "src-partition", p);
 	hdr_int(h, "src-offset", src_offset);
 	rd_kafka_header_add(h, "command-id", -1, cmd_id, -1);
-	int rc = produce(c, c->topic[BK_TOPIC_EVENTS], p, r.order_id, strlen(r.order_id), sb->data,
-			 sb->size, h, true);
+	char *val = bytes_alloc(c, sb->size);
+	if (val)
+		memcpy(val, sb->data, sb->size);
+	int rc = produce(c, c->topic[BK_TOPIC_EVENTS], p, r.order_id, strlen(r.order_id),
+			 val ? val : sb->data, sb->size, h, true);
 	c->n_events += d->n_events;
 	return rc;
 }
@@ -215,17 +276,9 @@ static int produce_result(cp *c, int32_t p, int64_t src_offset, const bk_result 
 		return -1;
 	}
 	size_t kn = strlen(res->order_id), cn = strlen(res->command_id);
-	size_t need = c->arena_n + kn + sb->size + cn;
-	if (need > c->cap_arena) {
-		size_t cap = c->cap_arena ? c->cap_arena : 1 << 20;
-		while (cap < need)
-			cap *= 2;
-		char *v = realloc(c->arena, cap);
-		if (!v)
-			return -1;
-		c->arena = v;
-		c->cap_arena = cap;
-	}
+	char *at = bytes_alloc(c, kn + sb->size + cn);
+	if (!at)
+		return -1;
 	if (c->n_held == c->cap_held) {
 		size_t cap = c->cap_held ? c->cap_held * 2 : 1024;
 		cp_held *v = realloc(c->held, cap * sizeof(*v));
@@ -239,15 +292,13 @@ static int produce_result(cp *c, int32_t p, int64_t src_offset, const bk_result 
 		       .partition = p,
 		       .src_offset = src_offset,
 		       .prev_src_offset = pt->prev_result,
-		       .off = c->arena_n,
+		       .at = at,
 		       .key_n = (uint32_t)kn,
 		       .val_n = (uint32_t)sb->size,
 		       .cid_n = (uint32_t)cn};
-	char *at = c->arena + c->arena_n;
 	memcpy(at, res->order_id, kn);
 	memcpy(at + kn, sb->data, sb->size);
 	memcpy(at + kn + sb->size, res->command_id, cn);
-	c->arena_n = need;
 	pt->prev_result = src_offset;
 	return 0;
 }
@@ -255,7 +306,7 @@ static int produce_result(cp *c, int32_t p, int64_t src_offset, const bk_result 
 /* Produce a held result, with its headers. */
 static int release_one(cp *c, const cp_held *e)
 {
-	const char *at = c->arena + e->off;
+	const char *at = e->at;
 	rd_kafka_headers_t *h = rd_kafka_headers_new(4);
 	hdr_int(h, "src-partition", e->partition);
 	hdr_int(h, "src-offset", e->src_offset);
@@ -284,7 +335,6 @@ static int release_held(cp *c, bool send)
 		rc = release_one(c, &c->held[i]);
 	c->n_held = 0;
 	c->held_next = 0;
-	c->arena_n = 0;
 	return rc;
 }
 
@@ -294,9 +344,12 @@ void cp_held_free(cp *c)
 	free(c->held);
 	c->held = NULL;
 	c->cap_held = 0;
-	free(c->arena);
-	c->arena = NULL;
-	c->cap_arena = 0;
+	while (c->chunks) {
+		cp_chunk *k = c->chunks;
+		c->chunks = k->next;
+		free(k);
+	}
+	c->chunk_cur = NULL;
 	free(c->gate_acked);
 	c->gate_acked = NULL;
 	c->cap_gate = 0;
@@ -318,13 +371,105 @@ static int produce_rules(cp *c, const bk_profile_rules *pr)
 	return rc;
 }
 
-static bk_decide_ctx decide_ctx(cp *c, int64_t now)
+static bk_decide_ctx decide_ctx_on(const cp *c, int64_t now, msgpack_sbuffer *scratch)
 {
 	return (bk_decide_ctx){.now = now,
 			       .expiring_lead = c->o.expiring_lead_s * 1000000,
 			       .tz = bk_tz_offset,
 			       .tz_opaque = c->tz,
-			       .scratch = &c->dscratch};
+			       .scratch = scratch};
+}
+
+static bk_decide_ctx decide_ctx(cp *c, int64_t now)
+{
+	return decide_ctx_on(c, now, &c->dscratch);
+}
+
+/* One pool item of cp_decide_run: the records of one partition, in order. */
+typedef struct decide_job {
+	cp *c;
+	cp_adm *adm;
+	const uint16_t *idx; /* record indexes, grouped by partition, in run order per group */
+	const uint16_t *grp; /* [ngroups + 1]: group g is idx[grp[g]..grp[g + 1]) */
+} decide_job;
+
+static void decide_item(void *arg, size_t g, int worker)
+{
+	decide_job *j = arg;
+	cp *c = j->c;
+	msgpack_sbuffer *scratch = worker == 0 ? &c->dscratch : &c->wscratch[worker];
+	for (uint16_t k = j->grp[g]; k < j->grp[g + 1]; k++) {
+		cp_adm *a = &j->adm[j->idx[k]];
+		cp_part *p = &c->parts[a->m->partition];
+		bk_decide_ctx ctx = decide_ctx_on(c, cp_now_us(c), scratch);
+		a->dec_rc = bk_engine_handle(p->eng, &a->cmd, &ctx, &a->z, &a->d);
+		const bk_order *o = bk_engine_order(p->eng, a->cmd.order_id);
+		a->version = o ? o->version : 0;
+		a->decided = true;
+		if (a->dec_rc < 0)
+			break; /* the engine may hold half of it: the batch fails there */
+	}
+}
+
+static bool rules_cmd(const bk_command *cmd)
+{
+	return cmd->type == BK_CMD_AUTOACCEPT_SET || cmd->type == BK_CMD_AUTOACCEPT_DELETE;
+}
+
+/* Decide the records idx[0..m) (run order): grouped by partition, one pool item each.
+ * false when an engine failed (the batch fails there: nothing more is decided ahead). */
+static bool decide_segment(cp *c, cp_adm *adm, uint16_t *idx, size_t m)
+{
+	uint16_t grp[CP_RUN_MAX + 1];
+	/* stable insertion sort by partition: a partition's records keep the run order */
+	for (size_t i = 1; i < m; i++) {
+		uint16_t v = idx[i];
+		size_t k = i;
+		while (k > 0 && adm[idx[k - 1]].m->partition > adm[v].m->partition) {
+			idx[k] = idx[k - 1];
+			k--;
+		}
+		idx[k] = v;
+	}
+	size_t ng = 0;
+	for (size_t k = 0; k < m; k++)
+		if (k == 0 || adm[idx[k]].m->partition != adm[idx[k - 1]].m->partition)
+			grp[ng++] = (uint16_t)k;
+	grp[ng] = (uint16_t)m;
+	decide_job j = {c, adm, idx, grp};
+	cp_pool_run(c->pool, decide_item, &j, ng);
+	for (size_t k = 0; k < m; k++)
+		if (!adm[idx[k]].decided || adm[idx[k]].dec_rc < 0)
+			return false;
+	return true;
+}
+
+void cp_decide_run(cp *c, cp_adm *adm, size_t n)
+{
+	if (cp_pool_threads(c->pool) == 0 || c->n_wscratch <= cp_pool_threads(c->pool) ||
+	    n > CP_RUN_MAX)
+		return;
+	uint16_t idx[CP_RUN_MAX];
+	size_t m = 0;
+	for (size_t i = 0; i < n; i++) {
+		cp_adm *a = &adm[i];
+		if (a->skip || !a->checked || a->dlq || a->m->err || !cp_wants(c, a->m))
+			continue;
+		if (rules_cmd(&a->cmd)) {
+			/* it changes the shared ruleset: the records before it are decided
+			 * first, those after it once it is */
+			if (m > 0 && !decide_segment(c, adm, idx, m))
+				return;
+			m = 0;
+			idx[0] = (uint16_t)i;
+			if (!decide_segment(c, adm, idx, 1))
+				return;
+			continue;
+		}
+		idx[m++] = (uint16_t)i;
+	}
+	if (m > 0)
+		decide_segment(c, adm, idx, m);
 }
 
 bool cp_wants(const cp *c, const rd_kafka_message_t *m)
@@ -335,10 +480,44 @@ bool cp_wants(const cp *c, const rd_kafka_message_t *m)
 	return p->assigned && p->restored && m->offset >= p->next_offset;
 }
 
+void cp_note_unsigned(cp *c, const rd_kafka_message_t *m, const bk_command *cmd)
+{
+	if (++c->n_unsigned <= CP_UNSIGNED_LOGGED) {
+		bk_logf(BK_LOG_WARN,
+			"UNSIGNED COMMAND ACCEPTED (--allow-unsigned: development only)",
+			"topic=%s partition=%d offset=%lld order_id=%s command_id=%s%s",
+			rd_kafka_topic_name(m->rkt), (int)m->partition, (long long)m->offset,
+			cmd->order_id, cmd->id,
+			c->n_unsigned == CP_UNSIGNED_LOGGED
+			    ? " next=\"further ones are counted every 10 s\""
+			    : "");
+		return;
+	}
+	c->n_unsigned_unreported++;
+}
+
+void cp_report_unsigned(cp *c)
+{
+	if (!c->n_unsigned_unreported)
+		return;
+	bk_logf(BK_LOG_WARN, "UNSIGNED COMMANDS ACCEPTED (--allow-unsigned: development only)",
+		"since_last=%llu total=%llu", (unsigned long long)c->n_unsigned_unreported,
+		(unsigned long long)c->n_unsigned);
+	c->n_unsigned_unreported = 0;
+}
+
 int cp_handle_admitted(cp *c, cp_adm *a)
 {
 	const rd_kafka_message_t *m = a->m;
 	if (a->skip || !cp_wants(c, m)) {
+		if (a->decided) {
+			/* cannot happen (nothing between deciding and handling changes what is
+			 * wanted); if it did, the engine would hold an unwritten decision */
+			bk_logf(BK_LOG_ERROR, "a decided command was not handled: restoring",
+				"partition=%d offset=%lld", (int)m->partition,
+				(long long)m->offset);
+			c->rerestore = true;
+		}
 		if (m->partition >= 0 && m->partition < c->nparts)
 			bk_logf(BK_LOG_DEBUG, "command record skipped",
 				"topic=%s partition=%d offset=%lld next_offset=%lld restored=%d",
@@ -366,9 +545,23 @@ int cp_handle_admitted(cp *c, cp_adm *a)
 	int rc = 0;
 	if (a->dlq)
 		return dlq(c, m, why);
-	bk_decide_ctx ctx = decide_ctx(c, cp_now_us(c));
+	if (a->unsigned_ok)
+		cp_note_unsigned(c, m, &a->cmd);
 	bk_decision d;
-	if (bk_engine_handle(p->eng, &cmd, &ctx, z, &d) < 0) {
+	int64_t version;
+	int dec_rc;
+	if (a->decided) {
+		d = a->d; /* moved out: cp_adm_done must not clear it again */
+		a->decided = false;
+		dec_rc = a->dec_rc;
+		version = a->version;
+	} else {
+		bk_decide_ctx ctx = decide_ctx(c, cp_now_us(c));
+		dec_rc = bk_engine_handle(p->eng, &cmd, &ctx, z, &d);
+		const bk_order *o = bk_engine_order(p->eng, cmd.order_id);
+		version = o ? o->version : 0;
+	}
+	if (dec_rc < 0) {
 		/* the engine may hold half of it: dead-letter, answer, restore again */
 		snprintf(why, whysz, "internal: %s", d.message);
 		bk_logf(BK_LOG_ERROR, "command could not be handled",
@@ -401,8 +594,7 @@ int cp_handle_admitted(cp *c, cp_adm *a)
 			 .n_event_ids = d.n_events};
 	for (uint32_t i = 0; i < d.n_events && i < BK_MAX_EVENTS; i++)
 		ids[i] = d.events[i].event_id;
-	const bk_order *o = bk_engine_order(p->eng, cmd.order_id);
-	res.version = o ? o->version : 0;
+	res.version = version;
 	json_t *pend = p->pending ? json_object_get(p->pending, cmd.id) : NULL;
 	const char **pids = NULL;
 	if (pend && d.outcome == BK_DUPLICATE) {
@@ -572,6 +764,8 @@ int cp_batch_close(cp *c, bool lost)
 	c->txn_open = false;
 	for (int i = 0; i < c->nparts; i++)
 		c->parts[i].batch_first = -1;
+	if (r >= 0)
+		bytes_reset(c);
 	if (r < 0) {
 		rd_kafka_topic_partition_list_destroy(offs);
 		cp_fatal(c, CP_EXIT_FATAL);
@@ -594,6 +788,7 @@ int cp_batch_close(cp *c, bool lost)
 	}
 	rd_kafka_topic_partition_list_destroy(offs);
 	c->batch_n = 0;
+	c->us_close += cp_mono_us() - t0;
 	return 0;
 }
 

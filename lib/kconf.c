@@ -12,6 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -569,6 +572,76 @@ int bk_kconf_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms, 
 	if (r == 0)
 		*ret_count = n;
 	return r;
+}
+
+static rd_kafka_resp_err_t tame_on_thread_start(rd_kafka_t *rk, rd_kafka_thread_type_t type,
+						const char *name, void *opaque)
+{
+	(void)rk;
+	(void)name;
+	(void)opaque;
+	/* PRIO_PROCESS with a thread id: that thread only (Linux). Threads the main thread
+	 * starts later (a broker's, when metadata names it) inherit its nice value: they get
+	 * theirs back, which needs CAP_SYS_NICE; without it they keep +10 (still working,
+	 * only yielding sooner to the process's other threads). */
+	const id_t tid = (id_t)syscall(SYS_gettid);
+	if (type == RD_KAFKA_THREAD_MAIN)
+		(void)setpriority(PRIO_PROCESS, tid, 10);
+	else if (getpriority(PRIO_PROCESS, tid) == 10)
+		(void)setpriority(PRIO_PROCESS, tid, 0);
+	return RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
+static rd_kafka_resp_err_t tame_on_new(rd_kafka_t *rk, const rd_kafka_conf_t *conf, void *opaque,
+				       char *errstr, size_t errstr_size)
+{
+	(void)conf;
+	(void)errstr;
+	(void)errstr_size;
+	return rd_kafka_interceptor_add_on_thread_start(rk, "bk-tame-main", tame_on_thread_start,
+							opaque);
+}
+
+int bk_kconf_tame_main_thread(rd_kafka_conf_t *conf, char *errstr, size_t errstr_size)
+{
+	if (rd_kafka_version() >= 0x020301ff)
+		return 0;
+	rd_kafka_resp_err_t e =
+	    rd_kafka_conf_interceptor_add_on_new(conf, "bk-tame-main", tame_on_new, NULL);
+	if (e)
+		return fail(errstr, errstr_size, "interceptor: %s", rd_kafka_err2str(e));
+	return 0;
+}
+
+int bk_kconf_warm_topics(rd_kafka_t *rk, const char *const *topics, int n, int timeout_ms,
+			 char *errstr, size_t errstr_size)
+{
+	for (int i = 0; i < n; i++) {
+		rd_kafka_topic_t *t = rd_kafka_topic_new(rk, topics[i], NULL);
+		if (!t)
+			return fail(errstr, errstr_size, "topic %s: %s", topics[i],
+				    rd_kafka_err2str(rd_kafka_last_error()));
+		const struct rd_kafka_metadata *md = NULL;
+		/* all_topics=0 with a topic handle: only this topic; the answer also fills
+		 * the handle's partitions, which stay known after the handle is released */
+		rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, t, &md, timeout_ms);
+		int r = 0;
+		if (err)
+			r = fail(errstr, errstr_size, "Kafka metadata request for %s failed: %s",
+				 topics[i], rd_kafka_err2str(err));
+		else {
+			int cnt;
+			char why[256];
+			if (md_count(md, topics[i], &cnt, why, sizeof(why)) < 0)
+				r = fail(errstr, errstr_size, "%s", why);
+		}
+		if (md)
+			rd_kafka_metadata_destroy(md);
+		rd_kafka_topic_destroy(t);
+		if (r < 0)
+			return -1;
+	}
+	return 0;
 }
 
 int bk_kconf_check_partitions(rd_kafka_t *rk, const bk_kconf *kc, int timeout_ms,

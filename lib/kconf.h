@@ -138,4 +138,24 @@ int bk_kconf_watermarks(rd_kafka_t *rk, const char *topic, int32_t partition, in
 			int64_t *ret_low, int64_t *ret_high, char *errstr,
 			size_t errstr_size) BK_MUSTCHECK;
 
+/*
+ * librdkafka before 2.3.1 (issue #4684, fixed by PR #4671): its main thread spins on
+ * the clock whenever its next timer is less than 1 ms away, and a transactional
+ * producer arms a 1 ms timer each time partitions join a transaction - a quarter of a
+ * core for a busy producer. On such versions this lowers the priority of the client's
+ * main thread (nice +10, that thread only) so the spin gives way to real work; on newer
+ * versions it does nothing. Call on the conf before rd_kafka_new. 0, or -1 + errstr.
+ */
+int bk_kconf_tame_main_thread(rd_kafka_conf_t *conf, char *errstr, size_t errstr_size) BK_MUSTCHECK;
+
+/*
+ * Make the producer rk know the topics' partitions before it first produces to them:
+ * a metadata request per topic, answered within timeout_ms. Without it the first
+ * record to a topic waits for librdkafka's once-a-second topic scan (about 1 s per
+ * newly seen topic, and a transaction's first commit waits for every one of them).
+ * Returns 0, or -1 + errstr (broker unreachable, topic missing or in error).
+ */
+int bk_kconf_warm_topics(rd_kafka_t *rk, const char *const *topics, int n, int timeout_ms,
+			 char *errstr, size_t errstr_size) BK_MUSTCHECK;
+
 #endif

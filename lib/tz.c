@@ -3,10 +3,11 @@
  *
  * A zone is read once and cached (a few zones, round-robin eviction). Zone names are
  * checked before any path is built, so a name can only reach files under the zoneinfo
- * directory. A bk_tzdb is not thread-safe: one per thread, or a lock around it.
+ * directory. A bk_tzdb may be shared by threads: a mutex guards the cache.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -46,6 +47,7 @@ typedef struct tz_zone {
 } tz_zone;
 
 struct bk_tzdb {
+	pthread_mutex_t mu; /* the cache: lookups may come from several threads */
 	char *dir;
 	tz_zone *cache[TZ_CACHE];
 	unsigned next; /* slot evicted next */
@@ -101,6 +103,7 @@ bk_tzdb *bk_tzdb_new(const char *dir)
 		free(db);
 		return NULL;
 	}
+	pthread_mutex_init(&db->mu, NULL);
 	return db;
 }
 
@@ -110,6 +113,7 @@ void bk_tzdb_free(bk_tzdb *db)
 		return;
 	for (int i = 0; i < TZ_CACHE; i++)
 		zone_free(db->cache[i]);
+	pthread_mutex_destroy(&db->mu);
 	free(db->dir);
 	free(db);
 }
@@ -528,9 +532,10 @@ int bk_tz_offset(void *opaque, const char *name, int64_t utc_us, int32_t *ret_of
 	}
 	if (db == NULL || !bk_tz_name_valid(name))
 		return -1;
+	pthread_mutex_lock(&db->mu);
 	z = zone_get(db, name);
-	if (z == NULL)
-		return -1;
-	*ret_offset_s = zone_offset(z, floor_div(utc_us, BK_US_PER_S));
-	return 0;
+	if (z != NULL)
+		*ret_offset_s = zone_offset(z, floor_div(utc_us, BK_US_PER_S));
+	pthread_mutex_unlock(&db->mu);
+	return z != NULL ? 0 : -1;
 }

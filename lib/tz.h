@@ -2,7 +2,7 @@
  * tz.h - the time-zone oracle (a bk_tz_fn, core/bk_time.h) over the system's TZif files.
  *
  * Zones are read from a zoneinfo directory (RFC 8536 TZif v1, v2+) and kept in a small
- * cache. Not thread-safe: give each thread its own bk_tzdb.
+ * cache. Thread-safe: lookups from several threads take the cache's mutex.
  */
 #ifndef BK_TZ_H
 #define BK_TZ_H
