@@ -10,6 +10,12 @@
  * one PostgreSQL refuses sends the batch down the slow path (a savepoint per order, then
  * per event) so that only the poisoned order stops. The cache changes only on commit.
  *
+ * A rebuild swap (docs/rebuild.md) replaces the read model under a live connection: each
+ * session reads the model's generation at connect and again in every batch's fence, after
+ * the checkpoint rows are locked (the swap holds their table, so a fence waiting on it
+ * reads the new generation). A new generation fences the batch, drops the cache and closes
+ * the connection: its temp staging tables and prepared statements are the old model's.
+ *
  * Threads: everything here runs on the caller's thread, except that gather hands the
  * second half of a big batch's records to a helper thread (decode_all) to decode and
  * hash-check: it owns that half of dec[] and its own msgpack zone and scratch buffer,
@@ -98,6 +104,10 @@ struct proj {
 	int backoff_ms;
 	bpart *bparts; /* the batch's partitions with their last offsets (batch_parts) */
 	size_t nbparts, capbparts;
+	int64_t model_gen; /* read model generation the connection saw (0: no booking_proj.model) */
+	bool model_table;  /* booking_proj.model existed at the connection's last read of it */
+	bool model_known;  /* model_gen was read by a session of this instance */
+	bool replaced;	   /* the fence saw a new generation: close the connection */
 };
 
 /* --- small helpers ------------------------------------------------------------------ */
@@ -243,6 +253,13 @@ static void pg_log(void *opaque, pgu_level level, const char *msg)
 		msg);
 }
 
+static void model_replaced(const proj *p, int64_t gen, const char *at)
+{
+	bk_logf(BK_LOG_WARN, "read model replaced (rebuild swap)",
+		"old_generation=%lld new_generation=%lld at=%s", (long long)p->model_gen,
+		(long long)gen, at);
+}
+
 int proj_connect(proj *p)
 {
 	static const pgu_log log = {pg_log, NULL};
@@ -259,10 +276,23 @@ int proj_connect(proj *p)
 		pgu_connect_opts o = {
 		    .attempts = 1, .application_name = "booking-projector", .log = &log};
 		PGconn *c = pgu_connect(p->cfg.conninfo, &o, err, sizeof(err));
-		if (c && pdb_setup(c, err, sizeof(err)) == 0) {
+		/* the generation before the staging tables: a swap between the two is seen by
+		 * the first fence, never missed */
+		bool table = false;
+		int64_t gen = 0;
+		if (c && pdb_model_generation(c, &table, &gen, err, sizeof(err)) == 0 &&
+		    pdb_setup(c, err, sizeof(err)) == 0) {
 			char who[256];
-			bk_logf(BK_LOG_INFO, "connected to postgresql", "db=%s",
-				pgu_describe(c, who, sizeof(who)));
+			bk_logf(BK_LOG_INFO, "connected to postgresql", "db=%s generation=%lld",
+				pgu_describe(c, who, sizeof(who)), (long long)gen);
+			if (p->model_known && gen != p->model_gen) {
+				/* replaced while disconnected (the swap ends our sessions) */
+				model_replaced(p, gen, "connect");
+				cache_clear(p);
+			}
+			p->model_gen = gen;
+			p->model_table = table;
+			p->model_known = true;
 			p->conn = c;
 			return 0;
 		}
@@ -912,7 +942,9 @@ static int64_t *parts_alloc(const proj *p, int32_t **ret_parts)
 	return off;
 }
 
-/* Lock and check the checkpoints of the batch's partitions. 1 when fenced. */
+/* Lock and check the checkpoints of the batch's partitions, then the model generation (a
+ * rebuild swap waits for our locks, or we for its: read after them, it is the model we
+ * write into). 1 when fenced; p->replaced when by a new generation. */
 static int fence(proj *p, char *err, size_t errsz)
 {
 	int32_t *parts;
@@ -946,6 +978,15 @@ static int fence(proj *p, char *err, size_t errsz)
 		}
 	}
 	free(got);
+	int64_t gen = 0;
+	if (rc >= 0 && pdb_model_generation(p->conn, &p->model_table, &gen, err, errsz) < 0)
+		rc = -1;
+	else if (rc >= 0 && gen != p->model_gen) {
+		model_replaced(p, gen, "fence");
+		p->model_gen = gen;
+		p->replaced = true;
+		rc = 1;
+	}
 	return rc;
 }
 
@@ -1364,6 +1405,11 @@ proj_rc proj_batch(proj *p, rd_kafka_message_t *const *msgs, size_t n)
 		}
 		if (rc == 1) {
 			cache_clear(p);
+			if (p->replaced) { /* like pg_failed, without the backoff or the error */
+				p->replaced = false;
+				PQfinish(p->conn);
+				p->conn = NULL;
+			}
 			return PROJ_FENCED;
 		}
 		pg_failed(p, "batch", err);

@@ -1008,6 +1008,36 @@ int pdb_checkpoints(PGconn *c, const char *topic, const int32_t *parts, size_t n
 	return 0;
 }
 
+/* One bigint of a one-row result (0 when NULL), or -1. */
+static int query_int(PGconn *c, const char *sql, const char *what, int64_t *ret, char *err,
+		     size_t errsz)
+{
+	PGresult *res = PQexecParams(c, sql, 0, NULL, NULL, NULL, NULL, 0);
+	if (check(c, res, what, NULL, err, errsz) < 0)
+		return -1;
+	*ret = PQntuples(res) == 1 && !PQgetisnull(res, 0, 0)
+		   ? strtoll(PQgetvalue(res, 0, 0), NULL, 10)
+		   : 0;
+	PQclear(res);
+	return 0;
+}
+
+int pdb_model_generation(PGconn *c, bool *io_present, int64_t *ret_gen, char *err, size_t errsz)
+{
+	*ret_gen = 0;
+	if (!*io_present) {
+		int64_t present;
+		if (query_int(c, "select (to_regclass('booking_proj.model') is not null)::int",
+			      "look for booking_proj.model", &present, err, errsz) < 0)
+			return -1;
+		if (!present)
+			return 0;
+		*io_present = true;
+	}
+	return query_int(c, "select max(generation) from booking_proj.model",
+			 "read the model generation", ret_gen, err, errsz);
+}
+
 int pdb_checkpoint_set(PGconn *c, const char *topic, int32_t part, int64_t next, char *err,
 		       size_t errsz)
 {

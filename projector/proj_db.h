@@ -67,6 +67,18 @@ int pdb_checkpoint_set(PGconn *c, const char *topic, int32_t part, int64_t next,
 int pdb_checkpoints_set(PGconn *c, const char *topic, const int32_t *parts, const int64_t *next,
 			size_t n, char *err, size_t errsz) BK_MUSTCHECK;
 
+/*
+ * The read model's generation: the highest in booking_proj.model, the table every rebuild's
+ * swap brings along with a generation one above the replaced model's (docs/rebuild.md);
+ * 0 when the table is absent (a model never rebuilt). *io_present tells whether the table
+ * was there at this connection's last call: when true, one statement reads the
+ * generation (a table dropped since is an error); when false, the catalog is asked first
+ * (to_regclass, no error per call while it is absent) and the generation read only when
+ * the table has appeared. *io_present is updated. 0 or -1 (errstr).
+ */
+int pdb_model_generation(PGconn *c, bool *io_present, int64_t *ret_gen, char *err,
+			 size_t errsz) BK_MUSTCHECK;
+
 /* Replace every rule of a service profile (p->n == 0: delete them). */
 int pdb_rules_put(PGconn *c, const char *sp_id, const bk_profile_rules *p, char *err,
 		  size_t errsz) BK_MUSTCHECK;
