@@ -2035,9 +2035,11 @@ static int table_exists(rb *r, const char *name, bool *ret)
 
 /*
  * One transaction: the projector is held out (its checkpoint table locked), the last tail
- * is written, the old schemas are locked against readers, the projector's sessions are
- * ended (they reconnect, dropping their caches and staging tables), and the schemas trade
- * names. Readers see the old model until the commit and the new one after.
+ * is written with the new model's generation, the old schemas are locked against readers,
+ * the projector's sessions are ended, and the schemas trade names. Readers see the old
+ * model until the commit and the new one after. A projector notices the new generation by
+ * itself (its fence, or its reconnect) and drops its cache and staging tables; ending its
+ * sessions is belt and braces, for projectors built before that check (docs/rebuild.md).
  */
 static int swap(rb *r)
 {
