@@ -213,9 +213,12 @@ static void drop(rd_kafka_message_t **msgs, size_t *n)
 	*n = 0;
 }
 
-/* After a fence: every partition of the batch resumes at its checkpoint. */
+/* After a fence: every partition of the batch resumes at its checkpoint. An empty batch
+ * (fenced by a new read model generation) has none to seek. */
 static void reseek(app *a, rd_kafka_message_t **msgs, size_t n)
 {
+	if (n == 0)
+		return;
 	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(16);
 	for (size_t i = 0; i < n; i++) {
 		const char *t = rd_kafka_topic_name(msgs[i]->rkt);

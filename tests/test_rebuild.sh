@@ -195,6 +195,7 @@ check "a new generation under a live session is seen in its fence" \
 	grep -q 'msg="read model replaced (rebuild swap)" old_generation=1 new_generation=7 at=fence' "$PLOG"
 check "then it reconnects once (fresh staging tables), seeing generation 7" \
 	test "$(grep -c 'msg="connected to postgresql" .*generation=7' "$PLOG")" = 1
+check "the live projector logged no error" bash -c "! grep 'level=error' '$PLOG' | grep -v 'msg=\"librdkafka\"'"
 pj_stop "$LIVE"
 pj_project "$C" "rb2_$ID." "g3_$ID"
 check "events sent after the swap are projected: tables equal a clean projection" \
