@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tests/test_commands.sh - booking-commands end to end against `bookingctl devbroker`
 # (TAP): every fixture through the daemon via `bookingctl send --wait`; a duplicate command
-# id; hostile records to the DLQ around valid ones; kill -9 of the processor while a stream
+# id; hostile records to the DLQ around valid ones; --allow-unsigned's warnings (the first
+# 10 each, then counted); kill -9 of the processor while a stream
 # flows, then one outcome per command, no fork or gap, every chain verifies; two
 # processors sharing a group, one killed, the other takes over; 20,000 commands with ~30%
 # duplicates; a broker down and up again during a stream.
@@ -181,7 +182,7 @@ done
 check "SIGTERM: every fixture processor exits 0" [ "$termok" -eq 1 ]
 
 # ---- 3. hostile records go to the DLQ, the valid ones around them are processed --------
-devbroker dlq 4 "$(topics_for dlq. 4),$(topics_for lost. 1),$(topics_for aborttxn. 4),$(topics_for abortnotxn. 4),mis.booking.commands:4,mis.booking.events:3,mis.booking.command-results:4" || exit 1
+devbroker dlq 4 "$(topics_for dlq. 4),$(topics_for uns. 4),$(topics_for lost. 1),$(topics_for aborttxn. 4),$(topics_for abortnotxn. 4),mis.booking.commands:4,mis.booking.events:3,mis.booking.command-results:4" || exit 1
 # three checking threads besides the deciding one: the records are checked in parallel
 start_proc dlq "dlq." --verify-threads 3
 wait_assigned "$W/proc.dlq.log"
@@ -196,6 +197,31 @@ check "the processor is still running after the hostile records" kill -0 "$PROC_
 kill -TERM "$PROC_PID"
 wait "$PROC_PID"
 check "SIGTERM after the DLQ test: exit 0" [ $? -eq 0 ]
+
+# --allow-unsigned is loud without flooding: a banner, a line for each of the first 10
+# unsigned commands, then their count (every 10 s, and at exit)
+start_proc uns "uns." --allow-unsigned
+wait_assigned "$W/proc.uns.log"
+"$BCTL" send --brokers-file "$BOOT" --topic-prefix uns. --unsigned --wait \
+	"$SRC/fixtures/cancellations.jsonl" >"$W/uns.out" 2>&1
+nuns=$(grep -c '"status"' "$W/uns.out")
+kill -TERM "$PROC_PID"
+wait "$PROC_PID"
+rc=$?
+ndlq=$(grep -c '"dlq"' "$W/uns.out")
+nline=$(grep -c 'msg="UNSIGNED COMMAND ACCEPTED' "$W/proc.uns.log")
+check "--allow-unsigned: all $nuns unsigned commands answered ($ndlq dead-lettered), exit $rc" \
+	test "$rc" -eq 0 -a "$nuns" -gt 10 -a "$ndlq" -eq 0
+check "--allow-unsigned: the start-up banner" \
+	grep -q 'WITHOUT A SIGNATURE ARE ACCEPTED' "$W/proc.uns.log"
+check "--allow-unsigned: a warn line for each of the first 10 unsigned commands (got $nline)" \
+	[ "$nline" -eq 10 ]
+# the count lines (a stats tick may have come mid-stream): their since_last add up, the
+# last total is every unsigned command
+counted=$(sed -n 's/.*msg="UNSIGNED COMMANDS ACCEPTED.* since_last=\([0-9]*\) total=\([0-9]*\).*/\1 \2/p' \
+	"$W/proc.uns.log" | awk '{ s += $1; t = $2 } END { print s + 0, t + 0 }')
+check "--allow-unsigned: the other $((nuns - 10)) counted (since_last sum, last total: $counted)" \
+	[ "$counted" = "$((nuns - 10)) $nuns" ]
 rc=0
 "$PROC" --brokers-file "$BOOT" --topic-prefix "nope." --keyring "$W/keyring" >"$W/nope.log" 2>&1 || rc=$?
 check "missing topics: exit 2 with a message" [ "$rc" -eq 2 ]
