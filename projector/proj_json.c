@@ -139,7 +139,9 @@ static int put_str(pj_buf *b, const char *str, size_t n)
 			*o++ = 't';
 			break;
 		default:
-			memcpy(o, "u00", 3);
+			o[0] = 'u';
+			o[1] = '0';
+			o[2] = '0';
 			o[3] = hexd[c >> 4];
 			o[4] = hexd[c & 15];
 			o += 5;

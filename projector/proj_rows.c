@@ -133,7 +133,7 @@ typedef struct chunk {
 	_Alignas(max_align_t) char data[];
 } chunk;
 
-#define CHUNK_MIN (256 * 1024)
+#define CHUNK_MIN ((size_t)256 * 1024)
 
 typedef struct rowvec {
 	pr_row **v;
