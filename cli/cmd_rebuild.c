@@ -190,6 +190,8 @@ int cmd_rebuild(int argc, char **argv)
 			cfg.migrations_dir = v;
 		} else if (!strcmp(a, "--batch")) {
 			char *end;
+			if (!v) /* cannot be: --batch needs a value (checked above) */
+				goto out;
 			long n = strtol(v, &end, 10);
 			if (!*v || *end || n < 1) {
 				fprintf(stderr, "bookingctl rebuild: --batch %s: a number >= 1\n",
