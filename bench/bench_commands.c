@@ -71,7 +71,8 @@ static int load_stream(const char *path, size_t max, stream *s)
 	}
 	fclose(f);
 	size_t cap = 1024, off = 0;
-	s->v = malloc(cap * sizeof(*s->v));
+	if (!(s->v = malloc(cap * sizeof(*s->v))))
+		return -1;
 	msgpack_unpacked u;
 	msgpack_unpacked_init(&u);
 	while (off < (size_t)sz && s->n < max) {
@@ -84,8 +85,13 @@ static int load_stream(const char *path, size_t max, stream *s)
 			return -1;
 		}
 		if (s->n == cap) {
+			cmd *nv = realloc(s->v, cap * 2 * sizeof(*s->v));
+			if (!nv) {
+				msgpack_unpacked_destroy(&u);
+				return -1;
+			}
+			s->v = nv;
 			cap *= 2;
-			s->v = realloc(s->v, cap * sizeof(*s->v));
 		}
 		cmd *c = &s->v[s->n++];
 		*c = (cmd){.val = s->buf + start, .len = off - start};
@@ -103,6 +109,13 @@ static int load_stream(const char *path, size_t max, stream *s)
 	}
 	msgpack_unpacked_destroy(&u);
 	return 0;
+}
+
+static void stream_free(stream *s)
+{
+	free(s->v);
+	free(s->buf);
+	*s = (stream){0};
 }
 
 static int load_key(const char *path, uint8_t sk[BK_SK_LEN])
@@ -369,30 +382,40 @@ static int run_latency(bk_kconf *kc, const opts *o, const uint8_t *sk)
 {
 	stream s = {0};
 	size_t warm = (size_t)o->warmup, want = (size_t)(o->rate * o->seconds), all = warm + want;
-	if (load_stream(o->file, all, &s) < 0)
-		return 1;
+	dr_state d = {0};
+	int64_t *sent = NULL, **arr = NULL;
+	long long *lat = NULL;
+	rd_kafka_t *prod = NULL, *cons = NULL;
+	int np = 0, rc = 3;
+	char err[512];
+	if (load_stream(o->file, all, &s) < 0) {
+		rc = 1;
+		goto out;
+	}
 	if (s.n < all) {
 		fprintf(stderr,
 			"bench_commands: latency: the stream has %zu commands, %zu needed\n", s.n,
 			all);
-		return 2;
+		rc = 2;
+		goto out;
 	}
-	dr_state d = {.part = malloc(all * sizeof(int32_t)), .off = malloc(all * sizeof(int64_t))};
-	int64_t *sent = malloc(all * sizeof(int64_t));
-	int np;
-	char err[512];
-	rd_kafka_t *prod = new_producer(kc, &d);
-	rd_kafka_t *cons = new_results_consumer(kc, o);
+	d.part = malloc(all * sizeof(int32_t));
+	d.off = malloc(all * sizeof(int64_t));
+	sent = malloc(all * sizeof(int64_t));
+	if (!d.part || !d.off || !sent)
+		goto out;
+	prod = new_producer(kc, &d);
+	cons = new_results_consumer(kc, o);
 	if (!prod || !cons ||
 	    bk_kconf_partition_count(cons, bk_kconf_topic(kc, BK_TOPIC_COMMANDS), 30000, &np, err,
-				     sizeof(err)) < 0) {
-		free(sent); /* the process exits: the rest is left to it */
-		return 3;
-	}
+				     sizeof(err)) < 0)
+		goto out;
 	/* offsets start at 0 on the fresh topic: arrival times by [partition][offset] */
-	int64_t **arr = calloc((size_t)np, sizeof(*arr));
+	if (!(arr = calloc((size_t)np, sizeof(*arr))))
+		goto out;
 	for (int p = 0; p < np; p++)
-		arr[p] = calloc(all, sizeof(int64_t));
+		if (!(arr[p] = calloc(all, sizeof(int64_t))))
+			goto out;
 	for (size_t i = 0; i < all; i++)
 		d.part[i] = -1;
 	const char *topic = bk_kconf_topic(kc, BK_TOPIC_COMMANDS);
@@ -404,7 +427,7 @@ static int run_latency(bk_kconf *kc, const opts *o, const uint8_t *sk)
 	for (size_t i = 0; i < warm; i++) {
 		sent[i] = mono_us();
 		if (produce(prod, topic, &s.v[i], i, sk, o->key_id) < 0)
-			return 3;
+			goto out;
 	}
 	while (got + dl < (long long)warm && mono_us() - tw < o->timeout_ms * 1000) {
 		rd_kafka_poll(prod, 0);
@@ -424,7 +447,7 @@ static int run_latency(bk_kconf *kc, const opts *o, const uint8_t *sk)
 		for (; next < due; next++) {
 			sent[next] = mono_us();
 			if (produce(prod, topic, &s.v[next], next, sk, o->key_id) < 0)
-				return 3;
+				goto out;
 		}
 		rd_kafka_poll(prod, 0);
 		take_result(cons, dlq, arr, np, all, &got, &dl);
@@ -436,7 +459,8 @@ static int run_latency(bk_kconf *kc, const opts *o, const uint8_t *sk)
 	}
 	double span = (double)(sent[all - 1] - sent[warm]) / 1e6;
 	rd_kafka_flush(prod, 10000);
-	long long *lat = malloc(want * sizeof(long long));
+	if (!(lat = malloc(want * sizeof(long long))))
+		goto out;
 	size_t nl = 0;
 	for (size_t i = warm; i < all; i++)
 		if (d.part[i] >= 0 && d.part[i] < np && d.off[i] >= 0 && d.off[i] < (int64_t)all &&
@@ -452,9 +476,22 @@ static int run_latency(bk_kconf *kc, const opts *o, const uint8_t *sk)
 	       want, span, (double)(want - 1) / span, dl, nl, PCT(0.50), PCT(0.95), PCT(0.99),
 	       PCT(1.0), nl ? sum / (double)nl / 1000.0 : 0.0, PCT(0.0));
 #undef PCT
-	rd_kafka_destroy(cons);
-	rd_kafka_destroy(prod);
-	return nl == want ? 0 : 3;
+	rc = nl == want ? 0 : 3;
+out:
+	if (cons)
+		rd_kafka_destroy(cons);
+	if (prod)
+		rd_kafka_destroy(prod);
+	if (arr)
+		for (int p = 0; p < np; p++)
+			free(arr[p]);
+	free(arr);
+	free(lat);
+	free(sent);
+	free(d.part);
+	free(d.off);
+	stream_free(&s);
+	return rc;
 }
 
 int main(int argc, char **argv)
