@@ -339,7 +339,7 @@ static void bench_records(const engine_run *er, size_t batch, codec_run *cr)
 		double t2 = now_s();
 		cr->rec_dec += t1 - t0;
 		cr->rec_enc += t2 - t1;
-		if (enc.size != span || memcmp(enc.data, first, span) != 0)
+		if (enc.size != span || (span && memcmp(enc.data, first, span) != 0))
 			cr->enc_identical = false;
 		msgpack_sbuffer_clear(&enc);
 
@@ -386,7 +386,7 @@ static void bench_records(const engine_run *er, size_t batch, codec_run *cr)
 		t2 = now_s();
 		cr->rec_raw_unpack += t1 - t0;
 		cr->rec_raw_pack += t2 - t1;
-		if (pack.size != span || memcmp(pack.data, first, span) != 0)
+		if (pack.size != span || (span && memcmp(pack.data, first, span) != 0))
 			cr->pack_identical = false;
 		msgpack_sbuffer_clear(&pack);
 

@@ -151,7 +151,8 @@ static int load(bk_kconf *kc, const char *const names[T_N], recs *r)
 		fprintf(stderr, "bench_produce: %d partitions did not reach their end\n", left);
 		return -1;
 	}
-	qsort(r->v, r->n, sizeof(*r->v), cmp_rec);
+	if (r->n) /* r->v is NULL while nothing was taken */
+		qsort(r->v, r->n, sizeof(*r->v), cmp_rec);
 	return 0;
 }
 
