@@ -135,7 +135,7 @@ int fx_run_file_cb(bk_engine *e, const char *path, json_t *fails, fx_record_fn c
 			continue;
 		}
 		bk_decide_ctx ctx = {.now = c.at,
-				     .expiring_lead = 24 * 3600 * BK_US_PER_S,
+				     .expiring_lead = INT64_C(24) * 3600 * BK_US_PER_S,
 				     .tz = bk_tz_offset,
 				     .tz_opaque = tzdb};
 		bk_decision d;

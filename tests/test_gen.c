@@ -161,7 +161,7 @@ static void run_plan(const bk_gen_opts *o, plan_run *pr)
 		const bk_command *cs[2] = {&cm, &cj};
 		for (int k = 0; k < 2; k++) {
 			bk_decide_ctx ctx = {.now = cs[k]->at,
-					     .expiring_lead = 24 * 3600 * BK_US_PER_S,
+					     .expiring_lead = INT64_C(24) * 3600 * BK_US_PER_S,
 					     .tz = bk_tz_offset,
 					     .tz_opaque = tz};
 			bk_decision d;
@@ -321,15 +321,26 @@ static int count_msgpack(const char *path)
 	char *buf = NULL;
 	size_t cap = 0, n = 0, r;
 	do {
-		if (n == cap && !(buf = realloc(buf, cap = cap ? cap * 2 : 1 << 20)))
-			return 1;
+		if (n == cap) {
+			size_t ncap = cap ? cap * 2 : 1 << 20;
+			char *nb = realloc(buf, ncap);
+			if (!nb) {
+				free(buf);
+				fclose(f);
+				return 1;
+			}
+			buf = nb;
+			cap = ncap;
+		}
 		r = fread(buf + n, 1, cap - n, f);
 		n += r;
 	} while (r > 0);
 	fclose(f);
 	msgpack_zone z;
-	if (!msgpack_zone_init(&z, 1 << 16))
+	if (!msgpack_zone_init(&z, 1 << 16)) {
+		free(buf);
 		return 1;
+	}
 	size_t off = 0, count = 0;
 	int rc = 0;
 	while (off < n && rc == 0) {

@@ -112,14 +112,30 @@ static int emit_record(feed *f, const bk_record *r)
 	return rc;
 }
 
+/* Double *buf's capacity; on failure frees *buf, sets it to NULL and returns false. */
+static bool grow(char **buf, size_t *cap)
+{
+	char *nb = realloc(*buf, *cap * 2);
+	if (!nb) {
+		free(*buf);
+		*buf = NULL;
+		return false;
+	}
+	*buf = nb;
+	*cap *= 2;
+	return true;
+}
+
 /* Replace every value `"<prefix>_` (after a colon) by `"<prefix>_k<copy>_`, for the id
- * prefixes of fixtures. */
+ * prefixes of fixtures. NULL when out of memory. */
 static char *rename_ids(const char *line, long copy)
 {
 	static const char *const pfx[] = {"ord_", "cmd_", "acd_", "dsp_", "mst_", "rule_",
 					  "sp_",  "pi_",  "tg_",  "req_", "li_",  NULL};
 	size_t cap = strlen(line) * 2 + 64, n = 0;
 	char *out = malloc(cap);
+	if (!out)
+		return NULL;
 	for (const char *p = line; *p;) {
 		bool hit = false;
 		const char *b = p;
@@ -129,8 +145,8 @@ static char *rename_ids(const char *line, long copy)
 			for (int i = 0; pfx[i]; i++) {
 				size_t l = strlen(pfx[i]);
 				if (strncmp(p + 1, pfx[i], l) == 0) {
-					if (n + l + 32 >= cap)
-						out = realloc(out, cap *= 2);
+					if (n + l + 32 >= cap && !grow(&out, &cap))
+						return NULL;
 					n += (size_t)sprintf(out + n, "\"%sk%ld_", pfx[i], copy);
 					p += 1 + l;
 					hit = true;
@@ -139,8 +155,8 @@ static char *rename_ids(const char *line, long copy)
 			}
 		if (hit)
 			continue;
-		if (n + 2 >= cap)
-			out = realloc(out, cap *= 2);
+		if (n + 2 >= cap && !grow(&out, &cap))
+			return NULL;
 		out[n++] = *p++;
 	}
 	out[n] = 0;
@@ -162,6 +178,11 @@ static int run_file(feed *f, bk_engine *e, bk_tzdb *tz, const char *path, long c
 		if (len <= 1 || line[0] == '#')
 			continue;
 		char *l = copy > 0 ? rename_ids(line, copy) : strdup(line);
+		if (!l) {
+			fprintf(stderr, "%s: out of memory\n", path);
+			rc = -1;
+			break;
+		}
 		msgpack_zone z;
 		msgpack_zone_init(&z, 4096);
 		bk_command c;
@@ -173,7 +194,7 @@ static int run_file(feed *f, bk_engine *e, bk_tzdb *tz, const char *path, long c
 			continue; /* a fixture line that is malformed on purpose */
 		}
 		bk_decide_ctx ctx = {.now = c.at,
-				     .expiring_lead = 24 * 3600 * BK_US_PER_S,
+				     .expiring_lead = INT64_C(24) * 3600 * BK_US_PER_S,
 				     .tz = bk_tz_offset,
 				     .tz_opaque = tz};
 		bk_decision d;
