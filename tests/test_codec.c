@@ -770,11 +770,11 @@ START_TEST(test_json_limits)
 	char buf[1024];
 	/* nesting: the envelope object is level 1, payload level 2 */
 	for (int levels = BK_MAX_DEPTH - 2; levels <= BK_MAX_DEPTH; levels++) {
-		char nest[256] = "", close[256] = "";
-		for (int i = 0; i < levels; i++) {
-			strcat(nest, "[");
-			strcat(close, "]");
-		}
+		char nest[BK_MAX_DEPTH + 1], close[BK_MAX_DEPTH + 1];
+		memset(nest, '[', (size_t)levels);
+		nest[levels] = '\0';
+		memset(close, ']', (size_t)levels);
+		close[levels] = '\0';
 		snprintf(buf, sizeof(buf),
 			 "{\"id\":\"cmd_1\",\"type\":\"note.add\",\"order_id\":\"ord_1\","
 			 "\"actor\":{\"role\":\"system\"},\"at\":\"2026-12-01T00:00:00Z\","

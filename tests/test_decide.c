@@ -270,6 +270,7 @@ START_TEST(restore_duplicate_fork_gap)
 		run r;
 		run_json(writer, &r, 0, "%s", line);
 		if (r.d.n_events) {
+			ck_assert_uint_gt(r.record.size, 0); /* events make a record */
 			msgpack_zone z;
 			msgpack_zone_init(&z, 4096);
 			bk_record rec;

@@ -558,8 +558,10 @@ START_TEST(auth_keyring_parse_errors)
 	parse_err(t, "line 1: bad key id 'k/1'");
 
 	/* comments, blank lines, CRLF and an SPKI DER key are fine; an empty ring too */
-	memcpy(der, "\x30\x2a\x30\x05\x06\x03\x2b\x65\x70\x03\x21\x00", 12);
-	memcpy(der + 12, pk1, 32);
+	static const uint8_t spki_prefix[12] = {0x30, 0x2a, 0x30, 0x05, 0x06, 0x03,
+						0x2b, 0x65, 0x70, 0x03, 0x21, 0x00};
+	memcpy(der, spki_prefix, sizeof spki_prefix);
+	memcpy(der + sizeof spki_prefix, pk1, 32);
 	ck_assert_int_eq(bk_b64_encode(der, sizeof der, spki, sizeof spki), 60);
 	snprintf(t, sizeof t, "# only comments\r\n\r\nk1 %s support\r\nk2 %s system,buyer", spki,
 		 b1);
