@@ -170,8 +170,17 @@ static int gen_cmd(FILE *out, const char *run, int i, int k, int64_t now, int ca
 static int cmd_gen(const char *run, int orders, int window, int card_every, unsigned seed)
 {
 	int64_t now = (int64_t)time(NULL);
+	if (orders < 0 || window <= 0) {
+		fprintf(stderr, "gen: need orders >= 0 and window > 0\n");
+		return 2;
+	}
 	int *next = calloc((size_t)orders, sizeof(int));
 	int *active = calloc((size_t)window, sizeof(int));
+	if ((orders > 0 && !next) || !active) {
+		free(next);
+		free(active);
+		return 2;
+	}
 	int n_active = 0, started = 0, total = 0;
 	srand(seed);
 	while (started < orders || n_active > 0) {
@@ -550,8 +559,8 @@ out:
 typedef struct bad_msg {
 	const char *name;   /* what it tests */
 	const char *reason; /* substring expected in the DLQ reason; NULL: a valid command */
-	int32_t partition;
 	int64_t offset;
+	int32_t partition;
 	bool seen;
 } bad_msg;
 
@@ -690,9 +699,15 @@ static int cmd_bad(bk_kconf *kc, const char *sk_path, const char *key_id, const 
 				json = NULL;
 			rkey = "ord_bad_0";
 		} else if (!strcmp(b->name, "internal-type")) {
-			char *p = strstr(json, "order.create");
-			memcpy(p, "order.sweep\"", 12);
-			memmove(p + 11, p + 12, strlen(p + 12) + 1);
+			/* the type order.create -> order.sweep (internal, never accepted on the
+			 * command topic) */
+			const char *p = json ? strstr(json, "\"order.create\"") : NULL;
+			char *sweep = NULL;
+			if (p && asprintf(&sweep, "%.*s\"order.sweep\"%s", (int)(p - json), json,
+					  p + strlen("\"order.create\"")) < 0)
+				sweep = NULL;
+			free(json);
+			json = sweep;
 		} else if (!strcmp(b->name, "key-mismatch")) {
 			rkey = "ord_somewhere_else";
 		}
