@@ -251,8 +251,14 @@ for mode in txn notxn; do
 	extra=()
 	[ "$mode" = notxn ] && extra=(--no-transactions)
 	"$TOOL" gen "ab$mode" 500 100 0 3 >"$W/abort.$mode.jsonl" 2>/dev/null
+	# errors injected for the previous processor that it did not meet (it may have
+	# finished first) would fail this stream's own produce requests
+	"$TOOL" ctl "$W/ctl.dlq" "clear" >/dev/null
 	"$BCTL" send --brokers-file "$BOOT" --topic-prefix "abort$mode." --key "$W/all.sk" \
-		--key-id test-all "$W/abort.$mode.jsonl" >/dev/null 2>&1
+		--key-id test-all "$W/abort.$mode.jsonl" >"$W/abort.$mode.send" 2>&1
+	src=$?
+	check "failed batches ($mode): the stream of $(wc -l <"$W/abort.$mode.jsonl") commands delivered" \
+		[ "$src" -eq 0 ]
 	"$TOOL" ctl "$W/ctl.dlq" "error Produce 3 MSG_SIZE_TOO_LARGE" >/dev/null
 	start_proc "abort-$mode" "abort$mode." "${extra[@]}"
 	wait_assigned "$W/proc.abort-$mode.log"
