@@ -3,10 +3,10 @@
  * content type, decode, signature, key and partition), and a small pool of threads that
  * runs them for a run of records at once. Ed25519 verification (~94 us a record on the
  * development machine) is most of a signed command's CPU, and nothing in it depends on
- * another record, so the pool spreads it over the cores while deciding stays on one thread.
+ * another record, so the pool spreads it over the cores.
  *
  * The pool also runs process.c's deciding of a run, one partition per item
- * (cp_decide_run).
+ * (cp_decide_run): a partition's commands stay in order on one thread at a time.
  *
  * Ownership: the pool owns its threads. A run (cp_pool_run) borrows the caller's job;
  * each item is handled by exactly one thread (taken with an atomic counter), and the
@@ -94,7 +94,7 @@ static int check(const cp *c, cp_adm *a)
 	const char *kid = hdr(m, "key-id", &kn);
 	const uint8_t *sig = hdr(m, "signature", &sn);
 	if (!kid && !sig && c->o.allow_unsigned) {
-		a->unsigned_ok = true; /* logged by the deciding thread (cp_note_unsigned) */
+		a->unsigned_ok = true; /* logged by the main thread (cp_note_unsigned) */
 	} else if (!kid || !sig) {
 		snprintf(a->why, sizeof(a->why),
 			 "unsigned: the key-id and signature headers are required");
