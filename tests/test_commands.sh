@@ -383,7 +383,7 @@ start="$(date -u -d '12 hours ago' +%Y-%m-%dT%H:%M:%SZ)"
 planned_dups=$(sed -n 's/.* duplicates=\([0-9]*\).*/\1/p' "$W/gen.dups.log")
 total=$(wc -l <"$W/dups.jsonl")
 echo "# stream: $total commands, $planned_dups duplicates"
-# no checking threads: the deciding thread checks every record itself
+# no pool threads: the main thread checks and decides every record itself
 start_proc dups "" --sweep-interval-ms 0 --verify-threads 0
 # The autoaccept.set commands sit on other partitions than the orders they govern: they are
 # answered first, or an IB order may be decided before its provider's rule (ib_not_allowed
