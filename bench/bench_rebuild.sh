@@ -29,6 +29,18 @@ cleanup() {
 trap cleanup EXIT
 now() { date +%s.%N; }
 load() { echo "  load average: $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) CPUs)"; }
+# timed_rebuild LOGFILE ARGS...: the load, then `bookingctl rebuild ARGS` into the bench
+# database with its step lines; sets SECS to its wall time
+timed_rebuild() {
+	local log=$1 t0 t1
+	shift
+	load
+	t0=$(now)
+	"$BK" rebuild -d dbname=bench "$@" --migrations "$SRC/migrations" 2>"$log"
+	t1=$(now)
+	grep -E 'msg="rebuild (step|done)"' "$log" | sed 's/^/  /'
+	SECS=$(echo "$t1 - $t0" | bc -l)
+}
 
 if [ -z "$LOG" ]; then
 	# The dev broker keeps at most 5 MiB per partition: give the log room (docs/devbroker.md).
@@ -52,12 +64,8 @@ unset PGDATABASE
 rsec=
 if [ -z "$LOG" ]; then
 	echo "== bookingctl rebuild (Kafka, 256 partitions, empty live model)"
-	load
-	t0=$(now)
-	"$BK" rebuild -d dbname=bench --brokers-file "$T/bs" --migrations "$SRC/migrations" 2>"$T/rebuild.log"
-	t1=$(now)
-	grep -E 'msg="rebuild (step|done)"' "$T/rebuild.log" | sed 's/^/  /'
-	rsec=$(echo "$t1 - $t0" | bc -l)
+	timed_rebuild "$T/rebuild.log" --brokers-file "$T/bs"
+	rsec=$SECS
 
 	echo "== raw consume of the same log (lib/logread, records counted and dropped)"
 	"$B/bench/bench_consume" --brokers-file "$T/bs" | sed 's/^/  /'
@@ -68,12 +76,8 @@ if [ -z "$LOG" ]; then
 	BROKER=
 fi
 echo "== bookingctl rebuild --from-file ($(du -h "$LOG" | cut -f1) replay file; the live model is $([ -n "$rsec" ] && echo full || echo empty))"
-load
-t0=$(now)
-"$BK" rebuild -d dbname=bench --from-file "$LOG" --migrations "$SRC/migrations" 2>"$T/rebuild.f.log"
-t1=$(now)
-grep -E 'msg="rebuild (step|done)"' "$T/rebuild.f.log" | sed 's/^/  /'
-fsec=$(echo "$t1 - $t0" | bc -l)
+timed_rebuild "$T/rebuild.f.log" --from-file "$LOG"
+fsec=$SECS
 events=$(sed -n 's/.*msg="rebuild done".* events=\([0-9]*\) .*/\1/p' "$T/rebuild.f.log")
 
 # the final rows, dumped with COPY TO (text, as the rebuild sends them)

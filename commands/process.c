@@ -135,15 +135,6 @@ static char *bytes_alloc(cp *c, size_t n)
 	return at;
 }
 
-/* Is p in the batch's chunks? */
-static bool bytes_owned(const cp *c, const void *p)
-{
-	for (const cp_chunk *k = c->chunks; k; k = k->next)
-		if ((const char *)p >= k->data && (const char *)p < k->data + k->cap)
-			return true;
-	return false;
-}
-
 /* The batch is over: its chunks are reused once the producer holds none of its records.
  * After a commit, an abort or a flush it holds none; if a flush timed out, the chunks
  * keep their bytes (later batches use what is left after them) until a later reset. */
@@ -160,15 +151,16 @@ static void bytes_reset(cp *c)
 	c->chunk_cur = c->chunks;
 }
 
-/* Produce val to topic/partition (copied unless it lives in the batch's chunks); takes
- * hdrs (NULL ok) in every case. A gated record (events, rules, DLQ) holds back the
- * results produced after it until it is acknowledged. */
+/* Produce val to topic/partition; takes hdrs (NULL ok) in every case. `in_chunks`: val
+ * lives in the batch's chunks (bytes_alloc), which stay put until the batch is over, so
+ * librdkafka need not copy it. A gated record (events, rules, DLQ) holds back the results
+ * produced after it until it is acknowledged. */
 static int produce(cp *c, const char *topic, int32_t partition, const void *key, size_t klen,
-		   const void *val, size_t vlen, rd_kafka_headers_t *hdrs, bool gated)
+		   const void *val, size_t vlen, rd_kafka_headers_t *hdrs, bool gated,
+		   bool in_chunks)
 {
 	uintptr_t opaque = gated ? gate_next(c) : 0;
-	/* bytes in the batch's chunks stay put until the batch is over: no copy needed */
-	const int flags = bytes_owned(c, val) ? 0 : RD_KAFKA_MSG_F_COPY;
+	const int flags = in_chunks ? 0 : RD_KAFKA_MSG_F_COPY;
 	for (int tries = 0;; tries++) {
 		rd_kafka_resp_err_t e = rd_kafka_producev(
 		    c->producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
@@ -216,7 +208,7 @@ static int dlq(cp *c, const rd_kafka_message_t *m, const char *reason)
 	bk_logf(BK_LOG_WARN, "command dead-lettered", "topic=%s partition=%d offset=%lld reason=%s",
 		rd_kafka_topic_name(m->rkt), (int)m->partition, (long long)m->offset, reason);
 	return produce(c, c->topic[BK_TOPIC_DLQ], part, m->key, m->key_len, m->payload, m->len, h,
-		       true);
+		       true, false);
 }
 
 /* The events record of a decision: key order_id, explicit partition p. */
@@ -254,7 +246,7 @@ static int produce_events(cp *c, int32_t p, int64_t src_offset, const char *cmd_
 	if (val)
 		memcpy(val, sb->data, sb->size);
 	int rc = produce(c, c->topic[BK_TOPIC_EVENTS], p, r.order_id, strlen(r.order_id),
-			 val ? val : sb->data, sb->size, h, true);
+			 val ? val : sb->data, sb->size, h, true, val != NULL);
 	c->n_events += d->n_events;
 	return rc;
 }
@@ -313,7 +305,7 @@ static int release_one(cp *c, const cp_held *e)
 	hdr_int(h, "prev-src-offset", e->prev_src_offset);
 	rd_kafka_header_add(h, "command-id", -1, at + e->key_n + e->val_n, (ssize_t)e->cid_n);
 	return produce(c, c->topic[BK_TOPIC_RESULTS], e->partition, at, e->key_n, at + e->key_n,
-		       e->val_n, h, false);
+		       e->val_n, h, false, true);
 }
 
 int cp_release_ready(cp *c)
@@ -366,7 +358,7 @@ static int produce_rules(cp *c, const bk_profile_rules *pr)
 		return -1;
 	}
 	int rc = produce(c, c->topic[BK_TOPIC_RULES], RD_KAFKA_PARTITION_UA, pr->service_profile_id,
-			 strlen(pr->service_profile_id), sb.data, sb.size, NULL, true);
+			 strlen(pr->service_profile_id), sb.data, sb.size, NULL, true, false);
 	msgpack_sbuffer_destroy(&sb);
 	return rc;
 }
