@@ -4,7 +4,9 @@
  * for `bookingctl verify` to find: a tampered payload, a missing record (gap), a second
  * writer's record (fork), an illegal status change, or a duplicate record.
  *
- *   loggen --brokers-file F --topic T [--plant tamper|gap|fork|illegal|duplicate] FIXTURE...
+ *   loggen --brokers-file F --topic T [-X key=value] [--plant tamper|gap|fork|illegal|duplicate]
+ *          FIXTURE...
+ * -X sets a producer property (the benchmarks shape the log's batches with it).
  * Prints the planted defect's order id on stdout.
  */
 #include <stdio.h>
@@ -135,11 +137,18 @@ int main(int argc, char **argv)
 {
 	gen g = {.target = 5};
 	const char *bfile = NULL;
+	char err[512];
+	bk_kconf *kc = bk_kconf_new();
 	int i = 1;
 	for (; i < argc && argv[i][0] == '-'; i++) {
 		if (!strcmp(argv[i], "--brokers-file") && i + 1 < argc)
 			bfile = argv[++i];
-		else if (!strcmp(argv[i], "--topic") && i + 1 < argc)
+		else if (!strcmp(argv[i], "-X") && i + 1 < argc) {
+			if (bk_kconf_set_kv(kc, argv[++i], err, sizeof(err)) < 0) {
+				fprintf(stderr, "loggen: %s\n", err);
+				return 2;
+			}
+		} else if (!strcmp(argv[i], "--topic") && i + 1 < argc)
 			g.topic = argv[++i];
 		else if (!strcmp(argv[i], "--plant") && i + 1 < argc)
 			g.plant = argv[++i];
@@ -150,11 +159,10 @@ int main(int argc, char **argv)
 	}
 	if (!bfile || !g.topic || i == argc) {
 		fprintf(stderr,
-			"usage: loggen --brokers-file F --topic T [--plant KIND] FIXTURE...\n");
+			"usage: loggen --brokers-file F --topic T [-X key=value] [--plant KIND] "
+			"FIXTURE...\n");
 		return 2;
 	}
-	char err[512];
-	bk_kconf *kc = bk_kconf_new();
 	if (bk_kconf_set_brokers_file(kc, bfile, err, sizeof(err)) < 0 ||
 	    bk_kconf_new_handle(kc, BK_KCONF_PRODUCER, NULL, &g.rk, err, sizeof(err)) < 0) {
 		fprintf(stderr, "loggen: %s\n", err);
