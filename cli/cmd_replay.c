@@ -5,17 +5,21 @@
  * partition and offsets. Stops at the log's end unless --follow.
  */
 #include <fnmatch.h>
+#include <pthread.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "bk_codec.h"
 #include "cmd.h"
 #include "kconf.h"
 #include "log.h"
 #include "logread.h"
+#include "pool.h"
 
 static volatile sig_atomic_t stop_flag;
 
@@ -25,16 +29,67 @@ static void on_signal(int sig)
 	stop_flag = 1;
 }
 
+/* A record of a batch: where it came from, and its bytes in the batch's arena. */
+typedef struct rp_rec {
+	int32_t partition;
+	int64_t offset;
+	size_t at, len;
+} rp_rec;
+
+/* Records copied out of the consumer's messages (which are freed as soon as they are
+ * handed over). */
+typedef struct rp_batch {
+	rp_rec *recs; /* [RP_BATCH_RECORDS] */
+	size_t n;
+	char *arena; /* the records' bytes */
+	size_t used, arena_cap;
+} rp_batch;
+
+/* A slice of a batch, formatted by one thread into its own buffer. */
+typedef struct rp_slice {
+	size_t lo, hi;	     /* records [lo, hi) of the batch */
+	msgpack_sbuffer out; /* the slice's output; reused from batch to batch */
+	int64_t events, records, bad;
+	int failed;
+} rp_slice;
+
+/*
+ * The main thread reads the log and copies records into one of two batches. A full
+ * batch (or any batch when the reader is idle) goes to the writer thread, which decodes,
+ * filters and formats it in slices on the pool (the writer is the pool's caller) and
+ * writes the slices in order, while the main thread fills the other batch. The output
+ * is the same, byte for byte, as one thread reading and writing would give.
+ *
+ * Ownership: replay owns the batches, the slices, the pool and the writer thread. The
+ * main thread fills b[fill]; the batch in `ready` and the slices belong to the writer
+ * until it sets `ready` back to NULL (under mu). The counts are the writer's; the main
+ * thread reads them after the writer has stopped.
+ */
 typedef struct replay {
 	const char *order;    /* filter: one order id */
 	const char *type;     /* filter: fnmatch glob on the subtype */
 	int64_t since, until; /* filter: created_at in [since, until) */
 	bool msgpack;
+	const char *topic;
 	FILE *out;
 	int64_t events, records, bad;
-	msgpack_sbuffer sb;
-	msgpack_packer pk;
+	bk_pool *pool;
+	rp_slice *slices;
+	size_t nslices;
+	rp_batch b[2];
+	int fill; /* the batch the main thread fills */
+	pthread_t writer;
+	bool has_writer;
+	pthread_mutex_t mu;
+	pthread_cond_t cv; /* ready changed, or quit */
+	rp_batch *ready;   /* handed to the writer; NULL once written */
+	bool quit;	   /* the writer stops when nothing is ready */
+	bool failed;	   /* the writer could not write (or allocate) */
 } replay;
+
+/* A batch goes to the writer when it holds this many records or arena bytes. */
+#define RP_BATCH_RECORDS 8192
+#define RP_BATCH_BYTES	 (8u << 20)
 
 static bool event_matches(const replay *r, const bk_event *e)
 {
@@ -50,61 +105,233 @@ static bool event_matches(const replay *r, const bk_event *e)
 	return true;
 }
 
+/* Decode one record and append what the filters keep to s->out; -1 when out of memory. */
+static int format_record(const replay *r, const rp_batch *b, const rp_rec *x, msgpack_zone *z,
+			 rp_slice *s)
+{
+	const char *bytes = b->arena + x->at;
+	bk_record rec;
+	char err[256];
+	msgpack_zone_clear(z);
+	if (bk_codec_record_decode(bytes, x->len, z, &rec, err, sizeof(err)) < 0) {
+		bk_logf(BK_LOG_WARN, "undecodable record skipped",
+			"topic=%s partition=%d offset=%lld error=\"%s\"", r->topic, x->partition,
+			(long long)x->offset, err);
+		s->bad++;
+		return 0;
+	}
+	if (r->msgpack) {
+		bool any = false;
+		for (uint32_t i = 0; i < rec.n && !any; i++)
+			any = event_matches(r, &rec.events[i]);
+		if (!any)
+			return 0;
+		/* [partition, offset, record bytes]: what `rebuild --from-file` reads */
+		msgpack_packer pk;
+		msgpack_packer_init(&pk, &s->out, msgpack_sbuffer_write);
+		if (msgpack_pack_array(&pk, 3) || msgpack_pack_int32(&pk, x->partition) ||
+		    msgpack_pack_int64(&pk, x->offset) || msgpack_pack_bin(&pk, x->len) ||
+		    msgpack_pack_bin_body(&pk, bytes, x->len))
+			return -1;
+		s->records++;
+		s->events += rec.n;
+		return 0;
+	}
+	for (uint32_t i = 0; i < rec.n; i++) {
+		if (!event_matches(r, &rec.events[i]))
+			continue;
+		if (bk_event_write_json(&rec.events[i], x->partition, x->offset, &s->out) < 0 ||
+		    msgpack_sbuffer_write(&s->out, "\n", 1) < 0)
+			return -1;
+		s->events++;
+	}
+	s->records++;
+	return 0;
+}
+
+/* Pool job: format slice i of the ready batch. The slice is worked on in a local copy:
+ * the slices sit side by side in one array, and writing their counters and buffer sizes
+ * in place made the threads fight over shared cache lines (two threads ran no faster
+ * than one). */
+static void format_slice(void *arg, size_t i, int worker)
+{
+	replay *r = arg;
+	rp_slice s = r->slices[i];
+	msgpack_zone z;
+	(void)worker;
+	s.out.size = 0;
+	s.events = s.records = s.bad = 0;
+	s.failed = !msgpack_zone_init(&z, 4096);
+	if (!s.failed) {
+		for (size_t k = s.lo; k < s.hi && !s.failed; k++)
+			s.failed = format_record(r, r->ready, &r->ready->recs[k], &z, &s) < 0;
+		msgpack_zone_destroy(&z);
+	}
+	r->slices[i] = s;
+}
+
+/* Writer thread: format the ready batch on the pool and write it out in order. */
+static int write_batch(replay *r, rp_batch *b)
+{
+	size_t per = (b->n + r->nslices - 1) / r->nslices, used = 0;
+	for (size_t i = 0; i < r->nslices; i++) {
+		size_t lo = i * per < b->n ? i * per : b->n;
+		r->slices[i].lo = lo;
+		r->slices[i].hi = lo + per < b->n ? lo + per : b->n;
+		if (r->slices[i].hi > lo)
+			used = i + 1;
+	}
+	bk_pool_run(r->pool, format_slice, r, used);
+	int rc = 0;
+	for (size_t i = 0; i < used && rc == 0; i++) {
+		rp_slice *s = &r->slices[i];
+		if (s->failed) {
+			bk_log(BK_LOG_ERROR, "replay: out of memory formatting a batch");
+			rc = -1;
+		} else if (s->out.size &&
+			   fwrite(s->out.data, 1, s->out.size, r->out) != s->out.size) {
+			bk_log(BK_LOG_ERROR, "replay: write failed");
+			rc = -1;
+		}
+		r->events += s->events;
+		r->records += s->records;
+		r->bad += s->bad;
+	}
+	b->n = 0;
+	b->used = 0;
+	return rc;
+}
+
+static void *writer_main(void *arg)
+{
+	replay *r = arg;
+	pthread_mutex_lock(&r->mu);
+	for (;;) {
+		while (!r->ready && !r->quit)
+			pthread_cond_wait(&r->cv, &r->mu);
+		if (!r->ready)
+			break;
+		pthread_mutex_unlock(&r->mu);
+		int rc = r->failed ? 0 : write_batch(r, r->ready);
+		pthread_mutex_lock(&r->mu);
+		if (rc < 0)
+			r->failed = true;
+		r->ready = NULL;
+		pthread_cond_broadcast(&r->cv);
+	}
+	pthread_mutex_unlock(&r->mu);
+	return NULL;
+}
+
+/* Main thread: hand the batch being filled to the writer once it is done with the one
+ * before, and go on filling the other. With `wait`, also wait until it is written.
+ * -1 when the writer failed. */
+static int submit(replay *r, bool wait)
+{
+	rp_batch *b = &r->b[r->fill];
+	pthread_mutex_lock(&r->mu);
+	while (r->ready)
+		pthread_cond_wait(&r->cv, &r->mu);
+	if (b->n) {
+		r->ready = b;
+		r->fill ^= 1;
+		pthread_cond_broadcast(&r->cv);
+	}
+	while (wait && r->ready)
+		pthread_cond_wait(&r->cv, &r->mu);
+	bool failed = r->failed;
+	pthread_mutex_unlock(&r->mu);
+	return failed ? -1 : 0;
+}
+
+/* The reader has nothing at hand: write out what is batched (--follow shows it now). */
+static int on_idle(void *opaque)
+{
+	replay *r = opaque;
+	if (submit(r, true) < 0)
+		return -1;
+	return fflush(r->out) == 0 ? 0 : -1;
+}
+
 static int on_record(void *opaque, const rd_kafka_message_t *m)
 {
 	replay *r = opaque;
 	if (r->order &&
 	    (m->key_len != strlen(r->order) || memcmp(m->key, r->order, m->key_len) != 0))
 		return 0;
-	msgpack_zone z;
-	if (!msgpack_zone_init(&z, 4096))
+	rp_batch *b = &r->b[r->fill];
+	if ((b->n == RP_BATCH_RECORDS || b->used + m->len > b->arena_cap)) {
+		if (submit(r, false) < 0)
+			return -1;
+		b = &r->b[r->fill];
+	}
+	if (m->len > b->arena_cap) { /* one record larger than the arena: grow it */
+		char *a = realloc(b->arena, m->len);
+		if (!a)
+			return -1;
+		b->arena = a;
+		b->arena_cap = m->len;
+	}
+	rp_rec *x = &b->recs[b->n++];
+	*x = (rp_rec){m->partition, m->offset, b->used, m->len};
+	if (m->len)
+		memcpy(b->arena + b->used, m->payload, m->len);
+	b->used += m->len;
+	return 0;
+}
+
+/* The batches, the slices, the writer and a pool: `threads` formatting threads in all
+ * (the writer and threads - 1 pool threads). */
+static int replay_init(replay *r, int threads, char *err, size_t errsz)
+{
+	pthread_mutex_init(&r->mu, NULL);
+	pthread_cond_init(&r->cv, NULL);
+	for (int i = 0; i < 2; i++) {
+		r->b[i].arena_cap = RP_BATCH_BYTES;
+		r->b[i].recs = calloc(RP_BATCH_RECORDS, sizeof(*r->b[i].recs));
+		r->b[i].arena = malloc(RP_BATCH_BYTES);
+	}
+	r->nslices = (size_t)threads * 4; /* several per thread: records differ in size */
+	r->slices = calloc(r->nslices, sizeof(*r->slices));
+	if (!r->b[0].recs || !r->b[0].arena || !r->b[1].recs || !r->b[1].arena || !r->slices) {
+		snprintf(err, errsz, "out of memory");
 		return -1;
-	bk_record rec;
-	char err[256];
-	if (bk_codec_record_decode(m->payload, m->len, &z, &rec, err, sizeof(err)) < 0) {
-		bk_logf(BK_LOG_WARN, "undecodable record skipped",
-			"topic=%s partition=%d offset=%lld error=\"%s\"",
-			rd_kafka_topic_name(m->rkt), m->partition, (long long)m->offset, err);
-		r->bad++;
-		msgpack_zone_destroy(&z);
-		return 0;
 	}
-	int rc = 0;
-	if (r->msgpack) {
-		bool any = false;
-		for (uint32_t i = 0; i < rec.n && !any; i++)
-			any = event_matches(r, &rec.events[i]);
-		if (any) {
-			/* [partition, offset, record bytes]: what `rebuild --from-file` reads */
-			msgpack_sbuffer_clear(&r->sb);
-			msgpack_pack_array(&r->pk, 3);
-			msgpack_pack_int32(&r->pk, m->partition);
-			msgpack_pack_int64(&r->pk, m->offset);
-			msgpack_pack_bin(&r->pk, m->len);
-			msgpack_pack_bin_body(&r->pk, m->payload, m->len);
-			if (fwrite(r->sb.data, 1, r->sb.size, r->out) != r->sb.size)
-				rc = -1;
-			r->records++;
-			r->events += rec.n;
-		}
-	} else {
-		msgpack_sbuffer_clear(&r->sb);
-		for (uint32_t i = 0; i < rec.n && rc == 0; i++) {
-			if (!event_matches(r, &rec.events[i]))
-				continue;
-			if (bk_event_write_json(&rec.events[i], m->partition, m->offset, &r->sb) <
-				0 ||
-			    msgpack_sbuffer_write(&r->sb, "\n", 1) < 0)
-				rc = -1;
-			r->events++;
-		}
-		if (rc == 0 && r->sb.size &&
-		    fwrite(r->sb.data, 1, r->sb.size, r->out) != r->sb.size)
-			rc = -1;
-		r->records++;
+	for (size_t i = 0; i < r->nslices; i++)
+		msgpack_sbuffer_init(&r->slices[i].out);
+	if (threads > 1 && !(r->pool = bk_pool_new(threads - 1, err, errsz)))
+		return -1;
+	int e = pthread_create(&r->writer, NULL, writer_main, r);
+	if (e) {
+		snprintf(err, errsz, "pthread_create: %s", strerror(e));
+		return -1;
 	}
-	msgpack_zone_destroy(&z);
-	return rc;
+	r->has_writer = true;
+	return 0;
+}
+
+/* Stops the writer (after what is ready is written) and frees everything. */
+static void replay_free(replay *r)
+{
+	if (r->has_writer) {
+		pthread_mutex_lock(&r->mu);
+		r->quit = true;
+		pthread_cond_broadcast(&r->cv);
+		pthread_mutex_unlock(&r->mu);
+		pthread_join(r->writer, NULL);
+		r->has_writer = false;
+	}
+	bk_pool_free(r->pool);
+	r->pool = NULL;
+	for (size_t i = 0; r->slices && i < r->nslices; i++)
+		msgpack_sbuffer_destroy(&r->slices[i].out);
+	free(r->slices);
+	r->slices = NULL;
+	for (int i = 0; i < 2; i++) {
+		free(r->b[i].recs);
+		free(r->b[i].arena);
+		r->b[i] = (rp_batch){0};
+	}
 }
 
 static void usage(FILE *f)
@@ -133,6 +360,8 @@ static void usage(FILE *f)
 	    "                      `bookingctl rebuild --from-file` (a record is kept when any\n"
 	    "                      of its events matches the filters)\n"
 	    "  -o, --output FILE   write there instead of standard output\n"
+	    "  --threads N         decode and format on N threads in all (default: the\n"
+	    "                      online CPUs, at most 8); the output is the same for any N\n"
 	    "  -h, --help          this text\n"
 	    "\n%s"
 	    "\nexit status: 0 done, 2 bad usage, 3 Kafka failed\n",
@@ -144,6 +373,8 @@ int cmd_replay(int argc, char **argv)
 	replay r = {.since = INT64_MIN, .until = INT64_MAX, .out = stdout};
 	bk_logread_opts o = {.partition = -1, .from = 0, .to = -1, .stop = &stop_flag};
 	const char *output = NULL;
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	int threads = ncpu < 1 ? 1 : ncpu > 8 ? 8 : (int)ncpu;
 	char err[512];
 	int rc = BK_EXIT_USAGE;
 	bk_kconf *kc = bk_kconf_new();
@@ -214,6 +445,16 @@ int cmd_replay(int argc, char **argv)
 				goto out;
 			}
 			r.msgpack = v[0] == 'm';
+		} else if (!strcmp(a, "--threads")) {
+			NEEDV();
+			char *end;
+			long n = strtol(v, &end, 10);
+			if (*v == 0 || *end || n < 1 || n > 64) {
+				fprintf(stderr, "bookingctl replay: --threads: 1 to 64, not %s\n",
+					v);
+				goto out;
+			}
+			threads = (int)n;
 		} else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
 			NEEDV();
 			output = v;
@@ -241,14 +482,23 @@ int cmd_replay(int argc, char **argv)
 		fprintf(stderr, "bookingctl replay: cannot write %s\n", output);
 		goto out;
 	}
-	msgpack_sbuffer_init(&r.sb);
-	msgpack_packer_init(&r.pk, &r.sb, msgpack_sbuffer_write);
+	if (replay_init(&r, threads, err, sizeof(err)) < 0) {
+		fprintf(stderr, "bookingctl replay: %s\n", err);
+		rc = BK_EXIT_DEPENDENCY;
+		goto out;
+	}
+	r.topic = o.topic;
+	o.idle = on_idle;
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 	int64_t n;
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	int lr = bk_logread(rk, &o, on_record, &r, &n, err, sizeof(err));
-	msgpack_sbuffer_destroy(&r.sb);
-	if (fflush(r.out) != 0 || (output && fclose(r.out) != 0)) {
+	/* what was read before an error is written too */
+	int fl = r.has_writer ? submit(&r, true) : 0;
+	replay_free(&r); /* the writer's counts are final once it has stopped */
+	if (fl < 0 || fflush(r.out) != 0 || (output && fclose(r.out) != 0)) {
 		fprintf(stderr, "bookingctl replay: write failed\n");
 		rc = BK_EXIT_PROBLEM;
 		goto out;
@@ -258,10 +508,15 @@ int cmd_replay(int argc, char **argv)
 		rc = BK_EXIT_DEPENDENCY;
 		goto out;
 	}
-	bk_logf(BK_LOG_INFO, "replay done", "topic=%s records=%lld events=%lld undecodable=%lld",
-		o.topic, (long long)n, (long long)r.events, (long long)r.bad);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	bk_logf(BK_LOG_INFO, "replay done",
+		"topic=%s records=%lld events=%lld undecodable=%lld seconds=%.3f events_per_s=%.0f",
+		o.topic, (long long)n, (long long)r.events, (long long)r.bad, secs,
+		secs > 0 ? (double)r.events / secs : 0.0);
 	rc = BK_EXIT_OK;
 out:
+	replay_free(&r);
 	if (rk)
 		rd_kafka_destroy(rk);
 	bk_kconf_destroy(kc);

@@ -1,49 +1,23 @@
 /*
  * admit.c - the checks a command record passes before its order's engine sees it (size,
- * content type, decode, signature, key and partition), and a small pool of threads that
- * runs them for a run of records at once. Ed25519 verification (~94 us a record on the
- * development machine) is most of a signed command's CPU, and nothing in it depends on
- * another record, so the pool spreads it over the cores.
+ * content type, decode, signature, key and partition), run for a whole run of records
+ * at once on the processor's thread pool (lib/pool.c).
+ * Ed25519 verification (~94 us a record on the development machine) is most of a signed
+ * command's CPU, and nothing in it depends on another record, so the pool spreads it
+ * over the cores.
  *
  * The pool also runs process.c's deciding of a run, one partition per item
  * (cp_decide_run): a partition's commands stay in order on one thread at a time.
  *
- * Ownership: the pool owns its threads. A run (cp_pool_run) borrows the caller's job;
- * each item is handled by exactly one thread (taken with an atomic counter), and the
- * caller reads the results only after every thread has finished the run (the mutex
- * orders those writes before the caller's reads). The checks read the processor's
- * options, keyring and partition count, which do not change while the pool runs.
+ * The checks read the processor's options, keyring and partition count, which do not
+ * change while the pool runs.
  */
-#include <errno.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cp.h"
 #include "log.h"
-
-struct cp_pool {
-	pthread_mutex_t mu;
-	pthread_cond_t go;   /* a new run (or stop) for the workers */
-	pthread_cond_t done; /* a worker finished its part of the run */
-	pthread_t *threads;
-	int nthreads;
-	bool stop;
-	uint64_t run;	    /* run number, bumped per run */
-	int finished;	    /* workers done with the current run */
-	cp_pool_fn *fn;	    /* the current run's job */
-	void *arg;	    /* ... its argument */
-	size_t n;	    /* ... and its number of items */
-	atomic_size_t next; /* next item to take */
-};
-
-/* A worker thread and its number (1..nthreads; the caller of a run is 0). */
-typedef struct pool_thread {
-	cp_pool *pl;
-	int worker;
-} pool_thread;
 
 /* A header's value; NULL when absent. */
 static const void *hdr(const rd_kafka_message_t *m, const char *name, size_t *ret_n)
@@ -159,123 +133,6 @@ void cp_adm_free(cp_adm *a)
 	a->has_zone = false;
 }
 
-/* Take items of the current run until none is left. */
-static void work(cp_pool *pl, cp_pool_fn *fn, void *arg, size_t n, int worker)
-{
-	for (;;) {
-		size_t i = atomic_fetch_add(&pl->next, 1);
-		if (i >= n)
-			return;
-		fn(arg, i, worker);
-	}
-}
-
-static void *worker(void *varg)
-{
-	pool_thread *pt = varg;
-	cp_pool *pl = pt->pl;
-	uint64_t seen = 0;
-	pthread_mutex_lock(&pl->mu);
-	for (;;) {
-		while (!pl->stop && pl->run == seen)
-			pthread_cond_wait(&pl->go, &pl->mu);
-		if (pl->stop)
-			break;
-		seen = pl->run;
-		cp_pool_fn *fn = pl->fn;
-		void *arg = pl->arg;
-		size_t n = pl->n;
-		pthread_mutex_unlock(&pl->mu);
-		work(pl, fn, arg, n, pt->worker);
-		pthread_mutex_lock(&pl->mu);
-		pl->finished++;
-		pthread_cond_signal(&pl->done);
-	}
-	pthread_mutex_unlock(&pl->mu);
-	free(pt);
-	return NULL;
-}
-
-cp_pool *cp_pool_new(int nthreads, char *err, size_t errsz)
-{
-	cp_pool *pl = calloc(1, sizeof(*pl));
-	if (!pl) {
-		snprintf(err, errsz, "out of memory");
-		return NULL;
-	}
-	pthread_mutex_init(&pl->mu, NULL);
-	pthread_cond_init(&pl->go, NULL);
-	pthread_cond_init(&pl->done, NULL);
-	atomic_init(&pl->next, 0);
-	if (nthreads > 0 && !(pl->threads = calloc((size_t)nthreads, sizeof(*pl->threads)))) {
-		cp_pool_free(pl);
-		snprintf(err, errsz, "out of memory");
-		return NULL;
-	}
-	for (int i = 0; i < nthreads; i++) {
-		pool_thread *pt = malloc(sizeof(*pt));
-		int e = pt ? 0 : ENOMEM;
-		if (pt) {
-			*pt = (pool_thread){pl, i + 1};
-			if ((e = pthread_create(&pl->threads[i], NULL, worker, pt)))
-				free(pt);
-		}
-		if (e) {
-			snprintf(err, errsz, "pthread_create: %s", strerror(e));
-			cp_pool_free(pl);
-			return NULL;
-		}
-		pl->nthreads++;
-	}
-	return pl;
-}
-
-void cp_pool_free(cp_pool *pl)
-{
-	if (!pl)
-		return;
-	pthread_mutex_lock(&pl->mu);
-	pl->stop = true;
-	pthread_cond_broadcast(&pl->go);
-	pthread_mutex_unlock(&pl->mu);
-	for (int i = 0; i < pl->nthreads; i++)
-		pthread_join(pl->threads[i], NULL);
-	free(pl->threads);
-	pthread_cond_destroy(&pl->done);
-	pthread_cond_destroy(&pl->go);
-	pthread_mutex_destroy(&pl->mu);
-	free(pl);
-}
-
-int cp_pool_threads(const cp_pool *pl)
-{
-	return pl ? pl->nthreads : 0;
-}
-
-void cp_pool_run(cp_pool *pl, cp_pool_fn *fn, void *arg, size_t n)
-{
-	/* one item, or no workers: not worth a wake-up */
-	if (!pl || pl->nthreads == 0 || n < 2) {
-		for (size_t i = 0; i < n; i++)
-			fn(arg, i, 0);
-		return;
-	}
-	pthread_mutex_lock(&pl->mu);
-	pl->fn = fn;
-	pl->arg = arg;
-	pl->n = n;
-	atomic_store(&pl->next, 0);
-	pl->finished = 0;
-	pl->run++;
-	pthread_cond_broadcast(&pl->go);
-	pthread_mutex_unlock(&pl->mu);
-	work(pl, fn, arg, n, 0); /* the calling thread takes its share */
-	pthread_mutex_lock(&pl->mu);
-	while (pl->finished < pl->nthreads)
-		pthread_cond_wait(&pl->done, &pl->mu);
-	pthread_mutex_unlock(&pl->mu);
-}
-
 typedef struct admit_job {
 	const cp *c;
 	cp_adm *adm;
@@ -289,8 +146,8 @@ static void admit_item(void *arg, size_t i, int worker)
 		cp_admit(j->c, &j->adm[i]);
 }
 
-void cp_admit_run(cp_pool *pl, const cp *c, cp_adm *adm, size_t n)
+void cp_admit_run(bk_pool *pl, const cp *c, cp_adm *adm, size_t n)
 {
 	admit_job j = {c, adm};
-	cp_pool_run(pl, admit_item, &j, n);
+	bk_pool_run(pl, admit_item, &j, n);
 }

@@ -2,7 +2,7 @@
  * cp.h - booking-commands internals: the processor state shared by its modules
  * (main loop and rebalances in main.c, restore in restore.c, command handling, batches
  * and transactions in process.c, the expiry sweep in sweep.c, record checks on a thread
- * pool in admit.c). One thread owns it all; during a run of checks the pool's threads
+ * pool, lib/pool.c). One thread owns it all; during a run of checks the pool's threads
  * only read the options, the keyring and the partition count, and each writes only its
  * own cp_adm elements.
  * Invariant: a partition's commands are handled only once its restore has finished.
@@ -21,6 +21,7 @@
 #include "bk_codec.h"
 #include "bk_engine.h"
 #include "kconf.h"
+#include "pool.h"
 #include "tz.h"
 
 #define CP_EXIT_OK    0
@@ -97,9 +98,6 @@ typedef struct cp_adm {
 /* Records taken from the consumer per run of checks (main.c). */
 #define CP_RUN_MAX 256
 
-/* The admission threads (admit.c). */
-typedef struct cp_pool cp_pool;
-
 typedef struct cp {
 	cp_opts o;
 	bk_kconf *kc;				  /* owned */
@@ -115,7 +113,7 @@ typedef struct cp {
 	bk_ruleset *rules;	   /* owned; shared by every engine */
 	bk_keyring *kr;		   /* owned; NULL with --allow-unsigned and no --keyring */
 	bk_tzdb *tz;		   /* owned */
-	cp_pool *pool;		   /* owned */
+	bk_pool *pool;		   /* owned: the checks' and deciders' threads */
 	msgpack_sbuffer enc;	   /* reused: records being encoded */
 	msgpack_sbuffer dscratch;  /* reused: the decider's scratch (bk_decide_ctx) */
 	msgpack_sbuffer *wscratch; /* [pool threads + 1]: each worker's; [0] is &dscratch's twin */
@@ -200,18 +198,9 @@ void cp_admit(const cp *c, cp_adm *a);
 void cp_adm_done(cp_adm *a);
 /* At exit: free a's zone. */
 void cp_adm_free(cp_adm *a);
-/* A pool of n threads (0: none, the caller checks alone). NULL with err on failure. */
-cp_pool *cp_pool_new(int nthreads, char *err, size_t errsz);
-void cp_pool_free(cp_pool *pl);
-/* A job of a pool run: item i of the run, on worker `worker` (0: the caller). */
-typedef void cp_pool_fn(void *arg, size_t i, int worker);
-/* Run fn on items 0..n-1 on the pool's threads and the caller's; returns when all are
- * done. */
-void cp_pool_run(cp_pool *pl, cp_pool_fn *fn, void *arg, size_t n);
-int cp_pool_threads(const cp_pool *pl);
 /* cp_admit every element of adm[0..n) not marked skip, on the pool's threads and the
  * caller's; returns when all are done. */
-void cp_admit_run(cp_pool *pl, const cp *c, cp_adm *adm, size_t n);
+void cp_admit_run(bk_pool *pl, const cp *c, cp_adm *adm, size_t n);
 
 /* --- process.c --- */
 /* Is this record one to handle now (assigned, restored partition; not handled yet)? */

@@ -658,7 +658,7 @@ int main(int argc, char **argv)
 		goto out;
 	char perr[256];
 	cp_adm *adm = calloc(CP_RUN_MAX, sizeof(*adm));
-	if (!adm || !(c.pool = cp_pool_new(c.o.admit_threads, perr, sizeof(perr)))) {
+	if (!adm || !(c.pool = bk_pool_new(c.o.admit_threads, perr, sizeof(perr)))) {
 		fprintf(stderr, "booking-commands: admission threads: %s\n",
 			adm ? perr : "out of memory");
 		free(adm);
@@ -714,7 +714,7 @@ out:
 	for (int i = 0; c.parts && i < c.nparts; i++)
 		cp_part_reset(&c.parts[i]);
 	cp_held_free(&c);
-	cp_pool_free(c.pool);
+	bk_pool_free(c.pool);
 	msgpack_sbuffer_destroy(&c.enc);
 	msgpack_sbuffer_destroy(&c.dscratch);
 	for (int i = 0; i < c.n_wscratch; i++)

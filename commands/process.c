@@ -429,7 +429,7 @@ static bool decide_segment(cp *c, cp_adm *adm, uint16_t *idx, size_t m)
 			grp[ng++] = (uint16_t)k;
 	grp[ng] = (uint16_t)m;
 	decide_job j = {c, adm, idx, grp};
-	cp_pool_run(c->pool, decide_item, &j, ng);
+	bk_pool_run(c->pool, decide_item, &j, ng);
 	for (size_t k = 0; k < m; k++)
 		if (!adm[idx[k]].decided || adm[idx[k]].dec_rc < 0)
 			return false;
@@ -438,7 +438,7 @@ static bool decide_segment(cp *c, cp_adm *adm, uint16_t *idx, size_t m)
 
 void cp_decide_run(cp *c, cp_adm *adm, size_t n)
 {
-	if (cp_pool_threads(c->pool) == 0 || c->n_wscratch <= cp_pool_threads(c->pool) ||
+	if (bk_pool_threads(c->pool) == 0 || c->n_wscratch <= bk_pool_threads(c->pool) ||
 	    n > CP_RUN_MAX)
 		return;
 	uint16_t idx[CP_RUN_MAX];

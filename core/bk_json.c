@@ -348,52 +348,74 @@ static int w(msgpack_sbuffer *o, const char *s, size_t n)
 	return msgpack_sbuffer_write(o, s, n);
 }
 
+/* Bytes JSON strings carry as they are: not '"', not '\\', not a control character. */
+static bool json_plain(unsigned char c)
+{
+	return c >= 0x20 && c != '"' && c != '\\';
+}
+
+/* The length of the plain run at s[0..n): eight bytes at a time while none of them
+ * needs an escape (a byte below 0x20, or equal to '"' or '\\', sets its high bit in
+ * `hit`; bytes of 0x80 and above are plain and masked out), then byte by byte. */
+static size_t plain_run(const char *s, size_t n)
+{
+	const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		uint64_t x;
+		memcpy(&x, s + i, 8);
+		uint64_t q = x ^ (ones * '"'), b = x ^ (ones * '\\');
+		uint64_t hit = (x - ones * 0x20) | (q - ones) | (b - ones);
+		if (hit & ~x & highs)
+			break;
+	}
+	while (i < n && json_plain((unsigned char)s[i]))
+		i++;
+	return i;
+}
+
 static int w_str(msgpack_sbuffer *o, const char *s, size_t n)
 {
-	static const char hexd[] = "0123456789abcdef";
-	char buf[256];
-	size_t k = 0;
+	static const char hexd[] = "0123456789ABCDEF"; /* as jansson writes \u001F */
 	int rc = w(o, "\"", 1);
-	for (size_t i = 0; i < n && rc == 0; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (k > sizeof(buf) - 8) {
-			rc = w(o, buf, k);
-			k = 0;
+	size_t i = 0;
+	while (i < n && rc == 0) {
+		size_t run = i + plain_run(s + i, n - i); /* copied a run at a time */
+		if (run > i)
+			rc = w(o, s + i, run - i);
+		if (run == n || rc)
+			break;
+		unsigned char c = (unsigned char)s[run];
+		char esc[6] = {'\\', (char)c, 0, 0, 0, 0};
+		size_t k = 2;
+		switch (c) {
+		case '"':
+		case '\\':
+			break;
+		case '\b':
+			esc[1] = 'b';
+			break;
+		case '\f':
+			esc[1] = 'f';
+			break;
+		case '\n':
+			esc[1] = 'n';
+			break;
+		case '\r':
+			esc[1] = 'r';
+			break;
+		case '\t':
+			esc[1] = 't';
+			break;
+		default:
+			memcpy(esc + 1, "u00", 3);
+			esc[4] = hexd[c >> 4];
+			esc[5] = hexd[c & 15];
+			k = 6;
 		}
-		if (c == '"' || c == '\\') {
-			buf[k++] = '\\';
-			buf[k++] = (char)c;
-		} else if (c < 0x20) {
-			buf[k++] = '\\';
-			switch (c) {
-			case '\b':
-				buf[k++] = 'b';
-				break;
-			case '\f':
-				buf[k++] = 'f';
-				break;
-			case '\n':
-				buf[k++] = 'n';
-				break;
-			case '\r':
-				buf[k++] = 'r';
-				break;
-			case '\t':
-				buf[k++] = 't';
-				break;
-			default:
-				buf[k++] = 'u';
-				buf[k++] = '0';
-				buf[k++] = '0';
-				buf[k++] = hexd[c >> 4];
-				buf[k++] = hexd[c & 15];
-			}
-		} else {
-			buf[k++] = (char)c;
-		}
+		rc = w(o, esc, k);
+		i = run + 1;
 	}
-	if (rc == 0 && k)
-		rc = w(o, buf, k);
 	return rc || w(o, "\"", 1);
 }
 
@@ -405,8 +427,16 @@ static int w_cstr(msgpack_sbuffer *o, const char *s)
 static int w_int(msgpack_sbuffer *o, int64_t v)
 {
 	char buf[24];
-	int n = snprintf(buf, sizeof(buf), "%" PRId64, v);
-	return w(o, buf, (size_t)n);
+	char *p = buf + sizeof(buf);
+	/* digits from the magnitude as unsigned: INT64_MIN has no positive twin */
+	uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+	do {
+		*--p = (char)('0' + u % 10);
+		u /= 10;
+	} while (u);
+	if (v < 0)
+		*--p = '-';
+	return w(o, p, (size_t)(buf + sizeof(buf) - p));
 }
 
 static int w_real(msgpack_sbuffer *o, double v)

@@ -22,6 +22,10 @@ int bk_logread_consumer(const bk_kconf *kc, rd_kafka_t **ret_rk, char *errstr,
 
 /* Called for each record; return 0 to go on, 1 to stop reading cleanly, -1 to abort. */
 typedef int (*bk_logread_fn)(void *opaque, const rd_kafka_message_t *m);
+/* Called when the reader has nothing at hand: a poll returned no record, or a partition
+ * reached the end of what is written. A caller that holds records back (replay batches
+ * them) writes them out here, so --follow output is not delayed. 0 to go on, -1 to abort. */
+typedef int (*bk_logread_idle_fn)(void *opaque);
 
 typedef struct bk_logread_opts {
 	const char *topic;
@@ -32,6 +36,7 @@ typedef struct bk_logread_opts {
 	bool refuse_truncated;	     /* -1 + error when a partition's low watermark is above from */
 	volatile sig_atomic_t *stop; /* may be NULL */
 	int timeout_ms;		     /* metadata and watermark queries */
+	bk_logread_idle_fn idle;     /* may be NULL; gets the callback's opaque */
 } bk_logread_opts;
 
 /*

@@ -437,6 +437,94 @@ START_TEST(streaming_json_equals_jansson)
 }
 END_TEST
 
+/* ... and for the strings and numbers the fixtures do not have: every escape JSON has,
+ * control characters, quotes and backslashes at the start, middle and end of a string,
+ * multi-byte UTF-8, and the extreme integers. */
+START_TEST(streaming_json_escapes_and_extremes)
+{
+	static const char *const strs[] = {"",
+					   "plain",
+					   "\"",
+					   "\\",
+					   "a\"b\\c\"",
+					   "\x01\x1f\x7f",
+					   "\n\r\t\b\f",
+					   "tab\tin",
+					   "end\n",
+					   "\x02start",
+					   "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x8e\xb5",
+					   "/slash/",
+					   "quote at end\""};
+	static const int64_t ints[] = {
+	    0, 1, -1, 9, 10, -10, 123456789, INT64_MAX, INT64_MIN, (int64_t)INT32_MIN - 1};
+	msgpack_sbuffer pb;
+	msgpack_sbuffer_init(&pb);
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, &pb, msgpack_sbuffer_write);
+	size_t ns = sizeof(strs) / sizeof(strs[0]), ni = sizeof(ints) / sizeof(ints[0]);
+	/* the writer copies plain runs 8 bytes at a time: an escape at every position of a
+	 * 20-byte string, after plain ASCII and after multi-byte UTF-8 */
+	static const char esc[] = {'"', '\\', '\x01', '\n', '\x1f'};
+	size_t npos = 20 * sizeof(esc) * 2;
+	msgpack_pack_map(&pk, (uint32_t)(ns + ni + npos));
+	for (size_t k = 0; k < npos; k++) {
+		char key[16], v[24];
+		int kn = snprintf(key, sizeof(key), "p%zu", k);
+		/* odd k: an e-acute (2 bytes) first, kept whole */
+		memcpy(v,
+		       k % 2 ? "\xc3\xa9"
+			       "cdefghijklmnopqrst"
+			     : "abcdefghijklmnopqrst",
+		       20);
+		size_t pos = k / 2 % 20;
+		v[k % 2 && pos < 2 ? pos + 2 : pos] = esc[k / 40];
+		msgpack_pack_str_with_body(&pk, key, (size_t)kn);
+		msgpack_pack_str_with_body(&pk, v, 20);
+	}
+	for (size_t i = 0; i < ns; i++) {
+		char key[16];
+		int kn = snprintf(key, sizeof(key), "s%zu%s", i, i == 3 ? "\t" : "");
+		msgpack_pack_str_with_body(&pk, key, (size_t)kn);
+		msgpack_pack_str_with_body(&pk, strs[i], strlen(strs[i]));
+	}
+	for (size_t i = 0; i < ni; i++) {
+		char key[16];
+		int kn = snprintf(key, sizeof(key), "i%zu", i);
+		msgpack_pack_str_with_body(&pk, key, (size_t)kn);
+		msgpack_pack_int64(&pk, ints[i]);
+	}
+	msgpack_zone z;
+	msgpack_zone_init(&z, 4096);
+	msgpack_object payload;
+	size_t off = 0;
+	ck_assert_int_eq(msgpack_unpack(pb.data, pb.size, &off, &z, &payload),
+			 MSGPACK_UNPACK_SUCCESS);
+	bk_event e = {.event_id = "tev_x",
+		      .order_id = "ord_\"q\"",
+		      .seq = 7,
+		      .type = BK_EV_NOTE_ADDED,
+		      .actor_user_id = "usr_\\b",
+		      .command_id = "cmd_\x01",
+		      .created_at = -1,
+		      .schema = 1,
+		      .payload = payload};
+	json_t *j = bk_event_to_json(&e, 0, INT64_MAX);
+	char *want = json_dumps(j, JSON_COMPACT);
+	msgpack_sbuffer got;
+	msgpack_sbuffer_init(&got);
+	ck_assert_int_eq(bk_event_write_json(&e, 0, INT64_MAX, &got), 0);
+	ck_assert_msg(got.size == strlen(want) && memcmp(got.data, want, got.size) == 0,
+		      "want %s\n got %.*s", want, (int)got.size, got.data);
+	ck_assert_ptr_nonnull(strstr(want, "\\u0001\\u001F"));
+	ck_assert_ptr_nonnull(strstr(want, "-9223372036854775808"));
+	msgpack_sbuffer_destroy(&got);
+	free(want);
+	json_decref(j);
+	msgpack_zone_destroy(&z);
+	msgpack_sbuffer_destroy(&pb);
+}
+END_TEST
+
 int main(void)
 {
 	tzdb = bk_tzdb_new(NULL);
@@ -452,6 +540,7 @@ int main(void)
 	tcase_add_test(tc, decide_is_deterministic_and_chained);
 	tcase_add_test(tc, money_overflow_and_refund_limits);
 	tcase_add_test(tc, streaming_json_equals_jansson);
+	tcase_add_test(tc, streaming_json_escapes_and_extremes);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -66,6 +66,36 @@ check "--partition/--from-offset/--to-offset select exactly that range ($want)" 
 "$BK" replay "${K[@]}" --format msgpack -o "$T/log.msgpack" 2>/dev/null
 check "--format msgpack writes the records" test -s "$T/log.msgpack"
 
+# threads: the writer formats batches on a pool; the output must not depend on it
+"$BK" replay "${K[@]}" --threads 1 >"$T/t1.jsonl" 2>/dev/null
+"$BK" replay "${K[@]}" --threads 3 >"$T/t3.jsonl" 2>/dev/null
+check "--threads 1 and --threads 3 give the same events as the default" \
+	test "$(sort "$T/t1.jsonl" | md5sum)" = "$(sort "$T/all.jsonl" | md5sum)" -a \
+	"$(sort "$T/t3.jsonl" | md5sum)" = "$(sort "$T/all.jsonl" | md5sum)"
+"$BK" replay "${K[@]}" --partition 2 --threads 1 >"$T/p2t1.jsonl" 2>/dev/null
+"$BK" replay "${K[@]}" --partition 2 --threads 4 >"$T/p2t4.jsonl" 2>/dev/null
+same_bytes() { test -s "$1" && cmp -s "$1" "$2"; }
+check "one partition: --threads 1 and 4 write the same bytes" \
+	same_bytes "$T/p2t1.jsonl" "$T/p2t4.jsonl"
+check "one partition: offsets never go back" \
+	test "$(jq -r .offset "$T/p2t4.jsonl" | sort -n -c 2>&1 | wc -l)" -eq 0
+"$BK" replay "${K[@]}" --partition 2 --format msgpack --threads 1 -o "$T/p2t1.msgpack" 2>/dev/null
+"$BK" replay "${K[@]}" --partition 2 --format msgpack --threads 4 -o "$T/p2t4.msgpack" 2>/dev/null
+check "one partition, msgpack: --threads 1 and 4 write the same bytes" \
+	same_bytes "$T/p2t1.msgpack" "$T/p2t4.msgpack"
+
+# --follow: what is written shows up while replay keeps running, and SIGTERM ends it
+want0=$(jq -c 'select(.partition==0)' "$T/all.jsonl" | wc -l)
+"$BK" replay "${K[@]}" --partition 0 --follow -o "$T/follow.jsonl" 2>"$T/follow.log" &
+fpid=$!
+for _ in $(seq 100); do [ "$(wc -l <"$T/follow.jsonl" 2>/dev/null || echo 0)" -ge "$want0" ] && break; sleep 0.1; done
+check "--follow writes the partition's $want0 events while it runs" \
+	test "$(wc -l <"$T/follow.jsonl")" -eq "$want0" -a "$want0" -gt 0
+check "--follow is still running" kill -0 "$fpid"
+kill -TERM "$fpid"
+wait "$fpid"
+check "--follow exits 0 on SIGTERM" test $? -eq 0
+
 "$BK" verify "${K[@]}" --order ord_rtc_1 >"$T/v1.out" 2>/dev/null
 check "verify --order checks one order" grep -q "verify: ok: .* orders=1 " "$T/v1.out"
 
@@ -93,6 +123,8 @@ done
 # bad arguments
 "$BK" replay --format xml >/dev/null 2>"$T/err"
 check "replay --format xml: exit 2 with a message" test $? -eq 2 -a -s "$T/err"
+"$BK" replay --threads 0 >/dev/null 2>"$T/err"
+check "replay --threads 0: exit 2 with a message" test $? -eq 2 -a -s "$T/err"
 "$BK" replay --since yesterday >/dev/null 2>"$T/err"
 check "replay --since yesterday: exit 2 with a message" test $? -eq 2 -a -s "$T/err"
 "$BK" verify --bogus >/dev/null 2>"$T/err"
