@@ -36,15 +36,6 @@ typedef struct rp_rec {
 	size_t at, len;
 } rp_rec;
 
-/* Records copied out of the consumer's messages (which are freed as soon as they are
- * handed over). */
-typedef struct rp_batch {
-	rp_rec *recs; /* [RP_BATCH_RECORDS] */
-	size_t n;
-	char *arena; /* the records' bytes */
-	size_t used, arena_cap;
-} rp_batch;
-
 /* A slice of a batch, formatted by one thread into its own buffer. */
 typedef struct rp_slice {
 	size_t lo, hi;	     /* records [lo, hi) of the batch */
@@ -53,17 +44,28 @@ typedef struct rp_slice {
 	int failed;
 } rp_slice;
 
+/* Records copied out of the consumer's messages (which are freed as soon as they are
+ * handed over), and once formatted, their output in slices. */
+typedef struct rp_batch {
+	rp_rec *recs; /* [RP_BATCH_RECORDS] */
+	size_t n;
+	char *arena; /* the records' bytes */
+	size_t used, arena_cap;
+	rp_slice *slices; /* [nslices] */
+	size_t nused;	  /* slices with records; > 0: formatted output not yet written */
+} rp_batch;
+
 /*
  * The main thread reads the log and copies records into one of two batches. A full
- * batch (or any batch when the reader is idle) goes to the writer thread, which decodes,
- * filters and formats it in slices on the pool (the writer is the pool's caller) and
- * writes the slices in order, while the main thread fills the other batch. The output
- * is the same, byte for byte, as one thread reading and writing would give.
+ * batch (or any batch when the reader is idle) goes to the formatter thread, which
+ * decodes, filters and formats it in slices on the pool (the formatter is the pool's
+ * caller). Meanwhile the main thread writes out the batch formatted before, then fills
+ * it again. Batches are written in the order they were read, slices in order, so the
+ * output is the same, byte for byte, as one thread reading and writing would give.
  *
- * Ownership: replay owns the batches, the slices, the pool and the writer thread. The
- * main thread fills b[fill]; the batch in `ready` and the slices belong to the writer
- * until it sets `ready` back to NULL (under mu). The counts are the writer's; the main
- * thread reads them after the writer has stopped.
+ * Ownership: replay owns the batches, the pool and the formatter thread. The batch in
+ * `ready` belongs to the formatter until it sets `ready` back to NULL (under mu); every
+ * other batch, the output file and the counts belong to the main thread.
  */
 typedef struct replay {
 	const char *order;    /* filter: one order id */
@@ -74,20 +76,18 @@ typedef struct replay {
 	FILE *out;
 	int64_t events, records, bad;
 	bk_pool *pool;
-	rp_slice *slices;
 	size_t nslices;
 	rp_batch b[2];
 	int fill; /* the batch the main thread fills */
-	pthread_t writer;
-	bool has_writer;
+	pthread_t formatter;
+	bool has_formatter;
 	pthread_mutex_t mu;
 	pthread_cond_t cv; /* ready changed, or quit */
-	rp_batch *ready;   /* handed to the writer; NULL once written */
-	bool quit;	   /* the writer stops when nothing is ready */
-	bool failed;	   /* the writer could not write (or allocate) */
+	rp_batch *ready;   /* handed to the formatter; NULL once formatted */
+	bool quit;	   /* the formatter stops when nothing is ready */
 } replay;
 
-/* A batch goes to the writer when it holds this many records or arena bytes. */
+/* A batch goes to the formatter when it holds this many records or arena bytes. */
 #define RP_BATCH_RECORDS 8192
 #define RP_BATCH_BYTES	 (8u << 20)
 
@@ -156,7 +156,8 @@ static int format_record(const replay *r, const rp_batch *b, const rp_rec *x, ms
 static void format_slice(void *arg, size_t i, int worker)
 {
 	replay *r = arg;
-	rp_slice s = r->slices[i];
+	rp_batch *b = r->ready;
+	rp_slice s = b->slices[i];
 	msgpack_zone z;
 	(void)worker;
 	s.out.size = 0;
@@ -164,27 +165,57 @@ static void format_slice(void *arg, size_t i, int worker)
 	s.failed = !msgpack_zone_init(&z, 4096);
 	if (!s.failed) {
 		for (size_t k = s.lo; k < s.hi && !s.failed; k++)
-			s.failed = format_record(r, r->ready, &r->ready->recs[k], &z, &s) < 0;
+			s.failed = format_record(r, b, &b->recs[k], &z, &s) < 0;
 		msgpack_zone_destroy(&z);
 	}
-	r->slices[i] = s;
+	b->slices[i] = s;
 }
 
-/* Writer thread: format the ready batch on the pool and write it out in order. */
-static int write_batch(replay *r, rp_batch *b)
+/* Formatter thread: format each ready batch on the pool. */
+static void *formatter_main(void *arg)
 {
-	size_t per = (b->n + r->nslices - 1) / r->nslices, used = 0;
-	for (size_t i = 0; i < r->nslices; i++) {
-		size_t lo = i * per < b->n ? i * per : b->n;
-		r->slices[i].lo = lo;
-		r->slices[i].hi = lo + per < b->n ? lo + per : b->n;
-		if (r->slices[i].hi > lo)
-			used = i + 1;
+	replay *r = arg;
+	pthread_mutex_lock(&r->mu);
+	for (;;) {
+		while (!r->ready && !r->quit)
+			pthread_cond_wait(&r->cv, &r->mu);
+		if (!r->ready)
+			break;
+		rp_batch *b = r->ready;
+		pthread_mutex_unlock(&r->mu);
+		size_t per = (b->n + r->nslices - 1) / r->nslices;
+		b->nused = 0;
+		for (size_t i = 0; i < r->nslices; i++) {
+			size_t lo = i * per < b->n ? i * per : b->n;
+			b->slices[i].lo = lo;
+			b->slices[i].hi = lo + per < b->n ? lo + per : b->n;
+			if (b->slices[i].hi > lo)
+				b->nused = i + 1;
+		}
+		bk_pool_run(r->pool, format_slice, r, b->nused);
+		pthread_mutex_lock(&r->mu);
+		r->ready = NULL;
+		pthread_cond_broadcast(&r->cv);
 	}
-	bk_pool_run(r->pool, format_slice, r, used);
+	pthread_mutex_unlock(&r->mu);
+	return NULL;
+}
+
+/* Main thread: wait until the formatter has nothing in hand. */
+static void wait_formatted(replay *r)
+{
+	pthread_mutex_lock(&r->mu);
+	while (r->ready)
+		pthread_cond_wait(&r->cv, &r->mu);
+	pthread_mutex_unlock(&r->mu);
+}
+
+/* Main thread: write a formatted batch's slices in order and empty it. */
+static int write_out(replay *r, rp_batch *b)
+{
 	int rc = 0;
-	for (size_t i = 0; i < used && rc == 0; i++) {
-		rp_slice *s = &r->slices[i];
+	for (size_t i = 0; i < b->nused && rc == 0; i++) {
+		rp_slice *s = &b->slices[i];
 		if (s->failed) {
 			bk_log(BK_LOG_ERROR, "replay: out of memory formatting a batch");
 			rc = -1;
@@ -197,51 +228,31 @@ static int write_batch(replay *r, rp_batch *b)
 		r->records += s->records;
 		r->bad += s->bad;
 	}
-	b->n = 0;
-	b->used = 0;
+	b->n = b->used = b->nused = 0;
 	return rc;
 }
 
-static void *writer_main(void *arg)
+/* Main thread: hand the batch being filled to the formatter, write out the one it
+ * formatted before while it works, and fill that one next. With `all`, also wait for
+ * the batch just handed over and write it: nothing is held back then. */
+static int submit(replay *r, bool all)
 {
-	replay *r = arg;
-	pthread_mutex_lock(&r->mu);
-	for (;;) {
-		while (!r->ready && !r->quit)
-			pthread_cond_wait(&r->cv, &r->mu);
-		if (!r->ready)
-			break;
-		pthread_mutex_unlock(&r->mu);
-		int rc = r->failed ? 0 : write_batch(r, r->ready);
-		pthread_mutex_lock(&r->mu);
-		if (rc < 0)
-			r->failed = true;
-		r->ready = NULL;
-		pthread_cond_broadcast(&r->cv);
-	}
-	pthread_mutex_unlock(&r->mu);
-	return NULL;
-}
-
-/* Main thread: hand the batch being filled to the writer once it is done with the one
- * before, and go on filling the other. With `wait`, also wait until it is written.
- * -1 when the writer failed. */
-static int submit(replay *r, bool wait)
-{
-	rp_batch *b = &r->b[r->fill];
-	pthread_mutex_lock(&r->mu);
-	while (r->ready)
-		pthread_cond_wait(&r->cv, &r->mu);
+	rp_batch *b = &r->b[r->fill], *prev = &r->b[r->fill ^ 1];
+	wait_formatted(r);
 	if (b->n) {
+		pthread_mutex_lock(&r->mu);
 		r->ready = b;
-		r->fill ^= 1;
 		pthread_cond_broadcast(&r->cv);
+		pthread_mutex_unlock(&r->mu);
+		r->fill ^= 1;
 	}
-	while (wait && r->ready)
-		pthread_cond_wait(&r->cv, &r->mu);
-	bool failed = r->failed;
-	pthread_mutex_unlock(&r->mu);
-	return failed ? -1 : 0;
+	int rc = write_out(r, prev);
+	if (all && b->n) {
+		wait_formatted(r);
+		if (write_out(r, b) < 0)
+			rc = -1;
+	}
+	return rc;
 }
 
 /* The reader has nothing at hand: write out what is batched (--follow shows it now). */
@@ -260,7 +271,7 @@ static int on_record(void *opaque, const rd_kafka_message_t *m)
 	    (m->key_len != strlen(r->order) || memcmp(m->key, r->order, m->key_len) != 0))
 		return 0;
 	rp_batch *b = &r->b[r->fill];
-	if ((b->n == RP_BATCH_RECORDS || b->used + m->len > b->arena_cap)) {
+	if (b->n == RP_BATCH_RECORDS || b->used + m->len > b->arena_cap) {
 		if (submit(r, false) < 0)
 			return -1;
 		b = &r->b[r->fill];
@@ -280,57 +291,58 @@ static int on_record(void *opaque, const rd_kafka_message_t *m)
 	return 0;
 }
 
-/* The batches, the slices, the writer and a pool: `threads` formatting threads in all
- * (the writer and threads - 1 pool threads). */
+/* The batches, the formatter and a pool: `threads` formatting threads in all (the
+ * formatter and threads - 1 pool threads). */
 static int replay_init(replay *r, int threads, char *err, size_t errsz)
 {
 	pthread_mutex_init(&r->mu, NULL);
 	pthread_cond_init(&r->cv, NULL);
-	for (int i = 0; i < 2; i++) {
-		r->b[i].arena_cap = RP_BATCH_BYTES;
-		r->b[i].recs = calloc(RP_BATCH_RECORDS, sizeof(*r->b[i].recs));
-		r->b[i].arena = malloc(RP_BATCH_BYTES);
-	}
 	r->nslices = (size_t)threads * 4; /* several per thread: records differ in size */
-	r->slices = calloc(r->nslices, sizeof(*r->slices));
-	if (!r->b[0].recs || !r->b[0].arena || !r->b[1].recs || !r->b[1].arena || !r->slices) {
-		snprintf(err, errsz, "out of memory");
-		return -1;
+	for (int i = 0; i < 2; i++) {
+		rp_batch *b = &r->b[i];
+		b->arena_cap = RP_BATCH_BYTES;
+		b->recs = calloc(RP_BATCH_RECORDS, sizeof(*b->recs));
+		b->arena = malloc(RP_BATCH_BYTES);
+		b->slices = calloc(r->nslices, sizeof(*b->slices));
+		if (!b->recs || !b->arena || !b->slices) {
+			snprintf(err, errsz, "out of memory");
+			return -1;
+		}
+		for (size_t k = 0; k < r->nslices; k++)
+			msgpack_sbuffer_init(&b->slices[k].out);
 	}
-	for (size_t i = 0; i < r->nslices; i++)
-		msgpack_sbuffer_init(&r->slices[i].out);
 	if (threads > 1 && !(r->pool = bk_pool_new(threads - 1, err, errsz)))
 		return -1;
-	int e = pthread_create(&r->writer, NULL, writer_main, r);
+	int e = pthread_create(&r->formatter, NULL, formatter_main, r);
 	if (e) {
 		snprintf(err, errsz, "pthread_create: %s", strerror(e));
 		return -1;
 	}
-	r->has_writer = true;
+	r->has_formatter = true;
 	return 0;
 }
 
-/* Stops the writer (after what is ready is written) and frees everything. */
+/* Stops the formatter (after the batch in its hands) and frees everything. */
 static void replay_free(replay *r)
 {
-	if (r->has_writer) {
+	if (r->has_formatter) {
 		pthread_mutex_lock(&r->mu);
 		r->quit = true;
 		pthread_cond_broadcast(&r->cv);
 		pthread_mutex_unlock(&r->mu);
-		pthread_join(r->writer, NULL);
-		r->has_writer = false;
+		pthread_join(r->formatter, NULL);
+		r->has_formatter = false;
 	}
 	bk_pool_free(r->pool);
 	r->pool = NULL;
-	for (size_t i = 0; r->slices && i < r->nslices; i++)
-		msgpack_sbuffer_destroy(&r->slices[i].out);
-	free(r->slices);
-	r->slices = NULL;
 	for (int i = 0; i < 2; i++) {
-		free(r->b[i].recs);
-		free(r->b[i].arena);
-		r->b[i] = (rp_batch){0};
+		rp_batch *b = &r->b[i];
+		for (size_t k = 0; b->slices && k < r->nslices; k++)
+			msgpack_sbuffer_destroy(&b->slices[k].out);
+		free(b->slices);
+		free(b->recs);
+		free(b->arena);
+		*b = (rp_batch){0};
 	}
 }
 
@@ -496,8 +508,8 @@ int cmd_replay(int argc, char **argv)
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	int lr = bk_logread(rk, &o, on_record, &r, &n, err, sizeof(err));
 	/* what was read before an error is written too */
-	int fl = r.has_writer ? submit(&r, true) : 0;
-	replay_free(&r); /* the writer's counts are final once it has stopped */
+	int fl = r.has_formatter ? submit(&r, true) : 0;
+	replay_free(&r);
 	if (fl < 0 || fflush(r.out) != 0 || (output && fclose(r.out) != 0)) {
 		fprintf(stderr, "bookingctl replay: write failed\n");
 		rc = BK_EXIT_PROBLEM;
