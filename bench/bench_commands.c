@@ -275,15 +275,20 @@ static int run_preload(bk_kconf *kc, const opts *o, const uint8_t *sk)
 		return 1;
 	dr_state d = {0};
 	rd_kafka_t *rk = new_producer(kc, &d);
-	if (!rk)
+	if (!rk) {
+		stream_free(&s);
 		return 3;
+	}
 	const char *topic = bk_kconf_topic(kc, BK_TOPIC_COMMANDS);
 	long long bytes = 0;
 	size_t from = (size_t)o->from, to = o->to < 0 || (size_t)o->to > s.n ? s.n : (size_t)o->to;
 	int64_t t0 = mono_us();
 	for (size_t i = from; i < to; i++) {
-		if (produce(rk, topic, &s.v[i], i, sk, o->key_id) < 0)
+		if (produce(rk, topic, &s.v[i], i, sk, o->key_id) < 0) {
+			rd_kafka_destroy(rk);
+			stream_free(&s);
 			return 3;
+		}
 		bytes += (long long)s.v[i].len;
 		if ((i & 1023) == 0)
 			rd_kafka_poll(rk, 0);
@@ -294,6 +299,7 @@ static int run_preload(bk_kconf *kc, const opts *o, const uint8_t *sk)
 	       "commands_per_s=%.0f\n",
 	       to - from, bytes, d.ok, d.failed, sec, (double)(to - from) / sec);
 	rd_kafka_destroy(rk);
+	stream_free(&s);
 	return d.failed || d.ok != (long long)(to - from) ? 3 : 0;
 }
 

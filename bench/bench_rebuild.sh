@@ -9,10 +9,14 @@
 #       baseline: no broker, no Kafka rebuild (the dev broker, librdkafka's mock, serves a long
 #       partition slower and slower: at 120000 orders the Kafka runs measure the broker).
 #   KEEP_LOG=PATH keeps the generated replay file there.
+#   BATCH=large (default) writes the log in producer batches of up to 1 MB a partition;
+#       BATCH=small keeps linger.ms=5 (a record or two a batch, as the processor writes).
+#       The dev broker answers a fetch with one stored batch a partition, found by a walk
+#       from the first (docs/devbroker.md), so a log of small batches measures the broker.
 # The machine's load average is printed before each measured run: compare a rebuild with the
 # baseline of the same run only.
 set -euo pipefail
-B=${1:-build} ORDERS=${2:-120000} LOG=${LOG:-} KEEP_LOG=${KEEP_LOG:-}
+B=${1:-build} ORDERS=${2:-120000} LOG=${LOG:-} KEEP_LOG=${KEEP_LOG:-} BATCH=${BATCH:-large}
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 BK=$B/cli/bookingctl
 T=$(mktemp -d /tmp/bk-bench-rebuild.XXXXXX)
@@ -48,8 +52,11 @@ if [ -z "$LOG" ]; then
 	BROKER=$!
 	for _ in $(seq 600); do [ -s "$T/bs" ] && break; sleep 0.1; done
 	"$BK" gen --orders "$ORDERS" --with-expect -o "$T/stream.jsonl" 2>/dev/null
-	"$B/tests/loggen" --brokers-file "$T/bs" --topic booking.events "$T/stream.jsonl" >/dev/null \
-		2>"$T/loggen.log" || { cat "$T/loggen.log" >&2; exit 1; }
+	shape=()
+	[ "$BATCH" = large ] && shape=(-X linger.ms=1000 -X batch.num.messages=100000 -X batch.size=1000000)
+	"$B/tests/loggen" --brokers-file "$T/bs" "${shape[@]}" --topic booking.events "$T/stream.jsonl" \
+		>/dev/null 2>"$T/loggen.log" || { cat "$T/loggen.log" >&2; exit 1; }
+	echo "log: BATCH=$BATCH"
 	cat "$T/loggen.log" >&2
 fi
 

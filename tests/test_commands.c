@@ -715,18 +715,18 @@ static int cmd_bad(bk_kconf *kc, const char *sk_path, const char *key_id, const 
 			/* a map of 5 with one key, truncated */
 			static const char trunc[6] = {'\xde', '\x00', '\x05', '\xa2', 'i', 'd'};
 			n = sizeof(trunc);
-			val = malloc(n);
-			memcpy(val, trunc, n);
+			if ((val = malloc(n)))
+				memcpy(val, trunc, n);
 		} else if (!strcmp(b->name, "not-a-map")) {
 			val = to_msgpack("[1,2,3]", &n);
 		} else if (!strcmp(b->name, "oversized")) {
 			n = BK_MAX_MESSAGE + 10;
-			val = malloc(n);
-			memset(val, 0x91, n);
+			if ((val = malloc(n)))
+				memset(val, 0x91, n);
 		} else if (!strcmp(b->name, "bad-json")) {
 			ct = "application/json";
 			val = strdup("{\"id\": \"cmd_x\", \"type\": ");
-			n = strlen(val);
+			n = val ? strlen(val) : 0;
 		} else if (!strcmp(b->name, "wrong-content-type")) {
 			ct = "text/xml";
 			val = to_msgpack(json, &n);
@@ -734,6 +734,10 @@ static int cmd_bad(bk_kconf *kc, const char *sk_path, const char *key_id, const 
 			val = to_msgpack(json, &n);
 		}
 		free(json);
+		if (!val) {
+			fprintf(stderr, "bad: %s: out of memory building the record\n", b->name);
+			return 1;
+		}
 		rd_kafka_headers_t *h = rd_kafka_headers_new(3);
 		rd_kafka_header_add(h, "content-type", -1, ct, -1);
 		if (sign) {
