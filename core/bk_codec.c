@@ -1,7 +1,8 @@
 /*
  * bk_codec.c - msgpack wire formats of commands, events records, results and rules.
- * Untrusted bytes are prescanned before msgpack-c unpacks a zone copy of them, so every
- * decoded string lives in the zone, NUL-terminated. Encoders always write the same keys
+ * Untrusted bytes are validated and unpacked in one pass (scan_msg, building what
+ * msgpack_unpack would) over a zone copy of them, so every decoded string lives in the
+ * zone, NUL-terminated. Encoders always write the same keys
  * in the same order in the smallest forms: a decoded event re-encodes to its hashed bytes.
  */
 #include <stdarg.h>
@@ -20,9 +21,8 @@
 /* msgpack-c's unpacker keeps a fixed stack of 32 containers (MSGPACK_EMBED_STACK_SIZE). */
 _Static_assert(RECORD_MAX_DEPTH < 32, "prescan must refuse what msgpack-c cannot nest");
 /* Instants RFC 3339 text can write (years 0000-9999), so an integer `at` re-encodes. */
-#define TS_TEXT_MIN	INT64_C(-62167219200000000)
-#define TS_TEXT_MAX	INT64_C(253402300799999999)
-#define DUPCHECK_LINEAR 8 /* maps up to this size are checked for duplicate keys pairwise */
+#define TS_TEXT_MIN INT64_C(-62167219200000000)
+#define TS_TEXT_MAX INT64_C(253402300799999999)
 
 BK_PRINTF(3, 4)
 static int seterr(char *err, size_t errsz, const char *fmt, ...);
@@ -38,14 +38,28 @@ static int seterr(char *err, size_t errsz, const char *fmt, ...)
 	return -1;
 }
 
-/* --- prescan --- */
+/* --- scan: validate and unpack in one pass --- */
+
+#define ONES  UINT64_C(0x0101010101010101)
+#define HIGHS UINT64_C(0x8080808080808080)
 
 /* Length of the valid UTF-8 prefix of s[0..n) (no overlongs, surrogates or > U+10FFFF);
- * also stops at a NUL byte. */
+ * also stops at a NUL byte. Runs of ASCII are skipped 8 bytes at a time. */
 static size_t utf8_nonul_prefix(const unsigned char *s, size_t n)
 {
 	size_t i = 0;
 	while (i < n) {
+		/* 8 bytes all in 0x01..0x7f: no high bit, and subtracting 1 from each byte
+		 * borrows nowhere (a zero byte would borrow and set its high bit) */
+		while (n - i >= 8) {
+			uint64_t w;
+			memcpy(&w, s + i, sizeof(w));
+			if (((w | (w - ONES)) & HIGHS) != 0)
+				break;
+			i += 8;
+		}
+		if (i == n)
+			break;
 		unsigned char b = s[i];
 		if (b < 0x80) {
 			if (b == 0)
@@ -84,19 +98,114 @@ static size_t utf8_nonul_prefix(const unsigned char *s, size_t n)
 
 static uint64_t be_read(const unsigned char *p, size_t w)
 {
-	uint64_t v = 0;
-	for (size_t i = 0; i < w; i++)
-		v = (v << 8) | p[i];
-	return v;
+	switch (w) {
+	case 1:
+		return p[0];
+	case 2:
+		return (uint64_t)p[0] << 8 | p[1];
+	case 4:
+		return (uint64_t)p[0] << 24 | (uint64_t)p[1] << 16 | (uint64_t)p[2] << 8 | p[3];
+	default: {
+		uint64_t v = 0;
+		for (size_t i = 0; i < w; i++)
+			v = (v << 8) | p[i];
+		return v;
+	}
+	}
 }
 
-/* One open container: elements still to read (a map counts keys and values). */
+static int key_cmp(const void *a, const void *b)
+{
+	const msgpack_object *ka = &(*(const msgpack_object_kv *const *)a)->key;
+	const msgpack_object *kb = &(*(const msgpack_object_kv *const *)b)->key;
+	uint32_t na = ka->via.str.size, nb = kb->via.str.size;
+	int c = memcmp(ka->via.str.ptr, kb->via.str.ptr, na < nb ? na : nb);
+	if (c != 0)
+		return c;
+	return na < nb ? -1 : na > nb;
+}
+
+static bool key_eq(const msgpack_object *a, const msgpack_object *b)
+{
+	return a->via.str.size == b->via.str.size &&
+	       memcmp(a->via.str.ptr, b->via.str.ptr, a->via.str.size) == 0;
+}
+
+/* A key's length and its first, middle and last bytes: equal keys have equal
+ * signatures, so only keys with equal signatures need comparing. */
+static uint64_t key_sig(const msgpack_object *k)
+{
+	uint32_t n = k->via.str.size;
+	if (n == 0)
+		return 0;
+	const unsigned char *s = (const unsigned char *)k->via.str.ptr;
+	return (uint64_t)n | (uint64_t)s[0] << 32 | (uint64_t)s[n / 2] << 40 |
+	       (uint64_t)s[n - 1] << 48;
+}
+
+/* Maps up to this size are checked for duplicate keys pairwise by signature; larger
+ * ones by sorting. */
+#define DUPCHECK_PAIRWISE 32
+
+/* Sets *ret_dup when a map (all keys strings, as the scan ensured) repeats a key.
+ * Returns -1 only on out-of-memory. */
+static int map_has_dup(const msgpack_object *m, msgpack_zone *z, bool *ret_dup)
+{
+	uint32_t n = m->via.map.size;
+	const msgpack_object_kv *kv = m->via.map.ptr;
+	*ret_dup = false;
+	if (n < 2)
+		return 0;
+	if (n <= DUPCHECK_PAIRWISE) {
+		uint64_t sig[DUPCHECK_PAIRWISE];
+		for (uint32_t i = 0; i < n; i++)
+			sig[i] = key_sig(&kv[i].key);
+		for (uint32_t i = 0; i < n; i++)
+			for (uint32_t j = i + 1; j < n; j++)
+				if (sig[i] == sig[j] && key_eq(&kv[i].key, &kv[j].key))
+					*ret_dup = true;
+		return 0;
+	}
+	const msgpack_object_kv **v = msgpack_zone_malloc(z, (size_t)n * sizeof(*v));
+	if (v == NULL)
+		return -1;
+	for (uint32_t i = 0; i < n; i++)
+		v[i] = &kv[i];
+	qsort(v, n, sizeof(*v), key_cmp);
+	for (uint32_t i = 1; i < n; i++)
+		if (key_eq(&v[i - 1]->key, &v[i]->key))
+			*ret_dup = true;
+	return 0;
+}
+
+/* One open container: elements still to read (a map counts keys and values); when
+ * building, the container's object and the slot of its next element. */
 typedef struct scan_frame {
 	uint64_t left;
 	bool is_map;
+	msgpack_object *obj;   /* the container */
+	msgpack_object *item;  /* array: next element */
+	msgpack_object_kv *kv; /* map: next pair */
 } scan_frame;
 
-static int prescan_lim(const void *buf, size_t n, int max_depth, const char **ret_why)
+/* What a building scan produced (z != NULL). */
+typedef struct scan_out {
+	msgpack_object root;
+	bool oom; /* the zone ran out: root is incomplete */
+	bool dup; /* a map repeats a key */
+} scan_out;
+
+/*
+ * Validate buf[0..n) as one msgpack value within the limits (size, depth, no ext, string
+ * keys, UTF-8 strings without NUL, no trailing bytes) and, when z is not NULL, build it
+ * into z as msgpack_unpack would. Strings and binaries point into a zone copy of buf;
+ * every string is NUL-terminated in place (the byte after its body belongs to the next
+ * object's header, read from buf, or is the spare byte at the end of the copy), and the
+ * empty string is "". A limit broken anywhere is reported (return -1, *ret_why) before
+ * out-of-memory or a duplicate key (flags in *out), as when validation ran first.
+ */
+static int scan_msg(const void *buf, size_t n, int max_depth, msgpack_zone *z, scan_out *out,
+		    const char **ret_why)
 {
 	const unsigned char *p = buf;
 	scan_frame st[RECORD_MAX_DEPTH];
@@ -104,6 +213,8 @@ static int prescan_lim(const void *buf, size_t n, int max_depth, const char **re
 	size_t pos = 0;
 	uint64_t top_left = 1;
 	const char *why;
+	bool build = z != NULL;
+	char *copy = NULL;
 
 	if (max_depth > (int)(sizeof(st) / sizeof(st[0])))
 		max_depth = (int)(sizeof(st) / sizeof(st[0]));
@@ -115,10 +226,32 @@ static int prescan_lim(const void *buf, size_t n, int max_depth, const char **re
 		why = "message larger than BK_MAX_MESSAGE";
 		goto bad;
 	}
+	if (build) {
+		out->oom = out->dup = false;
+		out->root.type = MSGPACK_OBJECT_NIL;
+		copy = msgpack_zone_malloc_no_align(z, n + 1);
+		if (copy == NULL) {
+			out->oom = true;
+			build = false;
+		} else {
+			memcpy(copy, buf, n);
+			copy[n] = '\0';
+		}
+	}
 	for (;;) {
-		/* find the container that takes the next element */
-		while (depth > 0 && st[depth - 1].left == 0)
+		/* find the container that takes the next element; check each map closed */
+		while (depth > 0 && st[depth - 1].left == 0) {
 			depth--;
+			if (build && st[depth].is_map) {
+				bool dup;
+				if (map_has_dup(st[depth].obj, z, &dup) < 0) {
+					out->oom = true;
+					build = false;
+				} else if (dup) {
+					out->dup = true;
+				}
+			}
+		}
 		scan_frame *f = depth > 0 ? &st[depth - 1] : NULL;
 		if (f == NULL && top_left == 0)
 			break;
@@ -127,10 +260,22 @@ static int prescan_lim(const void *buf, size_t n, int max_depth, const char **re
 			goto bad;
 		}
 		bool is_key = f != NULL && f->is_map && f->left % 2 == 0;
-		if (f != NULL)
-			f->left--;
-		else
+		msgpack_object *o = NULL;
+		if (f == NULL) {
 			top_left--;
+			if (build)
+				o = &out->root;
+		} else {
+			f->left--;
+			if (!build)
+				o = NULL;
+			else if (!f->is_map)
+				o = f->item++;
+			else if (is_key)
+				o = &f->kv->key;
+			else
+				o = &(f->kv++)->val;
+		}
 
 		unsigned char b = p[pos++];
 		size_t rem = n - pos;
@@ -140,6 +285,20 @@ static int prescan_lim(const void *buf, size_t n, int max_depth, const char **re
 		size_t w = 0;	    /* width of a length field or a scalar body */
 		if (b <= 0x7f || b >= 0xe0) {
 			/* fixint */
+			if (is_key) {
+				why = "map key is not a string";
+				goto bad;
+			}
+			if (build) {
+				if (b <= 0x7f) {
+					o->type = MSGPACK_OBJECT_POSITIVE_INTEGER;
+					o->via.u64 = b;
+				} else {
+					o->type = MSGPACK_OBJECT_NEGATIVE_INTEGER;
+					o->via.i64 = (int64_t)b - 256;
+				}
+			}
+			continue;
 		} else if (b <= 0x8f) {
 			kind = 4;
 			count = b & 0x0f;
@@ -218,6 +377,41 @@ static int prescan_lim(const void *buf, size_t n, int max_depth, const char **re
 			goto bad;
 		}
 		if (kind == 0) {
+			if (build) {
+				uint64_t v = w > 0 ? be_read(p + pos, w) : 0;
+				if (b == 0xc0) {
+					o->type = MSGPACK_OBJECT_NIL;
+				} else if (b <= 0xc3) {
+					o->type = MSGPACK_OBJECT_BOOLEAN;
+					o->via.boolean = b == 0xc3;
+				} else if (b == 0xca) {
+					float fl;
+					uint32_t u = (uint32_t)v;
+					memcpy(&fl, &u, sizeof(fl));
+					o->type = MSGPACK_OBJECT_FLOAT32;
+					o->via.f64 = fl;
+				} else if (b == 0xcb) {
+					double d;
+					memcpy(&d, &v, sizeof(d));
+					o->type = MSGPACK_OBJECT_FLOAT64;
+					o->via.f64 = d;
+				} else if (b <= 0xcf) {
+					o->type = MSGPACK_OBJECT_POSITIVE_INTEGER;
+					o->via.u64 = v;
+				} else {
+					int64_t sv = w == 1   ? (int8_t)v
+						     : w == 2 ? (int16_t)v
+						     : w == 4 ? (int32_t)v
+							      : (int64_t)v;
+					if (sv >= 0) {
+						o->type = MSGPACK_OBJECT_POSITIVE_INTEGER;
+						o->via.u64 = (uint64_t)sv;
+					} else {
+						o->type = MSGPACK_OBJECT_NEGATIVE_INTEGER;
+						o->via.i64 = sv;
+					}
+				}
+			}
 			pos += w;
 			continue;
 		}
@@ -243,6 +437,22 @@ static int prescan_lim(const void *buf, size_t n, int max_depth, const char **re
 					goto bad;
 				}
 			}
+			if (build) {
+				if (kind == 1) {
+					o->type = MSGPACK_OBJECT_STR;
+					o->via.str.size = (uint32_t)len;
+					if (len == 0) {
+						o->via.str.ptr = "";
+					} else {
+						o->via.str.ptr = copy + pos;
+						copy[pos + len] = '\0';
+					}
+				} else {
+					o->type = MSGPACK_OBJECT_BIN;
+					o->via.bin.size = (uint32_t)len;
+					o->via.bin.ptr = copy + pos;
+				}
+			}
 			pos += (size_t)len;
 			continue;
 		}
@@ -255,8 +465,38 @@ static int prescan_lim(const void *buf, size_t n, int max_depth, const char **re
 			why = "container declares more elements than bytes remain";
 			goto bad;
 		}
-		st[depth].left = elems;
-		st[depth].is_map = kind == 4;
+		scan_frame *nf = &st[depth];
+		nf->left = elems;
+		nf->is_map = kind == 4;
+		nf->obj = o;
+		nf->item = NULL;
+		nf->kv = NULL;
+		if (build) {
+			/* count <= n, so the sizes cannot overflow */
+			if (kind == 4) {
+				o->type = MSGPACK_OBJECT_MAP;
+				o->via.map.size = (uint32_t)count;
+				o->via.map.ptr = NULL;
+				if (count > 0) {
+					nf->kv = msgpack_zone_malloc(
+					    z, (size_t)count * sizeof(msgpack_object_kv));
+					o->via.map.ptr = nf->kv;
+				}
+			} else {
+				o->type = MSGPACK_OBJECT_ARRAY;
+				o->via.array.size = (uint32_t)count;
+				o->via.array.ptr = NULL;
+				if (count > 0) {
+					nf->item = msgpack_zone_malloc(
+					    z, (size_t)count * sizeof(msgpack_object));
+					o->via.array.ptr = nf->item;
+				}
+			}
+			if (count > 0 && nf->kv == NULL && nf->item == NULL) {
+				out->oom = true;
+				build = false;
+			}
+		}
 		depth++;
 	}
 	if (pos != n) {
@@ -272,127 +512,23 @@ bad:
 
 int bk_codec_prescan(const void *buf, size_t n, const char **ret_why)
 {
-	return prescan_lim(buf, n, BK_MAX_DEPTH, ret_why);
+	return scan_msg(buf, n, BK_MAX_DEPTH, NULL, NULL, ret_why);
 }
 
 /* --- unpack --- */
-
-static int key_cmp(const void *a, const void *b)
-{
-	const msgpack_object *ka = &(*(const msgpack_object_kv *const *)a)->key;
-	const msgpack_object *kb = &(*(const msgpack_object_kv *const *)b)->key;
-	uint32_t na = ka->via.str.size, nb = kb->via.str.size;
-	int c = memcmp(ka->via.str.ptr, kb->via.str.ptr, na < nb ? na : nb);
-	if (c != 0)
-		return c;
-	return na < nb ? -1 : na > nb;
-}
-
-static bool key_eq(const msgpack_object *a, const msgpack_object *b)
-{
-	return a->via.str.size == b->via.str.size &&
-	       memcmp(a->via.str.ptr, b->via.str.ptr, a->via.str.size) == 0;
-}
-
-/* Sets *ret_dup when a map (all keys strings, as prescan ensured) repeats a key.
- * Returns -1 only on out-of-memory. */
-static int map_has_dup(const msgpack_object *m, msgpack_zone *z, bool *ret_dup)
-{
-	uint32_t n = m->via.map.size;
-	const msgpack_object_kv *kv = m->via.map.ptr;
-	*ret_dup = false;
-	if (n <= DUPCHECK_LINEAR) {
-		for (uint32_t i = 0; i < n; i++)
-			for (uint32_t j = i + 1; j < n; j++)
-				if (key_eq(&kv[i].key, &kv[j].key))
-					*ret_dup = true;
-		return 0;
-	}
-	const msgpack_object_kv **v = msgpack_zone_malloc(z, (size_t)n * sizeof(*v));
-	if (v == NULL)
-		return -1;
-	for (uint32_t i = 0; i < n; i++)
-		v[i] = &kv[i];
-	qsort(v, n, sizeof(*v), key_cmp);
-	for (uint32_t i = 1; i < n; i++)
-		if (key_eq(&v[i - 1]->key, &v[i]->key))
-			*ret_dup = true;
-	return 0;
-}
-
-/*
- * After msgpack_unpack: NUL-terminate every string in place (the byte after a string
- * body is the next object's header, already parsed, or the spare byte at the end of the
- * copy), copy any string that does not point into the copy, and refuse duplicate keys.
- */
-static int unpack_fix(msgpack_object *o, char *lo, char *hi, msgpack_zone *z, char *err,
-		      size_t errsz)
-{
-	switch (o->type) {
-	case MSGPACK_OBJECT_STR: {
-		char *p = (char *)(uintptr_t)o->via.str.ptr;
-		uint32_t len = o->via.str.size;
-		uintptr_t a = (uintptr_t)p, l = (uintptr_t)lo, h = (uintptr_t)hi;
-		if (len == 0) {
-			/* msgpack-c points an empty string anywhere (even at an earlier body) */
-			o->via.str.ptr = "";
-		} else if (p != NULL && a >= l && a < h && (uintptr_t)len < h - a) {
-			p[len] = '\0';
-		} else {
-			char *c = msgpack_zone_malloc_no_align(z, (size_t)len + 1);
-			if (c == NULL)
-				return seterr(err, errsz, "out of memory");
-			if (len > 0)
-				memcpy(c, o->via.str.ptr, len);
-			c[len] = '\0';
-			o->via.str.ptr = c;
-		}
-		return 0;
-	}
-	case MSGPACK_OBJECT_ARRAY:
-		for (uint32_t i = 0; i < o->via.array.size; i++)
-			if (unpack_fix(&o->via.array.ptr[i], lo, hi, z, err, errsz) < 0)
-				return -1;
-		return 0;
-	case MSGPACK_OBJECT_MAP: {
-		for (uint32_t i = 0; i < o->via.map.size; i++) {
-			if (unpack_fix(&o->via.map.ptr[i].key, lo, hi, z, err, errsz) < 0 ||
-			    unpack_fix(&o->via.map.ptr[i].val, lo, hi, z, err, errsz) < 0)
-				return -1;
-		}
-		bool dup;
-		if (map_has_dup(o, z, &dup) < 0)
-			return seterr(err, errsz, "out of memory");
-		if (dup)
-			return seterr(err, errsz, "duplicate key in a map");
-		return 0;
-	}
-	default:
-		return 0;
-	}
-}
 
 static int unpack_lim(const void *buf, size_t n, int max_depth, msgpack_zone *z, bk_val *ret,
 		      char *err, size_t errsz)
 {
 	const char *why;
-	if (prescan_lim(buf, n, max_depth, &why) < 0)
+	scan_out so;
+	if (scan_msg(buf, n, max_depth, z, &so, &why) < 0)
 		return seterr(err, errsz, "%s", why);
-	char *copy = msgpack_zone_malloc_no_align(z, n + 1);
-	if (copy == NULL)
+	if (so.oom)
 		return seterr(err, errsz, "out of memory");
-	memcpy(copy, buf, n);
-	copy[n] = '\0';
-	size_t off = 0;
-	msgpack_object o;
-	msgpack_unpack_return r = msgpack_unpack(copy, n, &off, z, &o);
-	if (r != MSGPACK_UNPACK_SUCCESS || off != n)
-		return seterr(err, errsz,
-			      r == MSGPACK_UNPACK_NOMEM_ERROR ? "out of memory"
-							      : "malformed msgpack");
-	if (unpack_fix(&o, copy, copy + n + 1, z, err, errsz) < 0)
-		return -1;
-	*ret = o;
+	if (so.dup)
+		return seterr(err, errsz, "duplicate key in a map");
+	*ret = so.root;
 	return 0;
 }
 

@@ -1215,8 +1215,100 @@ static void samples_free(void)
 	n_samples = 0;
 }
 
+/* True when a and b hold the same value (floats bit for bit, so NaN equals itself); the
+ * strings of b must be NUL-terminated. */
+static bool obj_same(const msgpack_object *a, const msgpack_object *b)
+{
+	if (a->type != b->type)
+		return false;
+	switch (a->type) {
+	case MSGPACK_OBJECT_NIL:
+		return true;
+	case MSGPACK_OBJECT_BOOLEAN:
+		return a->via.boolean == b->via.boolean;
+	case MSGPACK_OBJECT_POSITIVE_INTEGER:
+		return a->via.u64 == b->via.u64;
+	case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+		return a->via.i64 == b->via.i64;
+	case MSGPACK_OBJECT_FLOAT32:
+	case MSGPACK_OBJECT_FLOAT64:
+		return memcmp(&a->via.f64, &b->via.f64, sizeof(double)) == 0;
+	case MSGPACK_OBJECT_STR:
+		return a->via.str.size == b->via.str.size &&
+		       (a->via.str.size == 0 ||
+			memcmp(a->via.str.ptr, b->via.str.ptr, a->via.str.size) == 0) &&
+		       b->via.str.ptr[b->via.str.size] == '\0';
+	case MSGPACK_OBJECT_BIN:
+		return a->via.bin.size == b->via.bin.size &&
+		       (a->via.bin.size == 0 ||
+			memcmp(a->via.bin.ptr, b->via.bin.ptr, a->via.bin.size) == 0);
+	case MSGPACK_OBJECT_ARRAY:
+		if (a->via.array.size != b->via.array.size)
+			return false;
+		for (uint32_t i = 0; i < a->via.array.size; i++)
+			if (!obj_same(&a->via.array.ptr[i], &b->via.array.ptr[i]))
+				return false;
+		return true;
+	case MSGPACK_OBJECT_MAP:
+		if (a->via.map.size != b->via.map.size)
+			return false;
+		for (uint32_t i = 0; i < a->via.map.size; i++)
+			if (!obj_same(&a->via.map.ptr[i].key, &b->via.map.ptr[i].key) ||
+			    !obj_same(&a->via.map.ptr[i].val, &b->via.map.ptr[i].val))
+				return false;
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* True when some map in o repeats a key (checked pairwise). */
+static bool obj_has_dup(const msgpack_object *o)
+{
+	if (o->type == MSGPACK_OBJECT_ARRAY) {
+		for (uint32_t i = 0; i < o->via.array.size; i++)
+			if (obj_has_dup(&o->via.array.ptr[i]))
+				return true;
+	} else if (o->type == MSGPACK_OBJECT_MAP) {
+		const msgpack_object_kv *kv = o->via.map.ptr;
+		for (uint32_t i = 0; i < o->via.map.size; i++) {
+			if (obj_has_dup(&kv[i].val))
+				return true;
+			for (uint32_t j = i + 1; j < o->via.map.size; j++)
+				if (kv[i].key.via.str.size == kv[j].key.via.str.size &&
+				    (kv[i].key.via.str.size == 0 ||
+				     memcmp(kv[i].key.via.str.ptr, kv[j].key.via.str.ptr,
+					    kv[i].key.via.str.size) == 0))
+					return true;
+		}
+	}
+	return false;
+}
+
+/* bk_codec_unpack against msgpack-c on bytes prescan accepted: msgpack_unpack must take
+ * them whole; bk_codec_unpack (rc, v, err) must give the same value, or refuse exactly
+ * when a map repeats a key. */
+static void check_unpack_ref(const char *buf, size_t n, int rc, const bk_val *v, const char *err)
+{
+	msgpack_zone rz;
+	ck_assert(msgpack_zone_init(&rz, 4096));
+	msgpack_object o;
+	size_t off = 0;
+	ck_assert_int_eq(msgpack_unpack(buf, n, &off, &rz, &o), MSGPACK_UNPACK_SUCCESS);
+	ck_assert_uint_eq(off, n);
+	if (obj_has_dup(&o)) {
+		ck_assert_int_eq(rc, -1);
+		ck_assert_str_eq(err, "duplicate key in a map");
+	} else {
+		ck_assert_msg(rc == 0, "%s", err);
+		ck_assert(obj_same(&o, v));
+	}
+	msgpack_zone_destroy(&rz);
+}
+
 /* Run every decoder on buf[0..n) (copied to an exact-size heap block). Returns how many
- * accepted it. Whatever prescan accepts, msgpack-c must unpack. */
+ * accepted it. Whatever prescan accepts, msgpack-c must unpack, to the value
+ * bk_codec_unpack gives. */
 static int decode_all(const char *buf, size_t n)
 {
 	char err[ERRSZ];
@@ -1233,6 +1325,7 @@ static int decode_all(const char *buf, size_t n)
 	if (bk_codec_prescan(copy, n, &why) == 0) {
 		int rc = bk_codec_unpack(copy, n, zone, &v, err, sizeof(err));
 		ck_assert_msg(rc == 0 || strcmp(err, "duplicate key in a map") == 0, "%s", err);
+		check_unpack_ref(copy, n, rc, &v, err);
 	} else {
 		ck_assert_ptr_nonnull(why);
 	}
@@ -1407,11 +1500,109 @@ START_TEST(test_prescan_accepts)
 	char err[ERRSZ];
 	ck_assert_msg(bk_codec_unpack(sb.data, sb.size, zone, &v, err, sizeof(err)) == 0, "%s",
 		      err);
+	check_unpack_ref(sb.data, sb.size, 0, &v, err);
 	ck_assert_int_eq(v.via.array.size, 25);
 	ck_assert_int_eq(v.via.array.ptr[24].type, MSGPACK_OBJECT_STR);
 	/* decoded strings are NUL-terminated in place */
 	ck_assert_str_eq(v.via.array.ptr[1].via.str.ptr, "\xdf\xbf");
 	msgpack_sbuffer_destroy(&sb);
+}
+END_TEST
+
+/* A str8 message of the n bytes s (n < 256). */
+static size_t str8_msg(unsigned char *out, const unsigned char *s, size_t n)
+{
+	out[0] = 0xd9;
+	out[1] = (unsigned char)n;
+	memcpy(out + 2, s, n);
+	return n + 2;
+}
+
+/* bk_codec_prescan on an exact-size heap copy (so that AddressSanitizer sees a read past
+ * the end). */
+static int prescan_heap(const unsigned char *b, size_t n, const char **ret_why)
+{
+	unsigned char *c = malloc(n);
+	ck_assert_ptr_nonnull(c);
+	memcpy(c, b, n);
+	int rc = bk_codec_prescan(c, n, ret_why);
+	free(c);
+	return rc;
+}
+
+/* Prescan's UTF-8 check skips ASCII 8 bytes at a time: a bad byte, a NUL or a multi-byte
+ * character at every offset around the 8-byte steps, in strings of every length near
+ * them, must be judged as byte by byte. */
+START_TEST(test_utf8_boundaries)
+{
+	unsigned char s[40], msg[64];
+	const char *why;
+	char err[ERRSZ];
+	bk_val v;
+	for (size_t len = 1; len <= 33; len++) {
+		memset(s, 'a', len);
+		size_t n = str8_msg(msg, s, len);
+		ck_assert_int_eq(prescan_heap(msg, n, &why), 0);
+		ck_assert_int_eq(bk_codec_unpack(msg, n, zone, &v, err, sizeof(err)), 0);
+		check_unpack_ref((const char *)msg, n, 0, &v, err);
+		for (size_t k = 0; k < len; k++) {
+			static const struct {
+				unsigned char b;
+				const char *why;
+			} bad[] = {{0x00, R_NUL},  {0x80, R_UTF8}, {0xff, R_UTF8},
+				   {0xc0, R_UTF8}, {0xf5, R_UTF8}, {0x7f, NULL}};
+			for (size_t j = 0; j < sizeof(bad) / sizeof(bad[0]); j++) {
+				memset(s, 'a', len);
+				s[k] = bad[j].b;
+				n = str8_msg(msg, s, len);
+				int rc = prescan_heap(msg, n, &why);
+				if (bad[j].why == NULL) {
+					ck_assert_int_eq(rc, 0);
+				} else {
+					ck_assert_msg(rc == -1 && strcmp(why, bad[j].why) == 0,
+						      "len %zu, byte 0x%02x at %zu", len, bad[j].b,
+						      k);
+					ck_assert_int_eq(decode_all((const char *)msg, n), 0);
+				}
+			}
+		}
+	}
+	/* a 2, 3 or 4-byte character at every offset of a 24-byte string: whole it is
+	 * valid; cut (its last byte replaced by ASCII) or lead byte alone it is not */
+	static const char *chars[] = {"\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x93\xb7",
+				      "\xed\x9f\xbf"};
+	for (size_t c = 0; c < sizeof(chars) / sizeof(chars[0]); c++) {
+		size_t cl = strlen(chars[c]);
+		for (size_t k = 0; k + cl <= 24; k++) {
+			memset(s, 'b', 24);
+			memcpy(s + k, chars[c], cl);
+			size_t n = str8_msg(msg, s, 24);
+			ck_assert_msg(prescan_heap(msg, n, &why) == 0, "char %zu at %zu", c, k);
+			ck_assert_int_eq(bk_codec_unpack(msg, n, zone, &v, err, sizeof(err)), 0);
+			check_unpack_ref((const char *)msg, n, 0, &v, err);
+			s[k + cl - 1] = 'b';
+			n = str8_msg(msg, s, 24);
+			ck_assert_int_eq(prescan_heap(msg, n, &why), -1);
+			ck_assert_str_eq(why, R_UTF8);
+			/* the string ends inside the character */
+			n = str8_msg(msg, s, k + cl - 1);
+			ck_assert_int_eq(prescan_heap(msg, n, &why), -1);
+			ck_assert_str_eq(why, R_UTF8);
+		}
+	}
+	/* surrogates and overlongs right after 8 and 16 ASCII bytes */
+	static const char *bads[] = {"\xed\xa0\x80", "\xe0\x80\xaf", "\xf4\x90\x80\x80",
+				     "\xf0\x8f\xbf\xbf", "\xc1\xbf"};
+	for (size_t c = 0; c < sizeof(bads) / sizeof(bads[0]); c++) {
+		for (size_t k = 7; k <= 17; k++) {
+			size_t cl = strlen(bads[c]);
+			memset(s, 'c', sizeof(s));
+			memcpy(s + k, bads[c], cl);
+			size_t n = str8_msg(msg, s, 30);
+			ck_assert_int_eq(prescan_heap(msg, n, &why), -1);
+			ck_assert_str_eq(why, R_UTF8);
+		}
+	}
 }
 END_TEST
 
@@ -1543,6 +1734,30 @@ START_TEST(test_duplicate_keys)
 	buf = pack_val(&m, &n);
 	ck_assert_int_eq(bk_codec_unpack(buf, n, zone, &v, err, sizeof(err)), 0);
 	free(buf);
+	/* maps of 2..40 keys (pairwise by signature up to 32, sorted above): keys that share
+	 * length, first, middle and last byte are still different keys; a repeat of any
+	 * key, at either end, is refused */
+	for (int size = 2; size <= 40; size++) {
+		for (int rep = -1; rep < size; rep++) {
+			ck_assert(bk_mapb_init(&b, zone, (uint32_t)size));
+			for (int i = 0; i < size; i++) {
+				char k[16];
+				int id = i == size - 1 && rep >= 0 ? rep : i;
+				snprintf(k, sizeof(k), "a%c%cz", 'A' + id % 26, 'a' + id / 26);
+				ck_assert(bk_mapb_int(&b, k, i));
+			}
+			m = bk_mapb_done(&b);
+			buf = pack_val(&m, &n);
+			int rc = bk_codec_unpack(buf, n, zone, &v, err, sizeof(err));
+			if (rep < 0 || rep == size - 1) {
+				ck_assert_msg(rc == 0, "size %d: %s", size, err);
+			} else {
+				ck_assert_int_eq(rc, -1);
+				ck_assert_str_eq(err, "duplicate key in a map");
+			}
+			free(buf);
+		}
+	}
 	/* "k" and "k\xc3\xa9" are different keys */
 	static const char pre[] = "\x82\xa1k\x01\xa3k\xc3\xa9\x02";
 	ck_assert_int_eq(bk_codec_unpack(pre, sizeof(pre) - 1, zone, &v, err, sizeof(err)), 0);
@@ -1691,6 +1906,7 @@ static Suite *codec_suite(void)
 	tcase_add_loop_test(tc, test_hostile_corpus, 0,
 			    (int)(sizeof(hostile) / sizeof(hostile[0])));
 	tcase_add_test(tc, test_prescan_accepts);
+	tcase_add_test(tc, test_utf8_boundaries);
 	tcase_add_test(tc, test_depth_and_size);
 	tcase_add_test(tc, test_duplicate_keys);
 	tcase_add_test(tc, test_fuzz);
