@@ -546,6 +546,14 @@ static int get_id(bk_vctx *c, const bk_val *map, const char *key, bool req, cons
 {
 	const char *s;
 	size_t n;
+	/* an id is ASCII without NUL, so bk_get_str would accept it: only a value that is
+	 * not an id goes through bk_get_str, for its messages */
+	const bk_val *v = bk_map_get(map, key);
+	if (v != NULL && v->type == MSGPACK_OBJECT_STR &&
+	    bk_id_valid(v->via.str.ptr, v->via.str.size, NULL)) {
+		*ret = v->via.str.ptr;
+		return 0;
+	}
 	if (bk_get_str(c, map, key, req, &s, &n) < 0)
 		return -1;
 	if (s != NULL && !bk_id_valid(s, n, NULL)) {

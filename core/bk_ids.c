@@ -82,11 +82,19 @@ size_t bk_id_derive(char *out, const char *prefix, const char *cmd_id, const cha
 	return plen + DERIVED_CHARS;
 }
 
-static bool id_char(char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-	       c == '_' || c == '.' || c == ':' || c == '-';
-}
+/* The characters of an id: [A-Za-z0-9_.:-]. */
+static const bool id_chars[256] = {
+    ['A'] = true, ['B'] = true, ['C'] = true, ['D'] = true, ['E'] = true, ['F'] = true,
+    ['G'] = true, ['H'] = true, ['I'] = true, ['J'] = true, ['K'] = true, ['L'] = true,
+    ['M'] = true, ['N'] = true, ['O'] = true, ['P'] = true, ['Q'] = true, ['R'] = true,
+    ['S'] = true, ['T'] = true, ['U'] = true, ['V'] = true, ['W'] = true, ['X'] = true,
+    ['Y'] = true, ['Z'] = true, ['a'] = true, ['b'] = true, ['c'] = true, ['d'] = true,
+    ['e'] = true, ['f'] = true, ['g'] = true, ['h'] = true, ['i'] = true, ['j'] = true,
+    ['k'] = true, ['l'] = true, ['m'] = true, ['n'] = true, ['o'] = true, ['p'] = true,
+    ['q'] = true, ['r'] = true, ['s'] = true, ['t'] = true, ['u'] = true, ['v'] = true,
+    ['w'] = true, ['x'] = true, ['y'] = true, ['z'] = true, ['0'] = true, ['1'] = true,
+    ['2'] = true, ['3'] = true, ['4'] = true, ['5'] = true, ['6'] = true, ['7'] = true,
+    ['8'] = true, ['9'] = true, ['_'] = true, ['.'] = true, [':'] = true, ['-'] = true};
 
 /* With a prefix, at least one character must follow it: "ord_" alone is not an id. */
 bool bk_id_valid(const char *s, size_t n, const char *prefix)
@@ -98,8 +106,9 @@ bool bk_id_valid(const char *s, size_t n, const char *prefix)
 		if (n <= plen || memcmp(s, prefix, plen) != 0)
 			return false;
 	}
+	const unsigned char *u = (const unsigned char *)s;
 	for (size_t i = 0; i < n; i++)
-		if (!id_char(s[i]))
+		if (!id_chars[u[i]])
 			return false;
 	return true;
 }

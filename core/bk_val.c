@@ -280,8 +280,10 @@ static const bk_val *map_find(const bk_val *map, const char *key)
 	size_t kn = strlen(key);
 	for (uint32_t i = 0; i < map->via.map.size; i++) {
 		const msgpack_object *k = &map->via.map.ptr[i].key;
+		/* the first byte inline: most keys of the right length differ there */
 		if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == kn &&
-		    (kn == 0 || memcmp(k->via.str.ptr, key, kn) == 0))
+		    (kn == 0 ||
+		     (k->via.str.ptr[0] == key[0] && memcmp(k->via.str.ptr, key, kn) == 0)))
 			return &map->via.map.ptr[i].val;
 	}
 	return NULL;
@@ -336,6 +338,26 @@ static int field(bk_vctx *c, const bk_val *map, const char *key, bool req, const
 		return fail(c, key, "is required (%s)", what);
 	*ret = v;
 	return 0;
+}
+
+#define ONES  UINT64_C(0x0101010101010101)
+#define HIGHS UINT64_C(0x8080808080808080)
+
+/* True when every byte of s[0..n) is in 0x01..0x7f (ASCII without NUL), tested 8 bytes at
+ * a time: no high bit, and subtracting 1 from each byte borrows nowhere. */
+static bool ascii_nonul(const unsigned char *s, size_t n)
+{
+	size_t i = 0;
+	for (; n - i >= 8; i += 8) {
+		uint64_t w;
+		memcpy(&w, s + i, sizeof(w));
+		if (((w | (w - ONES)) & HIGHS) != 0)
+			return false;
+	}
+	for (; i < n; i++)
+		if ((unsigned)s[i] - 1u >= 0x7fu)
+			return false;
+	return true;
 }
 
 /* Length of the valid UTF-8 prefix of s[0..n); n when the whole string is valid. */
@@ -394,10 +416,12 @@ int bk_get_str(bk_vctx *c, const bk_val *map, const char *key, bool req, const c
 		return fail(c, key, "expected a string");
 	const char *s = v->via.str.ptr;
 	size_t n = v->via.str.size;
-	if (n > 0 && memchr(s, '\0', n) != NULL)
-		return fail(c, key, "NUL byte in string");
-	if (utf8_valid_prefix((const unsigned char *)s, n) != n)
-		return fail(c, key, "invalid UTF-8 in string");
+	if (!ascii_nonul((const unsigned char *)s, n)) {
+		if (n > 0 && memchr(s, '\0', n) != NULL)
+			return fail(c, key, "NUL byte in string");
+		if (utf8_valid_prefix((const unsigned char *)s, n) != n)
+			return fail(c, key, "invalid UTF-8 in string");
+	}
 	*ret_s = n ? s : "";
 	*ret_n = n;
 	return 0;

@@ -401,6 +401,43 @@ START_TEST(test_val_ranges_and_strings)
 	ck_assert_ptr_nonnull(bk_map_get(&m, "neg"));
 	ck_assert_ptr_null(bk_map_get(&big, "neg")); /* not a map */
 
+	/* bk_get_str skips ASCII 8 bytes at a time: a NUL, a bad byte or a valid 2-byte
+	 * character at every offset of strings of 1..20 bytes */
+	for (size_t len = 1; len <= 20; len++) {
+		for (size_t k = 0; k < len; k++) {
+			static const struct {
+				const char *ins;
+				const char *err;
+			} cases[] = {{"\x01", NULL},
+				     {"\x7f", NULL},
+				     {"\xc3\xa9", NULL},
+				     {"\0", "p.s: NUL byte in string"},
+				     {"\x80", "p.s: invalid UTF-8 in string"},
+				     {"\xff", "p.s: invalid UTF-8 in string"},
+				     {"\xc3", "p.s: invalid UTF-8 in string"}};
+			for (size_t j = 0; j < sizeof(cases) / sizeof(cases[0]); j++) {
+				char t[24];
+				size_t il = cases[j].ins[0] ? strlen(cases[j].ins) : 1;
+				if (k + il > len)
+					continue;
+				memset(t, 'a', len);
+				memcpy(t + k, cases[j].ins, il);
+				bk_mapb sb;
+				ck_assert(bk_mapb_init(&sb, zone, 1));
+				ck_assert(bk_mapb_strn(&sb, "s", t, len));
+				bk_val sm = bk_mapb_done(&sb);
+				int rc = bk_get_str(&c, &sm, "s", true, &s, &n);
+				if (cases[j].err == NULL) {
+					ck_assert_int_eq(rc, 0);
+					ck_assert_uint_eq(n, len);
+				} else {
+					ck_assert_int_eq(rc, -1);
+					ck_assert_str_eq(err, cases[j].err);
+				}
+			}
+		}
+	}
+
 	char buf[4];
 	ck_assert_int_eq(bk_strlcpyn(buf, sizeof(buf), "abc", 3), 0);
 	ck_assert_str_eq(buf, "abc");

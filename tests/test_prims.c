@@ -256,6 +256,17 @@ START_TEST(ids_valid_fingerprint)
 	memset(big, 'a', sizeof big);
 	ck_assert(bk_id_valid(big, BK_ID_MAX - 1, NULL));
 	ck_assert(!bk_id_valid(big, BK_ID_MAX, NULL));
+	/* every byte value, alone and at each end of a longer id (the table of id
+	 * characters against the rule spelled out) */
+	for (int b = 0; b < 256; b++) {
+		bool ok = (b >= 'a' && b <= 'z') || (b >= 'A' && b <= 'Z') ||
+			  (b >= '0' && b <= '9') || b == '_' || b == '.' || b == ':' || b == '-';
+		char one[3] = {(char)b, 'x', 'y'};
+		ck_assert_msg(bk_id_valid(one, 1, NULL) == ok, "byte 0x%02x", b);
+		ck_assert(bk_id_valid(one, 3, NULL) == ok);
+		char end[3] = {'x', 'y', (char)b};
+		ck_assert(bk_id_valid(end, 3, NULL) == ok);
+	}
 
 	/* SipHash-2-4 (crypto_shorthash), key "booking-log-fp-1", little-endian */
 	ck_assert_uint_eq(bk_id_fingerprint("abc", 3), UINT64_C(0x1baea65f90c293ce));
