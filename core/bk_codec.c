@@ -43,6 +43,40 @@ static int seterr(char *err, size_t errsz, const char *fmt, ...)
 #define ONES  UINT64_C(0x0101010101010101)
 #define HIGHS UINT64_C(0x8080808080808080)
 
+/* True when the 8 bytes at s are all in 0x01..0x7f: no high bit, and subtracting 1 from
+ * each byte borrows nowhere (a zero byte would borrow and set its high bit). */
+static bool word_ascii_nonul(const unsigned char *s)
+{
+	uint64_t w;
+	memcpy(&w, s, sizeof(w));
+	return ((w | (w - ONES)) & HIGHS) == 0;
+}
+
+/* True when s[0..n) is ASCII without NUL, found with whole words only: for n >= 8 the
+ * last word overlaps the one before; for n < 8, when 8 bytes are readable at s (room),
+ * the bytes past n are replaced by 0x01 (little-endian only). false means "not known":
+ * the caller checks byte by byte. */
+static bool ascii_nonul_fast(const unsigned char *s, size_t n, size_t room)
+{
+	if (n >= 8) {
+		for (size_t i = 0; n - i > 8; i += 8)
+			if (!word_ascii_nonul(s + i))
+				return false;
+		return word_ascii_nonul(s + n - 8);
+	}
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	if (room >= 8 && n > 0) {
+		uint64_t w, keep = ~UINT64_C(0) >> (64 - 8 * n);
+		memcpy(&w, s, sizeof(w));
+		w = (w & keep) | (ONES & ~keep);
+		return ((w | (w - ONES)) & HIGHS) == 0;
+	}
+#else
+	(void)room;
+#endif
+	return false;
+}
+
 /* Length of the valid UTF-8 prefix of s[0..n) (no overlongs, surrogates or > U+10FFFF);
  * also stops at a NUL byte. Runs of ASCII are skipped 8 bytes at a time. */
 static size_t utf8_nonul_prefix(const unsigned char *s, size_t n)
@@ -430,7 +464,9 @@ static int scan_msg(const void *buf, size_t n, int max_depth, msgpack_zone *z, s
 				goto bad;
 			}
 			if (kind == 1 && len > 0) {
-				size_t ok = utf8_nonul_prefix(p + pos, (size_t)len);
+				size_t ok = ascii_nonul_fast(p + pos, (size_t)len, rem)
+						? (size_t)len
+						: utf8_nonul_prefix(p + pos, (size_t)len);
 				if (ok != len) {
 					why = p[pos + ok] == 0 ? "NUL byte in a string"
 							       : "invalid UTF-8 in a string";
@@ -845,6 +881,23 @@ static int get_hash(bk_vctx *c, const bk_val *map, const char *key, uint8_t ret[
 	return 0;
 }
 
+/* path = prefix (n bytes, n <= 16) + decimal i + "]": what snprintf "%s%u]" writes,
+ * without its cost for every event. path has room for 32 bytes. */
+static void index_path(char path[32], const char *prefix, size_t n, uint32_t i)
+{
+	char dig[10];
+	size_t k = 0;
+	do {
+		dig[k++] = (char)('0' + i % 10);
+		i /= 10;
+	} while (i != 0);
+	memcpy(path, prefix, n);
+	while (k > 0)
+		path[n++] = dig[--k];
+	path[n++] = ']';
+	path[n] = '\0';
+}
+
 static int event_from_val(const bk_val *v, const char *path, bk_event *ret, char *err, size_t errsz)
 {
 	bk_vctx c = {err, errsz, path};
@@ -927,7 +980,7 @@ int bk_codec_record_decode(const void *buf, size_t n, msgpack_zone *z, bk_record
 	}
 	for (uint32_t i = 0; i < r.n; i++) {
 		char path[32];
-		snprintf(path, sizeof(path), "events[%u]", i);
+		index_path(path, "events[", sizeof("events[") - 1, i);
 		if (event_from_val(&evs->via.array.ptr[i], path, &r.events[i], err, errsz) < 0)
 			return -1;
 		if (strcmp(r.events[i].order_id, r.order_id) != 0)

@@ -958,6 +958,28 @@ START_TEST(test_record_errors)
 	ck_assert_str_eq(err, "events[1].order_id: differs from the record's order_id");
 	r.events[1].order_id = r.order_id;
 
+	/* the path names events past 9 and 99 */
+	bk_record rl = r;
+	rl.n = 101;
+	rl.events = msgpack_zone_malloc(zone, rl.n * sizeof(bk_event));
+	ck_assert_ptr_nonnull(rl.events);
+	for (uint32_t i = 0; i < rl.n; i++)
+		rl.events[i] = r.events[i % 3];
+	static const uint32_t bad_at[] = {10, 11, 99, 100};
+	for (size_t b = 0; b < sizeof(bad_at) / sizeof(bad_at[0]); b++) {
+		char want[80];
+		snprintf(want, sizeof(want),
+			 "events[%u].order_id: differs from the record's order_id", bad_at[b]);
+		rl.events[bad_at[b]].order_id = "ord_OTHER";
+		msgpack_sbuffer_clear(&sb);
+		ck_assert_int_eq(bk_codec_record_encode(&rl, &sb), 0);
+		ck_assert_int_eq(
+		    bk_codec_record_decode(sb.data, sb.size, zone, &d, err, sizeof(err)), -1);
+		ck_assert_str_eq(err, want);
+		rl.events[bad_at[b]].order_id = r.order_id;
+	}
+	msgpack_sbuffer_clear(&sb);
+
 	/* hand-made records with one field wrong */
 	static const struct {
 		const char *key;
@@ -1625,6 +1647,38 @@ START_TEST(test_utf8_boundaries)
 			n = str8_msg(msg, s, k + cl - 1);
 			ck_assert_int_eq(prescan_heap(msg, n, &why), -1);
 			ck_assert_str_eq(why, R_UTF8);
+		}
+	}
+	/* short strings followed by other bytes (NULs, high bytes: the check reads a whole
+	 * word and must ignore what follows the string) */
+	for (size_t len = 1; len < 8; len++) {
+		for (size_t k = 0; k <= len; k++) {
+			for (int fill = 0; fill < 3; fill++) {
+				static const unsigned char fills[] = {0x00, 0xff, 0x80};
+				unsigned char m[32];
+				size_t n = 0;
+				m[n++] = 0x92;
+				m[n++] = (unsigned char)(0xa0 | len);
+				memset(m + n, 'd', len);
+				if (k < len)
+					m[n + k] = fills[fill]; /* k == len: the string is valid */
+				n += len;
+				m[n++] = 0xc4; /* bin8 of 9 bytes */
+				m[n++] = 9;
+				memset(m + n, fills[fill], 9);
+				n += 9;
+				int rc = prescan_heap(m, n, &why);
+				if (k == len) {
+					ck_assert_msg(rc == 0, "len %zu fill %d: %s", len, fill,
+						      why);
+					ck_assert_int_eq(
+					    bk_codec_unpack(m, n, zone, &v, err, sizeof(err)), 0);
+					check_unpack_ref((const char *)m, n, 0, &v, err);
+				} else {
+					ck_assert_int_eq(rc, -1);
+					ck_assert_str_eq(why, fill == 0 ? R_NUL : R_UTF8);
+				}
+			}
 		}
 	}
 	/* surrogates and overlongs right after 8 and 16 ASCII bytes */
