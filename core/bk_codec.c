@@ -12,6 +12,7 @@
 
 #include "bk_codec.h"
 #include "bk_ids.h"
+#include "bk_internal.h"
 #include "bk_time.h"
 
 /* Records, results and rules carry payloads one or two levels below a command's, so
@@ -177,9 +178,9 @@ static uint64_t key_sig(const msgpack_object *k)
 	       (uint64_t)s[n - 1] << 48;
 }
 
-/* Maps up to this size are checked for duplicate keys pairwise by signature; larger
- * ones by sorting. */
-#define DUPCHECK_PAIRWISE 32
+/* Maps up to this size are checked for duplicate keys by signature; larger ones by
+ * sorting. */
+#define DUPCHECK_SIG 32
 
 /* Sets *ret_dup when a map (all keys strings, as the scan ensured) repeats a key.
  * Returns -1 only on out-of-memory. */
@@ -190,14 +191,21 @@ static int map_has_dup(const msgpack_object *m, msgpack_zone *z, bool *ret_dup)
 	*ret_dup = false;
 	if (n < 2)
 		return 0;
-	if (n <= DUPCHECK_PAIRWISE) {
-		uint64_t sig[DUPCHECK_PAIRWISE];
-		for (uint32_t i = 0; i < n; i++)
+	if (n <= DUPCHECK_SIG) {
+		/* each signature marks one of 256 bits; only a key whose bit is taken
+		 * already is compared with the keys before it */
+		uint64_t sig[DUPCHECK_SIG], bits[4] = {0, 0, 0, 0};
+		for (uint32_t i = 0; i < n; i++) {
 			sig[i] = key_sig(&kv[i].key);
-		for (uint32_t i = 0; i < n; i++)
-			for (uint32_t j = i + 1; j < n; j++)
-				if (sig[i] == sig[j] && key_eq(&kv[i].key, &kv[j].key))
-					*ret_dup = true;
+			unsigned h = (unsigned)((sig[i] * UINT64_C(0x9E3779B97F4A7C15)) >> 56);
+			uint64_t bit = UINT64_C(1) << (h & 63);
+			if (bits[h >> 6] & bit) {
+				for (uint32_t j = 0; j < i; j++)
+					if (sig[j] == sig[i] && key_eq(&kv[i].key, &kv[j].key))
+						*ret_dup = true;
+			}
+			bits[h >> 6] |= bit;
+		}
 		return 0;
 	}
 	const msgpack_object_kv **v = msgpack_zone_malloc(z, (size_t)n * sizeof(*v));
@@ -578,19 +586,18 @@ int bk_codec_unpack(const void *buf, size_t n, msgpack_zone *z, bk_val *ret, cha
 
 /* An id field: a string that bk_id_valid accepts (so it fits BK_ID_MAX). The value is
  * NUL-terminated (every decoded or built string is). */
-static int get_id(bk_vctx *c, const bk_val *map, const char *key, bool req, const char **ret)
+static int take_id(bk_vctx *c, const bk_val *v, const char *key, bool req, const char **ret)
 {
 	const char *s;
 	size_t n;
-	/* an id is ASCII without NUL, so bk_get_str would accept it: only a value that is
-	 * not an id goes through bk_get_str, for its messages */
-	const bk_val *v = bk_map_get(map, key);
+	/* an id is ASCII without NUL, so bk_take_str would accept it: only a value that is
+	 * not an id goes through bk_take_str, for its messages */
 	if (v != NULL && v->type == MSGPACK_OBJECT_STR &&
 	    bk_id_valid(v->via.str.ptr, v->via.str.size, NULL)) {
 		*ret = v->via.str.ptr;
 		return 0;
 	}
-	if (bk_get_str(c, map, key, req, &s, &n) < 0)
+	if (bk_take_str(c, v, key, req, &s, &n) < 0)
 		return -1;
 	if (s != NULL && !bk_id_valid(s, n, NULL)) {
 		const char *p = c->path;
@@ -602,12 +609,17 @@ static int get_id(bk_vctx *c, const bk_val *map, const char *key, bool req, cons
 	return 0;
 }
 
-/* Like bk_get_str, the text NUL-terminated; NULL when absent or nil. */
-static int get_text(bk_vctx *c, const bk_val *map, const char *key, bool req, const char **ret)
+static int get_id(bk_vctx *c, const bk_val *map, const char *key, bool req, const char **ret)
+{
+	return take_id(c, bk_map_get(map, key), key, req, ret);
+}
+
+/* Like bk_take_str, the text NUL-terminated; NULL when absent or nil. */
+static int take_text(bk_vctx *c, const bk_val *v, const char *key, bool req, const char **ret)
 {
 	const char *s;
 	size_t n;
-	if (bk_get_str(c, map, key, req, &s, &n) < 0)
+	if (bk_take_str(c, v, key, req, &s, &n) < 0)
 		return -1;
 	*ret = s;
 	return 0;
@@ -628,6 +640,14 @@ static bk_val empty_map(void)
  * bk_json_to_val and the bk_val builders is: the command points at them (no copy).
  * Optional fields: absent and nil are the same. *ret is written only on success.
  */
+/* The fields of a command, in the order the encoder writes them. */
+enum { C_ID, C_TYPE, C_ORDER_ID, C_ACTOR, C_EXPECTED_VERSION, C_AT, C_PAYLOAD, C__COUNT };
+static const bk_key cmd_keys[C__COUNT] = {
+    BK_KEY("id"), BK_KEY("type"),   BK_KEY("order_id"), BK_KEY("actor"), BK_KEY("expected_version"),
+    BK_KEY("at"), BK_KEY("payload")};
+enum { A_USER_ID, A_ROLE, A__COUNT };
+static const bk_key actor_keys[A__COUNT] = {BK_KEY("user_id"), BK_KEY("role")};
+
 int bk_codec_command_from_val(const bk_val *v, bool allow_internal, bk_command *ret, char *err,
 			      size_t errsz)
 {
@@ -635,13 +655,15 @@ int bk_codec_command_from_val(const bk_val *v, bool allow_internal, bk_command *
 	bk_command cmd;
 	const char *s;
 	size_t n;
+	const bk_val *f[C__COUNT], *fa[A__COUNT];
 
 	memset(&cmd, 0, sizeof(cmd));
 	if (v == NULL || v->type != MSGPACK_OBJECT_MAP)
 		return seterr(err, errsz, "command: expected a map");
-	if (get_id(&c, v, "id", true, &cmd.id) < 0)
+	bk_map_lookup(v, cmd_keys, C__COUNT, f);
+	if (take_id(&c, f[C_ID], "id", true, &cmd.id) < 0)
 		return -1;
-	if (bk_get_str(&c, v, "type", true, &s, &n) < 0)
+	if (bk_take_str(&c, f[C_TYPE], "type", true, &s, &n) < 0)
 		return -1;
 	int t = bk_cmd_from(s, n);
 	if (t < 0)
@@ -652,47 +674,49 @@ int bk_codec_command_from_val(const bk_val *v, bool allow_internal, bk_command *
 			      "type: %s is internal to the processor, not accepted here",
 			      bk_cmd_name((bk_cmd_type)t));
 	cmd.type = (uint8_t)t;
-	if (get_id(&c, v, "order_id", true, &cmd.order_id) < 0)
+	if (take_id(&c, f[C_ORDER_ID], "order_id", true, &cmd.order_id) < 0)
 		return -1;
 
 	const bk_val *actor;
-	if (bk_get_map(&c, v, "actor", true, &actor) < 0)
+	if (bk_take_map(&c, f[C_ACTOR], "actor", true, &actor) < 0)
 		return -1;
 	c.path = "actor";
-	if (bk_get_str(&c, actor, "role", true, &s, &n) < 0)
+	bk_map_lookup(actor, actor_keys, A__COUNT, fa);
+	if (bk_take_str(&c, fa[A_ROLE], "role", true, &s, &n) < 0)
 		return -1;
 	int role = bk_role_from(s, n);
 	if (role < 0)
 		return seterr(err, errsz,
 			      "actor.role: expected one of buyer, provider, support, system");
 	cmd.actor_role = (uint8_t)role;
-	if (get_id(&c, actor, "user_id", role != BK_ROLE_SYSTEM, &cmd.actor_user_id) < 0)
+	if (take_id(&c, fa[A_USER_ID], "user_id", role != BK_ROLE_SYSTEM, &cmd.actor_user_id) < 0)
 		return -1;
 	c.path = "";
 
 	bool present;
-	if (bk_get_int(&c, v, "expected_version", false, &cmd.expected_version, &present) < 0)
+	if (bk_take_int(&c, f[C_EXPECTED_VERSION], "expected_version", false, &cmd.expected_version,
+			&present) < 0)
 		return -1;
 	if (present && cmd.expected_version < 0)
 		return seterr(err, errsz, "expected_version: expected a non-negative integer");
 	cmd.has_expected_version = present;
 
-	const bk_val *at = bk_map_get(v, "at");
+	const bk_val *at = f[C_AT];
 	if (at != NULL && (at->type == MSGPACK_OBJECT_POSITIVE_INTEGER ||
 			   at->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)) {
-		if (bk_get_int(&c, v, "at", true, &cmd.at, NULL) < 0)
+		if (bk_take_int(&c, at, "at", true, &cmd.at, NULL) < 0)
 			return -1;
 	} else if (at != NULL && at->type != MSGPACK_OBJECT_STR) {
 		return seterr(err, errsz,
 			      "at: expected an RFC 3339 timestamp (or integer microseconds)");
-	} else if (bk_get_ts(&c, v, "at", true, &cmd.at) < 0) {
+	} else if (bk_take_ts(&c, at, "at", true, &cmd.at) < 0) {
 		return -1;
 	}
 	if (cmd.at < TS_TEXT_MIN || cmd.at > TS_TEXT_MAX)
 		return seterr(err, errsz, "at: timestamp out of range (years 0000-9999)");
 
 	const bk_val *payload;
-	if (bk_get_map(&c, v, "payload", false, &payload) < 0)
+	if (bk_take_map(&c, f[C_PAYLOAD], "payload", false, &payload) < 0)
 		return -1;
 	cmd.payload = payload ? *payload : empty_map();
 	*ret = cmd;
@@ -871,9 +895,9 @@ int bk_codec_record_encode(const bk_record *r, msgpack_sbuffer *sb)
 	return enc_end(sb, start, rc);
 }
 
-static int get_hash(bk_vctx *c, const bk_val *map, const char *key, uint8_t ret[BK_HASH_LEN])
+/* v as bk_map_lookup gives it. */
+static int take_hash(bk_vctx *c, const bk_val *v, const char *key, uint8_t ret[BK_HASH_LEN])
 {
-	const bk_val *v = bk_map_get(map, key);
 	if (v == NULL || v->type != MSGPACK_OBJECT_BIN || v->via.bin.size != BK_HASH_LEN)
 		return seterr(c->err, c->errsz, "%s.%s: expected binary of %d bytes", c->path, key,
 			      BK_HASH_LEN);
@@ -898,6 +922,27 @@ static void index_path(char path[32], const char *prefix, size_t n, uint32_t i)
 	path[n] = '\0';
 }
 
+/* The fields of an event in a record, in the order the encoder writes them. */
+enum {
+	E_EVENT_ID,
+	E_ORDER_ID,
+	E_SEQ,
+	E_KIND,
+	E_SUBTYPE,
+	E_ACTOR_USER_ID,
+	E_COMMAND_ID,
+	E_CREATED_AT,
+	E_SCHEMA,
+	E_PAYLOAD,
+	E_PREV_HASH,
+	E_HASH,
+	E__COUNT
+};
+static const bk_key event_keys[E__COUNT] = {
+    BK_KEY("event_id"), BK_KEY("order_id"),	 BK_KEY("seq"),	       BK_KEY("kind"),
+    BK_KEY("subtype"),	BK_KEY("actor_user_id"), BK_KEY("command_id"), BK_KEY("created_at"),
+    BK_KEY("schema"),	BK_KEY("payload"),	 BK_KEY("prev_hash"),  BK_KEY("hash")};
+
 static int event_from_val(const bk_val *v, const char *path, bk_event *ret, char *err, size_t errsz)
 {
 	bk_vctx c = {err, errsz, path};
@@ -906,46 +951,49 @@ static int event_from_val(const bk_val *v, const char *path, bk_event *ret, char
 	size_t n;
 	bool present;
 	int64_t x = 0;
+	const bk_val *f[E__COUNT];
 
 	memset(&e, 0, sizeof(e));
 	if (v->type != MSGPACK_OBJECT_MAP)
 		return seterr(err, errsz, "%s: expected a map", path);
-	if (get_id(&c, v, "event_id", true, &e.event_id) < 0 ||
-	    get_id(&c, v, "order_id", true, &e.order_id) < 0 ||
-	    bk_get_int(&c, v, "seq", true, &e.seq, NULL) < 0)
+	bk_map_lookup(v, event_keys, E__COUNT, f);
+	if (take_id(&c, f[E_EVENT_ID], "event_id", true, &e.event_id) < 0 ||
+	    take_id(&c, f[E_ORDER_ID], "order_id", true, &e.order_id) < 0 ||
+	    bk_take_int(&c, f[E_SEQ], "seq", true, &e.seq, NULL) < 0)
 		return -1;
 	if (e.seq < 1)
 		return seterr(err, errsz, "%s.seq: expected a positive integer", path);
-	if (bk_get_str(&c, v, "kind", true, &s, &n) < 0)
+	if (bk_take_str(&c, f[E_KIND], "kind", true, &s, &n) < 0)
 		return -1;
 	bool kind_ok = false;
 	for (int k = 0; k < BK_EK__COUNT; k++) {
 		const char *kn = bk_ev_kind_name((bk_ev_kind)k);
-		if (strlen(kn) == n && memcmp(kn, s, n) == 0)
+		if (kn[0] == s[0] && strlen(kn) == n && memcmp(kn, s, n) == 0)
 			kind_ok = true;
 	}
 	if (!kind_ok)
 		return seterr(err, errsz,
 			      "%s.kind: expected one of system, card, payment, calendar, note",
 			      path);
-	if (bk_get_str(&c, v, "subtype", true, &s, &n) < 0)
+	if (bk_take_str(&c, f[E_SUBTYPE], "subtype", true, &s, &n) < 0)
 		return -1;
 	if (bk_event_subtype_parse(s, n, &e.type, &e.sub, &e.card_type) < 0)
 		return seterr(err, errsz, "%s.subtype: unknown subtype \"%.*s\"", path,
 			      n > 64 ? 64 : (int)n, s);
-	if (get_id(&c, v, "actor_user_id", false, &e.actor_user_id) < 0 ||
-	    get_id(&c, v, "command_id", false, &e.command_id) < 0 ||
-	    bk_get_int(&c, v, "created_at", true, &e.created_at, NULL) < 0 ||
-	    bk_get_int(&c, v, "schema", true, &x, &present) < 0)
+	if (take_id(&c, f[E_ACTOR_USER_ID], "actor_user_id", false, &e.actor_user_id) < 0 ||
+	    take_id(&c, f[E_COMMAND_ID], "command_id", false, &e.command_id) < 0 ||
+	    bk_take_int(&c, f[E_CREATED_AT], "created_at", true, &e.created_at, NULL) < 0 ||
+	    bk_take_int(&c, f[E_SCHEMA], "schema", true, &x, &present) < 0)
 		return -1;
 	if (x < 1 || x > UINT32_MAX)
 		return seterr(err, errsz, "%s.schema: expected a positive integer", path);
 	e.schema = (uint32_t)x;
 	const bk_val *payload;
-	if (bk_get_map(&c, v, "payload", false, &payload) < 0)
+	if (bk_take_map(&c, f[E_PAYLOAD], "payload", false, &payload) < 0)
 		return -1;
 	e.payload = payload ? *payload : empty_map();
-	if (get_hash(&c, v, "prev_hash", e.prev_hash) < 0 || get_hash(&c, v, "hash", e.hash) < 0)
+	if (take_hash(&c, f[E_PREV_HASH], "prev_hash", e.prev_hash) < 0 ||
+	    take_hash(&c, f[E_HASH], "hash", e.hash) < 0)
 		return -1;
 	*ret = e;
 	return 0;
@@ -957,20 +1005,24 @@ int bk_codec_record_decode(const void *buf, size_t n, msgpack_zone *z, bk_record
 	bk_val v = {.type = MSGPACK_OBJECT_NIL};
 	if (unpack_lim(buf, n, RECORD_MAX_DEPTH, z, &v, err, errsz) < 0)
 		return -1;
+	static const bk_key keys[] = {BK_KEY("v"), BK_KEY("order_id"), BK_KEY("command_id"),
+				      BK_KEY("events")};
+	const bk_val *f[4];
 	bk_vctx c = {err, errsz, ""};
 	bk_record r;
 	int64_t ver;
 	memset(&r, 0, sizeof(r));
 	if (v.type != MSGPACK_OBJECT_MAP)
 		return seterr(err, errsz, "record: expected a map");
-	if (bk_get_int(&c, &v, "v", true, &ver, NULL) < 0)
+	bk_map_lookup(&v, keys, 4, f);
+	if (bk_take_int(&c, f[0], "v", true, &ver, NULL) < 0)
 		return -1;
 	if (ver != 1)
 		return seterr(err, errsz, "v: unsupported record version %lld", (long long)ver);
 	const bk_val *evs;
-	if (get_id(&c, &v, "order_id", true, &r.order_id) < 0 ||
-	    get_id(&c, &v, "command_id", false, &r.command_id) < 0 ||
-	    bk_get_arr(&c, &v, "events", true, &evs) < 0)
+	if (take_id(&c, f[1], "order_id", true, &r.order_id) < 0 ||
+	    take_id(&c, f[2], "command_id", false, &r.command_id) < 0 ||
+	    bk_take_arr(&c, f[3], "events", true, &evs) < 0)
 		return -1;
 	r.n = evs->via.array.size;
 	if (r.n > 0) {
@@ -1019,6 +1071,10 @@ int bk_codec_result_decode(const void *buf, size_t n, msgpack_zone *z, bk_result
 	bk_val v = {.type = MSGPACK_OBJECT_NIL};
 	if (unpack_lim(buf, n, RECORD_MAX_DEPTH, z, &v, err, errsz) < 0)
 		return -1;
+	static const bk_key keys[] = {BK_KEY("command_id"), BK_KEY("order_id"), BK_KEY("status"),
+				      BK_KEY("code"),	    BK_KEY("message"),	BK_KEY("version"),
+				      BK_KEY("event_ids")};
+	const bk_val *f[7];
 	bk_vctx c = {err, errsz, ""};
 	bk_result r;
 	const char *s;
@@ -1026,10 +1082,11 @@ int bk_codec_result_decode(const void *buf, size_t n, msgpack_zone *z, bk_result
 	memset(&r, 0, sizeof(r));
 	if (v.type != MSGPACK_OBJECT_MAP)
 		return seterr(err, errsz, "result: expected a map");
-	if (get_id(&c, &v, "command_id", true, &r.command_id) < 0 ||
-	    get_id(&c, &v, "order_id", false, &r.order_id) < 0)
+	bk_map_lookup(&v, keys, 7, f);
+	if (take_id(&c, f[0], "command_id", true, &r.command_id) < 0 ||
+	    take_id(&c, f[1], "order_id", false, &r.order_id) < 0)
 		return -1;
-	if (bk_get_str(&c, &v, "status", true, &s, &sn) < 0)
+	if (bk_take_str(&c, f[2], "status", true, &s, &sn) < 0)
 		return -1;
 	int st = -1;
 	for (int i = BK_ACCEPTED; i <= BK_DUPLICATE; i++) {
@@ -1040,18 +1097,18 @@ int bk_codec_result_decode(const void *buf, size_t n, msgpack_zone *z, bk_result
 	if (st < 0)
 		return seterr(err, errsz, "status: expected one of accepted, rejected, duplicate");
 	r.status = (bk_outcome)st;
-	if (bk_get_str(&c, &v, "code", true, &s, &sn) < 0)
+	if (bk_take_str(&c, f[3], "code", true, &s, &sn) < 0)
 		return -1;
 	r.code = bk_err_from_name(s); /* decoded strings are NUL-terminated */
 	if (r.code == BK_E__COUNT)
 		return seterr(err, errsz, "code: unknown code \"%.*s\"", sn > 64 ? 64 : (int)sn, s);
-	if (get_text(&c, &v, "message", false, &r.message) < 0 ||
-	    bk_get_int(&c, &v, "version", true, &r.version, NULL) < 0)
+	if (take_text(&c, f[4], "message", false, &r.message) < 0 ||
+	    bk_take_int(&c, f[5], "version", true, &r.version, NULL) < 0)
 		return -1;
 	if (r.message == NULL)
 		r.message = "";
 	const bk_val *ids;
-	if (bk_get_arr(&c, &v, "event_ids", false, &ids) < 0)
+	if (bk_take_arr(&c, f[6], "event_ids", false, &ids) < 0)
 		return -1;
 	if (ids != NULL && ids->via.array.size > 0) {
 		r.n_event_ids = ids->via.array.size;

@@ -1,6 +1,7 @@
 /*
- * bk_internal.h - helpers shared by the decider and evolve (not exported from core):
- * line items read from and written to payloads, in one format for both sides.
+ * bk_internal.h - helpers shared inside core (not exported from it): line items read
+ * from and written to payloads, in one format for the decider and evolve; field lookups
+ * for the decoders.
  */
 #ifndef BK_INTERNAL_H
 #define BK_INTERNAL_H
@@ -36,5 +37,34 @@ void bk_items_reset(bk_items *it);
 /* The money totals of a payload: {subtotal_cents, platform_fee_cents, tax_cents, tip_cents,
  * total_cents}. */
 bool bk_totals_build(msgpack_zone *z, const bk_money *m, bk_val *ret);
+
+/* --- field lookups for the decoders (bk_val.c) --- */
+
+/* A map key known at compile time: BK_KEY("order_id"). */
+typedef struct bk_key {
+	const char *s;
+	uint32_t n;
+} bk_key;
+#define BK_KEY(lit)                                                                                \
+	{                                                                                          \
+		lit, (uint32_t)(sizeof(lit) - 1)                                                   \
+	}
+
+/*
+ * Looks up n (at most 64) keys in one pass over map: ret[j] is what bk_map_get(map,
+ * keys[j].s) returns (NULL when absent or nil, or when map is not a map; the first of
+ * repeated keys). Cheapest when the map's keys come in the order of keys.
+ */
+void bk_map_lookup(const bk_val *map, const bk_key *keys, size_t n, const bk_val **ret);
+
+/* bk_get_str, _int, _ts, _map, _arr on a value already looked up (v as bk_map_get or
+ * bk_map_lookup gives it, NULL when absent); key names the field in messages. */
+int bk_take_str(bk_vctx *c, const bk_val *v, const char *key, bool req, const char **ret_s,
+		size_t *ret_n);
+int bk_take_int(bk_vctx *c, const bk_val *v, const char *key, bool req, int64_t *ret,
+		bool *ret_present);
+int bk_take_ts(bk_vctx *c, const bk_val *v, const char *key, bool req, int64_t *ret_us);
+int bk_take_map(bk_vctx *c, const bk_val *v, const char *key, bool req, const bk_val **ret);
+int bk_take_arr(bk_vctx *c, const bk_val *v, const char *key, bool req, const bk_val **ret);
 
 #endif

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "bk_err.h"
+#include "bk_internal.h"
 #include "bk_time.h"
 #include "bk_val.h"
 
@@ -295,6 +296,68 @@ const bk_val *bk_map_get(const bk_val *map, const char *key)
 	return (v == NULL || v->type == MSGPACK_OBJECT_NIL) ? NULL : v;
 }
 
+/* a[0..n) == b[0..n), inline for the short keys of the wire formats: up to 16 bytes as
+ * two overlapping words. */
+static bool bytes_eq(const char *a, const char *b, size_t n)
+{
+	if (n >= 8 && n <= 16) {
+		uint64_t x, y, u, v;
+		memcpy(&x, a, 8);
+		memcpy(&y, b, 8);
+		memcpy(&u, a + n - 8, 8);
+		memcpy(&v, b + n - 8, 8);
+		return ((x ^ y) | (u ^ v)) == 0;
+	}
+	if (n >= 4 && n < 8) {
+		uint32_t x, y, u, v;
+		memcpy(&x, a, 4);
+		memcpy(&y, b, 4);
+		memcpy(&u, a + n - 4, 4);
+		memcpy(&v, b + n - 4, 4);
+		return ((x ^ y) | (u ^ v)) == 0;
+	}
+	if (n < 4) {
+		for (size_t i = 0; i < n; i++)
+			if (a[i] != b[i])
+				return false;
+		return true;
+	}
+	return memcmp(a, b, n) == 0;
+}
+
+static bool key_is(const msgpack_object *k, const bk_key *key)
+{
+	return k->via.str.size == key->n && bytes_eq(k->via.str.ptr, key->s, key->n);
+}
+
+void bk_map_lookup(const bk_val *map, const bk_key *keys, size_t n, const bk_val **ret)
+{
+	uint64_t found = 0;
+	for (size_t j = 0; j < n; j++)
+		ret[j] = NULL;
+	if (map == NULL || map->type != MSGPACK_OBJECT_MAP || n == 0 || n > 64)
+		return;
+	size_t hint = 0; /* where the next key most likely is: after the last one found */
+	for (uint32_t i = 0; i < map->via.map.size; i++) {
+		const msgpack_object *k = &map->via.map.ptr[i].key;
+		if (k->type != MSGPACK_OBJECT_STR)
+			continue;
+		size_t j = hint;
+		if (!key_is(k, &keys[j])) {
+			for (j = 0; j < n && !key_is(k, &keys[j]); j++)
+				;
+			if (j == n)
+				continue; /* a key not asked for */
+		}
+		if ((found & (UINT64_C(1) << j)) == 0) { /* the first of repeated keys */
+			const bk_val *v = &map->via.map.ptr[i].val;
+			found |= UINT64_C(1) << j;
+			ret[j] = v->type == MSGPACK_OBJECT_NIL ? NULL : v;
+		}
+		hint = j + 1 == n ? 0 : j + 1;
+	}
+}
+
 bool bk_val_streq(const bk_val *v, const char *s)
 {
 	if (v == NULL || v->type != MSGPACK_OBJECT_STR)
@@ -327,13 +390,14 @@ static int fail(bk_vctx *c, const char *key, const char *fmt, ...)
 }
 
 /*
- * The field's value; *ret NULL when absent or nil. Returns -1 (message written) when
- * required and missing.
+ * The field's value, given as found (NULL when absent); *ret NULL when absent or nil.
+ * Returns -1 (message written) when required and missing.
  */
-static int field(bk_vctx *c, const bk_val *map, const char *key, bool req, const char *what,
+static int field(bk_vctx *c, const bk_val *v, const char *key, bool req, const char *what,
 		 const bk_val **ret)
 {
-	const bk_val *v = bk_map_get(map, key);
+	if (v != NULL && v->type == MSGPACK_OBJECT_NIL)
+		v = NULL;
 	if (v == NULL && req)
 		return fail(c, key, "is required (%s)", what);
 	*ret = v;
@@ -401,11 +465,11 @@ static size_t utf8_valid_prefix(const unsigned char *s, size_t n)
 	return n;
 }
 
-int bk_get_str(bk_vctx *c, const bk_val *map, const char *key, bool req, const char **ret_s,
-	       size_t *ret_n)
+int bk_take_str(bk_vctx *c, const bk_val *fv, const char *key, bool req, const char **ret_s,
+		size_t *ret_n)
 {
 	const bk_val *v = NULL;
-	if (field(c, map, key, req, "a string", &v) < 0)
+	if (field(c, fv, key, req, "a string", &v) < 0)
 		return -1;
 	if (v == NULL) {
 		*ret_s = NULL;
@@ -427,11 +491,17 @@ int bk_get_str(bk_vctx *c, const bk_val *map, const char *key, bool req, const c
 	return 0;
 }
 
-int bk_get_int(bk_vctx *c, const bk_val *map, const char *key, bool req, int64_t *ret,
-	       bool *ret_present)
+int bk_get_str(bk_vctx *c, const bk_val *map, const char *key, bool req, const char **ret_s,
+	       size_t *ret_n)
+{
+	return bk_take_str(c, bk_map_get(map, key), key, req, ret_s, ret_n);
+}
+
+int bk_take_int(bk_vctx *c, const bk_val *fv, const char *key, bool req, int64_t *ret,
+		bool *ret_present)
 {
 	const bk_val *v = NULL;
-	if (field(c, map, key, req, "an integer", &v) < 0)
+	if (field(c, fv, key, req, "an integer", &v) < 0)
 		return -1;
 	if (v == NULL) {
 		if (ret_present)
@@ -454,11 +524,17 @@ int bk_get_int(bk_vctx *c, const bk_val *map, const char *key, bool req, int64_t
 	return 0;
 }
 
+int bk_get_int(bk_vctx *c, const bk_val *map, const char *key, bool req, int64_t *ret,
+	       bool *ret_present)
+{
+	return bk_take_int(c, bk_map_get(map, key), key, req, ret, ret_present);
+}
+
 int bk_get_num(bk_vctx *c, const bk_val *map, const char *key, bool req, double *ret,
 	       bool *ret_present)
 {
 	const bk_val *v = NULL;
-	if (field(c, map, key, req, "a number", &v) < 0)
+	if (field(c, bk_map_get(map, key), key, req, "a number", &v) < 0)
 		return -1;
 	if (v == NULL) {
 		if (ret_present)
@@ -492,7 +568,7 @@ int bk_get_bool(bk_vctx *c, const bk_val *map, const char *key, bool req, bool *
 		bool *ret_present)
 {
 	const bk_val *v = NULL;
-	if (field(c, map, key, req, "a boolean", &v) < 0)
+	if (field(c, bk_map_get(map, key), key, req, "a boolean", &v) < 0)
 		return -1;
 	if (v == NULL) {
 		if (ret_present)
@@ -507,10 +583,10 @@ int bk_get_bool(bk_vctx *c, const bk_val *map, const char *key, bool req, bool *
 	return 0;
 }
 
-int bk_get_ts(bk_vctx *c, const bk_val *map, const char *key, bool req, int64_t *ret_us)
+int bk_take_ts(bk_vctx *c, const bk_val *fv, const char *key, bool req, int64_t *ret_us)
 {
 	const bk_val *v = NULL;
-	if (field(c, map, key, req, "an RFC 3339 timestamp", &v) < 0)
+	if (field(c, fv, key, req, "an RFC 3339 timestamp", &v) < 0)
 		return -1;
 	if (v == NULL) {
 		*ret_us = BK_TS_NONE;
@@ -528,10 +604,15 @@ int bk_get_ts(bk_vctx *c, const bk_val *map, const char *key, bool req, int64_t 
 	return 0;
 }
 
-int bk_get_map(bk_vctx *c, const bk_val *map, const char *key, bool req, const bk_val **ret)
+int bk_get_ts(bk_vctx *c, const bk_val *map, const char *key, bool req, int64_t *ret_us)
+{
+	return bk_take_ts(c, bk_map_get(map, key), key, req, ret_us);
+}
+
+int bk_take_map(bk_vctx *c, const bk_val *fv, const char *key, bool req, const bk_val **ret)
 {
 	const bk_val *v = NULL;
-	if (field(c, map, key, req, "a map", &v) < 0)
+	if (field(c, fv, key, req, "a map", &v) < 0)
 		return -1;
 	if (v != NULL && v->type != MSGPACK_OBJECT_MAP)
 		return fail(c, key, "expected a map");
@@ -539,15 +620,25 @@ int bk_get_map(bk_vctx *c, const bk_val *map, const char *key, bool req, const b
 	return 0;
 }
 
-int bk_get_arr(bk_vctx *c, const bk_val *map, const char *key, bool req, const bk_val **ret)
+int bk_get_map(bk_vctx *c, const bk_val *map, const char *key, bool req, const bk_val **ret)
+{
+	return bk_take_map(c, bk_map_get(map, key), key, req, ret);
+}
+
+int bk_take_arr(bk_vctx *c, const bk_val *fv, const char *key, bool req, const bk_val **ret)
 {
 	const bk_val *v = NULL;
-	if (field(c, map, key, req, "an array", &v) < 0)
+	if (field(c, fv, key, req, "an array", &v) < 0)
 		return -1;
 	if (v != NULL && v->type != MSGPACK_OBJECT_ARRAY)
 		return fail(c, key, "expected an array");
 	*ret = v;
 	return 0;
+}
+
+int bk_get_arr(bk_vctx *c, const bk_val *map, const char *key, bool req, const bk_val **ret)
+{
+	return bk_take_arr(c, bk_map_get(map, key), key, req, ret);
 }
 
 int bk_strlcpyn(char *dst, size_t dstsz, const char *s, size_t n)

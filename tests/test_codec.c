@@ -14,6 +14,7 @@
 
 #include "bk_codec.h"
 #include "bk_ids.h"
+#include "bk_internal.h"
 #include "bk_time.h"
 
 #define ERRSZ 256
@@ -456,6 +457,50 @@ START_TEST(test_val_ranges_and_strings)
 	bk_val em = bk_mapb_done(&e);
 	ck_assert_int_eq(em.type, MSGPACK_OBJECT_MAP);
 	ck_assert_int_eq(em.via.map.size, 0);
+}
+END_TEST
+
+/* bk_map_lookup gives what bk_map_get gives for every key: keys in any order, unknown
+ * keys, repeated keys (the first counts, nil or not), nil values, non-string keys. */
+START_TEST(test_map_lookup)
+{
+	static const bk_key keys[] = {BK_KEY("a"),   BK_KEY("bb"), BK_KEY("ab"),    BK_KEY(""),
+				      BK_KEY("nil"), BK_KEY("cc"), BK_KEY("absent")};
+	enum { NK = sizeof(keys) / sizeof(keys[0]) };
+	static const char *const orders[][9] = {
+	    {"a", "bb", "ab", "", "nil", "cc", NULL},
+	    {"cc", "nil", "", "ab", "bb", "a", NULL},
+	    {"x", "ab", "zz", "a", "a", "bb", "nil", "nil", NULL},
+	    {"nil", "bb", "ba", "cc", "cc", "", "", NULL},
+	    {NULL},
+	};
+	for (size_t o = 0; o < sizeof(orders) / sizeof(orders[0]); o++) {
+		bk_mapb b;
+		ck_assert(bk_mapb_init(&b, zone, 10));
+		int i = 0;
+		for (; orders[o][i] != NULL; i++) {
+			const char *k = orders[o][i];
+			/* "nil" is nil the first time in map 2, then an int; in others nil */
+			if (strcmp(k, "nil") == 0 && !(o == 2 && i == 7))
+				ck_assert(bk_mapb_nil(&b, k));
+			else
+				ck_assert(bk_mapb_int(&b, k, 100 * (int)o + i));
+		}
+		/* an integer key, which lookups skip */
+		ck_assert(bk_mapb_int(&b, "a", -1));
+		bk_val m = bk_mapb_done(&b);
+		m.via.map.ptr[m.via.map.size - 1].key = bk_val_int(7);
+		const bk_val *got[NK];
+		bk_map_lookup(&m, keys, NK, got);
+		for (size_t k = 0; k < NK; k++)
+			ck_assert_msg(got[k] == bk_map_get(&m, keys[k].s), "map %zu key \"%s\"", o,
+				      keys[k].s);
+	}
+	const bk_val *got[NK];
+	bk_val notmap = bk_val_int(1);
+	bk_map_lookup(&notmap, keys, NK, got);
+	for (size_t k = 0; k < NK; k++)
+		ck_assert_ptr_null(got[k]);
 }
 END_TEST
 
@@ -1968,6 +2013,7 @@ static Suite *codec_suite(void)
 	tcase_add_test(tc, test_val_getters);
 	tcase_add_test(tc, test_val_ranges_and_strings);
 	tcase_add_test(tc, test_val_to_json);
+	tcase_add_test(tc, test_map_lookup);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("command");
