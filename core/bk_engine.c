@@ -13,6 +13,8 @@ struct bk_engine {
 	uint32_t n, cap;
 	bk_ruleset *own_rules;
 	bk_ruleset *rules; /* own_rules or a shared set */
+	/* decide's scratch when the caller gives none: reused, not allocated per command */
+	msgpack_sbuffer scratch;
 };
 
 static uint64_t hash_str(const char *s)
@@ -29,6 +31,7 @@ bk_engine *bk_engine_new(void)
 	if (!e)
 		return NULL;
 	e->cap = 1024;
+	msgpack_sbuffer_init(&e->scratch);
 	e->slots = calloc(e->cap, sizeof(*e->slots));
 	e->rules = e->own_rules = bk_ruleset_new();
 	if (!e->slots || !e->rules) {
@@ -47,6 +50,7 @@ void bk_engine_free(bk_engine *e)
 			bk_order_free(e->slots[i]);
 	free(e->slots);
 	bk_ruleset_free(e->own_rules);
+	msgpack_sbuffer_destroy(&e->scratch);
 	free(e);
 }
 
@@ -162,6 +166,8 @@ int bk_engine_handle(bk_engine *e, const bk_command *c, const bk_decide_ctx *ctx
 {
 	bk_decide_ctx dc = *ctx;
 	dc.rules = e->rules;
+	if (dc.scratch == NULL)
+		dc.scratch = &e->scratch;
 	const bk_order *o = c->type == BK_CMD_AUTOACCEPT_SET || c->type == BK_CMD_AUTOACCEPT_DELETE
 				? NULL
 				: bk_engine_order(e, c->order_id);

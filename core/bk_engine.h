@@ -30,7 +30,9 @@ void bk_engine_drop(bk_engine *e, const char *order_id);
 
 /*
  * Decide a command and apply what it produced (events into the order, rules into the
- * ruleset). ctx->rules is replaced by the engine's ruleset. Returns 0 with *ret filled,
+ * ruleset). ctx->rules is replaced by the engine's ruleset; without ctx->scratch, decide
+ * uses one kept by the engine (so one engine is handled by one thread at a time, as its
+ * orders require anyway). Returns 0 with *ret filled,
  * -1 on OOM or an internal error (message in ret->message). Events live in z.
  */
 int bk_engine_handle(bk_engine *e, const bk_command *c, const bk_decide_ctx *ctx, msgpack_zone *z,
