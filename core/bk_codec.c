@@ -250,16 +250,17 @@ static int scan_msg(const void *buf, size_t n, int max_depth, msgpack_zone *z, s
 		    const char **ret_why)
 {
 	const unsigned char *p = buf;
-	scan_frame st[RECORD_MAX_DEPTH];
-	int depth = 0; /* containers open */
+	/* st[0] stands for the message: one element, the root; st[1..] are the containers
+	 * open, f the innermost (f - st of them open) */
+	scan_frame st[RECORD_MAX_DEPTH + 1];
+	scan_frame *f = st;
 	size_t pos = 0;
-	uint64_t top_left = 1;
 	const char *why;
 	bool build = z != NULL;
 	char *copy = NULL;
 
-	if (max_depth > (int)(sizeof(st) / sizeof(st[0])))
-		max_depth = (int)(sizeof(st) / sizeof(st[0]));
+	if (max_depth > RECORD_MAX_DEPTH)
+		max_depth = RECORD_MAX_DEPTH;
 	if (n == 0 || buf == NULL) {
 		why = "empty message";
 		goto bad;
@@ -280,38 +281,36 @@ static int scan_msg(const void *buf, size_t n, int max_depth, msgpack_zone *z, s
 			copy[n] = '\0';
 		}
 	}
+	st[0].left = 1;
+	st[0].is_map = false;
+	st[0].obj = NULL;
+	st[0].item = build ? &out->root : NULL;
+	st[0].kv = NULL;
 	for (;;) {
 		/* find the container that takes the next element; check each map closed */
-		while (depth > 0 && st[depth - 1].left == 0) {
-			depth--;
-			if (build && st[depth].is_map) {
+		while (f->left == 0) {
+			if (f == st)
+				goto done;
+			if (build && f->is_map) {
 				bool dup;
-				if (map_has_dup(st[depth].obj, z, &dup) < 0) {
+				if (map_has_dup(f->obj, z, &dup) < 0) {
 					out->oom = true;
 					build = false;
 				} else if (dup) {
 					out->dup = true;
 				}
 			}
+			f--;
 		}
-		scan_frame *f = depth > 0 ? &st[depth - 1] : NULL;
-		if (f == NULL && top_left == 0)
-			break;
 		if (pos >= n) {
 			why = "truncated message";
 			goto bad;
 		}
-		bool is_key = f != NULL && f->is_map && f->left % 2 == 0;
+		bool is_key = f->is_map && (f->left & 1) == 0;
+		f->left--;
 		msgpack_object *o = NULL;
-		if (f == NULL) {
-			top_left--;
-			if (build)
-				o = &out->root;
-		} else {
-			f->left--;
-			if (!build)
-				o = NULL;
-			else if (!f->is_map)
+		if (build) {
+			if (!f->is_map)
 				o = f->item++;
 			else if (is_key)
 				o = &f->kv->key;
@@ -325,7 +324,11 @@ static int scan_msg(const void *buf, size_t n, int max_depth, msgpack_zone *z, s
 		uint64_t count = 0; /* container element count */
 		int kind = 0;	    /* 0 scalar, 1 str, 2 bin, 3 array, 4 map */
 		size_t w = 0;	    /* width of a length field or a scalar body */
-		if (b <= 0x7f || b >= 0xe0) {
+		if ((b & 0xe0) == 0xa0) {
+			/* fixstr, the most common header (every key): tested first */
+			kind = 1;
+			len = b & 0x1f;
+		} else if (b <= 0x7f || b >= 0xe0) {
 			/* fixint */
 			if (is_key) {
 				why = "map key is not a string";
@@ -347,9 +350,6 @@ static int scan_msg(const void *buf, size_t n, int max_depth, msgpack_zone *z, s
 		} else if (b <= 0x9f) {
 			kind = 3;
 			count = b & 0x0f;
-		} else if (b <= 0xbf) {
-			kind = 1;
-			len = b & 0x1f;
 		} else {
 			switch (b) {
 			case 0xc0: /* nil */
@@ -500,7 +500,7 @@ static int scan_msg(const void *buf, size_t n, int max_depth, msgpack_zone *z, s
 			pos += (size_t)len;
 			continue;
 		}
-		if (depth >= max_depth) {
+		if (f - st >= max_depth) {
 			why = "nesting deeper than the limit";
 			goto bad;
 		}
@@ -509,7 +509,7 @@ static int scan_msg(const void *buf, size_t n, int max_depth, msgpack_zone *z, s
 			why = "container declares more elements than bytes remain";
 			goto bad;
 		}
-		scan_frame *nf = &st[depth];
+		scan_frame *nf = f + 1;
 		nf->left = elems;
 		nf->is_map = kind == 4;
 		nf->obj = o;
@@ -541,8 +541,9 @@ static int scan_msg(const void *buf, size_t n, int max_depth, msgpack_zone *z, s
 				build = false;
 			}
 		}
-		depth++;
+		f = nf;
 	}
+done:
 	if (pos != n) {
 		why = "trailing bytes after the message";
 		goto bad;
