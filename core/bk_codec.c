@@ -602,9 +602,10 @@ static int take_id(bk_vctx *c, const bk_val *v, const char *key, bool req, const
 		return -1;
 	if (s != NULL && !bk_id_valid(s, n, NULL)) {
 		const char *p = c->path;
-		return seterr(c->err, c->errsz,
-			      "%s%s%s: expected an id (1-%d characters of A-Z a-z 0-9 _ . : -)",
-			      p && *p ? p : "", p && *p ? "." : "", key, BK_ID_MAX - 1);
+		seterr(c->err, c->errsz,
+		       "%s%s%s: expected an id (1-%d characters of A-Z a-z 0-9 _ . : -)",
+		       p && *p ? p : "", p && *p ? "." : "", key, BK_ID_MAX - 1);
+		return -1;
 	}
 	*ret = s;
 	return 0;

@@ -1335,8 +1335,12 @@ static bool obj_same(const msgpack_object *a, const msgpack_object *b)
 	case MSGPACK_OBJECT_NEGATIVE_INTEGER:
 		return a->via.i64 == b->via.i64;
 	case MSGPACK_OBJECT_FLOAT32:
-	case MSGPACK_OBJECT_FLOAT64:
-		return memcmp(&a->via.f64, &b->via.f64, sizeof(double)) == 0;
+	case MSGPACK_OBJECT_FLOAT64: {
+		uint64_t x, y;
+		memcpy(&x, &a->via.f64, sizeof(x));
+		memcpy(&y, &b->via.f64, sizeof(y));
+		return x == y;
+	}
 	case MSGPACK_OBJECT_STR:
 		return a->via.str.size == b->via.str.size &&
 		       (a->via.str.size == 0 ||
