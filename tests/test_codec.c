@@ -1746,6 +1746,85 @@ START_TEST(test_utf8_boundaries)
 }
 END_TEST
 
+/* Every scalar form with edge values unpacks as msgpack_unpack does (type and value):
+ * signed forms holding non-negative values, floats with NaN and -0, fixints. */
+START_TEST(test_scalars_match_msgpack)
+{
+	static const char *const one[] = {"\x00",
+					  "\x7f",
+					  "\xe0",
+					  "\xff",
+					  "\xc0",
+					  "\xc2",
+					  "\xc3",
+					  "\xcc\x00",
+					  "\xcc\xff",
+					  "\xcd\x00\x00",
+					  "\xcd\xff\xff",
+					  "\xce\x00\x00\x00\x00",
+					  "\xce\xff\xff\xff\xff",
+					  "\xcf\x00\x00\x00\x00\x00\x00\x00\x00",
+					  "\xcf\xff\xff\xff\xff\xff\xff\xff\xff",
+					  "\xd0\x00",
+					  "\xd0\x7f",
+					  "\xd0\x80",
+					  "\xd0\xff",
+					  "\xd1\x00\x00",
+					  "\xd1\x7f\xff",
+					  "\xd1\x80\x00",
+					  "\xd1\xff\xff",
+					  "\xd2\x00\x00\x00\x00",
+					  "\xd2\x7f\xff\xff\xff",
+					  "\xd2\x80\x00\x00\x00",
+					  "\xd2\xff\xff\xff\xff",
+					  "\xd3\x00\x00\x00\x00\x00\x00\x00\x00",
+					  "\xd3\x7f\xff\xff\xff\xff\xff\xff\xff",
+					  "\xd3\x80\x00\x00\x00\x00\x00\x00\x00",
+					  "\xd3\xff\xff\xff\xff\xff\xff\xff\xff",
+					  "\xca\x00\x00\x00\x00",
+					  "\xca\x80\x00\x00\x00",
+					  "\xca\x7f\xc0\x00\x01",
+					  "\xca\xff\x80\x00\x00",
+					  "\xca\x00\x00\x00\x01",
+					  "\xcb\x00\x00\x00\x00\x00\x00\x00\x00",
+					  "\xcb\x80\x00\x00\x00\x00\x00\x00\x00",
+					  "\xcb\x7f\xf8\x00\x00\x00\x00\x00\x01",
+					  "\xcb\xff\xf0\x00\x00\x00\x00\x00\x00",
+					  "\xc4\x00",
+					  "\xc4\x01\x00",
+					  "\xa0",
+					  "\xd9\x00",
+					  "\x90",
+					  "\x80",
+					  "\xdc\x00\x00",
+					  "\xde\x00\x00"};
+	/* the lengths: the literals hold NUL bytes, so strlen will not do */
+	static const size_t lens[] = {1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 3, 5, 5, 9, 9, 2,
+				      2, 2, 2, 3, 3, 3, 3, 5, 5, 5, 5, 9, 9, 9, 9, 5,
+				      5, 5, 5, 5, 9, 9, 9, 9, 2, 3, 1, 2, 1, 1, 3, 3};
+	ck_assert_uint_eq(sizeof(one) / sizeof(one[0]), sizeof(lens) / sizeof(lens[0]));
+	char err[ERRSZ];
+	for (size_t i = 0; i < sizeof(one) / sizeof(one[0]); i++) {
+		/* alone, and as the value of a map inside an array */
+		unsigned char m[32];
+		size_t n = 0;
+		m[n++] = 0x91;
+		m[n++] = 0x81;
+		m[n++] = 0xa1;
+		m[n++] = 'k';
+		memcpy(m + n, one[i], lens[i]);
+		n += lens[i];
+		bk_val v;
+		ck_assert_msg(bk_codec_unpack(one[i], lens[i], zone, &v, err, sizeof(err)) == 0,
+			      "case %zu: %s", i, err);
+		check_unpack_ref(one[i], lens[i], 0, &v, err);
+		ck_assert_msg(bk_codec_unpack(m, n, zone, &v, err, sizeof(err)) == 0,
+			      "case %zu: %s", i, err);
+		check_unpack_ref((const char *)m, n, 0, &v, err);
+	}
+}
+END_TEST
+
 /* Nested arrays: depth containers. */
 static char *nested(int depth, size_t *ret_n)
 {
@@ -2048,6 +2127,7 @@ static Suite *codec_suite(void)
 			    (int)(sizeof(hostile) / sizeof(hostile[0])));
 	tcase_add_test(tc, test_prescan_accepts);
 	tcase_add_test(tc, test_utf8_boundaries);
+	tcase_add_test(tc, test_scalars_match_msgpack);
 	tcase_add_test(tc, test_depth_and_size);
 	tcase_add_test(tc, test_duplicate_keys);
 	tcase_add_test(tc, test_fuzz);
