@@ -2,10 +2,11 @@
  * bk_codec.h - wire formats: commands, events records, results and rules records as
  * msgpack, with a JSON bridge (jansson) for people and for jsonb columns.
  *
- * Decoders take hostile bytes: before msgpack-c sees them, bk_codec_prescan checks the
- * whole buffer (lengths against the bytes left, nesting depth, UTF-8 strings, size
- * limit), so truncated data, huge declared lengths, deep nesting or invalid UTF-8 yield
- * an error and never a crash, an over-read or a huge allocation.
+ * Decoders take hostile bytes: the unpacker checks each object before it builds it
+ * (lengths against the bytes left, nesting depth, UTF-8 strings, size limit; the checks
+ * bk_codec_prescan runs alone), so truncated data, huge declared lengths, deep nesting or
+ * invalid UTF-8 yield an error and never a crash, an over-read or a huge allocation. It
+ * builds what msgpack_unpack would.
  * Decoded strings and values live in the msgpack_zone the caller passes; the zone owns them.
  *
  * Wire shapes (maps; keys in this order when encoding):
@@ -36,7 +37,8 @@
  * Returns 0, or -1 with a static description in *ret_why. */
 int bk_codec_prescan(const void *buf, size_t n, const char **ret_why);
 
-/* Decode a whole buffer (after prescan) into a value in zone z. 0 or -1 (reason in err). */
+/* Decode a whole buffer into a value in zone z: bk_codec_prescan's checks, then no
+ * repeated key in any map. 0 or -1 (reason in err). */
 int bk_codec_unpack(const void *buf, size_t n, msgpack_zone *z, bk_val *ret, char *err,
 		    size_t errsz);
 
