@@ -408,7 +408,9 @@ static int w_str(msgpack_sbuffer *o, const char *s, size_t n)
 			esc[1] = 't';
 			break;
 		default:
-			memcpy(esc + 1, "u00", 3);
+			esc[1] = 'u';
+			esc[2] = '0';
+			esc[3] = '0';
 			esc[4] = hexd[c >> 4];
 			esc[5] = hexd[c & 15];
 			k = 6;

@@ -80,17 +80,16 @@ int bk_logread(rd_kafka_t *rk, const bk_logread_opts *o, bk_logread_fn fn, void 
 	rc = 0;
 	while (open > 0 && !(o->stop && *o->stop)) {
 		rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
-		if (!m || m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-			if (o->idle && o->idle(opaque) < 0) {
-				snprintf(errstr, errstr_size, "stopped by the record handler");
-				if (m)
-					rd_kafka_message_destroy(m);
-				rc = -1;
-				break;
-			}
-			if (!m)
-				continue;
+		bool idle = !m || m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF;
+		if (idle && o->idle && o->idle(opaque) < 0) {
+			snprintf(errstr, errstr_size, "stopped by the record handler");
+			if (m)
+				rd_kafka_message_destroy(m);
+			rc = -1;
+			break;
 		}
+		if (!m)
+			continue;
 		if (m->err) {
 			if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
 				/* the end may be a transaction marker, never delivered itself */

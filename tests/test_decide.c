@@ -475,7 +475,7 @@ START_TEST(streaming_json_escapes_and_extremes)
 		       k % 2 ? "\xc3\xa9"
 			       "cdefghijklmnopqrst"
 			     : "abcdefghijklmnopqrst",
-		       20);
+		       21); /* with the NUL; 20 bytes are packed */
 		size_t pos = k / 2 % 20;
 		v[k % 2 && pos < 2 ? pos + 2 : pos] = esc[k / 40];
 		msgpack_pack_str_with_body(&pk, key, (size_t)kn);
