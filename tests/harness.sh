@@ -180,6 +180,7 @@ pg_start() {
 pg_stop() {
 	local dir=${1:?usage: pg_stop DIR} bindir sockdir
 	[ -d "$dir" ] || return 0
+	dir=$(cd "$dir" && pwd) # pg_ctl runs from inside it: a relative DIR would not resolve
 	bindir=$(pg_bindir) || return 0
 	if _pg_running "$dir" "$bindir"; then
 		(cd "$dir" && _pg_as_owner "$bindir/pg_ctl" -D "$dir/data" -m fast -w -t 60 stop \
