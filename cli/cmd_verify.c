@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "bk_codec.h"
+#include "bk_ids.h"
 #include "bk_engine.h"
 #include "cmd.h"
 #include "kconf.h"
@@ -31,11 +32,14 @@ static void report(verify *v, const rd_kafka_message_t *m, const bk_event *e, co
 	v->problems++;
 	if (v->quiet && v->problems > 100)
 		return;
-	char sub[64] = "";
+	char sub[64] = "", key[BK_ID_MAX] = "?";
 	if (e)
 		bk_event_subtype(e, sub, sizeof(sub));
+	else if (m->key && m->key_len > 0 && m->key_len < sizeof(key) &&
+		 bk_id_valid(m->key, m->key_len, NULL)) /* undecodable: the key names the order */
+		snprintf(key, sizeof(key), "%.*s", (int)m->key_len, (const char *)m->key);
 	printf("%s: partition=%d offset=%lld order_id=%s seq=%lld subtype=%s: %s\n", what,
-	       m->partition, (long long)m->offset, e ? e->order_id : "?",
+	       m->partition, (long long)m->offset, e ? e->order_id : key,
 	       e ? (long long)e->seq : -1LL, e ? sub : "?", detail);
 }
 

@@ -2,9 +2,10 @@
  * loggen.c - test tool: runs fixture files through the engine (as the processor would)
  * and produces their events records to an events topic, optionally planting one defect
  * for `bookingctl verify` to find: a tampered payload, a missing record (gap), a second
- * writer's record (fork), an illegal status change, or a duplicate record.
+ * writer's record (fork), an illegal status change, a duplicate record, or a record that
+ * is not an events record at all (garbage).
  *
- *   loggen --brokers-file F --topic T [-X key=value] [--plant tamper|gap|fork|illegal|duplicate]
+ *   loggen --brokers-file F --topic T [-X key=value] [--plant tamper|gap|fork|illegal|duplicate|garbage]
  *          FIXTURE...
  * -X sets a producer property (the benchmarks shape the log's batches with it).
  * Prints the planted defect's order id on stdout.
@@ -118,6 +119,14 @@ static int on_record(void *opaque, const bk_record *r, const void *bytes, size_t
 			g->planted = true; /* this record is never produced */
 			snprintf(g->order, sizeof(g->order), "%s", r->order_id);
 			return 0;
+		} else if (!strcmp(p, "garbage")) {
+			/* bytes that are no events record, on the order's partition, before the
+			 * order's real record: readers must report or skip it and go on */
+			static const char junk[] = "not an events record \xc1\xff";
+			g->planted = true;
+			snprintf(g->order, sizeof(g->order), "%s", r->order_id);
+			if (produce(g, r->order_id, junk, sizeof(junk) - 1) < 0)
+				return -1;
 		} else if (!strcmp(p, "duplicate")) {
 			g->planted = true;
 			snprintf(g->order, sizeof(g->order), "%s", r->order_id);

@@ -15,7 +15,7 @@ check() { local what=$1; shift; if "$@"; then ok "$what"; else not_ok "$what"; f
 cleanup() { [ -n "${BROKER_PID:-}" ] && kill "$BROKER_PID" 2>/dev/null; wait 2>/dev/null; rm -rf "$T"; }
 trap cleanup EXIT
 
-PLANTS="tamper gap fork illegal duplicate"
+PLANTS="tamper gap fork illegal duplicate garbage"
 extra=""
 for p in $PLANTS; do extra+="$p.booking.events:4,"; done
 "$BK" devbroker --partitions 4 --bootstrap-file "$T/bootstrap" --topics "${extra%,}" \
@@ -110,6 +110,7 @@ for p in $PLANTS; do
 	gap) what="gap" ;;
 	fork) what="fork" ;;
 	illegal) what="illegal transition" ;;
+	garbage) what="undecodable record" ;;
 	esac
 	if [ "$p" = duplicate ]; then
 		check "verify accepts a duplicate record (exit 0, skipped once)" \
@@ -119,6 +120,17 @@ for p in $PLANTS; do
 			test $rc -eq 1 -a "$(grep -c "^$what: .*order_id=$order" "$T/$p.out")" -ge 1
 	fi
 done
+
+# replay goes past a record that is no events record: a warning, counted, every other
+# event still out (the same fixtures without it: the tamper topic has every event)
+"$BK" replay "${K[@]}" --topic-prefix garbage. >"$T/garbage.jsonl" 2>"$T/garbage.log"
+rc=$?
+"$BK" replay "${K[@]}" --topic-prefix tamper. >"$T/tamper.jsonl" 2>/dev/null
+check "replay skips an undecodable record with a warning and goes on (exit 0)" \
+	test $rc -eq 0 -a "$(grep -c 'undecodable record skipped' "$T/garbage.log")" -eq 1
+check "replay counts it (undecodable=1) and prints every other event" \
+	test "$(grep -c 'replay done.* undecodable=1 ' "$T/garbage.log")" -eq 1 -a \
+	"$(wc -l <"$T/garbage.jsonl")" -eq "$(wc -l <"$T/tamper.jsonl")" -a -s "$T/garbage.jsonl"
 
 # bad arguments
 "$BK" replay --format xml >/dev/null 2>"$T/err"
