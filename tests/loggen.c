@@ -5,8 +5,8 @@
  * writer's record (fork), an illegal status change, a duplicate record, or a record that
  * is not an events record at all (garbage).
  *
- *   loggen --brokers-file F --topic T [-X key=value] [--plant tamper|gap|fork|illegal|duplicate|garbage]
- *          FIXTURE...
+ *   loggen --brokers-file F --topic T [-X key=value]
+ *          [--plant tamper|gap|fork|illegal|duplicate|garbage] FIXTURE...
  * -X sets a producer property (the benchmarks shape the log's batches with it).
  * Prints the planted defect's order id on stdout.
  */
