@@ -275,10 +275,11 @@ const char *bk_ms_state_name(bk_ms_state s)
 
 static int lookup(const char *const *tab, int count, const char *s, size_t n)
 {
-	if (!s)
+	if (!s || n == 0) /* no name is empty */
 		return -1;
+	/* the first byte first: most candidates differ there, and then need no strlen */
 	for (int i = 0; i < count; i++)
-		if (tab[i] && strlen(tab[i]) == n && memcmp(tab[i], s, n) == 0)
+		if (tab[i] && tab[i][0] == s[0] && strlen(tab[i]) == n && memcmp(tab[i], s, n) == 0)
 			return i;
 	return -1;
 }
