@@ -85,6 +85,7 @@ typedef struct replay {
 	pthread_cond_t cv; /* ready changed, or quit */
 	rp_batch *ready;   /* handed to the formatter; NULL once formatted */
 	bool quit;	   /* the formatter stops when nothing is ready */
+	bool write_failed; /* main thread: a write (or a batch's formatting) failed */
 } replay;
 
 /* A batch goes to the formatter when it holds this many records or arena bytes. */
@@ -224,6 +225,8 @@ static int write_out(replay *r, rp_batch *b)
 			bk_log(BK_LOG_ERROR, "replay: write failed");
 			rc = -1;
 		}
+		if (rc < 0)
+			r->write_failed = true;
 		r->events += s->events;
 		r->records += s->records;
 		r->bad += s->bad;
@@ -510,7 +513,8 @@ int cmd_replay(int argc, char **argv)
 	/* what was read before an error is written too */
 	int fl = r.has_formatter ? submit(&r, true) : 0;
 	replay_free(&r);
-	if (fl < 0 || fflush(r.out) != 0 || (output && fclose(r.out) != 0)) {
+	/* a failed write stops the read too: say what failed first */
+	if (fl < 0 || r.write_failed || fflush(r.out) != 0 || (output && fclose(r.out) != 0)) {
 		fprintf(stderr, "bookingctl replay: write failed\n");
 		rc = BK_EXIT_PROBLEM;
 		goto out;

@@ -132,6 +132,14 @@ check "replay counts it (undecodable=1) and prints every other event" \
 	test "$(grep -c 'replay done.* undecodable=1 ' "$T/garbage.log")" -eq 1 -a \
 	"$(wc -l <"$T/garbage.jsonl")" -eq "$(wc -l <"$T/tamper.jsonl")" -a -s "$T/garbage.jsonl"
 
+# a full disk: a clear message and exit 1, not a Kafka error
+if [ -w /dev/full ]; then
+	"$BK" replay "${K[@]}" -o /dev/full >/dev/null 2>"$T/err"
+	rc=$?
+	check "replay to a full disk: exit 1, 'write failed'" \
+		test $rc -eq 1 -a "$(grep -c 'replay: write failed' "$T/err")" -ge 1
+fi
+
 # bad arguments
 "$BK" replay --format xml >/dev/null 2>"$T/err"
 check "replay --format xml: exit 2 with a message" test $? -eq 2 -a -s "$T/err"
