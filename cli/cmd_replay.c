@@ -81,6 +81,7 @@ typedef struct replay {
 	int fill; /* the batch the main thread fills */
 	pthread_t formatter;
 	bool has_formatter;
+	bool has_sync; /* mu and cv are initialized */
 	pthread_mutex_t mu;
 	pthread_cond_t cv; /* ready changed, or quit */
 	rp_batch *ready;   /* handed to the formatter; NULL once formatted */
@@ -300,6 +301,7 @@ static int replay_init(replay *r, int threads, char *err, size_t errsz)
 {
 	pthread_mutex_init(&r->mu, NULL);
 	pthread_cond_init(&r->cv, NULL);
+	r->has_sync = true;
 	r->nslices = (size_t)threads * 4; /* several per thread: records differ in size */
 	for (int i = 0; i < 2; i++) {
 		rp_batch *b = &r->b[i];
@@ -346,6 +348,11 @@ static void replay_free(replay *r)
 		free(b->recs);
 		free(b->arena);
 		*b = (rp_batch){0};
+	}
+	if (r->has_sync) {
+		pthread_cond_destroy(&r->cv);
+		pthread_mutex_destroy(&r->mu);
+		r->has_sync = false;
 	}
 }
 
