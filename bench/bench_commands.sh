@@ -49,6 +49,10 @@ BROKER=$!
 for _ in $(seq 600); do [ -s "$T/bs" ] && break; sleep 0.1; done
 "$BK" keygen --key-id bench --roles buyer,provider,support,system --out "$T/bench" \
 	>"$T/keyring" 2>/dev/null
+"$BK" keygen --key-id bench-writer --roles system --types seal --out "$T/writer" \
+	>"$T/writers" 2>/dev/null
+export BOOKING_WRITER_KEY="$T/writer.sk" BOOKING_WRITER_KEY_ID=bench-writer \
+	BOOKING_WRITER_KEYRING="$T/writers"
 "$BK" gen --orders "$ORDERS" --format msgpack -o "$T/stream.mp" 2>"$T/gen.log"
 N=$(sed -n 's/.* commands=\([0-9]*\) .*/\1/p' "$T/gen.log")
 echo "== stream: $(sed 's/^.*msg="gen done" //' "$T/gen.log") bytes=$(stat -c %s "$T/stream.mp")"

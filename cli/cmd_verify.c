@@ -17,13 +17,15 @@
 #include "kconf.h"
 #include "log.h"
 #include "logread.h"
+#include "trust.h"
 
 typedef struct verify {
 	bk_engine *e;
 	const char *order;
 	bool quiet;
-	int64_t records, events, duplicates, problems;
+	int64_t records, events, duplicates, problems, seals;
 	msgpack_sbuffer scratch;
+	bk_trust *trust;
 } verify;
 
 static void report(verify *v, const rd_kafka_message_t *m, const bk_event *e, const char *what,
@@ -70,9 +72,110 @@ static int check_transition(verify *v, const rd_kafka_message_t *m, const bk_eve
 	return -1;
 }
 
+/* A record kept until a seal covers or abandons it (its bytes copied: logread reuses m). */
+typedef struct kept {
+	rd_kafka_message_t m; /* partition, offset, key and payload point into the copies */
+	char *key, *payload;
+} kept;
+
+static void kept_free(kept *k)
+{
+	free(k->key);
+	free(k->payload);
+	free(k);
+}
+
+/* Judge a sealed record's events with the reader rule, and their status moves. */
+static void judge(verify *v, const rd_kafka_message_t *m, const bk_record *rec)
+{
+	char err[256];
+	for (uint32_t i = 0; i < rec->n; i++) {
+		bk_event *ev = &rec->events[i];
+		v->events++;
+		bk_record one = {rec->order_id, rec->command_id, ev, 1};
+		const bk_order *o = bk_engine_order(v->e, ev->order_id);
+		static const uint8_t zero[BK_HASH_LEN];
+		bk_chain_verdict pre =
+		    bk_chain_classify(o ? o->version : 0, o ? bk_order_last_hash(o) : zero, ev->seq,
+				      ev->prev_hash, ev->hash, NULL, NULL);
+		if (pre == BK_CHAIN_NEXT && bk_seal_hash_ok(ev, &v->scratch) &&
+		    check_transition(v, m, ev) < 0)
+			continue;
+		bk_chain_verdict got;
+		if (bk_engine_read(v->e, &one, &got, err, sizeof(err)) < 0) {
+			report(v, m, ev, "illegal event", err);
+			continue;
+		}
+		char detail[200];
+		switch (got) {
+		case BK_CHAIN_NEXT:
+			break;
+		case BK_CHAIN_DUPLICATE:
+			v->duplicates++;
+			break;
+		case BK_CHAIN_FORK:
+			snprintf(detail, sizeof(detail),
+				 "seq %lld is already taken by another valid event (two writers); "
+				 "the first in log order wins",
+				 (long long)ev->seq);
+			report(v, m, ev, "fork", detail);
+			break;
+		case BK_CHAIN_BAD_HASH:
+			report(v, m, ev, "bad_hash",
+			       "the hash does not match the event's bytes (tampered or corrupt)");
+			break;
+		case BK_CHAIN_BAD_LINK:
+		case BK_CHAIN_UNSEALED:
+		case BK_CHAIN_GARBAGE:
+		case BK_CHAIN__COUNT:
+			snprintf(detail, sizeof(detail),
+				 "prev_hash is not the hash of the order's valid event at seq %lld "
+				 "(the order is at seq %lld)",
+				 (long long)ev->seq - 1, o ? (long long)o->version : 0LL);
+			report(v, m, ev, "bad_link", detail);
+			break;
+		}
+	}
+}
+
+static void on_release(void *opaque, void *rec, int32_t partition, int64_t offset, bool sealed)
+{
+	verify *v = opaque;
+	kept *k = rec;
+	(void)partition;
+	(void)offset;
+	msgpack_zone z;
+	bk_record r;
+	char err[256];
+	if (msgpack_zone_init(&z, 4096) &&
+	    bk_codec_record_decode(k->m.payload, k->m.len, &z, &r, err, sizeof(err)) == 0) {
+		if (sealed) {
+			judge(v, &k->m, &r);
+		} else {
+			for (uint32_t i = 0; i < r.n; i++) {
+				v->events++;
+				report(v, &k->m, &r.events[i], "unsealed",
+				       "no valid seal of a trusted writer covers the record");
+			}
+		}
+	}
+	msgpack_zone_destroy(&z);
+	kept_free(k);
+}
+
+static void on_bad_seal(void *opaque, const rd_kafka_message_t *m, const char *why)
+{
+	report(opaque, m, NULL, "garbage", why);
+}
+
 static int on_record(void *opaque, const rd_kafka_message_t *m)
 {
 	verify *v = opaque;
+	if (bk_trust_is_seal(m)) {
+		v->seals++;
+		(void)bk_trust_seal(v->trust, m);
+		return 0;
+	}
 	if (v->order &&
 	    (m->key_len != strlen(v->order) || memcmp(m->key, v->order, m->key_len) != 0))
 		return 0;
@@ -82,59 +185,31 @@ static int on_record(void *opaque, const rd_kafka_message_t *m)
 	bk_record rec;
 	char err[256];
 	v->records++;
-	if (bk_codec_record_decode(m->payload, m->len, &z, &rec, err, sizeof(err)) < 0) {
-		report(v, m, NULL, "undecodable record", err);
+	if (!m->payload ||
+	    bk_codec_record_decode(m->payload, m->len, &z, &rec, err, sizeof(err)) < 0) {
+		report(v, m, NULL, "garbage", m->payload ? err : "no value");
 		msgpack_zone_destroy(&z);
 		return 0;
 	}
-	for (uint32_t i = 0; i < rec.n; i++) {
-		bk_event *ev = &rec.events[i];
-		v->events++;
-		bk_event check = *ev;
-		if (bk_codec_event_seal(&check, &v->scratch) < 0 ||
-		    memcmp(check.hash, ev->hash, BK_HASH_LEN) != 0) {
-			report(v, m, ev, "broken link",
-			       "the hash does not match the event's bytes (tampered or corrupt)");
-			continue;
-		}
-		bk_record one = {rec.order_id, rec.command_id, ev, 1};
-		const bk_order *o = bk_engine_order(v->e, ev->order_id);
-		static const uint8_t zero[BK_HASH_LEN];
-		bk_chain_verdict verdict =
-		    bk_chain_classify(o ? o->version : 0, o ? bk_order_last_hash(o) : zero, ev->seq,
-				      ev->prev_hash, ev->hash, NULL, NULL);
-		if (verdict == BK_CHAIN_NEXT && check_transition(v, m, ev) < 0)
-			continue;
-		bk_chain_verdict got;
-		if (bk_engine_read(v->e, &one, &got, err, sizeof(err)) < 0) {
-			report(v, m, ev, "illegal event", err);
-			continue;
-		}
-		char detail[160];
-		switch (got) {
-		case BK_CHAIN_NEXT:
-			break;
-		case BK_CHAIN_DUPLICATE:
-			v->duplicates++;
-			break;
-		case BK_CHAIN_FORK:
-			snprintf(
-			    detail, sizeof(detail),
-			    "seq %lld is already taken by another event (two writers); the first "
-			    "in log order wins",
-			    (long long)ev->seq);
-			report(v, m, ev, "fork", detail);
-			break;
-		case BK_CHAIN_GAP:
-			snprintf(detail, sizeof(detail),
-				 "the order is at seq %lld: seq %lld..%lld missing",
-				 o ? (long long)o->version : 0LL,
-				 o ? (long long)o->version + 1 : 1LL, (long long)ev->seq - 1);
-			report(v, m, ev, "gap", detail);
-			break;
-		}
-	}
+	uint8_t d[BK_HASH_LEN];
+	bk_seal_digest_record(&rec, d);
 	msgpack_zone_destroy(&z);
+	kept *k = calloc(1, sizeof(*k));
+	if (!k || !(k->payload = malloc(m->len)) || !(k->key = malloc(m->key_len + 1))) {
+		if (k)
+			kept_free(k);
+		return -1;
+	}
+	memcpy(k->payload, m->payload, m->len);
+	if (m->key_len)
+		memcpy(k->key, m->key, m->key_len);
+	k->m = *m;
+	k->m.payload = k->payload;
+	k->m.key = k->key;
+	if (bk_trust_add(v->trust, m->partition, m->offset, d, k) < 0) {
+		kept_free(k);
+		return -1;
+	}
 	return 0;
 }
 
@@ -144,12 +219,17 @@ static void usage(FILE *f)
 	    f,
 	    "usage: bookingctl verify [options]\n"
 	    "\n"
-	    "Checks the event log: each event's hash against its canonical bytes and its\n"
-	    "prev_hash (broken link), each order's seq (gap), a seq taken twice with other\n"
-	    "content (fork), each status change against the booking_status table and each\n"
-	    "event against the order's state (illegal transition / illegal event).\n"
-	    "Problems are printed one per line with partition and offset.\n"
+	    "Checks the event log with the reader rule every reader shares (docs/design.md):\n"
+	    "each record against the writers' seals (unsealed), each seal's signature\n"
+	    "(garbage), each event's hash against its canonical bytes (bad_hash), its\n"
+	    "prev_hash against the order's last valid event (bad_link, gaps included), a seq\n"
+	    "taken twice by valid events (fork), each status change against the\n"
+	    "booking_status table and each event against the order's state (illegal\n"
+	    "transition / illegal event). Problems are printed one per line with partition\n"
+	    "and offset, named by the verdict.\n"
 	    "\n"
+	    "  --writer-keyring F  the processors' writer keys ($BOOKING_WRITER_KEYRING)\n"
+	    "  --unsealed-ok       a log written before seals: check everything else\n"
 	    "  --order ID          only this order (reads only its partition)\n"
 	    "  --partition N       only partition N\n"
 	    "  -q, --quiet         print at most 100 problems, then only the summary\n"
@@ -163,6 +243,9 @@ int cmd_verify(int argc, char **argv)
 {
 	verify v = {0};
 	bk_logread_opts o = {.partition = -1, .to = -1};
+	const char *wkr_path = NULL;
+	bool unsealed_ok = false;
+	bk_keyring *writers = NULL;
 	char err[512];
 	int rc = BK_EXIT_USAGE;
 	bk_kconf *kc = bk_kconf_new();
@@ -184,6 +267,10 @@ int cmd_verify(int argc, char **argv)
 			goto out;
 		} else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
 			v.quiet = true;
+		} else if (!strcmp(a, "--unsealed-ok")) {
+			unsealed_ok = true;
+		} else if (!strcmp(a, "--writer-keyring") && i + 1 < argc) {
+			wkr_path = argv[++i];
 		} else if ((!strcmp(a, "--order") || !strcmp(a, "--partition")) && i + 1 < argc) {
 			if (a[2] == 'o') {
 				v.order = argv[++i];
@@ -204,6 +291,18 @@ int cmd_verify(int argc, char **argv)
 		}
 	}
 	o.topic = bk_kconf_topic(kc, BK_TOPIC_EVENTS);
+	if (!unsealed_ok && bk_trust_load_keyring(wkr_path, &writers, err, sizeof(err)) < 0) {
+		fprintf(stderr,
+			"bookingctl verify: %s (or --unsealed-ok for a log written before "
+			"seals)\n",
+			err);
+		goto out;
+	}
+	if (!(v.trust =
+		  bk_trust_new(writers, unsealed_ok, 1 << 16, on_release, NULL, on_bad_seal, &v))) {
+		rc = BK_EXIT_DEPENDENCY;
+		goto out;
+	}
 	if (bk_logread_consumer(kc, &rk, err, sizeof(err)) < 0) {
 		fprintf(stderr, "bookingctl verify: %s\n", err);
 		goto out;
@@ -220,18 +319,24 @@ int cmd_verify(int argc, char **argv)
 	v.e = bk_engine_new();
 	msgpack_sbuffer_init(&v.scratch);
 	int lr = bk_logread(rk, &o, on_record, &v, NULL, err, sizeof(err));
+	bk_trust_flush(v.trust, -1); /* what no seal covered by the end is unsealed */
 	msgpack_sbuffer_destroy(&v.scratch);
 	if (lr < 0) {
 		fprintf(stderr, "bookingctl verify: %s\n", err);
 		rc = BK_EXIT_DEPENDENCY;
 		goto out;
 	}
-	printf("verify: %s: records=%lld events=%lld orders=%zu duplicates_skipped=%lld "
-	       "problems=%lld\n",
-	       v.problems ? "PROBLEMS" : "ok", (long long)v.records, (long long)v.events,
-	       bk_engine_count(v.e), (long long)v.duplicates, (long long)v.problems);
+	printf("verify: %s: records=%lld seals=%lld events=%lld orders=%zu "
+	       "duplicates_skipped=%lld problems=%lld%s\n",
+	       v.problems ? "PROBLEMS" : "ok", (long long)v.records, (long long)v.seals,
+	       (long long)v.events, bk_engine_count(v.e), (long long)v.duplicates,
+	       (long long)v.problems, unsealed_ok ? " (seals not checked: --unsealed-ok)" : "");
 	rc = v.problems ? BK_EXIT_PROBLEM : BK_EXIT_OK;
 out:
+	if (v.trust)
+		bk_trust_flush(v.trust, -1);
+	bk_trust_free(v.trust);
+	bk_keyring_free(writers);
 	bk_engine_free(v.e);
 	if (rk)
 		rd_kafka_destroy(rk);

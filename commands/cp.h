@@ -20,6 +20,7 @@
 #include "bk_auth.h"
 #include "bk_codec.h"
 #include "bk_engine.h"
+#include "bk_seal.h"
 #include "kconf.h"
 #include "pool.h"
 #include "tz.h"
@@ -39,9 +40,12 @@ typedef struct cp_opts {
 	const char *group_id;
 	const char *txn_prefix;
 	bool no_txn;
-	int64_t clock_offset_s; /* development: added to the wall clock */
-	int timeout_ms;		/* Kafka calls (metadata, commit, restore) */
-	int admit_threads;	/* threads checking records besides the main one */
+	int64_t clock_offset_s;		 /* development: added to the wall clock */
+	int timeout_ms;			 /* Kafka calls (metadata, commit, restore) */
+	int admit_threads;		 /* threads checking records besides the main one */
+	const char *writer_key_path;	 /* --writer-key (or $BOOKING_WRITER_KEY) */
+	const char *writer_key_id;	 /* --writer-key-id (or $BOOKING_WRITER_KEY_ID) */
+	const char *writer_keyring_path; /* --writer-keyring (or $BOOKING_WRITER_KEYRING) */
 } cp_opts;
 
 /* One partition of booking.commands and its engine. */
@@ -51,18 +55,13 @@ typedef struct cp_part {
 	bk_engine *eng;	     /* owned; shares cp.rules */
 	int64_t next_offset; /* the next commands offset to handle */
 	int64_t batch_first; /* first offset handled in the open batch, -1 */
-	int64_t last_result; /* highest src-offset found on command-results at restore */
-	int64_t last_event;  /* highest src-offset found on events at restore */
-	/* results form a chain: each names the src-offset of the partition's previous result
-	 * (header prev-src-offset), so a hole left by a failed delivery is found */
-	int64_t prev_result; /* src-offset of the last result written (or restored) */
-	int64_t *have;	     /* sorted src-offsets >= next_offset that already have a result */
-	size_t n_have;
-	int64_t (*links)[2]; /* restore scratch: (src-offset, prev-src-offset) per result */
-	size_t n_links, cap_links;
-	/* command id -> {"v": version, "ids": [...]}: events records whose result did not
-	 * land (src-offset > last_result); their replay gets the `accepted` result back. */
-	json_t *pending;
+	int64_t last_result; /* unused since seals (kept -1) */
+	int64_t last_event;  /* highest src-offset of a sealed events record at restore */
+	/* seals: the high watermarks of the events and results partitions at the last
+	 * restore (a seal's `base`), and the seal the restore resumed from */
+	int64_t base_events, base_results;
+	int64_t last_seal;   /* offset of the last valid events seal found, -1 */
+	int64_t prev_result; /* src-offset of the last result written (header prev-src-offset) */
 } cp_part;
 
 /* A result waiting for the batch's events to be acknowledged (owned by the batch). Its
@@ -95,6 +94,15 @@ typedef struct cp_adm {
 	int64_t version;
 } cp_adm;
 
+/* A record of the open batch that its seals will list: which topic (0 events, 1
+ * results), where, and its digest; the offset comes with its delivery report. */
+typedef struct cp_sealrec {
+	uint8_t kind;
+	int32_t partition;
+	int64_t offset; /* -1 until acknowledged */
+	uint8_t digest[BK_HASH_LEN];
+} cp_sealrec;
+
 /* Records taken from the consumer per run of checks (main.c). */
 #define CP_RUN_MAX 256
 
@@ -106,12 +114,20 @@ typedef struct cp {
 	rd_kafka_t *reader;			  /* restore: assign()-only, read_committed */
 	rd_kafka_consumer_group_metadata_t *cgmd; /* owned */
 	const char *topic[BK_TOPIC_COUNT];
-	int nparts;		   /* partitions of commands = events = results */
-	int rules_parts;	   /* partitions of booking.rules */
-	int dlq_parts;		   /* partitions of booking.dlq */
-	cp_part *parts;		   /* [nparts], owned */
-	bk_ruleset *rules;	   /* owned; shared by every engine */
-	bk_keyring *kr;		   /* owned; NULL with --allow-unsigned and no --keyring */
+	int nparts;		/* partitions of commands = events = results */
+	int rules_parts;	/* partitions of booking.rules */
+	int dlq_parts;		/* partitions of booking.dlq */
+	cp_part *parts;		/* [nparts], owned */
+	bk_ruleset *rules;	/* owned; shared by every engine */
+	bk_keyring *kr;		/* owned; NULL with --allow-unsigned and no --keyring */
+	bk_keyring *wkr;	/* owned: the writer keyring (seals and rules of every
+				 * instance; this instance's key must be in it) */
+	uint8_t wsk[BK_SK_LEN]; /* this instance's writer key */
+	char wkid[64];		/* its key id */
+	cp_sealrec *srec;	/* the open batch's sealed records */
+	size_t n_srec, cap_srec;
+	int64_t last_poll_us;	   /* monotonic: the group consumer's last poll */
+	int session_timeout_ms;	   /* the group's session.timeout.ms */
 	bk_tzdb *tz;		   /* owned */
 	bk_pool *pool;		   /* owned: the checks' and deciders' threads */
 	msgpack_sbuffer enc;	   /* reused: records being encoded */
@@ -164,11 +180,8 @@ int64_t cp_mono_us(void);
 /* Stop the daemon with an exit code (the first one wins). */
 void cp_fatal(cp *c, int code);
 
-/* Forget a partition's state (engine, pending results, result offsets); not restored. */
+/* Forget a partition's state (engine, offsets); not restored. */
 void cp_part_reset(cp_part *p);
-
-/* Does partition p already have a result for commands offset `off` (restore found one)? */
-bool cp_has_result(const cp_part *p, int64_t off);
 
 /* An integer header (decimal text) of m: 0 and *ret, or -1 when absent or not a number. */
 int cp_hdr_int(const rd_kafka_message_t *m, const char *name, int64_t *ret) BK_MUSTCHECK;
@@ -183,10 +196,11 @@ void cp_report_unsigned(cp *c);
 /* --- restore.c --- */
 /*
  * Restore the partitions listed (indexes in ps[0..n)) from scratch: a new engine each,
- * results and events partitions read from 0 to their ends, the whole rules topic into a
- * fresh shared ruleset. Sets next_offset to the first offset without a result: the first
- * hole in the results chain, else last_result + 1. Returns 0, or -1 with errstr
- * (lost history, Kafka unreachable, OOM); the caller stops the daemon then.
+ * the whole rules topic (signed records only) into a fresh shared ruleset, and each
+ * events partition read from 0 to its end through the seal rule: only sealed records are
+ * applied, and the partition resumes at the last valid seal's src_next (0 without one):
+ * the state after the last sealed batch. Returns 0, or -1 with errstr (lost history,
+ * Kafka unreachable, OOM); the caller stops the daemon then.
  */
 int cp_restore(cp *c, const int32_t *ps, int n, char *errstr, size_t errstr_size) BK_MUSTCHECK;
 
@@ -225,8 +239,11 @@ int cp_handle_sweep(cp *c, int32_t p, const char *order_id, const char *target, 
 int cp_batch_close(cp *c, bool lost);
 /* Free the held results (at exit). */
 void cp_held_free(cp *c);
-/* A delivery report: a gated record (opaque from this batch) was acknowledged. */
-void cp_gate_acked(cp *c, uintptr_t opaque);
+/* A delivery report: a record (opaque from this batch) was acknowledged at offset. */
+void cp_gate_acked(cp *c, uintptr_t opaque, int64_t offset);
+/* Can this instance still be sure it owns its partitions (assignment not lost, the
+ * consumer polled within the session timeout)? Checked before every seal and sweep. */
+bool cp_sure_owner(const cp *c);
 /* Produce the held results whose gated records are all acknowledged. 0, or -1. */
 int cp_release_ready(cp *c);
 /* Seek the group consumer to the offsets in l; logs and returns -1 if any partition

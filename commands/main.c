@@ -14,6 +14,7 @@
 
 #include "cp.h"
 #include "log.h"
+#include "trust.h"
 
 static volatile sig_atomic_t stop_flag;
 
@@ -33,6 +34,12 @@ static const char usage_text[] =
     "\n"
     "options:\n"
     "  --keyring PATH               key ids -> public keys and roles (bk_auth.h format)\n"
+    "  --writer-key PATH            this processor's Ed25519 key (a keygen .sk file) that\n"
+    "                               signs its seals and rules records ($BOOKING_WRITER_KEY)\n"
+    "  --writer-key-id ID           its key id ($BOOKING_WRITER_KEY_ID)\n"
+    "  --writer-keyring PATH        the writer keys of every processor instance, each\n"
+    "                               limited to 'system seal' ($BOOKING_WRITER_KEYRING);\n"
+    "                               only records they seal are restored\n"
     "  --allow-unsigned             DEVELOPMENT ONLY: accept commands without signature\n"
     "                               headers (each one is logged as a warning)\n"
     "  --batch-commands N           close a batch (transaction) after N commands (2000)\n"
@@ -92,10 +99,11 @@ static int parse_args(cp *c, int argc, char **argv)
 		size_t nl = eq ? (size_t)(eq - a) : strlen(a);
 		snprintf(name, sizeof(name), "%.*s", (int)(nl < 63 ? nl : 63), a);
 		static const char *const with_value[] = {
-		    "--keyring",       "--batch-commands", "--batch-ms",
-		    "--batch-idle-ms", "--verify-threads", "--sweep-interval-ms",
-		    "--expiring-lead", "--group-id",	   "--transactional-id-prefix",
-		    "--timeout-ms",    "--clock-offset",   NULL};
+		    "--keyring",	"--writer-key",	    "--writer-key-id",
+		    "--writer-keyring", "--batch-commands", "--batch-ms",
+		    "--batch-idle-ms",	"--verify-threads", "--sweep-interval-ms",
+		    "--expiring-lead",	"--group-id",	    "--transactional-id-prefix",
+		    "--timeout-ms",	"--clock-offset",   NULL};
 		bool takes = false;
 		for (int k = 0; with_value[k]; k++)
 			if (!strcmp(name, with_value[k]))
@@ -118,6 +126,12 @@ static int parse_args(cp *c, int argc, char **argv)
 			return 1;
 		else if (!strcmp(name, "--keyring"))
 			c->o.keyring_path = val;
+		else if (!strcmp(name, "--writer-key"))
+			c->o.writer_key_path = val;
+		else if (!strcmp(name, "--writer-key-id"))
+			c->o.writer_key_id = val;
+		else if (!strcmp(name, "--writer-keyring"))
+			c->o.writer_keyring_path = val;
 		else if (!strcmp(name, "--allow-unsigned"))
 			c->o.allow_unsigned = true;
 		else if (!strcmp(name, "--no-transactions"))
@@ -166,6 +180,31 @@ static int parse_args(cp *c, int argc, char **argv)
 	if (!c->o.group_id[0] || !c->o.txn_prefix[0]) {
 		fprintf(stderr, "booking-commands: --group-id and --transactional-id-prefix must "
 				"not be empty\n");
+		return -1;
+	}
+	return 0;
+}
+
+/* The writer key and keyring (seals, rules records). 0, or -1 (message printed). */
+static int load_writer(cp *c)
+{
+	char err[512];
+	if (bk_trust_load_key(c->o.writer_key_path, c->o.writer_key_id, c->wsk, c->wkid, err,
+			      sizeof(err)) < 0 ||
+	    bk_trust_load_keyring(c->o.writer_keyring_path, &c->wkr, err, sizeof(err)) < 0) {
+		fprintf(stderr, "booking-commands: %s\n", err);
+		return -1;
+	}
+	/* our own seals must verify, or every restore would throw our work away */
+	static const char probe[] = "seal probe";
+	uint8_t sig[BK_SIG_LEN];
+	bk_auth_sign(c->wsk, probe, sizeof(probe), sig);
+	if (bk_auth_verify(c->wkr, c->wkid, strlen(c->wkid), sig, sizeof(sig), probe, sizeof(probe),
+			   BK_ROLE_SYSTEM, BK_SEAL_TYPE, err, sizeof(err)) < 0) {
+		fprintf(stderr,
+			"booking-commands: the writer key %s does not verify against the writer "
+			"keyring: %s\n",
+			c->wkid, err);
 		return -1;
 	}
 	return 0;
@@ -225,7 +264,7 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 	cp *c = opaque;
 	(void)rk;
 	if (!m->err) {
-		cp_gate_acked(c, (uintptr_t)m->_private);
+		cp_gate_acked(c, (uintptr_t)m->_private, m->offset);
 		return;
 	}
 	bk_logf(BK_LOG_ERROR, "delivery failed", "topic=%s partition=%d err=\"%s\"",
@@ -377,6 +416,12 @@ static int setup_kafka(cp *c, int *ret_code)
 	}
 	if (rd_kafka_conf_get(conf, "group.instance.id", inst, &il) != RD_KAFKA_CONF_OK)
 		inst[0] = '\0';
+	char sto[32];
+	size_t sl = sizeof(sto);
+	c->session_timeout_ms = 45000;
+	if (rd_kafka_conf_get(conf, "session.timeout.ms", sto, &sl) == RD_KAFKA_CONF_OK)
+		c->session_timeout_ms = atoi(sto) > 0 ? atoi(sto) : 45000;
+	c->last_poll_us = cp_mono_us();
 	rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
 	rd_kafka_conf_set_opaque(conf, c);
 	if (!(c->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof(why)))) {
@@ -502,6 +547,7 @@ static size_t collect(cp *c, cp_adm *adm, int timeout)
 	uint64_t gen = c->generation;
 	while (n < CP_RUN_MAX && !*c->stop) {
 		rd_kafka_message_t *m = rd_kafka_consumer_poll(c->consumer, n ? 0 : timeout);
+		c->last_poll_us = cp_mono_us();
 		if (!m)
 			break;
 		if (c->generation != gen) {
@@ -637,7 +683,7 @@ int main(int argc, char **argv)
 		bk_kconf_destroy(c.kc);
 		return pr > 0 ? CP_EXIT_OK : CP_EXIT_USAGE;
 	}
-	if (load_keyring(&c) < 0)
+	if (load_keyring(&c) < 0 || load_writer(&c) < 0)
 		goto out;
 	if (c.o.allow_unsigned)
 		bk_log(BK_LOG_WARN, "*** --allow-unsigned: commands WITHOUT A SIGNATURE ARE "
@@ -723,6 +769,9 @@ out:
 	free(c.parts);
 	bk_ruleset_free(c.rules);
 	bk_keyring_free(c.kr);
+	bk_keyring_free(c.wkr);
+	sodium_memzero(c.wsk, sizeof(c.wsk));
+	free(c.srec);
 	bk_tzdb_free(c.tz);
 	bk_kconf_destroy(c.kc);
 	return code;

@@ -13,6 +13,7 @@
 
 #include "cp.h"
 #include "log.h"
+#include "trust.h"
 
 int64_t cp_now_us(const cp *c)
 {
@@ -64,6 +65,7 @@ static int batch_begin(cp *c)
 	c->epoch++;
 	c->gate_n = 0;
 	c->gate_prefix = 0;
+	c->n_srec = 0;
 	c->held_next = 0;
 	c->batch_n = 0;
 	c->batch_start_us = cp_mono_us();
@@ -79,9 +81,17 @@ static void hdr_int(rd_kafka_headers_t *h, const char *name, int64_t v)
 	rd_kafka_header_add(h, name, -1, buf, n);
 }
 
-/* The next gated record's delivery-report opaque: the batch epoch and its number. */
-static uintptr_t gate_next(cp *c)
+/*
+ * A record's delivery-report opaque: the batch epoch (16 bits), its gate number (24
+ * bits, 0: not gated) and its index in the batch's sealed records + 1 (24 bits, 0: not
+ * sealed). A batch that would overflow either fails at its close.
+ */
+#define GATE_MAX ((1u << 24) - 1)
+
+static uint64_t gate_next(cp *c)
 {
+	if (c->gate_n >= GATE_MAX)
+		return 0;
 	if (c->gate_n == c->cap_gate) {
 		size_t cap = c->cap_gate ? c->cap_gate * 2 : 4096;
 		uint8_t *v = realloc(c->gate_acked, cap);
@@ -91,14 +101,44 @@ static uintptr_t gate_next(cp *c)
 		c->cap_gate = cap;
 	}
 	c->gate_acked[c->gate_n++] = 0;
-	return ((uintptr_t)c->epoch << 32) | (uintptr_t)c->gate_n;
+	return c->gate_n;
 }
 
-void cp_gate_acked(cp *c, uintptr_t opaque)
+/* Note a record its seal will list; returns its index + 1, or 0 (the batch then fails). */
+static uint64_t srec_next(cp *c, int kind, int32_t partition, const uint8_t d[BK_HASH_LEN])
 {
-	uint64_t g = opaque & 0xffffffffu;
-	if ((uint32_t)(opaque >> 32) != c->epoch || g == 0 || g > c->gate_n)
-		return; /* a result, or a report from an earlier batch */
+	if (c->n_srec >= GATE_MAX)
+		goto fail;
+	if (c->n_srec == c->cap_srec) {
+		size_t cap = c->cap_srec ? c->cap_srec * 2 : 4096;
+		cp_sealrec *v = realloc(c->srec, cap * sizeof(*v));
+		if (!v)
+			goto fail;
+		c->srec = v;
+		c->cap_srec = cap;
+	}
+	cp_sealrec *r = &c->srec[c->n_srec++];
+	r->kind = (uint8_t)kind;
+	r->partition = partition;
+	r->offset = -1;
+	memcpy(r->digest, d, BK_HASH_LEN);
+	return c->n_srec;
+fail:
+	if (c->dr_err == RD_KAFKA_RESP_ERR_NO_ERROR)
+		c->dr_err = RD_KAFKA_RESP_ERR__FAIL;
+	return 0;
+}
+
+void cp_gate_acked(cp *c, uintptr_t opaque, int64_t offset)
+{
+	uint64_t o = (uint64_t)opaque;
+	uint64_t g = (o >> 24) & GATE_MAX, si = o & GATE_MAX;
+	if (o == 0 || (uint32_t)(o >> 48) != (c->epoch & 0xffffu))
+		return; /* a report from an earlier batch */
+	if (si > 0 && si <= c->n_srec)
+		c->srec[si - 1].offset = offset;
+	if (g == 0 || g > c->gate_n)
+		return;
 	c->gate_acked[g - 1] = 1;
 	while (c->gate_prefix < c->gate_n && c->gate_acked[c->gate_prefix])
 		c->gate_prefix++;
@@ -157,9 +197,11 @@ static void bytes_reset(cp *c)
  * produced after it until it is acknowledged. */
 static int produce(cp *c, const char *topic, int32_t partition, const void *key, size_t klen,
 		   const void *val, size_t vlen, rd_kafka_headers_t *hdrs, bool gated,
-		   bool in_chunks)
+		   bool in_chunks, int seal_kind, const uint8_t *digest)
 {
-	uintptr_t opaque = gated ? gate_next(c) : 0;
+	uint64_t g = gated ? gate_next(c) : 0;
+	uint64_t si = seal_kind >= 0 ? srec_next(c, seal_kind, partition, digest) : 0;
+	uintptr_t opaque = (uintptr_t)(((uint64_t)(c->epoch & 0xffffu) << 48) | (g << 24) | si);
 	const int flags = in_chunks ? 0 : RD_KAFKA_MSG_F_COPY;
 	for (int tries = 0;; tries++) {
 		rd_kafka_resp_err_t e = rd_kafka_producev(
@@ -208,7 +250,7 @@ static int dlq(cp *c, const rd_kafka_message_t *m, const char *reason)
 	bk_logf(BK_LOG_WARN, "command dead-lettered", "topic=%s partition=%d offset=%lld reason=%s",
 		rd_kafka_topic_name(m->rkt), (int)m->partition, (long long)m->offset, reason);
 	return produce(c, c->topic[BK_TOPIC_DLQ], part, m->key, m->key_len, m->payload, m->len, h,
-		       true, false);
+		       true, false, -1, NULL);
 }
 
 /* The events record of a decision: key order_id, explicit partition p. */
@@ -245,22 +287,19 @@ static int produce_events(cp *c, int32_t p, int64_t src_offset, const char *cmd_
 	char *val = bytes_alloc(c, sb->size);
 	if (val)
 		memcpy(val, sb->data, sb->size);
+	uint8_t digest[BK_HASH_LEN];
+	bk_seal_digest_record(&r, digest);
 	int rc = produce(c, c->topic[BK_TOPIC_EVENTS], p, r.order_id, strlen(r.order_id),
-			 val ? val : sb->data, sb->size, h, true, val != NULL);
+			 val ? val : sb->data, sb->size, h, true, val != NULL, 0, digest);
 	c->n_events += d->n_events;
 	return rc;
 }
 
-/* The result of command `src_offset`, chained to the partition's previous result; not
- * written again when the restore found one (the command was re-read after a hole). */
+/* The result of command `src_offset`, held until the gated records before it are
+ * acknowledged; header prev-src-offset names the partition's previous result. */
 static int produce_result(cp *c, int32_t p, int64_t src_offset, const bk_result *res)
 {
 	cp_part *pt = &c->parts[p];
-	if (cp_has_result(pt, src_offset)) {
-		bk_logf(BK_LOG_DEBUG, "result already written", "partition=%d offset=%lld", (int)p,
-			(long long)src_offset);
-		return 0;
-	}
 	msgpack_sbuffer *sb = &c->enc;
 	msgpack_sbuffer_clear(sb);
 	if (bk_codec_result_encode(res, sb) < 0) {
@@ -304,8 +343,10 @@ static int release_one(cp *c, const cp_held *e)
 	hdr_int(h, "src-offset", e->src_offset);
 	hdr_int(h, "prev-src-offset", e->prev_src_offset);
 	rd_kafka_header_add(h, "command-id", -1, at + e->key_n + e->val_n, (ssize_t)e->cid_n);
+	uint8_t digest[BK_HASH_LEN];
+	bk_seal_digest_bytes(at + e->key_n, e->val_n, digest);
 	return produce(c, c->topic[BK_TOPIC_RESULTS], e->partition, at, e->key_n, at + e->key_n,
-		       e->val_n, h, false, true);
+		       e->val_n, h, false, true, 1, digest);
 }
 
 int cp_release_ready(cp *c)
@@ -357,8 +398,14 @@ static int produce_rules(cp *c, const bk_profile_rules *pr)
 			pr->service_profile_id);
 		return -1;
 	}
+	const size_t kn = strlen(pr->service_profile_id);
+	uint8_t sig[BK_SIG_LEN];
+	bk_trust_sign_rules(c->wsk, pr->service_profile_id, kn, sb.data, sb.size, sig);
+	rd_kafka_headers_t *h = rd_kafka_headers_new(2);
+	rd_kafka_header_add(h, "key-id", -1, c->wkid, -1);
+	rd_kafka_header_add(h, "signature", -1, sig, BK_SIG_LEN);
 	int rc = produce(c, c->topic[BK_TOPIC_RULES], RD_KAFKA_PARTITION_UA, pr->service_profile_id,
-			 strlen(pr->service_profile_id), sb.data, sb.size, NULL, true, false);
+			 kn, sb.data, sb.size, h, true, false, -1, NULL);
 	msgpack_sbuffer_destroy(&sb);
 	return rc;
 }
@@ -587,24 +634,6 @@ int cp_handle_admitted(cp *c, cp_adm *a)
 	for (uint32_t i = 0; i < d.n_events && i < BK_MAX_EVENTS; i++)
 		ids[i] = d.events[i].event_id;
 	res.version = version;
-	json_t *pend = p->pending ? json_object_get(p->pending, cmd.id) : NULL;
-	const char **pids = NULL;
-	if (pend && d.outcome == BK_DUPLICATE) {
-		/* its events landed before a crash, its result did not: answer as it was */
-		json_t *ja = json_object_get(pend, "ids");
-		size_t n = json_array_size(ja);
-		pids = calloc(n + 1, sizeof(*pids));
-		if (pids) {
-			for (size_t i = 0; i < n; i++)
-				pids[i] = json_string_value(json_array_get(ja, i));
-			res.status = BK_ACCEPTED;
-			res.code = BK_E_OK;
-			res.message = "";
-			res.version = json_integer_value(json_object_get(pend, "v"));
-			res.event_ids = pids;
-			res.n_event_ids = (uint32_t)n;
-		}
-	}
 	if (rc == 0)
 		rc = produce_result(c, m->partition, m->offset, &res);
 	bk_logf(d.outcome == BK_ACCEPTED ? BK_LOG_DEBUG : BK_LOG_INFO, "command handled",
@@ -613,14 +642,6 @@ int cp_handle_admitted(cp *c, cp_adm *a)
 		rd_kafka_topic_name(m->rkt), (int)m->partition, (long long)m->offset, cmd.order_id,
 		cmd.id, bk_cmd_name((bk_cmd_type)cmd.type), bk_outcome_name(res.status),
 		bk_err_name(res.code), (unsigned)d.n_events, (long long)res.version, res.message);
-	free(pids);
-	if (pend) {
-		json_object_del(p->pending, cmd.id);
-		if (json_object_size(p->pending) == 0 || p->next_offset > p->last_event) {
-			json_decref(p->pending);
-			p->pending = NULL;
-		}
-	}
 	bk_decision_clear(&d);
 	return rc;
 }
@@ -722,6 +743,114 @@ static int txn_commit(cp *c, rd_kafka_topic_partition_list_t *offs, bool lost)
 	return 1;
 }
 
+bool cp_sure_owner(const cp *c)
+{
+	if (rd_kafka_assignment_lost(c->consumer))
+		return false;
+	/* the group drops a member whose heartbeats stop for session.timeout.ms; a process
+	 * that did not poll for most of that (stopped, swapped out) cannot be sure */
+	int64_t margin_ms = c->session_timeout_ms / 3;
+	if (margin_ms > 3000)
+		margin_ms = 3000;
+	return cp_mono_us() - c->last_poll_us < (int64_t)(c->session_timeout_ms - margin_ms) * 1000;
+}
+
+static int cmp_srec(const void *a, const void *b)
+{
+	const cp_sealrec *x = a, *y = b;
+	if (x->kind != y->kind)
+		return x->kind < y->kind ? -1 : 1;
+	if (x->partition != y->partition)
+		return x->partition < y->partition ? -1 : 1;
+	return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
+/* Produce one seal: the records srec[from, to) of one topic-partition. 0 or -1. */
+static int produce_seal(cp *c, int kind, int32_t p, size_t from, size_t to)
+{
+	bk_seal_rec *recs = malloc((to - from + 1) * sizeof(*recs));
+	if (!recs)
+		return -1;
+	for (size_t i = from; i < to; i++) {
+		recs[i - from].offset = c->srec[i].offset;
+		memcpy(recs[i - from].digest, c->srec[i].digest, BK_HASH_LEN);
+	}
+	const cp_part *pt = &c->parts[p];
+	bk_seal s = {.writer = c->wkid,
+		     .topic = c->topic[kind == 0 ? BK_TOPIC_EVENTS : BK_TOPIC_RESULTS],
+		     .partition = p,
+		     .base = kind == 0 ? pt->base_events : pt->base_results,
+		     .src_next = kind == 0 ? pt->next_offset : -1,
+		     .recs = recs,
+		     .n = (uint32_t)(to - from)};
+	msgpack_sbuffer *sb = &c->enc;
+	msgpack_sbuffer_clear(sb);
+	int rc = bk_seal_encode(&s, sb);
+	free(recs);
+	if (rc < 0)
+		return -1;
+	uint8_t sig[BK_SIG_LEN];
+	bk_auth_sign(c->wsk, sb->data, sb->size, sig);
+	rd_kafka_headers_t *h = rd_kafka_headers_new(3);
+	rd_kafka_header_add(h, BK_SEAL_KEY, -1, "1", 1);
+	rd_kafka_header_add(h, "key-id", -1, c->wkid, -1);
+	rd_kafka_header_add(h, "signature", -1, sig, BK_SIG_LEN);
+	return produce(c, s.topic, p, BK_SEAL_KEY, strlen(BK_SEAL_KEY), sb->data, sb->size, h,
+		       false, false, -1, NULL);
+}
+
+/*
+ * Seal the batch: every events and results record acknowledged (so its offset is known),
+ * then, when this instance is still sure it owns its partitions, one seal per events
+ * partition the batch consumed from or wrote to and per results partition it wrote to.
+ * 0, or -1: the batch must not commit (dr_err is set).
+ */
+static int seal_batch(cp *c)
+{
+	rd_kafka_resp_err_t fe = rd_kafka_flush(c->producer, c->o.timeout_ms);
+	if (fe || c->dr_err) {
+		if (!c->dr_err)
+			c->dr_err = fe;
+		return -1;
+	}
+	for (size_t i = 0; i < c->n_srec; i++)
+		if (c->srec[i].offset < 0) {
+			c->dr_err = RD_KAFKA_RESP_ERR__FAIL;
+			return -1;
+		}
+	if (!cp_sure_owner(c)) {
+		bk_logf(BK_LOG_WARN,
+			"not sure this instance still owns its partitions: the batch is not "
+			"sealed, its partitions are restored",
+			"commands=%d since_poll_ms=%lld session_timeout_ms=%d", c->batch_n,
+			(long long)((cp_mono_us() - c->last_poll_us) / 1000),
+			c->session_timeout_ms);
+		c->dr_err = RD_KAFKA_RESP_ERR__STATE;
+		return -1;
+	}
+	qsort(c->srec, c->n_srec, sizeof(*c->srec), cmp_srec);
+	size_t i = 0;
+	int rc = 0;
+	/* events partitions: those with records, and those that consumed commands */
+	for (int32_t p = 0; p < c->nparts && rc == 0; p++) {
+		size_t from = i;
+		while (i < c->n_srec && c->srec[i].kind == 0 && c->srec[i].partition == p)
+			i++;
+		if (i > from || c->parts[p].batch_first >= 0)
+			rc = produce_seal(c, 0, p, from, i);
+	}
+	while (rc == 0 && i < c->n_srec) {
+		size_t from = i;
+		int32_t p = c->srec[i].partition;
+		while (i < c->n_srec && c->srec[i].partition == p)
+			i++;
+		rc = produce_seal(c, 1, p, from, i);
+	}
+	if (rc < 0 && !c->dr_err)
+		c->dr_err = RD_KAFKA_RESP_ERR__FAIL;
+	return rc;
+}
+
 int cp_batch_close(cp *c, bool lost)
 {
 	if (!c->txn_open)
@@ -742,6 +871,8 @@ int cp_batch_close(cp *c, bool lost)
 		release_held(c, !c->dr_err);
 	}
 	release_held(c, false);
+	if (!lost && !c->dr_err)
+		(void)seal_batch(c);
 	if (!c->o.no_txn) {
 		r = txn_commit(c, offs, lost || c->dr_err != RD_KAFKA_RESP_ERR_NO_ERROR);
 	} else {

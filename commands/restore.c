@@ -1,8 +1,9 @@
 /*
- * restore.c - rebuilding a partition's state from the log (SPEC §5): command-results for
- * the highest source offset that has its result, the whole rules topic into a fresh
- * shared ruleset, then every events record through the reader rule (bk_engine_read).
- * Nothing here trusts committed consumer offsets; a partition with lost history is refused.
+ * restore.c - rebuilding a partition's state from the log (SPEC §5, docs/design.md
+ * "Restore"): the whole rules topic (signed records) into a fresh shared ruleset, then
+ * every events record through the seal rule (lib/trust) and the reader rule
+ * (bk_engine_read); the partition resumes at its last valid seal's src_next. Nothing here
+ * trusts committed consumer offsets or unsealed records; lost history is refused.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -12,8 +13,9 @@
 
 #include "cp.h"
 #include "log.h"
+#include "trust.h"
 
-enum { PH_RESULTS, PH_RULES, PH_EVENTS };
+enum { PH_RULES, PH_EVENTS };
 
 /* One partition being read to its end. */
 typedef struct rd_part {
@@ -27,8 +29,28 @@ typedef struct restore_ctx {
 	cp *c;
 	bk_ruleset *rules; /* the fresh ruleset being read (phase rules) */
 	msgpack_zone z;
-	uint64_t n_records, n_forks, n_gaps, n_bad;
+	msgpack_zone z2; /* decoding a released record */
+	bk_trust *trust; /* the events partitions' seal buffers */
+	uint64_t n_records, n_applied, n_reported, n_unsealed, n_seals, n_bad_seals, n_bad;
+	uint64_t n_verdict[BK_CHAIN__COUNT];
+	int64_t t0_us, last_progress_us;
 } restore_ctx;
+
+/* Every few seconds of a long restore: how far it got. */
+static void progress(restore_ctx *x)
+{
+	int64_t now = cp_mono_us();
+	double s = (double)(now - x->t0_us) / 1e6;
+	size_t orders = 0;
+	for (int i = 0; i < x->c->nparts; i++)
+		if (x->c->parts[i].eng)
+			orders += bk_engine_count(x->c->parts[i].eng);
+	bk_logf(BK_LOG_INFO, "restore progress",
+		"records=%llu orders=%zu seals=%llu seconds=%.1f records_per_s=%.0f",
+		(unsigned long long)x->n_records, orders, (unsigned long long)x->n_seals, s,
+		s > 0 ? (double)x->n_records / s : 0.0);
+	x->last_progress_us = now;
+}
 
 static int fail(char *errstr, size_t errstr_size, const char *fmt, ...) BK_PRINTF(3, 4);
 static int fail(char *errstr, size_t errstr_size, const char *fmt, ...)
@@ -62,99 +84,19 @@ int cp_hdr_int(const rd_kafka_message_t *m, const char *name, int64_t *ret)
 
 static const char *kind_topic(const cp *c, int kind)
 {
-	return c->topic[kind == PH_RESULTS ? BK_TOPIC_RESULTS
-			: kind == PH_RULES ? BK_TOPIC_RULES
-					   : BK_TOPIC_EVENTS];
-}
-
-static void on_result(restore_ctx *x, const rd_kafka_message_t *m)
-{
-	int64_t sp, so;
-	if (cp_hdr_int(m, "src-partition", &sp) < 0 || cp_hdr_int(m, "src-offset", &so) < 0) {
-		x->n_bad++;
-		bk_logf(BK_LOG_WARN, "result record without source headers",
-			"topic=%s partition=%d offset=%lld", rd_kafka_topic_name(m->rkt),
-			(int)m->partition, (long long)m->offset);
-		return;
-	}
-	if (sp != m->partition || sp < 0 || sp >= x->c->nparts)
-		return;
-	cp_part *p = &x->c->parts[sp];
-	if (so > p->last_result)
-		p->last_result = so;
-	int64_t prev;
-	if (cp_hdr_int(m, "prev-src-offset", &prev) < 0)
-		prev = -1;
-	if (p->n_links == p->cap_links) {
-		size_t cap = p->cap_links ? p->cap_links * 2 : 1024;
-		int64_t(*l)[2] = realloc(p->links, cap * sizeof(*l));
-		if (!l) {
-			x->n_bad++;
-			return;
-		}
-		p->links = l;
-		p->cap_links = cap;
-	}
-	p->links[p->n_links][0] = so;
-	p->links[p->n_links][1] = prev;
-	p->n_links++;
-}
-
-static int cmp_i64(const void *a, const void *b)
-{
-	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-	return x < y ? -1 : x > y;
-}
-
-bool cp_has_result(const cp_part *p, int64_t off)
-{
-	return p->n_have && bsearch(&off, p->have, p->n_have, sizeof(int64_t), cmp_i64);
-}
-
-/*
- * Where partition p resumes: the smallest src-offset some result names as its
- * predecessor without a result of its own (a delivery failed there while later ones
- * landed), else after the highest result. Results at or after that point are kept in
- * p->have, so their commands are decided again (their events may be missing) but not
- * answered twice.
- */
-static int plan_resume(cp_part *p)
-{
-	size_t n = p->n_links;
-	int64_t *srcs = malloc((n + 1) * sizeof(*srcs));
-	if (!srcs)
-		return -1;
-	for (size_t i = 0; i < n; i++)
-		srcs[i] = p->links[i][0];
-	qsort(srcs, n, sizeof(*srcs), cmp_i64);
-	int64_t resume = p->last_result + 1;
-	for (size_t i = 0; i < n; i++) {
-		int64_t prev = p->links[i][1];
-		if (prev >= 0 && prev < resume && !bsearch(&prev, srcs, n, sizeof(*srcs), cmp_i64))
-			resume = prev;
-	}
-	/* srcs is sorted: those below resume are answered and behind us, the rest (unique)
-	 * stay in p->have */
-	size_t m = 0;
-	p->prev_result = -1;
-	for (size_t i = 0; i < n; i++) {
-		if (srcs[i] < resume)
-			p->prev_result = srcs[i];
-		else if (m == 0 || srcs[m - 1] != srcs[i])
-			srcs[m++] = srcs[i];
-	}
-	p->have = srcs;
-	p->n_have = m;
-	p->next_offset = resume;
-	free(p->links);
-	p->links = NULL;
-	p->n_links = p->cap_links = 0;
-	return 0;
+	return c->topic[kind == PH_RULES ? BK_TOPIC_RULES : BK_TOPIC_EVENTS];
 }
 
 static void on_rules(restore_ctx *x, const rd_kafka_message_t *m)
 {
 	char err[256];
+	if (bk_trust_check_rules(x->c->wkr, m, err, sizeof(err)) < 0) {
+		x->n_reported++;
+		bk_logf(BK_LOG_WARN, "rules record not trusted: skipped",
+			"topic=%s partition=%d offset=%lld err=\"%s\"", rd_kafka_topic_name(m->rkt),
+			(int)m->partition, (long long)m->offset, err);
+		return;
+	}
 	if (!m->payload) { /* a tombstone deletes the profile's entry */
 		if (m->key && m->key_len < BK_ID_MAX) {
 			char key[BK_ID_MAX];
@@ -178,41 +120,40 @@ static void on_rules(restore_ctx *x, const rd_kafka_message_t *m)
 	bk_profile_rules_clear(&pr);
 }
 
-/* Remember an applied record whose result may be missing (src-offset > last_result). */
-static void note_pending(cp_part *p, const bk_record *r, int64_t so)
+static void report(restore_ctx *x, const rd_kafka_message_t *m, const char *order_id, int64_t seq,
+		   bk_chain_verdict v, const char *why)
 {
-	if (so < p->next_offset || cp_has_result(p, so) || !r->command_id || r->n == 0)
-		return;
-	bool own = false;
-	for (uint32_t i = 0; i < r->n; i++)
-		if (r->events[i].command_id && !strcmp(r->events[i].command_id, r->command_id))
-			own = true;
-	if (!own) /* only expiry events (a rejected command): its replay is rejected again */
-		return;
-	if (!p->pending)
-		p->pending = json_object();
-	json_t *ids = json_array();
-	for (uint32_t i = 0; i < r->n; i++)
-		json_array_append_new(ids, json_string(r->events[i].event_id));
-	json_object_set_new(
-	    p->pending, r->command_id,
-	    json_pack("{s:I, s:o}", "v", (json_int_t)r->events[r->n - 1].seq, "ids", ids));
+	x->n_reported++;
+	x->n_verdict[v]++;
+	bk_logf(BK_LOG_WARN, "events record not applied",
+		"verdict=%s topic=%s partition=%d offset=%lld order_id=%s seq=%lld err=\"%s\"",
+		bk_chain_verdict_name(v), rd_kafka_topic_name(m->rkt), (int)m->partition,
+		(long long)m->offset, order_id ? order_id : "?", (long long)seq, why ? why : "");
 }
 
-static void on_event(restore_ctx *x, const rd_kafka_message_t *m)
+/* A record the seal rule released: apply it (sealed) or report it (unsealed). */
+static void on_release(void *opaque, void *rec, int32_t partition, int64_t offset, bool sealed)
 {
+	restore_ctx *x = opaque;
+	rd_kafka_message_t *m = rec;
 	char err[256];
 	bk_record r;
-	msgpack_zone_clear(&x->z);
-	if (!m->payload ||
-	    bk_codec_record_decode(m->payload, m->len, &x->z, &r, err, sizeof(err)) < 0) {
-		x->n_bad++;
-		bk_logf(BK_LOG_ERROR, "undecodable events record skipped",
-			"topic=%s partition=%d offset=%lld err=\"%s\"", rd_kafka_topic_name(m->rkt),
-			(int)m->partition, (long long)m->offset, m->payload ? err : "no value");
+	(void)offset;
+	msgpack_zone_clear(&x->z2);
+	if (bk_codec_record_decode(m->payload, m->len, &x->z2, &r, err, sizeof(err)) < 0) {
+		report(x, m, NULL, 0, BK_CHAIN_GARBAGE, err); /* decoded once already: cannot be */
+		rd_kafka_message_destroy(m);
 		return;
 	}
-	cp_part *p = &x->c->parts[m->partition];
+	if (!sealed) {
+		x->n_unsealed++;
+		for (uint32_t i = 0; i < r.n; i++)
+			report(x, m, r.order_id, r.events[i].seq, BK_CHAIN_UNSEALED,
+			       "no valid seal covers the record");
+		rd_kafka_message_destroy(m);
+		return;
+	}
+	cp_part *p = &x->c->parts[partition];
 	int64_t so = -1;
 	if (cp_hdr_int(m, "src-offset", &so) == 0 && so > p->last_event)
 		p->last_event = so;
@@ -220,6 +161,7 @@ static void on_event(restore_ctx *x, const rd_kafka_message_t *m)
 	bk_chain_verdict *vs = r.n <= BK_MAX_EVENTS ? v : malloc(sizeof(*vs) * r.n);
 	if (!vs) {
 		x->n_bad++;
+		rd_kafka_message_destroy(m);
 		return;
 	}
 	if (bk_engine_read(p->eng, &r, vs, err, sizeof(err)) < 0) {
@@ -229,29 +171,61 @@ static void on_event(restore_ctx *x, const rd_kafka_message_t *m)
 			rd_kafka_topic_name(m->rkt), (int)m->partition, (long long)m->offset,
 			r.order_id, err);
 	}
-	bool applied = false;
 	for (uint32_t i = 0; i < r.n; i++) {
-		if (vs[i] == BK_CHAIN_NEXT) {
-			applied = true;
-			continue;
-		}
-		if (vs[i] == BK_CHAIN_DUPLICATE)
-			continue;
-		if (vs[i] == BK_CHAIN_FORK)
-			x->n_forks++;
-		else
-			x->n_gaps++;
-		bk_logf(BK_LOG_WARN, "events record not applied",
-			"verdict=%s topic=%s partition=%d offset=%lld order_id=%s seq=%lld "
-			"command_id=%s",
-			bk_chain_verdict_name(vs[i]), rd_kafka_topic_name(m->rkt),
-			(int)m->partition, (long long)m->offset, r.order_id,
-			(long long)r.events[i].seq, r.command_id);
+		if (vs[i] == BK_CHAIN_NEXT)
+			x->n_applied++;
+		if (bk_chain_verdict_reported(vs[i]))
+			report(x, m, r.order_id, r.events[i].seq, vs[i], "");
 	}
 	if (vs != v)
 		free(vs);
-	if (applied && so >= 0)
-		note_pending(p, &r, so);
+	rd_kafka_message_destroy(m);
+}
+
+static void on_seal(void *opaque, const rd_kafka_message_t *m, const bk_seal *s)
+{
+	restore_ctx *x = opaque;
+	cp_part *p = &x->c->parts[m->partition];
+	x->n_seals++;
+	p->last_seal = m->offset;
+	if (s->src_next > p->next_offset)
+		p->next_offset = s->src_next;
+}
+
+static void on_bad_seal(void *opaque, const rd_kafka_message_t *m, const char *why)
+{
+	restore_ctx *x = opaque;
+	x->n_bad_seals++;
+	report(x, m, NULL, 0, BK_CHAIN_GARBAGE, why);
+}
+
+/* An events record read: a seal is judged at once, any other record waits for one. */
+static bool on_event(restore_ctx *x, rd_kafka_message_t *m)
+{
+	if (bk_trust_is_seal(m)) {
+		(void)bk_trust_seal(x->trust, m);
+		return false;
+	}
+	char err[256];
+	bk_record r;
+	msgpack_zone_clear(&x->z);
+	if (!m->payload ||
+	    bk_codec_record_decode(m->payload, m->len, &x->z, &r, err, sizeof(err)) < 0) {
+		char key[BK_ID_MAX] = "?";
+		if (m->key && m->key_len < sizeof(key)) {
+			memcpy(key, m->key, m->key_len);
+			key[m->key_len] = '\0';
+		}
+		report(x, m, key, 0, BK_CHAIN_GARBAGE, m->payload ? err : "no value");
+		return false;
+	}
+	uint8_t d[BK_HASH_LEN];
+	bk_seal_digest_record(&r, d);
+	if (bk_trust_add(x->trust, m->partition, m->offset, d, m) < 0) {
+		x->n_bad++;
+		return false;
+	}
+	return true; /* kept: released through on_release */
 }
 
 /*
@@ -269,7 +243,7 @@ static int read_to_end(restore_ctx *x, rd_part *rp, int n, char *errstr, size_t 
 		if (bk_kconf_watermarks(c->reader, t, rp[i].partition, c->o.timeout_ms, &lo, &hi,
 					errstr, errstr_size) < 0)
 			goto err;
-		if (lo > 0 && rp[i].kind != PH_RULES) {
+		if (lo > 0 && rp[i].kind == PH_EVENTS) {
 			fail(errstr, errstr_size,
 			     "%s [%d]: low watermark is %lld, not 0: the partition has lost "
 			     "history (retention is not infinite); refusing to restore from it",
@@ -277,6 +251,8 @@ static int read_to_end(restore_ctx *x, rd_part *rp, int n, char *errstr, size_t 
 			goto err;
 		}
 		rp[i].end = hi;
+		if (rp[i].kind == PH_EVENTS)
+			c->parts[rp[i].partition].base_events = hi;
 		rp[i].done = hi <= lo;
 		if (rp[i].done)
 			continue;
@@ -324,24 +300,30 @@ static int read_to_end(restore_ctx *x, rd_part *rp, int n, char *errstr, size_t 
 			if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF && me && !me->done) {
 				me->done = true;
 				left--;
+				if (me->kind == PH_EVENTS)
+					bk_trust_flush(x->trust, me->partition);
 			}
 			rd_kafka_message_destroy(m);
 			continue;
 		}
+		bool kept = false;
 		if (me && !me->done) {
 			x->n_records++;
-			if (me->kind == PH_RESULTS)
-				on_result(x, m);
-			else if (me->kind == PH_RULES)
+			if (me->kind == PH_RULES)
 				on_rules(x, m);
 			else
-				on_event(x, m);
+				kept = on_event(x, m);
 			if (m->offset >= me->end - 1) {
 				me->done = true;
 				left--;
 			}
+			if (me->done && me->kind == PH_EVENTS)
+				bk_trust_flush(x->trust, me->partition);
 		}
-		rd_kafka_message_destroy(m);
+		if (!kept)
+			rd_kafka_message_destroy(m);
+		if (cp_mono_us() - x->last_progress_us > 5000000)
+			progress(x);
 	}
 	rd_kafka_assign(c->reader, NULL);
 	rd_kafka_topic_partition_list_destroy(tl);
@@ -357,18 +339,13 @@ void cp_part_reset(cp_part *p)
 {
 	bk_engine_free(p->eng);
 	p->eng = NULL;
-	json_decref(p->pending);
-	p->pending = NULL;
 	p->restored = false;
 	p->last_result = -1;
 	p->last_event = -1;
 	p->prev_result = -1;
-	free(p->have);
-	p->have = NULL;
-	p->n_have = 0;
-	free(p->links);
-	p->links = NULL;
-	p->n_links = p->cap_links = 0;
+	p->base_events = -1;
+	p->base_results = -1;
+	p->last_seal = -1;
 	p->batch_first = -1;
 	p->next_offset = 0;
 }
@@ -376,14 +353,16 @@ void cp_part_reset(cp_part *p)
 int cp_restore(cp *c, const int32_t *ps, int n, char *errstr, size_t errstr_size)
 {
 	int64_t t0 = cp_mono_us();
-	restore_ctx x = {.c = c};
-	rd_part *rp = calloc((size_t)(2 * n + c->rules_parts) + 1, sizeof(*rp));
+	restore_ctx x = {.c = c, .t0_us = t0, .last_progress_us = t0};
+	rd_part *rp = calloc((size_t)(n + c->rules_parts) + 1, sizeof(*rp));
 	if (!rp)
 		return fail(errstr, errstr_size, "out of memory");
 	msgpack_zone_init(&x.z, 1 << 16);
+	msgpack_zone_init(&x.z2, 1 << 16);
 	x.rules = bk_ruleset_new();
+	x.trust = bk_trust_new(c->wkr, false, c->nparts, on_release, on_seal, on_bad_seal, &x);
 	int rc = -1;
-	if (!x.rules) {
+	if (!x.rules || !x.trust) {
 		fail(errstr, errstr_size, "out of memory");
 		goto done;
 	}
@@ -394,20 +373,19 @@ int cp_restore(cp *c, const int32_t *ps, int n, char *errstr, size_t errstr_size
 			fail(errstr, errstr_size, "out of memory");
 			goto done;
 		}
+		/* the results partitions' ends: the base of this writer's results seals */
+		int64_t lo, hi;
+		if (bk_kconf_watermarks(c->reader, c->topic[BK_TOPIC_RESULTS], ps[i],
+					c->o.timeout_ms, &lo, &hi, errstr, errstr_size) < 0)
+			goto done;
+		p->base_results = hi;
 	}
-	/* phase 1: results of our partitions, and every rules partition */
+	/* phase 1: every rules partition */
 	int k = 0;
-	for (int i = 0; i < n; i++)
-		rp[k++] = (rd_part){.kind = PH_RESULTS, .partition = ps[i]};
 	for (int i = 0; i < c->rules_parts; i++)
 		rp[k++] = (rd_part){.kind = PH_RULES, .partition = i};
 	if (read_to_end(&x, rp, k, errstr, errstr_size) < 0)
 		goto done;
-	for (int i = 0; i < n; i++)
-		if (plan_resume(&c->parts[ps[i]]) < 0) {
-			fail(errstr, errstr_size, "out of memory");
-			goto done;
-		}
 	/* the fresh ruleset replaces the old one for every engine */
 	for (int i = 0; i < c->nparts; i++)
 		if (c->parts[i].eng)
@@ -415,37 +393,45 @@ int cp_restore(cp *c, const int32_t *ps, int n, char *errstr, size_t errstr_size
 	bk_ruleset_free(c->rules);
 	c->rules = x.rules;
 	x.rules = NULL;
-	/* phase 2: events */
+	/* phase 2: events, through the seal rule */
 	k = 0;
 	for (int i = 0; i < n; i++)
 		rp[k++] = (rd_part){.kind = PH_EVENTS, .partition = ps[i]};
 	if (read_to_end(&x, rp, k, errstr, errstr_size) < 0)
 		goto done;
+	bk_trust_flush(x.trust, -1);
 	for (int i = 0; i < n; i++) {
 		cp_part *p = &c->parts[ps[i]];
 		p->restored = true;
-		bk_logf(BK_LOG_INFO, "partition restored",
-			"topic=%s partition=%d orders=%zu last_result_offset=%lld "
-			"last_event_offset=%lld resume_offset=%lld answered_after_resume=%zu "
-			"pending_results=%zu",
+		bk_logf(BK_LOG_DEBUG, "partition restored",
+			"topic=%s partition=%d orders=%zu last_seal_offset=%lld "
+			"last_event_src_offset=%lld resume_offset=%lld",
 			c->topic[BK_TOPIC_COMMANDS], (int)ps[i], bk_engine_count(p->eng),
-			(long long)p->last_result, (long long)p->last_event,
-			(long long)p->next_offset, p->n_have,
-			p->pending ? json_object_size(p->pending) : 0);
+			(long long)p->last_seal, (long long)p->last_event,
+			(long long)p->next_offset);
 	}
 	bk_logf(BK_LOG_INFO, "restore finished",
-		"partitions=%d records=%llu forks=%llu gaps=%llu bad=%llu rules_profiles=%zu "
-		"ms=%lld",
-		n, (unsigned long long)x.n_records, (unsigned long long)x.n_forks,
-		(unsigned long long)x.n_gaps, (unsigned long long)x.n_bad,
+		"partitions=%d records=%llu applied_events=%llu seals=%llu bad_seals=%llu "
+		"unsealed_records=%llu reported_events=%llu forks=%llu bad_hash=%llu "
+		"bad_link=%llu garbage=%llu bad=%llu rules_profiles=%zu ms=%lld",
+		n, (unsigned long long)x.n_records, (unsigned long long)x.n_applied,
+		(unsigned long long)x.n_seals, (unsigned long long)x.n_bad_seals,
+		(unsigned long long)x.n_unsealed, (unsigned long long)x.n_reported,
+		(unsigned long long)x.n_verdict[BK_CHAIN_FORK],
+		(unsigned long long)x.n_verdict[BK_CHAIN_BAD_HASH],
+		(unsigned long long)x.n_verdict[BK_CHAIN_BAD_LINK],
+		(unsigned long long)x.n_verdict[BK_CHAIN_GARBAGE], (unsigned long long)x.n_bad,
 		bk_ruleset_count(c->rules), (long long)((cp_mono_us() - t0) / 1000));
 	rc = 0;
 done:
+	bk_trust_flush(x.trust, -1); /* (already empty on success) frees kept messages */
 	if (rc < 0)
 		for (int i = 0; i < n; i++)
 			cp_part_reset(&c->parts[ps[i]]);
+	bk_trust_free(x.trust);
 	bk_ruleset_free(x.rules);
 	msgpack_zone_destroy(&x.z);
+	msgpack_zone_destroy(&x.z2);
 	free(rp);
 	return rc;
 }

@@ -77,6 +77,8 @@ int cp_sweep(cp *c, int64_t now)
 {
 	due_list l = {.now = now, .lead = c->o.expiring_lead_s * 1000000};
 	int rc = 0;
+	if (!cp_sure_owner(c)) /* never stamp events for partitions that may be gone */
+		return 0;
 	for (int p = 0; p < c->nparts && rc == 0; p++) {
 		cp_part *pt = &c->parts[p];
 		if (!pt->assigned || !pt->restored || !pt->eng)

@@ -64,6 +64,15 @@ size_t bk_keyring_count(const bk_keyring *kr)
 	return kr ? kr->n : 0;
 }
 
+bool bk_keyring_only_type(const bk_keyring *kr, const char *type)
+{
+	for (size_t i = 0; kr && i < kr->n; i++)
+		if (kr->keys[i].roles != BK_RM(BK_ROLE_SYSTEM) || !kr->keys[i].prefixes ||
+		    strcmp(kr->keys[i].prefixes, type) != 0)
+			return false;
+	return kr != NULL;
+}
+
 static const bk_key *keyring_find(const bk_keyring *kr, const char *id, size_t n)
 {
 	for (size_t i = 0; i < kr->n; i++)

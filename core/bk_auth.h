@@ -31,6 +31,9 @@ int bk_keyring_parse(const char *text, size_t n, bk_keyring **ret, char *errstr,
 		     size_t errstr_size);
 void bk_keyring_free(bk_keyring *kr); /* NULL ok */
 size_t bk_keyring_count(const bk_keyring *kr);
+/* Is every key limited to role system and exactly the type prefix `type` (a writer
+ * keyring: its keys sign seals and nothing else)? */
+bool bk_keyring_only_type(const bk_keyring *kr, const char *type);
 
 /* Generate a key pair (libsodium must be initialised: sodium_init()). */
 int bk_auth_keygen(uint8_t ret_pk[BK_PK_LEN], uint8_t ret_sk[BK_SK_LEN]);

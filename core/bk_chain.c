@@ -23,19 +23,21 @@ void bk_chain_hash(const uint8_t prev[BK_HASH_LEN], const uint8_t *canon, size_t
 	crypto_generichash_final(&st, ret_hash, BK_HASH_LEN);
 }
 
+static const char *const verdict_names[BK_CHAIN__COUNT] = {
+    [BK_CHAIN_NEXT] = "next",	      [BK_CHAIN_DUPLICATE] = "duplicate",
+    [BK_CHAIN_FORK] = "fork",	      [BK_CHAIN_BAD_HASH] = "bad_hash",
+    [BK_CHAIN_BAD_LINK] = "bad_link", [BK_CHAIN_UNSEALED] = "unsealed",
+    [BK_CHAIN_GARBAGE] = "garbage",
+};
+
 const char *bk_chain_verdict_name(bk_chain_verdict v)
 {
-	switch (v) {
-	case BK_CHAIN_NEXT:
-		return "next";
-	case BK_CHAIN_DUPLICATE:
-		return "duplicate";
-	case BK_CHAIN_FORK:
-		return "fork";
-	case BK_CHAIN_GAP:
-		return "gap";
-	}
-	return "?";
+	return (unsigned)v < BK_CHAIN__COUNT ? verdict_names[v] : "?";
+}
+
+bool bk_chain_verdict_reported(bk_chain_verdict v)
+{
+	return v != BK_CHAIN_NEXT && v != BK_CHAIN_DUPLICATE;
 }
 
 /* Hashes are public data: a plain comparison is fine (no timing concern). */
@@ -44,33 +46,38 @@ static bool same_hash(const uint8_t a[BK_HASH_LEN], const uint8_t b[BK_HASH_LEN]
 	return memcmp(a, b, BK_HASH_LEN) == 0;
 }
 
-/*
- * The rule, in order: seq < 1 is a fork (no valid event has it); seq = last+1 is next when
- * prev_hash links to last_hash, else a fork; seq > last+1 is a gap; seq <= last is
- * compared with the hash recorded at seq (last_hash for seq = last, else known_hash_at):
- * equal is a duplicate, different is a fork. When the recorded hash cannot be had
- * (known_hash_at is NULL or returns non-zero), an older seq is a fork: the reader cannot
- * show it is a copy of what it applied.
- */
+/* The hash applied at seq (seq 0: the zero hash every chain starts from). */
+static bool hash_at(int64_t seq, int64_t last_seq, const uint8_t last_hash[BK_HASH_LEN],
+		    bk_hash_at_fn known_hash_at, void *opaque, uint8_t ret[BK_HASH_LEN])
+{
+	if (seq == 0) {
+		memset(ret, 0, BK_HASH_LEN);
+		return true;
+	}
+	if (seq == last_seq) {
+		memcpy(ret, last_hash, BK_HASH_LEN);
+		return true;
+	}
+	return known_hash_at != NULL && known_hash_at(opaque, seq, ret) == 0;
+}
+
 bk_chain_verdict bk_chain_classify(int64_t last_seq, const uint8_t last_hash[BK_HASH_LEN],
 				   int64_t seq, const uint8_t prev_hash[BK_HASH_LEN],
 				   const uint8_t hash[BK_HASH_LEN], bk_hash_at_fn known_hash_at,
 				   void *opaque)
 {
-	uint8_t recorded[BK_HASH_LEN];
+	uint8_t at[BK_HASH_LEN];
 
-	if (seq < 1)
+	if (seq < 1 || seq > last_seq + 1)
+		return BK_CHAIN_BAD_LINK;
+	if (seq == last_seq + 1)
+		return same_hash(prev_hash, last_hash) ? BK_CHAIN_NEXT : BK_CHAIN_BAD_LINK;
+	if (hash_at(seq, last_seq, last_hash, known_hash_at, opaque, at) && same_hash(hash, at))
+		return BK_CHAIN_DUPLICATE;
+	if (hash_at(seq - 1, last_seq, last_hash, known_hash_at, opaque, at) &&
+	    same_hash(prev_hash, at))
 		return BK_CHAIN_FORK;
-	if (seq > last_seq) {
-		if (seq - last_seq > 1)
-			return BK_CHAIN_GAP;
-		return same_hash(prev_hash, last_hash) ? BK_CHAIN_NEXT : BK_CHAIN_FORK;
-	}
-	if (seq == last_seq)
-		return same_hash(hash, last_hash) ? BK_CHAIN_DUPLICATE : BK_CHAIN_FORK;
-	if (known_hash_at == NULL || known_hash_at(opaque, seq, recorded) != 0)
-		return BK_CHAIN_FORK;
-	return same_hash(hash, recorded) ? BK_CHAIN_DUPLICATE : BK_CHAIN_FORK;
+	return BK_CHAIN_BAD_LINK;
 }
 
 void bk_hex(const uint8_t *b, size_t n, char *out)

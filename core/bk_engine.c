@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "bk_engine.h"
+#include "bk_seal.h"
 
 struct bk_engine {
 	bk_order **slots;
@@ -15,6 +16,7 @@ struct bk_engine {
 	bk_ruleset *rules; /* own_rules or a shared set */
 	/* decide's scratch when the caller gives none: reused, not allocated per command */
 	msgpack_sbuffer scratch;
+	bool no_hash_check; /* bk_engine_check_hashes(e, false): measuring only */
 };
 
 static uint64_t hash_str(const char *s)
@@ -195,6 +197,11 @@ static int hash_at(void *opaque, int64_t seq, uint8_t ret_hash[BK_HASH_LEN])
 	return 0;
 }
 
+void bk_engine_check_hashes(bk_engine *e, bool on)
+{
+	e->no_hash_check = !on;
+}
+
 int bk_engine_read(bk_engine *e, const bk_record *r, bk_chain_verdict *ret_verdicts, char *err,
 		   size_t errsz)
 {
@@ -202,9 +209,13 @@ int bk_engine_read(bk_engine *e, const bk_record *r, bk_chain_verdict *ret_verdi
 		const bk_event *ev = &r->events[i];
 		const bk_order *o = bk_engine_order(e, ev->order_id);
 		static const uint8_t zero[BK_HASH_LEN];
-		bk_chain_verdict v =
-		    bk_chain_classify(o ? o->version : 0, o ? bk_order_last_hash(o) : zero, ev->seq,
-				      ev->prev_hash, ev->hash, o ? hash_at : NULL, (void *)o);
+		bk_chain_verdict v;
+		if (!e->no_hash_check && !bk_seal_hash_ok(ev, &e->scratch))
+			v = BK_CHAIN_BAD_HASH;
+		else
+			v = bk_chain_classify(o ? o->version : 0, o ? bk_order_last_hash(o) : zero,
+					      ev->seq, ev->prev_hash, ev->hash, o ? hash_at : NULL,
+					      (void *)o);
 		if (ret_verdicts)
 			ret_verdicts[i] = v;
 		if (v == BK_CHAIN_NEXT && apply_events(e, ev, 1, err, errsz) < 0)

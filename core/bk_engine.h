@@ -39,13 +39,17 @@ int bk_engine_handle(bk_engine *e, const bk_command *c, const bk_decide_ctx *ctx
 		     bk_decision *ret);
 
 /*
- * Read one events record with the reader rule: each event is classified against what
- * the engine holds (bk_chain_classify) and applied only when it is the order's next.
+ * Read one *sealed* events record with the reader rule: each event's hash is checked
+ * against its canonical bytes (BAD_HASH), then classified against what the engine holds
+ * (bk_chain_classify); only NEXT is applied. The caller has judged the seal.
  * ret_verdicts (may be NULL) gets one verdict per event. Returns 0, or -1 when an event
  * classified NEXT could not be evolved (message in err; the order keeps the events
  * before it).
  */
 int bk_engine_read(bk_engine *e, const bk_record *r, bk_chain_verdict *ret_verdicts, char *err,
 		   size_t errsz);
+
+/* Check each read event's hash against its bytes (default on; off only to measure). */
+void bk_engine_check_hashes(bk_engine *e, bool on);
 
 #endif

@@ -59,7 +59,7 @@ typedef struct oentry {
 	bool quarantined; /* while planning: later events wait in quarantine */
 } oentry;
 
-enum { A_APPLY, A_DUP, A_FORK, A_QUAR, A_HELD };
+enum { A_APPLY, A_DUP, A_FORK, A_QUAR, A_HELD, A_REJECT };
 
 typedef struct item {
 	const bk_event *e; /* NULL: the record could not be decoded */
@@ -71,7 +71,9 @@ typedef struct item {
 	const void *raw; /* the record's bytes (undecodable records) */
 	size_t raw_n;
 	uint8_t action;
-	bool pre_bad; /* undecodable or hash mismatch: reason already set */
+	uint8_t verdict; /* A_REJECT: the reader rule's verdict (bk_chain_verdict) */
+	bool pre_bad;	 /* rejected before planning (verdict and reason set) */
+	bool apply_bad;	 /* a valid event that could not be mapped: quarantined */
 	char reason[REASON_MAX];
 } item;
 
@@ -108,6 +110,7 @@ struct proj {
 	bool model_table;  /* booking_proj.model existed at the connection's last read of it */
 	bool model_known;  /* model_gen was read by a session of this instance */
 	bool replaced;	   /* the fence saw a new generation: close the connection */
+	const uint8_t *ver; /* the batch's PV_* per message */
 };
 
 /* --- small helpers ------------------------------------------------------------------ */
@@ -421,6 +424,7 @@ static int add_record(proj *p, const bk_record *rec, const uint8_t *hash_bad, co
 		it->raw = raw;
 		it->raw_n = raw_n;
 		it->pre_bad = true;
+		it->verdict = BK_CHAIN_GARBAGE;
 		snprintf(it->reason, sizeof(it->reason), "undecodable record: %s",
 			 rec ? "no events" : why);
 		it->o = cache_find(p, key && *key ? key : "(no key)");
@@ -438,6 +442,7 @@ static int add_record(proj *p, const bk_record *rec, const uint8_t *hash_bad, co
 		it->o = cache_find(p, rec->events[i].order_id);
 		if (hash_bad ? hash_bad[i] : !hash_ok(&p->sb, it->e)) {
 			it->pre_bad = true;
+			it->verdict = BK_CHAIN_BAD_HASH;
 			snprintf(it->reason, sizeof(it->reason),
 				 "event %s: hash does not match its content", it->e->event_id);
 		}
@@ -522,8 +527,12 @@ restart:
 					 "held: an earlier event of the order is quarantined");
 			continue;
 		}
-		if (it->pre_bad) {
+		if (it->apply_bad || (it->pre_bad && it->qid)) {
 			quarantine(p, it, NULL);
+			continue;
+		}
+		if (it->pre_bad) { /* rejected alone: it takes no seq and holds nothing back */
+			it->action = A_REJECT;
 			continue;
 		}
 		const bk_event *e = it->e;
@@ -538,7 +547,7 @@ restart:
 		case BK_CHAIN_NEXT: {
 			char why[REASON_MAX];
 			if (pa_apply(p->store, e, &o->b.f, why, sizeof(why)) < 0) {
-				it->pre_bad = true;
+				it->apply_bad = true;
 				snprintf(it->reason, sizeof(it->reason), "%s", why);
 				goto restart;
 			}
@@ -555,13 +564,19 @@ restart:
 				 "fork: seq %lld (order at %lld) with another hash or link",
 				 (long long)e->seq, (long long)o->b.seq);
 			break;
-		case BK_CHAIN_GAP: {
-			char why[REASON_MAX];
-			snprintf(why, sizeof(why), "gap: expected seq %lld, got %lld",
-				 (long long)o->b.seq + 1, (long long)e->seq);
-			quarantine(p, it, why);
+		case BK_CHAIN_BAD_LINK:
+		case BK_CHAIN_BAD_HASH:
+		case BK_CHAIN_UNSEALED:
+		case BK_CHAIN_GARBAGE:
+		case BK_CHAIN__COUNT:
+			it->action = A_REJECT;
+			it->verdict = (uint8_t)(v == BK_CHAIN__COUNT ? BK_CHAIN_BAD_LINK : v);
+			snprintf(it->reason, sizeof(it->reason),
+				 "%s: seq %lld does not link to the order's last valid event "
+				 "(seq %lld)",
+				 bk_chain_verdict_name((bk_chain_verdict)it->verdict),
+				 (long long)e->seq, (long long)o->b.seq);
 			break;
-		}
 		}
 	}
 	return 0;
@@ -620,7 +635,8 @@ static void decode_range(dec_job *j)
 	for (size_t i = j->from; i < j->to; i++) {
 		const rd_kafka_message_t *m = j->msgs[i];
 		decoded *d = &j->dec[i];
-		if (topic_idx(j->p, rd_kafka_topic_name(m->rkt)) != 0)
+		if (topic_idx(j->p, rd_kafka_topic_name(m->rkt)) != 0 ||
+		    (j->p->ver && j->p->ver[i] == PV_SEAL))
 			continue;
 		if (m->key && m->key_len < sizeof(d->key)) {
 			memcpy(d->key, m->key, m->key_len);
@@ -766,7 +782,8 @@ static int gather(proj *p, msgpack_zone *z, msgpack_zone *z2, rd_kafka_message_t
 	for (size_t i = 0; i < n; i++) {
 		const rd_kafka_message_t *m = msgs[i];
 		const decoded *d = &dec[i];
-		if (topic_idx(p, rd_kafka_topic_name(m->rkt)) != 0)
+		if (topic_idx(p, rd_kafka_topic_name(m->rkt)) != 0 ||
+		    (p->ver && p->ver[i] == PV_SEAL))
 			continue;
 		if (d->ok && d->r.n) {
 			for (uint32_t k = 0; k < d->r.n; k++)
@@ -836,10 +853,25 @@ static int gather(proj *p, msgpack_zone *z, msgpack_zone *z2, rd_kafka_message_t
 		if (topic_idx(p, rd_kafka_topic_name(m->rkt)) != 0)
 			continue;
 		decoded *d = &dec[i];
+		const uint8_t v = p->ver ? p->ver[i] : PV_SEALED;
+		if (v == PV_SEAL)
+			continue;
+		if (v == PV_BAD_SEAL) {
+			d->ok = false;
+			snprintf(d->why, sizeof(d->why), "a seal record that does not check");
+		}
+		size_t before = p->nitems;
 		if (add_record(p, d->ok ? &d->r : NULL, d->bad, d->why,
 			       m->payload ? m->payload : "", m->len, d->key, 0, m->partition,
 			       m->offset, 0) < 0)
 			goto oom;
+		for (size_t k = before; v == PV_UNSEALED && k < p->nitems; k++)
+			if (!p->items[k].pre_bad || p->items[k].verdict != BK_CHAIN_GARBAGE) {
+				p->items[k].pre_bad = true;
+				p->items[k].verdict = BK_CHAIN_UNSEALED;
+				snprintf(p->items[k].reason, sizeof(p->items[k].reason),
+					 "unsealed: no valid seal covers the record");
+			}
 		p->st.records++;
 	}
 	rc = 0;
@@ -1088,6 +1120,39 @@ static int bookkeeping(proj *p, rd_kafka_message_t *const *msgs, size_t n, char 
 			    item_order(it), (long long)it->e->seq, it->e->event_id);
 			continue;
 		}
+		if (it->action == A_REJECT && !it->qid) {
+			if (item_bytes(p, it, &bytes, &nb) < 0)
+				goto oom;
+			const char *vname = bk_chain_verdict_name((bk_chain_verdict)it->verdict);
+			const char *v[8] = {
+			    item_order(it),    topic_name(p, it->topic),       ps,    os,
+			    it->e ? ss : NULL, it->e ? it->e->event_id : NULL, vname, it->reason};
+			const char *v9[9] = {v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], bytes};
+			int lens[9] = {0, 0, 0, 0, 0, 0, 0, 0, (int)nb};
+			int fmts[9] = {0, 0, 0, 0, 0, 0, 0, 0, 1};
+			PGresult *r = PQexecParams(
+			    p->conn,
+			    "insert into booking_proj.rejected (order_id, topic, partition, "
+			    "record_offset, seq, event_id, verdict, reason, record) values ($1, "
+			    "$2, "
+			    "$3::int, $4::bigint, $5::bigint, $6, $7, $8, $9::bytea) on conflict "
+			    "do "
+			    "nothing",
+			    9, NULL, v9, lens, fmts, 0);
+			if (!r || PQresultStatus(r) != PGRES_COMMAND_OK) {
+				pgu_format_error(p->conn, r, "record rejected", err, errsz);
+				PQclear(r);
+				return -1;
+			}
+			PQclear(r);
+			p->st.rejected++;
+			bk_logf(BK_LOG_WARN, "event rejected: not applied",
+				"verdict=%s topic=%s partition=%d offset=%lld order_id=%s seq=%lld "
+				"reason=\"%s\"",
+				vname, topic_name(p, it->topic), it->part, (long long)it->offset,
+				item_order(it), it->e ? (long long)it->e->seq : -1LL, it->reason);
+			continue;
+		}
 		if (it->qid || (it->action != A_QUAR && it->action != A_HELD))
 			continue;
 		if (item_bytes(p, it, &bytes, &nb) < 0)
@@ -1135,6 +1200,8 @@ static int bookkeeping(proj *p, rd_kafka_message_t *const *msgs, size_t n, char 
 		const rd_kafka_message_t *m = msgs[i];
 		if (topic_idx(p, rd_kafka_topic_name(m->rkt)) != 1)
 			continue;
+		if (p->ver && p->ver[i] != PV_SEALED)
+			continue; /* an unsigned rules record: reported by the daemon */
 		char sp[BK_ID_MAX] = "";
 		if (!m->key || m->key_len == 0 || m->key_len >= sizeof(sp)) {
 			bk_logf(BK_LOG_ERROR, "rules record without a usable key, skipped",
@@ -1390,8 +1457,9 @@ static uint64_t mono_us(void)
 	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-proj_rc proj_batch(proj *p, rd_kafka_message_t *const *msgs, size_t n)
+proj_rc proj_batch(proj *p, rd_kafka_message_t *const *msgs, const uint8_t *verdicts, size_t n)
 {
+	p->ver = verdicts;
 	uint64_t t0 = mono_us();
 	for (;;) {
 		if (proj_connect(p) < 0)

@@ -25,7 +25,7 @@ typedef struct proj_cfg {
 
 typedef struct proj_stats {
 	uint64_t batches, records, events, applied, duplicates, forks, quarantined, held, retried,
-	    rules, slow_paths, pg_errors;
+	    rules, slow_paths, pg_errors, rejected;
 	uint64_t busy_us; /* time spent in committed batches */
 } proj_stats;
 
@@ -62,7 +62,15 @@ typedef enum proj_rc {
  * Project the messages (events and rules records, in consumption order; they stay the
  * caller's). Retries through PostgreSQL failures until committed or stopped.
  */
-proj_rc proj_batch(proj *p, rd_kafka_message_t *const *msgs, size_t n);
+/* What the seal rule (lib/trust) said of each message before the batch was cut. */
+enum {
+	PV_SEALED,   /* an events record a valid seal covers, or a trusted rules record */
+	PV_SEAL,     /* a valid seal record: consumed, nothing to project */
+	PV_UNSEALED, /* covered by no valid seal (or an unsigned rules record): rejected */
+	PV_BAD_SEAL, /* a seal record that does not check: rejected */
+	PV_PENDING,  /* waiting for its seal: never handed to proj_batch */
+};
+proj_rc proj_batch(proj *p, rd_kafka_message_t *const *msgs, const uint8_t *verdicts, size_t n);
 
 /* The next offset the instance expects for a partition (-1: unknown, start at 0). */
 int64_t proj_next(const proj *p, const char *topic, int32_t partition);

@@ -13,7 +13,9 @@
 #include <time.h>
 
 #include "kconf.h"
+#include "bk_codec.h"
 #include "log.h"
+#include "trust.h"
 #include "proj_batch.h"
 
 #define EXIT_OK	   0
@@ -48,6 +50,10 @@ static const char usage_text[] =
     "      --write-path P     copy (COPY into staging tables, default) or pipeline\n"
     "                         (pipelined prepared statements)\n"
     "      --stats-s S        log counters every S seconds (default 10, 0: never)\n"
+    "      --writer-keyring F the processors' writer keys ($BOOKING_WRITER_KEYRING): only\n"
+    "                         records their seals cover are projected; the rest are\n"
+    "                         rejected (booking_proj.rejected)\n"
+    "      --trust-unsealed 1 DEVELOPMENT ONLY: project records without seals\n"
     "  -h, --help             this text\n"
     "\n"
     "Kafka options:\n";
@@ -59,7 +65,82 @@ typedef struct app {
 	const char *events_topic, *rules_topic;
 	bool drop_batch; /* a rebalance happened: the buffered records are not ours any more */
 	bool fatal;
+	bk_trust *trust;	   /* the events partitions' seal buffers */
+	bk_keyring *writers;	   /* owned */
+	rd_kafka_message_t **msgs; /* the batch being gathered */
+	uint8_t *ver;		   /* PV_* per message (proj_batch.h) */
+	size_t n, cap;
+	uint64_t base; /* seal-buffer handle of msgs[0]: handles are base + index */
 } app;
+
+/* The seal rule released a record (an index into a->msgs): sealed or not. */
+static void on_release(void *opaque, void *rec, int32_t partition, int64_t offset, bool sealed)
+{
+	app *a = opaque;
+	(void)partition;
+	(void)offset;
+	a->ver[(uintptr_t)rec - a->base] = sealed ? PV_SEALED : PV_UNSEALED;
+}
+
+static void on_bad_seal(void *opaque, const rd_kafka_message_t *m, const char *why)
+{
+	(void)opaque;
+	bk_logf(BK_LOG_WARN, "seal record rejected", "topic=%s partition=%d offset=%lld err=\"%s\"",
+		rd_kafka_topic_name(m->rkt), (int)m->partition, (long long)m->offset, why);
+}
+
+/* Add a consumed message to the batch and judge it: a seal at once, an events record
+ * when a seal covers it, a rules record by its signature. 0, or -1 on OOM. */
+static int take(app *a, rd_kafka_message_t *m)
+{
+	if (a->n == a->cap) {
+		size_t cap = a->cap ? a->cap * 2 : 4096;
+		rd_kafka_message_t **v = realloc(a->msgs, cap * sizeof(*v));
+		if (!v)
+			return -1;
+		a->msgs = v;
+		uint8_t *w = realloc(a->ver, cap);
+		if (!w)
+			return -1;
+		a->ver = w;
+		a->cap = cap;
+	}
+	size_t i = a->n++;
+	a->msgs[i] = m;
+	a->ver[i] = PV_UNSEALED;
+	char err[256];
+	if (strcmp(rd_kafka_topic_name(m->rkt), a->events_topic) != 0) {
+		if (bk_trust_unsealed_ok(a->trust) ||
+		    bk_trust_check_rules(a->writers, m, err, sizeof(err)) == 0)
+			a->ver[i] = PV_SEALED;
+		else
+			bk_logf(BK_LOG_WARN, "rules record not trusted: not projected",
+				"topic=%s partition=%d offset=%lld err=\"%s\"",
+				rd_kafka_topic_name(m->rkt), (int)m->partition,
+				(long long)m->offset, err);
+		return 0;
+	}
+	if (bk_trust_is_seal(m)) {
+		a->ver[i] = bk_trust_seal(a->trust, m) == 0 ? PV_SEAL : PV_BAD_SEAL;
+		return 0;
+	}
+	msgpack_zone z;
+	msgpack_zone_init(&z, 8192);
+	bk_record r;
+	if (m->payload &&
+	    bk_codec_record_decode(m->payload, m->len, &z, &r, err, sizeof(err)) == 0) {
+		uint8_t d[BK_HASH_LEN];
+		bk_seal_digest_record(&r, d);
+		a->ver[i] = PV_PENDING;
+		if (bk_trust_add(a->trust, m->partition, m->offset, d,
+				 (void *)(uintptr_t)(a->base + i)) < 0)
+			a->ver[i] = PV_UNSEALED; /* out of order or OOM: not trusted */
+	} else {
+		a->ver[i] = PV_SEALED; /* garbage: proj_batch rejects what does not decode */
+	}
+	msgpack_zone_destroy(&z);
+	return 0;
+}
 
 static int64_t now_ms(void)
 {
@@ -208,6 +289,7 @@ static size_t record_events(const rd_kafka_message_t *m)
 
 static void drop(rd_kafka_message_t **msgs, size_t *n)
 {
+	/* (callers pass a->msgs; what waits for a seal is rejected or re-read) */
 	for (size_t i = 0; i < *n; i++)
 		rd_kafka_message_destroy(msgs[i]);
 	*n = 0;
@@ -252,29 +334,35 @@ static void log_stats(const proj *p)
 		(unsigned long long)(s->busy_us / 1000));
 }
 
+/* The longest a record may wait for its seal before it is rejected as unsealed. */
+#define SEAL_WAIT_MS 120000
+
 static int run(app *a, long batch_events, long batch_ms, long stats_s)
 {
-	rd_kafka_message_t **msgs = calloc((size_t)batch_events, sizeof(*msgs));
-	if (!msgs)
-		return EXIT_FATAL;
-	size_t n = 0, events = 0;
+	size_t events = 0;
 	int64_t first = 0, last_idle = now_ms(), last_stats = now_ms();
 	bool caught_up = false;
-	while (!stop || n > 0) {
+	while (!stop || a->n > 0) {
 		int64_t t = now_ms();
 		caught_up = false;
 		if (!stop) {
-			int timeout = n ? (int)(first + batch_ms - t) : 100;
-			if (n && timeout > CAUGHT_UP_MS)
+			int timeout = a->n ? (int)(first + batch_ms - t) : 100;
+			if (a->n && timeout > CAUGHT_UP_MS)
 				timeout = CAUGHT_UP_MS;
 			rd_kafka_message_t *m =
 			    rd_kafka_consumer_poll(a->rk, timeout < 0 ? 0 : timeout);
 			if (a->drop_batch) {
-				drop(msgs, &n);
+				a->base += a->n;
+				bk_trust_free(a->trust);
+				a->trust = bk_trust_new(a->writers, !a->writers, 1 << 16,
+							on_release, NULL, on_bad_seal, a);
+				drop(a->msgs, &a->n);
 				events = 0;
 				a->drop_batch = false;
+				if (!a->trust)
+					return EXIT_FATAL;
 			}
-			caught_up = !m && n > 0;
+			caught_up = !m && a->n > 0;
 			if (m && m->err) {
 				if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
 					bk_logf(BK_LOG_WARN, "consumer error", "err=\"%s\"",
@@ -283,25 +371,61 @@ static int run(app *a, long batch_events, long batch_ms, long stats_s)
 				m = NULL;
 			}
 			if (m) {
-				if (n == 0)
+				if (a->n == 0)
 					first = now_ms();
-				msgs[n++] = m;
 				events += record_events(m);
+				if (take(a, m) < 0) {
+					rd_kafka_message_destroy(m);
+					return EXIT_FATAL;
+				}
 			}
 			t = now_ms();
 		}
-		bool full = events >= (size_t)batch_events || n >= (size_t)batch_events ||
-			    (n > 0 && t >= first + batch_ms) || caught_up || (stop && n > 0);
+		bool full = events >= (size_t)batch_events || a->n >= (size_t)batch_events ||
+			    (a->n > 0 && t >= first + batch_ms) || caught_up || (stop && a->n > 0);
+		/* a batch is cut before the first record that still waits for its seal (the
+		 * rest waits for the next batch); a record that waited too long is rejected
+		 * as unsealed; at a stop, what waits is read again after the restart */
+		size_t k = 0;
+		while (k < a->n && a->ver[k] != PV_PENDING)
+			k++;
+		if (full && k == 0 && a->n > 0 && !stop) {
+			if (t >= first + SEAL_WAIT_MS) {
+				bk_trust_flush(a->trust, -1);
+				k = a->n;
+			} else {
+				full = false;
+			}
+		}
 		/* with nothing to read, an empty batch now and then picks up retries */
-		bool idle = n == 0 && !stop && t - last_idle >= 1000;
+		bool idle = a->n == 0 && !stop && t - last_idle >= 1000;
 		if (full || idle) {
-			proj_rc rc = proj_batch(a->p, msgs, n);
+			proj_rc rc = proj_batch(a->p, a->msgs, a->ver, k);
 			if (rc == PROJ_FENCED)
-				reseek(a, msgs, n);
-			drop(msgs, &n);
+				reseek(a, a->msgs, a->n);
+			if (rc == PROJ_FENCED || stop || rc == PROJ_STOPPED) {
+				/* everything is read again from the checkpoints */
+				bk_trust_free(a->trust);
+				a->trust = bk_trust_new(a->writers, !a->writers, 1 << 16,
+							on_release, NULL, on_bad_seal, a);
+				a->base += a->n;
+				drop(a->msgs, &a->n);
+				if (!a->trust)
+					return EXIT_FATAL;
+			} else {
+				for (size_t i = 0; i < k; i++)
+					rd_kafka_message_destroy(a->msgs[i]);
+				memmove(a->msgs, a->msgs + k, (a->n - k) * sizeof(*a->msgs));
+				memmove(a->ver, a->ver + k, a->n - k);
+				a->n -= k;
+				a->base += k;
+				first = now_ms();
+			}
 			events = 0;
+			for (size_t i = 0; i < a->n; i++)
+				events += record_events(a->msgs[i]);
 			last_idle = now_ms();
-			if (rc == PROJ_STOPPED)
+			if (rc == PROJ_STOPPED || stop)
 				break;
 		}
 		if (stats_s > 0 && t - last_stats >= stats_s * 1000) {
@@ -309,8 +433,7 @@ static int run(app *a, long batch_events, long batch_ms, long stats_s)
 			last_stats = t;
 		}
 	}
-	drop(msgs, &n);
-	free(msgs);
+	drop(a->msgs, &a->n);
 	return a->fatal ? EXIT_FATAL : EXIT_OK;
 }
 
@@ -329,7 +452,8 @@ static int parse_long(const char *opt, const char *s, long min, long *ret)
 
 int main(int argc, char **argv)
 {
-	const char *conninfo = NULL, *group = "booking-projector";
+	const char *conninfo = NULL, *group = "booking-projector", *wkr_path = NULL;
+	bool trust_unsealed = false;
 	long batch_events = 20000, batch_ms = 200, stats_s = 10;
 	pdb_path path = PDB_COPY;
 	char err[512];
@@ -378,6 +502,10 @@ int main(int argc, char **argv)
 			bad = parse_long(a, v, 0, &stats_s) < 0;
 		} else if (strcmp(a, "--group-id") == 0) {
 			group = v;
+		} else if (strcmp(a, "--writer-keyring") == 0) {
+			wkr_path = v;
+		} else if (strcmp(a, "--trust-unsealed") == 0) {
+			trust_unsealed = strcmp(v, "1") == 0;
 		} else if (strcmp(a, "--write-path") == 0) {
 			if (strcmp(v, "copy") == 0)
 				path = PDB_COPY;
@@ -407,6 +535,17 @@ int main(int argc, char **argv)
 	app a = {.kc = kc,
 		 .events_topic = bk_kconf_topic(kc, BK_TOPIC_EVENTS),
 		 .rules_topic = bk_kconf_topic(kc, BK_TOPIC_RULES)};
+	if (!trust_unsealed && bk_trust_load_keyring(wkr_path, &a.writers, err, sizeof(err)) < 0) {
+		fprintf(stderr, "booking-projector: %s (or --trust-unsealed 1, development only)\n",
+			err);
+		bk_kconf_destroy(kc);
+		return EXIT_USAGE;
+	}
+	if (trust_unsealed)
+		bk_log(BK_LOG_WARN, "*** --trust-unsealed: records WITHOUT A SEAL ARE PROJECTED. "
+				    "Development only; never in production. ***");
+	a.trust =
+	    bk_trust_new(a.writers, trust_unsealed, 1 << 16, on_release, NULL, on_bad_seal, &a);
 	proj_cfg cfg = {conninfo, a.events_topic, a.rules_topic, path, &stop};
 	a.p = proj_new(&cfg);
 	const char *defaults[] = {"group.id",
@@ -467,6 +606,10 @@ int main(int argc, char **argv)
 	rd_kafka_destroy(a.rk);
 	proj_free(a.p);
 	bk_kconf_destroy(kc);
+	bk_trust_free(a.trust);
+	bk_keyring_free(a.writers);
+	free(a.msgs);
+	free(a.ver);
 	bk_logf(BK_LOG_INFO, "projector stopped", "exit=%d", rc);
 	return rc;
 }

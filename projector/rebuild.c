@@ -28,6 +28,7 @@
 #include <jansson.h>
 
 #include "bk_codec.h"
+#include "bk_seal.h"
 #include "log.h"
 #include "logread.h"
 #include "pgutil.h"
@@ -211,7 +212,7 @@ typedef struct oentry {
 	bool dirty; /* price snapshot to recompute */
 } oentry;
 
-enum { A_APPLY, A_DUP, A_FORK, A_QUAR, A_HELD };
+enum { A_APPLY, A_DUP, A_FORK, A_QUAR, A_HELD, A_REJECT };
 
 /* One record read from the log (Kafka or the replay file). */
 typedef struct rec {
@@ -230,6 +231,7 @@ typedef struct item {
 	const rec *r;
 	uint8_t action;
 	bool pre_bad;
+	bool apply_bad; /* a valid event that could not be mapped: quarantined */
 	char reason[REASON_MAX];
 } item;
 
@@ -897,6 +899,8 @@ static int gather(rb *r, msgpack_zone *z)
 	r->nitems = 0;
 	for (size_t i = 0; i < r->nrecs; i++) {
 		const rec *rc = &r->recs[i];
+		if (!strcmp(rc->key, BK_SEAL_KEY))
+			continue; /* a seal record: nothing to project */
 		bk_record d;
 		char why[200] = "empty record";
 		bool ok = rc->len &&
@@ -949,9 +953,13 @@ restart:
 					 "held: an earlier event of the order is quarantined");
 			continue;
 		}
-		if (it->pre_bad) {
+		if (it->apply_bad) {
 			it->action = A_QUAR;
 			o->b.quar = true;
+			continue;
+		}
+		if (it->pre_bad) { /* rejected alone: it takes no seq, holds nothing back */
+			it->action = A_REJECT;
 			continue;
 		}
 		const bk_event *e = it->e;
@@ -960,7 +968,7 @@ restart:
 		case BK_CHAIN_NEXT: {
 			char why[REASON_MAX];
 			if (pa_apply(r->cs, e, &o->b.f, why, sizeof(why)) < 0) {
-				it->pre_bad = true;
+				it->apply_bad = true;
 				snprintf(it->reason, sizeof(it->reason), "%s", why);
 				goto restart;
 			}
@@ -978,11 +986,16 @@ restart:
 				 "fork: seq %lld (order at %lld) with another hash or link",
 				 (long long)e->seq, (long long)o->b.seq);
 			break;
-		case BK_CHAIN_GAP:
-			it->action = A_QUAR;
-			o->b.quar = true;
-			snprintf(it->reason, sizeof(it->reason), "gap: expected seq %lld, got %lld",
-				 (long long)o->b.seq + 1, (long long)e->seq);
+		case BK_CHAIN_BAD_LINK:
+		case BK_CHAIN_BAD_HASH:
+		case BK_CHAIN_UNSEALED:
+		case BK_CHAIN_GARBAGE:
+		case BK_CHAIN__COUNT:
+			it->action = A_REJECT;
+			snprintf(it->reason, sizeof(it->reason),
+				 "bad_link: seq %lld does not link to the order's last valid event "
+				 "(seq %lld)",
+				 (long long)e->seq, (long long)o->b.seq);
 			break;
 		}
 	}
@@ -1255,6 +1268,15 @@ static int bookkeeping(rb *r)
 		}
 		if (it->action == A_DUP) {
 			r->st.duplicates++;
+			continue;
+		}
+		if (it->action == A_REJECT) {
+			r->st.rejected++;
+			bk_logf(
+			    BK_LOG_WARN, "event rejected: not applied",
+			    "topic=%s partition=%d offset=%lld order_id=%s seq=%lld reason=\"%s\"",
+			    r->ev_topic, it->r->part, (long long)it->r->off, it->o->id,
+			    it->e ? (long long)it->e->seq : -1LL, it->reason);
 			continue;
 		}
 		const void *bytes = it->r->val ? it->r->val : "";

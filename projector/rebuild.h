@@ -69,7 +69,7 @@ typedef struct rb_cfg {
 } rb_cfg;
 
 typedef struct rb_stats {
-	int64_t records, events, applied, duplicates, forks, quarantined, held;
+	int64_t records, events, applied, duplicates, forks, quarantined, held, rejected;
 	int64_t tail_records;	/* applied inside the swap transaction */
 	double load_s, total_s; /* load = read + plan + COPY + index, before the swap */
 	char old_suffix[40];	/* "_old_20240101T120000" when keep_old, else "" */

@@ -22,6 +22,7 @@
 #include "bk_engine.h"
 #include "fixture_run.h"
 #include "kconf.h"
+#include "trust.h"
 
 #define TIMEOUT_MS 10000
 
@@ -205,6 +206,9 @@ static int cmd_gen(const char *run, int orders, int window, int card_every, unsi
 typedef void (*rec_fn)(const rd_kafka_message_t *m, void *opaque);
 
 /* Read every partition of topic from 0 to its high watermark (each partition in order). */
+/* Set by a handler that keeps the message (read_topic then does not destroy it). */
+static bool g_kept;
+
 static int read_topic(rd_kafka_t *rk, const char *topic, rec_fn fn, void *opaque)
 {
 	char err[512];
@@ -249,6 +253,7 @@ static int read_topic(rd_kafka_t *rk, const char *topic, rec_fn fn, void *opaque
 			if (p >= 0 && p < n && end[p] > 0) {
 				bool done = m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF ||
 					    (!m->err && m->offset >= end[p] - 1);
+				g_kept = false;
 				if (!m->err)
 					fn(m, opaque);
 				if (done) {
@@ -256,7 +261,9 @@ static int read_topic(rd_kafka_t *rk, const char *topic, rec_fn fn, void *opaque
 					left--;
 				}
 			}
-			rd_kafka_message_destroy(m);
+			if (!g_kept) /* a record waiting for its seal is kept (read_sealed) */
+				rd_kafka_message_destroy(m);
+			g_kept = false;
 		}
 		rd_kafka_assign(rk, NULL);
 	}
@@ -375,18 +382,18 @@ static void v_event(const rd_kafka_message_t *m, void *opaque)
 		v->n_events++;
 		if (vs[i] == BK_CHAIN_FORK)
 			v->forks++;
-		else if (vs[i] == BK_CHAIN_GAP)
+		else if (vs[i] == BK_CHAIN_BAD_LINK || vs[i] == BK_CHAIN_BAD_HASH)
 			v->gaps++;
 		else if (vs[i] == BK_CHAIN_DUPLICATE)
 			v->dups++;
-		if (vs[i] == BK_CHAIN_GAP) {
+		if (vs[i] == BK_CHAIN_BAD_LINK) {
 			char hex[2 * BK_HASH_LEN + 1];
 			bk_hex(r.events[i].hash, BK_HASH_LEN, hex);
 			json_array_append_new(
 			    v->gap_list,
 			    json_pack("[s, I, s]", r.order_id, (json_int_t)r.events[i].seq, hex));
 		}
-		if (vs[i] == BK_CHAIN_FORK || vs[i] == BK_CHAIN_GAP)
+		if (bk_chain_verdict_reported(vs[i]))
 			fprintf(stderr, "verify: %s seq %lld: %s (events [%d] @%lld)\n", r.order_id,
 				(long long)r.events[i].seq, bk_chain_verdict_name(vs[i]),
 				(int)m->partition, (long long)m->offset);
@@ -396,6 +403,92 @@ static void v_event(const rd_kafka_message_t *m, void *opaque)
 static void bump(json_t *j, const char *k)
 {
 	json_object_set_new(j, k, json_integer(json_integer_value(json_object_get(j, k)) + 1));
+}
+
+/* ---- the seal rule for the verifier: only sealed events and results count ---------- */
+
+typedef struct sealed_read {
+	rec_fn fn;
+	void *opaque;
+	bool events; /* digest: events record (else the value's bytes) */
+	bk_trust *trust;
+	long unsealed, seals, bad_seals;
+} sealed_read;
+
+/* A kept record is the consumer's message itself, destroyed once released. */
+static void sr_release(void *opaque, void *rec, int32_t partition, int64_t offset, bool sealed)
+{
+	sealed_read *sr = opaque;
+	rd_kafka_message_t *m = rec;
+	(void)partition;
+	(void)offset;
+	if (sealed)
+		sr->fn(m, sr->opaque);
+	else
+		sr->unsealed++;
+	rd_kafka_message_destroy(m);
+}
+
+static void sr_bad(void *opaque, const rd_kafka_message_t *m, const char *why)
+{
+	sealed_read *sr = opaque;
+	sr->bad_seals++;
+	fprintf(stderr, "verify: %s [%d] @%lld: bad seal: %s\n", rd_kafka_topic_name(m->rkt),
+		(int)m->partition, (long long)m->offset, why);
+}
+
+static void sr_intake(const rd_kafka_message_t *m, void *opaque)
+{
+	sealed_read *sr = opaque;
+	if (bk_trust_is_seal(m)) {
+		sr->seals++;
+		(void)bk_trust_seal(sr->trust, m);
+		return;
+	}
+	uint8_t d[BK_HASH_LEN];
+	if (sr->events) {
+		msgpack_zone z;
+		msgpack_zone_init(&z, 4096);
+		bk_record r;
+		char err[256];
+		bool ok = m->payload &&
+			  bk_codec_record_decode(m->payload, m->len, &z, &r, err, sizeof(err)) == 0;
+		if (ok)
+			bk_seal_digest_record(&r, d);
+		msgpack_zone_destroy(&z);
+		if (!ok) {
+			sr->fn(m, sr->opaque); /* the handler counts it undecodable */
+			return;
+		}
+	} else {
+		bk_seal_digest_bytes(m->payload, m->len, d);
+	}
+	if (bk_trust_add(sr->trust, m->partition, m->offset, d, (void *)m) == 0)
+		g_kept = true;
+}
+
+/* read_topic through the seal rule (writer keyring: $BOOKING_WRITER_KEYRING). */
+static int read_sealed(rd_kafka_t *rk, const char *topic, bool events, rec_fn fn, void *opaque,
+		       long *ret_unsealed)
+{
+	char err[512];
+	bk_keyring *kr = NULL;
+	if (bk_trust_load_keyring(NULL, &kr, err, sizeof(err)) < 0) {
+		fprintf(stderr, "verify: %s\n", err);
+		return -1;
+	}
+	sealed_read sr = {.fn = fn, .opaque = opaque, .events = events};
+	sr.trust = bk_trust_new(kr, false, 1 << 12, sr_release, NULL, sr_bad, &sr);
+	int rc = sr.trust ? read_topic(rk, topic, sr_intake, &sr) : -1;
+	if (sr.trust)
+		bk_trust_flush(sr.trust, -1);
+	bk_trust_free(sr.trust);
+	bk_keyring_free(kr);
+	if (ret_unsealed)
+		*ret_unsealed += sr.unsealed;
+	fprintf(stderr, "verify: %s: seals=%ld bad_seals=%ld unsealed_records=%ld\n", topic,
+		sr.seals, sr.bad_seals, sr.unsealed);
+	return rc < 0 || sr.bad_seals ? -1 : 0;
 }
 
 static void count_status(const bk_order *o, void *opaque)
@@ -433,8 +526,10 @@ static int cmd_verify(bk_kconf *kc, bool all_accepted, bool strict, const char *
 		v.cmds = json_object();
 		v.results = json_object();
 		v.status_n = json_object();
+		long unsealed = 0;
 		if (read_topic(rk, bk_kconf_topic(kc, BK_TOPIC_COMMANDS), v_cmd, &v) < 0 ||
-		    read_topic(rk, bk_kconf_topic(kc, BK_TOPIC_RESULTS), v_result, &v) < 0)
+		    read_sealed(rk, bk_kconf_topic(kc, BK_TOPIC_RESULTS), false, v_result, &v,
+				&unsealed) < 0)
 			goto out;
 		missing = multi = 0;
 		const char *k;
@@ -455,7 +550,9 @@ static int cmd_verify(bk_kconf *kc, bool all_accepted, bool strict, const char *
 	}
 	v.evrecs = json_object();
 	v.gap_list = json_array();
-	if (read_topic(rk, bk_kconf_topic(kc, BK_TOPIC_EVENTS), v_event, &v) < 0)
+	long unsealed_events = 0;
+	if (read_sealed(rk, bk_kconf_topic(kc, BK_TOPIC_EVENTS), true, v_event, &v,
+			&unsealed_events) < 0)
 		goto out;
 	/* a GAP whose event the order got later (same seq, same hash) was an orphan copy:
 	 * its predecessor's delivery had failed and both were written again */

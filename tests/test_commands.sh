@@ -107,6 +107,9 @@ wait_assigned() {
 echo "# work directory: $W"
 "$BCTL" keygen --key-id test-all --roles buyer,provider,support,system --out "$W/all" >"$W/keyring" 2>/dev/null
 "$BCTL" keygen --key-id test-buyer --roles buyer --out "$W/buyer" >>"$W/keyring" 2>/dev/null
+# the processors' writer key (seals, rules records) and the readers' writer keyring
+"$BCTL" keygen --key-id test-writer --roles system --types seal --out "$W/writer" >"$W/writers" 2>/dev/null
+export BOOKING_WRITER_KEY="$W/writer.sk" BOOKING_WRITER_KEY_ID=test-writer BOOKING_WRITER_KEYRING="$W/writers"
 fixtures=("$SRC"/fixtures/*.jsonl)
 
 # ---- 1. every fixture through the daemon, each on its own broker and processor --------

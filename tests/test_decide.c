@@ -309,10 +309,16 @@ START_TEST(restore_duplicate_fork_gap)
 	ck_assert_int_eq(bk_engine_read(rest, &rec, v, err, sizeof(err)), 0);
 	ck_assert_int_eq(v[0], BK_CHAIN_FORK);
 	ck_assert_int_eq(bk_engine_order(rest, "ord_csc_1")->version, version);
-	/* a record from the future: a gap */
-	rec.events[0].seq = version + 5;
+	/* changed bytes under the same hash: a bad hash */
+	rec.events[0].created_at += 1;
 	ck_assert_int_eq(bk_engine_read(rest, &rec, v, err, sizeof(err)), 0);
-	ck_assert_int_eq(v[0], BK_CHAIN_GAP);
+	ck_assert_int_eq(v[0], BK_CHAIN_BAD_HASH);
+	rec.events[0].created_at -= 1;
+	/* a record from the future: a gap is a bad link */
+	rec.events[0].seq = version + 5;
+	ck_assert_int_eq(bk_codec_event_seal(&rec.events[0], &last), 0);
+	ck_assert_int_eq(bk_engine_read(rest, &rec, v, err, sizeof(err)), 0);
+	ck_assert_int_eq(v[0], BK_CHAIN_BAD_LINK);
 	msgpack_zone_destroy(&z);
 	msgpack_sbuffer_destroy(&last);
 	json_decref(a);

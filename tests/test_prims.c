@@ -352,14 +352,16 @@ START_TEST(chain_classify_all_verdicts)
 	const uint8_t *last = hs.h[3];
 	bk_chain_hash(zero, (const uint8_t *)"forged", 6, other);
 
-	/* seq = last+1 not linking */
+	/* seq = last+1 not linking: a bad link, never a fork */
 	ck_assert_int_eq(bk_chain_classify(4, last, 5, hs.h[2], other, hist_at, &hs),
-			 BK_CHAIN_FORK);
-	ck_assert_int_eq(bk_chain_classify(0, zero, 1, other, other, NULL, NULL), BK_CHAIN_FORK);
-	/* gaps */
-	ck_assert_int_eq(bk_chain_classify(4, last, 6, last, other, hist_at, &hs), BK_CHAIN_GAP);
-	ck_assert_int_eq(bk_chain_classify(0, zero, 2, zero, other, NULL, NULL), BK_CHAIN_GAP);
-	/* seq = last: compared with last_hash, without the lookup */
+			 BK_CHAIN_BAD_LINK);
+	ck_assert_int_eq(bk_chain_classify(0, zero, 1, other, other, NULL, NULL),
+			 BK_CHAIN_BAD_LINK);
+	/* gaps cannot link to anything: bad links */
+	ck_assert_int_eq(bk_chain_classify(4, last, 6, last, other, hist_at, &hs),
+			 BK_CHAIN_BAD_LINK);
+	ck_assert_int_eq(bk_chain_classify(0, zero, 2, zero, other, NULL, NULL), BK_CHAIN_BAD_LINK);
+	/* seq = last: compared with last_hash; a valid other event at it links to seq 3 */
 	hs.calls = 0;
 	ck_assert_int_eq(bk_chain_classify(4, last, 4, hs.h[2], last, hist_at, &hs),
 			 BK_CHAIN_DUPLICATE);
@@ -367,8 +369,12 @@ START_TEST(chain_classify_all_verdicts)
 			 BK_CHAIN_FORK);
 	ck_assert_int_eq(bk_chain_classify(4, last, 4, hs.h[2], last, NULL, NULL),
 			 BK_CHAIN_DUPLICATE);
-	ck_assert_int_eq(bk_chain_classify(4, last, 4, hs.h[2], other, NULL, NULL), BK_CHAIN_FORK);
-	ck_assert_int_eq(hs.calls, 0);
+	/* without a lookup the link to seq 3 cannot be shown */
+	ck_assert_int_eq(bk_chain_classify(4, last, 4, hs.h[2], other, NULL, NULL),
+			 BK_CHAIN_BAD_LINK);
+	/* another event at seq 4 that does not link to seq 3: bad link */
+	ck_assert_int_eq(bk_chain_classify(4, last, 4, other, other, hist_at, &hs),
+			 BK_CHAIN_BAD_LINK);
 	/* seq < last: looked up */
 	ck_assert_int_eq(bk_chain_classify(4, last, 2, hs.h[0], hs.h[1], hist_at, &hs),
 			 BK_CHAIN_DUPLICATE);
@@ -376,24 +382,30 @@ START_TEST(chain_classify_all_verdicts)
 			 BK_CHAIN_DUPLICATE);
 	ck_assert_int_eq(bk_chain_classify(4, last, 2, hs.h[0], other, hist_at, &hs),
 			 BK_CHAIN_FORK);
-	ck_assert_int_eq(hs.calls, 3);
-	/* seq < last that cannot be compared: fork */
+	ck_assert_int_eq(bk_chain_classify(4, last, 1, zero, other, hist_at, &hs), BK_CHAIN_FORK);
+	ck_assert_int_eq(bk_chain_classify(4, last, 2, other, other, hist_at, &hs),
+			 BK_CHAIN_BAD_LINK);
+	/* seq < last that cannot be compared: not shown valid */
 	ck_assert_int_eq(bk_chain_classify(4, last, 2, hs.h[0], hs.h[1], NULL, NULL),
-			 BK_CHAIN_FORK);
+			 BK_CHAIN_BAD_LINK);
 	ck_assert_int_eq(bk_chain_classify(4, last, 2, hs.h[0], hs.h[1], hist_none, NULL),
-			 BK_CHAIN_FORK);
+			 BK_CHAIN_BAD_LINK);
 	/* seq < 1 never exists */
-	ck_assert_int_eq(bk_chain_classify(4, last, 0, zero, hs.h[0], hist_at, &hs), BK_CHAIN_FORK);
-	ck_assert_int_eq(bk_chain_classify(0, zero, 0, zero, zero, NULL, NULL), BK_CHAIN_FORK);
+	ck_assert_int_eq(bk_chain_classify(4, last, 0, zero, hs.h[0], hist_at, &hs),
+			 BK_CHAIN_BAD_LINK);
+	ck_assert_int_eq(bk_chain_classify(0, zero, 0, zero, zero, NULL, NULL), BK_CHAIN_BAD_LINK);
 	ck_assert_int_eq(bk_chain_classify(4, last, INT64_MIN, zero, zero, NULL, NULL),
-			 BK_CHAIN_FORK);
+			 BK_CHAIN_BAD_LINK);
 	ck_assert_int_eq(bk_chain_classify(4, last, INT64_MAX, last, zero, NULL, NULL),
-			 BK_CHAIN_GAP);
+			 BK_CHAIN_BAD_LINK);
 
 	ck_assert_str_eq(bk_chain_verdict_name(BK_CHAIN_NEXT), "next");
 	ck_assert_str_eq(bk_chain_verdict_name(BK_CHAIN_DUPLICATE), "duplicate");
 	ck_assert_str_eq(bk_chain_verdict_name(BK_CHAIN_FORK), "fork");
-	ck_assert_str_eq(bk_chain_verdict_name(BK_CHAIN_GAP), "gap");
+	ck_assert_str_eq(bk_chain_verdict_name(BK_CHAIN_BAD_LINK), "bad_link");
+	ck_assert_str_eq(bk_chain_verdict_name(BK_CHAIN_UNSEALED), "unsealed");
+	ck_assert(!bk_chain_verdict_reported(BK_CHAIN_DUPLICATE));
+	ck_assert(bk_chain_verdict_reported(BK_CHAIN_FORK));
 	ck_assert_str_eq(bk_chain_verdict_name((bk_chain_verdict)99), "?");
 }
 END_TEST
