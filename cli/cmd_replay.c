@@ -18,6 +18,7 @@
 #include "cmd.h"
 #include "kconf.h"
 #include "log.h"
+#include "trust.h"
 #include "logread.h"
 #include "pool.h"
 
@@ -271,6 +272,8 @@ static int on_idle(void *opaque)
 static int on_record(void *opaque, const rd_kafka_message_t *m)
 {
 	replay *r = opaque;
+	if (bk_trust_is_seal(m)) /* a seal record: no events of its own */
+		return 0;
 	if (r->order &&
 	    (m->key_len != strlen(r->order) || memcmp(m->key, r->order, m->key_len) != 0))
 		return 0;

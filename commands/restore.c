@@ -125,7 +125,8 @@ static void report(restore_ctx *x, const rd_kafka_message_t *m, const char *orde
 {
 	x->n_reported++;
 	x->n_verdict[v]++;
-	bk_logf(BK_LOG_WARN, "events record not applied",
+	/* a crashed batch's leftovers are expected: counted in the summary line */
+	bk_logf(v == BK_CHAIN_UNSEALED ? BK_LOG_DEBUG : BK_LOG_WARN, "events record not applied",
 		"verdict=%s topic=%s partition=%d offset=%lld order_id=%s seq=%lld err=\"%s\"",
 		bk_chain_verdict_name(v), rd_kafka_topic_name(m->rkt), (int)m->partition,
 		(long long)m->offset, order_id ? order_id : "?", (long long)seq, why ? why : "");
