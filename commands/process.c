@@ -776,10 +776,15 @@ static int produce_seal(cp *c, int kind, int32_t p, size_t from, size_t to)
 		memcpy(recs[i - from].digest, c->srec[i].digest, BK_HASH_LEN);
 	}
 	const cp_part *pt = &c->parts[p];
+	/* what lies below this batch's last record and is not listed is not this writer's
+	 * (its earlier batches are sealed, this one is listed whole): abandoned */
+	int64_t base = kind == 0 ? pt->base_events : pt->base_results;
+	if (to > from && c->srec[to - 1].offset + 1 > base)
+		base = c->srec[to - 1].offset + 1;
 	bk_seal s = {.writer = c->wkid,
 		     .topic = c->topic[kind == 0 ? BK_TOPIC_EVENTS : BK_TOPIC_RESULTS],
 		     .partition = p,
-		     .base = kind == 0 ? pt->base_events : pt->base_results,
+		     .base = base,
 		     .src_next = kind == 0 ? pt->next_offset : -1,
 		     .recs = recs,
 		     .n = (uint32_t)(to - from)};

@@ -70,8 +70,56 @@ typedef struct app {
 	rd_kafka_message_t **msgs; /* the batch being gathered */
 	uint8_t *ver;		   /* PV_* per message (proj_batch.h) */
 	size_t n, cap;
-	uint64_t base; /* seal-buffer handle of msgs[0]: handles are base + index */
+	uint64_t *hid; /* each message's seal-buffer handle: increasing along msgs */
+	uint64_t next_hid;
+	/* the batch handed to proj_batch (select_ready): messages, their PV_*, and for each
+	 * of a->msgs whether it was handed */
+	rd_kafka_message_t **sel;
+	uint8_t *selver, *taken;
+	int32_t *wait_part; /* events partitions with a record waiting (select_ready) */
 } app;
+
+/* Fill a->sel with the messages a batch may take now: all but, per events partition, the
+ * ones from its first record still waiting for a seal on. Returns how many. */
+static size_t select_ready(app *a)
+{
+	size_t k = 0, nw = 0;
+	for (size_t i = 0; i < a->n; i++) {
+		rd_kafka_message_t *m = a->msgs[i];
+		bool waits = a->ver[i] == PV_PENDING;
+		for (size_t j = 0; !waits && j < nw; j++)
+			waits = a->wait_part[j] == m->partition &&
+				!strcmp(rd_kafka_topic_name(m->rkt), a->events_topic);
+		if (waits) {
+			if (a->ver[i] == PV_PENDING)
+				a->wait_part[nw++] = m->partition;
+			a->taken[i] = 0;
+			continue;
+		}
+		a->taken[i] = 1;
+		a->sel[k] = m;
+		a->selver[k] = a->ver[i];
+		k++;
+	}
+	return k;
+}
+
+/* After a batch: destroy what it took, keep the rest in order. */
+static void keep_rest(app *a)
+{
+	size_t m = 0;
+	for (size_t i = 0; i < a->n; i++) {
+		if (a->taken[i]) {
+			rd_kafka_message_destroy(a->msgs[i]);
+			continue;
+		}
+		a->msgs[m] = a->msgs[i];
+		a->ver[m] = a->ver[i];
+		a->hid[m] = a->hid[i];
+		m++;
+	}
+	a->n = m;
+}
 
 /* The seal rule released a record (an index into a->msgs): sealed or not. */
 static void on_release(void *opaque, void *rec, int32_t partition, int64_t offset, bool sealed)
@@ -79,7 +127,17 @@ static void on_release(void *opaque, void *rec, int32_t partition, int64_t offse
 	app *a = opaque;
 	(void)partition;
 	(void)offset;
-	a->ver[(uintptr_t)rec - a->base] = sealed ? PV_SEALED : PV_UNSEALED;
+	uint64_t h = (uintptr_t)rec;
+	size_t lo = 0, hi = a->n;
+	while (lo < hi) { /* hid increases along msgs */
+		size_t mid = lo + (hi - lo) / 2;
+		if (a->hid[mid] < h)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo < a->n && a->hid[lo] == h)
+		a->ver[lo] = sealed ? PV_SEALED : PV_UNSEALED;
 }
 
 static void on_bad_seal(void *opaque, const rd_kafka_message_t *m, const char *why)
@@ -89,25 +147,50 @@ static void on_bad_seal(void *opaque, const rd_kafka_message_t *m, const char *w
 		rd_kafka_topic_name(m->rkt), (int)m->partition, (long long)m->offset, why);
 }
 
+/* Room for twice as many gathered messages (all the parallel arrays). 0, or -1 on OOM. */
+static int grow(app *a)
+{
+	size_t cap = a->cap ? a->cap * 2 : 4096;
+	rd_kafka_message_t **v = realloc(a->msgs, cap * sizeof(*v));
+	if (!v)
+		return -1;
+	a->msgs = v;
+	uint8_t *w = realloc(a->ver, cap);
+	if (!w)
+		return -1;
+	a->ver = w;
+	uint64_t *h = realloc(a->hid, cap * sizeof(*h));
+	if (!h)
+		return -1;
+	a->hid = h;
+	rd_kafka_message_t **sel = realloc(a->sel, cap * sizeof(*sel));
+	if (!sel)
+		return -1;
+	a->sel = sel;
+	uint8_t *sv = realloc(a->selver, cap), *tk = sv ? realloc(a->taken, cap) : NULL;
+	if (sv)
+		a->selver = sv;
+	if (!tk)
+		return -1;
+	a->taken = tk;
+	int32_t *wp = realloc(a->wait_part, cap * sizeof(*wp));
+	if (!wp)
+		return -1;
+	a->wait_part = wp;
+	a->cap = cap;
+	return 0;
+}
+
 /* Add a consumed message to the batch and judge it: a seal at once, an events record
  * when a seal covers it, a rules record by its signature. 0, or -1 on OOM. */
 static int take(app *a, rd_kafka_message_t *m)
 {
-	if (a->n == a->cap) {
-		size_t cap = a->cap ? a->cap * 2 : 4096;
-		rd_kafka_message_t **v = realloc(a->msgs, cap * sizeof(*v));
-		if (!v)
-			return -1;
-		a->msgs = v;
-		uint8_t *w = realloc(a->ver, cap);
-		if (!w)
-			return -1;
-		a->ver = w;
-		a->cap = cap;
-	}
+	if (a->n == a->cap && grow(a) < 0)
+		return -1;
 	size_t i = a->n++;
 	a->msgs[i] = m;
 	a->ver[i] = PV_UNSEALED;
+	a->hid[i] = a->next_hid++;
 	char err[256];
 	if (strcmp(rd_kafka_topic_name(m->rkt), a->events_topic) != 0) {
 		if (bk_trust_unsealed_ok(a->trust) ||
@@ -133,7 +216,7 @@ static int take(app *a, rd_kafka_message_t *m)
 		bk_seal_digest_record(&r, d);
 		a->ver[i] = PV_PENDING;
 		if (bk_trust_add(a->trust, m->partition, m->offset, d,
-				 (void *)(uintptr_t)(a->base + i)) < 0)
+				 (void *)(uintptr_t)a->hid[i]) < 0)
 			a->ver[i] = PV_UNSEALED; /* out of order or OOM: not trusted */
 	} else {
 		a->ver[i] = PV_SEALED; /* garbage: proj_batch rejects what does not decode */
@@ -335,10 +418,12 @@ static void log_stats(const proj *p)
 }
 
 /* The longest a record may wait for its seal before it is rejected as unsealed. */
-#define SEAL_WAIT_MS 120000
+#define SEAL_WAIT_MS 60000
 
 static int run(app *a, long batch_events, long batch_ms, long stats_s)
 {
+	if (grow(a) < 0)
+		return EXIT_FATAL;
 	size_t events = 0;
 	int64_t first = 0, last_idle = now_ms(), last_stats = now_ms();
 	bool caught_up = false;
@@ -352,7 +437,6 @@ static int run(app *a, long batch_events, long batch_ms, long stats_s)
 			rd_kafka_message_t *m =
 			    rd_kafka_consumer_poll(a->rk, timeout < 0 ? 0 : timeout);
 			if (a->drop_batch) {
-				a->base += a->n;
 				bk_trust_free(a->trust);
 				a->trust = bk_trust_new(a->writers, !a->writers, 1 << 16,
 							on_release, NULL, on_bad_seal, a);
@@ -383,16 +467,15 @@ static int run(app *a, long batch_events, long batch_ms, long stats_s)
 		}
 		bool full = events >= (size_t)batch_events || a->n >= (size_t)batch_events ||
 			    (a->n > 0 && t >= first + batch_ms) || caught_up || (stop && a->n > 0);
-		/* a batch is cut before the first record that still waits for its seal (the
-		 * rest waits for the next batch); a record that waited too long is rejected
-		 * as unsealed; at a stop, what waits is read again after the restart */
-		size_t k = 0;
-		while (k < a->n && a->ver[k] != PV_PENDING)
-			k++;
+		/* a batch takes every record judged so far, except, per events partition, the
+		 * records from the first one still waiting for its seal on (they wait for the
+		 * next batch); a record that waited too long is rejected as unsealed; at a
+		 * stop, what waits is read again after the restart */
+		size_t k = select_ready(a);
 		if (full && k == 0 && a->n > 0 && !stop) {
 			if (t >= first + SEAL_WAIT_MS) {
 				bk_trust_flush(a->trust, -1);
-				k = a->n;
+				k = select_ready(a);
 			} else {
 				full = false;
 			}
@@ -400,7 +483,7 @@ static int run(app *a, long batch_events, long batch_ms, long stats_s)
 		/* with nothing to read, an empty batch now and then picks up retries */
 		bool idle = a->n == 0 && !stop && t - last_idle >= 1000;
 		if (full || idle) {
-			proj_rc rc = proj_batch(a->p, a->msgs, a->ver, k);
+			proj_rc rc = proj_batch(a->p, a->sel, a->selver, k);
 			if (rc == PROJ_FENCED)
 				reseek(a, a->msgs, a->n);
 			if (rc == PROJ_FENCED || stop || rc == PROJ_STOPPED) {
@@ -408,18 +491,13 @@ static int run(app *a, long batch_events, long batch_ms, long stats_s)
 				bk_trust_free(a->trust);
 				a->trust = bk_trust_new(a->writers, !a->writers, 1 << 16,
 							on_release, NULL, on_bad_seal, a);
-				a->base += a->n;
 				drop(a->msgs, &a->n);
 				if (!a->trust)
 					return EXIT_FATAL;
 			} else {
-				for (size_t i = 0; i < k; i++)
-					rd_kafka_message_destroy(a->msgs[i]);
-				memmove(a->msgs, a->msgs + k, (a->n - k) * sizeof(*a->msgs));
-				memmove(a->ver, a->ver + k, a->n - k);
-				a->n -= k;
-				a->base += k;
-				first = now_ms();
+				keep_rest(a);
+				if (a->n > 0)
+					first = now_ms();
 			}
 			events = 0;
 			for (size_t i = 0; i < a->n; i++)
@@ -610,6 +688,11 @@ int main(int argc, char **argv)
 	bk_keyring_free(a.writers);
 	free(a.msgs);
 	free(a.ver);
+	free(a.hid);
+	free(a.sel);
+	free(a.selver);
+	free(a.taken);
+	free(a.wait_part);
 	bk_logf(BK_LOG_INFO, "projector stopped", "exit=%d", rc);
 	return rc;
 }
