@@ -232,6 +232,7 @@ typedef struct item {
 	uint8_t action;
 	bool pre_bad;
 	bool apply_bad; /* a valid event that could not be mapped: quarantined */
+	uint8_t verdict; /* A_REJECT: the reader rule's verdict */
 	char reason[REASON_MAX];
 } item;
 
@@ -911,6 +912,7 @@ static int gather(rb *r, msgpack_zone *z)
 				return fail(r, RB_DEPENDENCY, "out of memory");
 			it->r = rc;
 			it->pre_bad = true;
+			it->verdict = BK_CHAIN_GARBAGE;
 			snprintf(it->reason, sizeof(it->reason), "undecodable record: %s",
 				 ok ? "no events" : why);
 			it->o = order_get(r, rc->key[0] ? rc->key : "(no key)");
@@ -926,6 +928,7 @@ static int gather(rb *r, msgpack_zone *z)
 			it->r = rc;
 			if (!hash_ok(r, it->e)) {
 				it->pre_bad = true;
+				it->verdict = BK_CHAIN_BAD_HASH;
 				snprintf(it->reason, sizeof(it->reason),
 					 "event %s: hash does not match its content",
 					 it->e->event_id);
@@ -992,6 +995,7 @@ restart:
 		case BK_CHAIN_GARBAGE:
 		case BK_CHAIN__COUNT:
 			it->action = A_REJECT;
+			it->verdict = BK_CHAIN_BAD_LINK;
 			snprintf(it->reason, sizeof(it->reason),
 				 "bad_link: seq %lld does not link to the order's last valid event "
 				 "(seq %lld)",
@@ -1302,7 +1306,28 @@ static int bookkeeping(rb *r)
 		int np;
 		const char *v[10];
 		int lens[10] = {0}, fmts[10] = {0};
-		if (it->action == A_FORK) {
+		if (it->action == A_REJECT) { /* as the projector reports it (proj_batch.c) */
+			q = "insert into booking_proj" SFX ".rejected (order_id, topic, partition, "
+			    "record_offset, seq, event_id, verdict, reason, record) values ($1, $2, "
+			    "$3::int, $4::bigint, $5::bigint, $6, $7, $8, $9::bytea) on conflict do "
+			    "nothing";
+			const char *rv[9] = {it->o->id,
+					     r->ev_topic,
+					     ps,
+					     os,
+					     it->e ? ss : NULL,
+					     it->e ? it->e->event_id : NULL,
+					     bk_chain_verdict_name((bk_chain_verdict)it->verdict),
+					     it->reason,
+					     bytes};
+			memcpy(v, rv, sizeof(rv));
+			np = 9;
+			r->st.rejected++;
+			bk_logf(BK_LOG_WARN, "event rejected: not applied",
+				"topic=%s partition=%d offset=%lld order_id=%s seq=%lld reason=\"%s\"",
+				r->ev_topic, it->r->part, (long long)it->r->off, it->o->id,
+				it->e ? (long long)it->e->seq : -1LL, it->reason);
+		} else if (it->action == A_FORK) {
 			q = "insert into booking_proj" SFX ".fork (order_id, topic, partition, "
 			    "record_offset, seq, event_id, hash, prev_hash, event) values ($1, $2, "
 			    "$3::int, $4::bigint, $5::bigint, $6, $7::bytea, $8::bytea, $9::bytea) "
@@ -1346,7 +1371,7 @@ static int bookkeeping(rb *r)
 				r->st.held++;
 			}
 		}
-		int bi = it->action == A_FORK ? 8 : 7;
+		int bi = it->action == A_FORK || it->action == A_REJECT ? 8 : 7;
 		lens[bi] = (int)nb;
 		fmts[bi] = 1;
 		PGresult *res = PQexecParams(r->c, q, np, NULL, v, lens, fmts, 0);

@@ -491,6 +491,87 @@ static int read_sealed(rd_kafka_t *rk, const char *topic, bool events, rec_fn fn
 	return rc < 0 || sr.bad_seals ? -1 : 0;
 }
 
+/* ---- outcomes: what a stream came to, to compare two runs of it -------------------- */
+
+typedef struct outcomes {
+	FILE *out;
+	json_t *seen; /* command ids with a sealed result already */
+	msgpack_zone z;
+	long results, later;
+} outcomes;
+
+/* The first sealed result of each command: id status code version event ids. */
+static void o_result(const rd_kafka_message_t *m, void *opaque)
+{
+	outcomes *o = opaque;
+	bk_result r;
+	char err[256];
+	msgpack_zone_clear(&o->z);
+	if (bk_codec_result_decode(m->payload, m->len, &o->z, &r, err, sizeof(err)) < 0) {
+		fprintf(o->out, "undecodable-result %d:%lld\n", (int)m->partition,
+			(long long)m->offset);
+		return;
+	}
+	if (json_object_get(o->seen, r.command_id)) {
+		o->later++; /* a later sealed result of the same command */
+		return;
+	}
+	json_object_set_new(o->seen, r.command_id, json_true());
+	o->results++;
+	fprintf(o->out, "result %s %s %s %lld", r.command_id, bk_outcome_name(r.status),
+		bk_err_name(r.code), (long long)r.version);
+	for (uint32_t i = 0; i < r.n_event_ids; i++)
+		fprintf(o->out, " %s", r.event_ids[i]);
+	fputc('\n', o->out);
+}
+
+/* Every sealed event: event id, order, seq, hash. */
+static void o_event(const rd_kafka_message_t *m, void *opaque)
+{
+	outcomes *o = opaque;
+	bk_record r;
+	char err[256], hex[2 * BK_HASH_LEN + 1];
+	msgpack_zone_clear(&o->z);
+	if (!m->payload ||
+	    bk_codec_record_decode(m->payload, m->len, &o->z, &r, err, sizeof(err))) {
+		fprintf(o->out, "undecodable-events %d:%lld\n", (int)m->partition,
+			(long long)m->offset);
+		return;
+	}
+	for (uint32_t i = 0; i < r.n; i++) {
+		bk_hex(r.events[i].hash, BK_HASH_LEN, hex);
+		fprintf(o->out, "event %s %s %lld %s\n", r.events[i].event_id, r.order_id,
+			(long long)r.events[i].seq, hex);
+	}
+}
+
+static int cmd_outcomes(bk_kconf *kc)
+{
+	char err[512];
+	static const char *const defs[] = {
+	    "enable.partition.eof", "true",  "group.id", "test-commands-outcomes",
+	    "enable.auto.commit",   "false", NULL};
+	rd_kafka_t *rk;
+	if (bk_kconf_new_handle(kc, BK_KCONF_CONSUMER, defs, &rk, err, sizeof(err)) < 0) {
+		fprintf(stderr, "outcomes: %s\n", err);
+		return 2;
+	}
+	outcomes o = {.out = stdout, .seen = json_object()};
+	msgpack_zone_init(&o.z, 1 << 16);
+	int rc =
+	    read_sealed(rk, bk_kconf_topic(kc, BK_TOPIC_RESULTS), false, o_result, &o, NULL) < 0 ||
+		    read_sealed(rk, bk_kconf_topic(kc, BK_TOPIC_EVENTS), true, o_event, &o, NULL) <
+			0
+		? 1
+		: 0;
+	fprintf(stderr, "outcomes: results=%ld later_sealed_results=%ld\n", o.results, o.later);
+	json_decref(o.seen);
+	msgpack_zone_destroy(&o.z);
+	rd_kafka_consumer_close(rk);
+	rd_kafka_destroy(rk);
+	return rc;
+}
+
 static void count_status(const bk_order *o, void *opaque)
 {
 	json_t *j = opaque;
@@ -986,7 +1067,8 @@ static int usage(void)
 		"[--wait-ms N] [--strict]\n"
 		"       test_commands bad [kafka opts] SK KEY_ID WRONG_SK WRONG_KEY_ID\n"
 		"       test_commands junk [kafka opts] COUNT SIZE   (to events partition 0)\n"
-		"       test_commands ctl SOCKET LINE\n");
+		"       test_commands ctl SOCKET LINE\n"
+		"       test_commands outcomes [kafka opts]   (first sealed results, sealed events)\n");
 	return 2;
 }
 
@@ -1035,6 +1117,8 @@ int main(int argc, char **argv)
 	int rc;
 	if (!strcmp(argv[1], "verify"))
 		rc = cmd_verify(kc, all_acc, strict, golden, wait_ms);
+	else if (!strcmp(argv[1], "outcomes"))
+		rc = cmd_outcomes(kc);
 	else if (!strcmp(argv[1], "junk") && npos == 2)
 		rc = cmd_junk(kc, BK_TOPIC_EVENTS, atoi(pos[0]), atoi(pos[1]));
 	else if (!strcmp(argv[1], "bad") && npos == 4)

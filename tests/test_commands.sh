@@ -8,13 +8,16 @@
 # duplicates; a broker down and up again during a stream.
 # usage: test_commands.sh BOOKINGCTL BOOKING_COMMANDS TEST_TOOL SRCDIR
 # env: BK_KILL_ORDERS (orders in the kill stream, 8 commands each; default 6320: 50,056
-# commands), BK_KILLS (default 10), BK_KILL_SECONDS (time budget of the kill phase, 90).
+# commands), BK_KILLS (default 10), BK_KILL_SECONDS (time budget of the kill phase, 90),
+# BK_EXACT_ORDERS (orders of the exactness stream, default 1500), BK_EXACT_KILLS (6).
 set -uo pipefail
 
 BCTL=$1 PROC=$2 TOOL=$3 SRC=$4
 ORDERS=${BK_KILL_ORDERS:-6320}
 KILLS=${BK_KILLS:-10}
 KILL_SECONDS=${BK_KILL_SECONDS:-90}
+EXACT_ORDERS=${BK_EXACT_ORDERS:-1500}
+EXACT_KILLS=${BK_EXACT_KILLS:-6}
 W=$(mktemp -d /tmp/bk-test-commands.XXXXXX)
 pids=()
 n=0
@@ -326,6 +329,51 @@ check "SIGTERM after the kill test: exit 0" [ $? -eq 0 ]
 "$TOOL" verify --brokers-file "$BOOT" --all-accepted --strict >"$W/kill.verify2" 2>&1
 check "the log still verifies after the sweeps and the last shutdown" [ $? -eq 0 ]
 grep -h 'forks=\|restore finished' "$W"/proc.kill*.log | grep -o 'forks=[0-9]* gaps=[0-9]*' | sort | uniq -c | sed 's/^/# restores: /'
+
+# ---- 5b. kill -9 changes no outcome (issue #10): a generated stream with rejections,
+# duplicates and stale versions, rules first, sweep off; every command's first sealed
+# result (status, code, version, event ids) and the whole sealed event set must be the
+# same with kills as in a run without them --------------------------------------------------
+devbroker exact 8 "$(topics_for ref. 8),$(topics_for kx. 8)" || exit 1
+"$BCTL" gen --orders "$EXACT_ORDERS" --seed 11 -o "$W/exact.jsonl" 2>"$W/exact.gen.log"
+exact_total=$(wc -l <"$W/exact.jsonl")
+run_exact() { # run_exact PREFIX KILLS: the stream through a processor, killed KILLS times
+	local prefix=$1 want=$2 k=0
+	start_proc "exact.$prefix" "$prefix" --sweep-interval-ms 0 -X session.timeout.ms=2500
+	"$BCTL" send --brokers-file "$BOOT" --topic-prefix "$prefix" --key "$W/all.sk" \
+		--key-id test-all "$W/exact.jsonl" >"$W/send.exact.$prefix" 2>&1 &
+	local spid=$!
+	while [ "$k" -lt "$want" ]; do
+		wait_assigned "$W/proc.exact.$prefix.log"
+		sleep "0.$((RANDOM % 10))$((RANDOM % 10))"
+		kill -9 "$PROC_PID" 2>/dev/null
+		wait "$PROC_PID" 2>/dev/null
+		k=$((k + 1))
+		mv "$W/proc.exact.$prefix.log" "$W/proc.exact.$prefix.$k.log"
+		start_proc "exact.$prefix" "$prefix" --sweep-interval-ms 0 -X session.timeout.ms=2500
+	done
+	wait "$spid"
+	# every command answered (the verifier waits for the results), then a clean stop
+	"$TOOL" verify --brokers-file "$BOOT" --topic-prefix "$prefix" --wait-ms 120000 \
+		>"$W/verify.exact.$prefix" 2>&1
+	kill -TERM "$PROC_PID"
+	wait "$PROC_PID"
+	"$TOOL" outcomes --brokers-file "$BOOT" --topic-prefix "$prefix" 2>"$W/outcomes.$prefix.err" |
+		sort >"$W/outcomes.$prefix"
+	echo "# $prefix: $k kill -9, $(grep -c '^result ' "$W/outcomes.$prefix") results, $(grep -c '^event ' "$W/outcomes.$prefix") events; $(tail -n 1 "$W/verify.exact.$prefix" | cut -c1-160)"
+}
+run_exact ref. 0
+run_exact kx. "$EXACT_KILLS"
+killed=$(ls "$W"/proc.exact.kx..*.log 2>/dev/null | wc -l)
+check "the kill run was killed $EXACT_KILLS times (saw $killed lives end)" [ "$killed" -eq "$EXACT_KILLS" ]
+check "the reference run answered all $exact_total commands" \
+	[ "$(grep -c '^result ' "$W/outcomes.ref.")" -eq "$exact_total" ]
+check "the stream has rejections, duplicates and accepted commands" \
+	bash -c "grep -q ' rejected ' '$W/outcomes.ref.' && grep -q ' duplicate ' '$W/outcomes.ref.' && grep -q ' accepted ' '$W/outcomes.ref.'"
+diff "$W/outcomes.ref." "$W/outcomes.kx." >"$W/outcomes.diff"
+check "with $EXACT_KILLS kill -9: every outcome (status, code, version, event ids) and every event are the same as without kills" \
+	[ ! -s "$W/outcomes.diff" ]
+head -n 10 "$W/outcomes.diff" | sed 's/^/#   /'
 
 # ---- 6. two processors in one group share the partitions; one is killed ----------------
 # Both get partitions (each restores what it was given); a stream flows; one member is

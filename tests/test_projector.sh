@@ -5,7 +5,7 @@
 #    (BK_GOLDEN_UPDATE=1 rewrites them: review the diff against SPEC before committing);
 #  - duplicated records and a forked record: nothing applied twice, the fork reported;
 #  - a poison event: only its order is quarantined; retry after the fix applies it, and the
-#    result equals a clean projection; a garbage record: quarantined, skip releases it;
+#    result equals a clean projection; a garbage record: rejected alone, nothing held;
 #  - bookingctl status and quarantine exit codes; the pipelined write path gives the
 #    same rows as the COPY path.
 # Usage: test_projector.sh SRCDIR BOOKINGCTL BOOKING_PROJECTOR TEST_PROJECTOR_FEED
@@ -201,21 +201,21 @@ check "... and so does the pipelined path" diff -u "$T/dump.bbig" "$T/dump.bpipe
 check "... with nothing quarantined" \
 	test "$(pj_q "bkt_pj_${ID}_bbig" "select count(*) from booking_proj.quarantine")" = 0
 
-# --- an undecodable record: quarantined, skip releases the order -------------------------
+# --- an undecodable record: rejected alone (issue #10: quarantine is for valid events that
+# fail to apply), reported in booking_proj.rejected, holding nothing back -----------------
 db=bkt_pj_${ID}_garbage
 DBS+=("$db")
 pj_db "$db"
 pj_feed "garb_$ID." 4 --garbage ord_garbage_1 "$SRC/fixtures/rtb_accept.jsonl" >"$T/feed.g" 2>&1
 pj_project "$db" "garb_$ID." "g_garb_$ID"
-check "an undecodable record quarantines its key's order (seq unknown)" \
-	test "$(pj_q "$db" "select order_id || ' ' || coalesce(seq::text, 'null') from booking_proj.quarantine")" = "ord_garbage_1 null"
+check "an undecodable record is rejected alone: booking_proj.rejected names its key, verdict garbage" \
+	test "$(pj_q "$db" "select order_id || ' ' || verdict || ' ' || coalesce(seq::text, 'null') from booking_proj.rejected")" = "ord_garbage_1 garbage null"
+check "... and quarantines nothing" \
+	test "$(pj_q "$db" "select count(*) from booking_proj.quarantine")" = 0
 check "the other orders are projected" \
 	diff -u "$SRC/tests/golden/rtb_accept.txt" <(pj_dump "$db")
-check "bookingctl quarantine skip releases it" "$BK" quarantine skip -d "dbname=$db" ord_garbage_1
-check "bookingctl status exits 0 after the skip" \
+check "bookingctl status exits 0 (nothing quarantined)" \
 	"$BK" status -d "dbname=$db" --brokers-file "$T/bootstrap" --topic-prefix "garb_$ID."
-check "bookingctl quarantine list --all shows the skipped row" \
-	bash -c "'$BK' quarantine list --all -d dbname=$db | grep -q 'ord_garbage_1 *skipped'"
 
 # --- usage ---------------------------------------------------------------------------------
 check "booking-projector --help documents --batch-events" bash -c "'$PROJ' --help | grep -q -- --batch-events"

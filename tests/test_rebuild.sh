@@ -88,8 +88,9 @@ pj_dump "$A" >"$T/dump.1.before"
 ddl "$A" >"$T/ddl.1.before"
 pj_q "$A" "select count(*) from booking_proj.quarantine" >"$T/q.1.before"
 pj_q "$A" "select count(*) from booking_proj.fork" >>"$T/q.1.before"
-check "a projected log has rows, a fork and a quarantined order" \
-	test "$(grep -c . "$T/dump.1.before")" -gt 500 -a "$(tr '\n' ' ' <"$T/q.1.before")" = "1 1 "
+pj_q "$A" "select count(*) || ' ' || string_agg(order_id || ':' || verdict, ',') from booking_proj.rejected" >>"$T/q.1.before"
+check "a projected log has rows, a fork and a rejected record (garbage), nothing quarantined" \
+	test "$(grep -c . "$T/dump.1.before")" -gt 500 -a "$(tr '\n' ' ' <"$T/q.1.before")" = "0 1 1 ord_garbage_1:garbage "
 rebuild "$A" "rb1_$ID." >"$T/rb.1" 2>&1
 check "rebuild exits 0" grep -q 'msg="rebuild done"' "$T/rb.1"
 pj_dump "$A" >"$T/dump.1.after"
@@ -97,7 +98,8 @@ check "rebuilt tables equal the projected ones (ordered dumps)" \
 	diff -u "$T/dump.1.before" "$T/dump.1.after"
 pj_q "$A" "select count(*) from booking_proj.quarantine" >"$T/q.1.after"
 pj_q "$A" "select count(*) from booking_proj.fork" >>"$T/q.1.after"
-check "quarantine and fork counts equal" diff -u "$T/q.1.before" "$T/q.1.after"
+pj_q "$A" "select count(*) || ' ' || string_agg(order_id || ':' || verdict, ',') from booking_proj.rejected" >>"$T/q.1.after"
+check "quarantine, fork and rejected rows equal" diff -u "$T/q.1.before" "$T/q.1.after"
 check "no shadow or old schemas remain" test "$(schemas "$A")" = "booking,booking_proj,ord"
 check "checkpoints written for every partition" \
 	test "$(pj_q "$A" "select count(*) from booking_proj.checkpoint where topic = 'rb1_$ID.booking.events'")" = 4
@@ -130,8 +132,8 @@ check "rebuild --from-file without Kafka gives the same event tables" \
 pj_project "$G" "rb1_$ID." "g4_$ID"
 check "the projector resumes from its checkpoints: then the tables equal the projected ones" \
 	diff -u "$T/dump.1.before" <(pj_dump "$G")
-check "and the record the replay file lacks (undecodable) is quarantined" \
-	test "$(pj_q "$G" "select string_agg(order_id, ',') from booking_proj.quarantine")" = ord_garbage_1
+check "and the record the replay file lacks (undecodable) is rejected alone" \
+	test "$(pj_q "$G" "select string_agg(order_id || ':' || verdict, ',') from booking_proj.rejected")" = ord_garbage_1:garbage
 check "a file that is not a replay file is refused (exit 2)" \
 	bash -c "echo garbage >'$T/bad.mp'; '$BK' rebuild -d dbname=$G --from-file '$T/bad.mp' >/dev/null 2>&1; test \$? -eq 2"
 
