@@ -25,7 +25,10 @@ static const subcmd subcmds[] = {
     {"replay", cmd_replay, "print events from the log as JSON lines or msgpack"},
 #endif
 #ifdef HAVE_CMD_VERIFY
-    {"verify", cmd_verify, "check hash chains, seqs and FSM moves of the log"},
+    {"verify", cmd_verify, "check seals, hash chains, seqs and FSM moves of the log"},
+#endif
+#ifdef HAVE_CMD_SEAL
+    {"seal", cmd_seal, "seal a log written before seals (one-time migration)"},
 #endif
 #ifdef HAVE_CMD_REBUILD
     {"rebuild", cmd_rebuild, "rebuild the read model from offset 0 and swap it in"},

@@ -19,6 +19,7 @@ int cmd_keygen(int argc, char **argv);
 int cmd_send(int argc, char **argv);
 int cmd_replay(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
+int cmd_seal(int argc, char **argv);
 int cmd_gen(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_quarantine(int argc, char **argv);

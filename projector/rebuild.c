@@ -231,7 +231,7 @@ typedef struct item {
 	const rec *r;
 	uint8_t action;
 	bool pre_bad;
-	bool apply_bad; /* a valid event that could not be mapped: quarantined */
+	bool apply_bad;	 /* a valid event that could not be mapped: quarantined */
 	uint8_t verdict; /* A_REJECT: the reader rule's verdict */
 	char reason[REASON_MAX];
 } item;
@@ -1274,15 +1274,6 @@ static int bookkeeping(rb *r)
 			r->st.duplicates++;
 			continue;
 		}
-		if (it->action == A_REJECT) {
-			r->st.rejected++;
-			bk_logf(
-			    BK_LOG_WARN, "event rejected: not applied",
-			    "topic=%s partition=%d offset=%lld order_id=%s seq=%lld reason=\"%s\"",
-			    r->ev_topic, it->r->part, (long long)it->r->off, it->o->id,
-			    it->e ? (long long)it->e->seq : -1LL, it->reason);
-			continue;
-		}
 		const void *bytes = it->r->val ? it->r->val : "";
 		size_t nb = it->r->len;
 		if (it->e) {
@@ -1308,8 +1299,10 @@ static int bookkeeping(rb *r)
 		int lens[10] = {0}, fmts[10] = {0};
 		if (it->action == A_REJECT) { /* as the projector reports it (proj_batch.c) */
 			q = "insert into booking_proj" SFX ".rejected (order_id, topic, partition, "
-			    "record_offset, seq, event_id, verdict, reason, record) values ($1, $2, "
-			    "$3::int, $4::bigint, $5::bigint, $6, $7, $8, $9::bytea) on conflict do "
+			    "record_offset, seq, event_id, verdict, reason, record) values ($1, "
+			    "$2, "
+			    "$3::int, $4::bigint, $5::bigint, $6, $7, $8, $9::bytea) on conflict "
+			    "do "
 			    "nothing";
 			const char *rv[9] = {it->o->id,
 					     r->ev_topic,
@@ -1323,10 +1316,11 @@ static int bookkeeping(rb *r)
 			memcpy(v, rv, sizeof(rv));
 			np = 9;
 			r->st.rejected++;
-			bk_logf(BK_LOG_WARN, "event rejected: not applied",
-				"topic=%s partition=%d offset=%lld order_id=%s seq=%lld reason=\"%s\"",
-				r->ev_topic, it->r->part, (long long)it->r->off, it->o->id,
-				it->e ? (long long)it->e->seq : -1LL, it->reason);
+			bk_logf(
+			    BK_LOG_WARN, "event rejected: not applied",
+			    "topic=%s partition=%d offset=%lld order_id=%s seq=%lld reason=\"%s\"",
+			    r->ev_topic, it->r->part, (long long)it->r->off, it->o->id,
+			    it->e ? (long long)it->e->seq : -1LL, it->reason);
 		} else if (it->action == A_FORK) {
 			q = "insert into booking_proj" SFX ".fork (order_id, topic, partition, "
 			    "record_offset, seq, event_id, hash, prev_hash, event) values ($1, $2, "

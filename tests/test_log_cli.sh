@@ -18,6 +18,8 @@ trap cleanup EXIT
 PLANTS="tamper gap fork illegal duplicate garbage"
 extra=""
 for p in $PLANTS; do extra+="$p.booking.events:4,"; done
+# the tamper log also gets the other topics: bookingctl seal reads them too
+extra+="tamper.booking.command-results:4,tamper.booking.rules:4,"
 "$BK" devbroker --partitions 4 --bootstrap-file "$T/bootstrap" --topics "${extra%,}" \
 	>"$T/broker.out" 2>"$T/broker.log" &
 BROKER_PID=$!
@@ -131,6 +133,34 @@ check "replay skips an undecodable record with a warning and goes on (exit 0)" \
 check "replay counts it (undecodable=1) and prints every other event" \
 	test "$(grep -c 'replay done.* undecodable=1 ' "$T/garbage.log")" -eq 1 -a \
 	"$(wc -l <"$T/garbage.jsonl")" -eq "$(wc -l <"$T/tamper.jsonl")" -a -s "$T/garbage.jsonl"
+
+# bookingctl seal: the one-time migration of a log written before seals (loggen writes
+# no seals, as the processor did before them)
+"$BK" keygen --key-id w1 --roles system --types seal --out "$T/w1" >"$T/writers" 2>/dev/null
+W=(--writer-key "$T/w1.sk" --writer-key-id w1 --writer-keyring "$T/writers")
+"$BK" verify "${K[@]}" --writer-keyring "$T/writers" >"$T/pre.out" 2>/dev/null
+check "before sealing, verify with the writer keyring finds every record unsealed (exit 1)" \
+	test $? -eq 1 -a "$(grep -c '^unsealed: ' "$T/pre.out")" -eq "${total:-0}"
+"$BK" seal "${K[@]}" >/dev/null 2>"$T/err"
+check "seal without a writer key: exit 2 with a message" test $? -eq 2 -a -s "$T/err"
+"$BK" seal "${K[@]}" --topic-prefix tamper. "${W[@]}" >"$T/seal.tamper" 2>&1
+check "seal refuses a log with a problem (exit 1), writes nothing" \
+	test $? -eq 1 -a "$(grep -c 'nothing written' "$T/seal.tamper")" -eq 1
+"$BK" verify "${K[@]}" --topic-prefix tamper. --writer-keyring "$T/writers" >"$T/tamper.v" 2>/dev/null
+check "... the refused log has no seal" grep -q ' seals=0 ' "$T/tamper.v"
+"$BK" seal "${K[@]}" "${W[@]}" --dry-run >"$T/seal.dry" 2>&1
+check "seal --dry-run checks and counts (exit 0)" grep -q "problems=0 .*(dry run)" "$T/seal.dry"
+"$BK" seal "${K[@]}" "${W[@]}" >"$T/seal.out" 2>&1
+check "seal seals the clean log (exit 0)" test $? -eq 0 -a "$(grep -c '^seal: sealed ' "$T/seal.out")" -eq 1
+"$BK" verify "${K[@]}" --writer-keyring "$T/writers" >"$T/post.out" 2>/dev/null
+check "after sealing, verify with the writer keyring passes (exit 0, every event)" \
+	test $? -eq 0 -a "$(sed -n 's/.* events=\([0-9]*\) .*/\1/p' "$T/post.out")" = "${total:-0}"
+"$BK" seal "${K[@]}" "${W[@]}" >"$T/seal.again" 2>&1
+check "sealing twice is refused (exit 1)" test $? -eq 1
+"$BK" keygen --key-id w2 --roles system --types seal --out "$T/w2" >"$T/other" 2>/dev/null
+"$BK" verify "${K[@]}" --writer-keyring "$T/other" >"$T/other.out" 2>/dev/null
+check "with another writer keyring the same log is all unsealed (exit 1)" \
+	test $? -eq 1 -a "$(grep -c '^unsealed: ' "$T/other.out")" -eq "${total:-0}"
 
 # a full disk: a clear message and exit 1, not a Kafka error
 if [ -w /dev/full ]; then
