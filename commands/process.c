@@ -834,22 +834,35 @@ static int seal_batch(cp *c)
 		return -1;
 	}
 	qsort(c->srec, c->n_srec, sizeof(*c->srec), cmp_srec);
-	size_t i = 0;
+	size_t i = 0, first_result = 0;
+	while (first_result < c->n_srec && c->srec[first_result].kind == 0)
+		first_result++;
 	int rc = 0;
-	/* events partitions: those with records, and those that consumed commands */
-	for (int32_t p = 0; p < c->nparts && rc == 0; p++) {
-		size_t from = i;
-		while (i < c->n_srec && c->srec[i].kind == 0 && c->srec[i].partition == p)
-			i++;
-		if (i > from || c->parts[p].batch_first >= 0)
-			rc = produce_seal(c, 0, p, from, i);
-	}
+	/* results partitions first, acknowledged, then the events partitions: a crash in
+	 * between leaves sealed results whose batch is decided again (their second sealed
+	 * copies are identical, and readers count the first); the other order could leave
+	 * sealed events whose results are never sealed */
+	i = first_result;
 	while (rc == 0 && i < c->n_srec) {
 		size_t from = i;
 		int32_t p = c->srec[i].partition;
 		while (i < c->n_srec && c->srec[i].partition == p)
 			i++;
 		rc = produce_seal(c, 1, p, from, i);
+	}
+	if (rc == 0 && first_result < c->n_srec &&
+	    rd_kafka_flush(c->producer, c->o.timeout_ms) != RD_KAFKA_RESP_ERR_NO_ERROR)
+		rc = -1;
+	if (rc == 0 && c->dr_err)
+		rc = -1;
+	/* events partitions: those with records, and those that consumed commands */
+	i = 0;
+	for (int32_t p = 0; p < c->nparts && rc == 0; p++) {
+		size_t from = i;
+		while (i < first_result && c->srec[i].partition == p)
+			i++;
+		if (i > from || c->parts[p].batch_first >= 0)
+			rc = produce_seal(c, 0, p, from, i);
 	}
 	if (rc < 0 && !c->dr_err)
 		c->dr_err = RD_KAFKA_RESP_ERR__FAIL;

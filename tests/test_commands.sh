@@ -337,11 +337,19 @@ grep -h 'forks=\|restore finished' "$W"/proc.kill*.log | grep -o 'forks=[0-9]* g
 devbroker exact 8 "$(topics_for ref. 8),$(topics_for kx. 8)" || exit 1
 "$BCTL" gen --orders "$EXACT_ORDERS" --seed 11 -o "$W/exact.jsonl" 2>"$W/exact.gen.log"
 exact_total=$(wc -l <"$W/exact.jsonl")
+# the rules (the stream's leading autoaccept.* block) are sent first and answered before
+# the rest: Kafka orders nothing across partitions, so a rule on one partition would
+# otherwise race the orders on others (issue #11)
+awk -v r="$W/exact.rules.jsonl" -v o="$W/exact.orders.jsonl" \
+	'!done && /"type":"autoaccept\./ { print > r; next } { done = 1; print > o }' "$W/exact.jsonl"
 run_exact() { # run_exact PREFIX KILLS: the stream through a processor, killed KILLS times
 	local prefix=$1 want=$2 k=0
 	start_proc "exact.$prefix" "$prefix" --sweep-interval-ms 0 -X session.timeout.ms=2500
 	"$BCTL" send --brokers-file "$BOOT" --topic-prefix "$prefix" --key "$W/all.sk" \
-		--key-id test-all "$W/exact.jsonl" >"$W/send.exact.$prefix" 2>&1 &
+		--key-id test-all --wait --timeout-ms 60000 "$W/exact.rules.jsonl" \
+		>"$W/send.exact.rules.$prefix" 2>&1
+	"$BCTL" send --brokers-file "$BOOT" --topic-prefix "$prefix" --key "$W/all.sk" \
+		--key-id test-all "$W/exact.orders.jsonl" >"$W/send.exact.$prefix" 2>&1 &
 	local spid=$!
 	while [ "$k" -lt "$want" ]; do
 		wait_assigned "$W/proc.exact.$prefix.log"
@@ -366,6 +374,8 @@ run_exact ref. 0
 run_exact kx. "$EXACT_KILLS"
 killed=$(ls "$W"/proc.exact.kx..*.log 2>/dev/null | wc -l)
 check "the kill run was killed $EXACT_KILLS times (saw $killed lives end)" [ "$killed" -eq "$EXACT_KILLS" ]
+check "the stream starts with its rules ($(wc -l <"$W/exact.rules.jsonl") sent first)" \
+	[ -s "$W/exact.rules.jsonl" ]
 check "the reference run answered all $exact_total commands" \
 	[ "$(grep -c '^result ' "$W/outcomes.ref.")" -eq "$exact_total" ]
 check "the stream has rejections, duplicates and accepted commands" \
