@@ -26,6 +26,11 @@ typedef struct verify {
 	int64_t records, events, duplicates, problems, seals;
 	msgpack_sbuffer scratch;
 	bk_trust *trust;
+	/* results: first sealed answer per command record (src-partition:src-offset) */
+	bk_trust *rtrust;
+	json_t *answers;
+	int64_t results, results_copies, results_unsealed, results_bad;
+	bool results_read;
 } verify;
 
 static void report(verify *v, const rd_kafka_message_t *m, const bk_event *e, const char *what,
@@ -213,6 +218,108 @@ static int on_record(void *opaque, const rd_kafka_message_t *m)
 	return 0;
 }
 
+/* --- results: the first sealed result of each command record counts --------------------- */
+
+typedef struct rkept {
+	rd_kafka_message_t m; /* partition and offset (for the report) */
+	char at[48];	      /* src-partition:src-offset */
+	char *line;	      /* command id, status, code, version, event ids */
+} rkept;
+
+static void rkept_free(rkept *k)
+{
+	free(k->line);
+	free(k);
+}
+
+static void on_result_release(void *opaque, void *rec, int32_t partition, int64_t offset,
+			      bool sealed)
+{
+	verify *v = opaque;
+	rkept *k = rec;
+	(void)partition;
+	(void)offset;
+	if (!sealed) {
+		v->results_unsealed++; /* a crashed batch's answer, or anyone's: never counted */
+		rkept_free(k);
+		return;
+	}
+	json_t *first = json_object_get(v->answers, k->at);
+	if (!first) {
+		v->results++;
+		json_object_set_new(v->answers, k->at, json_string(k->line));
+	} else if (strcmp(json_string_value(first), k->line) == 0) {
+		v->results_copies++; /* decided again after a crash: the same answer */
+	} else {
+		char detail[1024];
+		snprintf(detail, sizeof(detail),
+			 "command record %s answered twice: first \"%s\", then \"%s\"", k->at,
+			 json_string_value(first), k->line);
+		report(v, &k->m, NULL, "contradiction", detail);
+	}
+	rkept_free(k);
+}
+
+static int hdr_text(const rd_kafka_message_t *m, const char *name, char *out, size_t outsz)
+{
+	rd_kafka_headers_t *h = NULL;
+	const void *val;
+	size_t n;
+	if (rd_kafka_message_headers(m, &h) || !h || rd_kafka_header_get_last(h, name, &val, &n) ||
+	    !val || n >= outsz)
+		return -1;
+	memcpy(out, val, n);
+	out[n] = '\0';
+	return 0;
+}
+
+static int on_result(void *opaque, const rd_kafka_message_t *m)
+{
+	verify *v = opaque;
+	if (bk_trust_is_seal(m)) {
+		(void)bk_trust_seal(v->rtrust, m);
+		return 0;
+	}
+	if (v->order &&
+	    (m->key_len != strlen(v->order) || memcmp(m->key, v->order, m->key_len) != 0))
+		return 0;
+	msgpack_zone z;
+	if (!msgpack_zone_init(&z, 2048))
+		return -1;
+	bk_result r;
+	char err[256], sp[24], so[24];
+	if (!m->payload ||
+	    bk_codec_result_decode(m->payload, m->len, &z, &r, err, sizeof(err)) < 0 ||
+	    hdr_text(m, "src-partition", sp, sizeof(sp)) < 0 ||
+	    hdr_text(m, "src-offset", so, sizeof(so)) < 0) {
+		msgpack_zone_destroy(&z);
+		v->results_bad++; /* not a result the processor wrote: unsealed at best */
+		return 0;
+	}
+	rkept *k = calloc(1, sizeof(*k));
+	char line[2048];
+	int n = snprintf(line, sizeof(line), "%s %s %s v%lld", r.command_id,
+			 bk_outcome_name(r.status), bk_err_name(r.code), (long long)r.version);
+	for (uint32_t i = 0; i < r.n_event_ids && n > 0 && (size_t)n < sizeof(line); i++)
+		n += snprintf(line + n, sizeof(line) - (size_t)n, " %s", r.event_ids[i]);
+	msgpack_zone_destroy(&z);
+	if (!k || !(k->line = strdup(line))) {
+		free(k);
+		return -1;
+	}
+	snprintf(k->at, sizeof(k->at), "%s:%s", sp, so);
+	k->m = *m;
+	k->m.payload = NULL;
+	k->m.key = NULL;
+	uint8_t d[BK_HASH_LEN];
+	bk_seal_digest_bytes(m->payload, m->len, d);
+	if (bk_trust_add(v->rtrust, m->partition, m->offset, d, k) < 0) {
+		rkept_free(k);
+		return -1;
+	}
+	return 0;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(
@@ -326,16 +433,43 @@ int cmd_verify(int argc, char **argv)
 		rc = BK_EXIT_DEPENDENCY;
 		goto out;
 	}
+	/* the results: one counted answer per command record, contradictions named (a log
+	 * without a results topic, e.g. one written by hand, skips this) */
+	int nres;
+	bk_logread_opts ro = o;
+	ro.topic = bk_kconf_topic(kc, BK_TOPIC_RESULTS);
+	if (bk_kconf_partition_count(rk, ro.topic, 10000, &nres, err, sizeof(err)) == 0) {
+		v.answers = json_object();
+		v.rtrust = bk_trust_new(writers, unsealed_ok, nres, on_result_release, NULL,
+					on_bad_seal, &v);
+		if (!v.answers || !v.rtrust ||
+		    bk_logread(rk, &ro, on_result, &v, NULL, err, sizeof(err)) < 0) {
+			fprintf(stderr, "bookingctl verify: results: %s\n", err);
+			rc = BK_EXIT_DEPENDENCY;
+			goto out;
+		}
+		bk_trust_flush(v.rtrust, -1);
+		v.results_read = true;
+	}
 	printf("verify: %s: records=%lld seals=%lld events=%lld orders=%zu "
 	       "duplicates_skipped=%lld problems=%lld%s\n",
 	       v.problems ? "PROBLEMS" : "ok", (long long)v.records, (long long)v.seals,
 	       (long long)v.events, bk_engine_count(v.e), (long long)v.duplicates,
 	       (long long)v.problems, unsealed_ok ? " (seals not checked: --unsealed-ok)" : "");
+	if (v.results_read)
+		printf("verify: results: answered=%lld same_answer_again=%lld unsealed=%lld "
+		       "not_results=%lld\n",
+		       (long long)v.results, (long long)v.results_copies,
+		       (long long)v.results_unsealed, (long long)v.results_bad);
 	rc = v.problems ? BK_EXIT_PROBLEM : BK_EXIT_OK;
 out:
 	if (v.trust)
 		bk_trust_flush(v.trust, -1);
 	bk_trust_free(v.trust);
+	if (v.rtrust)
+		bk_trust_flush(v.rtrust, -1);
+	bk_trust_free(v.rtrust);
+	json_decref(v.answers);
 	bk_keyring_free(writers);
 	bk_engine_free(v.e);
 	if (rk)

@@ -11,6 +11,8 @@
  *               writer keyring does not hold for that id)
  *   tamper      a copy of the order's last record with one value changed, hashes kept
  *   ahead       a chain at head + 3 (prev_hash made up), correctly hashed
+ *   result      a result for the order's last command that contradicts it, with a high
+ *               src-offset header (as if far more commands had been handled)
  * Each attack targets the order's real head (the last record that carries the processor's
  * event-types header). Prints "offset=N seq=S" of the planted record.
  */
@@ -171,8 +173,20 @@ int main(int argc, char **argv)
 	}
 	msgpack_sbuffer val;
 	msgpack_sbuffer_init(&val);
-	if (bk_codec_record_encode(&r, &val) < 0)
+	bool is_result = !strcmp(mode, "result");
+	if (is_result) {
+		bk_result res = {.command_id = r.command_id,
+				 .order_id = order,
+				 .status = BK_REJECTED,
+				 .code = BK_E_FORBIDDEN,
+				 .message = "forged",
+				 .version = 1};
+		topic = bk_kconf_topic(kc, BK_TOPIC_RESULTS);
+		if (bk_codec_result_encode(&res, &val) < 0)
+			return 3;
+	} else if (bk_codec_record_encode(&r, &val) < 0) {
 		return 3;
+	}
 
 	rd_kafka_conf_t *pc;
 	static const char *const pdefs[] = {"linger.ms", "0", NULL};
@@ -184,9 +198,16 @@ int main(int argc, char **argv)
 	rd_kafka_t *pr = rd_kafka_new(RD_KAFKA_PRODUCER, pc, err, sizeof(err));
 	if (!pr)
 		return 3;
-	rd_kafka_headers_t *h = rd_kafka_headers_new(2);
+	rd_kafka_headers_t *h = rd_kafka_headers_new(4);
 	rd_kafka_header_add(h, "command-id", -1, r.command_id, -1);
-	rd_kafka_header_add(h, "schema", -1, "1", 1);
+	if (is_result) {
+		char ps[16];
+		snprintf(ps, sizeof(ps), "%d", (int)p);
+		rd_kafka_header_add(h, "src-partition", -1, ps, -1);
+		rd_kafka_header_add(h, "src-offset", -1, "999999", -1);
+	} else {
+		rd_kafka_header_add(h, "schema", -1, "1", 1);
+	}
 	if (rd_kafka_producev(pr, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(p),
 			      RD_KAFKA_V_KEY(order, strlen(order)),
 			      RD_KAFKA_V_VALUE(val.data, val.size), RD_KAFKA_V_HEADERS(h),

@@ -111,8 +111,9 @@ F1=$(plant forge)
 F2=$(plant forge-seal --key "$T/mallory.sk" --key-id proc-1)
 F3=$(plant tamper)
 F4=$(plant ahead)
-echo "# planted: forge $F1 | forge-seal $F2 | tamper $F3 | ahead $F4"
-check "the attacker planted four records" test -n "$F1" -a -n "$F2" -a -n "$F3" -a -n "$F4"
+F5=$(plant result)
+echo "# planted: forge $F1 | forge-seal $F2 | tamper $F3 | ahead $F4 | result $F5"
+check "the attacker planted five records" test -n "$F1" -a -n "$F2" -a -n "$F3" -a -n "$F4" -a -n "$F5"
 
 # the processor restores from the log with the planted records on it
 kill -TERM "$PROC_PID"
@@ -126,6 +127,8 @@ cat >"$T/note.jsonl" <<EOF
 {"id":"cmd_att_note","type":"note.add","order_id":"$ORD","actor":{"user_id":"usr_buyer_ben","role":"buyer"},"at":"2026-11-02T13:00:00Z","payload":{"text":"the real note"}}
 EOF
 send "$T/note.jsonl" >"$T/sent.2" 2>"$T/send.2.err"
+check "the forged result with a high src-offset did not move the resume point (note answered)" \
+	test "$(jq -r .command_id "$T/sent.2")" = cmd_att_note
 check "a real command after the attacks is accepted at the real head + 1" \
 	test "$(jq -r '"\(.status) \(.version)"' "$T/sent.2")" = "accepted $((HEAD + 1))"
 
@@ -143,6 +146,8 @@ check "verify: the four planted records are unsealed" \
 check "verify: the attacker's seal is garbage (bad signature)" \
 	grep -q "^garbage: .*bad signature" "$T/verify.out"
 check "verify: nothing else (5 problems)" grep -q "problems=5$" "$T/verify.out"
+check "verify: the forged result is not counted (unsealed), no contradiction" \
+	grep -q "^verify: results: answered=6 same_answer_again=0 unsealed=1 " "$T/verify.out"
 
 # the projector: every planted record rejected alone, the real note projected
 ok_proj=0
