@@ -286,7 +286,7 @@ devbroker kill 16 || exit 1
 "$TOOL" gen kill "$ORDERS" 300 25 7 >"$W/stream.jsonl" 2>"$W/gen.log"
 total=$(wc -l <"$W/stream.jsonl")
 # session.timeout.ms=2500: after a kill -9 the group waits that long for the dead member
-start_proc kill "" --sweep-interval-ms 500 -X session.timeout.ms=2500
+start_proc kill "" --sweep-interval-ms 500 -X session.timeout.ms=2500 -X max.poll.interval.ms=20000
 "$BCTL" send --brokers-file "$BOOT" --key "$W/all.sk" --key-id test-all "$W/stream.jsonl" \
 	>"$W/send.kill.log" 2>&1 &
 sendpid=$!
@@ -305,7 +305,7 @@ while [ "$kills" -lt "$KILLS" ] && [ $(($(date +%s) - t0)) -lt "$KILL_SECONDS" ]
 	mv "$W/proc.kill.log" "$W/proc.kill.$kills.log"
 	# every other life runs without transactions: correctness must not change
 	if [ $((kills % 2)) -eq 1 ]; then mode=(--no-transactions); else mode=(); fi
-	start_proc kill "" --sweep-interval-ms 500 -X session.timeout.ms=2500 "${mode[@]}"
+	start_proc kill "" --sweep-interval-ms 500 -X session.timeout.ms=2500 -X max.poll.interval.ms=20000 "${mode[@]}"
 done
 wait "$sendpid"
 check "stream of $total commands delivered" [ $? -eq 0 ]
@@ -344,7 +344,7 @@ awk -v r="$W/exact.rules.jsonl" -v o="$W/exact.orders.jsonl" \
 	'!done && /"type":"autoaccept\./ { print > r; next } { done = 1; print > o }' "$W/exact.jsonl"
 run_exact() { # run_exact PREFIX KILLS: the stream through a processor, killed KILLS times
 	local prefix=$1 want=$2 k=0
-	start_proc "exact.$prefix" "$prefix" --sweep-interval-ms 0 -X session.timeout.ms=2500
+	start_proc "exact.$prefix" "$prefix" --sweep-interval-ms 0 -X session.timeout.ms=2500 -X max.poll.interval.ms=20000
 	"$BCTL" send --brokers-file "$BOOT" --topic-prefix "$prefix" --key "$W/all.sk" \
 		--key-id test-all --wait --timeout-ms 60000 "$W/exact.rules.jsonl" \
 		>"$W/send.exact.rules.$prefix" 2>&1
@@ -358,7 +358,7 @@ run_exact() { # run_exact PREFIX KILLS: the stream through a processor, killed K
 		wait "$PROC_PID" 2>/dev/null
 		k=$((k + 1))
 		mv "$W/proc.exact.$prefix.log" "$W/proc.exact.$prefix.$k.log"
-		start_proc "exact.$prefix" "$prefix" --sweep-interval-ms 0 -X session.timeout.ms=2500
+		start_proc "exact.$prefix" "$prefix" --sweep-interval-ms 0 -X session.timeout.ms=2500 -X max.poll.interval.ms=20000
 	done
 	wait "$spid"
 	# every command answered (the verifier waits for the results), then a clean stop
@@ -394,7 +394,7 @@ devbroker group 8 || exit 1
 "$TOOL" gen group 1500 200 25 11 >"$W/group.jsonl" 2>"$W/gen.group.log"
 start_member() { # start_member NAME: a member of group g-shared; MEMBER_PID
 	"$PROC" --brokers-file "$BOOT" --keyring "$W/keyring" --group-id g-shared \
-		-X session.timeout.ms=2500 -X heartbeat.interval.ms=500 --sweep-interval-ms 500 \
+		-X session.timeout.ms=2500 -X max.poll.interval.ms=20000 -X heartbeat.interval.ms=500 --sweep-interval-ms 500 \
 		>>"$W/proc.$1.log" 2>&1 &
 	MEMBER_PID=$!
 	pids+=($MEMBER_PID)
@@ -443,11 +443,11 @@ zombie_run() { # zombie_run NAME [PROCESSOR ARGS]: two members, one stopped mid-
 	"$TOOL" gen "$name" 1500 200 25 13 >"$W/$name.jsonl" 2>"$W/gen.$name.log"
 	local za zb
 	"$PROC" --brokers-file "$BOOT" --keyring "$W/keyring" --group-id "g-$name" \
-		-X session.timeout.ms=2500 -X heartbeat.interval.ms=500 --sweep-interval-ms 500 \
+		-X session.timeout.ms=2500 -X max.poll.interval.ms=20000 -X heartbeat.interval.ms=500 --sweep-interval-ms 500 \
 		--batch-ms 400 "$@" >>"$W/proc.$name.a.log" 2>&1 &
 	za=$!
 	"$PROC" --brokers-file "$BOOT" --keyring "$W/keyring" --group-id "g-$name" \
-		-X session.timeout.ms=2500 -X heartbeat.interval.ms=500 --sweep-interval-ms 500 \
+		-X session.timeout.ms=2500 -X max.poll.interval.ms=20000 -X heartbeat.interval.ms=500 --sweep-interval-ms 500 \
 		"$@" >>"$W/proc.$name.b.log" 2>&1 &
 	zb=$!
 	pids+=($za $zb)
