@@ -43,7 +43,7 @@ done
 
 echo "== booking-projector $*"
 t0=$(now)
-"$PROJ" -d dbname=bench_live --brokers-file "$T/bs" --topic-prefix bench. --stats-s 0 "$@" \
+"$PROJ" -d dbname=bench_live --brokers-file "$T/bs" --topic-prefix bench. --stats-s 0 --trust-unsealed 1 "$@" \
 	2>"$T/proj.log" &
 PJ=$!
 PERF=

@@ -16,6 +16,7 @@
 #include "kconf.h"
 #include "log.h"
 #include "rebuild.h"
+#include "trust.h"
 
 static volatile sig_atomic_t stop_flag;
 
@@ -48,6 +49,11 @@ static void usage(FILE *f)
 	    "                         ./migrations, or next to the executable)\n"
 	    "      --keep-old         keep the replaced schemas as <schema>_old_<time>\n"
 	    "      --batch N          records per planning chunk (default 20000)\n"
+	    "      --writer-keyring F the processors' writer keys ($BOOKING_WRITER_KEYRING):\n"
+	    "                         only records their seals cover are projected, the rest\n"
+	    "                         rejected as the live projector does (a replay file has\n"
+	    "                         no seals: it is trusted; verify the log before)\n"
+	    "      --trust-unsealed   DEVELOPMENT ONLY: project records without seals\n"
 	    "  -h, --help             this text\n"
 	    "\n%s"
 	    "\nexit status: 0 swapped in, 1 refused (truncated log, another rebuild running,\n"
@@ -148,6 +154,8 @@ static int exit_of(rb_rc rc)
 int cmd_rebuild(int argc, char **argv)
 {
 	rb_cfg cfg = {.use_kafka = true};
+	const char *wkr_path = NULL;
+	bk_keyring *writers = NULL;
 	char err[1024], dirbuf[PATH_MAX];
 	bool brokers = false;
 	int rc = BK_EXIT_USAGE;
@@ -171,7 +179,7 @@ int cmd_rebuild(int argc, char **argv)
 		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
 		bool needs = !strcmp(a, "-d") || !strcmp(a, "--dbname") ||
 			     !strcmp(a, "--from-file") || !strcmp(a, "--migrations") ||
-			     !strcmp(a, "--batch");
+			     !strcmp(a, "--batch") || !strcmp(a, "--writer-keyring");
 		if (needs && !v) {
 			fprintf(stderr, "bookingctl rebuild: %s needs a value\n", a);
 			goto out;
@@ -201,6 +209,10 @@ int cmd_rebuild(int argc, char **argv)
 			cfg.batch = n;
 		} else if (!strcmp(a, "--keep-old")) {
 			cfg.keep_old = true;
+		} else if (!strcmp(a, "--writer-keyring")) {
+			wkr_path = v;
+		} else if (!strcmp(a, "--trust-unsealed")) {
+			cfg.trust_unsealed = true;
 		} else {
 			fprintf(stderr, "bookingctl rebuild: unknown option %s (see --help)\n", a);
 			goto out;
@@ -208,6 +220,15 @@ int cmd_rebuild(int argc, char **argv)
 	}
 	if (cfg.from_file)
 		cfg.use_kafka = brokers;
+	if (cfg.use_kafka && !cfg.trust_unsealed) {
+		if (bk_trust_load_keyring(wkr_path, &writers, err, sizeof(err)) < 0) {
+			fprintf(stderr,
+				"bookingctl rebuild: %s (or --trust-unsealed, development only)\n",
+				err);
+			goto out;
+		}
+		cfg.writers = writers;
+	}
 	if (!cfg.migrations_dir && !(cfg.migrations_dir = default_dir(dirbuf, sizeof(dirbuf)))) {
 		fprintf(stderr, "bookingctl rebuild: no migrations directory (--migrations)\n");
 		goto out;
@@ -238,6 +259,7 @@ int cmd_rebuild(int argc, char **argv)
 		(long long)st.held, (long long)st.tail_records, st.load_s, st.total_s, rate,
 		st.old_suffix[0] ? st.old_suffix : "dropped");
 out:
+	bk_keyring_free(writers);
 	bk_kconf_destroy(kc);
 	return rc;
 }

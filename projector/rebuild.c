@@ -36,6 +36,7 @@
 #include "proj_db.h"
 #include "proj_rows.h"
 #include "rebuild.h"
+#include "trust.h"
 
 #define NSCHEMA	       3
 #define SFX	       "_rb"
@@ -223,7 +224,13 @@ typedef struct rec {
 	size_t len;
 	rd_kafka_message_t *m; /* owned (Kafka) */
 	void *own;	       /* owned copy of the bytes (file) */
+	uint8_t ver;	       /* RV_*: what the seal rule said (Kafka) */
+	bool bad_seal;	       /* a seal record that did not check: rejected as garbage */
+	uint64_t hid;	       /* its seal-buffer handle: increasing along r->recs */
 } rec;
+
+/* The seal rule's word on a record read from Kafka (a replay file's are all RV_SEALED). */
+enum { RV_SEALED, RV_PENDING, RV_UNSEALED };
 
 typedef struct item {
 	const bk_event *e; /* NULL: undecodable record */
@@ -279,6 +286,9 @@ typedef struct rb {
 	pr_store *cs, *ps;
 	rec *recs;
 	size_t nrecs, caprecs;
+	bk_trust *trust; /* the events partitions' seal buffers (Kafka) */
+	uint64_t next_hid;
+	int64_t bad_seals;
 	item *items;
 	size_t nitems, capitems;
 	msgpack_sbuffer sb;
@@ -900,12 +910,14 @@ static int gather(rb *r, msgpack_zone *z)
 	r->nitems = 0;
 	for (size_t i = 0; i < r->nrecs; i++) {
 		const rec *rc = &r->recs[i];
-		if (!strcmp(rc->key, BK_SEAL_KEY))
+		if (!rc->bad_seal && !strcmp(rc->key, BK_SEAL_KEY))
 			continue; /* a seal record: nothing to project */
 		bk_record d;
 		char why[200] = "empty record";
-		bool ok = rc->len &&
+		bool ok = !rc->bad_seal && rc->len &&
 			  bk_codec_record_decode(rc->val, rc->len, z, &d, why, sizeof(why)) == 0;
+		if (rc->bad_seal)
+			snprintf(why, sizeof(why), "a seal record that does not check");
 		if (!ok || d.n == 0) {
 			item *it = item_add(r);
 			if (!it)
@@ -926,7 +938,12 @@ static int gather(rb *r, msgpack_zone *z)
 				return fail(r, RB_DEPENDENCY, "out of memory");
 			it->e = &d.events[k];
 			it->r = rc;
-			if (!hash_ok(r, it->e)) {
+			if (rc->ver == RV_UNSEALED) {
+				it->pre_bad = true;
+				it->verdict = BK_CHAIN_UNSEALED;
+				snprintf(it->reason, sizeof(it->reason),
+					 "unsealed: no valid seal covers the record");
+			} else if (!hash_ok(r, it->e)) {
 				it->pre_bad = true;
 				it->verdict = BK_CHAIN_BAD_HASH;
 				snprintf(it->reason, sizeof(it->reason),
@@ -1380,8 +1397,19 @@ static int bookkeeping(rb *r)
 	return 0;
 }
 
-static int write_checkpoints(rb *r, const char *topic, const int64_t *next, int n)
+static int write_checkpoints(rb *r, const char *topic, const int64_t *next_read, int n)
 {
+	/* a record still waiting for its seal (r->recs) is read again by the projector:
+	 * the checkpoint of its partition stays at the first of them */
+	int64_t *next = malloc(((size_t)n + 1) * sizeof(*next));
+	if (!next)
+		return fail(r, RB_DEPENDENCY, "out of memory");
+	memcpy(next, next_read, (size_t)n * sizeof(*next));
+	for (size_t i = 0; topic == r->ev_topic && i < r->nrecs; i++) {
+		const rec *x = &r->recs[i];
+		if (x->part >= 0 && x->part < n && (next[x->part] < 0 || x->off < next[x->part]))
+			next[x->part] = x->off;
+	}
 	buf parts = {0}, offs = {0};
 	bool ok = b_str(&parts, "{") && b_str(&offs, "{");
 	bool any = false;
@@ -1405,6 +1433,7 @@ static int write_checkpoints(rb *r, const char *topic, const int64_t *next, int 
 			    3, v, "write checkpoints");
 	free(parts.p);
 	free(offs.p);
+	free(next);
 	return rc;
 }
 
@@ -1446,6 +1475,71 @@ static int process_chunk(rb *r)
 		r->st.tail_records += (int64_t)r->nrecs;
 	msgpack_zone_destroy(&z);
 	recs_clear(r);
+	return rc;
+}
+
+/* The seal rule released record `rec` (a handle: hid); hid increases along r->recs. */
+static void rb_release(void *opaque, void *rec, int32_t partition, int64_t offset, bool sealed)
+{
+	rb *r = opaque;
+	uint64_t h = (uintptr_t)rec;
+	(void)partition;
+	(void)offset;
+	size_t lo = 0, hi = r->nrecs;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (r->recs[mid].hid < h)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo < r->nrecs && r->recs[lo].hid == h)
+		r->recs[lo].ver = sealed ? RV_SEALED : RV_UNSEALED;
+}
+
+static void rb_bad_seal(void *opaque, const rd_kafka_message_t *m, const char *why)
+{
+	rb *r = opaque;
+	r->bad_seals++;
+	bk_logf(BK_LOG_WARN, "seal record rejected", "topic=%s partition=%d offset=%lld err=\"%s\"",
+		rd_kafka_topic_name(m->rkt), (int)m->partition, (long long)m->offset, why);
+}
+
+/*
+ * Process what the seal rule has judged: every record except, per partition, those from
+ * the first one still waiting for its seal on (they stay in r->recs, in order, for a
+ * later chunk; the checkpoints stay before them).
+ */
+static int process_ready(rb *r)
+{
+	size_t n = r->nrecs, k = 0, nk = 0, nw = 0;
+	if (n == 0)
+		return 0;
+	rec *keep = malloc(n * sizeof(*keep));
+	int32_t *wait = malloc(n * sizeof(*wait));
+	if (!keep || !wait) {
+		free(keep);
+		free(wait);
+		return fail(r, RB_DEPENDENCY, "out of memory");
+	}
+	for (size_t i = 0; i < n; i++) {
+		rec *x = &r->recs[i];
+		bool waits = x->ver == RV_PENDING;
+		for (size_t j = 0; !waits && j < nw; j++)
+			waits = wait[j] == x->part;
+		if (x->ver == RV_PENDING)
+			wait[nw++] = x->part;
+		if (waits)
+			keep[nk++] = *x;
+		else
+			r->recs[k++] = *x;
+	}
+	free(wait);
+	r->nrecs = k;
+	int rc = process_chunk(r); /* frees the k records taken */
+	memcpy(r->recs, keep, nk * sizeof(*keep));
+	r->nrecs = nk;
+	free(keep);
 	return rc;
 }
 
@@ -1602,6 +1696,14 @@ static int read_range(rb *r, const char *topic, bool rules, int n, const int64_t
 			rd_kafka_message_destroy(m);
 			continue;
 		}
+		bool bad_seal = false;
+		if (bk_trust_is_seal(m)) {
+			if (bk_trust_seal(r->trust, m) == 0) {
+				rd_kafka_message_destroy(m);
+				continue;
+			}
+			bad_seal = true; /* reported like the live projector: a garbage row */
+		}
 		rec *x = rec_add(r);
 		if (!x) {
 			rd_kafka_message_destroy(m);
@@ -1617,14 +1719,29 @@ static int read_range(rb *r, const char *topic, bool rules, int n, const int64_t
 			memcpy(x->key, m->key, m->key_len);
 			x->key[m->key_len] = 0;
 		}
+		x->hid = r->next_hid++;
+		x->ver = RV_SEALED; /* what does not decode is rejected as garbage by gather */
+		x->bad_seal = bad_seal;
+		msgpack_zone dz;
+		bk_record dr;
+		char why[200];
+		msgpack_zone_init(&dz, 4096);
+		if (!bad_seal && m->payload &&
+		    bk_codec_record_decode(m->payload, m->len, &dz, &dr, why, sizeof(why)) == 0) {
+			uint8_t d[BK_HASH_LEN];
+			bk_seal_digest_record(&dr, d);
+			x->ver = RV_PENDING;
+			if (bk_trust_add(r->trust, p, m->offset, d, (void *)(uintptr_t)x->hid) < 0)
+				x->ver = RV_UNSEALED;
+		}
+		msgpack_zone_destroy(&dz);
 		if ((long)r->nrecs >= chunk_size(r)) {
-			rc = process_chunk(r);
+			rc = process_ready(r);
 			progress(r, false);
 		}
 	}
 	if (rc == 0)
-		rc = process_chunk(r);
-	recs_clear(r);
+		rc = process_ready(r); /* what waits for a seal stays for the next read */
 	rd_kafka_assign(r->rk, NULL);
 out:
 	if (tp)
@@ -2243,6 +2360,12 @@ rb_rc rb_run(const rb_cfg *cfg, rb_stats *ret_stats, char *err, size_t errsz)
 			goto out;
 		}
 	}
+	r.trust = bk_trust_new(cfg->writers, cfg->trust_unsealed || !cfg->writers,
+			       r.nparts > 0 ? r.nparts : 1, rb_release, NULL, rb_bad_seal, &r);
+	if (!r.trust) {
+		fail(&r, RB_DEPENDENCY, "out of memory");
+		goto out;
+	}
 	r.next = malloc(((size_t)r.nparts + 1) * sizeof(int64_t));
 	r.rnext = malloc(((size_t)r.nrparts + 1) * sizeof(int64_t));
 	if (!r.next || !r.rnext) {
@@ -2297,6 +2420,7 @@ out:
 		rd_kafka_destroy(r.rk);
 	recs_clear(&r);
 	free(r.recs);
+	bk_trust_free(r.trust);
 	free(r.items);
 	free(r.next);
 	free(r.rnext);

@@ -61,6 +61,10 @@ typedef struct rb_cfg {
 	const char *from_file;	     /* `bookingctl replay --format msgpack` output, or NULL */
 	const char *migrations_dir;  /* NNN_name.sql files the shadow schemas are made from */
 	bool keep_old;		     /* keep the replaced schemas (renamed *_old_<time>) */
+	/* the seal rule for what is read from Kafka (lib/trust.h): the writer keyring, or
+	 * trust_unsealed (development only). A replay file has no seals: it is trusted. */
+	const struct bk_keyring *writers;
+	bool trust_unsealed;
 	long batch;		     /* records per planning chunk (0: 20000) */
 	volatile sig_atomic_t *stop; /* set by a signal: give up, drop the shadow schemas */
 	/* Called from rb_run's thread at phase changes and about every 200 ms. */

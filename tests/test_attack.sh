@@ -20,6 +20,8 @@ PROJ=${4:?usage}
 ATT=${5:?usage}
 # shellcheck source=tests/harness.sh
 . "$SRC/tests/harness.sh"
+# shellcheck source=tests/test_projector_lib.sh
+. "$SRC/tests/test_projector_lib.sh"
 
 T=$(mktemp -d /tmp/bk-test-attack.XXXXXX)
 chmod 755 "$T"
@@ -164,6 +166,16 @@ check "booking_proj.rejected holds the 4 planted records, all unsealed" \
 check "nothing quarantined" \
 	test "$(psql -X -A -t -d "$DB" -c "select count(*) from booking_proj.quarantine")" = 0
 check "the projector logged the bad seal" grep -q 'msg="seal record rejected"' "$T/proj.log"
+
+# rebuild reads the same log with the same rule: the same read model, the same rejections
+rejected() { psql -X -A -t -d "$DB" -c "select topic, partition, record_offset, coalesce(seq, -1), verdict from booking_proj.rejected order by 1, 2, 3, 4"; }
+pj_dump "$DB" >"$T/dump.live"
+rejected >"$T/rejected.live"
+BOOKING_MIGRATIONS=$SRC/migrations "$BK" rebuild "${K[@]}" -d "dbname=$DB" >"$T/rebuild.log" 2>&1
+check "bookingctl rebuild of the attacked log exits 0" grep -q 'msg="rebuild done"' "$T/rebuild.log"
+check "the rebuilt read model equals the live projector's" diff -u "$T/dump.live" <(pj_dump "$DB")
+check "rebuild rejects the same records with the same verdicts" diff -u "$T/rejected.live" <(rejected)
+check "... the 4 planted events records among them" test "$(grep -c unsealed "$T/rejected.live")" -eq 4
 
 echo "1..$n"
 [ "$failed" -eq 0 ]
