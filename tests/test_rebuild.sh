@@ -219,8 +219,10 @@ check "the live model is untouched and no shadow schema remains" test "$(schemas
 # --- usage ---------------------------------------------------------------------------------
 check "rebuild --help exits 0" "$BK" rebuild --help
 check "rebuild with a bad option exits 2" bash -c "'$BK' rebuild --nope >/dev/null 2>&1; test \$? -eq 2"
+check "rebuild without a writer keyring (and without --trust-unsealed) exits 2" \
+	bash -c "BOOKING_WRITER_KEYRING= '$BK' rebuild -d 'host=127.0.0.1 port=1 dbname=x' --brokers-file '$T/bootstrap' >/dev/null 2>&1; test \$? -eq 2"
 check "rebuild against an unreachable PostgreSQL exits 3" \
-	bash -c "'$BK' rebuild -d 'host=127.0.0.1 port=1 dbname=x' --brokers-file '$T/bootstrap' >/dev/null 2>&1; test \$? -eq 3"
+	bash -c "'$BK' rebuild -d 'host=127.0.0.1 port=1 dbname=x' --brokers-file '$T/bootstrap' --trust-unsealed >/dev/null 2>&1; test \$? -eq 3"
 
 echo "1..$n"
 [ "$failed" -eq 0 ]
