@@ -861,6 +861,8 @@ static item *item_add(rb *r)
 	it->o = NULL;
 	it->action = A_APPLY;
 	it->pre_bad = false;
+	it->apply_bad = false;
+	it->verdict = 0;
 	it->reason[0] = 0;
 	return it;
 }
