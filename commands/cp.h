@@ -108,10 +108,13 @@ typedef struct cp_sealrec {
 
 typedef struct cp {
 	cp_opts o;
-	bk_kconf *kc;				  /* owned */
-	rd_kafka_t *consumer;			  /* the group consumer of booking.commands */
-	rd_kafka_t *producer;			  /* events, results, rules, dlq (transactional) */
-	rd_kafka_t *reader;			  /* restore: assign()-only, read_committed */
+	bk_kconf *kc;	      /* owned */
+	rd_kafka_t *consumer; /* the group consumer of booking.commands */
+	rd_kafka_t *producer; /* events, results, rules, dlq (transactional) */
+	rd_kafka_t *reader;   /* restore: assign()-only, read_committed */
+	rd_kafka_t *rules_rd; /* follows booking.rules between restores: assign()-only */
+	char instance[17];    /* this process's id on its rules records (header writer-instance) */
+	uint64_t n_rules_followed;
 	rd_kafka_consumer_group_metadata_t *cgmd; /* owned */
 	const char *topic[BK_TOPIC_COUNT];
 	int nparts;		/* partitions of commands = events = results */
@@ -203,6 +206,12 @@ void cp_report_unsigned(cp *c);
  * Kafka unreachable, OOM); the caller stops the daemon then.
  */
 int cp_restore(cp *c, const int32_t *ps, int n, char *errstr, size_t errstr_size) BK_MUSTCHECK;
+
+/* Follow booking.rules (issue #11): other instances' rules records since the last restore
+ * are applied to the shared ruleset, between runs of commands, on the main thread. Only
+ * records signed by the writer keyring count; this process's own are skipped (it applied
+ * them when it decided). */
+void cp_follow_rules(cp *c);
 
 /* --- admit.c --- */
 /* Check a->m (thread-safe: reads only what does not change while running): sets a->dlq

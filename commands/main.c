@@ -371,6 +371,23 @@ static int setup_kafka(cp *c, int *ret_code)
 		fprintf(stderr, "booking-commands: %s\n", err);
 		return -1;
 	}
+	static const char *const follow_defaults[] = {"isolation.level",
+						      "read_committed",
+						      "enable.auto.commit",
+						      "false",
+						      "group.id",
+						      "booking-commands-rules",
+						      "fetch.wait.max.ms",
+						      "10",
+						      NULL};
+	if (bk_kconf_new_handle(c->kc, BK_KCONF_CONSUMER, follow_defaults, &c->rules_rd, err,
+				sizeof(err)) < 0) {
+		fprintf(stderr, "booking-commands: %s\n", err);
+		return -1;
+	}
+	uint8_t iid[8];
+	randombytes_buf(iid, sizeof(iid));
+	bk_hex(iid, sizeof(iid), c->instance);
 	if (bk_kconf_check_partitions(c->reader, c->kc, c->o.timeout_ms, &c->nparts, err,
 				      sizeof(err)) < 0) {
 		bk_logf(BK_LOG_ERROR, "refusing to run", "err=\"%s\"", err);
@@ -599,6 +616,7 @@ static void run(cp *c, cp_adm *adm)
 		}
 		int64_t t0 = cp_mono_us();
 		size_t n = collect(c, adm, timeout);
+		cp_follow_rules(c); /* other instances' rule changes, before deciding */
 		int64_t t1 = cp_mono_us();
 		cp_admit_run(c->pool, c, adm, n);
 		cp_decide_run(c, adm, n);
@@ -753,6 +771,10 @@ out:
 		rd_kafka_destroy(c.consumer);
 	if (c.producer)
 		rd_kafka_destroy(c.producer);
+	if (c.rules_rd) {
+		rd_kafka_consumer_close(c.rules_rd);
+		rd_kafka_destroy(c.rules_rd);
+	}
 	if (c.reader) {
 		rd_kafka_consumer_close(c.reader);
 		rd_kafka_destroy(c.reader);

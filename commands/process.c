@@ -401,9 +401,10 @@ static int produce_rules(cp *c, const bk_profile_rules *pr)
 	const size_t kn = strlen(pr->service_profile_id);
 	uint8_t sig[BK_SIG_LEN];
 	bk_trust_sign_rules(c->wsk, pr->service_profile_id, kn, sb.data, sb.size, sig);
-	rd_kafka_headers_t *h = rd_kafka_headers_new(2);
+	rd_kafka_headers_t *h = rd_kafka_headers_new(3);
 	rd_kafka_header_add(h, "key-id", -1, c->wkid, -1);
 	rd_kafka_header_add(h, "signature", -1, sig, BK_SIG_LEN);
+	rd_kafka_header_add(h, "writer-instance", -1, c->instance, -1);
 	int rc = produce(c, c->topic[BK_TOPIC_RULES], RD_KAFKA_PARTITION_UA, pr->service_profile_id,
 			 kn, sb.data, sb.size, h, true, false, -1, NULL);
 	msgpack_sbuffer_destroy(&sb);

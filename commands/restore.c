@@ -200,6 +200,53 @@ static void on_bad_seal(void *opaque, const rd_kafka_message_t *m, const char *w
 	report(x, m, NULL, 0, BK_CHAIN_GARBAGE, why);
 }
 
+/* Is m a rules record this process wrote (header writer-instance)? */
+static bool own_rules(const cp *c, const rd_kafka_message_t *m)
+{
+	rd_kafka_headers_t *h = NULL;
+	const void *v;
+	size_t n;
+	return !rd_kafka_message_headers(m, &h) && h &&
+	       !rd_kafka_header_get_last(h, "writer-instance", &v, &n) &&
+	       n == strlen(c->instance) && !memcmp(v, c->instance, n);
+}
+
+/* Start following the rules partitions from where the restore's read ended. */
+static void follow_from(cp *c, const rd_part *rp, int n)
+{
+	rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_new(n > 0 ? n : 1);
+	for (int i = 0; i < n; i++)
+		if (rp[i].kind == PH_RULES)
+			rd_kafka_topic_partition_list_add(tl, c->topic[BK_TOPIC_RULES],
+							  rp[i].partition)
+			    ->offset = rp[i].end;
+	rd_kafka_resp_err_t e = rd_kafka_assign(c->rules_rd, tl);
+	if (e)
+		bk_logf(BK_LOG_ERROR, "cannot follow the rules topic", "topic=%s err=\"%s\"",
+			c->topic[BK_TOPIC_RULES], rd_kafka_err2str(e));
+	rd_kafka_topic_partition_list_destroy(tl);
+}
+
+void cp_follow_rules(cp *c)
+{
+	if (!c->rules_rd || !c->rules)
+		return;
+	restore_ctx x = {.c = c, .rules = c->rules};
+	for (int i = 0; i < 1000; i++) {
+		rd_kafka_message_t *m = rd_kafka_consumer_poll(c->rules_rd, 0);
+		if (!m)
+			break;
+		if (!m->err && !own_rules(c, m)) {
+			on_rules(&x, m);
+			c->n_rules_followed++;
+			bk_logf(BK_LOG_DEBUG, "rules record followed",
+				"topic=%s partition=%d offset=%lld", rd_kafka_topic_name(m->rkt),
+				(int)m->partition, (long long)m->offset);
+		}
+		rd_kafka_message_destroy(m);
+	}
+}
+
 /* An events record read: a seal is judged at once, any other record waits for one. */
 static bool on_event(restore_ctx *x, rd_kafka_message_t *m)
 {
@@ -387,6 +434,8 @@ int cp_restore(cp *c, const int32_t *ps, int n, char *errstr, size_t errstr_size
 		rp[k++] = (rd_part){.kind = PH_RULES, .partition = i};
 	if (read_to_end(&x, rp, k, errstr, errstr_size) < 0)
 		goto done;
+	if (c->rules_rd)
+		follow_from(c, rp, k);
 	/* the fresh ruleset replaces the old one for every engine */
 	for (int i = 0; i < c->nparts; i++)
 		if (c->parts[i].eng)

@@ -497,6 +497,57 @@ for zmode in txn notxn; do
 	check "zombie ($zmode): bookingctl verify finds no fork, no contradiction (exit 0)" [ "$ZOMBIE_BVRC" -eq 0 ]
 done
 
+# ---- 6c. rules shared live (issue #11): a rule set through one instance is used by the
+# other for commands after the rule's result, without a rebalance ------------------------
+devbroker rules 8 || exit 1
+rpids=()
+for m in ra rb; do
+	BOOKING_LOG_LEVEL=debug "$PROC" --brokers-file "$BOOT" --keyring "$W/keyring" --group-id g-rules \
+		-X session.timeout.ms=2500 -X max.poll.interval.ms=20000 -X heartbeat.interval.ms=500 \
+		--sweep-interval-ms 0 >>"$W/proc.rules.$m.log" 2>&1 &
+	pids+=($!)
+	rpids+=($!)
+done
+for _ in $(seq 1 150); do
+	grep -q 'msg="restore finished"' "$W/proc.rules.ra.log" &&
+		grep -q 'msg="restore finished"' "$W/proc.rules.rb.log" && break
+	sleep 0.2
+done
+check "rules: two processors in one group, both given partitions" \
+	grep -q 'msg="restore finished"' "$W/proc.rules.ra.log" "$W/proc.rules.rb.log"
+sed -n 1p "$SRC/fixtures/ib_happy_path.jsonl" |
+	jq -c '.id = "cmd_live_rule" | .order_id = "sp_live" | .payload.service_profile_id = "sp_live"' \
+		>"$W/rules.rule.jsonl"
+"$BCTL" send --brokers-file "$BOOT" --key "$W/all.sk" --key-id test-all --wait --timeout-ms 30000 \
+	"$W/rules.rule.jsonl" >"$W/rules.rule.out" 2>&1
+check "rules: the rule is set (accepted)" grep -q '"status":"accepted"' "$W/rules.rule.out"
+sleep 1
+for i in $(seq 1 16); do
+	sed -n 2p "$SRC/fixtures/ib_happy_path.jsonl" |
+		jq -c --arg i "$i" '.id = "cmd_live_c\($i)" | .order_id = "ord_live_\($i)" | .payload.service_profile_id = "sp_live"'
+	sed -n 3p "$SRC/fixtures/ib_happy_path.jsonl" |
+		jq -c --arg i "$i" '.id = "cmd_live_s\($i)" | .order_id = "ord_live_\($i)"'
+done >"$W/rules.orders.jsonl"
+"$BCTL" send --brokers-file "$BOOT" --key "$W/all.sk" --key-id test-all --wait --timeout-ms 60000 \
+	"$W/rules.orders.jsonl" >"$W/rules.orders.out" 2>&1
+nparts_used=$(for i in $(seq 1 16); do echo "ord_live_$i"; done | sort -u | wc -l)
+accepted=$(jq -r 'select(.command_id | startswith("cmd_live_s")) | .status' "$W/rules.orders.out" | grep -c '^accepted$')
+check "rules: all 16 IB orders on both instances' partitions are accepted by the rule (got $accepted)" \
+	[ "$accepted" -eq 16 ]
+# which instance set the rule, and did the other one follow it and use it?
+setter=ra other=rb
+grep -q 'command_id=cmd_live_rule ' "$W/proc.rules.rb.log" && setter=rb other=ra
+check "rules: the other instance ($other) followed the rule's record" \
+	grep -q 'msg="rules record followed"' "$W/proc.rules.$other.log"
+used=$(grep -c 'msg="command handled".*command_id=cmd_live_s[0-9]* .*status=accepted' "$W/proc.rules.$other.log")
+if [ "$used" -gt 0 ]; then
+	ok "rules: the other instance accepted $used IB orders by the rule set through $setter"
+else
+	ok "rules # SKIP no IB order fell on the other instance's partitions"
+fi
+kill -TERM "${rpids[@]}" 2>/dev/null
+wait "${rpids[@]}" 2>/dev/null
+
 # ---- 7. a stream of 20,000 commands with ~30% duplicates ------------------------------
 # bookingctl gen resends accepted commands later (same id, same bytes); every one must get
 # a `duplicate` result and no second events record. Times start 12 h ago (the processor
