@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "bk_codec.h"
 #include "bk_ids.h"
@@ -19,6 +20,8 @@
 #include "logread.h"
 #include "trust.h"
 
+typedef struct unsealed_ev unsealed_ev;
+
 typedef struct verify {
 	bk_engine *e;
 	const char *order;
@@ -26,6 +29,12 @@ typedef struct verify {
 	int64_t records, events, duplicates, problems, seals;
 	msgpack_sbuffer scratch;
 	bk_trust *trust;
+	unsealed_ev *uns; /* unsealed events, judged at the end */
+	size_t nuns, capuns;
+	bool flushing;
+	int64_t now_ms;	  /* wall clock at the end of the read */
+	int64_t await_ms; /* --await-seal-ms */
+	int64_t leftovers, awaiting;
 	/* results: first sealed answer per command record (src-partition:src-offset) */
 	bk_trust *rtrust;
 	json_t *answers;
@@ -81,7 +90,12 @@ static int check_transition(verify *v, const rd_kafka_message_t *m, const bk_eve
 typedef struct kept {
 	rd_kafka_message_t m; /* partition, offset, key and payload point into the copies */
 	char *key, *payload;
+	int64_t ts_ms; /* the record's Kafka timestamp (ms), -1 unknown */
 } kept;
+
+/* How long a record may wait for its seal before verify calls it unsealed (as the
+ * projector): an open batch's records are younger than this (--await-seal-ms). */
+#define AWAIT_SEAL_MS 60000
 
 static void kept_free(kept *k)
 {
@@ -143,6 +157,70 @@ static void judge(verify *v, const rd_kafka_message_t *m, const bk_record *rec)
 	}
 }
 
+/* An unsealed event, kept for the end (unsealed_judge). */
+struct unsealed_ev {
+	int32_t partition;
+	int64_t offset, seq;
+	char order[BK_ID_MAX], sub[64];
+	uint8_t hash[BK_HASH_LEN];
+	bool at_end;  /* not abandoned by the end, and younger than AWAIT_SEAL_MS */
+	bool hash_ok; /* its hash matches its content */
+};
+
+static int unsealed_add(verify *v, const rd_kafka_message_t *m, int64_t ts_ms, const bk_event *e)
+{
+	if (v->nuns == v->capuns) {
+		size_t cap = v->capuns ? v->capuns * 2 : 256;
+		unsealed_ev *n = realloc(v->uns, cap * sizeof(*n));
+		if (!n)
+			return -1;
+		v->uns = n;
+		v->capuns = cap;
+	}
+	unsealed_ev *u = &v->uns[v->nuns++];
+	u->partition = m->partition;
+	u->offset = m->offset;
+	u->seq = e->seq;
+	snprintf(u->order, sizeof(u->order), "%s", e->order_id);
+	bk_event_subtype(e, u->sub, sizeof(u->sub));
+	memcpy(u->hash, e->hash, BK_HASH_LEN);
+	u->at_end = v->flushing && ts_ms >= 0 && v->now_ms - ts_ms < v->await_ms;
+	u->hash_ok = bk_seal_hash_ok(e, &v->scratch);
+	return 0;
+}
+
+/* Every unsealed event, once the sealed chain is known: a copy of the valid event at its
+ * seq is a leftover (counted); anything else is a problem, or, when no seal had abandoned
+ * it by the end of the log, a record that may still get its seal (an open batch). */
+static void unsealed_judge(verify *v)
+{
+	for (size_t i = 0; i < v->nuns; i++) {
+		const unsealed_ev *u = &v->uns[i];
+		const bk_order *o = bk_engine_order(v->e, u->order);
+		if (u->hash_ok && o && u->seq >= 1 && u->seq <= o->version &&
+		    memcmp(o->hashes[u->seq - 1], u->hash, BK_HASH_LEN) == 0) {
+			v->leftovers++;
+			continue;
+		}
+		if (u->at_end) {
+			v->awaiting++;
+			printf("awaiting seal: partition=%d offset=%lld order_id=%s seq=%lld "
+			       "subtype=%s: no seal covers it yet (an open batch, or someone "
+			       "else's)\n",
+			       u->partition, (long long)u->offset, u->order, (long long)u->seq,
+			       u->sub);
+			continue;
+		}
+		v->problems++;
+		if (!v->quiet || v->problems <= 100)
+			printf("unsealed: partition=%d offset=%lld order_id=%s seq=%lld "
+			       "subtype=%s: no "
+			       "valid seal of a trusted writer covers the record\n",
+			       u->partition, (long long)u->offset, u->order, (long long)u->seq,
+			       u->sub);
+	}
+}
+
 static void on_release(void *opaque, void *rec, int32_t partition, int64_t offset, bool sealed)
 {
 	verify *v = opaque;
@@ -157,10 +235,15 @@ static void on_release(void *opaque, void *rec, int32_t partition, int64_t offse
 		if (sealed) {
 			judge(v, &k->m, &r);
 		} else {
+			/* judged at the end, against the chain the sealed records make: an
+			 * unsealed copy of a valid event is a crashed or aborted batch's
+			 * leftover (its command was decided again, byte for byte) */
 			for (uint32_t i = 0; i < r.n; i++) {
 				v->events++;
-				report(v, &k->m, &r.events[i], "unsealed",
-				       "no valid seal of a trusted writer covers the record");
+				if (unsealed_add(v, &k->m, k->ts_ms, &r.events[i]) < 0)
+					report(
+					    v, &k->m, &r.events[i], "unsealed",
+					    "no valid seal of a trusted writer covers the record");
 			}
 		}
 	}
@@ -208,6 +291,8 @@ static int on_record(void *opaque, const rd_kafka_message_t *m)
 	memcpy(k->payload, m->payload, m->len);
 	if (m->key_len)
 		memcpy(k->key, m->key, m->key_len);
+	rd_kafka_timestamp_type_t tst;
+	k->ts_ms = rd_kafka_message_timestamp(m, &tst);
 	k->m = *m;
 	k->m.payload = k->payload;
 	k->m.key = k->key;
@@ -337,6 +422,10 @@ static void usage(FILE *f)
 	    "\n"
 	    "  --writer-keyring F  the processors' writer keys ($BOOKING_WRITER_KEYRING)\n"
 	    "  --unsealed-ok       a log written before seals: check everything else\n"
+	    "  --await-seal-ms MS  a record no seal covers at the end of the log and younger\n"
+	    "                      than MS (60000) is `awaiting seal` (an open batch), not a\n"
+	    "                      problem; an unsealed copy of a valid event is a crashed\n"
+	    "                      batch's leftover, counted, not a problem\n"
 	    "  --order ID          only this order (reads only its partition)\n"
 	    "  --partition N       only partition N\n"
 	    "  -q, --quiet         print at most 100 problems, then only the summary\n"
@@ -348,7 +437,7 @@ static void usage(FILE *f)
 
 int cmd_verify(int argc, char **argv)
 {
-	verify v = {0};
+	verify v = {.await_ms = AWAIT_SEAL_MS};
 	bk_logread_opts o = {.partition = -1, .to = -1};
 	const char *wkr_path = NULL;
 	bool unsealed_ok = false;
@@ -376,6 +465,15 @@ int cmd_verify(int argc, char **argv)
 			v.quiet = true;
 		} else if (!strcmp(a, "--unsealed-ok")) {
 			unsealed_ok = true;
+		} else if (!strcmp(a, "--await-seal-ms") && i + 1 < argc) {
+			char *end;
+			long long n = strtoll(argv[++i], &end, 10);
+			if (*end || n < 0) {
+				fprintf(stderr,
+					"bookingctl verify: --await-seal-ms: not a number\n");
+				goto out;
+			}
+			v.await_ms = n;
 		} else if (!strcmp(a, "--writer-keyring") && i + 1 < argc) {
 			wkr_path = argv[++i];
 		} else if ((!strcmp(a, "--order") || !strcmp(a, "--partition")) && i + 1 < argc) {
@@ -426,7 +524,11 @@ int cmd_verify(int argc, char **argv)
 	v.e = bk_engine_new();
 	msgpack_sbuffer_init(&v.scratch);
 	int lr = bk_logread(rk, &o, on_record, &v, NULL, err, sizeof(err));
-	bk_trust_flush(v.trust, -1); /* what no seal covered by the end is unsealed */
+	v.now_ms = (int64_t)time(NULL) * 1000;
+	v.flushing = true; /* what no seal covered by the end is unsealed */
+	bk_trust_flush(v.trust, -1);
+	v.flushing = false;
+	unsealed_judge(&v);
 	msgpack_sbuffer_destroy(&v.scratch);
 	if (lr < 0) {
 		fprintf(stderr, "bookingctl verify: %s\n", err);
@@ -456,6 +558,9 @@ int cmd_verify(int argc, char **argv)
 	       v.problems ? "PROBLEMS" : "ok", (long long)v.records, (long long)v.seals,
 	       (long long)v.events, bk_engine_count(v.e), (long long)v.duplicates,
 	       (long long)v.problems, unsealed_ok ? " (seals not checked: --unsealed-ok)" : "");
+	printf("verify: unsealed: leftovers=%lld (copies of valid events: crashed or aborted "
+	       "batches) awaiting_seal=%lld\n",
+	       (long long)v.leftovers, (long long)v.awaiting);
 	if (v.results_read)
 		printf("verify: results: answered=%lld same_answer_again=%lld unsealed=%lld "
 		       "not_results=%lld\n",
@@ -466,6 +571,7 @@ out:
 	if (v.trust)
 		bk_trust_flush(v.trust, -1);
 	bk_trust_free(v.trust);
+	free(v.uns);
 	if (v.rtrust)
 		bk_trust_flush(v.rtrust, -1);
 	bk_trust_free(v.rtrust);

@@ -138,9 +138,12 @@ check "replay counts it (undecodable=1) and prints every other event" \
 # no seals, as the processor did before them)
 "$BK" keygen --key-id w1 --roles system --types seal --out "$T/w1" >"$T/writers" 2>/dev/null
 W=(--writer-key "$T/w1.sk" --writer-key-id w1 --writer-keyring "$T/writers")
-"$BK" verify "${K[@]}" --writer-keyring "$T/writers" >"$T/pre.out" 2>/dev/null
+"$BK" verify "${K[@]}" --writer-keyring "$T/writers" --await-seal-ms 0 >"$T/pre.out" 2>/dev/null
 check "before sealing, verify with the writer keyring finds every record unsealed (exit 1)" \
 	test $? -eq 1 -a "$(grep -c '^unsealed: ' "$T/pre.out")" -eq "${total:-0}"
+"$BK" verify "${K[@]}" --writer-keyring "$T/writers" >"$T/young.out" 2>/dev/null
+check "... records younger than --await-seal-ms (60 s) are awaiting a seal, not problems (exit 0)" \
+	test $? -eq 0 -a "$(grep -c '^awaiting seal: ' "$T/young.out")" -eq "${total:-0}"
 "$BK" seal "${K[@]}" >/dev/null 2>"$T/err"
 check "seal without a writer key: exit 2 with a message" test $? -eq 2 -a -s "$T/err"
 "$BK" seal "${K[@]}" --topic-prefix tamper. "${W[@]}" >"$T/seal.tamper" 2>&1
@@ -158,7 +161,7 @@ check "after sealing, verify with the writer keyring passes (exit 0, every event
 "$BK" seal "${K[@]}" "${W[@]}" >"$T/seal.again" 2>&1
 check "sealing twice is refused (exit 1)" test $? -eq 1
 "$BK" keygen --key-id w2 --roles system --types seal --out "$T/w2" >"$T/other" 2>/dev/null
-"$BK" verify "${K[@]}" --writer-keyring "$T/other" >"$T/other.out" 2>/dev/null
+"$BK" verify "${K[@]}" --writer-keyring "$T/other" --await-seal-ms 0 >"$T/other.out" 2>/dev/null
 check "with another writer keyring the same log is all unsealed (exit 1)" \
 	test $? -eq 1 -a "$(grep -c '^unsealed: ' "$T/other.out")" -eq "${total:-0}"
 
