@@ -6,6 +6,7 @@
  * huge declared lengths, deep nesting, bad UTF-8, NUL bytes, fuzz) that must fail cleanly.
  */
 #include <check.h>
+#include <dirent.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -13,9 +14,11 @@
 #include <string.h>
 
 #include "bk_codec.h"
+#include "bk_engine.h"
 #include "bk_ids.h"
 #include "bk_internal.h"
 #include "bk_time.h"
+#include "fixture_run.h"
 
 #define ERRSZ 256
 
@@ -146,6 +149,59 @@ static char *enc_cmd(const bk_command *c, size_t *ret_n)
 	return msgpack_sbuffer_release(&sb);
 }
 
+/* A payload the record decoder accepts for the sample record's event seq: the sample
+ * payload (fields no reader needs are free) with what its subtype requires (SPEC §4;
+ * bk_codec.h): seq 1 order.created, seq 2 card.reschedule.proposed, seq 3 note.added
+ * without a payload (nil: the empty map). */
+static bk_val sample_event_payload(msgpack_zone *z, int64_t seq)
+{
+	if (seq == 3)
+		return bk_val_nil();
+	bk_val base = sample_payload(z);
+	bk_mapb b, li, tot, terms;
+	ck_assert(bk_mapb_init(&b, z, base.via.map.size + 8));
+	for (uint32_t i = 0; i < base.via.map.size; i++) {
+		const msgpack_object_kv *kv = &base.via.map.ptr[i];
+		if (seq == 1 && bk_val_streq(&kv->key, "line_items"))
+			continue; /* replaced by items with ids and totals */
+		ck_assert(bk_mapb_val(&b, kv->key.via.str.ptr, kv->val));
+	}
+	if (seq == 1) {
+		bk_val items;
+		ck_assert(bk_mapb_init(&li, z, 6));
+		ck_assert(bk_mapb_str(&li, "id", "li_01"));
+		ck_assert(bk_mapb_str(&li, "kind", "package"));
+		ck_assert(bk_mapb_str(&li, "title", "Half day"));
+		ck_assert(bk_mapb_int(&li, "qty", 2));
+		ck_assert(bk_mapb_int(&li, "unit_cents", 15000));
+		ck_assert(bk_mapb_int(&li, "total_cents", 30000));
+		ck_assert(bk_val_arr(z, 1, &items));
+		items.via.array.ptr[0] = bk_mapb_done(&li);
+		ck_assert(bk_mapb_init(&tot, z, 5));
+		ck_assert(bk_mapb_int(&tot, "subtotal_cents", 30000));
+		ck_assert(bk_mapb_int(&tot, "platform_fee_cents", 3000));
+		ck_assert(bk_mapb_int(&tot, "tax_cents", 0));
+		ck_assert(bk_mapb_int(&tot, "tip_cents", 0));
+		ck_assert(bk_mapb_int(&tot, "total_cents", 33000));
+		ck_assert(bk_mapb_val(&b, "line_items", items));
+		ck_assert(bk_mapb_str(&b, "buyer_user_id", "usr_buyer1"));
+		ck_assert(bk_mapb_str(&b, "role_code", "photographer"));
+		ck_assert(bk_mapb_str(&b, "timezone", "America/New_York"));
+		ck_assert(bk_mapb_str(&b, "currency", "usd"));
+		ck_assert(bk_mapb_int(&b, "tax_cents", 0));
+		ck_assert(bk_mapb_val(&b, "totals", bk_mapb_done(&tot)));
+	} else {
+		ck_assert(bk_mapb_init(&terms, z, 2));
+		ck_assert(bk_mapb_ts(&terms, "start_ts", ts("2026-12-02T15:00:00Z")));
+		ck_assert(bk_mapb_ts(&terms, "end_ts", ts("2026-12-02T19:00:00Z")));
+		ck_assert(bk_mapb_str(&b, "card_id", "acd_01"));
+		ck_assert(bk_mapb_str(&b, "created_by", "usr_buyer1"));
+		ck_assert(bk_mapb_str(&b, "creator_role", "buyer"));
+		ck_assert(bk_mapb_val(&b, "payload", bk_mapb_done(&terms)));
+	}
+	return bk_mapb_done(&b);
+}
+
 static void make_event(msgpack_zone *z, bk_event *e, int64_t seq, const char *subtype,
 		       const uint8_t prev[BK_HASH_LEN])
 {
@@ -161,7 +217,7 @@ static void make_event(msgpack_zone *z, bk_event *e, int64_t seq, const char *su
 	e->command_id = "cmd_01JABCDEF";
 	e->created_at = ts("2026-11-20T10:00:00.123456Z") + seq;
 	e->schema = BK_EVENT_SCHEMA;
-	e->payload = seq == 3 ? bk_val_nil() : sample_payload(z);
+	e->payload = sample_event_payload(z, seq);
 	memcpy(e->prev_hash, prev, BK_HASH_LEN);
 }
 
@@ -169,7 +225,7 @@ static void make_event(msgpack_zone *z, bk_event *e, int64_t seq, const char *su
 static bk_record sample_record(msgpack_zone *z)
 {
 	static const char *const subs[] = {"order.created", "card.reschedule.proposed",
-					   "order.confirmed"};
+					   "note.added"};
 	bk_record r;
 	uint8_t prev[BK_HASH_LEN] = {0};
 	msgpack_sbuffer scratch;
@@ -1108,8 +1164,8 @@ START_TEST(test_event_json)
 	o = bk_event_to_json(&r.events[2], -1, 0);
 	ck_assert_ptr_null(json_object_get(o, "partition"));
 	ck_assert_ptr_null(json_object_get(o, "offset"));
-	ck_assert_str_eq(json_string_value(json_object_get(o, "subtype")), "order.confirmed");
-	ck_assert_str_eq(json_string_value(json_object_get(o, "kind")), "system");
+	ck_assert_str_eq(json_string_value(json_object_get(o, "subtype")), "note.added");
+	ck_assert_str_eq(json_string_value(json_object_get(o, "kind")), "note");
 	ck_assert_str_eq(json_string_value(json_object_get(o, "actor_user_id")), "usr_buyer1");
 	ck_assert_int_eq(json_object_size(json_object_get(o, "payload")), 0);
 	ck_assert_int_eq(json_object_size(o), 12);
@@ -2088,6 +2144,180 @@ START_TEST(test_fuzz)
 }
 END_TEST
 
+/* --- the record decoder's contract (bk_codec.h): what it accepts, evolve can apply --- */
+
+/* The k-th map entry, depth first, in v (maps inside arrays included); NULL past the
+ * last. *k counts down. */
+static msgpack_object_kv *nth_kv(msgpack_object *v, uint32_t *k)
+{
+	if (v->type == MSGPACK_OBJECT_MAP) {
+		for (uint32_t i = 0; i < v->via.map.size; i++) {
+			msgpack_object_kv *kv = &v->via.map.ptr[i];
+			if ((*k)-- == 0)
+				return kv;
+			msgpack_object_kv *r = nth_kv(&kv->val, k);
+			if (r != NULL)
+				return r;
+		}
+	} else if (v->type == MSGPACK_OBJECT_ARRAY) {
+		for (uint32_t i = 0; i < v->via.array.size; i++) {
+			msgpack_object_kv *r = nth_kv(&v->via.array.ptr[i], k);
+			if (r != NULL)
+				return r;
+		}
+	}
+	return NULL;
+}
+
+/* The value under key in map (msgpack-c objects: strings are not NUL-terminated). */
+static msgpack_object *obj_get(msgpack_object *map, const char *key)
+{
+	size_t n = strlen(key);
+	if (map->type != MSGPACK_OBJECT_MAP)
+		return NULL;
+	for (uint32_t i = 0; i < map->via.map.size; i++) {
+		msgpack_object *k = &map->via.map.ptr[i].key;
+		if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == n &&
+		    memcmp(k->via.str.ptr, key, n) == 0)
+			return &map->via.map.ptr[i].val;
+	}
+	return NULL;
+}
+
+typedef struct contract_run {
+	const char *file;
+	bk_engine *rest;    /* reads every record as the processor's restore does */
+	long accepted;	    /* mutated records the decoder accepted (evolve then applied) */
+	long rejected;	    /* mutated records the decoder refused */
+	msgpack_sbuffer sb; /* scratch */
+} contract_run;
+
+enum { MUT_REMOVE, MUT_BOOL, MUT__COUNT };
+
+/*
+ * Every events record the fixtures produce decodes; and for each of its events, every
+ * payload field at any depth removed (or turned into a boolean): either the decoder
+ * refuses the record, or evolve applies the event to the order as it stood (so the
+ * decoder's contract holds everything evolve needs). Then the record itself is read by
+ * the restore engine.
+ */
+static int contract_cb(void *opaque, const bk_record *r, const void *bytes, size_t n)
+{
+	contract_run *c = opaque;
+	char err[256];
+	msgpack_zone z;
+	bk_record d;
+	(void)r;
+	ck_assert(msgpack_zone_init(&z, 4096));
+	ck_assert_msg(bk_codec_record_decode(bytes, n, &z, &d, err, sizeof(err)) == 0,
+		      "%s: a record the processor wrote does not decode: %s", c->file, err);
+	const bk_order *before = bk_engine_order(c->rest, d.order_id);
+	for (uint32_t i = 0; i < d.n; i++) {
+		for (int op = 0; op < MUT__COUNT; op++) {
+			for (uint32_t k = 0;; k++) {
+				msgpack_zone mz;
+				msgpack_object root;
+				size_t off = 0;
+				ck_assert(msgpack_zone_init(&mz, 4096));
+				ck_assert_int_eq(msgpack_unpack(bytes, n, &off, &mz, &root),
+						 MSGPACK_UNPACK_SUCCESS);
+				msgpack_object *evs = obj_get(&root, "events");
+				msgpack_object *pay = obj_get(&evs->via.array.ptr[i], "payload");
+				uint32_t left = k;
+				msgpack_object_kv *kv = nth_kv(pay, &left);
+				if (kv == NULL) {
+					msgpack_zone_destroy(&mz);
+					break;
+				}
+				char key[64];
+				snprintf(key, sizeof(key), "%.*s", (int)kv->key.via.str.size,
+					 kv->key.via.str.ptr);
+				if (op == MUT_REMOVE) {
+					kv->key.via.str.ptr = "zz_removed";
+					kv->key.via.str.size = 10;
+				} else {
+					kv->val.type = MSGPACK_OBJECT_BOOLEAN;
+					kv->val.via.boolean = true;
+				}
+				msgpack_packer pk;
+				msgpack_sbuffer_clear(&c->sb);
+				msgpack_packer_init(&pk, &c->sb, msgpack_sbuffer_write);
+				ck_assert_int_eq(msgpack_pack_object(&pk, root), 0);
+				bk_record m;
+				if (bk_codec_record_decode(c->sb.data, c->sb.size, &mz, &m, err,
+							   sizeof(err)) < 0) {
+					c->rejected++;
+					msgpack_zone_destroy(&mz);
+					continue;
+				}
+				c->accepted++;
+				bk_order *o =
+				    before ? bk_order_clone(before) : bk_order_new(m.order_id);
+				ck_assert_ptr_nonnull(o);
+				for (uint32_t j = 0; j <= i; j++) {
+					char sub[64];
+					ck_assert_msg(
+					    bk_evolve(o, &m.events[j], err, sizeof(err)) == 0,
+					    "%s: %s with payload field %s %s: decoded, but "
+					    "evolve refused it: %s",
+					    c->file, bk_event_subtype(&m.events[j], sub, 64), key,
+					    op == MUT_REMOVE ? "removed" : "a boolean", err);
+				}
+				bk_order_free(o);
+				msgpack_zone_destroy(&mz);
+			}
+		}
+	}
+	bk_chain_verdict v[BK_MAX_EVENTS];
+	ck_assert_msg(bk_engine_read(c->rest, &d, v, err, sizeof(err)) == 0, "%s: %s", c->file,
+		      err);
+	for (uint32_t i = 0; i < d.n; i++)
+		ck_assert_int_eq(v[i], BK_CHAIN_NEXT);
+	msgpack_zone_destroy(&z);
+	return 0;
+}
+
+START_TEST(test_record_contract_fixtures)
+{
+	DIR *dir = opendir(SRCDIR "/fixtures");
+	ck_assert_ptr_nonnull(dir);
+	struct dirent *de;
+	int files = 0;
+	long accepted = 0, rejected = 0;
+	while ((de = readdir(dir)) != NULL) {
+		size_t len = strlen(de->d_name);
+		if (len < 7 || strcmp(de->d_name + len - 6, ".jsonl") != 0)
+			continue;
+		char path[1024], err[256];
+		snprintf(path, sizeof(path), "%s/fixtures/%s", SRCDIR, de->d_name);
+		bk_engine *live = bk_engine_new();
+		contract_run c = {.file = de->d_name, .rest = bk_engine_new()};
+		msgpack_sbuffer_init(&c.sb);
+		json_t *fails = json_array();
+		ck_assert_msg(fx_run_file_cb(live, path, fails, contract_cb, &c, err, sizeof(err)) >
+				  0,
+			      "%s: %s", path, err);
+		/* the restore engine, fed the records, holds what the writer holds */
+		json_t *a = fx_engine_summary(live), *b = fx_engine_summary(c.rest);
+		ck_assert_msg(json_equal(a, b), "%s: restored state differs", de->d_name);
+		json_decref(a);
+		json_decref(b);
+		json_decref(fails);
+		accepted += c.accepted;
+		rejected += c.rejected;
+		msgpack_sbuffer_destroy(&c.sb);
+		bk_engine_free(c.rest);
+		bk_engine_free(live);
+		files++;
+	}
+	closedir(dir);
+	ck_assert_int_gt(files, 10);
+	/* both ways taken: optional fields removed decode, required ones do not */
+	ck_assert_int_gt(accepted, 100);
+	ck_assert_int_gt(rejected, 100);
+}
+END_TEST
+
 static Suite *codec_suite(void)
 {
 	Suite *s = suite_create("codec");
@@ -2118,6 +2348,7 @@ static Suite *codec_suite(void)
 	tcase_add_test(tc, test_event_json);
 	tcase_add_test(tc, test_result_roundtrip);
 	tcase_add_test(tc, test_rules_roundtrip);
+	tcase_add_test(tc, test_record_contract_fixtures);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("hostile");
