@@ -8,6 +8,7 @@
 #include <check.h>
 #include <dirent.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,7 @@
 #include "bk_engine.h"
 #include "bk_ids.h"
 #include "bk_internal.h"
+#include "bk_money.h"
 #include "bk_time.h"
 #include "fixture_run.h"
 
@@ -2318,6 +2320,377 @@ START_TEST(test_record_contract_fixtures)
 }
 END_TEST
 
+/* --- holes the record decoder closes (issue #10 item 7), one case each --- */
+
+enum { ED_DEL, ED_STR, ED_INT, ED_ADD_STR };
+typedef struct rec_edit {
+	const char *path; /* dot-separated keys and array indexes from the record's root */
+	int op;
+	const char *s;
+	int64_t i;
+} rec_edit;
+
+/* The object at path (every component but the last) and the last component. */
+static msgpack_object *walk(msgpack_object *root, const char *path, char last[64])
+{
+	char buf[256];
+	snprintf(buf, sizeof(buf), "%s", path);
+	msgpack_object *o = root;
+	char *save = NULL, *tok = strtok_r(buf, ".", &save), *next;
+	for (; tok != NULL; tok = next) {
+		next = strtok_r(NULL, ".", &save);
+		if (next == NULL) {
+			snprintf(last, 64, "%s", tok);
+			return o;
+		}
+		if (o->type == MSGPACK_OBJECT_ARRAY)
+			o = &o->via.array.ptr[atoi(tok)];
+		else
+			o = obj_get(o, tok);
+		ck_assert_msg(o != NULL, "%s: no %s", path, tok);
+	}
+	return NULL;
+}
+
+static void apply_edit(msgpack_object *root, msgpack_zone *z, const rec_edit *ed)
+{
+	char key[64];
+	msgpack_object *m = walk(root, ed->path, key);
+	ck_assert_ptr_nonnull(m);
+	if (m->type == MSGPACK_OBJECT_NIL) { /* a nil payload: an empty map to add to */
+		m->type = MSGPACK_OBJECT_MAP;
+		m->via.map.size = 0;
+		m->via.map.ptr = NULL;
+	}
+	ck_assert_int_eq(m->type, MSGPACK_OBJECT_MAP);
+	if (ed->op == ED_ADD_STR) {
+		uint32_t n = m->via.map.size;
+		msgpack_object_kv *kv = msgpack_zone_malloc(z, (n + 1) * sizeof(*kv));
+		ck_assert_ptr_nonnull(kv);
+		if (n > 0)
+			memcpy(kv, m->via.map.ptr, n * sizeof(*kv));
+		kv[n].key.type = kv[n].val.type = MSGPACK_OBJECT_STR;
+		kv[n].key.via.str.ptr = ed->path + strlen(ed->path) - strlen(key);
+		kv[n].key.via.str.size = (uint32_t)strlen(key);
+		kv[n].val.via.str.ptr = ed->s;
+		kv[n].val.via.str.size = (uint32_t)strlen(ed->s);
+		m->via.map.ptr = kv;
+		m->via.map.size = n + 1;
+		return;
+	}
+	msgpack_object *v = obj_get(m, key);
+	ck_assert_msg(v != NULL, "%s: no such field", ed->path);
+	msgpack_object_kv *kv = (msgpack_object_kv *)((char *)v - offsetof(msgpack_object_kv, val));
+	switch (ed->op) {
+	case ED_DEL:
+		kv->key.via.str.ptr = "zz_removed";
+		kv->key.via.str.size = 10;
+		break;
+	case ED_STR:
+		v->type = MSGPACK_OBJECT_STR;
+		v->via.str.ptr = ed->s;
+		v->via.str.size = (uint32_t)strlen(ed->s);
+		break;
+	default:
+		if (ed->i >= 0) {
+			v->type = MSGPACK_OBJECT_POSITIVE_INTEGER;
+			v->via.u64 = (uint64_t)ed->i;
+		} else {
+			v->type = MSGPACK_OBJECT_NEGATIVE_INTEGER;
+			v->via.i64 = ed->i;
+		}
+	}
+}
+
+static const struct hole_case {
+	const char *what;
+	rec_edit ed[3];	  /* up to three edits; path NULL ends */
+	const char *want; /* prefix of the decoder's complaint; NULL: accepted */
+} hole_cases[] = {
+    {"an event without command_id (evolve did strcmp(last, NULL))",
+     {{"events.0.command_id", ED_DEL, NULL, 0}},
+     "events[0].command_id: is required"},
+    {"an event with a nil command_id",
+     {{"events.1.command_id", ED_STR, "", 0}},
+     "events[1].command_id: expected an id"},
+    {"a record without command_id", {{"command_id", ED_DEL, NULL, 0}}, "command_id: is required"},
+    {"a kind that is not its subtype's",
+     {{"events.0.kind", ED_STR, "payment", 0}},
+     "events[0].kind: order.created events are of kind system"},
+    {"a seq past BK_RECORD_SEQ_MAX",
+     {{"events.0.seq", ED_INT, NULL, INT64_C(2147483648)}},
+     "events[0].seq: expected a positive integer up to 2^31-1"},
+    {"a created_at no RFC 3339 text can write",
+     {{"events.0.created_at", ED_INT, NULL, INT64_MAX}},
+     "events[0].created_at: timestamp out of range"},
+    {"order.created without buyer_user_id",
+     {{"events.0.payload.buyer_user_id", ED_DEL, NULL, 0}},
+     "events[0].payload.buyer_user_id: is required"},
+    {"order.created with a buyer that is not an id",
+     {{"events.0.payload.buyer_user_id", ED_STR, "usr buyer", 0}},
+     "events[0].payload.buyer_user_id: expected an id"},
+    {"a line item without total_cents",
+     {{"events.0.payload.line_items.0.total_cents", ED_DEL, NULL, 0}},
+     "events[0].payload.line_items[0].total_cents: is required"},
+    {"a line item qty beyond the schema's int",
+     {{"events.0.payload.line_items.0.qty", ED_INT, NULL, INT64_C(1) << 40}},
+     "events[0].payload.line_items[0].qty: expected an integer within"},
+    {"totals with cents beyond the schema's int",
+     {{"events.0.payload.totals.tax_cents", ED_INT, NULL, INT64_C(-2147483649)}},
+     "events[0].payload.totals.tax_cents: expected an integer within"},
+    {"a start_ts that is not a time",
+     {{"events.0.payload.start_ts", ED_STR, "tomorrow", 0}},
+     "events[0].payload.start_ts: expected an RFC 3339 timestamp"},
+    {"a location without kind",
+     {{"events.0.payload.location.kind", ED_DEL, NULL, 0}},
+     "events[0].payload.location.kind: is required"},
+    {"a policy that is not a map",
+     {{"events.0.payload.policy", ED_STR, "flexible", 0}},
+     "events[0].payload.policy: expected a map"},
+    {"reschedule terms without start_ts",
+     {{"events.1.payload.payload.start_ts", ED_DEL, NULL, 0}},
+     "events[1].payload.payload.start_ts: is required"},
+    {"a proposed card without card_id",
+     {{"events.1.payload.card_id", ED_DEL, NULL, 0}},
+     "events[1].payload.card_id: is required"},
+    {"card superseded without superseded_by",
+     {{"events.1.subtype", ED_STR, "card.reschedule.superseded", 0},
+      {"events.1.payload.line_items", ED_DEL, NULL, 0}},
+     "events[1].payload.superseded_by: is required"},
+    {"extras card accepted without line_items",
+     {{"events.1.subtype", ED_STR, "card.extras.accepted", 0},
+      {"events.1.payload.line_items", ED_DEL, NULL, 0}},
+     "events[1].payload.line_items: is required"},
+    {"a card response without action",
+     {{"events.1.subtype", ED_STR, "card.reschedule.responded", 0},
+      {"events.1.payload.line_items", ED_DEL, NULL, 0},
+      {"events.1.payload.response_id", ED_ADD_STR, "rsp_1", 0}},
+     "events[1].payload.action: is required"},
+    {"invite.sent without anything",
+     {{"events.2.subtype", ED_STR, "invite.sent", 0}, {"events.2.kind", ED_STR, "system", 0}},
+     "events[2].payload.invite_id: is required"},
+    {"invite.sent with a recipient that is not text",
+     {{"events.2.subtype", ED_STR, "invite.sent", 0},
+      {"events.2.kind", ED_STR, "system", 0},
+      {"events.2.payload.invite_id", ED_ADD_STR, "inv_1", 0}},
+     "events[2].payload.recipients: is required"},
+    {"payment.captured without amount",
+     {{"events.2.subtype", ED_STR, "payment.captured", 0},
+      {"events.2.kind", ED_STR, "payment", 0},
+      {"events.2.payload.payment_intent_id", ED_ADD_STR, "pi_1", 0}},
+     "events[2].payload.amount_cents: is required"},
+    {"a later schema: the payload is only known to be a map",
+     {{"events.2.subtype", ED_STR, "payment.captured", 0},
+      {"events.2.kind", ED_STR, "payment", 0},
+      {"events.2.schema", ED_INT, NULL, BK_EVENT_SCHEMA + 1}},
+     NULL},
+};
+
+START_TEST(test_record_holes)
+{
+	const struct hole_case *hc = &hole_cases[_i];
+	char err[ERRSZ] = "";
+	bk_record r = sample_record(zone), d;
+	size_t n, off = 0;
+	char *buf = enc_record(&r, &n);
+	msgpack_object root;
+	ck_assert_int_eq(msgpack_unpack(buf, n, &off, zone, &root), MSGPACK_UNPACK_SUCCESS);
+	for (int k = 0; k < 3 && hc->ed[k].path != NULL; k++)
+		apply_edit(&root, zone, &hc->ed[k]);
+	size_t en;
+	char *bytes = pack_val(&root, &en);
+	int rc = bk_codec_record_decode(bytes, en, zone, &d, err, sizeof(err));
+	if (hc->want == NULL) {
+		ck_assert_msg(rc == 0, "%s: %s", hc->what, err);
+	} else {
+		ck_assert_msg(rc == -1, "%s: accepted", hc->what);
+		ck_assert_msg(has_prefix(err, hc->want), "%s: \"%s\"", hc->what, err);
+	}
+	free(bytes);
+	free(buf);
+}
+END_TEST
+
+/* The first events record a fixture writes (bytes into sb) and the engine after it. */
+static int first_record_cb(void *opaque, const bk_record *r, const void *bytes, size_t n)
+{
+	msgpack_sbuffer *sb = opaque;
+	(void)r;
+	if (sb->size == 0)
+		msgpack_sbuffer_write(sb, bytes, n);
+	return 0;
+}
+
+/* Issue #10 item 7 end to end: the processor's restore (decode, then bk_engine_read) of
+ * an order.created record whose events lack command_id. The decoder refuses it; an event
+ * without command_id handed to the engine some other way is refused by evolve. Neither
+ * crashes, and the engine reads the real record afterwards. */
+START_TEST(test_restore_without_command_id)
+{
+	char err[ERRSZ] = "";
+	msgpack_sbuffer first;
+	msgpack_sbuffer_init(&first);
+	bk_engine *live = bk_engine_new(), *rest = bk_engine_new();
+	json_t *fails = json_array();
+	ck_assert_int_gt(fx_run_file_cb(live, SRCDIR "/fixtures/ib_happy_path.jsonl", fails,
+					first_record_cb, &first, err, sizeof(err)),
+			 0);
+	ck_assert_uint_gt(first.size, 0);
+	/* the fuzzer's record: every event's command_id removed */
+	msgpack_object root;
+	size_t off = 0, n;
+	ck_assert_int_eq(msgpack_unpack(first.data, first.size, &off, zone, &root),
+			 MSGPACK_UNPACK_SUCCESS);
+	msgpack_object *evs = obj_get(&root, "events");
+	for (uint32_t i = 0; i < evs->via.array.size; i++) {
+		msgpack_object *cid = obj_get(&evs->via.array.ptr[i], "command_id");
+		cid->type = MSGPACK_OBJECT_NIL;
+	}
+	char *bytes = pack_val(&root, &n);
+	bk_record d;
+	ck_assert_int_eq(bk_codec_record_decode(bytes, n, zone, &d, err, sizeof(err)), -1);
+	ck_assert_str_eq(err, "events[0].command_id: is required (a string)");
+	free(bytes);
+	/* past the decoder: evolve refuses, the order is not created */
+	ck_assert_int_eq(bk_codec_record_decode(first.data, first.size, zone, &d, err, sizeof(err)),
+			 0);
+	bk_record bad = d;
+	bad.events = msgpack_zone_malloc(zone, d.n * sizeof(bk_event));
+	memcpy(bad.events, d.events, d.n * sizeof(bk_event));
+	bad.events[0].command_id = NULL;
+	bk_chain_verdict v[BK_MAX_EVENTS];
+	ck_assert_int_eq(bk_engine_read(rest, &bad, v, err, sizeof(err)), -1);
+	ck_assert_ptr_nonnull(strstr(err, "without event_id, order_id or command_id"));
+	ck_assert_ptr_null(bk_engine_order(rest, d.order_id));
+	/* the real record still reads */
+	ck_assert_int_eq(bk_engine_read(rest, &d, v, err, sizeof(err)), 0);
+	ck_assert_int_eq(v[0], BK_CHAIN_NEXT);
+	ck_assert_int_eq(bk_engine_order(rest, d.order_id)->version, d.events[d.n - 1].seq);
+	json_decref(fails);
+	bk_engine_free(live);
+	bk_engine_free(rest);
+	msgpack_sbuffer_destroy(&first);
+}
+END_TEST
+
+static void first_paid(const bk_order *o, void *opaque)
+{
+	const bk_order **ret = opaque;
+	if (*ret == NULL && o->money.paid > 0)
+		*ret = o;
+}
+
+/* An event for the next seq of o, chained to its head (hash made up: evolve records it). */
+static bk_event next_event(const bk_order *o, bk_ev_type type, uint8_t sub, uint8_t ct,
+			   bk_val payload)
+{
+	bk_event e;
+	memset(&e, 0, sizeof(e));
+	e.event_id = "tev_hand";
+	e.order_id = o->order_id;
+	e.seq = o->version + 1;
+	e.type = (uint8_t)type;
+	e.sub = sub;
+	e.card_type = ct;
+	e.command_id = "cmd_hand";
+	e.created_at = ts("2026-11-21T10:00:00Z");
+	e.schema = BK_EVENT_SCHEMA;
+	e.payload = payload;
+	memcpy(e.prev_hash, bk_order_last_hash(o), BK_HASH_LEN);
+	memset(e.hash, 0xab, BK_HASH_LEN);
+	return e;
+}
+
+/* evolve's own checks on what it is handed: money that would overflow (signed overflow
+ * before), subtype fields out of range (table indexes later), no ids. Each is an error
+ * and leaves the money and status as they were. */
+START_TEST(test_evolve_checked_errors)
+{
+	char err[ERRSZ] = "";
+	bk_engine *live = bk_engine_new();
+	json_t *fails = json_array();
+	ck_assert_int_gt(
+	    fx_run_file(live, SRCDIR "/fixtures/ib_happy_path.jsonl", fails, err, sizeof(err)), 0);
+	const bk_order *paid = NULL;
+	bk_engine_foreach(live, first_paid, &paid);
+	ck_assert_ptr_nonnull(paid);
+	bk_order *o = bk_order_clone(paid);
+	ck_assert_ptr_nonnull(o);
+	bk_money money = o->money;
+	uint8_t status = o->status;
+	int64_t version = o->version;
+	bk_mapb b;
+
+	/* a second capture of 2^31-1 cents: the paid total leaves the schema's int */
+	ck_assert(bk_mapb_init(&b, zone, 2));
+	ck_assert(bk_mapb_str(&b, "payment_intent_id", "pi_x"));
+	ck_assert(bk_mapb_int(&b, "amount_cents", BK_CENTS_MAX));
+	bk_event e = next_event(o, BK_EV_PAYMENT_CAPTURED, 0, 0, bk_mapb_done(&b));
+	ck_assert_int_eq(bk_evolve(o, &e, err, sizeof(err)), -1);
+	ck_assert_ptr_nonnull(strstr(err, "paid total overflows"));
+
+	/* refunds adding up past the schema's int */
+	bk_mapb li;
+	ck_assert(bk_mapb_init(&li, zone, 6));
+	ck_assert(bk_mapb_str(&li, "id", "li_refund"));
+	ck_assert(bk_mapb_str(&li, "kind", "refund"));
+	ck_assert(bk_mapb_str(&li, "title", "Refund"));
+	ck_assert(bk_mapb_int(&li, "qty", 1));
+	ck_assert(bk_mapb_int(&li, "unit_cents", 0));
+	ck_assert(bk_mapb_int(&li, "total_cents", 0));
+	bk_val item = bk_mapb_done(&li);
+	ck_assert(bk_mapb_init(&b, zone, 2));
+	ck_assert(bk_mapb_int(&b, "refund_cents", BK_CENTS_MAX));
+	ck_assert(bk_mapb_val(&b, "line_item", item));
+	bk_val refund = bk_mapb_done(&b);
+	e = next_event(o, BK_EV_PAYMENT_REFUNDED, 0, 0, refund);
+	ck_assert_msg(bk_evolve(o, &e, err, sizeof(err)) == 0, "%s", err);
+	e = next_event(o, BK_EV_PAYMENT_REFUNDED, 0, 0, refund);
+	ck_assert_int_eq(bk_evolve(o, &e, err, sizeof(err)), -1);
+	ck_assert_ptr_nonnull(strstr(err, "refunded total overflows"));
+	ck_assert_int_eq(o->money.refunded, money.refunded + BK_CENTS_MAX);
+	money = o->money;
+
+	/* a tip the totals cannot hold: refused, the money stays */
+	ck_assert(bk_mapb_init(&b, zone, 1));
+	ck_assert(bk_mapb_int(&b, "tip_cents", BK_CENTS_MAX));
+	e = next_event(o, BK_EV_TIP_ADDED, 0, 0, bk_mapb_done(&b));
+	ck_assert_int_eq(bk_evolve(o, &e, err, sizeof(err)), -1);
+	ck_assert_ptr_nonnull(strstr(err, "totals overflow"));
+	ck_assert_int_eq(o->money.tip, money.tip);
+	ck_assert_int_eq(o->money.total, money.total);
+
+	/* subtype fields out of range, as no decoder gives them */
+	ck_assert(bk_mapb_init(&b, zone, 2));
+	ck_assert(bk_mapb_str(&b, "from", bk_status_name((bk_status)o->status)));
+	ck_assert(bk_mapb_str(&b, "card_id", "acd_x"));
+	bk_val p = bk_mapb_done(&b);
+	e = next_event(o, BK_EV_ORDER_STATUS, 200, 0, p);
+	ck_assert_int_eq(bk_evolve(o, &e, err, sizeof(err)), -1);
+	ck_assert_ptr_nonnull(strstr(err, "unknown status"));
+	ck_assert_int_eq(o->status, status);
+	e = next_event(o, BK_EV_CARD, BK_CV_PROPOSED, 200, p);
+	ck_assert_int_eq(bk_evolve(o, &e, err, sizeof(err)), -1);
+	ck_assert_ptr_nonnull(strstr(err, "unknown card type"));
+	e = next_event(o, (bk_ev_type)BK_EV__COUNT, 0, 0, p);
+	ck_assert_int_eq(bk_evolve(o, &e, err, sizeof(err)), -1);
+
+	/* no ids */
+	e = next_event(o, BK_EV_NOTE_ADDED, 0, 0, p);
+	e.event_id = NULL;
+	ck_assert_int_eq(bk_evolve(o, &e, err, sizeof(err)), -1);
+	e = next_event(o, BK_EV_NOTE_ADDED, 0, 0, p);
+	e.command_id = NULL;
+	ck_assert_int_eq(bk_evolve(o, &e, err, sizeof(err)), -1);
+	ck_assert_ptr_nonnull(strstr(err, "command_id"));
+	/* the order moved only by the one refund that fitted */
+	ck_assert_int_eq(o->version, version + 1);
+	bk_order_free(o);
+	json_decref(fails);
+	bk_engine_free(live);
+}
+END_TEST
+
 static Suite *codec_suite(void)
 {
 	Suite *s = suite_create("codec");
@@ -2349,6 +2722,10 @@ static Suite *codec_suite(void)
 	tcase_add_test(tc, test_result_roundtrip);
 	tcase_add_test(tc, test_rules_roundtrip);
 	tcase_add_test(tc, test_record_contract_fixtures);
+	tcase_add_loop_test(tc, test_record_holes, 0,
+			    (int)(sizeof(hole_cases) / sizeof(hole_cases[0])));
+	tcase_add_test(tc, test_restore_without_command_id);
+	tcase_add_test(tc, test_evolve_checked_errors);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("hostile");
