@@ -27,8 +27,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			lines += data[i] == '\n';
 		FUZZ_ASSERT(bk_keyring_count(kr) <= lines);
 		uint8_t sig[BK_SIG_LEN] = {0};
-		FUZZ_ASSERT(bk_auth_verify(kr, "k1", 2, sig, sizeof(sig), data, size,
-					   BK_ROLE_BUYER, "order.create", err, sizeof(err)) != 0);
+		FUZZ_ASSERT(bk_auth_verify(kr, "k1", 2, sig, sizeof(sig), data, size, BK_ROLE_BUYER,
+					   "order.create", err, sizeof(err)) != 0);
 		bk_keyring_free(kr);
 	}
 	return 0;

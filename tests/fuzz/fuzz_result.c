@@ -17,8 +17,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		msgpack_sbuffer_init(&sb);
 		FUZZ_ASSERT(r.command_id != NULL && r.message != NULL);
 		FUZZ_ASSERT(bk_codec_result_encode(&r, &sb) == 0);
-		FUZZ_ASSERT(bk_codec_result_decode(sb.data, sb.size, &z, &again, err,
-						   sizeof(err)) == 0);
+		FUZZ_ASSERT(
+		    bk_codec_result_decode(sb.data, sb.size, &z, &again, err, sizeof(err)) == 0);
 		FUZZ_ASSERT(again.n_event_ids == r.n_event_ids);
 		json_decref(bk_result_to_json(&r));
 		msgpack_sbuffer_destroy(&sb);

@@ -33,10 +33,9 @@ typedef struct out {
 } out;
 
 enum { T_COMMAND, T_JSON, T_RECORD, T_EVOLVE, T_RESULT, T_RULES, T_KEYRING, T__COUNT };
-static const char *const tnames[T__COUNT] = {"fuzz_command", "fuzz_command_json",
-					     "fuzz_record",  "fuzz_record_evolve",
-					     "fuzz_result",  "fuzz_rules",
-					     "fuzz_keyring"};
+static const char *const tnames[T__COUNT] = {
+    "fuzz_command", "fuzz_command_json", "fuzz_record", "fuzz_record_evolve",
+    "fuzz_result",  "fuzz_rules",	 "fuzz_keyring"};
 
 static int put(out *o, int t, const void *bytes, size_t n)
 {
@@ -155,14 +154,15 @@ static int commands(out *o, const char *path, bool seen_type[BK_CMD__COUNT], int
 
 static int keyrings(out *o)
 {
-	static const char *const roles[] = {
-	    "buyer", "provider,support", "buyer,provider,support,system",
-	    "system order.,payment.", "support"};
+	static const char *const roles[] = {"buyer", "provider,support",
+					    "buyer,provider,support,system",
+					    "system order.,payment.", "support"};
 	char text[2048], b64[64];
 	uint8_t pk[BK_PK_LEN], sk[BK_SK_LEN];
 	size_t n = 0;
 	for (int i = 0; i < 5; i++) {
-		if (bk_auth_keygen(pk, sk) < 0 || bk_b64_encode(pk, BK_PK_LEN, b64, sizeof(b64)) < 0)
+		if (bk_auth_keygen(pk, sk) < 0 ||
+		    bk_b64_encode(pk, BK_PK_LEN, b64, sizeof(b64)) < 0)
 			return -1;
 		n += (size_t)snprintf(text + n, sizeof(text) - n, "%sk%d %s %s\n",
 				      i == 2 ? "# upstream keys\n\n" : "", i + 1, b64, roles[i]);
@@ -259,7 +259,8 @@ int main(int argc, char **argv)
 	for (size_t i = 0; rc == 0 && i < sizeof(rej) / sizeof(rej[0]); i++) {
 		msgpack_sbuffer sb;
 		msgpack_sbuffer_init(&sb);
-		if (bk_codec_result_encode(&rej[i], &sb) < 0 || put(&o, T_RESULT, sb.data, sb.size) < 0)
+		if (bk_codec_result_encode(&rej[i], &sb) < 0 ||
+		    put(&o, T_RESULT, sb.data, sb.size) < 0)
 			rc = 1;
 		msgpack_sbuffer_destroy(&sb);
 	}
