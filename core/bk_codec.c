@@ -951,124 +951,116 @@ typedef enum pf_type {
 
 typedef struct pf_field {
 	const char *key; /* NULL ends a list */
+	uint8_t klen;	 /* strlen(key) */
 	uint8_t type;	 /* pf_type */
 	bool req;
 } pf_field;
 
+/* A row: PF("key", PF_TYPE, required). */
+#define PF(key, type, req)                                                                         \
+	{                                                                                          \
+		key, (uint8_t)(sizeof(key) - 1), type, req                                         \
+	}
 #define PF_END                                                                                     \
 	{                                                                                          \
-		NULL, PF_STR, false                                                                \
+		NULL, 0, PF_STR, false                                                             \
 	}
 
 static const pf_field pf_none[] = {PF_END};
-static const pf_field pf_created[] = {{"mode", PF_STR, true},
-				      {"buyer_user_id", PF_ID, true},
-				      {"provider_user_id", PF_ID, false},
-				      {"service_profile_id", PF_ID, false},
-				      {"package_id", PF_STR, false},
-				      {"role_code", PF_STR, true},
-				      {"city", PF_STR, false},
-				      {"license_tier", PF_STR, false},
-				      {"start_ts", PF_TS, true},
-				      {"end_ts", PF_TS, true},
-				      {"timezone", PF_STR, true},
-				      {"currency", PF_STR, true},
-				      {"location", PF_LOCATION, true},
-				      {"travel_miles", PF_NUM, false},
-				      {"line_items", PF_ITEMS, true},
-				      {"platform_fee_cents", PF_CENTS, true},
-				      {"tax_cents", PF_CENTS, true},
-				      {"tip_cents", PF_CENTS, false},
-				      {"totals", PF_TOTALS, true},
-				      {"policy", PF_MAP, true},
+static const pf_field pf_created[] = {PF("mode", PF_STR, true),
+				      PF("buyer_user_id", PF_ID, true),
+				      PF("provider_user_id", PF_ID, false),
+				      PF("service_profile_id", PF_ID, false),
+				      PF("package_id", PF_STR, false),
+				      PF("role_code", PF_STR, true),
+				      PF("city", PF_STR, false),
+				      PF("license_tier", PF_STR, false),
+				      PF("start_ts", PF_TS, true),
+				      PF("end_ts", PF_TS, true),
+				      PF("timezone", PF_STR, true),
+				      PF("currency", PF_STR, true),
+				      PF("location", PF_LOCATION, true),
+				      PF("travel_miles", PF_NUM, false),
+				      PF("line_items", PF_ITEMS, true),
+				      PF("platform_fee_cents", PF_CENTS, true),
+				      PF("tax_cents", PF_CENTS, true),
+				      PF("tip_cents", PF_CENTS, false),
+				      PF("totals", PF_TOTALS, true),
+				      PF("policy", PF_MAP, true),
 				      PF_END};
-static const pf_field pf_status[] = {{"from", PF_STR, true},
-				     {"chat_thread_id", PF_STR, false},
-				     {"location_address", PF_STR, false},
-				     PF_END};
-static const pf_field pf_req_submitted[] = {{"request_id", PF_ID, true},
-					    {"mode", PF_STR, true},
-					    {"message", PF_STR, false},
-					    {"expires_at", PF_TS, false},
+static const pf_field pf_status[] = {PF("from", PF_STR, true), PF("chat_thread_id", PF_STR, false),
+				     PF("location_address", PF_STR, false), PF_END};
+static const pf_field pf_req_submitted[] = {PF("request_id", PF_ID, true), PF("mode", PF_STR, true),
+					    PF("message", PF_STR, false),
+					    PF("expires_at", PF_TS, false), PF_END};
+static const pf_field pf_req_simple[] = {PF("request_id", PF_ID, true), PF_END};
+static const pf_field pf_req_expired[] = {PF("request_id", PF_ID, true),
+					  PF("expires_at", PF_TS, false), PF_END};
+static const pf_field pf_req_countered[] = {PF("request_id", PF_ID, true),
+					    PF("line_items", PF_ITEMS, true),
+					    PF("platform_fee_cents", PF_CENTS, true),
+					    PF("tax_cents", PF_CENTS, true),
+					    PF("expires_at", PF_TS, false),
 					    PF_END};
-static const pf_field pf_req_simple[] = {{"request_id", PF_ID, true}, PF_END};
-static const pf_field pf_req_expired[] = {
-    {"request_id", PF_ID, true}, {"expires_at", PF_TS, false}, PF_END};
-static const pf_field pf_req_countered[] = {{"request_id", PF_ID, true},
-					    {"line_items", PF_ITEMS, true},
-					    {"platform_fee_cents", PF_CENTS, true},
-					    {"tax_cents", PF_CENTS, true},
-					    {"expires_at", PF_TS, false},
-					    PF_END};
-static const pf_field pf_req_counter_accepted[] = {{"request_id", PF_ID, true},
-						   {"line_items", PF_ITEMS, true},
-						   {"platform_fee_cents", PF_CENTS, true},
-						   {"tax_cents", PF_CENTS, true},
-						   {"totals", PF_TOTALS, true},
+static const pf_field pf_req_counter_accepted[] = {PF("request_id", PF_ID, true),
+						   PF("line_items", PF_ITEMS, true),
+						   PF("platform_fee_cents", PF_CENTS, true),
+						   PF("tax_cents", PF_CENTS, true),
+						   PF("totals", PF_TOTALS, true),
 						   PF_END};
-static const pf_field pf_invite_sent[] = {{"invite_id", PF_ID, true},
-					  {"recipients", PF_STRS, true},
-					  {"expires_at", PF_TS, false},
+static const pf_field pf_invite_sent[] = {PF("invite_id", PF_ID, true),
+					  PF("recipients", PF_STRS, true),
+					  PF("expires_at", PF_TS, false), PF_END};
+static const pf_field pf_invite_responded[] = {PF("invite_id", PF_ID, true),
+					       PF("recipient_user_id", PF_STR, true), PF_END};
+static const pf_field pf_invite_awarded[] = {
+    PF("invite_id", PF_ID, true), PF("recipient_user_id", PF_STR, true),
+    PF("service_profile_id", PF_ID, true), PF("not_awarded", PF_STRS, true), PF_END};
+static const pf_field pf_captured[] = {PF("payment_intent_id", PF_STR, true),
+				       PF("transfer_group", PF_STR, false),
+				       PF("amount_cents", PF_CENTS, true), PF_END};
+static const pf_field pf_refunded[] = {PF("refund_cents", PF_CENTS, true),
+				       PF("line_item", PF_ITEM, true),
+				       PF("totals", PF_TOTALS, true), PF_END};
+static const pf_field pf_tip[] = {PF("tip_cents", PF_CENTS, true), PF("totals", PF_TOTALS, true),
+				  PF_END};
+static const pf_field pf_dispute_opened[] = {
+    PF("dispute_id", PF_ID, true), PF("opened_by", PF_STR, true), PF("reason", PF_ANY, true),
+    PF("description", PF_STR, false), PF_END};
+static const pf_field pf_dispute_updated[] = {PF("dispute_id", PF_ID, true),
+					      PF("status", PF_STR, true), PF_END};
+static const pf_field pf_dispute_resolved[] = {PF("dispute_id", PF_ID, true),
+					       PF("outcome", PF_STR, true),
+					       PF("refund_cents", PF_CENTS, false), PF_END};
+static const pf_field pf_ms_added[] = {PF("milestone_id", PF_ID, true), PF("title", PF_STR, true),
+				       PF("due_ts", PF_TS, false),
+				       PF("amount_cents", PF_CENTS, true), PF_END};
+static const pf_field pf_ms_changed[] = {PF("milestone_id", PF_ID, true), PF_END};
+static const pf_field pf_rescheduled[] = {PF("start_ts", PF_TS, true), PF("end_ts", PF_TS, true),
 					  PF_END};
-static const pf_field pf_invite_responded[] = {
-    {"invite_id", PF_ID, true}, {"recipient_user_id", PF_STR, true}, PF_END};
-static const pf_field pf_invite_awarded[] = {{"invite_id", PF_ID, true},
-					     {"recipient_user_id", PF_STR, true},
-					     {"service_profile_id", PF_ID, true},
-					     {"not_awarded", PF_STRS, true},
-					     PF_END};
-static const pf_field pf_captured[] = {{"payment_intent_id", PF_STR, true},
-				       {"transfer_group", PF_STR, false},
-				       {"amount_cents", PF_CENTS, true},
-				       PF_END};
-static const pf_field pf_refunded[] = {{"refund_cents", PF_CENTS, true},
-				       {"line_item", PF_ITEM, true},
-				       {"totals", PF_TOTALS, true},
-				       PF_END};
-static const pf_field pf_tip[] = {
-    {"tip_cents", PF_CENTS, true}, {"totals", PF_TOTALS, true}, PF_END};
-static const pf_field pf_dispute_opened[] = {{"dispute_id", PF_ID, true},
-					     {"opened_by", PF_STR, true},
-					     {"reason", PF_ANY, true},
-					     {"description", PF_STR, false},
-					     PF_END};
-static const pf_field pf_dispute_updated[] = {
-    {"dispute_id", PF_ID, true}, {"status", PF_STR, true}, PF_END};
-static const pf_field pf_dispute_resolved[] = {{"dispute_id", PF_ID, true},
-					       {"outcome", PF_STR, true},
-					       {"refund_cents", PF_CENTS, false},
-					       PF_END};
-static const pf_field pf_ms_added[] = {{"milestone_id", PF_ID, true},
-				       {"title", PF_STR, true},
-				       {"due_ts", PF_TS, false},
-				       {"amount_cents", PF_CENTS, true},
-				       PF_END};
-static const pf_field pf_ms_changed[] = {{"milestone_id", PF_ID, true}, PF_END};
-static const pf_field pf_rescheduled[] = {
-    {"start_ts", PF_TS, true}, {"end_ts", PF_TS, true}, PF_END};
 /* card.<type>.proposed; its terms (payload.payload) by card type below */
-static const pf_field pf_card_proposed[] = {{"card_id", PF_ID, true},
-					    {"created_by", PF_ID, true},
-					    {"creator_role", PF_STR, true},
-					    {"due_at", PF_TS, false},
-					    {"expires_at", PF_TS, false},
-					    {"payload", PF_MAP, true},
+static const pf_field pf_card_proposed[] = {PF("card_id", PF_ID, true),
+					    PF("created_by", PF_ID, true),
+					    PF("creator_role", PF_STR, true),
+					    PF("due_at", PF_TS, false),
+					    PF("expires_at", PF_TS, false),
+					    PF("payload", PF_MAP, true),
 					    PF_END};
 /* every other card verb; response and line item rules in payload_check */
-static const pf_field pf_card_other[] = {{"card_id", PF_ID, true},
-					 {"response_id", PF_STR, false},
-					 {"superseded_by", PF_STR, false},
-					 {"expires_at", PF_TS, false},
-					 {"line_items", PF_ITEMS, false},
-					 {"totals", PF_TOTALS, false},
+static const pf_field pf_card_other[] = {PF("card_id", PF_ID, true),
+					 PF("response_id", PF_STR, false),
+					 PF("superseded_by", PF_STR, false),
+					 PF("expires_at", PF_TS, false),
+					 PF("line_items", PF_ITEMS, false),
+					 PF("totals", PF_TOTALS, false),
 					 PF_END};
-static const pf_field pf_card_response[] = {
-    {"action", PF_STR, true}, {"responder_user_id", PF_STR, true}, PF_END};
-static const pf_field pf_terms_reschedule[] = {
-    {"start_ts", PF_TS, true}, {"end_ts", PF_TS, true}, PF_END};
-static const pf_field pf_terms_expense[] = {
-    {"amount_cents", PF_CENTS, true}, {"title", PF_STR, true}, PF_END};
-static const pf_field pf_terms_extras[] = {{"line_items", PF_ITEMS, true}, PF_END};
+static const pf_field pf_card_response[] = {PF("action", PF_STR, true),
+					    PF("responder_user_id", PF_STR, true), PF_END};
+static const pf_field pf_terms_reschedule[] = {PF("start_ts", PF_TS, true),
+					       PF("end_ts", PF_TS, true), PF_END};
+static const pf_field pf_terms_expense[] = {PF("amount_cents", PF_CENTS, true),
+					    PF("title", PF_STR, true), PF_END};
+static const pf_field pf_terms_extras[] = {PF("line_items", PF_ITEMS, true), PF_END};
 
 static const pf_field *const pf_of_type[BK_EV__COUNT] = {
     [BK_EV_ORDER_CREATED] = pf_created,
@@ -1097,30 +1089,52 @@ static const pf_field *const pf_of_type[BK_EV__COUNT] = {
 };
 _Static_assert(BK_EV__COUNT == 23, "pf_of_type has a row for every event type");
 
-static const pf_field pf_item[] = {{"id", PF_ID, true},
-				   {"kind", PF_STR, true},
-				   {"title", PF_STR, true},
-				   {"qty", PF_CENTS, true},
-				   {"unit_cents", PF_CENTS, true},
-				   {"total_cents", PF_CENTS, true},
+static const pf_field pf_item[] = {PF("id", PF_ID, true),
+				   PF("kind", PF_STR, true),
+				   PF("title", PF_STR, true),
+				   PF("qty", PF_CENTS, true),
+				   PF("unit_cents", PF_CENTS, true),
+				   PF("total_cents", PF_CENTS, true),
 				   PF_END};
 static const pf_field pf_totals[] = {
-    {"subtotal_cents", PF_CENTS, true}, {"platform_fee_cents", PF_CENTS, true},
-    {"tax_cents", PF_CENTS, true},	{"tip_cents", PF_CENTS, true},
-    {"total_cents", PF_CENTS, true},	PF_END};
-static const pf_field pf_location[] = {{"kind", PF_STR, true}, {"address", PF_STR, false}, PF_END};
+    PF("subtotal_cents", PF_CENTS, true), PF("platform_fee_cents", PF_CENTS, true),
+    PF("tax_cents", PF_CENTS, true),	  PF("tip_cents", PF_CENTS, true),
+    PF("total_cents", PF_CENTS, true),	  PF_END};
+static const pf_field pf_location[] = {PF("kind", PF_STR, true), PF("address", PF_STR, false),
+				       PF_END};
 
 static int pf_check_map(const bk_val *map, const pf_field *fields, const char *path, int depth,
 			char *err, size_t errsz);
 
-/* path + suffix into out (a bounded path for messages). */
+/* path + suffix into out (a bounded path for messages); only when a message is wanted
+ * (err not NULL): the checks run without messages first, so valid records pay no
+ * formatting. */
 static const char *pf_path(char out[96], const char *path, const char *fmt, const char *key,
-			   uint32_t i)
+			   uint32_t i, const char *err)
 {
+	if (err == NULL)
+		return path;
 	int n = snprintf(out, 96, "%s.", path);
 	if (n > 0 && n < 96)
 		snprintf(out + n, (size_t)(96 - n), fmt, key, i);
 	return out;
+}
+
+/* The value of f's key in map (NULL when absent or nil), as bk_map_get finds it. */
+static const bk_val *pf_get(const bk_val *map, const pf_field *f)
+{
+	if (map == NULL || map->type != MSGPACK_OBJECT_MAP)
+		return NULL;
+	for (uint32_t i = 0; i < map->via.map.size; i++) {
+		const msgpack_object *k = &map->via.map.ptr[i].key;
+		if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == f->klen &&
+		    k->via.str.ptr[0] == f->key[0] &&
+		    memcmp(k->via.str.ptr, f->key, f->klen) == 0) {
+			const bk_val *v = &map->via.map.ptr[i].val;
+			return v->type == MSGPACK_OBJECT_NIL ? NULL : v;
+		}
+	}
+	return NULL;
 }
 
 /* One field of map against its row. depth bounds the nesting of item arrays. */
@@ -1128,7 +1142,7 @@ static int pf_check_field(const bk_val *map, const pf_field *f, const char *path
 			  char *err, size_t errsz)
 {
 	bk_vctx c = {err, errsz, path};
-	const bk_val *v = bk_map_get(map, f->key), *sub;
+	const bk_val *v = pf_get(map, f), *sub;
 	const char *s;
 	size_t n;
 	int64_t x;
@@ -1171,7 +1185,8 @@ static int pf_check_field(const bk_val *map, const pf_field *f, const char *path
 			} else if (el->type != MSGPACK_OBJECT_MAP) {
 				return seterr(err, errsz, "%s.%s[%u]: expected a line item (a map)",
 					      path, f->key, i);
-			} else if (pf_check_map(el, pf_item, pf_path(p, path, "%s[%u]", f->key, i),
+			} else if (pf_check_map(el, pf_item,
+						pf_path(p, path, "%s[%u]", f->key, i, err),
 						depth + 1, err, errsz) < 0) {
 				return -1;
 			}
@@ -1188,7 +1203,7 @@ static int pf_check_field(const bk_val *map, const pf_field *f, const char *path
 				    f->type == PF_ITEM	   ? pf_item
 				    : f->type == PF_TOTALS ? pf_totals
 							   : pf_location,
-				    pf_path(p, path, "%s", f->key, 0), depth + 1, err, errsz);
+				    pf_path(p, path, "%s", f->key, 0, err), depth + 1, err, errsz);
 	}
 	return seterr(err, errsz, "%s.%s: no rule", path, f->key);
 }
@@ -1204,12 +1219,14 @@ static int pf_check_map(const bk_val *map, const pf_field *fields, const char *p
 	return 0;
 }
 
-/* The payload of e (its subtype parsed) against the contract. path names the event. */
+/* The payload of e (its subtype parsed) against the contract. path names the event;
+ * err NULL: no message (and no path formatting), only the verdict. */
 static int payload_check(const bk_event *e, const char *path, char *err, size_t errsz)
 {
-	char pp[96], tp[112];
+	char pp[96] = "", tp[112] = "";
 	const bk_val *p = &e->payload;
-	snprintf(pp, sizeof(pp), "%s.payload", path);
+	if (err != NULL)
+		snprintf(pp, sizeof(pp), "%s.payload", path);
 	if (e->type != BK_EV_CARD)
 		return pf_check_map(p, pf_of_type[e->type], pp, 0, err, errsz);
 	if (e->sub == BK_CV_PROPOSED) {
@@ -1219,7 +1236,8 @@ static int payload_check(const bk_event *e, const char *path, char *err, size_t 
 					: e->card_type == BK_CT_EXPENSE	 ? pf_terms_expense
 					: e->card_type == BK_CT_EXTRAS	 ? pf_terms_extras
 									 : pf_none;
-		snprintf(tp, sizeof(tp), "%s.payload", pp);
+		if (err != NULL)
+			snprintf(tp, sizeof(tp), "%s.payload", pp);
 		return pf_check_map(bk_map_get(p, "payload"), terms, tp, 1, err, errsz);
 	}
 	if (pf_check_map(p, pf_card_other, pp, 0, err, errsz) < 0)
@@ -1321,8 +1339,13 @@ static int event_from_val(const bk_val *v, const char *path, bk_event *ret, char
 		return -1;
 	/* a schema this code knows has its payload checked; a later one is left to the
 	 * readers to refuse (the projector quarantines it as an unknown version) */
-	if (e.schema <= BK_EVENT_SCHEMA && payload_check(&e, path, err, errsz) < 0)
+	if (e.schema <= BK_EVENT_SCHEMA && payload_check(&e, path, NULL, 0) < 0) {
+		/* again, with the message */
+		if (payload_check(&e, path, err, errsz) == 0)
+			seterr(err, errsz, "%s.payload: does not hold what its subtype needs",
+			       path);
 		return -1;
+	}
 	*ret = e;
 	return 0;
 }
