@@ -624,6 +624,10 @@ static int apply(ectx *x)
 		if (get_id(x, "milestone_id", m->id) < 0 ||
 		    bk_get_int(&x->v, p, "amount_cents", true, &m->amount_cents, NULL) < 0)
 			return -1;
+		/* the decider adds milestone amounts up: each must fit the schema's int (a
+		 * later schema's payload reaches here unchecked by the decoder) */
+		if (!bk_cents_fits(m->amount_cents))
+			return fail(x, "%s", "amount_cents overflows the schema's int");
 		m->status = BK_MS_OPEN;
 		o->n_ms++;
 		return 0;

@@ -2660,6 +2660,17 @@ START_TEST(test_evolve_checked_errors)
 	ck_assert_int_eq(o->money.tip, money.tip);
 	ck_assert_int_eq(o->money.total, money.total);
 
+	/* a milestone amount the decider could not add up (a later schema's payload is not
+	 * checked by the decoder) */
+	ck_assert(bk_mapb_init(&b, zone, 2));
+	ck_assert(bk_mapb_str(&b, "milestone_id", "mst_x"));
+	ck_assert(bk_mapb_int(&b, "amount_cents", INT64_MAX));
+	e = next_event(o, BK_EV_MILESTONE_ADDED, 0, 0, bk_mapb_done(&b));
+	e.schema = BK_EVENT_SCHEMA + 1;
+	ck_assert_int_eq(bk_evolve(o, &e, err, sizeof(err)), -1);
+	ck_assert_ptr_nonnull(strstr(err, "amount_cents overflows"));
+	ck_assert_ptr_null(bk_order_milestone(o, "mst_x", 5));
+
 	/* subtype fields out of range, as no decoder gives them */
 	ck_assert(bk_mapb_init(&b, zone, 2));
 	ck_assert(bk_mapb_str(&b, "from", bk_status_name((bk_status)o->status)));
