@@ -1376,6 +1376,10 @@ int bk_codec_record_decode(const void *buf, size_t n, msgpack_zone *z, bk_record
 	    bk_take_arr(&c, f[3], "events", true, &evs) < 0)
 		return -1;
 	r.n = evs->via.array.size;
+	/* one command's events: at least one (no record is written without), at most what
+	 * the decider may produce */
+	if (r.n < 1 || r.n > BK_MAX_EVENTS)
+		return seterr(err, errsz, "events: expected 1 to %d events", BK_MAX_EVENTS);
 	if (r.n > 0) {
 		r.events = msgpack_zone_malloc(z, (size_t)r.n * sizeof(bk_event));
 		if (r.events == NULL)

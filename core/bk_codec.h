@@ -69,7 +69,7 @@ int bk_codec_record_encode(const bk_record *r, msgpack_sbuffer *sb);
  * A decoded record guarantees, so that evolve, the engine (bk_engine_read), the
  * projector, verify and replay may rely on it without checking again:
  *  - order_id and command_id are ids (bk_id_valid: non-NULL, NUL-terminated, shorter
- *    than BK_ID_MAX); events is an array of n events (NULL only when n is 0);
+ *    than BK_ID_MAX); events is an array of n events, 1 <= n <= BK_MAX_EVENTS;
  *  - every event has: event_id, order_id (equal to the record's) and command_id as ids
  *    (never NULL; command_id may differ from the record's for lazy-expiry events);
  *    actor_user_id NULL or an id; 1 <= seq <= BK_RECORD_SEQ_MAX; a known subtype

@@ -1061,14 +1061,14 @@ START_TEST(test_record_errors)
 	ck_assert_str_eq(err, "events[1].order_id: differs from the record's order_id");
 	r.events[1].order_id = r.order_id;
 
-	/* the path names events past 9 and 99 */
+	/* the path names events past 9 (a record holds at most BK_MAX_EVENTS) */
 	bk_record rl = r;
-	rl.n = 101;
-	rl.events = msgpack_zone_malloc(zone, rl.n * sizeof(bk_event));
+	rl.n = BK_MAX_EVENTS;
+	rl.events = msgpack_zone_malloc(zone, (rl.n + 1) * sizeof(bk_event));
 	ck_assert_ptr_nonnull(rl.events);
-	for (uint32_t i = 0; i < rl.n; i++)
+	for (uint32_t i = 0; i <= rl.n; i++)
 		rl.events[i] = r.events[i % 3];
-	static const uint32_t bad_at[] = {10, 11, 99, 100};
+	static const uint32_t bad_at[] = {9, 10, 11, BK_MAX_EVENTS - 1};
 	for (size_t b = 0; b < sizeof(bad_at) / sizeof(bad_at[0]); b++) {
 		char want[80];
 		snprintf(want, sizeof(want),
@@ -1081,6 +1081,12 @@ START_TEST(test_record_errors)
 		ck_assert_str_eq(err, want);
 		rl.events[bad_at[b]].order_id = r.order_id;
 	}
+	/* one event more than a command may produce */
+	rl.n = BK_MAX_EVENTS + 1;
+	msgpack_sbuffer_clear(&sb);
+	ck_assert_int_eq(bk_codec_record_encode(&rl, &sb), 0);
+	ck_assert_int_eq(bk_codec_record_decode(sb.data, sb.size, zone, &d, err, sizeof(err)), -1);
+	ck_assert_str_eq(err, "events: expected 1 to 64 events");
 	msgpack_sbuffer_clear(&sb);
 
 	/* hand-made records with one field wrong */
@@ -2322,7 +2328,7 @@ END_TEST
 
 /* --- holes the record decoder closes (issue #10 item 7), one case each --- */
 
-enum { ED_DEL, ED_STR, ED_INT, ED_ADD_STR };
+enum { ED_DEL, ED_STR, ED_INT, ED_ADD_STR, ED_ADD_ARR0 };
 typedef struct rec_edit {
 	const char *path; /* dot-separated keys and array indexes from the record's root */
 	int op;
@@ -2363,7 +2369,7 @@ static void apply_edit(msgpack_object *root, msgpack_zone *z, const rec_edit *ed
 		m->via.map.ptr = NULL;
 	}
 	ck_assert_int_eq(m->type, MSGPACK_OBJECT_MAP);
-	if (ed->op == ED_ADD_STR) {
+	if (ed->op == ED_ADD_STR || ed->op == ED_ADD_ARR0) {
 		uint32_t n = m->via.map.size;
 		msgpack_object_kv *kv = msgpack_zone_malloc(z, (n + 1) * sizeof(*kv));
 		ck_assert_ptr_nonnull(kv);
@@ -2372,8 +2378,14 @@ static void apply_edit(msgpack_object *root, msgpack_zone *z, const rec_edit *ed
 		kv[n].key.type = kv[n].val.type = MSGPACK_OBJECT_STR;
 		kv[n].key.via.str.ptr = ed->path + strlen(ed->path) - strlen(key);
 		kv[n].key.via.str.size = (uint32_t)strlen(key);
-		kv[n].val.via.str.ptr = ed->s;
-		kv[n].val.via.str.size = (uint32_t)strlen(ed->s);
+		if (ed->op == ED_ADD_ARR0) {
+			kv[n].val.type = MSGPACK_OBJECT_ARRAY;
+			kv[n].val.via.array.size = 0;
+			kv[n].val.via.array.ptr = NULL;
+		} else {
+			kv[n].val.via.str.ptr = ed->s;
+			kv[n].val.via.str.size = (uint32_t)strlen(ed->s);
+		}
 		m->via.map.ptr = kv;
 		m->via.map.size = n + 1;
 		return;
@@ -2479,6 +2491,9 @@ static const struct hole_case {
       {"events.2.kind", ED_STR, "payment", 0},
       {"events.2.payload.payment_intent_id", ED_ADD_STR, "pi_1", 0}},
      "events[2].payload.amount_cents: is required"},
+    {"a record without events",
+     {{"events", ED_DEL, NULL, 0}, {"events", ED_ADD_ARR0, NULL, 0}},
+     "events: expected 1 to 64 events"},
     {"a later schema: the payload is only known to be a map",
      {{"events.2.subtype", ED_STR, "payment.captured", 0},
       {"events.2.kind", ED_STR, "payment", 0},
