@@ -2752,6 +2752,7 @@ static Suite *codec_suite(void)
 			    (int)(sizeof(hole_cases) / sizeof(hole_cases[0])));
 	tcase_add_test(tc, test_restore_without_command_id);
 	tcase_add_test(tc, test_evolve_checked_errors);
+	tcase_set_timeout(tc, 300); /* the fixture mutations take seconds under ASan */
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("hostile");
