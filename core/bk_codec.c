@@ -13,6 +13,7 @@
 #include "bk_codec.h"
 #include "bk_ids.h"
 #include "bk_internal.h"
+#include "bk_money.h"
 #include "bk_time.h"
 
 /* Records, results and rules carry payloads one or two levels below a command's, so
@@ -924,6 +925,337 @@ static void index_path(char path[32], const char *prefix, size_t n, uint32_t i)
 	path[n] = '\0';
 }
 
+/* --- the payload contract of events ------------------------------------------------ */
+
+/*
+ * What each subtype's payload holds, for every reader that dereferences it (evolve, the
+ * projector, the decider through the state evolve builds): the record decoder refuses an
+ * event (schema <= BK_EVENT_SCHEMA) whose payload misses a required field or holds a
+ * field of another type, so no reader meets a payload the processor would not write.
+ * One row per field; fields not listed are free.
+ */
+typedef enum pf_type {
+	PF_STR,	     /* text */
+	PF_ID,	     /* an id (bk_id_valid) */
+	PF_CENTS,    /* an integer within the schema's int (BK_CENTS_MIN..BK_CENTS_MAX) */
+	PF_NUM,	     /* a finite number */
+	PF_TS,	     /* RFC 3339 text */
+	PF_MAP,	     /* a map */
+	PF_ANY,	     /* any value but nil */
+	PF_STRS,     /* an array of text */
+	PF_ITEMS,    /* an array of line items */
+	PF_ITEM,     /* a line item: {id, kind, title, qty, unit_cents, total_cents} */
+	PF_TOTALS,   /* {subtotal_cents, platform_fee_cents, tax_cents, tip_cents, total_cents} */
+	PF_LOCATION, /* {kind, address?} */
+} pf_type;
+
+typedef struct pf_field {
+	const char *key; /* NULL ends a list */
+	uint8_t klen;	 /* strlen(key) */
+	uint8_t type;	 /* pf_type */
+	bool req;
+} pf_field;
+
+/* A row: PF("key", PF_TYPE, required). */
+#define PF(key, type, req)                                                                         \
+	{                                                                                          \
+		key, (uint8_t)(sizeof(key) - 1), type, req                                         \
+	}
+#define PF_END                                                                                     \
+	{                                                                                          \
+		NULL, 0, PF_STR, false                                                             \
+	}
+
+static const pf_field pf_none[] = {PF_END};
+static const pf_field pf_created[] = {PF("mode", PF_STR, true),
+				      PF("buyer_user_id", PF_ID, true),
+				      PF("provider_user_id", PF_ID, false),
+				      PF("service_profile_id", PF_ID, false),
+				      PF("package_id", PF_STR, false),
+				      PF("role_code", PF_STR, true),
+				      PF("city", PF_STR, false),
+				      PF("license_tier", PF_STR, false),
+				      PF("start_ts", PF_TS, true),
+				      PF("end_ts", PF_TS, true),
+				      PF("timezone", PF_STR, true),
+				      PF("currency", PF_STR, true),
+				      PF("location", PF_LOCATION, true),
+				      PF("travel_miles", PF_NUM, false),
+				      PF("line_items", PF_ITEMS, true),
+				      PF("platform_fee_cents", PF_CENTS, true),
+				      PF("tax_cents", PF_CENTS, true),
+				      PF("tip_cents", PF_CENTS, false),
+				      PF("totals", PF_TOTALS, true),
+				      PF("policy", PF_MAP, true),
+				      PF_END};
+static const pf_field pf_status[] = {PF("from", PF_STR, true), PF("chat_thread_id", PF_STR, false),
+				     PF("location_address", PF_STR, false), PF_END};
+static const pf_field pf_req_submitted[] = {PF("request_id", PF_ID, true), PF("mode", PF_STR, true),
+					    PF("message", PF_STR, false),
+					    PF("expires_at", PF_TS, false), PF_END};
+static const pf_field pf_req_simple[] = {PF("request_id", PF_ID, true), PF_END};
+static const pf_field pf_req_expired[] = {PF("request_id", PF_ID, true),
+					  PF("expires_at", PF_TS, false), PF_END};
+static const pf_field pf_req_countered[] = {PF("request_id", PF_ID, true),
+					    PF("line_items", PF_ITEMS, true),
+					    PF("platform_fee_cents", PF_CENTS, true),
+					    PF("tax_cents", PF_CENTS, true),
+					    PF("expires_at", PF_TS, false),
+					    PF_END};
+static const pf_field pf_req_counter_accepted[] = {PF("request_id", PF_ID, true),
+						   PF("line_items", PF_ITEMS, true),
+						   PF("platform_fee_cents", PF_CENTS, true),
+						   PF("tax_cents", PF_CENTS, true),
+						   PF("totals", PF_TOTALS, true),
+						   PF_END};
+static const pf_field pf_invite_sent[] = {PF("invite_id", PF_ID, true),
+					  PF("recipients", PF_STRS, true),
+					  PF("expires_at", PF_TS, false), PF_END};
+static const pf_field pf_invite_responded[] = {PF("invite_id", PF_ID, true),
+					       PF("recipient_user_id", PF_STR, true), PF_END};
+static const pf_field pf_invite_awarded[] = {
+    PF("invite_id", PF_ID, true), PF("recipient_user_id", PF_STR, true),
+    PF("service_profile_id", PF_ID, true), PF("not_awarded", PF_STRS, true), PF_END};
+static const pf_field pf_captured[] = {PF("payment_intent_id", PF_STR, true),
+				       PF("transfer_group", PF_STR, false),
+				       PF("amount_cents", PF_CENTS, true), PF_END};
+static const pf_field pf_refunded[] = {PF("refund_cents", PF_CENTS, true),
+				       PF("line_item", PF_ITEM, true),
+				       PF("totals", PF_TOTALS, true), PF_END};
+static const pf_field pf_tip[] = {PF("tip_cents", PF_CENTS, true), PF("totals", PF_TOTALS, true),
+				  PF_END};
+static const pf_field pf_dispute_opened[] = {
+    PF("dispute_id", PF_ID, true), PF("opened_by", PF_STR, true), PF("reason", PF_ANY, true),
+    PF("description", PF_STR, false), PF_END};
+static const pf_field pf_dispute_updated[] = {PF("dispute_id", PF_ID, true),
+					      PF("status", PF_STR, true), PF_END};
+static const pf_field pf_dispute_resolved[] = {PF("dispute_id", PF_ID, true),
+					       PF("outcome", PF_STR, true),
+					       PF("refund_cents", PF_CENTS, false), PF_END};
+static const pf_field pf_ms_added[] = {PF("milestone_id", PF_ID, true), PF("title", PF_STR, true),
+				       PF("due_ts", PF_TS, false),
+				       PF("amount_cents", PF_CENTS, true), PF_END};
+static const pf_field pf_ms_changed[] = {PF("milestone_id", PF_ID, true), PF_END};
+static const pf_field pf_rescheduled[] = {PF("start_ts", PF_TS, true), PF("end_ts", PF_TS, true),
+					  PF_END};
+/* card.<type>.proposed; its terms (payload.payload) by card type below */
+static const pf_field pf_card_proposed[] = {PF("card_id", PF_ID, true),
+					    PF("created_by", PF_ID, true),
+					    PF("creator_role", PF_STR, true),
+					    PF("due_at", PF_TS, false),
+					    PF("expires_at", PF_TS, false),
+					    PF("payload", PF_MAP, true),
+					    PF_END};
+/* every other card verb; response and line item rules in payload_check */
+static const pf_field pf_card_other[] = {PF("card_id", PF_ID, true),
+					 PF("response_id", PF_STR, false),
+					 PF("superseded_by", PF_STR, false),
+					 PF("expires_at", PF_TS, false),
+					 PF("line_items", PF_ITEMS, false),
+					 PF("totals", PF_TOTALS, false),
+					 PF_END};
+static const pf_field pf_card_response[] = {PF("action", PF_STR, true),
+					    PF("responder_user_id", PF_STR, true), PF_END};
+static const pf_field pf_terms_reschedule[] = {PF("start_ts", PF_TS, true),
+					       PF("end_ts", PF_TS, true), PF_END};
+static const pf_field pf_terms_expense[] = {PF("amount_cents", PF_CENTS, true),
+					    PF("title", PF_STR, true), PF_END};
+static const pf_field pf_terms_extras[] = {PF("line_items", PF_ITEMS, true), PF_END};
+
+static const pf_field *const pf_of_type[BK_EV__COUNT] = {
+    [BK_EV_ORDER_CREATED] = pf_created,
+    [BK_EV_ORDER_STATUS] = pf_status,
+    [BK_EV_REQUEST_SUBMITTED] = pf_req_submitted,
+    [BK_EV_REQUEST_ACCEPTED] = pf_req_simple,
+    [BK_EV_REQUEST_DECLINED] = pf_req_simple,
+    [BK_EV_REQUEST_COUNTERED] = pf_req_countered,
+    [BK_EV_REQUEST_COUNTER_ACCEPTED] = pf_req_counter_accepted,
+    [BK_EV_REQUEST_COUNTER_DECLINED] = pf_req_simple,
+    [BK_EV_REQUEST_EXPIRED] = pf_req_expired,
+    [BK_EV_INVITE_SENT] = pf_invite_sent,
+    [BK_EV_INVITE_RESPONDED] = pf_invite_responded,
+    [BK_EV_INVITE_AWARDED] = pf_invite_awarded,
+    [BK_EV_PAYMENT_CAPTURED] = pf_captured,
+    [BK_EV_PAYMENT_REFUNDED] = pf_refunded,
+    [BK_EV_TIP_ADDED] = pf_tip,
+    [BK_EV_DISPUTE_OPENED] = pf_dispute_opened,
+    [BK_EV_DISPUTE_UPDATED] = pf_dispute_updated,
+    [BK_EV_DISPUTE_RESOLVED] = pf_dispute_resolved,
+    [BK_EV_MILESTONE_ADDED] = pf_ms_added,
+    [BK_EV_MILESTONE_CHANGED] = pf_ms_changed,
+    [BK_EV_NOTE_ADDED] = pf_none,
+    [BK_EV_CALENDAR_RESCHEDULED] = pf_rescheduled,
+    [BK_EV_CARD] = pf_card_other, /* card.<type>.proposed: pf_card_proposed */
+};
+_Static_assert(BK_EV__COUNT == 23, "pf_of_type has a row for every event type");
+
+static const pf_field pf_item[] = {PF("id", PF_ID, true),
+				   PF("kind", PF_STR, true),
+				   PF("title", PF_STR, true),
+				   PF("qty", PF_CENTS, true),
+				   PF("unit_cents", PF_CENTS, true),
+				   PF("total_cents", PF_CENTS, true),
+				   PF_END};
+static const pf_field pf_totals[] = {
+    PF("subtotal_cents", PF_CENTS, true), PF("platform_fee_cents", PF_CENTS, true),
+    PF("tax_cents", PF_CENTS, true),	  PF("tip_cents", PF_CENTS, true),
+    PF("total_cents", PF_CENTS, true),	  PF_END};
+static const pf_field pf_location[] = {PF("kind", PF_STR, true), PF("address", PF_STR, false),
+				       PF_END};
+
+static int pf_check_map(const bk_val *map, const pf_field *fields, const char *path, int depth,
+			char *err, size_t errsz);
+
+/* path + suffix into out (a bounded path for messages); only when a message is wanted
+ * (err not NULL): the checks run without messages first, so valid records pay no
+ * formatting. */
+static const char *pf_path(char out[96], const char *path, const char *fmt, const char *key,
+			   uint32_t i, const char *err)
+{
+	if (err == NULL)
+		return path;
+	int n = snprintf(out, 96, "%s.", path);
+	if (n > 0 && n < 96)
+		snprintf(out + n, (size_t)(96 - n), fmt, key, i);
+	return out;
+}
+
+/* The value of f's key in map (NULL when absent or nil), as bk_map_get finds it. */
+static const bk_val *pf_get(const bk_val *map, const pf_field *f)
+{
+	if (map == NULL || map->type != MSGPACK_OBJECT_MAP)
+		return NULL;
+	for (uint32_t i = 0; i < map->via.map.size; i++) {
+		const msgpack_object *k = &map->via.map.ptr[i].key;
+		if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == f->klen &&
+		    k->via.str.ptr[0] == f->key[0] &&
+		    memcmp(k->via.str.ptr, f->key, f->klen) == 0) {
+			const bk_val *v = &map->via.map.ptr[i].val;
+			return v->type == MSGPACK_OBJECT_NIL ? NULL : v;
+		}
+	}
+	return NULL;
+}
+
+/* One field of map against its row. depth bounds the nesting of item arrays. */
+static int pf_check_field(const bk_val *map, const pf_field *f, const char *path, int depth,
+			  char *err, size_t errsz)
+{
+	bk_vctx c = {err, errsz, path};
+	const bk_val *v = pf_get(map, f), *sub;
+	const char *s;
+	size_t n;
+	int64_t x;
+	double d;
+	bool present;
+	char p[96];
+
+	switch ((pf_type)f->type) {
+	case PF_STR:
+		return bk_take_str(&c, v, f->key, f->req, &s, &n);
+	case PF_ID:
+		return take_id(&c, v, f->key, f->req, &s);
+	case PF_CENTS:
+		if (bk_take_int(&c, v, f->key, f->req, &x, &present) < 0)
+			return -1;
+		if (present && (x < BK_CENTS_MIN || x > BK_CENTS_MAX))
+			return seterr(err, errsz, "%s.%s: expected an integer within -2^31..2^31-1",
+				      path, f->key);
+		return 0;
+	case PF_NUM:
+		return bk_get_num(&c, map, f->key, f->req, &d, &present);
+	case PF_TS:
+		return bk_take_ts(&c, v, f->key, f->req, &x);
+	case PF_MAP:
+		return bk_take_map(&c, v, f->key, f->req, &sub);
+	case PF_ANY:
+		if (v == NULL && f->req)
+			return seterr(err, errsz, "%s.%s: is required", path, f->key);
+		return 0;
+	case PF_STRS:
+	case PF_ITEMS:
+		if (bk_take_arr(&c, v, f->key, f->req, &sub) < 0)
+			return -1;
+		for (uint32_t i = 0; sub != NULL && i < sub->via.array.size; i++) {
+			const bk_val *el = &sub->via.array.ptr[i];
+			if (f->type == PF_STRS) {
+				if (el->type != MSGPACK_OBJECT_STR)
+					return seterr(err, errsz, "%s.%s[%u]: expected a string",
+						      path, f->key, i);
+			} else if (el->type != MSGPACK_OBJECT_MAP) {
+				return seterr(err, errsz, "%s.%s[%u]: expected a line item (a map)",
+					      path, f->key, i);
+			} else if (pf_check_map(el, pf_item,
+						pf_path(p, path, "%s[%u]", f->key, i, err),
+						depth + 1, err, errsz) < 0) {
+				return -1;
+			}
+		}
+		return 0;
+	case PF_ITEM:
+	case PF_TOTALS:
+	case PF_LOCATION:
+		if (bk_take_map(&c, v, f->key, f->req, &sub) < 0)
+			return -1;
+		if (sub == NULL)
+			return 0;
+		return pf_check_map(sub,
+				    f->type == PF_ITEM	   ? pf_item
+				    : f->type == PF_TOTALS ? pf_totals
+							   : pf_location,
+				    pf_path(p, path, "%s", f->key, 0, err), depth + 1, err, errsz);
+	}
+	return seterr(err, errsz, "%s.%s: no rule", path, f->key);
+}
+
+static int pf_check_map(const bk_val *map, const pf_field *fields, const char *path, int depth,
+			char *err, size_t errsz)
+{
+	if (depth > 4)
+		return seterr(err, errsz, "%s: nested too deep", path);
+	for (const pf_field *f = fields; f->key != NULL; f++)
+		if (pf_check_field(map, f, path, depth, err, errsz) < 0)
+			return -1;
+	return 0;
+}
+
+/* The payload of e (its subtype parsed) against the contract. path names the event;
+ * err NULL: no message (and no path formatting), only the verdict. */
+static int payload_check(const bk_event *e, const char *path, char *err, size_t errsz)
+{
+	char pp[96] = "", tp[112] = "";
+	const bk_val *p = &e->payload;
+	if (err != NULL)
+		snprintf(pp, sizeof(pp), "%s.payload", path);
+	if (e->type != BK_EV_CARD)
+		return pf_check_map(p, pf_of_type[e->type], pp, 0, err, errsz);
+	if (e->sub == BK_CV_PROPOSED) {
+		if (pf_check_map(p, pf_card_proposed, pp, 0, err, errsz) < 0)
+			return -1;
+		const pf_field *terms = e->card_type == BK_CT_RESCHEDULE ? pf_terms_reschedule
+					: e->card_type == BK_CT_EXPENSE	 ? pf_terms_expense
+					: e->card_type == BK_CT_EXTRAS	 ? pf_terms_extras
+									 : pf_none;
+		if (err != NULL)
+			snprintf(tp, sizeof(tp), "%s.payload", pp);
+		return pf_check_map(bk_map_get(p, "payload"), terms, tp, 1, err, errsz);
+	}
+	if (pf_check_map(p, pf_card_other, pp, 0, err, errsz) < 0)
+		return -1;
+	if (bk_map_get(p, "response_id") != NULL &&
+	    pf_check_map(p, pf_card_response, pp, 0, err, errsz) < 0)
+		return -1;
+	if (e->sub == BK_CV_SUPERSEDED && bk_map_get(p, "superseded_by") == NULL)
+		return seterr(err, errsz, "%s.superseded_by: is required", pp);
+	bool items = bk_map_get(p, "line_items") != NULL;
+	if (e->sub == BK_CV_ACCEPTED &&
+	    (e->card_type == BK_CT_EXTRAS || e->card_type == BK_CT_EXPENSE) && !items)
+		return seterr(err, errsz, "%s.line_items: is required", pp);
+	if (items && bk_map_get(p, "totals") == NULL)
+		return seterr(err, errsz, "%s.totals: is required with line_items", pp);
+	return 0;
+}
+
 /* The fields of an event in a record, in the order the encoder writes them. */
 enum {
 	E_EVENT_ID,
@@ -963,17 +1295,17 @@ static int event_from_val(const bk_val *v, const char *path, bk_event *ret, char
 	    take_id(&c, f[E_ORDER_ID], "order_id", true, &e.order_id) < 0 ||
 	    bk_take_int(&c, f[E_SEQ], "seq", true, &e.seq, NULL) < 0)
 		return -1;
-	if (e.seq < 1)
-		return seterr(err, errsz, "%s.seq: expected a positive integer", path);
+	if (e.seq < 1 || e.seq > BK_RECORD_SEQ_MAX)
+		return seterr(err, errsz, "%s.seq: expected a positive integer up to 2^31-1", path);
 	if (bk_take_str(&c, f[E_KIND], "kind", true, &s, &n) < 0)
 		return -1;
-	bool kind_ok = false;
+	int kind = -1;
 	for (int k = 0; k < BK_EK__COUNT; k++) {
 		const char *kn = bk_ev_kind_name((bk_ev_kind)k);
 		if (kn[0] == s[0] && strlen(kn) == n && memcmp(kn, s, n) == 0)
-			kind_ok = true;
+			kind = k;
 	}
-	if (!kind_ok)
+	if (kind < 0)
 		return seterr(err, errsz,
 			      "%s.kind: expected one of system, card, payment, calendar, note",
 			      path);
@@ -982,11 +1314,19 @@ static int event_from_val(const bk_val *v, const char *path, bk_event *ret, char
 	if (bk_event_subtype_parse(s, n, &e.type, &e.sub, &e.card_type) < 0)
 		return seterr(err, errsz, "%s.subtype: unknown subtype \"%.*s\"", path,
 			      n > 64 ? 64 : (int)n, s);
+	/* the kind follows from the subtype (and the encoder writes it so): a record that
+	 * says otherwise would not re-encode to its hashed bytes */
+	if (kind != (int)bk_event_kind(&e))
+		return seterr(err, errsz, "%s.kind: %s events are of kind %s", path,
+			      bk_event_subtype_name(&e), bk_ev_kind_name(bk_event_kind(&e)));
 	if (take_id(&c, f[E_ACTOR_USER_ID], "actor_user_id", false, &e.actor_user_id) < 0 ||
-	    take_id(&c, f[E_COMMAND_ID], "command_id", false, &e.command_id) < 0 ||
+	    take_id(&c, f[E_COMMAND_ID], "command_id", true, &e.command_id) < 0 ||
 	    bk_take_int(&c, f[E_CREATED_AT], "created_at", true, &e.created_at, NULL) < 0 ||
 	    bk_take_int(&c, f[E_SCHEMA], "schema", true, &x, &present) < 0)
 		return -1;
+	if (e.created_at < TS_TEXT_MIN || e.created_at > TS_TEXT_MAX)
+		return seterr(err, errsz, "%s.created_at: timestamp out of range (years 0000-9999)",
+			      path);
 	if (x < 1 || x > UINT32_MAX)
 		return seterr(err, errsz, "%s.schema: expected a positive integer", path);
 	e.schema = (uint32_t)x;
@@ -997,6 +1337,15 @@ static int event_from_val(const bk_val *v, const char *path, bk_event *ret, char
 	if (take_hash(&c, f[E_PREV_HASH], "prev_hash", e.prev_hash) < 0 ||
 	    take_hash(&c, f[E_HASH], "hash", e.hash) < 0)
 		return -1;
+	/* a schema this code knows has its payload checked; a later one is left to the
+	 * readers to refuse (the projector quarantines it as an unknown version) */
+	if (e.schema <= BK_EVENT_SCHEMA && payload_check(&e, path, NULL, 0) < 0) {
+		/* again, with the message */
+		if (payload_check(&e, path, err, errsz) == 0)
+			seterr(err, errsz, "%s.payload: does not hold what its subtype needs",
+			       path);
+		return -1;
+	}
 	*ret = e;
 	return 0;
 }
@@ -1023,10 +1372,14 @@ int bk_codec_record_decode(const void *buf, size_t n, msgpack_zone *z, bk_record
 		return seterr(err, errsz, "v: unsupported record version %lld", (long long)ver);
 	const bk_val *evs;
 	if (take_id(&c, f[1], "order_id", true, &r.order_id) < 0 ||
-	    take_id(&c, f[2], "command_id", false, &r.command_id) < 0 ||
+	    take_id(&c, f[2], "command_id", true, &r.command_id) < 0 ||
 	    bk_take_arr(&c, f[3], "events", true, &evs) < 0)
 		return -1;
 	r.n = evs->via.array.size;
+	/* one command's events: at least one (no record is written without), at most what
+	 * the decider may produce */
+	if (r.n < 1 || r.n > BK_MAX_EVENTS)
+		return seterr(err, errsz, "events: expected 1 to %d events", BK_MAX_EVENTS);
 	if (r.n > 0) {
 		r.events = msgpack_zone_malloc(z, (size_t)r.n * sizeof(bk_event));
 		if (r.events == NULL)

@@ -59,7 +59,34 @@ int bk_codec_event_canon(const bk_event *e, msgpack_sbuffer *sb);
 int bk_codec_event_seal(bk_event *e, msgpack_sbuffer *scratch);
 /* Whole record, appended to sb. */
 int bk_codec_record_encode(const bk_record *r, msgpack_sbuffer *sb);
-/* Decode a record; events and strings in z. Checks types and field presence, not hashes. */
+/* The highest seq a record may carry (an order's events number at most this many). */
+#define BK_RECORD_SEQ_MAX INT64_C(2147483647)
+
+/*
+ * Decode a record; events and strings in z. Checks types, ranges and field presence,
+ * not hashes, seals or links (the reader rule's job).
+ *
+ * A decoded record guarantees, so that evolve, the engine (bk_engine_read), the
+ * projector, verify and replay may rely on it without checking again:
+ *  - order_id and command_id are ids (bk_id_valid: non-NULL, NUL-terminated, shorter
+ *    than BK_ID_MAX); events is an array of n events, 1 <= n <= BK_MAX_EVENTS;
+ *  - every event has: event_id, order_id (equal to the record's) and command_id as ids
+ *    (never NULL; command_id may differ from the record's for lazy-expiry events);
+ *    actor_user_id NULL or an id; 1 <= seq <= BK_RECORD_SEQ_MAX; a known subtype
+ *    (type < BK_EV__COUNT; sub < BK_ST__COUNT, BK_MS__COUNT or BK_CV__COUNT and
+ *    card_type < BK_CT__COUNT as the type requires) whose kind is the `kind` written;
+ *    created_at within years 0000-9999 (as a command's `at`); schema >= 1; payload a
+ *    map (absent/nil: the empty map); prev_hash and hash of exactly BK_HASH_LEN bytes;
+ *  - for schema <= BK_EVENT_SCHEMA, the payload holds every field its subtype's readers
+ *    require, with its type: ids where evolve copies into id buffers, cents integers
+ *    within BK_CENTS_MIN..BK_CENTS_MAX, RFC 3339 text for times, line items as
+ *    {id, kind, title, qty, unit_cents, total_cents}, totals with their five cents,
+ *    card terms by card type (the table pf_of_type in bk_codec.c lists them); a later
+ *    schema's payload is only known to be a map;
+ *  - every string is valid UTF-8 without NUL bytes, NUL-terminated in z.
+ * Evolve still checks what depends on the state (seq and link, known ids, from-status,
+ * money overflow) and returns an error for it; it never crashes on a decoded event.
+ */
 int bk_codec_record_decode(const void *buf, size_t n, msgpack_zone *z, bk_record *ret, char *err,
 			   size_t errsz);
 

@@ -322,6 +322,8 @@ static int ev_status(ectx *x)
 	if (bk_get_str(&x->v, &x->e->payload, "from", true, &s, &n) < 0)
 		return -1;
 	int from = bk_status_from(s, n);
+	if (x->e->sub >= BK_ST__COUNT)
+		return fail(x, "%s", "unknown status");
 	if (from != x->o->status)
 		return fail(x, "the order is %s, not the event's from-status",
 			    bk_status_name((bk_status)x->o->status));
@@ -446,9 +448,12 @@ static int ev_refund(ectx *x)
 		return oom(x);
 	if (bk_li_parse(&x->v, &one, false, x->z, &v, &n, &ovf) < 0)
 		return -1;
+	int64_t refunded;
+	if (!bk_cents_add(x->o->money.refunded, amount, &refunded))
+		return fail(x, "%s", "refunded total overflows the schema's int");
 	if (!bk_items_append(&x->o->items, v, n))
 		return oom(x);
-	x->o->money.refunded += amount;
+	x->o->money.refunded = refunded;
 	return recompute(x);
 }
 
@@ -456,6 +461,8 @@ static int ev_card(ectx *x)
 {
 	bk_order *o = x->o;
 	const bk_val *p = &x->e->payload;
+	if (x->e->card_type >= BK_CT__COUNT)
+		return fail(x, "%s", "unknown card type");
 	if (x->e->sub == BK_CV_PROPOSED) {
 		GROW(o->cards, o->n_cards, o->cap_cards);
 		bk_card *c = &o->cards[o->n_cards];
@@ -571,15 +578,21 @@ static int apply(ectx *x)
 	case BK_EV_PAYMENT_CAPTURED:
 		if (bk_get_int(&x->v, p, "amount_cents", true, &v, NULL) < 0)
 			return -1;
-		o->money.paid += v;
+		if (!bk_cents_add(o->money.paid, v, &o->money.paid))
+			return fail(x, "%s", "paid total overflows the schema's int");
 		return 0;
 	case BK_EV_PAYMENT_REFUNDED:
 		return ev_refund(x);
-	case BK_EV_TIP_ADDED:
+	case BK_EV_TIP_ADDED: {
+		bk_money m = o->money; /* the order keeps its money when the tip does not fit */
 		if (bk_get_int(&x->v, p, "tip_cents", true, &v, NULL) < 0)
 			return -1;
-		o->money.tip = v;
-		return recompute(x);
+		m.tip = v;
+		if (!bk_money_recompute(&o->items, &m))
+			return fail(x, "%s", "totals overflow the schema's int");
+		o->money = m;
+		return 0;
+	}
 	case BK_EV_DISPUTE_OPENED: {
 		GROW(o->disputes, o->n_disputes, o->cap_disputes);
 		bk_dispute *d = &o->disputes[o->n_disputes];
@@ -611,6 +624,10 @@ static int apply(ectx *x)
 		if (get_id(x, "milestone_id", m->id) < 0 ||
 		    bk_get_int(&x->v, p, "amount_cents", true, &m->amount_cents, NULL) < 0)
 			return -1;
+		/* the decider adds milestone amounts up: each must fit the schema's int (a
+		 * later schema's payload reaches here unchecked by the decoder) */
+		if (!bk_cents_fits(m->amount_cents))
+			return fail(x, "%s", "amount_cents overflows the schema's int");
 		m->status = BK_MS_OPEN;
 		o->n_ms++;
 		return 0;
@@ -621,6 +638,8 @@ static int apply(ectx *x)
 		bk_milestone *m = bk_order_milestone(o, s, n);
 		if (!m)
 			return fail(x, "%s", "unknown milestone");
+		if (x->e->sub >= BK_MS__COUNT)
+			return fail(x, "%s", "unknown milestone state");
 		m->status = x->e->sub;
 		return 0;
 	}
@@ -673,6 +692,9 @@ static int seen_add(bk_order *o, const char *id)
 int bk_evolve(bk_order *o, const bk_event *e, char *errstr, size_t errstr_size)
 {
 	ectx x = {.o = o, .e = e, .v = {errstr, errstr_size, "payload"}};
+	/* what bk_codec_record_decode guarantees, checked for events built elsewhere */
+	if (e->event_id == NULL || e->order_id == NULL || e->command_id == NULL)
+		return fail(&x, "%s", "event without event_id, order_id or command_id");
 	if (e->seq != o->version + 1)
 		return fail(&x, "%s", "does not follow the order's version");
 	if (memcmp(e->prev_hash, bk_order_last_hash(o), BK_HASH_LEN) != 0)

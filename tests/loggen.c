@@ -63,9 +63,11 @@ static int produce_mutated(gen *g, const bk_record *src, int what)
 	msgpack_sbuffer_init(&sb);
 	bk_event *e = &rec.events[rec.n - 1];
 	rec.n = 1;
-	if (what == 'f') { /* fork: same seq and prev_hash as the last event, other content */
+	/* fork: same seq and prev_hash as the last event, other content (a second writer's
+	 * id and clock; the payload stays one its subtype allows, so the record decodes) */
+	if (what == 'f') {
 		rec.events[0] = *e;
-		rec.events[0].payload = (bk_val){.type = MSGPACK_OBJECT_MAP};
+		rec.events[0].created_at += 1000000;
 		rec.events[0].event_id = "tev_forked_by_a_second_writer";
 		bk_codec_event_seal(&rec.events[0], &sb);
 	} else { /* illegal: the next seq, validly chained, an order.completed from anywhere */

@@ -6,16 +6,21 @@
  * huge declared lengths, deep nesting, bad UTF-8, NUL bytes, fuzz) that must fail cleanly.
  */
 #include <check.h>
+#include <dirent.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "bk_codec.h"
+#include "bk_engine.h"
 #include "bk_ids.h"
 #include "bk_internal.h"
+#include "bk_money.h"
 #include "bk_time.h"
+#include "fixture_run.h"
 
 #define ERRSZ 256
 
@@ -146,6 +151,59 @@ static char *enc_cmd(const bk_command *c, size_t *ret_n)
 	return msgpack_sbuffer_release(&sb);
 }
 
+/* A payload the record decoder accepts for the sample record's event seq: the sample
+ * payload (fields no reader needs are free) with what its subtype requires (SPEC §4;
+ * bk_codec.h): seq 1 order.created, seq 2 card.reschedule.proposed, seq 3 note.added
+ * without a payload (nil: the empty map). */
+static bk_val sample_event_payload(msgpack_zone *z, int64_t seq)
+{
+	if (seq == 3)
+		return bk_val_nil();
+	bk_val base = sample_payload(z);
+	bk_mapb b, li, tot, terms;
+	ck_assert(bk_mapb_init(&b, z, base.via.map.size + 8));
+	for (uint32_t i = 0; i < base.via.map.size; i++) {
+		const msgpack_object_kv *kv = &base.via.map.ptr[i];
+		if (seq == 1 && bk_val_streq(&kv->key, "line_items"))
+			continue; /* replaced by items with ids and totals */
+		ck_assert(bk_mapb_val(&b, kv->key.via.str.ptr, kv->val));
+	}
+	if (seq == 1) {
+		bk_val items;
+		ck_assert(bk_mapb_init(&li, z, 6));
+		ck_assert(bk_mapb_str(&li, "id", "li_01"));
+		ck_assert(bk_mapb_str(&li, "kind", "package"));
+		ck_assert(bk_mapb_str(&li, "title", "Half day"));
+		ck_assert(bk_mapb_int(&li, "qty", 2));
+		ck_assert(bk_mapb_int(&li, "unit_cents", 15000));
+		ck_assert(bk_mapb_int(&li, "total_cents", 30000));
+		ck_assert(bk_val_arr(z, 1, &items));
+		items.via.array.ptr[0] = bk_mapb_done(&li);
+		ck_assert(bk_mapb_init(&tot, z, 5));
+		ck_assert(bk_mapb_int(&tot, "subtotal_cents", 30000));
+		ck_assert(bk_mapb_int(&tot, "platform_fee_cents", 3000));
+		ck_assert(bk_mapb_int(&tot, "tax_cents", 0));
+		ck_assert(bk_mapb_int(&tot, "tip_cents", 0));
+		ck_assert(bk_mapb_int(&tot, "total_cents", 33000));
+		ck_assert(bk_mapb_val(&b, "line_items", items));
+		ck_assert(bk_mapb_str(&b, "buyer_user_id", "usr_buyer1"));
+		ck_assert(bk_mapb_str(&b, "role_code", "photographer"));
+		ck_assert(bk_mapb_str(&b, "timezone", "America/New_York"));
+		ck_assert(bk_mapb_str(&b, "currency", "usd"));
+		ck_assert(bk_mapb_int(&b, "tax_cents", 0));
+		ck_assert(bk_mapb_val(&b, "totals", bk_mapb_done(&tot)));
+	} else {
+		ck_assert(bk_mapb_init(&terms, z, 2));
+		ck_assert(bk_mapb_ts(&terms, "start_ts", ts("2026-12-02T15:00:00Z")));
+		ck_assert(bk_mapb_ts(&terms, "end_ts", ts("2026-12-02T19:00:00Z")));
+		ck_assert(bk_mapb_str(&b, "card_id", "acd_01"));
+		ck_assert(bk_mapb_str(&b, "created_by", "usr_buyer1"));
+		ck_assert(bk_mapb_str(&b, "creator_role", "buyer"));
+		ck_assert(bk_mapb_val(&b, "payload", bk_mapb_done(&terms)));
+	}
+	return bk_mapb_done(&b);
+}
+
 static void make_event(msgpack_zone *z, bk_event *e, int64_t seq, const char *subtype,
 		       const uint8_t prev[BK_HASH_LEN])
 {
@@ -161,7 +219,7 @@ static void make_event(msgpack_zone *z, bk_event *e, int64_t seq, const char *su
 	e->command_id = "cmd_01JABCDEF";
 	e->created_at = ts("2026-11-20T10:00:00.123456Z") + seq;
 	e->schema = BK_EVENT_SCHEMA;
-	e->payload = seq == 3 ? bk_val_nil() : sample_payload(z);
+	e->payload = sample_event_payload(z, seq);
 	memcpy(e->prev_hash, prev, BK_HASH_LEN);
 }
 
@@ -169,7 +227,7 @@ static void make_event(msgpack_zone *z, bk_event *e, int64_t seq, const char *su
 static bk_record sample_record(msgpack_zone *z)
 {
 	static const char *const subs[] = {"order.created", "card.reschedule.proposed",
-					   "order.confirmed"};
+					   "note.added"};
 	bk_record r;
 	uint8_t prev[BK_HASH_LEN] = {0};
 	msgpack_sbuffer scratch;
@@ -1003,14 +1061,14 @@ START_TEST(test_record_errors)
 	ck_assert_str_eq(err, "events[1].order_id: differs from the record's order_id");
 	r.events[1].order_id = r.order_id;
 
-	/* the path names events past 9 and 99 */
+	/* the path names events past 9 (a record holds at most BK_MAX_EVENTS) */
 	bk_record rl = r;
-	rl.n = 101;
-	rl.events = msgpack_zone_malloc(zone, rl.n * sizeof(bk_event));
+	rl.n = BK_MAX_EVENTS;
+	rl.events = msgpack_zone_malloc(zone, (rl.n + 1) * sizeof(bk_event));
 	ck_assert_ptr_nonnull(rl.events);
-	for (uint32_t i = 0; i < rl.n; i++)
+	for (uint32_t i = 0; i <= rl.n; i++)
 		rl.events[i] = r.events[i % 3];
-	static const uint32_t bad_at[] = {10, 11, 99, 100};
+	static const uint32_t bad_at[] = {9, 10, 11, BK_MAX_EVENTS - 1};
 	for (size_t b = 0; b < sizeof(bad_at) / sizeof(bad_at[0]); b++) {
 		char want[80];
 		snprintf(want, sizeof(want),
@@ -1023,6 +1081,12 @@ START_TEST(test_record_errors)
 		ck_assert_str_eq(err, want);
 		rl.events[bad_at[b]].order_id = r.order_id;
 	}
+	/* one event more than a command may produce */
+	rl.n = BK_MAX_EVENTS + 1;
+	msgpack_sbuffer_clear(&sb);
+	ck_assert_int_eq(bk_codec_record_encode(&rl, &sb), 0);
+	ck_assert_int_eq(bk_codec_record_decode(sb.data, sb.size, zone, &d, err, sizeof(err)), -1);
+	ck_assert_str_eq(err, "events: expected 1 to 64 events");
 	msgpack_sbuffer_clear(&sb);
 
 	/* hand-made records with one field wrong */
@@ -1108,8 +1172,8 @@ START_TEST(test_event_json)
 	o = bk_event_to_json(&r.events[2], -1, 0);
 	ck_assert_ptr_null(json_object_get(o, "partition"));
 	ck_assert_ptr_null(json_object_get(o, "offset"));
-	ck_assert_str_eq(json_string_value(json_object_get(o, "subtype")), "order.confirmed");
-	ck_assert_str_eq(json_string_value(json_object_get(o, "kind")), "system");
+	ck_assert_str_eq(json_string_value(json_object_get(o, "subtype")), "note.added");
+	ck_assert_str_eq(json_string_value(json_object_get(o, "kind")), "note");
 	ck_assert_str_eq(json_string_value(json_object_get(o, "actor_user_id")), "usr_buyer1");
 	ck_assert_int_eq(json_object_size(json_object_get(o, "payload")), 0);
 	ck_assert_int_eq(json_object_size(o), 12);
@@ -2088,6 +2152,571 @@ START_TEST(test_fuzz)
 }
 END_TEST
 
+/* --- the record decoder's contract (bk_codec.h): what it accepts, evolve can apply --- */
+
+/* The k-th map entry, depth first, in v (maps inside arrays included); NULL past the
+ * last. *k counts down. */
+static msgpack_object_kv *nth_kv(msgpack_object *v, uint32_t *k)
+{
+	if (v->type == MSGPACK_OBJECT_MAP) {
+		for (uint32_t i = 0; i < v->via.map.size; i++) {
+			msgpack_object_kv *kv = &v->via.map.ptr[i];
+			if ((*k)-- == 0)
+				return kv;
+			msgpack_object_kv *r = nth_kv(&kv->val, k);
+			if (r != NULL)
+				return r;
+		}
+	} else if (v->type == MSGPACK_OBJECT_ARRAY) {
+		for (uint32_t i = 0; i < v->via.array.size; i++) {
+			msgpack_object_kv *r = nth_kv(&v->via.array.ptr[i], k);
+			if (r != NULL)
+				return r;
+		}
+	}
+	return NULL;
+}
+
+/* The value under key in map (msgpack-c objects: strings are not NUL-terminated). */
+static msgpack_object *obj_get(msgpack_object *map, const char *key)
+{
+	size_t n = strlen(key);
+	if (map->type != MSGPACK_OBJECT_MAP)
+		return NULL;
+	for (uint32_t i = 0; i < map->via.map.size; i++) {
+		msgpack_object *k = &map->via.map.ptr[i].key;
+		if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == n &&
+		    memcmp(k->via.str.ptr, key, n) == 0)
+			return &map->via.map.ptr[i].val;
+	}
+	return NULL;
+}
+
+typedef struct contract_run {
+	const char *file;
+	bk_engine *rest;    /* reads every record as the processor's restore does */
+	long accepted;	    /* mutated records the decoder accepted (evolve then applied) */
+	long rejected;	    /* mutated records the decoder refused */
+	msgpack_sbuffer sb; /* scratch */
+} contract_run;
+
+enum { MUT_REMOVE, MUT_BOOL, MUT__COUNT };
+
+/*
+ * Every events record the fixtures produce decodes; and for each of its events, every
+ * payload field at any depth removed (or turned into a boolean): either the decoder
+ * refuses the record, or evolve applies the event to the order as it stood (so the
+ * decoder's contract holds everything evolve needs). Then the record itself is read by
+ * the restore engine.
+ */
+static int contract_cb(void *opaque, const bk_record *r, const void *bytes, size_t n)
+{
+	contract_run *c = opaque;
+	char err[256];
+	msgpack_zone z;
+	bk_record d;
+	(void)r;
+	ck_assert(msgpack_zone_init(&z, 4096));
+	ck_assert_msg(bk_codec_record_decode(bytes, n, &z, &d, err, sizeof(err)) == 0,
+		      "%s: a record the processor wrote does not decode: %s", c->file, err);
+	const bk_order *before = bk_engine_order(c->rest, d.order_id);
+	for (uint32_t i = 0; i < d.n; i++) {
+		for (int op = 0; op < MUT__COUNT; op++) {
+			for (uint32_t k = 0;; k++) {
+				msgpack_zone mz;
+				msgpack_object root;
+				size_t off = 0;
+				ck_assert(msgpack_zone_init(&mz, 4096));
+				ck_assert_int_eq(msgpack_unpack(bytes, n, &off, &mz, &root),
+						 MSGPACK_UNPACK_SUCCESS);
+				msgpack_object *evs = obj_get(&root, "events");
+				msgpack_object *pay = obj_get(&evs->via.array.ptr[i], "payload");
+				uint32_t left = k;
+				msgpack_object_kv *kv = nth_kv(pay, &left);
+				if (kv == NULL) {
+					msgpack_zone_destroy(&mz);
+					break;
+				}
+				char key[64];
+				snprintf(key, sizeof(key), "%.*s", (int)kv->key.via.str.size,
+					 kv->key.via.str.ptr);
+				if (op == MUT_REMOVE) {
+					kv->key.via.str.ptr = "zz_removed";
+					kv->key.via.str.size = 10;
+				} else {
+					kv->val.type = MSGPACK_OBJECT_BOOLEAN;
+					kv->val.via.boolean = true;
+				}
+				msgpack_packer pk;
+				msgpack_sbuffer_clear(&c->sb);
+				msgpack_packer_init(&pk, &c->sb, msgpack_sbuffer_write);
+				ck_assert_int_eq(msgpack_pack_object(&pk, root), 0);
+				bk_record m;
+				if (bk_codec_record_decode(c->sb.data, c->sb.size, &mz, &m, err,
+							   sizeof(err)) < 0) {
+					c->rejected++;
+					msgpack_zone_destroy(&mz);
+					continue;
+				}
+				c->accepted++;
+				bk_order *o =
+				    before ? bk_order_clone(before) : bk_order_new(m.order_id);
+				ck_assert_ptr_nonnull(o);
+				for (uint32_t j = 0; j <= i; j++) {
+					char sub[64];
+					ck_assert_msg(
+					    bk_evolve(o, &m.events[j], err, sizeof(err)) == 0,
+					    "%s: %s with payload field %s %s: decoded, but "
+					    "evolve refused it: %s",
+					    c->file, bk_event_subtype(&m.events[j], sub, 64), key,
+					    op == MUT_REMOVE ? "removed" : "a boolean", err);
+				}
+				bk_order_free(o);
+				msgpack_zone_destroy(&mz);
+			}
+		}
+	}
+	bk_chain_verdict v[BK_MAX_EVENTS];
+	ck_assert_msg(bk_engine_read(c->rest, &d, v, err, sizeof(err)) == 0, "%s: %s", c->file,
+		      err);
+	for (uint32_t i = 0; i < d.n; i++)
+		ck_assert_int_eq(v[i], BK_CHAIN_NEXT);
+	msgpack_zone_destroy(&z);
+	return 0;
+}
+
+START_TEST(test_record_contract_fixtures)
+{
+	DIR *dir = opendir(SRCDIR "/fixtures");
+	ck_assert_ptr_nonnull(dir);
+	struct dirent *de;
+	int files = 0;
+	long accepted = 0, rejected = 0;
+	while ((de = readdir(dir)) != NULL) {
+		size_t len = strlen(de->d_name);
+		if (len < 7 || strcmp(de->d_name + len - 6, ".jsonl") != 0)
+			continue;
+		char path[1024], err[256];
+		snprintf(path, sizeof(path), "%s/fixtures/%s", SRCDIR, de->d_name);
+		bk_engine *live = bk_engine_new();
+		contract_run c = {.file = de->d_name, .rest = bk_engine_new()};
+		msgpack_sbuffer_init(&c.sb);
+		json_t *fails = json_array();
+		ck_assert_msg(fx_run_file_cb(live, path, fails, contract_cb, &c, err, sizeof(err)) >
+				  0,
+			      "%s: %s", path, err);
+		/* the restore engine, fed the records, holds what the writer holds */
+		json_t *a = fx_engine_summary(live), *b = fx_engine_summary(c.rest);
+		ck_assert_msg(json_equal(a, b), "%s: restored state differs", de->d_name);
+		json_decref(a);
+		json_decref(b);
+		json_decref(fails);
+		accepted += c.accepted;
+		rejected += c.rejected;
+		msgpack_sbuffer_destroy(&c.sb);
+		bk_engine_free(c.rest);
+		bk_engine_free(live);
+		files++;
+	}
+	closedir(dir);
+	ck_assert_int_gt(files, 10);
+	/* both ways taken: optional fields removed decode, required ones do not */
+	ck_assert_int_gt(accepted, 100);
+	ck_assert_int_gt(rejected, 100);
+}
+END_TEST
+
+/* --- holes the record decoder closes (issue #10 item 7), one case each --- */
+
+enum { ED_DEL, ED_STR, ED_INT, ED_ADD_STR, ED_ADD_ARR0 };
+typedef struct rec_edit {
+	const char *path; /* dot-separated keys and array indexes from the record's root */
+	int op;
+	const char *s;
+	int64_t i;
+} rec_edit;
+
+/* The object at path (every component but the last) and the last component. */
+static msgpack_object *walk(msgpack_object *root, const char *path, char last[64])
+{
+	char buf[256];
+	snprintf(buf, sizeof(buf), "%s", path);
+	msgpack_object *o = root;
+	char *save = NULL, *tok = strtok_r(buf, ".", &save), *next;
+	for (; tok != NULL; tok = next) {
+		next = strtok_r(NULL, ".", &save);
+		if (next == NULL) {
+			snprintf(last, 64, "%s", tok);
+			return o;
+		}
+		if (o->type == MSGPACK_OBJECT_ARRAY)
+			o = &o->via.array.ptr[atoi(tok)];
+		else
+			o = obj_get(o, tok);
+		ck_assert_msg(o != NULL, "%s: no %s", path, tok);
+	}
+	return NULL;
+}
+
+static void apply_edit(msgpack_object *root, msgpack_zone *z, const rec_edit *ed)
+{
+	char key[64];
+	msgpack_object *m = walk(root, ed->path, key);
+	ck_assert_ptr_nonnull(m);
+	if (m->type == MSGPACK_OBJECT_NIL) { /* a nil payload: an empty map to add to */
+		m->type = MSGPACK_OBJECT_MAP;
+		m->via.map.size = 0;
+		m->via.map.ptr = NULL;
+	}
+	ck_assert_int_eq(m->type, MSGPACK_OBJECT_MAP);
+	if (ed->op == ED_ADD_STR || ed->op == ED_ADD_ARR0) {
+		uint32_t n = m->via.map.size;
+		msgpack_object_kv *kv = msgpack_zone_malloc(z, (n + 1) * sizeof(*kv));
+		ck_assert_ptr_nonnull(kv);
+		if (n > 0)
+			memcpy(kv, m->via.map.ptr, n * sizeof(*kv));
+		kv[n].key.type = kv[n].val.type = MSGPACK_OBJECT_STR;
+		kv[n].key.via.str.ptr = ed->path + strlen(ed->path) - strlen(key);
+		kv[n].key.via.str.size = (uint32_t)strlen(key);
+		if (ed->op == ED_ADD_ARR0) {
+			kv[n].val.type = MSGPACK_OBJECT_ARRAY;
+			kv[n].val.via.array.size = 0;
+			kv[n].val.via.array.ptr = NULL;
+		} else {
+			kv[n].val.via.str.ptr = ed->s;
+			kv[n].val.via.str.size = (uint32_t)strlen(ed->s);
+		}
+		m->via.map.ptr = kv;
+		m->via.map.size = n + 1;
+		return;
+	}
+	msgpack_object *v = obj_get(m, key);
+	ck_assert_msg(v != NULL, "%s: no such field", ed->path);
+	msgpack_object_kv *kv = (msgpack_object_kv *)((char *)v - offsetof(msgpack_object_kv, val));
+	switch (ed->op) {
+	case ED_DEL:
+		kv->key.via.str.ptr = "zz_removed";
+		kv->key.via.str.size = 10;
+		break;
+	case ED_STR:
+		v->type = MSGPACK_OBJECT_STR;
+		v->via.str.ptr = ed->s;
+		v->via.str.size = (uint32_t)strlen(ed->s);
+		break;
+	default:
+		if (ed->i >= 0) {
+			v->type = MSGPACK_OBJECT_POSITIVE_INTEGER;
+			v->via.u64 = (uint64_t)ed->i;
+		} else {
+			v->type = MSGPACK_OBJECT_NEGATIVE_INTEGER;
+			v->via.i64 = ed->i;
+		}
+	}
+}
+
+static const struct hole_case {
+	const char *what;
+	rec_edit ed[3];	  /* up to three edits; path NULL ends */
+	const char *want; /* prefix of the decoder's complaint; NULL: accepted */
+} hole_cases[] = {
+    {"an event without command_id (evolve did strcmp(last, NULL))",
+     {{"events.0.command_id", ED_DEL, NULL, 0}},
+     "events[0].command_id: is required"},
+    {"an event with a nil command_id",
+     {{"events.1.command_id", ED_STR, "", 0}},
+     "events[1].command_id: expected an id"},
+    {"a record without command_id", {{"command_id", ED_DEL, NULL, 0}}, "command_id: is required"},
+    {"a kind that is not its subtype's",
+     {{"events.0.kind", ED_STR, "payment", 0}},
+     "events[0].kind: order.created events are of kind system"},
+    {"a seq past BK_RECORD_SEQ_MAX",
+     {{"events.0.seq", ED_INT, NULL, INT64_C(2147483648)}},
+     "events[0].seq: expected a positive integer up to 2^31-1"},
+    {"a created_at no RFC 3339 text can write",
+     {{"events.0.created_at", ED_INT, NULL, INT64_MAX}},
+     "events[0].created_at: timestamp out of range"},
+    {"order.created without buyer_user_id",
+     {{"events.0.payload.buyer_user_id", ED_DEL, NULL, 0}},
+     "events[0].payload.buyer_user_id: is required"},
+    {"order.created with a buyer that is not an id",
+     {{"events.0.payload.buyer_user_id", ED_STR, "usr buyer", 0}},
+     "events[0].payload.buyer_user_id: expected an id"},
+    {"a line item without total_cents",
+     {{"events.0.payload.line_items.0.total_cents", ED_DEL, NULL, 0}},
+     "events[0].payload.line_items[0].total_cents: is required"},
+    {"a line item qty beyond the schema's int",
+     {{"events.0.payload.line_items.0.qty", ED_INT, NULL, INT64_C(1) << 40}},
+     "events[0].payload.line_items[0].qty: expected an integer within"},
+    {"totals with cents beyond the schema's int",
+     {{"events.0.payload.totals.tax_cents", ED_INT, NULL, INT64_C(-2147483649)}},
+     "events[0].payload.totals.tax_cents: expected an integer within"},
+    {"a start_ts that is not a time",
+     {{"events.0.payload.start_ts", ED_STR, "tomorrow", 0}},
+     "events[0].payload.start_ts: expected an RFC 3339 timestamp"},
+    {"a location without kind",
+     {{"events.0.payload.location.kind", ED_DEL, NULL, 0}},
+     "events[0].payload.location.kind: is required"},
+    {"a policy that is not a map",
+     {{"events.0.payload.policy", ED_STR, "flexible", 0}},
+     "events[0].payload.policy: expected a map"},
+    {"reschedule terms without start_ts",
+     {{"events.1.payload.payload.start_ts", ED_DEL, NULL, 0}},
+     "events[1].payload.payload.start_ts: is required"},
+    {"a proposed card without card_id",
+     {{"events.1.payload.card_id", ED_DEL, NULL, 0}},
+     "events[1].payload.card_id: is required"},
+    {"card superseded without superseded_by",
+     {{"events.1.subtype", ED_STR, "card.reschedule.superseded", 0},
+      {"events.1.payload.line_items", ED_DEL, NULL, 0}},
+     "events[1].payload.superseded_by: is required"},
+    {"extras card accepted without line_items",
+     {{"events.1.subtype", ED_STR, "card.extras.accepted", 0},
+      {"events.1.payload.line_items", ED_DEL, NULL, 0}},
+     "events[1].payload.line_items: is required"},
+    {"a card response without action",
+     {{"events.1.subtype", ED_STR, "card.reschedule.responded", 0},
+      {"events.1.payload.line_items", ED_DEL, NULL, 0},
+      {"events.1.payload.response_id", ED_ADD_STR, "rsp_1", 0}},
+     "events[1].payload.action: is required"},
+    {"invite.sent without anything",
+     {{"events.2.subtype", ED_STR, "invite.sent", 0}, {"events.2.kind", ED_STR, "system", 0}},
+     "events[2].payload.invite_id: is required"},
+    {"invite.sent with a recipient that is not text",
+     {{"events.2.subtype", ED_STR, "invite.sent", 0},
+      {"events.2.kind", ED_STR, "system", 0},
+      {"events.2.payload.invite_id", ED_ADD_STR, "inv_1", 0}},
+     "events[2].payload.recipients: is required"},
+    {"payment.captured without amount",
+     {{"events.2.subtype", ED_STR, "payment.captured", 0},
+      {"events.2.kind", ED_STR, "payment", 0},
+      {"events.2.payload.payment_intent_id", ED_ADD_STR, "pi_1", 0}},
+     "events[2].payload.amount_cents: is required"},
+    {"a record without events",
+     {{"events", ED_DEL, NULL, 0}, {"events", ED_ADD_ARR0, NULL, 0}},
+     "events: expected 1 to 64 events"},
+    {"a later schema: the payload is only known to be a map",
+     {{"events.2.subtype", ED_STR, "payment.captured", 0},
+      {"events.2.kind", ED_STR, "payment", 0},
+      {"events.2.schema", ED_INT, NULL, BK_EVENT_SCHEMA + 1}},
+     NULL},
+};
+
+START_TEST(test_record_holes)
+{
+	const struct hole_case *hc = &hole_cases[_i];
+	char err[ERRSZ] = "";
+	bk_record r = sample_record(zone), d;
+	size_t n, off = 0;
+	char *buf = enc_record(&r, &n);
+	msgpack_object root;
+	ck_assert_int_eq(msgpack_unpack(buf, n, &off, zone, &root), MSGPACK_UNPACK_SUCCESS);
+	for (int k = 0; k < 3 && hc->ed[k].path != NULL; k++)
+		apply_edit(&root, zone, &hc->ed[k]);
+	size_t en;
+	char *bytes = pack_val(&root, &en);
+	int rc = bk_codec_record_decode(bytes, en, zone, &d, err, sizeof(err));
+	if (hc->want == NULL) {
+		ck_assert_msg(rc == 0, "%s: %s", hc->what, err);
+	} else {
+		ck_assert_msg(rc == -1, "%s: accepted", hc->what);
+		ck_assert_msg(has_prefix(err, hc->want), "%s: \"%s\"", hc->what, err);
+	}
+	free(bytes);
+	free(buf);
+}
+END_TEST
+
+/* The first events record a fixture writes (bytes into sb) and the engine after it. */
+static int first_record_cb(void *opaque, const bk_record *r, const void *bytes, size_t n)
+{
+	msgpack_sbuffer *sb = opaque;
+	(void)r;
+	if (sb->size == 0)
+		msgpack_sbuffer_write(sb, bytes, n);
+	return 0;
+}
+
+/* Issue #10 item 7 end to end: the processor's restore (decode, then bk_engine_read) of
+ * an order.created record whose events lack command_id. The decoder refuses it; an event
+ * without command_id handed to the engine some other way is refused by evolve. Neither
+ * crashes, and the engine reads the real record afterwards. */
+START_TEST(test_restore_without_command_id)
+{
+	char err[ERRSZ] = "";
+	msgpack_sbuffer first;
+	msgpack_sbuffer_init(&first);
+	bk_engine *live = bk_engine_new(), *rest = bk_engine_new();
+	json_t *fails = json_array();
+	ck_assert_int_gt(fx_run_file_cb(live, SRCDIR "/fixtures/ib_happy_path.jsonl", fails,
+					first_record_cb, &first, err, sizeof(err)),
+			 0);
+	ck_assert_uint_gt(first.size, 0);
+	/* the fuzzer's record: every event's command_id removed */
+	msgpack_object root;
+	size_t off = 0, n;
+	ck_assert_int_eq(msgpack_unpack(first.data, first.size, &off, zone, &root),
+			 MSGPACK_UNPACK_SUCCESS);
+	msgpack_object *evs = obj_get(&root, "events");
+	for (uint32_t i = 0; i < evs->via.array.size; i++) {
+		msgpack_object *cid = obj_get(&evs->via.array.ptr[i], "command_id");
+		cid->type = MSGPACK_OBJECT_NIL;
+	}
+	char *bytes = pack_val(&root, &n);
+	bk_record d;
+	ck_assert_int_eq(bk_codec_record_decode(bytes, n, zone, &d, err, sizeof(err)), -1);
+	ck_assert_str_eq(err, "events[0].command_id: is required (a string)");
+	free(bytes);
+	/* past the decoder: evolve refuses, the order is not created */
+	ck_assert_int_eq(bk_codec_record_decode(first.data, first.size, zone, &d, err, sizeof(err)),
+			 0);
+	bk_record bad = d;
+	bad.events = msgpack_zone_malloc(zone, d.n * sizeof(bk_event));
+	memcpy(bad.events, d.events, d.n * sizeof(bk_event));
+	bad.events[0].command_id = NULL;
+	bk_chain_verdict v[BK_MAX_EVENTS];
+	ck_assert_int_eq(bk_engine_read(rest, &bad, v, err, sizeof(err)), -1);
+	ck_assert_ptr_nonnull(strstr(err, "without event_id, order_id or command_id"));
+	ck_assert_ptr_null(bk_engine_order(rest, d.order_id));
+	/* the real record still reads */
+	ck_assert_int_eq(bk_engine_read(rest, &d, v, err, sizeof(err)), 0);
+	ck_assert_int_eq(v[0], BK_CHAIN_NEXT);
+	ck_assert_int_eq(bk_engine_order(rest, d.order_id)->version, d.events[d.n - 1].seq);
+	json_decref(fails);
+	bk_engine_free(live);
+	bk_engine_free(rest);
+	msgpack_sbuffer_destroy(&first);
+}
+END_TEST
+
+static void first_paid(const bk_order *o, void *opaque)
+{
+	const bk_order **ret = opaque;
+	if (*ret == NULL && o->money.paid > 0)
+		*ret = o;
+}
+
+/* An event for the next seq of o, chained to its head (hash made up: evolve records it). */
+static bk_event next_event(const bk_order *o, bk_ev_type type, uint8_t sub, uint8_t ct,
+			   bk_val payload)
+{
+	bk_event e;
+	memset(&e, 0, sizeof(e));
+	e.event_id = "tev_hand";
+	e.order_id = o->order_id;
+	e.seq = o->version + 1;
+	e.type = (uint8_t)type;
+	e.sub = sub;
+	e.card_type = ct;
+	e.command_id = "cmd_hand";
+	e.created_at = ts("2026-11-21T10:00:00Z");
+	e.schema = BK_EVENT_SCHEMA;
+	e.payload = payload;
+	memcpy(e.prev_hash, bk_order_last_hash(o), BK_HASH_LEN);
+	memset(e.hash, 0xab, BK_HASH_LEN);
+	return e;
+}
+
+/* evolve's own checks on what it is handed: money that would overflow (signed overflow
+ * before), subtype fields out of range (table indexes later), no ids. Each is an error
+ * and leaves the money and status as they were. */
+START_TEST(test_evolve_checked_errors)
+{
+	char err[ERRSZ] = "";
+	bk_engine *live = bk_engine_new();
+	json_t *fails = json_array();
+	ck_assert_int_gt(
+	    fx_run_file(live, SRCDIR "/fixtures/ib_happy_path.jsonl", fails, err, sizeof(err)), 0);
+	const bk_order *paid = NULL;
+	bk_engine_foreach(live, first_paid, &paid);
+	ck_assert_ptr_nonnull(paid);
+	bk_order *o = bk_order_clone(paid);
+	ck_assert_ptr_nonnull(o);
+	bk_money money = o->money;
+	uint8_t status = o->status;
+	int64_t version = o->version;
+	bk_mapb b;
+
+	/* a second capture of 2^31-1 cents: the paid total leaves the schema's int */
+	ck_assert(bk_mapb_init(&b, zone, 2));
+	ck_assert(bk_mapb_str(&b, "payment_intent_id", "pi_x"));
+	ck_assert(bk_mapb_int(&b, "amount_cents", BK_CENTS_MAX));
+	bk_event e = next_event(o, BK_EV_PAYMENT_CAPTURED, 0, 0, bk_mapb_done(&b));
+	ck_assert_int_eq(bk_evolve(o, &e, err, sizeof(err)), -1);
+	ck_assert_ptr_nonnull(strstr(err, "paid total overflows"));
+
+	/* refunds adding up past the schema's int */
+	bk_mapb li;
+	ck_assert(bk_mapb_init(&li, zone, 6));
+	ck_assert(bk_mapb_str(&li, "id", "li_refund"));
+	ck_assert(bk_mapb_str(&li, "kind", "refund"));
+	ck_assert(bk_mapb_str(&li, "title", "Refund"));
+	ck_assert(bk_mapb_int(&li, "qty", 1));
+	ck_assert(bk_mapb_int(&li, "unit_cents", 0));
+	ck_assert(bk_mapb_int(&li, "total_cents", 0));
+	bk_val item = bk_mapb_done(&li);
+	ck_assert(bk_mapb_init(&b, zone, 2));
+	ck_assert(bk_mapb_int(&b, "refund_cents", BK_CENTS_MAX));
+	ck_assert(bk_mapb_val(&b, "line_item", item));
+	bk_val refund = bk_mapb_done(&b);
+	e = next_event(o, BK_EV_PAYMENT_REFUNDED, 0, 0, refund);
+	ck_assert_msg(bk_evolve(o, &e, err, sizeof(err)) == 0, "%s", err);
+	e = next_event(o, BK_EV_PAYMENT_REFUNDED, 0, 0, refund);
+	ck_assert_int_eq(bk_evolve(o, &e, err, sizeof(err)), -1);
+	ck_assert_ptr_nonnull(strstr(err, "refunded total overflows"));
+	ck_assert_int_eq(o->money.refunded, money.refunded + BK_CENTS_MAX);
+	money = o->money;
+
+	/* a tip the totals cannot hold: refused, the money stays */
+	ck_assert(bk_mapb_init(&b, zone, 1));
+	ck_assert(bk_mapb_int(&b, "tip_cents", BK_CENTS_MAX));
+	e = next_event(o, BK_EV_TIP_ADDED, 0, 0, bk_mapb_done(&b));
+	ck_assert_int_eq(bk_evolve(o, &e, err, sizeof(err)), -1);
+	ck_assert_ptr_nonnull(strstr(err, "totals overflow"));
+	ck_assert_int_eq(o->money.tip, money.tip);
+	ck_assert_int_eq(o->money.total, money.total);
+
+	/* a milestone amount the decider could not add up (a later schema's payload is not
+	 * checked by the decoder) */
+	ck_assert(bk_mapb_init(&b, zone, 2));
+	ck_assert(bk_mapb_str(&b, "milestone_id", "mst_x"));
+	ck_assert(bk_mapb_int(&b, "amount_cents", INT64_MAX));
+	e = next_event(o, BK_EV_MILESTONE_ADDED, 0, 0, bk_mapb_done(&b));
+	e.schema = BK_EVENT_SCHEMA + 1;
+	ck_assert_int_eq(bk_evolve(o, &e, err, sizeof(err)), -1);
+	ck_assert_ptr_nonnull(strstr(err, "amount_cents overflows"));
+	ck_assert_ptr_null(bk_order_milestone(o, "mst_x", 5));
+
+	/* subtype fields out of range, as no decoder gives them */
+	ck_assert(bk_mapb_init(&b, zone, 2));
+	ck_assert(bk_mapb_str(&b, "from", bk_status_name((bk_status)o->status)));
+	ck_assert(bk_mapb_str(&b, "card_id", "acd_x"));
+	bk_val p = bk_mapb_done(&b);
+	e = next_event(o, BK_EV_ORDER_STATUS, 200, 0, p);
+	ck_assert_int_eq(bk_evolve(o, &e, err, sizeof(err)), -1);
+	ck_assert_ptr_nonnull(strstr(err, "unknown status"));
+	ck_assert_int_eq(o->status, status);
+	e = next_event(o, BK_EV_CARD, BK_CV_PROPOSED, 200, p);
+	ck_assert_int_eq(bk_evolve(o, &e, err, sizeof(err)), -1);
+	ck_assert_ptr_nonnull(strstr(err, "unknown card type"));
+	e = next_event(o, (bk_ev_type)BK_EV__COUNT, 0, 0, p);
+	ck_assert_int_eq(bk_evolve(o, &e, err, sizeof(err)), -1);
+
+	/* no ids */
+	e = next_event(o, BK_EV_NOTE_ADDED, 0, 0, p);
+	e.event_id = NULL;
+	ck_assert_int_eq(bk_evolve(o, &e, err, sizeof(err)), -1);
+	e = next_event(o, BK_EV_NOTE_ADDED, 0, 0, p);
+	e.command_id = NULL;
+	ck_assert_int_eq(bk_evolve(o, &e, err, sizeof(err)), -1);
+	ck_assert_ptr_nonnull(strstr(err, "command_id"));
+	/* the order moved only by the one refund that fitted */
+	ck_assert_int_eq(o->version, version + 1);
+	bk_order_free(o);
+	json_decref(fails);
+	bk_engine_free(live);
+}
+END_TEST
+
 static Suite *codec_suite(void)
 {
 	Suite *s = suite_create("codec");
@@ -2118,6 +2747,12 @@ static Suite *codec_suite(void)
 	tcase_add_test(tc, test_event_json);
 	tcase_add_test(tc, test_result_roundtrip);
 	tcase_add_test(tc, test_rules_roundtrip);
+	tcase_add_test(tc, test_record_contract_fixtures);
+	tcase_add_loop_test(tc, test_record_holes, 0,
+			    (int)(sizeof(hole_cases) / sizeof(hole_cases[0])));
+	tcase_add_test(tc, test_restore_without_command_id);
+	tcase_add_test(tc, test_evolve_checked_errors);
+	tcase_set_timeout(tc, 300); /* the fixture mutations take seconds under ASan */
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("hostile");
