@@ -2574,9 +2574,16 @@ START_TEST(test_restore_without_command_id)
 	memcpy(bad.events, d.events, d.n * sizeof(bk_event));
 	bad.events[0].command_id = NULL;
 	bk_chain_verdict v[BK_MAX_EVENTS];
+	/* the reader rule first: such an event has no canonical bytes, so no valid hash */
+	ck_assert_int_eq(bk_engine_read(rest, &bad, v, err, sizeof(err)), 0);
+	ck_assert_int_eq(v[0], BK_CHAIN_BAD_HASH);
+	ck_assert_ptr_null(bk_engine_order(rest, d.order_id));
+	/* and evolve itself, with the hash check off, refuses it too */
+	bk_engine_check_hashes(rest, false);
 	ck_assert_int_eq(bk_engine_read(rest, &bad, v, err, sizeof(err)), -1);
 	ck_assert_ptr_nonnull(strstr(err, "without event_id, order_id or command_id"));
 	ck_assert_ptr_null(bk_engine_order(rest, d.order_id));
+	bk_engine_check_hashes(rest, true);
 	/* the real record still reads */
 	ck_assert_int_eq(bk_engine_read(rest, &d, v, err, sizeof(err)), 0);
 	ck_assert_int_eq(v[0], BK_CHAIN_NEXT);
