@@ -1692,9 +1692,10 @@ static int d_bind(dctx *x, const char *sp, const bk_profile_rules *cur, bk_profi
 	size_t pn;
 	GET(bk_get_str(&x->v, P, "provider_user_id", true, &prov, &pn));
 	if (!bk_id_valid(prov, pn, NULL))
-		return reject(x, BK_E_VALIDATION_FAILED, "payload.provider_user_id: not a valid id");
-	bool keep = cur && strlen(cur->owner_user_id) == pn &&
-		    memcmp(cur->owner_user_id, prov, pn) == 0;
+		return reject(x, BK_E_VALIDATION_FAILED,
+			      "payload.provider_user_id: not a valid id");
+	bool keep =
+	    cur && strlen(cur->owner_user_id) == pn && memcmp(cur->owner_user_id, prov, pn) == 0;
 	if (cur) {
 		*p = *cur;
 		p->rules = NULL;
