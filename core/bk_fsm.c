@@ -124,7 +124,7 @@ static const char *const profile_state_names[BK_PS__COUNT] = {
 
 static const char *const profile_who_names[BK_PW__COUNT] = {
     [BK_PW_AUTHORITY] = "keyring: system for profile.",
-    [BK_PW_OWNER] = "the bound provider",
+    [BK_PW_OWNER] = "the profile's owner",
 };
 
 /* --- booking_status ------------------------------------------------------------ */
