@@ -385,11 +385,12 @@ total=$(wc -l <"$W/dups.jsonl")
 echo "# stream: $total commands, $planned_dups duplicates"
 # no pool threads: the main thread checks and decides every record itself
 start_proc dups "" --sweep-interval-ms 0 --verify-threads 0
-# The autoaccept.set commands sit on other partitions than the orders they govern: they are
-# answered first, or an IB order may be decided before its provider's rule (ib_not_allowed
-# instead of the planned accept, and its resend is then not a duplicate).
-grep '"type":"autoaccept\.' "$W/dups.jsonl" >"$W/dups.rules.jsonl"
-grep -v '"type":"autoaccept\.' "$W/dups.jsonl" >"$W/dups.rest.jsonl"
+# The profile.bind and autoaccept.set commands sit on other partitions than the orders they
+# govern: they are answered first, or an IB order may be decided before its provider's rule
+# (ib_not_allowed instead of the planned accept, and its resend is then not a duplicate).
+# A profile's bind and rules share its key, so its bind is decided before its rules.
+grep -E '"type":"(autoaccept|profile)\.' "$W/dups.jsonl" >"$W/dups.rules.jsonl"
+grep -vE '"type":"(autoaccept|profile)\.' "$W/dups.jsonl" >"$W/dups.rest.jsonl"
 "$BCTL" send --brokers-file "$BOOT" --key "$W/all.sk" --key-id test-all --wait \
 	"$W/dups.rules.jsonl" >"$W/send.dups.rules.log" 2>&1
 "$BCTL" send --brokers-file "$BOOT" --key "$W/all.sk" --key-id test-all "$W/dups.rest.jsonl" \
