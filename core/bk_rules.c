@@ -153,6 +153,18 @@ size_t bk_ruleset_count(const bk_ruleset *rs)
 	return rs ? rs->n : 0;
 }
 
+size_t bk_ruleset_list(const bk_ruleset *rs, const bk_profile_rules **ret, size_t max)
+{
+	size_t n = 0;
+	for (uint32_t i = 0; rs && i < rs->cap; i++)
+		if (rs->slots[i]) {
+			if (n < max)
+				ret[n] = rs->slots[i];
+			n++;
+		}
+	return n;
+}
+
 static bool rule_holds(const bk_rule *r, const bk_rule_subject *s, bk_tz_fn tz, void *tz_opaque)
 {
 	if (r->has_min_price && s->subtotal_cents < r->min_price_cents)

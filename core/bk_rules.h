@@ -57,6 +57,9 @@ void bk_ruleset_remove(bk_ruleset *rs, const char *sp_id);
 const bk_profile_rules *bk_ruleset_get_owned(const bk_ruleset *rs, const char *sp_id,
 					     const char *provider_user_id);
 size_t bk_ruleset_count(const bk_ruleset *rs);
+/* Writes up to max entries of rs into ret (in no particular order; valid until the next
+ * change) and returns how many entries there are. */
+size_t bk_ruleset_list(const bk_ruleset *rs, const bk_profile_rules **ret, size_t max);
 
 /* What a rule is judged on. */
 typedef struct bk_rule_subject {
