@@ -157,11 +157,11 @@ typedef struct machine_desc {
 	const char *start;   /* what the start node stands for */
 	const char *rankdir; /* DOT layout direction: TB for the big machines */
 	int nstates;
+	unsigned entered; /* states entered from outside the table (lint: reachable) */
 	size_t nrows;
 	name_fn state_name;
 	edge_fn edge;
 	bool (*is_terminal)(int s); /* NULL: a state no row leaves is terminal */
-	unsigned entered;	    /* states entered from outside the table (lint: reachable) */
 } machine_desc;
 
 static void row_label(sbuf *l, const char *cmd, unsigned actors, const char *actor_text,

@@ -160,8 +160,10 @@ int cmd_profiles(int argc, char **argv)
 		fprintf(stderr, "bookingctl profiles: out of memory\n");
 		goto out;
 	}
-	bk_ruleset_list(p.rs, list, n);
-	qsort(list, n, sizeof(*list), by_id);
+	if (n) {
+		bk_ruleset_list(p.rs, list, n);
+		qsort(list, n, sizeof(*list), by_id);
+	}
 	char at[40];
 	bk_ts_format((int64_t)time(NULL) * BK_US_PER_S, at, sizeof(at));
 	size_t shown = 0, legacy = 0;
