@@ -1658,7 +1658,8 @@ static int profile_row(dctx *x, const char *sp, const bk_profile_rules *cur)
 			      bk_cmd_name((bk_cmd_type)c->type), roles,
 			      bk_role_name((bk_role)c->actor_role));
 	}
-	if (r->who == BK_PW_OWNER && strcmp(cur->owner_user_id, c->actor_user_id) != 0)
+	if (r->who == BK_PW_OWNER &&
+	    (!c->actor_user_id || strcmp(cur->owner_user_id, c->actor_user_id) != 0))
 		return reject(x, BK_E_FORBIDDEN, "service profile %s is %s another provider", sp,
 			      st == BK_PS_BOUND ? "bound to" : "owned by");
 	return 0;
