@@ -59,10 +59,11 @@ echo "== stream: $(sed 's/^.*msg="gen done" //' "$T/gen.log") bytes=$(stat -c %s
 echo "== machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); the dev broker, the" \
 	"processor and the load generator share them"
 
-K=$(sed -n 's/.* rules=\([0-9]*\) .*/\1/p' "$T/gen.log")
+# the stream opens with the profiles' profile.bind and the providers' autoaccept.set
+K=$(($(sed -n 's/.* binds=\([0-9]*\) .*/\1/p' "$T/gen.log") + $(sed -n 's/.* rules=\([0-9]*\) .*/\1/p' "$T/gen.log")))
 
 # throughput PREFIX NAME PROC_ARGS...: sets TP_LINE ("commands seconds") and AVG_BATCH.
-# Life 1 handles the stream's K autoaccept.set commands (they sit on other partitions
+# Life 1 handles the stream's K profile.bind and autoaccept.set commands (they sit on other partitions
 # than the orders they govern: the rules are in place before the orders, as planned).
 # Life 2 starts on the preloaded rest; timed from its "restore finished" to the last result.
 throughput() {
@@ -77,7 +78,7 @@ throughput() {
 	PROCPID=$!
 	"$BC" count "${run[@]}" --n "$K" >/dev/null
 	kill -TERM "$PROCPID" && wait "$PROCPID"
-	echo "== [$name] life 1: $K autoaccept.set commands answered; preload the other $((N - K))" \
+	echo "== [$name] life 1: $K profile.bind and autoaccept.set commands answered; preload the other $((N - K))" \
 		"(idempotent producer${sign:+, signed})"
 	"$BC" preload "${run[@]}" --file "$T/stream.mp" --from "$K" "${sign[@]}"
 	"$BC" count "${run[@]}" --n "$N" --skip "$K" >"$T/count.$name" &

@@ -39,6 +39,9 @@ static const subcmd subcmds[] = {
 #ifdef HAVE_CMD_QUARANTINE
     {"quarantine", cmd_quarantine, "list, retry or skip quarantined orders"},
 #endif
+#ifdef HAVE_CMD_PROFILES
+    {"profiles", cmd_profiles, "service profiles and their owners (bound or legacy)"},
+#endif
 #ifdef HAVE_CMD_FSM
     {"fsm", cmd_fsm, "print the state machines as Markdown or Graphviz DOT; --lint"},
 #endif

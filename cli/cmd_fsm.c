@@ -18,14 +18,19 @@ _Static_assert(BK_ST__COUNT <= MAX_STATES && BK_CS__COUNT <= MAX_STATES &&
 		   BK_MS__COUNT <= MAX_STATES && BK_OS__COUNT <= MAX_STATES,
 	       "raise MAX_STATES");
 
-typedef enum fsm_machine { MACH_STATUS, MACH_CARD, MACH_MS, MACH_OSTATE, MACH__COUNT } fsm_machine;
+typedef enum fsm_machine {
+	MACH_STATUS,
+	MACH_CARD,
+	MACH_MS,
+	MACH_OSTATE,
+	MACH_PROFILE,
+	MACH__COUNT
+} fsm_machine;
 typedef enum fsm_format { FMT_MARKDOWN, FMT_DOT } fsm_format;
 
 static const char *const machine_names[MACH__COUNT] = {
-    [MACH_STATUS] = "status",
-    [MACH_CARD] = "card",
-    [MACH_MS] = "milestone",
-    [MACH_OSTATE] = "order_state",
+    [MACH_STATUS] = "status",	   [MACH_CARD] = "card",       [MACH_MS] = "milestone",
+    [MACH_OSTATE] = "order_state", [MACH_PROFILE] = "profile",
 };
 
 /* --- a small bounded string builder (labels, cells) ----------------------------- */
@@ -114,6 +119,11 @@ static const char *ms_state_nm(int v)
 {
 	return bk_ms_state_name((bk_ms_state)v);
 }
+/* The profile machine's nodes are the states after unbound, which is its start node. */
+static const char *profile_node_nm(int v)
+{
+	return bk_profile_state_name((bk_profile_state)(v + 1));
+}
 
 /* The names of the bits of mask, ", "-separated; `all` when every one of count is set. */
 static void sb_mask(sbuf *s, unsigned mask, int count, name_fn name, const char *all)
@@ -147,6 +157,7 @@ typedef struct machine_desc {
 	const char *start;   /* what the start node stands for */
 	const char *rankdir; /* DOT layout direction: TB for the big machines */
 	int nstates;
+	unsigned entered; /* states entered from outside the table (lint: reachable) */
 	size_t nrows;
 	name_fn state_name;
 	edge_fn edge;
@@ -226,6 +237,26 @@ static bool ms_edge(size_t row, int from, int to, sbuf *ret_label)
 	return true;
 }
 
+/* A profile row moves from node `from` (-1: the start, unbound) to node `to` when its
+ * from-mask holds that state and it leads to `to` (BK_PS_SAME: to where it was). */
+static bool profile_edge(size_t row, int from, int to, sbuf *ret_label)
+{
+	const bk_profile_row *r = &bk_profile_table[row];
+	int f = from < 0 ? BK_PS_UNBOUND : from + 1, t = to + 1;
+
+	if (!(r->from & BK_PSM(f)) || (r->to == BK_PS_SAME ? f : r->to) != t)
+		return false;
+	if (ret_label)
+		row_label(ret_label, bk_cmd_name((bk_cmd_type)r->cmd), r->actors, NULL,
+			  bk_profile_who_name((bk_profile_who)r->who));
+	return true;
+}
+
+static bool profile_terminal(int s)
+{
+	return s + 1 == BK_PS_BOUND; /* nothing unbinds a profile; a rebind keeps it bound */
+}
+
 /* The status rows projected onto ord.order_state; moves inside one order_state vanish. */
 static bool ostate_edge(size_t row, int from, int to, sbuf *ret_label)
 {
@@ -294,6 +325,15 @@ static const machine_desc machines[MACH__COUNT] = {
 		     .state_name = ostate_nm,
 		     .edge = ostate_edge,
 		     .is_terminal = ostate_terminal},
+    [MACH_PROFILE] = {.graph = "service_profile",
+		      .title = "service profile (booking.rules)",
+		      .start = "unbound",
+		      .rankdir = "LR",
+		      .nstates = BK_PS__COUNT - 1,
+		      .state_name = profile_node_nm,
+		      .edge = profile_edge,
+		      .is_terminal = profile_terminal,
+		      .entered = 1u << (BK_PS_LEGACY - 1)}, /* records from before profile.bind */
 };
 
 /* The table lengths are not constant expressions: fill them in at run time. */
@@ -301,9 +341,10 @@ static machine_desc machine_get(fsm_machine m)
 {
 	machine_desc d = machines[m];
 
-	d.nrows = m == MACH_CARD ? bk_card_table_len
-		  : m == MACH_MS ? bk_ms_table_len
-				 : bk_status_table_len;
+	d.nrows = m == MACH_CARD      ? bk_card_table_len
+		  : m == MACH_MS      ? bk_ms_table_len
+		  : m == MACH_PROFILE ? bk_profile_table_len
+				      : bk_status_table_len;
 	return d;
 }
 
@@ -484,6 +525,42 @@ static void md_ostate(FILE *f)
 	fprintf(f, "\n");
 }
 
+static void md_profile(FILE *f)
+{
+	machine_desc m = machine_get(MACH_PROFILE);
+
+	fprintf(f,
+		"## service_profile\n\n`%s`, %zu rows. Commands keyed by a service profile, "
+		"decided on the profile's record in `booking.rules`, not on an order: a command "
+		"whose (state, role, who) matches no row is rejected `forbidden`.\n\n",
+		m.title, m.nrows);
+	fprintf(f, "States: ");
+	for (int s = 0; s < BK_PS__COUNT; s++)
+		fprintf(f, "%s`%s`", s ? ", " : "", bk_profile_state_name((bk_profile_state)s));
+	fprintf(f,
+		". `%s`: no profile.bind yet (the start); `%s`: a record written before "
+		"profile.bind existed, owned by its first rule's provider.\n\n",
+		bk_profile_state_name(BK_PS_UNBOUND), bk_profile_state_name(BK_PS_LEGACY));
+	fprintf(f, "| # | command | actors | from | to | who |\n|---|---|---|---|---|---|\n");
+	for (size_t i = 0; i < bk_profile_table_len; i++) {
+		const bk_profile_row *r = &bk_profile_table[i];
+		sbuf actors, from;
+		sb_init(&actors);
+		sb_init(&from);
+		sb_mask(&actors, r->actors, BK_ROLE__COUNT, role_nm, NULL);
+		for (int s = 0; s < BK_PS__COUNT; s++)
+			if (r->from & BK_PSM(s))
+				sb_add(&from, "%s%s", from.n ? ", " : "",
+				       bk_profile_state_name((bk_profile_state)s));
+		fprintf(f, "| %u | `%s` | %s | %s | %s | %s |\n", (unsigned)r->index,
+			bk_cmd_name((bk_cmd_type)r->cmd), actors.b, from.b,
+			r->to == BK_PS_SAME ? "(same)"
+					    : bk_profile_state_name((bk_profile_state)r->to),
+			bk_profile_who_name((bk_profile_who)r->who));
+	}
+	fprintf(f, "\n");
+}
+
 /* --- DOT --------------------------------------------------------------------------- */
 
 /* Writes s as the inside of a DOT string: quotes escaped, newlines as \n. */
@@ -596,7 +673,7 @@ static int lint_machine(FILE *f, fsm_machine which, int *ret_terminals)
 
 	graph_build(&m, &g);
 	for (int s = 0; s < m.nstates; s++) {
-		reach[s] = g.adj[0][s];
+		reach[s] = g.adj[0][s] || (m.entered & (1u << s));
 		ends[s] = g.terminal[s];
 		terminals += g.terminal[s];
 	}
@@ -699,7 +776,8 @@ static void usage(FILE *f)
 		"per machine; edges \"command [actor] (guard)\"; render with `dot -Tsvg`).\n"
 		"\n"
 		"  -f, --format FMT    markdown (default) or dot\n"
-		"  -m, --machine NAME  status, card, milestone, order_state or all (default)\n"
+		"  -m, --machine NAME  status, card, milestone, order_state, profile or all\n"
+		"                      (default)\n"
 		"  -l, --lint          run bk_fsm_selfcheck and report, per machine, unreachable\n"
 		"                      states (not reachable from the start through the rows),\n"
 		"                      dead ends (non-terminal states no row leaves for another\n"
@@ -759,7 +837,7 @@ int cmd_fsm(int argc, char **argv)
 			if (parse_machine(optarg, &mask) != 0) {
 				fprintf(stderr,
 					"fsm: unknown machine '%s' (status, card, milestone, "
-					"order_state or all)\n",
+					"order_state, profile or all)\n",
 					optarg);
 				return BK_EXIT_USAGE;
 			}
@@ -794,10 +872,8 @@ int cmd_fsm(int argc, char **argv)
 		rc = run_lint(stdout, mask);
 	} else {
 		static void (*const md[MACH__COUNT])(FILE *) = {
-		    [MACH_STATUS] = md_status,
-		    [MACH_CARD] = md_card,
-		    [MACH_MS] = md_ms,
-		    [MACH_OSTATE] = md_ostate,
+		    [MACH_STATUS] = md_status, [MACH_CARD] = md_card,	    [MACH_MS] = md_ms,
+		    [MACH_OSTATE] = md_ostate, [MACH_PROFILE] = md_profile,
 		};
 		for (int w = 0; w < MACH__COUNT; w++) {
 			if (!(mask & (1u << w)))

@@ -26,7 +26,8 @@ static void usage(FILE *f)
 	    "                      [--with-expect] [-o FILE] [options]\n"
 	    "\n"
 	    "Writes a realistic synthetic command stream: first the auto-accept rules of the\n"
-	    "providers (autoaccept.set), then N orders (60%% RTB, 25%% IB, 10%% INVITE, 5%%\n"
+	    "providers (profile.bind by the profiles service, role system, then the provider's\n"
+	    "autoaccept.set), then N orders (60%% RTB, 25%% IB, 10%% INVITE, 5%%\n"
 	    "abandoned) with counter-offers, cards, cancellations, disputes, tips and notes,\n"
 	    "interleaved, with resent duplicates and invalid commands mixed in. Every command\n"
 	    "has a planned outcome that the booking core gives it when the stream is run in\n"
@@ -243,11 +244,11 @@ int cmd_gen(int argc, char **argv)
 		bk_gen_stats_get(g, &s);
 		bk_logf(BK_LOG_INFO, "gen done",
 			"orders=%" PRIu32 " seed=%" PRIu64 " window=%" PRIu32 " commands=%" PRIu64
-			" rules=%" PRIu64 " rtb=%" PRIu64 " ib=%" PRIu64 " invite=%" PRIu64
-			" abandoned=%" PRIu64 " planned=%" PRIu64 " duplicates=%" PRIu64
-			" wrong_actor=%" PRIu64 " stale=%" PRIu64,
-			o.orders, o.seed, o.window, s.commands, s.rules, s.rtb, s.ib, s.invite,
-			s.abandoned, s.planned, s.duplicates, s.wrong_actor, s.stale);
+			" binds=%" PRIu64 " rules=%" PRIu64 " rtb=%" PRIu64 " ib=%" PRIu64
+			" invite=%" PRIu64 " abandoned=%" PRIu64 " planned=%" PRIu64
+			" duplicates=%" PRIu64 " wrong_actor=%" PRIu64 " stale=%" PRIu64,
+			o.orders, o.seed, o.window, s.commands, s.binds, s.rules, s.rtb, s.ib,
+			s.invite, s.abandoned, s.planned, s.duplicates, s.wrong_actor, s.stale);
 	}
 	bk_gen_free(g);
 	return rc;

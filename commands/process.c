@@ -453,7 +453,7 @@ static void decide_item(void *arg, size_t g, int worker)
 
 static bool rules_cmd(const bk_command *cmd)
 {
-	return cmd->type == BK_CMD_AUTOACCEPT_SET || cmd->type == BK_CMD_AUTOACCEPT_DELETE;
+	return bk_cmd_is_profile((bk_cmd_type)cmd->type); /* profile.bind, autoaccept.* */
 }
 
 /* Decide the records idx[0..m) (run order): grouped by partition, one pool item each.

@@ -1490,9 +1490,14 @@ int bk_codec_rules_encode(const bk_profile_rules *p, msgpack_sbuffer *sb)
 	msgpack_packer pk;
 	msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
 	uint32_t n_recent = p->n_recent > BK_PROFILE_RECENT ? BK_PROFILE_RECENT : p->n_recent;
-	int rc = msgpack_pack_map(&pk, 4);
+	/* owner_user_id is written for every record, bound or legacy, so that a processor
+	 * of the version before profile.bind (a rollback) still reads it; `owner` marks the
+	 * owner as bound by profile.bind */
+	int rc = msgpack_pack_map(&pk, p->bound ? 5 : 4);
 	rc = rc || pk_kstr(&pk, "service_profile_id", p->service_profile_id);
 	rc = rc || pk_kstr(&pk, "owner_user_id", p->owner_user_id);
+	if (p->bound)
+		rc = rc || pk_kstr(&pk, "owner", p->owner_user_id);
 	rc = rc || pk_key(&pk, "rules") || msgpack_pack_array(&pk, p->n);
 	for (uint32_t i = 0; i < p->n && rc == 0; i++) {
 		const bk_rule *u = &p->rules[i];
@@ -1562,11 +1567,22 @@ int bk_codec_rules_decode(const void *buf, size_t n, bk_profile_rules *ret, char
 		seterr(err, errsz, "rules: expected a map");
 		goto out;
 	}
+	/* `owner` (the provider profile.bind bound it to) is absent from records written
+	 * before profile.bind: their owner_user_id is the first rule's provider, a legacy owner */
+	const char *owner, *legacy;
 	if (get_id_buf(&c, &v, "service_profile_id", p.service_profile_id) < 0 ||
-	    get_id_buf(&c, &v, "owner_user_id", p.owner_user_id) < 0 ||
+	    get_id(&c, &v, "owner", false, &owner) < 0 ||
+	    get_id(&c, &v, "owner_user_id", owner == NULL, &legacy) < 0 ||
 	    bk_get_arr(&c, &v, "rules", true, &rules) < 0 ||
 	    bk_get_arr(&c, &v, "recent", false, &recent) < 0)
 		goto out;
+	if (owner != NULL && legacy != NULL && strcmp(owner, legacy) != 0) {
+		seterr(err, errsz, "owner and owner_user_id name different providers");
+		goto out;
+	}
+	p.bound = owner != NULL;
+	bk_strlcpyn(p.owner_user_id, sizeof(p.owner_user_id), owner ? owner : legacy,
+		    strlen(owner ? owner : legacy));
 	if (rules->via.array.size > 0) {
 		p.rules = calloc(rules->via.array.size, sizeof(bk_rule));
 		if (p.rules == NULL) {

@@ -15,8 +15,9 @@
  * (int us), schema, payload, prev_hash (bin 32), hash (bin 32)} canonical bytes (hashed) = the same
  * map without `hash` (11 keys). record:  {v: 1, order_id, command_id, events: [event...]} result:
  * {command_id, order_id, status, code, message, version, event_ids: [...]} rules:
- * {service_profile_id, owner_user_id, rules: [{rule_id, min_price_cents?, weekday_mask?,
- * max_distance_mi?, allow_ib}], recent: [uint64...]}
+ * {service_profile_id, owner_user_id, owner?, rules: [{rule_id, min_price_cents?,
+ * weekday_mask?, max_distance_mi?, allow_ib}], recent: [uint64...]}; `owner` (= owner_user_id)
+ * when profile.bind bound the profile; without it owner_user_id is a legacy first-rule owner.
  */
 #ifndef BK_CODEC_H
 #define BK_CODEC_H

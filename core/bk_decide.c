@@ -4,8 +4,10 @@
  * Order of checks: future time, existence, idempotency (seen command id), lazy expiry
  * (its events are kept even when the command is then rejected), expected_version, the
  * status table (invalid_transition), the actor's role (forbidden), the actor's identity
- * (forbidden), the payload (validation_failed), then the row's guard. Whether a move is
- * allowed is only ever answered by the tables of bk_fsm.c.
+ * (forbidden), the payload (validation_failed), then the row's guard. Commands on a
+ * service profile (profile.bind, autoaccept.*) are judged on the profile instead:
+ * idempotency, bk_profile_table (state, role, owner: forbidden), the payload. Whether a
+ * move is allowed is only ever answered by the tables of bk_fsm.c.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -661,7 +663,7 @@ static int d_submit(dctx *x, const rowset *rs)
 {
 	const bk_order *o = x->o;
 	const bk_profile_rules *pr =
-	    x->ctx->rules ? bk_ruleset_get(x->ctx->rules, o->service_profile) : NULL;
+	    bk_ruleset_get_owned(x->ctx->rules, o->service_profile, o->provider);
 	bk_rule_subject subj = {o->money.subtotal, o->start_ts, o->timezone, o->has_travel,
 				o->travel_miles};
 	x->f.rule = bk_rules_match(pr, &subj, false, x->ctx->tz, x->ctx->tz_opaque);
@@ -1621,100 +1623,175 @@ static int expire_and_evolve(dctx *x, bool sweep)
 	return 0;
 }
 
-/* --- auto-accept rules -------------------------------------------------------------- */
+/* --- service profiles: profile.bind, auto-accept rules -------------------------------- */
 
-static int d_rules(dctx *x)
+static bk_profile_state profile_state(const bk_profile_rules *cur)
+{
+	if (!cur || !cur->owner_user_id[0])
+		return BK_PS_UNBOUND;
+	return cur->bound ? BK_PS_BOUND : BK_PS_LEGACY;
+}
+
+/* The row of bk_profile_table for the command on the profile's state, and the actor's
+ * right to it (role, then identity); 0, or 1 with the rejection made. */
+static int profile_row(dctx *x, const char *sp, const bk_profile_rules *cur)
 {
 	const bk_command *c = x->cmd;
-	if (c->actor_role != BK_ROLE_PROVIDER)
-		return reject(x, BK_E_FORBIDDEN, "only a provider may change auto-accept rules");
-	const char *sp = c->order_id; /* the record key: the service profile */
-	const bk_profile_rules *cur = x->ctx->rules ? bk_ruleset_get(x->ctx->rules, sp) : NULL;
-	uint64_t fp = bk_id_fingerprint(c->id, strlen(c->id));
-	if (cur) {
-		for (uint32_t i = 0; i < cur->n_recent; i++)
-			if (cur->recent[i] == fp) {
-				x->d->outcome = BK_DUPLICATE;
-				x->d->code = BK_E_OK;
-				snprintf(x->d->message, sizeof(x->d->message),
-					 "command %s was already applied", c->id);
-				return 1;
-			}
-		if (cur->owner_user_id[0] && strcmp(cur->owner_user_id, c->actor_user_id) != 0)
+	bk_profile_state st = profile_state(cur);
+	const bk_profile_row *r = bk_profile_row_find((bk_cmd_type)c->type, st);
+	if (!r) {
+		if (st == BK_PS_UNBOUND)
 			return reject(x, BK_E_FORBIDDEN,
-				      "service profile %s belongs to another provider", sp);
+				      "service profile %s is not bound to a provider: profile.bind "
+				      "first",
+				      sp);
+		return reject(x, BK_E_FORBIDDEN, "%s is not allowed on a %s service profile",
+			      bk_cmd_name((bk_cmd_type)c->type), bk_profile_state_name(st));
 	}
-	const char *s;
-	size_t n;
-	GET(bk_get_str(&x->v, P, "rule_id", true, &s, &n));
-	if (!bk_id_valid(s, n, NULL))
-		return reject(x, BK_E_VALIDATION_FAILED, "payload.rule_id: not a valid id");
-	if (c->type == BK_CMD_AUTOACCEPT_SET) {
-		const char *psp;
-		size_t pspn;
-		GET(bk_get_str(&x->v, P, "service_profile_id", true, &psp, &pspn));
-		if (pspn != strlen(sp) || memcmp(psp, sp, pspn) != 0)
-			return reject(
-			    x, BK_E_VALIDATION_FAILED,
-			    "payload.service_profile_id must equal the command's key (order_id "
-			    "field) %s",
-			    sp);
+	if (!(r->actors & BK_RM(c->actor_role))) {
+		char roles[64] = "";
+		for (int i = 0; i < BK_ROLE__COUNT; i++)
+			if (r->actors & BK_RM(i))
+				snprintf(roles + strlen(roles), sizeof(roles) - strlen(roles),
+					 "%s%s", roles[0] ? ", " : "", bk_role_name((bk_role)i));
+		return reject(x, BK_E_FORBIDDEN, "%s is for role %s, not %s",
+			      bk_cmd_name((bk_cmd_type)c->type), roles,
+			      bk_role_name((bk_role)c->actor_role));
 	}
-	bk_profile_rules *p = &x->d->rules;
-	memset(p, 0, sizeof(*p));
-	x->d->has_rules = true;
+	if (r->who == BK_PW_OWNER &&
+	    (!c->actor_user_id || strcmp(cur->owner_user_id, c->actor_user_id) != 0))
+		return reject(x, BK_E_FORBIDDEN, "service profile %s is %s another provider", sp,
+			      st == BK_PS_BOUND ? "bound to" : "owned by");
+	return 0;
+}
+
+/* payload.<key> must be the command's key: the service profile. */
+static int same_profile(dctx *x, const char *key, const char *sp)
+{
+	const char *psp;
+	size_t pspn;
+	GET(bk_get_str(&x->v, P, key, true, &psp, &pspn));
+	if (pspn != strlen(sp) || memcmp(psp, sp, pspn) != 0)
+		return reject(x, BK_E_VALIDATION_FAILED,
+			      "payload.%s must equal the command's key (order_id field) %s", key,
+			      sp);
+	return 0;
+}
+
+/*
+ * profile.bind: the profile's owner becomes payload.provider_user_id. Binding to the
+ * provider that owns it already (a legacy owner confirmed, or a repeated bind) keeps the
+ * rules; binding to another provider drops them, for they are the terms of the provider
+ * who set them.
+ */
+static int d_bind(dctx *x, const char *sp, const bk_profile_rules *cur, bk_profile_rules *p)
+{
+	int rc;
+	if ((rc = same_profile(x, "service_profile_id", sp)))
+		return rc;
+	const char *prov;
+	size_t pn;
+	GET(bk_get_str(&x->v, P, "provider_user_id", true, &prov, &pn));
+	if (!bk_id_valid(prov, pn, NULL))
+		return reject(x, BK_E_VALIDATION_FAILED,
+			      "payload.provider_user_id: not a valid id");
+	bool keep =
+	    cur && strlen(cur->owner_user_id) == pn && memcmp(cur->owner_user_id, prov, pn) == 0;
 	if (cur) {
 		*p = *cur;
 		p->rules = NULL;
 		p->cap = 0;
 		p->n = 0;
-		p->rules = malloc(sizeof(bk_rule) * (cur->n + 1));
-		if (!p->rules)
-			return oom(x);
-		p->cap = cur->n + 1;
-		for (uint32_t i = 0; i < cur->n; i++)
-			if (strlen(cur->rules[i].rule_id) != n ||
-			    memcmp(cur->rules[i].rule_id, s, n) != 0)
-				p->rules[p->n++] = cur->rules[i];
+		if (keep && cur->n) {
+			p->rules = malloc(sizeof(bk_rule) * cur->n);
+			if (!p->rules)
+				return oom(x);
+			memcpy(p->rules, cur->rules, sizeof(bk_rule) * cur->n);
+			p->cap = p->n = cur->n;
+		}
 	} else {
-		p->rules = malloc(sizeof(bk_rule));
-		if (!p->rules)
-			return oom(x);
-		p->cap = 1;
 		snprintf(p->service_profile_id, sizeof(p->service_profile_id), "%s", sp);
 	}
-	snprintf(p->owner_user_id, sizeof(p->owner_user_id), "%s", c->actor_user_id);
+	bk_strlcpyn(p->owner_user_id, sizeof(p->owner_user_id), prov, pn);
+	p->bound = true;
+	return 0;
+}
+
+/* autoaccept.set / autoaccept.delete by the profile's owner (profile_row checked it). */
+static int d_rule(dctx *x, const char *sp, const bk_profile_rules *cur, bk_profile_rules *p)
+{
+	const bk_command *c = x->cmd;
+	const char *s;
+	size_t n;
+	int rc;
+	GET(bk_get_str(&x->v, P, "rule_id", true, &s, &n));
+	if (!bk_id_valid(s, n, NULL))
+		return reject(x, BK_E_VALIDATION_FAILED, "payload.rule_id: not a valid id");
+	if (c->type == BK_CMD_AUTOACCEPT_SET && (rc = same_profile(x, "service_profile_id", sp)))
+		return rc;
+	*p = *cur;
+	p->rules = malloc(sizeof(bk_rule) * (cur->n + 1));
+	if (!p->rules)
+		return oom(x);
+	p->cap = cur->n + 1;
+	p->n = 0;
+	for (uint32_t i = 0; i < cur->n; i++)
+		if (strlen(cur->rules[i].rule_id) != n || memcmp(cur->rules[i].rule_id, s, n) != 0)
+			p->rules[p->n++] = cur->rules[i];
 	if (c->type == BK_CMD_AUTOACCEPT_DELETE) {
-		if (cur && p->n == cur->n)
+		if (p->n == cur->n)
 			return reject(x, BK_E_NOT_FOUND, "service profile %s has no rule %.*s", sp,
 				      (int)n, s);
-		if (!cur)
-			return reject(x, BK_E_NOT_FOUND, "service profile %s has no rules", sp);
-	} else {
-		bk_rule r = {0};
-		bk_strlcpyn(r.rule_id, sizeof(r.rule_id), s, n);
-		int rc;
-		if ((rc = get_cents(x, P, "min_price_cents", false, &r.min_price_cents, 0)))
-			return rc;
-		GET(bk_get_int(&x->v, P, "min_price_cents", false, &r.min_price_cents,
-			       &r.has_min_price));
-		GET(bk_get_int(&x->v, P, "weekday_mask", false, &r.weekday_mask,
-			       &r.has_weekday_mask));
-		if (r.has_weekday_mask && (r.weekday_mask < 0 || r.weekday_mask > 127))
-			return reject(
-			    x, BK_E_VALIDATION_FAILED,
-			    "payload.weekday_mask: bits 0 (Monday) to 6 (Sunday): 0 to 127");
-		GET(bk_get_num(&x->v, P, "max_distance_mi", false, &r.max_distance_mi,
-			       &r.has_max_distance));
-		if (r.has_max_distance && !(r.max_distance_mi >= 0))
-			return reject(x, BK_E_VALIDATION_FAILED,
-				      "payload.max_distance_mi: must be >= 0");
-		GET(bk_get_bool(&x->v, P, "allow_ib", true, &r.allow_ib, NULL));
-		if (p->n >= 64)
-			return reject(x, BK_E_VALIDATION_FAILED,
-				      "at most 64 rules per service profile");
-		p->rules[p->n++] = r;
+		return 0;
 	}
+	bk_rule r = {0};
+	bk_strlcpyn(r.rule_id, sizeof(r.rule_id), s, n);
+	if ((rc = get_cents(x, P, "min_price_cents", false, &r.min_price_cents, 0)))
+		return rc;
+	GET(bk_get_int(&x->v, P, "min_price_cents", false, &r.min_price_cents, &r.has_min_price));
+	GET(bk_get_int(&x->v, P, "weekday_mask", false, &r.weekday_mask, &r.has_weekday_mask));
+	if (r.has_weekday_mask && (r.weekday_mask < 0 || r.weekday_mask > 127))
+		return reject(x, BK_E_VALIDATION_FAILED,
+			      "payload.weekday_mask: bits 0 (Monday) to 6 (Sunday): 0 to 127");
+	GET(bk_get_num(&x->v, P, "max_distance_mi", false, &r.max_distance_mi,
+		       &r.has_max_distance));
+	if (r.has_max_distance && !(r.max_distance_mi >= 0))
+		return reject(x, BK_E_VALIDATION_FAILED, "payload.max_distance_mi: must be >= 0");
+	GET(bk_get_bool(&x->v, P, "allow_ib", true, &r.allow_ib, NULL));
+	if (p->n >= 64)
+		return reject(x, BK_E_VALIDATION_FAILED, "at most 64 rules per service profile");
+	p->rules[p->n++] = r;
+	return 0;
+}
+
+/*
+ * A command on a service profile (bk_cmd_is_profile): judged on the profile's entry in
+ * ctx->rules through bk_profile_table (state, role, owner), then its payload. On success
+ * the decision carries the profile's whole new entry (the booking.rules record).
+ */
+static int d_profile(dctx *x)
+{
+	const bk_command *c = x->cmd;
+	const char *sp = c->order_id; /* the record key: the service profile */
+	const bk_profile_rules *cur = bk_ruleset_get(x->ctx->rules, sp);
+	uint64_t fp = bk_id_fingerprint(c->id, strlen(c->id));
+	for (uint32_t i = 0; cur && i < cur->n_recent; i++)
+		if (cur->recent[i] == fp) {
+			x->d->outcome = BK_DUPLICATE;
+			x->d->code = BK_E_OK;
+			snprintf(x->d->message, sizeof(x->d->message),
+				 "command %s was already applied", c->id);
+			return 1;
+		}
+	int rc;
+	if ((rc = profile_row(x, sp, cur)))
+		return rc;
+	bk_profile_rules *p = &x->d->rules;
+	memset(p, 0, sizeof(*p));
+	x->d->has_rules = true;
+	rc = c->type == BK_CMD_PROFILE_BIND ? d_bind(x, sp, cur, p) : d_rule(x, sp, cur, p);
+	if (rc)
+		return rc;
 	/* remember the command id (ring of the last BK_PROFILE_RECENT) */
 	if (p->n_recent < BK_PROFILE_RECENT) {
 		p->recent[p->n_recent++] = fp;
@@ -1787,6 +1864,7 @@ static int dispatch(dctx *x, const rowset *rs)
 	case BK_CMD_ORDER_CREATE:
 	case BK_CMD_AUTOACCEPT_SET:
 	case BK_CMD_AUTOACCEPT_DELETE:
+	case BK_CMD_PROFILE_BIND:
 	case BK_CMD__COUNT:
 		break;
 	}
@@ -1825,8 +1903,8 @@ int bk_decide(const bk_order *state, const bk_command *cmd, const bk_decide_ctx 
 	} else if (cmd->at > ctx->now + BK_FUTURE_SKEW_US) {
 		rc = reject(&x, BK_E_VALIDATION_FAILED,
 			    "at: more than 5 minutes in the future of the processor's clock");
-	} else if (cmd->type == BK_CMD_AUTOACCEPT_SET || cmd->type == BK_CMD_AUTOACCEPT_DELETE) {
-		rc = d_rules(&x);
+	} else if (bk_cmd_is_profile((bk_cmd_type)cmd->type)) {
+		rc = d_profile(&x);
 	} else if (!state) {
 		if (cmd->type != BK_CMD_ORDER_CREATE)
 			rc = reject(&x, BK_E_UNKNOWN_ORDER, "order %s does not exist",

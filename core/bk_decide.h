@@ -44,14 +44,16 @@ typedef struct bk_decision {
 	char message[256]; /* a message a person can act on */
 	bk_event *events;
 	uint32_t n_events;
-	/* for autoaccept.*: the profile's new rules (owned by the decision; bk_decision_clear) */
+	/* for profile.bind and autoaccept.* (bk_cmd_is_profile): the profile's new entry, the
+	 * booking.rules record to write (owned by the decision; bk_decision_clear) */
 	bool has_rules;
 	bk_profile_rules rules;
 } bk_decision;
 
 /*
  * Decide a command against the order's state (NULL when the order is unknown).
- * For autoaccept.* commands `state` is ignored and ctx->rules is consulted.
+ * For commands on a service profile (profile.bind, autoaccept.*: bk_cmd_is_profile)
+ * `state` is ignored and ctx->rules is consulted.
  * Returns 0 with *ret filled (accepted, rejected or duplicate); -1 only on
  * out-of-memory or an internal error (message in ret->message). Events and their
  * strings are allocated in z.
@@ -67,8 +69,5 @@ void bk_decision_clear(bk_decision *d);
  * applied (the state is then unchanged... for decode-level problems; see bk_evolve.c).
  */
 int bk_evolve(bk_order *state, const bk_event *ev, char *errstr, size_t errstr_size);
-
-/* Apply a rules event (autoaccept.set/delete outcome) to a ruleset. */
-int bk_rules_apply(bk_ruleset *rs, const bk_profile_rules *p);
 
 #endif

@@ -116,6 +116,17 @@ static const char *const ms_state_names[BK_MS__COUNT] = {
     [BK_MS_DISPUTED] = "disputed", [BK_MS_REFUNDED] = "refunded",
 };
 
+static const char *const profile_state_names[BK_PS__COUNT] = {
+    [BK_PS_UNBOUND] = "unbound",
+    [BK_PS_LEGACY] = "legacy",
+    [BK_PS_BOUND] = "bound",
+};
+
+static const char *const profile_who_names[BK_PW__COUNT] = {
+    [BK_PW_AUTHORITY] = "keyring: system for profile.",
+    [BK_PW_OWNER] = "the profile's owner",
+};
+
 /* --- booking_status ------------------------------------------------------------ */
 
 #define S(x) BK_STM(BK_ST_##x)
@@ -224,6 +235,20 @@ const size_t bk_ms_table_len = sizeof(bk_ms_table) / sizeof(bk_ms_table[0]);
 _Static_assert(sizeof(bk_ms_table) / sizeof(bk_ms_table[0]) == 5,
 	       "update the count when rows change");
 
+/* --- service profiles (booking.rules) --------------------------------------------- */
+
+#define PS(x) BK_PSM(BK_PS_##x)
+
+const bk_profile_row bk_profile_table[] = {
+    {0, BK_CMD_PROFILE_BIND, R(SYSTEM), PS(UNBOUND) | PS(LEGACY) | PS(BOUND), BK_PS_BOUND,
+     BK_PW_AUTHORITY},
+    {1, BK_CMD_AUTOACCEPT_SET, R(PROVIDER), PS(LEGACY) | PS(BOUND), BK_PS_SAME, BK_PW_OWNER},
+    {2, BK_CMD_AUTOACCEPT_DELETE, R(PROVIDER), PS(LEGACY) | PS(BOUND), BK_PS_SAME, BK_PW_OWNER},
+};
+const size_t bk_profile_table_len = sizeof(bk_profile_table) / sizeof(bk_profile_table[0]);
+_Static_assert(sizeof(bk_profile_table) / sizeof(bk_profile_table[0]) == 3,
+	       "update the count when rows change");
+
 /* --- names ---------------------------------------------------------------------- */
 
 #define NAME_OF(tab, v) (((unsigned)(v) < sizeof(tab) / sizeof(tab[0]) && tab[v]) ? tab[v] : "?")
@@ -271,6 +296,14 @@ const char *bk_card_who_name(bk_card_who w)
 const char *bk_ms_state_name(bk_ms_state s)
 {
 	return NAME_OF(ms_state_names, s);
+}
+const char *bk_profile_state_name(bk_profile_state s)
+{
+	return NAME_OF(profile_state_names, s);
+}
+const char *bk_profile_who_name(bk_profile_who w)
+{
+	return NAME_OF(profile_who_names, w);
 }
 
 static int lookup(const char *const *tab, int count, const char *s, size_t n)
@@ -320,6 +353,14 @@ int bk_ms_state_from(const char *s, size_t n)
 bool bk_cmd_is_internal(bk_cmd_type c)
 {
 	return c == BK_CMD_ORDER_SWEEP || c == BK_CMD_REQUEST_EXPIRE || c == BK_CMD_CARD_EXPIRE;
+}
+
+bool bk_cmd_is_profile(bk_cmd_type c)
+{
+	for (size_t i = 0; i < bk_profile_table_len; i++)
+		if (bk_profile_table[i].cmd == c)
+			return true;
+	return false;
 }
 
 bk_ostate bk_ostate_of(bk_status s)
@@ -391,6 +432,18 @@ const bk_ms_row *bk_ms_row_find(bk_cmd_type cmd, int from)
 	return NULL;
 }
 
+const bk_profile_row *bk_profile_row_find(bk_cmd_type cmd, bk_profile_state from)
+{
+	if ((unsigned)from >= BK_PS__COUNT)
+		return NULL;
+	for (size_t i = 0; i < bk_profile_table_len; i++) {
+		const bk_profile_row *r = &bk_profile_table[i];
+		if (r->cmd == cmd && (r->from & BK_PSM(from)))
+			return r;
+	}
+	return NULL;
+}
+
 /* --- self-check ----------------------------------------------------------------- */
 
 #define CHECK_NAMES(tab, count, what)                                                              \
@@ -413,6 +466,8 @@ int bk_fsm_selfcheck(char *errstr, size_t errstr_size)
 	CHECK_NAMES(card_op_names, BK_CO__COUNT, "card op");
 	CHECK_NAMES(ms_state_names, BK_MS__COUNT, "milestone state");
 	CHECK_NAMES(card_who_names, BK_CW__COUNT, "card who");
+	CHECK_NAMES(profile_state_names, BK_PS__COUNT, "profile state");
+	CHECK_NAMES(profile_who_names, BK_PW__COUNT, "profile who");
 	for (size_t i = 0; i < bk_status_table_len; i++) {
 		const bk_status_row *r = &bk_status_table[i];
 		if (r->index != i || r->cmd >= BK_CMD__COUNT || r->guard >= BK_G__COUNT ||
@@ -471,6 +526,25 @@ int bk_fsm_selfcheck(char *errstr, size_t errstr_size)
 			snprintf(errstr, errstr_size, "milestone row %zu is malformed", i);
 			return -1;
 		}
+	}
+	for (size_t i = 0; i < bk_profile_table_len; i++) {
+		const bk_profile_row *r = &bk_profile_table[i];
+		if (r->index != i || r->cmd >= BK_CMD__COUNT || r->actors == 0 ||
+		    r->actors >= (1u << BK_ROLE__COUNT) || r->from == 0 ||
+		    r->from >= (1u << BK_PS__COUNT) ||
+		    (r->to != BK_PS_SAME && r->to >= BK_PS__COUNT) || r->who >= BK_PW__COUNT ||
+		    bk_cmd_is_internal((bk_cmd_type)r->cmd)) {
+			snprintf(errstr, errstr_size, "profile row %zu is malformed", i);
+			return -1;
+		}
+		/* a profile command is decided on the profile, never on an order */
+		for (size_t k = 0; k < bk_status_table_len; k++)
+			if (bk_status_table[k].cmd == r->cmd) {
+				snprintf(errstr, errstr_size,
+					 "profile row %zu: %s also has a status row", i,
+					 cmd_names[r->cmd]);
+				return -1;
+			}
 	}
 	return 0;
 }

@@ -91,6 +91,7 @@ typedef enum bk_role {
 	X(CARD_CANCEL, "card.cancel")                                                              \
 	X(AUTOACCEPT_SET, "autoaccept.set")                                                        \
 	X(AUTOACCEPT_DELETE, "autoaccept.delete")                                                  \
+	X(PROFILE_BIND, "profile.bind")                                                            \
 	X(ORDER_SWEEP, "order.sweep")                                                              \
 	X(REQUEST_EXPIRE, "request.expire")                                                        \
 	X(CARD_EXPIRE, "card.expire")
@@ -198,6 +199,42 @@ typedef struct bk_card_row {
 extern const bk_card_row bk_card_table[];
 extern const size_t bk_card_table_len;
 
+/*
+ * Service profiles (the key of booking.rules): who owns a profile comes from an authority,
+ * the profiles service, through `profile.bind` (role system); autoaccept.* come from the
+ * provider it is bound to. A profile is unbound until its first bind; `legacy` is a rules
+ * record written before profile.bind existed, whose owner is its first rule's provider
+ * (docs/design.md, "Auto-accept rules": kept as bound until a profile.bind).
+ */
+typedef enum bk_profile_state {
+	BK_PS_UNBOUND,
+	BK_PS_LEGACY,
+	BK_PS_BOUND,
+	BK_PS__COUNT,
+	BK_PS_SAME = 0x7f, /* in a table row: the state does not change */
+} bk_profile_state;
+#define BK_PSM(s) (1u << (s))
+
+/* Who, besides the row's roles, may issue a profile command. */
+typedef enum bk_profile_who {
+	BK_PW_AUTHORITY, /* whoever the keyring lets assert the role for the type (profile.) */
+	BK_PW_OWNER,	 /* the provider the profile is bound to (legacy: its first-rule owner) */
+	BK_PW__COUNT
+} bk_profile_who;
+
+/* One allowed command on a service profile. */
+typedef struct bk_profile_row {
+	uint16_t index;
+	uint8_t cmd;	/* bk_cmd_type */
+	uint8_t actors; /* BK_RM() mask */
+	uint8_t from;	/* BK_PSM() mask */
+	uint8_t to;	/* bk_profile_state, BK_PS_SAME */
+	uint8_t who;	/* bk_profile_who */
+} bk_profile_row;
+
+extern const bk_profile_row bk_profile_table[];
+extern const size_t bk_profile_table_len;
+
 /* Statuses in which cards may be opened and responded to. */
 #define BK_CARD_STATUSES                                                                           \
 	(BK_STM(BK_ST_CONFIRMED) | BK_STM(BK_ST_IN_PROGRESS) | BK_STM(BK_ST_DELIVERED))
@@ -236,6 +273,8 @@ const char *bk_card_state_name(bk_card_state s);
 const char *bk_card_op_name(bk_card_op o);
 const char *bk_card_who_name(bk_card_who w);
 const char *bk_ms_state_name(bk_ms_state s);
+const char *bk_profile_state_name(bk_profile_state s);
+const char *bk_profile_who_name(bk_profile_who w);
 
 /* Reverse lookups over a (pointer, length) string; return -1 when unknown. */
 int bk_status_from(const char *s, size_t n);
@@ -249,6 +288,9 @@ int bk_ms_state_from(const char *s, size_t n);
 
 /* True when a command is issued by the processor, never accepted from the wire. */
 bool bk_cmd_is_internal(bk_cmd_type c);
+/* True when a command is keyed by service profile and changes booking.rules (a row of
+ * bk_profile_table names it): profile.bind, autoaccept.set, autoaccept.delete. */
+bool bk_cmd_is_profile(bk_cmd_type c);
 
 /* The derived ord.order_state of a booking status. */
 bk_ostate bk_ostate_of(bk_status s);
@@ -273,6 +315,9 @@ const bk_card_row *bk_card_row_find(bk_card_op op, bk_card_type type, int from);
 
 /* Milestone row for (cmd, from-state); from = -1 for a new milestone. NULL if none. */
 const bk_ms_row *bk_ms_row_find(bk_cmd_type cmd, int from);
+
+/* Profile row for (cmd, from-state). NULL if none. */
+const bk_profile_row *bk_profile_row_find(bk_cmd_type cmd, bk_profile_state from);
 
 /* Self-check of every table (indexes, masks in range, names present). Returns 0 when
  * sound, else -1 with a description in errstr. */

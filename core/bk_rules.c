@@ -71,6 +71,16 @@ const bk_profile_rules *bk_ruleset_get(const bk_ruleset *rs, const char *sp_id)
 	return rs->slots[slot_of(rs, sp_id)];
 }
 
+const bk_profile_rules *bk_ruleset_get_owned(const bk_ruleset *rs, const char *sp_id,
+					     const char *provider_user_id)
+{
+	const bk_profile_rules *p = bk_ruleset_get(rs, sp_id);
+	if (!p || !provider_user_id || !p->owner_user_id[0] ||
+	    strcmp(p->owner_user_id, provider_user_id) != 0)
+		return NULL;
+	return p;
+}
+
 static int grow(bk_ruleset *rs)
 {
 	bk_ruleset nw = {calloc((size_t)rs->cap * 2, sizeof(*rs->slots)), rs->n, rs->cap * 2};
@@ -141,6 +151,18 @@ void bk_ruleset_remove(bk_ruleset *rs, const char *sp_id)
 size_t bk_ruleset_count(const bk_ruleset *rs)
 {
 	return rs ? rs->n : 0;
+}
+
+size_t bk_ruleset_list(const bk_ruleset *rs, const bk_profile_rules **ret, size_t max)
+{
+	size_t n = 0;
+	for (uint32_t i = 0; rs && i < rs->cap; i++)
+		if (rs->slots[i]) {
+			if (n < max)
+				ret[n] = rs->slots[i];
+			n++;
+		}
+	return n;
 }
 
 static bool rule_holds(const bk_rule *r, const bk_rule_subject *s, bk_tz_fn tz, void *tz_opaque)

@@ -3,7 +3,11 @@
  *
  * A bk_ruleset holds, per service profile, its owner and its rules; it is what the
  * compacted topic booking.rules says (one record per profile holding all its rules).
- * Matching is pure: the weekday is judged in the order's time zone through a bk_tz_fn.
+ * The owner is the provider the profiles service bound the profile to (profile.bind);
+ * a record written before profile.bind existed names its first rule's provider instead
+ * (bound = false: a legacy owner, docs/design.md). A profile's rules apply only to
+ * orders of its owner. Matching is pure: the weekday is judged in the order's time zone
+ * through a bk_tz_fn.
  */
 #ifndef BK_RULES_H
 #define BK_RULES_H
@@ -30,7 +34,8 @@ typedef struct bk_rule {
 
 typedef struct bk_profile_rules {
 	char service_profile_id[BK_ID_MAX];
-	char owner_user_id[BK_ID_MAX];
+	char owner_user_id[BK_ID_MAX]; /* "" = unbound (no profile.bind, no legacy owner) */
+	bool bound;		       /* owner_user_id comes from profile.bind, not legacy */
 	bk_rule *rules;
 	uint32_t n, cap;
 	uint64_t recent[BK_PROFILE_RECENT]; /* fingerprints of the last command ids */
@@ -46,7 +51,15 @@ const bk_profile_rules *bk_ruleset_get(const bk_ruleset *rs, const char *sp_id);
 /* Replace a profile's whole entry (a copy is made). 0, or -1 on OOM. */
 int bk_ruleset_put(bk_ruleset *rs, const bk_profile_rules *p);
 void bk_ruleset_remove(bk_ruleset *rs, const char *sp_id);
+/* The rules of profile sp_id that apply to an order of provider provider_user_id: the
+ * profile's entry when that provider owns it, else NULL (another provider's rules never
+ * accept an order, whatever the order names as its service profile). */
+const bk_profile_rules *bk_ruleset_get_owned(const bk_ruleset *rs, const char *sp_id,
+					     const char *provider_user_id);
 size_t bk_ruleset_count(const bk_ruleset *rs);
+/* Writes up to max entries of rs into ret (in no particular order; valid until the next
+ * change) and returns how many entries there are. */
+size_t bk_ruleset_list(const bk_ruleset *rs, const bk_profile_rules **ret, size_t max);
 
 /* What a rule is judged on. */
 typedef struct bk_rule_subject {

@@ -76,7 +76,7 @@ static bool chance(rng *r, uint32_t per_mille)
 /* --- ids and reference data ----------------------------------------------------------- */
 
 /* What kind of thing an id names (mixed into its hash). */
-enum { K_ORDER = 1, K_CMD, K_BUYER, K_PROV, K_SP, K_CARD, K_RULE, K_RULECMD, K_SUPPORT };
+enum { K_ORDER = 1, K_CMD, K_BUYER, K_PROV, K_SP, K_CARD, K_RULE, K_RULECMD, K_SUPPORT, K_BINDCMD };
 
 static const char crockford[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
@@ -227,7 +227,7 @@ struct bk_gen {
 	buf rule_buf;
 	bool oom;
 	int phase;
-	uint32_t rule_p, rule_k; /* the next rule to emit */
+	uint32_t rule_p, rule_k; /* the next rule to emit (k = 0: the profile's bind) */
 	gorder *live;
 	uint32_t window, n_live, next_order;
 	int64_t done_slot; /* a live slot whose plan ended with the last command, -1: none */
@@ -866,6 +866,33 @@ static uint32_t rules_of(uint32_t p)
 	return cls < 3 ? 2 : cls == 3 ? 1 : 0;
 }
 
+/* profile.bind of provider p's service profile, by the profiles service (role system),
+ * before its rules: autoaccept.* are allowed only on a bound profile. */
+static int emit_bind(bk_gen *g, uint32_t p, bk_gen_cmd *ret)
+{
+	msgpack_packer *pk = &g->pk;
+	char cid[ID_LEN];
+	g->rule_buf.size = 0;
+	g->cur = &g->rule_buf;
+	mkid(cid, g->seed, "cmd_", K_BINDCMD, p, 0);
+	p_envelope(g, cid, "profile.bind", g->sps[p], BK_ROLE_SYSTEM, NULL, false, 0);
+	msgpack_pack_map(pk, 2);
+	p_kstr(pk, "service_profile_id", g->sps[p]);
+	p_kstr(pk, "provider_user_id", g->provs[p]);
+	if (g->oom)
+		return -1;
+	*ret = (bk_gen_cmd){.bytes = g->rule_buf.data,
+			    .len = g->rule_buf.size,
+			    .key = g->sps[p],
+			    .index = g->st.commands++,
+			    .kind = BK_GEN_BIND,
+			    .expect = BK_ACCEPTED,
+			    .expect_code = BK_E_OK};
+	g->st.binds++;
+	g->now += BK_US_PER_S;
+	return 0;
+}
+
 static int emit_rule(bk_gen *g, uint32_t p, uint32_t k, bk_gen_cmd *ret)
 {
 	msgpack_packer *pk = &g->pk;
@@ -908,8 +935,11 @@ static int emit_rule(bk_gen *g, uint32_t p, uint32_t k, bk_gen_cmd *ret)
 const char *bk_gen_kind_name(bk_gen_kind k)
 {
 	static const char *const names[BK_GEN__COUNT] = {
-	    [BK_GEN_RULE] = "rule",	      [BK_GEN_PLANNED] = "planned",
-	    [BK_GEN_DUPLICATE] = "duplicate", [BK_GEN_WRONG_ACTOR] = "wrong_actor",
+	    [BK_GEN_BIND] = "bind",
+	    [BK_GEN_RULE] = "rule",
+	    [BK_GEN_PLANNED] = "planned",
+	    [BK_GEN_DUPLICATE] = "duplicate",
+	    [BK_GEN_WRONG_ACTOR] = "wrong_actor",
 	    [BK_GEN_STALE] = "stale",
 	};
 	return (unsigned)k < BK_GEN__COUNT ? names[k] : "unknown";
@@ -1023,12 +1053,16 @@ int bk_gen_next(bk_gen *g, bk_gen_cmd *ret, char *errstr, size_t errstr_size)
 	if (g->oom)
 		return fail(g, errstr, errstr_size, "out of memory (earlier)");
 	if (g->phase == PHASE_RULES) {
-		while (g->rule_p < g->np && g->rule_k >= rules_of(g->rule_p)) {
+		/* per provider with rules: its profile's bind (k = 0), then its rules */
+		while (g->rule_p < g->np &&
+		       (rules_of(g->rule_p) == 0 || g->rule_k > rules_of(g->rule_p))) {
 			g->rule_p++;
 			g->rule_k = 0;
 		}
 		if (g->rule_p < g->np) {
-			if (emit_rule(g, g->rule_p, g->rule_k++, ret) < 0)
+			uint32_t k = g->rule_k++;
+			if ((k == 0 ? emit_bind(g, g->rule_p, ret)
+				    : emit_rule(g, g->rule_p, k - 1, ret)) < 0)
 				return fail(g, errstr, errstr_size, "out of memory");
 			return 1;
 		}

@@ -40,6 +40,7 @@ void bk_gen_opts_default(bk_gen_opts *ret);
 
 /* What a command is in the plan. */
 typedef enum bk_gen_kind {
+	BK_GEN_BIND,	    /* profile.bind of a provider's profile, before its rules */
 	BK_GEN_RULE,	    /* autoaccept.set of a provider, before the orders */
 	BK_GEN_PLANNED,	    /* a step of an order's story */
 	BK_GEN_DUPLICATE,   /* an earlier command of the order resent: same id, same bytes */
@@ -55,7 +56,7 @@ const char *bk_gen_kind_name(bk_gen_kind k); /* "rule", "planned"...; never NULL
 typedef struct bk_gen_cmd {
 	const void *bytes; /* the command as a msgpack map (core/bk_codec.h shape) */
 	size_t len;
-	const char *key; /* order_id (autoaccept.set: the service profile id): the
+	const char *key; /* order_id (profile.bind, autoaccept.set: the service profile id): the
 			    partition key */
 	uint64_t index;	 /* position in the stream, from 0 */
 	bk_gen_kind kind;
@@ -67,6 +68,7 @@ typedef struct bk_gen_cmd {
 typedef struct bk_gen_stats {
 	uint64_t commands;		     /* emitted so far */
 	uint64_t rtb, ib, invite, abandoned; /* orders planned, by story */
+	uint64_t binds;			     /* profile.bind commands */
 	uint64_t rules;			     /* autoaccept.set commands */
 	uint64_t planned;		     /* story steps, including the planned rejections */
 	uint64_t duplicates, wrong_actor, stale;

@@ -3,7 +3,8 @@
  * test): `check` compares `bookingctl send --wait` output with a fixture's expectations,
  * `gen` writes a stream of valid commands, `bad` sends hostile records around valid ones
  * and checks the DLQ, `verify` re-reads the topics and checks exactly-one-outcome, the
- * reader rule (no fork, no gap) and every hash chain. Exit 0 pass, 1 fail, 2 usage.
+ * reader rule (no fork, no gap) and every hash chain, `legacy-rule` writes a rules record
+ * as written before profile.bind (no `owner`). Exit 0 pass, 1 fail, 2 usage.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -1044,6 +1045,68 @@ static int cmd_junk(bk_kconf *kc, bk_topic t, int count, int size)
 	return rc;
 }
 
+/* ---- legacy-rule: a booking.rules record from before profile.bind ---------------------- */
+
+/* {service_profile_id, owner_user_id, rules: [{rule_id, allow_ib: true}], recent: []}: the
+ * first-rule owner of the old processor, without the `owner` that profile.bind writes;
+ * signed with the writer key ($BOOKING_WRITER_KEY...), as `bookingctl seal` signs the
+ * rules records of a log it migrates. */
+static int cmd_legacy_rule(bk_kconf *kc, const char *sp, const char *owner, const char *rule)
+{
+	char err[512];
+	rd_kafka_t *prod;
+	if (bk_kconf_new_handle(kc, BK_KCONF_PRODUCER, NULL, &prod, err, sizeof(err)) < 0) {
+		fprintf(stderr, "legacy-rule: %s\n", err);
+		return 2;
+	}
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	const char *kv[] = {"service_profile_id", sp, "owner_user_id", owner, "rules"};
+	msgpack_pack_map(&pk, 4);
+	for (int i = 0; i < 5; i++) {
+		msgpack_pack_str(&pk, strlen(kv[i]));
+		msgpack_pack_str_body(&pk, kv[i], strlen(kv[i]));
+	}
+	msgpack_pack_array(&pk, 1);
+	msgpack_pack_map(&pk, 2);
+	msgpack_pack_str(&pk, 7);
+	msgpack_pack_str_body(&pk, "rule_id", 7);
+	msgpack_pack_str(&pk, strlen(rule));
+	msgpack_pack_str_body(&pk, rule, strlen(rule));
+	msgpack_pack_str(&pk, 8);
+	msgpack_pack_str_body(&pk, "allow_ib", 8);
+	msgpack_pack_true(&pk);
+	msgpack_pack_str(&pk, 6);
+	msgpack_pack_str_body(&pk, "recent", 6);
+	msgpack_pack_array(&pk, 0);
+	uint8_t wsk[BK_SK_LEN], sig[BK_SIG_LEN];
+	char wkid[64];
+	if (bk_trust_load_key(NULL, NULL, wsk, wkid, err, sizeof(err)) < 0) {
+		fprintf(stderr, "legacy-rule: %s\n", err);
+		msgpack_sbuffer_destroy(&sb);
+		rd_kafka_destroy(prod);
+		return 2;
+	}
+	bk_trust_sign_rules(wsk, sp, strlen(sp), sb.data, sb.size, sig);
+	rd_kafka_headers_t *h = rd_kafka_headers_new(2);
+	rd_kafka_header_add(h, "key-id", -1, wkid, -1);
+	rd_kafka_header_add(h, "signature", -1, sig, BK_SIG_LEN);
+	rd_kafka_resp_err_t e = rd_kafka_producev(
+	    prod, RD_KAFKA_V_TOPIC(bk_kconf_topic(kc, BK_TOPIC_RULES)),
+	    RD_KAFKA_V_KEY(sp, strlen(sp)), RD_KAFKA_V_VALUE(sb.data, sb.size),
+	    RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+	if (e)
+		rd_kafka_headers_destroy(h);
+	msgpack_sbuffer_destroy(&sb);
+	int rc = e || rd_kafka_flush(prod, TIMEOUT_MS) ? 1 : 0;
+	if (e)
+		fprintf(stderr, "legacy-rule: produce: %s\n", rd_kafka_err2str(e));
+	rd_kafka_destroy(prod);
+	return rc;
+}
+
 /* ---- ctl: one line to the dev broker's control socket, its answer on stdout --------- */
 
 static int cmd_ctl(const char *path, const char *text)
@@ -1079,6 +1142,7 @@ static int usage(void)
 	    "[--wait-ms N] [--strict]\n"
 	    "       test_commands bad [kafka opts] SK KEY_ID WRONG_SK WRONG_KEY_ID\n"
 	    "       test_commands junk [kafka opts] COUNT SIZE   (to events partition 0)\n"
+	    "       test_commands legacy-rule [kafka opts] SERVICE_PROFILE OWNER RULE_ID\n"
 	    "       test_commands ctl SOCKET LINE\n"
 	    "       test_commands outcomes [kafka opts]   (first sealed results, sealed events)\n");
 	return 2;
@@ -1133,6 +1197,8 @@ int main(int argc, char **argv)
 		rc = cmd_outcomes(kc);
 	else if (!strcmp(argv[1], "junk") && npos == 2)
 		rc = cmd_junk(kc, BK_TOPIC_EVENTS, atoi(pos[0]), atoi(pos[1]));
+	else if (!strcmp(argv[1], "legacy-rule") && npos == 3)
+		rc = cmd_legacy_rule(kc, pos[0], pos[1], pos[2]);
 	else if (!strcmp(argv[1], "bad") && npos == 4)
 		rc = cmd_bad(kc, pos[0], pos[1], pos[2], pos[3]);
 	else

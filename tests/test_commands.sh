@@ -5,7 +5,8 @@
 # 10 each, then counted); kill -9 of the processor while a stream
 # flows, then one outcome per command, no fork or gap, every chain verifies; two
 # processors sharing a group, one killed, the other takes over; 20,000 commands with ~30%
-# duplicates; a broker down and up again during a stream.
+# duplicates; a broker down and up again during a stream; a legacy rules record (a squatted
+# profile) migrated with profile.bind signed by a key limited to profile.
 # usage: test_commands.sh BOOKINGCTL BOOKING_COMMANDS TEST_TOOL SRCDIR
 # env: BK_KILL_ORDERS (orders in the kill stream, 8 commands each; default 6320: 50,056
 # commands), BK_KILLS (default 10), BK_KILL_SECONDS (time budget of the kill phase, 90),
@@ -561,11 +562,12 @@ total=$(wc -l <"$W/dups.jsonl")
 echo "# stream: $total commands, $planned_dups duplicates"
 # no pool threads: the main thread checks and decides every record itself
 start_proc dups "" --sweep-interval-ms 0 --verify-threads 0
-# The autoaccept.set commands sit on other partitions than the orders they govern: they are
-# answered first, or an IB order may be decided before its provider's rule (ib_not_allowed
-# instead of the planned accept, and its resend is then not a duplicate).
-grep '"type":"autoaccept\.' "$W/dups.jsonl" >"$W/dups.rules.jsonl"
-grep -v '"type":"autoaccept\.' "$W/dups.jsonl" >"$W/dups.rest.jsonl"
+# The profile.bind and autoaccept.set commands sit on other partitions than the orders they
+# govern: they are answered first, or an IB order may be decided before its provider's rule
+# (ib_not_allowed instead of the planned accept, and its resend is then not a duplicate).
+# A profile's bind and rules share its key, so its bind is decided before its rules.
+grep -E '"type":"(autoaccept|profile)\.' "$W/dups.jsonl" >"$W/dups.rules.jsonl"
+grep -vE '"type":"(autoaccept|profile)\.' "$W/dups.jsonl" >"$W/dups.rest.jsonl"
 "$BCTL" send --brokers-file "$BOOT" --key "$W/all.sk" --key-id test-all --wait \
 	"$W/dups.rules.jsonl" >"$W/send.dups.rules.log" 2>&1
 "$BCTL" send --brokers-file "$BOOT" --key "$W/all.sk" --key-id test-all "$W/dups.rest.jsonl" \
@@ -604,6 +606,51 @@ check "broker 2 went down and came back (control socket)" [ "$(grep -c '^ok' "$W
 vrc=$?
 sed 's/^/#   /' "$W/down.verify" | tail -1
 check "broker down/up during a stream of $(wc -l <"$W/down.jsonl") commands: one result each, one events record per command, no fork, no gap" [ "$vrc" -eq 0 ]
+kill -TERM "$PROC_PID"
+wait "$PROC_PID"
+
+# ---- 9. service profiles: a legacy first-rule owner migrated with profile.bind ----------
+# A rules record from before profile.bind: usr_sq squatted sp_legacy by setting its first
+# rule. `bookingctl profiles --legacy` lists it; the operator's bind commands, corrected to
+# the real provider, are sent with the profiles service's key (system, limited to
+# profile.); the squatter's rule is gone, only the real provider may set rules.
+devbroker prof 4 || exit 1
+"$BCTL" keygen --key-id test-profiles --roles system --types profile. --out "$W/profiles" \
+	>>"$W/keyring" 2>/dev/null
+"$TOOL" legacy-rule --brokers-file "$BOOT" sp_legacy usr_sq rule_sq
+"$BCTL" profiles --brokers-file "$BOOT" --legacy >"$W/prof.legacy" 2>"$W/prof.legacy.err"
+prc=$?
+check "profiles --legacy: the record without a binding is listed with its first-rule owner, exit 1" \
+	eval '[ "$prc" -eq 1 ] && [ "$(cat "$W/prof.legacy")" = "sp_legacy usr_sq legacy rules=1" ]'
+"$BCTL" profiles --brokers-file "$BOOT" --legacy --bind-commands 2>/dev/null |
+	sed 's/"provider_user_id":"usr_sq"/"provider_user_id":"usr_real"/' >"$W/prof.bind.jsonl"
+start_proc prof "" --sweep-interval-ms 0
+wait_assigned "$W/proc.prof.log"
+"$BCTL" send --brokers-file "$BOOT" --key "$W/profiles.sk" --key-id test-profiles --wait \
+	"$W/prof.bind.jsonl" >"$W/prof.bind.out" 2>&1
+check "profile.bind signed by the profiles key (system for profile.): accepted" \
+	grep -q '"order_id":"sp_legacy","status":"accepted"' "$W/prof.bind.out"
+now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+for who in usr_sq usr_real; do
+	printf '{"id":"cmd_prof_%s","type":"autoaccept.set","order_id":"sp_legacy","actor":{"user_id":"%s","role":"provider"},"at":"%s","payload":{"rule_id":"rule_%s","service_profile_id":"sp_legacy","allow_ib":true}}\n' \
+		"$who" "$who" "$now" "$who"
+done >"$W/prof.rules.jsonl"
+"$BCTL" send --brokers-file "$BOOT" --key "$W/all.sk" --key-id test-all --sequential \
+	"$W/prof.rules.jsonl" >"$W/prof.rules.out" 2>&1
+check "after the bind: the squatter's autoaccept.set is forbidden, the bound provider's accepted" \
+	eval 'grep -q "\"command_id\":\"cmd_prof_usr_sq\".*\"code\":\"forbidden\".*bound to another provider" "$W/prof.rules.out" &&
+	      grep -q "\"command_id\":\"cmd_prof_usr_real\".*\"status\":\"accepted\"" "$W/prof.rules.out"'
+sed 's/cmd_prof_usr_real/cmd_prof_key/' "$W/prof.rules.jsonl" | tail -n 1 >"$W/prof.key.jsonl"
+"$BCTL" send --brokers-file "$BOOT" --key "$W/profiles.sk" --key-id test-profiles --wait \
+	"$W/prof.key.jsonl" >"$W/prof.key.out" 2>&1
+check "the profiles key may not assert provider: autoaccept.set dead-lettered" \
+	grep -q '"status":"dlq"' "$W/prof.key.out"
+"$BCTL" profiles --brokers-file "$BOOT" >"$W/prof.all" 2>/dev/null
+prc=$?
+"$BCTL" profiles --brokers-file "$BOOT" --legacy >/dev/null 2>&1
+lrc=$?
+check "profiles: sp_legacy bound to usr_real with its one rule; --legacy finds none (exit 0)" \
+	eval '[ "$prc" -eq 0 ] && [ "$lrc" -eq 0 ] && [ "$(cat "$W/prof.all")" = "sp_legacy usr_real bound rules=1" ]'
 kill -TERM "$PROC_PID"
 wait "$PROC_PID"
 

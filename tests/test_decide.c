@@ -2,7 +2,9 @@
  * test_decide.c - decider and evolve behaviour beyond the tables: lazy expiry and the
  * timer sweep, idempotency of derived ids, determinism, the hash chain, restore from
  * records (the reader rule: duplicate, fork, gap), auto-accept matching in the order's
- * time zone, and the future-time check.
+ * time zone, service profiles bound by profile.bind (the squatting case of issue 11, a
+ * rebind, a legacy first-rule owner read from an old rules record), and the future-time
+ * check.
  */
 #include <check.h>
 #include <stdarg.h>
@@ -215,11 +217,19 @@ START_TEST(future_commands_rejected)
 }
 END_TEST
 
+#define BIND(id, sp, prov, at)                                                                     \
+	"{\"id\":\"" id "\",\"type\":\"profile.bind\",\"order_id\":\"" sp "\",\"actor\":{"         \
+	"\"role\":\"system\"},\"at\":\"" at "\",\"payload\":{\"service_profile_id\":\"" sp         \
+	"\",\"provider_user_id\":\"" prov "\"}}"
+
 /* 2026-12-06T23:30Z is Sunday in UTC and Monday 00:30 in Paris: a Monday-only rule matches. */
 START_TEST(weekday_in_order_timezone)
 {
 	bk_engine *e = bk_engine_new();
 	run r;
+	run_json(e, &r, 0, BIND("cmd_w_b", "sp_1", "usr_p", "2026-11-01T09:00:00Z"));
+	ck_assert_msg(r.d.outcome == BK_ACCEPTED, "%s", r.d.message);
+	run_done(&r);
 	run_json(e, &r, 0,
 		 CMD("cmd_w_r", "autoaccept.set", "sp_1", "usr_p", "provider",
 		     "2026-11-01T10:00:00Z",
@@ -244,6 +254,257 @@ START_TEST(weekday_in_order_timezone)
 		     "{}"));
 	ck_assert_int_eq(r.d.code, BK_E_IB_NOT_ALLOWED);
 	run_done(&r);
+	bk_engine_free(e);
+}
+END_TEST
+
+/* The outcome, code and message of one command, then the run is done with. */
+static bk_outcome outcome_of(bk_engine *e, bk_err *ret_code, char *ret_msg, size_t msgsz,
+			     const char *json)
+{
+	run r;
+	run_json(e, &r, 0, "%s", json);
+	bk_outcome o = r.d.outcome;
+	*ret_code = r.d.code;
+	snprintf(ret_msg, msgsz, "%s", r.d.message);
+	run_done(&r);
+	return o;
+}
+
+#define EXPECT(e, want, want_code, json)                                                           \
+	do {                                                                                       \
+		bk_err c_;                                                                         \
+		char m_[256];                                                                      \
+		bk_outcome o_ = outcome_of(e, &c_, m_, sizeof(m_), json);                          \
+		ck_assert_msg(o_ == (want) && c_ == (want_code), "%s: got %s %s: %s", #json,       \
+			      bk_outcome_name(o_), bk_err_name(c_), m_);                           \
+	} while (0)
+
+#define RULE_SET(id, sp, prov, rule, at)                                                           \
+	CMD(id, "autoaccept.set", sp, prov, "provider", at,                                        \
+	    "{\"rule_id\":\"" rule "\",\"service_profile_id\":\"" sp "\",\"allow_ib\":true}")
+
+/* profile.bind is for role system only; binding creates the profile's record. */
+START_TEST(profile_bind_by_system_only)
+{
+	bk_engine *e = bk_engine_new();
+	const char *roles[] = {"buyer", "provider", "support"};
+	char buf[1024];
+	for (size_t i = 0; i < 3; i++) {
+		snprintf(
+		    buf, sizeof(buf),
+		    "{\"id\":\"cmd_pb_%zu\",\"type\":\"profile.bind\",\"order_id\":\"sp_1\","
+		    "\"actor\":{\"user_id\":\"usr_p\",\"role\":\"%s\"},\"at\":\"2026-11-01T09:"
+		    "00:00Z\",\"payload\":{\"service_profile_id\":\"sp_1\",\"provider_user_id\":"
+		    "\"usr_p\"}}",
+		    i, roles[i]);
+		bk_err code;
+		char msg[256];
+		ck_assert_int_eq(outcome_of(e, &code, msg, sizeof(msg), buf), BK_REJECTED);
+		ck_assert_int_eq(code, BK_E_FORBIDDEN);
+		ck_assert_msg(strstr(msg, "profile.bind is for role system") != NULL, "%s", msg);
+	}
+	ck_assert_ptr_null(bk_ruleset_get(bk_engine_rules(e), "sp_1"));
+	/* payload checks: the profile must be the key, the provider an id */
+	run r;
+	run_json(e, &r, 0,
+		 "{\"id\":\"cmd_pb_x\",\"type\":\"profile.bind\",\"order_id\":\"sp_1\",\"actor\":{"
+		 "\"role\":\"system\"},\"at\":\"2026-11-01T09:00:00Z\",\"payload\":{"
+		 "\"service_profile_id\":\"sp_2\",\"provider_user_id\":\"usr_p\"}}");
+	ck_assert_int_eq(r.d.code, BK_E_VALIDATION_FAILED);
+	run_done(&r);
+	run_json(e, &r, 0, BIND("cmd_pb_ok", "sp_1", "usr_p", "2026-11-01T09:00:00Z"));
+	ck_assert_msg(r.d.outcome == BK_ACCEPTED, "%s", r.d.message);
+	ck_assert(r.d.has_rules);
+	ck_assert(r.d.rules.bound);
+	ck_assert_str_eq(r.d.rules.owner_user_id, "usr_p");
+	ck_assert_uint_eq(r.d.n_events, 0);
+	run_done(&r);
+	const bk_profile_rules *p = bk_ruleset_get(bk_engine_rules(e), "sp_1");
+	ck_assert_ptr_nonnull(p);
+	ck_assert(p->bound);
+	ck_assert_str_eq(p->owner_user_id, "usr_p");
+	ck_assert_uint_eq(p->n, 0);
+	/* the same command again: duplicate */
+	EXPECT(e, BK_DUPLICATE, BK_E_OK,
+	       BIND("cmd_pb_ok", "sp_1", "usr_p", "2026-11-01T09:00:00Z"));
+	bk_engine_free(e);
+}
+END_TEST
+
+/*
+ * Issue 11, the squatting case: provider usr_sq, no party to sp_1, sets a rule on it
+ * before anyone. It is forbidden (the profile is unbound); once the profiles service
+ * bound sp_1 to usr_p it is still forbidden (bound to another provider), and usr_p's IB
+ * order is not auto-accepted by any rule of the squatter; usr_p's own rule is accepted
+ * and then accepts the order.
+ */
+START_TEST(profile_squatting_refused)
+{
+	bk_engine *e = bk_engine_new();
+	bk_err code;
+	char msg[256];
+	ck_assert_int_eq(
+	    outcome_of(e, &code, msg, sizeof(msg),
+		       RULE_SET("cmd_sq_1", "sp_1", "usr_sq", "rule_sq", "2026-11-01T09:00:00Z")),
+	    BK_REJECTED);
+	ck_assert_int_eq(code, BK_E_FORBIDDEN);
+	ck_assert_str_eq(msg,
+			 "service profile sp_1 is not bound to a provider: profile.bind first");
+	EXPECT(e, BK_REJECTED, BK_E_FORBIDDEN,
+	       CMD("cmd_sq_2", "autoaccept.delete", "sp_1", "usr_sq", "provider",
+		   "2026-11-01T09:00:10Z", "{\"rule_id\":\"rule_sq\"}"));
+	ck_assert_ptr_null(bk_ruleset_get(bk_engine_rules(e), "sp_1"));
+
+	EXPECT(e, BK_ACCEPTED, BK_E_OK, BIND("cmd_sq_b", "sp_1", "usr_p", "2026-11-01T09:01:00Z"));
+	ck_assert_int_eq(
+	    outcome_of(e, &code, msg, sizeof(msg),
+		       RULE_SET("cmd_sq_3", "sp_1", "usr_sq", "rule_sq", "2026-11-01T09:02:00Z")),
+	    BK_REJECTED);
+	ck_assert_int_eq(code, BK_E_FORBIDDEN);
+	ck_assert_str_eq(msg, "service profile sp_1 is bound to another provider");
+
+	/* the real provider's IB order: no rule of the squatter's accepts it */
+	run r;
+	run_json(e, &r, 0, ORDER("q", "IB", "2026-12-04T09:00:00Z"));
+	run_done(&r);
+	EXPECT(e, BK_REJECTED, BK_E_IB_NOT_ALLOWED,
+	       CMD("cmd_q_s1", "request.submit", "ord_q", "usr_b", "buyer", "2026-11-02T10:01:00Z",
+		   "{}"));
+	ck_assert_int_eq(bk_engine_order(e, "ord_q")->status, BK_ST_INITIATED);
+
+	/* the bound provider's own rule is accepted, and accepts the order */
+	EXPECT(e, BK_ACCEPTED, BK_E_OK,
+	       RULE_SET("cmd_q_r", "sp_1", "usr_p", "rule_p", "2026-11-02T10:02:00Z"));
+	run_json(e, &r, 0,
+		 CMD("cmd_q_s2", "request.submit", "ord_q", "usr_b", "buyer",
+		     "2026-11-02T10:03:00Z", "{}"));
+	ck_assert_msg(r.d.outcome == BK_ACCEPTED, "%s", r.d.message);
+	ck_assert_str_eq(subtype(&r.d.events[1]), "request.accepted");
+	run_done(&r);
+	ck_assert_int_eq(bk_engine_order(e, "ord_q")->status, BK_ST_ACCEPTED);
+	/* and the squatter still may not delete it */
+	EXPECT(e, BK_REJECTED, BK_E_FORBIDDEN,
+	       CMD("cmd_sq_4", "autoaccept.delete", "sp_1", "usr_sq", "provider",
+		   "2026-11-02T10:04:00Z", "{\"rule_id\":\"rule_p\"}"));
+	ck_assert_uint_eq(bk_ruleset_get(bk_engine_rules(e), "sp_1")->n, 1);
+	bk_engine_free(e);
+}
+END_TEST
+
+/* A rebind to the same provider keeps its rules; to another provider it drops them and
+ * moves the right to set rules to the new owner. */
+START_TEST(profile_rebind)
+{
+	bk_engine *e = bk_engine_new();
+	EXPECT(e, BK_ACCEPTED, BK_E_OK, BIND("cmd_rb_1", "sp_1", "usr_p", "2026-11-01T09:00:00Z"));
+	EXPECT(e, BK_ACCEPTED, BK_E_OK,
+	       RULE_SET("cmd_rb_2", "sp_1", "usr_p", "rule_a", "2026-11-01T09:01:00Z"));
+	EXPECT(e, BK_ACCEPTED, BK_E_OK, BIND("cmd_rb_3", "sp_1", "usr_p", "2026-11-01T09:02:00Z"));
+	const bk_profile_rules *p = bk_ruleset_get(bk_engine_rules(e), "sp_1");
+	ck_assert_uint_eq(p->n, 1);
+	ck_assert_str_eq(p->rules[0].rule_id, "rule_a");
+
+	EXPECT(e, BK_ACCEPTED, BK_E_OK, BIND("cmd_rb_4", "sp_1", "usr_q", "2026-11-01T09:03:00Z"));
+	p = bk_ruleset_get(bk_engine_rules(e), "sp_1");
+	ck_assert(p->bound);
+	ck_assert_str_eq(p->owner_user_id, "usr_q");
+	ck_assert_uint_eq(p->n, 0);
+	EXPECT(e, BK_REJECTED, BK_E_FORBIDDEN,
+	       RULE_SET("cmd_rb_5", "sp_1", "usr_p", "rule_b", "2026-11-01T09:04:00Z"));
+	EXPECT(e, BK_ACCEPTED, BK_E_OK,
+	       RULE_SET("cmd_rb_6", "sp_1", "usr_q", "rule_c", "2026-11-01T09:05:00Z"));
+	/* usr_p's IB order on sp_1 (now usr_q's) is not accepted by usr_q's rule */
+	run r;
+	run_json(e, &r, 0, ORDER("rb", "IB", "2026-12-04T09:00:00Z"));
+	run_done(&r);
+	EXPECT(e, BK_REJECTED, BK_E_IB_NOT_ALLOWED,
+	       CMD("cmd_rb_s", "request.submit", "ord_rb", "usr_b", "buyer", "2026-11-02T10:01:00Z",
+		   "{}"));
+	bk_engine_free(e);
+}
+END_TEST
+
+/*
+ * Migration: a rules record written before profile.bind ({service_profile_id,
+ * owner_user_id, rules, recent}, no `owner`) decodes as a legacy owner; the legacy owner
+ * keeps its rules and may change them until a profile.bind; a bind to another provider
+ * (the legacy owner was a squatter) drops them. A record written now carries `owner`
+ * and decodes as bound.
+ */
+START_TEST(profile_legacy_record)
+{
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, 4);
+	const char *kv[] = {"service_profile_id", "sp_1", "owner_user_id", "usr_sq"};
+	for (int i = 0; i < 4; i++) {
+		msgpack_pack_str(&pk, strlen(kv[i]));
+		msgpack_pack_str_body(&pk, kv[i], strlen(kv[i]));
+	}
+	msgpack_pack_str(&pk, 5);
+	msgpack_pack_str_body(&pk, "rules", 5);
+	msgpack_pack_array(&pk, 1);
+	msgpack_pack_map(&pk, 2);
+	msgpack_pack_str(&pk, 7);
+	msgpack_pack_str_body(&pk, "rule_id", 7);
+	msgpack_pack_str(&pk, 7);
+	msgpack_pack_str_body(&pk, "rule_sq", 7);
+	msgpack_pack_str(&pk, 8);
+	msgpack_pack_str_body(&pk, "allow_ib", 8);
+	msgpack_pack_true(&pk);
+	msgpack_pack_str(&pk, 6);
+	msgpack_pack_str_body(&pk, "recent", 6);
+	msgpack_pack_array(&pk, 0);
+	bk_profile_rules old;
+	char err[256];
+	ck_assert_msg(bk_codec_rules_decode(sb.data, sb.size, &old, err, sizeof(err)) == 0, "%s",
+		      err);
+	msgpack_sbuffer_destroy(&sb);
+	ck_assert(!old.bound);
+	ck_assert_str_eq(old.owner_user_id, "usr_sq");
+	ck_assert_uint_eq(old.n, 1);
+
+	bk_engine *e = bk_engine_new();
+	ck_assert_int_eq(bk_ruleset_put(bk_engine_rules(e), &old), 0);
+	bk_profile_rules_clear(&old);
+	/* the legacy owner may still change its rules; nobody else may */
+	EXPECT(e, BK_ACCEPTED, BK_E_OK,
+	       RULE_SET("cmd_lg_1", "sp_1", "usr_sq", "rule_sq2", "2026-11-01T09:00:00Z"));
+	EXPECT(e, BK_REJECTED, BK_E_FORBIDDEN,
+	       RULE_SET("cmd_lg_2", "sp_1", "usr_p", "rule_p", "2026-11-01T09:01:00Z"));
+	const bk_profile_rules *p = bk_ruleset_get(bk_engine_rules(e), "sp_1");
+	ck_assert(!p->bound);
+	ck_assert_uint_eq(p->n, 2);
+	/* a legacy owner's rules never accept another provider's order */
+	run r;
+	run_json(e, &r, 0, ORDER("lg", "IB", "2026-12-04T09:00:00Z"));
+	run_done(&r);
+	EXPECT(e, BK_REJECTED, BK_E_IB_NOT_ALLOWED,
+	       CMD("cmd_lg_s", "request.submit", "ord_lg", "usr_b", "buyer", "2026-11-02T10:01:00Z",
+		   "{}"));
+	/* the operator binds sp_1 to its real provider: the squatter's rules go */
+	run_json(e, &r, 0, BIND("cmd_lg_b", "sp_1", "usr_p", "2026-11-01T09:02:00Z"));
+	ck_assert_msg(r.d.outcome == BK_ACCEPTED, "%s", r.d.message);
+	ck_assert_uint_eq(r.d.rules.n, 0);
+	/* the record as written now: `owner` present, decodes as bound */
+	msgpack_sbuffer_init(&sb);
+	ck_assert_int_eq(bk_codec_rules_encode(&r.d.rules, &sb), 0);
+	bk_profile_rules back;
+	ck_assert_msg(bk_codec_rules_decode(sb.data, sb.size, &back, err, sizeof(err)) == 0, "%s",
+		      err);
+	ck_assert(back.bound);
+	ck_assert_str_eq(back.owner_user_id, "usr_p");
+	ck_assert_uint_eq(back.n_recent, r.d.rules.n_recent);
+	bk_profile_rules_clear(&back);
+	msgpack_sbuffer_destroy(&sb);
+	run_done(&r);
+	EXPECT(e, BK_REJECTED, BK_E_FORBIDDEN,
+	       RULE_SET("cmd_lg_3", "sp_1", "usr_sq", "rule_sq3", "2026-11-01T09:03:00Z"));
+	EXPECT(e, BK_ACCEPTED, BK_E_OK,
+	       RULE_SET("cmd_lg_4", "sp_1", "usr_p", "rule_p", "2026-11-01T09:04:00Z"));
 	bk_engine_free(e);
 }
 END_TEST
@@ -542,6 +803,10 @@ int main(void)
 	tcase_add_test(tc, sweep_expiring_then_expired_once);
 	tcase_add_test(tc, future_commands_rejected);
 	tcase_add_test(tc, weekday_in_order_timezone);
+	tcase_add_test(tc, profile_bind_by_system_only);
+	tcase_add_test(tc, profile_squatting_refused);
+	tcase_add_test(tc, profile_rebind);
+	tcase_add_test(tc, profile_legacy_record);
 	tcase_add_test(tc, restore_duplicate_fork_gap);
 	tcase_add_test(tc, decide_is_deterministic_and_chained);
 	tcase_add_test(tc, money_overflow_and_refund_limits);

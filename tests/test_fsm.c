@@ -2,8 +2,9 @@
  * test_fsm.c - the state-machine tables drive the decider: the tables check themselves,
  * every allowed booking_status row succeeds (the order is brought to the row's state
  * through the decider, the row's command is sent by the row's actor), and every other
- * (status, command) pair is rejected with invalid_transition. Card and milestone rows
- * are exercised the same way through the fixtures and test_decide.
+ * (status, command) pair is rejected with invalid_transition; every (profile state,
+ * profile command, actor) triple is accepted exactly when a bk_profile_table row allows
+ * it. Card and milestone rows are exercised through the fixtures and test_decide.
  */
 #include <check.h>
 #include <stdarg.h>
@@ -95,6 +96,13 @@ static bk_engine *reach(bk_status status, int mode, int rule)
 	if (rule) {
 		bk_err c = BK_E_OK;
 		char m[256] = "";
+		must("profile.bind",
+		     sendj(e, &c, m, sizeof(m),
+			   "{\"id\":\"cmd_t%d\",\"type\":\"profile.bind\",\"order_id\":\"" SP
+			   "\",\"actor\":{\"role\":\"system\"},\"at\":\"%s\",\"payload\":{"
+			   "\"service_profile_id\":\"" SP "\",\"provider_user_id\":\"" PROV "\"}}",
+			   AT),
+		     c, m);
 		must("autoaccept.set",
 		     sendj(e, &c, m, sizeof(m),
 			   "{\"id\":\"cmd_t%d\",\"type\":\"autoaccept.set\",\"order_id\":\"" SP
@@ -276,7 +284,7 @@ static const char *payload_for(bk_engine *e, const bk_status_row *r, bk_role rol
 
 static bool skip_cmd(bk_cmd_type c)
 {
-	return bk_cmd_is_internal(c) || c == BK_CMD_AUTOACCEPT_SET || c == BK_CMD_AUTOACCEPT_DELETE;
+	return bk_cmd_is_internal(c) || bk_cmd_is_profile(c);
 }
 
 START_TEST(tables_selfcheck)
@@ -289,6 +297,12 @@ START_TEST(tables_selfcheck)
 		ck_assert_uint_eq(bk_card_table[i].index, i);
 	for (size_t i = 0; i < bk_ms_table_len; i++)
 		ck_assert_uint_eq(bk_ms_table[i].index, i);
+	for (size_t i = 0; i < bk_profile_table_len; i++) {
+		ck_assert_uint_eq(bk_profile_table[i].index, i);
+		ck_assert(bk_cmd_is_profile((bk_cmd_type)bk_profile_table[i].cmd));
+	}
+	ck_assert(bk_cmd_is_profile(BK_CMD_PROFILE_BIND));
+	ck_assert(!bk_cmd_is_profile(BK_CMD_ORDER_CREATE));
 	/* every name round-trips */
 	for (int s = 0; s < BK_ST__COUNT; s++)
 		ck_assert_int_eq(bk_status_from(bk_status_name((bk_status)s),
@@ -371,6 +385,79 @@ START_TEST(other_pairs_rejected)
 }
 END_TEST
 
+/*
+ * _i = profile state x actor (each role as the profile's owner PROV, then a provider who
+ * does not own it); every service-profile command is sent: it is accepted exactly when a
+ * bk_profile_table row has the state, the role and (for BK_PW_OWNER) the owner; else it
+ * is forbidden. An accepted command leaves the profile in the row's state.
+ */
+static void profile_case(bk_cmd_type c, bk_profile_state st, int a)
+{
+	bk_role role = a == BK_ROLE__COUNT ? BK_ROLE_PROVIDER : (bk_role)a;
+	const char *user = a == BK_ROLE__COUNT ? "usr_other" : PROV;
+	bk_ruleset *rs = bk_ruleset_new();
+	ck_assert_ptr_nonnull(rs);
+	if (st != BK_PS_UNBOUND) {
+		bk_rule rule = {.allow_ib = true};
+		snprintf(rule.rule_id, sizeof(rule.rule_id), "rule_1");
+		bk_profile_rules p = {.rules = &rule, .n = 1, .bound = st == BK_PS_BOUND};
+		snprintf(p.service_profile_id, sizeof(p.service_profile_id), SP);
+		snprintf(p.owner_user_id, sizeof(p.owner_user_id), PROV);
+		ck_assert_int_eq(bk_ruleset_put(rs, &p), 0);
+	}
+	const char *payload = c == BK_CMD_PROFILE_BIND ? "{\"service_profile_id\":\"" SP
+							 "\",\"provider_user_id\":\"" PROV "\"}"
+			      : c == BK_CMD_AUTOACCEPT_SET
+				  ? "{\"rule_id\":\"rule_2\",\"service_profile_id\":\"" SP
+				    "\",\"allow_ib\":false}"
+				  : "{\"rule_id\":\"rule_1\"}";
+	char buf[1024];
+	snprintf(buf, sizeof(buf),
+		 "{\"id\":\"cmd_p%d\",\"type\":\"%s\",\"order_id\":\"" SP "\",\"actor\":{"
+		 "\"user_id\":\"%s\",\"role\":\"%s\"},\"at\":\"2026-11-02T10:00:00Z\","
+		 "\"payload\":%s}",
+		 (int)c, bk_cmd_name(c), user, bk_role_name(role), payload);
+	msgpack_zone z;
+	msgpack_zone_init(&z, 4096);
+	bk_command cmd;
+	char err[256];
+	ck_assert_msg(
+	    bk_codec_command_decode(buf, strlen(buf), true, true, &z, &cmd, err, sizeof(err)) == 0,
+	    "%s", err);
+	bk_decide_ctx ctx = {.now = cmd.at, .rules = rs, .tz = bk_tz_offset, .tz_opaque = tzdb};
+	bk_decision d;
+	ck_assert_int_eq(bk_decide(NULL, &cmd, &ctx, &z, &d), 0);
+
+	const bk_profile_row *r = bk_profile_row_find(c, st);
+	bool allowed =
+	    r && (r->actors & BK_RM(role)) && (r->who != BK_PW_OWNER || strcmp(user, PROV) == 0);
+	ck_assert_msg(allowed ? d.outcome == BK_ACCEPTED
+			      : d.outcome == BK_REJECTED && d.code == BK_E_FORBIDDEN,
+		      "%s on a %s profile by %s %s: got %s %s (%s), want %s", bk_cmd_name(c),
+		      bk_profile_state_name(st), bk_role_name(role), user,
+		      bk_outcome_name(d.outcome), bk_err_name(d.code), d.message,
+		      allowed ? "accepted" : "forbidden");
+	ck_assert_int_eq(d.has_rules, allowed);
+	if (allowed) {
+		bk_profile_state want = r->to == BK_PS_SAME ? st : (bk_profile_state)r->to;
+		ck_assert_int_eq(d.rules.bound, want == BK_PS_BOUND);
+		ck_assert_str_eq(d.rules.owner_user_id, PROV);
+		ck_assert_uint_eq(d.n_events, 0);
+	}
+	bk_decision_clear(&d);
+	msgpack_zone_destroy(&z);
+	bk_ruleset_free(rs);
+}
+
+START_TEST(profile_table_decides)
+{
+	const int actors = BK_ROLE__COUNT + 1;
+	for (int c = 0; c < BK_CMD__COUNT; c++)
+		if (bk_cmd_is_profile((bk_cmd_type)c))
+			profile_case((bk_cmd_type)c, (bk_profile_state)(_i / actors), _i % actors);
+}
+END_TEST
+
 int main(void)
 {
 	tzdb = bk_tzdb_new(NULL);
@@ -380,6 +467,7 @@ int main(void)
 	tcase_add_test(tc, tables_selfcheck);
 	tcase_add_loop_test(tc, allowed_row_succeeds, 0, (int)bk_status_table_len * BK_ROLE__COUNT);
 	tcase_add_loop_test(tc, other_pairs_rejected, 0, BK_ST__COUNT * BK_CMD__COUNT);
+	tcase_add_loop_test(tc, profile_table_decides, 0, BK_PS__COUNT * (BK_ROLE__COUNT + 1));
 	suite_add_tcase(su, tc);
 	SRunner *sr = srunner_create(su);
 	srunner_run_all(sr, CK_NORMAL);

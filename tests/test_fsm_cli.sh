@@ -77,14 +77,21 @@ done
 N_STATUS_ROWS=$(rows_of '^const bk_status_row bk_status_table')
 N_CARD_ROWS=$(rows_of '^const bk_card_row bk_card_table')
 N_MS_ROWS=$(rows_of '^const bk_ms_row bk_ms_table')
+N_PROFILE_ROWS=$(rows_of '^const bk_profile_row bk_profile_table')
+mapfile -t PROFILE_STATES < <(names_of 'profile_state_names\[BK_PS__COUNT\]')
+PROFILE_CMDS=()
+for sym in $(block '^const bk_profile_row bk_profile_table' | grep -o 'BK_CMD_[A-Z_]*' | sort -u); do
+	PROFILE_CMDS+=("$(cmd_name "$sym")")
+done
 
 sane=1
 for v in "${#STATUSES[@]}" "${#OSTATES[@]}" "${#CARD_STATES[@]}" "${#MS_STATES[@]}" \
 	"${#CARD_TYPES[@]}" "${#STATUS_CMDS[@]}" "${#MS_CMDS[@]}" "${#CARD_OPS[@]}" \
-	"$N_STATUS_ROWS" "$N_CARD_ROWS" "$N_MS_ROWS"; do
+	"$N_STATUS_ROWS" "$N_CARD_ROWS" "$N_MS_ROWS" "$N_PROFILE_ROWS" "${#PROFILE_STATES[@]}" \
+	"${#PROFILE_CMDS[@]}"; do
 	[ "$v" -gt 0 ] || sane=0
 done
-for v in "${STATUS_CMDS[@]}" "${MS_CMDS[@]}" "${CARD_OPS[@]}"; do
+for v in "${STATUS_CMDS[@]}" "${MS_CMDS[@]}" "${CARD_OPS[@]}" "${PROFILE_CMDS[@]}"; do
 	[ -n "$v" ] || sane=0
 done
 : >"$T/out"
@@ -126,6 +133,8 @@ check "markdown all: every card op, card state and card type" all_in "$T/all.md"
 check "markdown all: every milestone command and state" all_in "$T/all.md" \
 	"${MS_CMDS[@]/#/\`}" "${MS_STATES[@]}"
 check "markdown all: every order_state" all_in "$T/all.md" "${OSTATES[@]}"
+check "markdown all: every profile command and state" all_in "$T/all.md" \
+	"${PROFILE_CMDS[@]}" "${PROFILE_STATES[@]}"
 run
 check "markdown is the default format and all the default machine" cmp -s "$T/out" "$T/all.md"
 
@@ -142,6 +151,9 @@ check "markdown card: has the who and who-may-open columns" \
 run --format markdown --machine milestone
 check "markdown milestone: one table line per row ($N_MS_ROWS)" \
 	eval '[ "$rc" = 0 ] && [ "$(table_rows "$T/out")" = "$N_MS_ROWS" ]'
+run --format markdown --machine profile
+check "markdown profile: one table line per row ($N_PROFILE_ROWS)" \
+	eval '[ "$(table_rows "$T/out")" = "$N_PROFILE_ROWS" ] && grep -qF "| \`profile.bind\` | system |" "$T/out"'
 run --format markdown --machine order_state
 check "markdown order_state: maps every status" \
 	eval '[ "$rc" = 0 ] && all_in "$T/out" "${STATUSES[@]}" "${OSTATES[@]}"'
@@ -149,10 +161,10 @@ check "markdown order_state: maps every status" \
 # --- DOT -------------------------------------------------------------------------------
 have_dot=0
 command -v dot >/dev/null 2>&1 && have_dot=1
-for m in status card milestone order_state all; do
+for m in status card milestone order_state profile all; do
 	run --format dot --machine "$m"
 	want=1
-	[ "$m" = all ] && want=4
+	[ "$m" = all ] && want=5
 	check "dot $m: exit 0, $want digraph(s), a point start node" \
 		eval '[ "$rc" = 0 ] && [ "$(grep -c "^digraph " "$T/out")" = "$want" ] &&
 		      grep -q "\"__start\" \[shape=point" "$T/out"'
@@ -178,7 +190,7 @@ check "dot status: rows that keep the status are omitted with a note" \
 run --lint
 check "--lint on the real tables: exit 0, fsm lint: ok" \
 	eval '[ "$rc" = 0 ] && grep -q "^fsm lint: ok (" "$T/out"'
-for m in status card milestone order_state; do
+for m in status card milestone order_state profile; do
 	run --lint --machine "$m"
 	check "--lint --machine $m: exit 0" eval '[ "$rc" = 0 ] && grep -q "$m: " "$T/out"'
 done

@@ -189,7 +189,11 @@ static void run_plan(const bk_gen_opts *o, plan_run *pr)
 	bk_gen_stats st;
 	bk_gen_stats_get(g, &st);
 	ck_assert_uint_eq(st.commands, pr->commands);
+	ck_assert_uint_eq(st.binds, pr->by_kind[BK_GEN_BIND]);
 	ck_assert_uint_eq(st.rules, pr->by_kind[BK_GEN_RULE]);
+	/* every profile with rules was bound first (else its rules would be forbidden) */
+	ck_assert_uint_gt(st.binds, 0);
+	ck_assert_uint_ge(st.rules, st.binds);
 	ck_assert_uint_eq(st.planned, pr->by_kind[BK_GEN_PLANNED]);
 	ck_assert_uint_eq(st.duplicates, pr->by_kind[BK_GEN_DUPLICATE]);
 	ck_assert_uint_eq(st.wrong_actor, pr->by_kind[BK_GEN_WRONG_ACTOR]);
@@ -270,7 +274,7 @@ START_TEST(first_command_at_start)
 	bk_gen_cmd gc;
 	char err[256];
 	ck_assert_int_eq(bk_gen_next(g, &gc, err, sizeof(err)), 1);
-	ck_assert_int_eq(gc.kind, BK_GEN_RULE);
+	ck_assert_int_eq(gc.kind, BK_GEN_BIND); /* the profile's bind comes before its rules */
 	msgpack_zone z;
 	ck_assert(msgpack_zone_init(&z, 4096));
 	bk_command c;
