@@ -338,11 +338,11 @@ grep -h 'forks=\|restore finished' "$W"/proc.kill*.log | grep -o 'forks=[0-9]* g
 devbroker exact 8 "$(topics_for ref. 8),$(topics_for kx. 8)" || exit 1
 "$BCTL" gen --orders "$EXACT_ORDERS" --seed 11 -o "$W/exact.jsonl" 2>"$W/exact.gen.log"
 exact_total=$(wc -l <"$W/exact.jsonl")
-# the rules (the stream's leading autoaccept.* block) are sent first and answered before
+# the rules (the stream's leading profile.bind / autoaccept.* block) are sent first and answered before
 # the rest: Kafka orders nothing across partitions, so a rule on one partition would
 # otherwise race the orders on others (issue #11)
 awk -v r="$W/exact.rules.jsonl" -v o="$W/exact.orders.jsonl" \
-	'!done && /"type":"autoaccept\./ { print > r; next } { done = 1; print > o }' "$W/exact.jsonl"
+	'!done && /"type":"(autoaccept|profile)\./ { print > r; next } { done = 1; print > o }' "$W/exact.jsonl"
 run_exact() { # run_exact PREFIX KILLS: the stream through a processor, killed KILLS times
 	local prefix=$1 want=$2 k=0
 	start_proc "exact.$prefix" "$prefix" --sweep-interval-ms 0 -X session.timeout.ms=2500 -X max.poll.interval.ms=20000
@@ -516,18 +516,18 @@ for _ in $(seq 1 150); do
 done
 check "rules: two processors in one group, both given partitions" \
 	grep -q 'msg="restore finished"' "$W/proc.rules.ra.log" "$W/proc.rules.rb.log"
-sed -n 1p "$SRC/fixtures/ib_happy_path.jsonl" |
-	jq -c '.id = "cmd_live_rule" | .order_id = "sp_live" | .payload.service_profile_id = "sp_live"' \
-		>"$W/rules.rule.jsonl"
+IBH=$SRC/fixtures/ib_happy_path.jsonl
+# the profile bound to its provider (profile.bind), then the provider's rule
+jq -c 'select(.type == "profile.bind") | .id = "cmd_live_bind" | .order_id = "sp_live" | .payload.service_profile_id = "sp_live"' "$IBH" >"$W/rules.rule.jsonl"
+jq -c 'select(.type == "autoaccept.set") | .id = "cmd_live_rule" | .order_id = "sp_live" | .payload.service_profile_id = "sp_live"' "$IBH" >>"$W/rules.rule.jsonl"
 "$BCTL" send --brokers-file "$BOOT" --key "$W/all.sk" --key-id test-all --wait --timeout-ms 30000 \
 	"$W/rules.rule.jsonl" >"$W/rules.rule.out" 2>"$W/rules.rule.err"
-check "rules: the rule is set (accepted)" grep -q '"status":"accepted"' "$W/rules.rule.out"
+check "rules: the profile is bound and the rule set (2 accepted)" \
+	[ "$(grep -c '"status":"accepted"' "$W/rules.rule.out")" -eq 2 ]
 sleep 1
 for i in $(seq 1 16); do
-	sed -n 2p "$SRC/fixtures/ib_happy_path.jsonl" |
-		jq -c --arg i "$i" '.id = "cmd_live_c\($i)" | .order_id = "ord_live_\($i)" | .payload.service_profile_id = "sp_live"'
-	sed -n 3p "$SRC/fixtures/ib_happy_path.jsonl" |
-		jq -c --arg i "$i" '.id = "cmd_live_s\($i)" | .order_id = "ord_live_\($i)"'
+	jq -c --arg i "$i" 'select(.id == "cmd_ibh_02") | .id = "cmd_live_c\($i)" | .order_id = "ord_live_\($i)" | .payload.service_profile_id = "sp_live"' "$IBH"
+	jq -c --arg i "$i" 'select(.id == "cmd_ibh_03") | .id = "cmd_live_s\($i)" | .order_id = "ord_live_\($i)"' "$IBH"
 done >"$W/rules.orders.jsonl"
 "$BCTL" send --brokers-file "$BOOT" --key "$W/all.sk" --key-id test-all --wait --timeout-ms 60000 \
 	"$W/rules.orders.jsonl" >"$W/rules.orders.out" 2>"$W/rules.orders.err"
