@@ -461,15 +461,15 @@ static int setup_kafka(cp *c, int *ret_code)
 		*ret_code = CP_EXIT_FATAL;
 		return -1;
 	}
-	bk_logf(
-	    BK_LOG_INFO, "booking-commands started",
-	    "partitions=%d group_id=%s transactional_id=%s transactions=%d batch_commands=%d "
-	    "batch_ms=%d batch_idle_ms=%d group_commit=%d verify_threads=%d sweep_interval_ms=%d "
-	    "expiring_lead_s=%lld "
-	    "commands_topic=%s",
-	    c->nparts, c->o.group_id, c->o.no_txn ? "" : txn_id, !c->o.no_txn, c->o.batch_commands,
-	    c->o.batch_ms, c->o.batch_idle_ms, !c->o.no_group_commit, c->o.admit_threads,
-	    c->o.sweep_interval_ms, (long long)c->o.expiring_lead_s, c->topic[BK_TOPIC_COMMANDS]);
+	bk_logf(BK_LOG_INFO, "booking-commands started",
+		"partitions=%d group_id=%s transactional_id=%s transactions=%d batch_commands=%d "
+		"batch_ms=%d batch_idle_ms=%d verify_threads=%d sweep_interval_ms=%d "
+		"expiring_lead_s=%lld "
+		"commands_topic=%s",
+		c->nparts, c->o.group_id, c->o.no_txn ? "" : txn_id, !c->o.no_txn,
+		c->o.batch_commands, c->o.batch_ms, c->o.batch_idle_ms, c->o.admit_threads,
+		c->o.sweep_interval_ms, (long long)c->o.expiring_lead_s,
+		c->topic[BK_TOPIC_COMMANDS]);
 	return 0;
 }
 
