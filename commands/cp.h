@@ -88,6 +88,7 @@ typedef struct cp_adm {
 	msgpack_zone z;	       /* cmd's memory */
 	bk_command cmd;
 	char why[512];
+	char cid[BK_ID_MAX]; /* dead-lettered: the command id read from the bytes, or "" */
 	/* decided ahead on the pool (cp_decide_run): the engine's return, its decision (owned;
 	 * cleared by cp_adm_done) and the order's version right after it */
 	bool decided;
