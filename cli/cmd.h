@@ -23,5 +23,6 @@ int cmd_gen(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_quarantine(int argc, char **argv);
 int cmd_rebuild(int argc, char **argv);
+int cmd_wire(int argc, char **argv);
 
 #endif
