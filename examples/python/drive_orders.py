@@ -39,7 +39,7 @@ def main():
     bootstrap = a.bootstrap
     if a.brokers_file:
         with open(a.brokers_file) as f:
-            bootstrap = f.read().strip()
+            bootstrap = f.readline().strip()  # the first line is the broker list
     if not bootstrap:
         ap.error("-b or --brokers-file is required")
 
