@@ -77,7 +77,38 @@ check "the forged command's DLQ record carries its command id" \
 check "the IB submit was accepted by the rule (order accepted at once)" \
 	grep -q '"step": "ib submit (the rule accepts)", "ok": true' "$W/drive.out"
 
-# 3. what the client left verifies
+# 3. replay for analysts: every timestamp in one form, the append time beside business time
+"$BCTL" replay --brokers-file "$W/boot" >"$W/replay.jsonl" 2>"$W/replay.err"
+check "bookingctl replay prints the client's events ($(grep -c . "$W/replay.jsonl") lines)" \
+	test "$(grep -c . "$W/replay.jsonl")" -ge 20
+"$PY" - "$W/replay.jsonl" >"$W/replay.check" 2>&1 <<'PYEOF'
+import json, re, sys
+ts = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
+bad = []
+def walk(v, key=""):
+    if isinstance(v, dict):
+        for k, x in v.items():
+            walk(x, k)
+    elif isinstance(v, list):
+        for x in v:
+            walk(x, key)
+    elif isinstance(v, str) and (key == "at" or key.endswith(("_at", "_ts"))):
+        if not ts.match(v):
+            bad.append((key, v))
+n = 0
+for line in open(sys.argv[1]):
+    e = json.loads(line)
+    n += 1
+    if "appended_at" not in e or not ts.match(e["appended_at"] or ""):
+        bad.append(("appended_at", e.get("appended_at")))
+    walk(e)
+print("events=%d bad=%s" % (n, bad[:5]))
+sys.exit(1 if bad or n == 0 else 0)
+PYEOF
+check "replay: appended_at on every event, every timestamp RFC 3339 UTC with 6 digits ($(cat "$W/replay.check"))" \
+	test $? -eq 0
+
+# 4. what the client left verifies
 "$BCTL" verify --brokers-file "$W/boot" >"$W/verify.out" 2>&1
 check "bookingctl verify: the log the client wrote is sound (exit $?)" test $? -eq 0
 finish

@@ -332,6 +332,83 @@ START_TEST(test_peek_command_id)
 }
 END_TEST
 
+/* JSON for analysts: one timestamp format (UTC, six fractional digits) for created_at and
+ * for payload times ("at", "*_at", "*_ts" keys), floats in their shortest round-trip form;
+ * the tree (bk_event_to_json) agrees on the timestamps. */
+START_TEST(test_json_output)
+{
+	msgpack_sbuffer pb;
+	msgpack_sbuffer_init(&pb);
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, &pb, msgpack_sbuffer_write);
+	static const char *const skeys[] = {"expires_at", "start_ts", "title", "at"};
+	static const char *const svals[] = {"2026-11-04T12:00:00+02:00", "2026-12-04T09:00:00.5Z",
+					    "2026-11-04T10:00:00Z", "not a time"};
+	static const char *const dkeys[] = {"lat", "sum", "big", "whole"};
+	const double dvals[] = {48.86, 0.1 + 0.2, 1e20, 4.0};
+	msgpack_pack_map(&pk, 9);
+	for (int i = 0; i < 4; i++) {
+		msgpack_pack_str_with_body(&pk, skeys[i], strlen(skeys[i]));
+		msgpack_pack_str_with_body(&pk, svals[i], strlen(svals[i]));
+		msgpack_pack_str_with_body(&pk, dkeys[i], strlen(dkeys[i]));
+		msgpack_pack_double(&pk, dvals[i]);
+	}
+	msgpack_pack_str_with_body(&pk, "nested", 6);
+	msgpack_pack_map(&pk, 1);
+	msgpack_pack_str_with_body(&pk, "due_at", 6);
+	msgpack_pack_str_with_body(&pk, "2026-11-05T00:00:00Z", 20);
+	msgpack_zone z;
+	msgpack_zone_init(&z, 4096);
+	bk_val payload;
+	size_t off = 0;
+	ck_assert_int_eq(msgpack_unpack(pb.data, pb.size, &off, &z, &payload),
+			 MSGPACK_UNPACK_SUCCESS);
+	bk_event e = {.event_id = "tev_x",
+		      .order_id = "ord_x",
+		      .seq = 1,
+		      .type = BK_EV_NOTE_ADDED,
+		      .command_id = "cmd_x",
+		      .created_at = INT64_C(1793613600000000), /* 2026-11-02T10:00:00Z */
+		      .schema = 1,
+		      .payload = payload};
+	msgpack_sbuffer got;
+	msgpack_sbuffer_init(&got);
+	ck_assert_int_eq(bk_event_write_json(&e, -1, 0, &got), 0);
+	msgpack_sbuffer_write(&got, "", 1);
+	static const char *const want[] = {
+	    "\"created_at\":\"2026-11-02T10:00:00.000000Z\"",
+	    "\"expires_at\":\"2026-11-04T10:00:00.000000Z\"",
+	    "\"start_ts\":\"2026-12-04T09:00:00.500000Z\"",
+	    "\"title\":\"2026-11-04T10:00:00Z\"", /* not a time key: as written */
+	    "\"at\":\"not a time\"",
+	    "\"due_at\":\"2026-11-05T00:00:00.000000Z\"",
+	    "\"lat\":48.86,",
+	    "\"sum\":0.30000000000000004,",
+	    "\"big\":1e20,",
+	    "\"whole\":4.0,"};
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+		ck_assert_msg(strstr(got.data, want[i]) != NULL, "no %s in %s", want[i], got.data);
+	json_t *j = bk_event_to_json(&e, -1, 0);
+	ck_assert_str_eq(json_string_value(json_object_get(j, "created_at")),
+			 "2026-11-02T10:00:00.000000Z");
+	json_t *p = json_object_get(j, "payload");
+	ck_assert_str_eq(json_string_value(json_object_get(p, "expires_at")),
+			 "2026-11-04T10:00:00.000000Z");
+	ck_assert_str_eq(json_string_value(json_object_get(json_object_get(p, "nested"), "due_at")),
+			 "2026-11-05T00:00:00.000000Z");
+	ck_assert(json_real_value(json_object_get(p, "lat")) == 48.86);
+	json_decref(j);
+	/* a jsonb column gets the payload as it is */
+	j = bk_val_to_json(&payload);
+	ck_assert_str_eq(json_string_value(json_object_get(j, "expires_at")),
+			 "2026-11-04T12:00:00+02:00");
+	json_decref(j);
+	msgpack_sbuffer_destroy(&got);
+	msgpack_zone_destroy(&z);
+	msgpack_sbuffer_destroy(&pb);
+}
+END_TEST
+
 static Suite *wire_suite(void)
 {
 	Suite *s = suite_create("wire");
@@ -343,6 +420,7 @@ static Suite *wire_suite(void)
 	tcase_add_test(tc, test_partitions);
 	tcase_add_test(tc, test_results);
 	tcase_add_test(tc, test_peek_command_id);
+	tcase_add_test(tc, test_json_output);
 	suite_add_tcase(s, tc);
 	return s;
 }
