@@ -45,9 +45,7 @@ static const subcmd subcmds[] = {
 #ifdef HAVE_CMD_GEN
     {"gen", cmd_gen, "generate a realistic synthetic command stream"},
 #endif
-#ifdef HAVE_CMD_WIRE
     {"wire", cmd_wire, "print the generated parts of docs/wire.md (the wire contract)"},
-#endif
 #ifdef HAVE_CMD_DEVBROKER
     {"devbroker", cmd_devbroker, "run the development Kafka broker (librdkafka mock cluster)"},
 #endif

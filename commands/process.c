@@ -184,13 +184,13 @@ static int produce(cp *c, const char *topic, int32_t partition, const void *key,
 }
 
 /* Dead-letter a command record: original key and value, reason and source headers,
- * `command-id` when one could be read (cid not empty), the original headers renamed
- * orig-<name>. */
+ * `command-id` when one could be read (cid, never NULL, not empty), the original headers
+ * renamed orig-<name>. */
 static int dlq(cp *c, const rd_kafka_message_t *m, const char *reason, const char *cid)
 {
 	rd_kafka_headers_t *h = rd_kafka_headers_new(8);
 	rd_kafka_header_add(h, "reason", -1, reason, -1);
-	if (cid && cid[0])
+	if (cid[0])
 		rd_kafka_header_add(h, "command-id", -1, cid, -1);
 	rd_kafka_header_add(h, "src-topic", -1, rd_kafka_topic_name(m->rkt), -1);
 	hdr_int(h, "src-partition", m->partition);

@@ -559,10 +559,10 @@ out:
 typedef struct bad_msg {
 	const char *name;   /* what it tests */
 	const char *reason; /* substring expected in the DLQ reason; NULL: a valid command */
-	bool no_id;	    /* no command id can be read from its bytes: no command-id header */
 	int64_t offset;
 	int32_t partition;
 	bool seen;
+	bool no_id; /* no command id can be read from its bytes: no command-id header */
 } bad_msg;
 
 static void bad_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
