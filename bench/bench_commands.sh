@@ -5,7 +5,7 @@
 #   bench/bench_commands.sh [BUILD_DIR] [ORDERS] [PARTITIONS]   (default build 70000 128)
 #   env: LAT_RATE (1000) LAT_SECONDS (25) LAT_PARTS (16) SIGNED_RUN (0: 1 adds a signed
 #   throughput run) OLD_RUN (0: 1 adds a run with --no-group-commit, the batching before
-#   group commit, in the same run) ONLY (tp: throughput only, lat: latency only) BK_BENCH_PERF=FILE (perf
+#   group commit, in the same run; OLD_FIRST=1 runs it first) ONLY (tp: throughput only, lat: latency only) BK_BENCH_PERF=FILE (perf
 #   record of each throughput run's processor into FILE.<run>)
 set -euo pipefail
 B=$(cd "${1:-build}" && pwd) ORDERS=${2:-70000} P=${3:-128}
@@ -125,6 +125,14 @@ row() {
 }
 
 if [ "$ONLY" != lat ]; then
+old_run() {
+	throughput old. old --allow-unsigned --no-group-commit
+	read -r n5 s5 <<<"$TP_LINE"
+	avg5=$AVG_BATCH
+}
+# OLD_FIRST=1: the --no-group-commit run before the default one (alternate the order
+# between runs: on a shared machine the load drifts within a run)
+[ "$OLD_RUN" = 1 ] && [ "${OLD_FIRST:-0}" = 1 ] && old_run
 throughput "" default --allow-unsigned
 read -r n1 s1 <<<"$TP_LINE"
 avg1=$AVG_BATCH
@@ -133,11 +141,7 @@ if [ "$SIGNED_RUN" = 1 ]; then
 	read -r n3 s3 <<<"$TP_LINE"
 	avg3=$AVG_BATCH
 fi
-if [ "$OLD_RUN" = 1 ]; then
-	throughput old. old --allow-unsigned --no-group-commit
-	read -r n5 s5 <<<"$TP_LINE"
-	avg5=$AVG_BATCH
-fi
+[ "$OLD_RUN" = 1 ] && [ "${OLD_FIRST:-0}" != 1 ] && old_run
 
 echo "== baseline: the default run's output records (events, rules, results) produced again by" \
 	"a transactional producer, transactions of 500 and $avg1 commands"
