@@ -42,7 +42,7 @@ topics() { # topics PREFIX N: the five project topics under PREFIX
 # The dev broker keeps about 5 MiB per partition (docs/devbroker.md): P partitions for
 # every prefix that holds the whole stream; raw. receives the baseline's records.
 extra="$(topics sig. "$P"),$(topics old. "$P"),$(topics lat. "$LAT_PARTS")"
-for x in latu. lati.; do extra="$extra,$(topics $x "$LAT_PARTS")"; done
+for x in latu. lati. lato.; do extra="$extra,$(topics $x "$LAT_PARTS")"; done
 extra="$extra,raw.booking.events:$P,raw.booking.rules:$P,raw.booking.command-results:$P"
 "$BK" devbroker --partitions "$P" --topics "$extra" --bootstrap-file "$T/bs" >/dev/null \
 	2>"$T/broker.log" &
@@ -218,6 +218,9 @@ latency() {
 # the results consumer here to 5 ms.
 W=(-- -C fetch.wait.max.ms=5)
 latency lat. lat-signed signed "${W[@]}"
+if [ "$OLD_RUN" = 1 ]; then
+	latency lato. lat-signed-no-group-commit signed --no-group-commit "${W[@]}"
+fi
 latency latu. lat-unsigned unsigned "${W[@]}"
 latency lati. lat-signed-idle-close signed --batch-idle-ms 2 "${W[@]}"
 # the same as lat-signed on a second dev broker that keeps the mock's Nagle on
