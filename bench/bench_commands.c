@@ -2,7 +2,9 @@
  * bench_commands.c - the load side of the processor benchmark (bench_commands.sh):
  * `preload` produces a `bookingctl gen --format msgpack` stream to booking.commands as
  * `bookingctl send` does; `count` times the results; `latency` sends at a steady rate
- * and measures send -> result per command, matched by (src-partition, src-offset).
+ * and measures send -> result per command, matched by (src-partition, src-offset);
+ * `sequential` sends one command at a time and waits for its answer before the next
+ * (the round trip of an idle system, bench_latency.sh).
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -25,7 +27,10 @@ static const char usage_text[] =
     "  latency --file F --rate R --seconds S [--warmup W] [--key SK --key-id ID]\n"
     "          [-C key=value]\n"
     "        send W commands and wait for their results (untimed), then R/s for S s;\n"
-    "        send -> result per command (-C: results consumer settings)\n";
+    "        send -> result per command (-C: results consumer settings)\n"
+    "  sequential --file F --n N [--warmup W] [--key SK --key-id ID] [-C key=value]\n"
+    "        W untimed, then N commands one at a time, each sent when the previous one's\n"
+    "        result or DLQ record arrived; send -> answer per command\n";
 
 static int64_t mono_us(void)
 {
@@ -500,6 +505,115 @@ out:
 	return rc;
 }
 
+/* Wait for the delivery report of command i, then for its answer; arrival time or -1. */
+static int64_t await_answer(rd_kafka_t *prod, rd_kafka_t *cons, const char *dlq, dr_state *d,
+			    size_t i, int64_t **arr, int np, size_t cap, long long *got,
+			    long long *dl, long long timeout_ms)
+{
+	int64_t t0 = mono_us();
+	long long dl0 = *dl;
+	while (mono_us() - t0 < timeout_ms * 1000) {
+		rd_kafka_poll(prod, 0);
+		take_result(cons, dlq, arr, np, cap, got, dl);
+		if (*dl != dl0) /* a DLQ record is the answer of the only command in flight */
+			return mono_us();
+		if (d->part[i] >= 0 && d->part[i] < np && d->off[i] >= 0 &&
+		    d->off[i] < (int64_t)cap && arr[d->part[i]][d->off[i]])
+			return arr[d->part[i]][d->off[i]];
+		if (d->failed)
+			return -1;
+	}
+	return -1;
+}
+
+static int run_sequential(bk_kconf *kc, const opts *o, const uint8_t *sk)
+{
+	stream s = {0};
+	size_t warm = (size_t)o->warmup, want = (size_t)o->n, all = warm + want;
+	dr_state d = {0};
+	int64_t **arr = NULL;
+	long long *lat = NULL;
+	rd_kafka_t *prod = NULL, *cons = NULL;
+	int np = 0, rc = 3;
+	char err[512];
+	if (load_stream(o->file, all, &s) < 0) {
+		rc = 1;
+		goto out;
+	}
+	if (s.n < all) {
+		fprintf(stderr,
+			"bench_commands: sequential: the stream has %zu commands, %zu needed\n",
+			s.n, all);
+		rc = 2;
+		goto out;
+	}
+	d.part = malloc(all * sizeof(int32_t));
+	d.off = malloc(all * sizeof(int64_t));
+	lat = malloc(all * sizeof(long long));
+	if (!d.part || !d.off || !lat)
+		goto out;
+	prod = new_producer(kc, &d);
+	cons = new_results_consumer(kc, o);
+	if (!prod || !cons ||
+	    bk_kconf_partition_count(cons, bk_kconf_topic(kc, BK_TOPIC_COMMANDS), 30000, &np, err,
+				     sizeof(err)) < 0)
+		goto out;
+	if (!(arr = calloc((size_t)np, sizeof(*arr))))
+		goto out;
+	for (int p = 0; p < np; p++)
+		if (!(arr[p] = calloc(all, sizeof(int64_t))))
+			goto out;
+	for (size_t i = 0; i < all; i++)
+		d.part[i] = -1;
+	const char *topic = bk_kconf_topic(kc, BK_TOPIC_COMMANDS);
+	const char *dlq = bk_kconf_topic(kc, BK_TOPIC_DLQ);
+	long long got = 0, dl = 0;
+	size_t nl = 0;
+	int64_t t0 = 0;
+	for (size_t i = 0; i < all; i++) {
+		if (i == warm)
+			t0 = mono_us();
+		int64_t sent = mono_us();
+		if (produce(prod, topic, &s.v[i], i, sk, o->key_id) < 0)
+			goto out;
+		int64_t at =
+		    await_answer(prod, cons, dlq, &d, i, arr, np, all, &got, &dl, o->timeout_ms);
+		if (at < 0) {
+			fprintf(stderr, "bench_commands: sequential: no answer to command %zu\n",
+				i);
+			goto out;
+		}
+		if (i >= warm)
+			lat[nl++] = at - sent;
+	}
+	double span = (double)(mono_us() - t0) / 1e6;
+	qsort(lat, nl, sizeof(*lat), cmp_ll);
+	double sum = 0;
+	for (size_t i = 0; i < nl; i++)
+		sum += (double)lat[i];
+#define PCT(q) (nl ? (double)lat[(size_t)((double)(nl - 1) * (q))] / 1000.0 : 0.0)
+	printf("sequential=%zu seconds=%.3f dlq=%lld p50_ms=%.1f p90_ms=%.1f p99_ms=%.1f "
+	       "max_ms=%.1f mean_ms=%.1f min_ms=%.1f\n",
+	       nl, span, dl, PCT(0.50), PCT(0.90), PCT(0.99), PCT(1.0),
+	       nl ? sum / (double)nl / 1000.0 : 0.0, PCT(0.0));
+#undef PCT
+	rc = nl == want ? 0 : 3;
+out:
+	if (cons)
+		rd_kafka_destroy(cons);
+	if (prod)
+		rd_kafka_destroy(prod);
+	if (arr)
+		for (int p = 0; p < np; p++)
+			free(arr[p]);
+	free(arr);
+	free(lat);
+	free(d.part);
+	free(d.off);
+	stream_free(&s);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	opts o = {.timeout_ms = 60000, .rate = 1000, .seconds = 25, .to = -1};
@@ -565,6 +679,8 @@ int main(int argc, char **argv)
 		rc = run_count(kc, &o);
 	else if (!strcmp(o.mode, "latency") && o.file && o.rate > 0 && o.seconds > 0)
 		rc = run_latency(kc, &o, skp);
+	else if (!strcmp(o.mode, "sequential") && o.file && o.n > 0)
+		rc = run_sequential(kc, &o, skp);
 	else {
 		fputs(usage_text, stderr);
 		rc = 2;

@@ -4,12 +4,13 @@
 # records (bench_produce) in the same run; then send -> result latency at a steady rate.
 #   bench/bench_commands.sh [BUILD_DIR] [ORDERS] [PARTITIONS]   (default build 70000 128)
 #   env: LAT_RATE (1000) LAT_SECONDS (25) LAT_PARTS (16) SIGNED_RUN (0: 1 adds a signed
-#   throughput run) ONLY (tp: throughput only, lat: latency only) BK_BENCH_PERF=FILE (perf
+#   throughput run) OLD_RUN (0: 1 adds a run with --no-group-commit, the batching before
+#   group commit, in the same run; OLD_FIRST=1 runs it first) ONLY (tp: throughput only, lat: latency only) BK_BENCH_PERF=FILE (perf
 #   record of each throughput run's processor into FILE.<run>)
 set -euo pipefail
 B=$(cd "${1:-build}" && pwd) ORDERS=${2:-70000} P=${3:-128}
 LAT_RATE=${LAT_RATE:-1000} LAT_SECONDS=${LAT_SECONDS:-25}
-LAT_PARTS=${LAT_PARTS:-16} SIGNED_RUN=${SIGNED_RUN:-0} ONLY=${ONLY:-}
+LAT_PARTS=${LAT_PARTS:-16} SIGNED_RUN=${SIGNED_RUN:-0} OLD_RUN=${OLD_RUN:-0} ONLY=${ONLY:-}
 BK=$B/cli/bookingctl PROC=$B/commands/booking-commands
 BC=$B/bench/bench_commands BP=$B/bench/bench_produce
 T=$(mktemp -d /tmp/bk-bench-cmd.XXXXXX)
@@ -40,8 +41,8 @@ topics() { # topics PREFIX N: the five project topics under PREFIX
 
 # The dev broker keeps about 5 MiB per partition (docs/devbroker.md): P partitions for
 # every prefix that holds the whole stream; raw. receives the baseline's records.
-extra="$(topics sig. "$P"),$(topics lat. "$LAT_PARTS")"
-for x in latu. lati.; do extra="$extra,$(topics $x "$LAT_PARTS")"; done
+extra="$(topics sig. "$P"),$(topics old. "$P"),$(topics lat. "$LAT_PARTS")"
+for x in latu. lati. lato.; do extra="$extra,$(topics $x "$LAT_PARTS")"; done
 extra="$extra,raw.booking.events:$P,raw.booking.rules:$P,raw.booking.command-results:$P"
 "$BK" devbroker --partitions "$P" --topics "$extra" --bootstrap-file "$T/bs" >/dev/null \
 	2>"$T/broker.log" &
@@ -129,6 +130,14 @@ row() {
 }
 
 if [ "$ONLY" != lat ]; then
+old_run() {
+	throughput old. old --allow-unsigned --no-group-commit
+	read -r n5 s5 <<<"$TP_LINE"
+	avg5=$AVG_BATCH
+}
+# OLD_FIRST=1: the --no-group-commit run before the default one (alternate the order
+# between runs: on a shared machine the load drifts within a run)
+[ "$OLD_RUN" = 1 ] && [ "${OLD_FIRST:-0}" = 1 ] && old_run
 throughput "" default --allow-unsigned
 read -r n1 s1 <<<"$TP_LINE"
 avg1=$AVG_BATCH
@@ -137,6 +146,7 @@ if [ "$SIGNED_RUN" = 1 ]; then
 	read -r n3 s3 <<<"$TP_LINE"
 	avg3=$AVG_BATCH
 fi
+[ "$OLD_RUN" = 1 ] && [ "${OLD_FIRST:-0}" != 1 ] && old_run
 
 echo "== baseline: the default run's output records (events, rules, results) produced again by" \
 	"a transactional producer, transactions of 500 and $avg1 commands"
@@ -166,6 +176,9 @@ if [ "$SIGNED_RUN" = 1 ]; then
 	row "raw txn produce, $avg3 commands/txn (baseline of [4])" "$N" "$(field seconds "$bsig")" -
 fi
 row "[3] booking-commands, defaults" "$n1" "$s1" "$ravg"
+if [ "$OLD_RUN" = 1 ]; then
+	row "[5] booking-commands, --no-group-commit ($avg5/batch)" "$n5" "$s5" "$ravg"
+fi
 if [ "$SIGNED_RUN" = 1 ]; then
 	row "[4] booking-commands, defaults, signed (Ed25519 verify)" "$n3" "$s3" \
 		"$(field commands_per_s "$bsig")"
@@ -210,6 +223,9 @@ latency() {
 # the results consumer here to 5 ms.
 W=(-- -C fetch.wait.max.ms=5)
 latency lat. lat-signed signed "${W[@]}"
+if [ "$OLD_RUN" = 1 ]; then
+	latency lato. lat-signed-no-group-commit signed --no-group-commit "${W[@]}"
+fi
 latency latu. lat-unsigned unsigned "${W[@]}"
 latency lati. lat-signed-idle-close signed --batch-idle-ms 2 "${W[@]}"
 # the same as lat-signed on a second dev broker that keeps the mock's Nagle on

@@ -51,6 +51,7 @@ static const subcmd subcmds[] = {
 #ifdef HAVE_CMD_GEN
     {"gen", cmd_gen, "generate a realistic synthetic command stream"},
 #endif
+    {"wire", cmd_wire, "print the generated parts of docs/wire.md (the wire contract)"},
 #ifdef HAVE_CMD_DEVBROKER
     {"devbroker", cmd_devbroker, "run the development Kafka broker (librdkafka mock cluster)"},
 #endif

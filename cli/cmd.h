@@ -25,5 +25,6 @@ int cmd_status(int argc, char **argv);
 int cmd_quarantine(int argc, char **argv);
 int cmd_rebuild(int argc, char **argv);
 int cmd_profiles(int argc, char **argv);
+int cmd_wire(int argc, char **argv);
 
 #endif

@@ -40,6 +40,7 @@
 
 static const char usage_text[] =
     "usage: bookingctl devbroker [options]\n"
+    "       bookingctl devbroker ctl --control PATH COMMAND [ARG...]\n"
     "\n"
     "Run a Kafka-protocol broker for development and tests: the mock cluster that\n"
     "librdkafka ships (rdkafka_mock.h), listening on 127.0.0.1 on ports it picks itself.\n"
@@ -54,6 +55,9 @@ static const char usage_text[] =
     "                         N partitions, default P)\n"
     "  --bootstrap-file PATH  also write the bootstrap list to PATH (temp file + rename;\n"
     "                         removed again on exit). Programs read it with --brokers-file\n"
+    "                         (its first line; the next lines set the consumers' group\n"
+    "                         timeouts: session.timeout.ms=6000, heartbeat.interval.ms=500,\n"
+    "                         max.poll.interval.ms=30000, so a restart rejoins in seconds)\n"
     "  --control PATH         unix socket taking line commands (see below)\n"
     "  --debug                log the mock's own debug lines (BOOKING_LOG_LEVEL=debug)\n"
     "  -h, --help             this text\n"
@@ -66,7 +70,9 @@ static const char usage_text[] =
     "Nagle on, which delays about one response in two by ~40 ms);\n"
     "BK_DEVBROKER_NAGLE=1 in the environment keeps Nagle on.\n"
     "\n"
-    "Control commands (one per line; each answered by one line \"ok ...\" or \"error ...\"):\n"
+    "Control commands (one per line; each answered by one line \"ok ...\" or \"error ...\";\n"
+    "`bookingctl devbroker ctl --control PATH COMMAND` sends one and prints the answer,\n"
+    "exit 0 on ok, 1 on error, 3 when the socket cannot be reached):\n"
     "  ping                          ok pong\n"
     "  bootstrap                     ok HOST:PORT,...\n"
     "  topic NAME PARTITIONS         create a topic (name as given)\n"
@@ -500,7 +506,20 @@ static int control_listen(const char *path, char *why, size_t why_size)
 	return fd;
 }
 
-/* Write text + "\n" to path atomically (temp file in the same directory, rename). */
+/*
+ * Consumer group timeouts for this broker's clients, written after the bootstrap list
+ * (lib/kconf.c applies "consumer KEY=VALUE" lines to every consumer that reads the file
+ * with --brokers-file, before its -X). The mock makes a group wait session.timeout.ms
+ * for a member that vanished (45 s by default) and a rebalance wait up to the members'
+ * max.poll.interval.ms (300 s) for one that rejoins with other timeouts: with every
+ * client on these, a restart rejoins in seconds (docs/devbroker.md).
+ */
+static const char client_defaults[] = "consumer session.timeout.ms=6000\n"
+				      "consumer heartbeat.interval.ms=500\n"
+				      "consumer max.poll.interval.ms=30000\n";
+
+/* Write text + "\n" + client_defaults to path atomically (temp file in the same directory,
+ * rename). */
 static int write_atomic(const char *path, const char *text, char *why, size_t why_size)
 {
 	char tmp[PATH_MAX];
@@ -514,7 +533,7 @@ static int write_atomic(const char *path, const char *text, char *why, size_t wh
 			 path, strerror(errno));
 		return -1;
 	}
-	int ok = fprintf(f, "%s\n", text) > 0;
+	int ok = fprintf(f, "%s\n%s", text, client_defaults) > 0;
 	ok = fflush(f) == 0 && ok;
 	ok = fsync(fileno(f)) == 0 && ok;
 	ok = fclose(f) == 0 && ok;
@@ -670,8 +689,94 @@ static void serve(devbroker *db, int sfd, int lfd)
 	}
 }
 
+/*
+ * `bookingctl devbroker ctl --control PATH COMMAND [ARG...]`: one control line to a
+ * running dev broker, its one-line answer on stdout. Exit 0 on "ok ...", 1 on
+ * "error ...", 3 when the socket cannot be reached, 2 on bad usage.
+ */
+static int run_ctl(int argc, char **argv)
+{
+	const char *path = NULL;
+	int i = 1;
+	for (; i < argc && argv[i][0] == '-'; i++) {
+		if (!strcmp(argv[i], "--control") && i + 1 < argc)
+			path = argv[++i];
+		else if (!strncmp(argv[i], "--control=", 10))
+			path = argv[i] + 10;
+		else
+			break;
+	}
+	if (!path || i >= argc) {
+		fprintf(stderr, "usage: bookingctl devbroker ctl --control PATH COMMAND [ARG...]\n"
+				"  (bookingctl devbroker --help lists the commands)\n");
+		return BK_EXIT_USAGE;
+	}
+	char line[LINE_MAX_LEN];
+	size_t n = 0;
+	for (; i < argc; i++) {
+		int k = snprintf(line + n, sizeof(line) - n, "%s%s", n ? " " : "", argv[i]);
+		if (k < 0 || (size_t)k >= sizeof(line) - n - 1) {
+			fprintf(stderr, "bookingctl devbroker ctl: the command is too long\n");
+			return BK_EXIT_USAGE;
+		}
+		n += (size_t)k;
+	}
+	line[n++] = '\n';
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		fprintf(stderr, "bookingctl devbroker ctl: --control %s: path too long\n", path);
+		return BK_EXIT_USAGE;
+	}
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		fprintf(stderr, "bookingctl devbroker ctl: %s: %s\n", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return BK_EXIT_DEPENDENCY;
+	}
+	size_t off = 0;
+	while (off < n) {
+		ssize_t w = write(fd, line + off, n - off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			fprintf(stderr, "bookingctl devbroker ctl: %s: %s\n", path,
+				strerror(errno));
+			close(fd);
+			return BK_EXIT_DEPENDENCY;
+		}
+		off += (size_t)w;
+	}
+	char reply[LINE_MAX_LEN];
+	size_t got = 0;
+	while (got < sizeof(reply) - 1) {
+		ssize_t r = read(fd, reply + got, sizeof(reply) - 1 - got);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+		if (memchr(reply, '\n', got))
+			break;
+	}
+	close(fd);
+	reply[got] = '\0';
+	char *nl = strchr(reply, '\n');
+	if (nl)
+		*nl = '\0';
+	if (!got) {
+		fprintf(stderr, "bookingctl devbroker ctl: %s: no answer\n", path);
+		return BK_EXIT_DEPENDENCY;
+	}
+	printf("%s\n", reply);
+	return !strncmp(reply, "ok", 2) ? BK_EXIT_OK : BK_EXIT_PROBLEM;
+}
+
 int cmd_devbroker(int argc, char **argv)
 {
+	if (argc > 1 && !strcmp(argv[1], "ctl"))
+		return run_ctl(argc - 1, argv + 1);
 	long nbrokers = 1, partitions = 8;
 	const char *prefix = NULL, *extra = NULL, *bootstrap_file = NULL, *control = NULL;
 	int debug = 0;

@@ -15,12 +15,13 @@
 #include <unistd.h>
 
 #include "bk_codec.h"
+#include "bk_time.h"
 #include "cmd.h"
 #include "kconf.h"
 #include "log.h"
-#include "trust.h"
 #include "logread.h"
 #include "pool.h"
+#include "trust.h"
 
 static volatile sig_atomic_t stop_flag;
 
@@ -35,6 +36,7 @@ typedef struct rp_rec {
 	int32_t partition;
 	int64_t offset;
 	size_t at, len;
+	int64_t ts_ms; /* the record's Kafka timestamp (ms since the epoch), -1 when none */
 } rp_rec;
 
 /* A slice of a batch, formatted by one thread into its own buffer. */
@@ -140,11 +142,39 @@ static int format_record(const replay *r, const rp_batch *b, const rp_rec *x, ms
 		s->events += rec.n;
 		return 0;
 	}
+	/* "appended_at" beside the business time (created_at): when the record was appended
+	 * to the log (its Kafka timestamp), in the same RFC 3339 form */
+	char head[128];
+	int hn = snprintf(head, sizeof(head),
+			  "{\"partition\":%d,\"offset\":%lld,\"appended_at\":", (int)x->partition,
+			  (long long)x->offset);
+	if (hn <= 0 || (size_t)hn >= sizeof(head) - 48)
+		return -1;
+	if (x->ts_ms >= 0) {
+		head[hn++] = '"';
+		size_t tn = bk_ts_format(x->ts_ms * 1000, head + hn, sizeof(head) - (size_t)hn - 4);
+		if (tn < 2 || memchr(head + hn, '.', tn) == NULL) { /* always six digits */
+			hn += (int)tn - 1;
+			memcpy(head + hn, ".000000Z", 8);
+			hn += 8;
+		} else
+			hn += (int)tn;
+		head[hn++] = '"';
+	} else {
+		memcpy(head + hn, "null", 4);
+		hn += 4;
+	}
+	head[hn++] = ',';
 	for (uint32_t i = 0; i < rec.n; i++) {
 		if (!event_matches(r, &rec.events[i]))
 			continue;
-		if (bk_event_write_json(&rec.events[i], x->partition, x->offset, &s->out) < 0 ||
-		    msgpack_sbuffer_write(&s->out, "\n", 1) < 0)
+		/* the event without its partition and offset, its "{" replaced by the head */
+		size_t start = s->out.size;
+		if (msgpack_sbuffer_write(&s->out, head, (size_t)hn - 1) < 0 ||
+		    bk_event_write_json(&rec.events[i], -1, 0, &s->out) < 0)
+			return -1;
+		s->out.data[start + (size_t)hn - 1] = ',';
+		if (msgpack_sbuffer_write(&s->out, "\n", 1) < 0)
 			return -1;
 		s->events++;
 	}
@@ -291,7 +321,8 @@ static int on_record(void *opaque, const rd_kafka_message_t *m)
 		b->arena_cap = m->len;
 	}
 	rp_rec *x = &b->recs[b->n++];
-	*x = (rp_rec){m->partition, m->offset, b->used, m->len};
+	*x =
+	    (rp_rec){m->partition, m->offset, b->used, m->len, rd_kafka_message_timestamp(m, NULL)};
 	if (m->len)
 		memcpy(b->arena + b->used, m->payload, m->len);
 	b->used += m->len;

@@ -471,9 +471,17 @@ int cmd_send(int argc, char **argv)
 	rc = BK_EXIT_DEPENDENCY;
 	const char *cmd_topic = bk_kconf_topic(kc, BK_TOPIC_COMMANDS);
 	if (wait) {
-		static const char *const cdef[] = {
-		    "enable.auto.commit", "false", "enable.partition.eof", "false", "group.id",
-		    "bookingctl-send",	  NULL};
+		/* fetch.wait.max.ms: an answer is shown when it lands, not when a fetch that
+		 * found nothing expires (the dev broker holds one the whole 500 ms default) */
+		static const char *const cdef[] = {"enable.auto.commit",
+						   "false",
+						   "enable.partition.eof",
+						   "false",
+						   "group.id",
+						   "bookingctl-send",
+						   "fetch.wait.max.ms",
+						   "5",
+						   NULL};
 		if (bk_kconf_new_handle(kc, BK_KCONF_CONSUMER, cdef, &cons, err, sizeof(err)) < 0) {
 			fprintf(stderr, "send: %s\n", err);
 			rc = strstr(err, "no Kafka brokers") ? BK_EXIT_USAGE : BK_EXIT_DEPENDENCY;

@@ -249,9 +249,15 @@ int cmd_status(int argc, char **argv)
 	const char *topic = bk_kconf_topic(kc, BK_TOPIC_EVENTS);
 	char group[64];
 	snprintf(group, sizeof(group), "bookingctl-status-%ld", (long)getpid());
-	const char *defaults[] = {
-	    "group.id",	      group, "enable.auto.commit", "false", "isolation.level",
-	    "read_committed", NULL};
+	const char *defaults[] = {"group.id",
+				  group,
+				  "enable.auto.commit",
+				  "false",
+				  "isolation.level",
+				  "read_committed",
+				  "fetch.wait.max.ms",
+				  "10",
+				  NULL};
 	rd_kafka_t *rk = NULL;
 	if (bk_kconf_new_handle(kc, BK_KCONF_CONSUMER, defaults, &rk, err, sizeof(err)) < 0) {
 		fprintf(stderr, "bookingctl status: %s\n", err);

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bk_wire.h"
 #include "cp.h"
 #include "log.h"
 
@@ -114,6 +115,10 @@ void cp_admit(const cp *c, cp_adm *a)
 		return;
 	}
 	a->dlq = check(c, a) != 0;
+	a->cid[0] = '\0';
+	if (a->dlq && a->m->payload &&
+	    bk_wire_peek_command_id(a->m->payload, a->m->len, a->cid, sizeof(a->cid)) < 0)
+		a->cid[0] = '\0';
 }
 
 void cp_adm_done(cp_adm *a)

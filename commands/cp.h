@@ -35,6 +35,7 @@ typedef struct cp_opts {
 	int batch_commands;	 /* close a batch after this many commands */
 	int batch_ms;		 /* ... or this long after its first command */
 	int batch_idle_ms;	 /* ... or when no command arrived for this long; 0: off */
+	bool no_group_commit;	 /* off: a batch also closes when no command is waiting */
 	int sweep_interval_ms;	 /* 0: no sweep */
 	int64_t expiring_lead_s; /* card.<t>.expiring this long before expires_at */
 	const char *group_id;
@@ -86,6 +87,7 @@ typedef struct cp_adm {
 	msgpack_zone z;	       /* cmd's memory */
 	bk_command cmd;
 	char why[512];
+	char cid[BK_ID_MAX]; /* dead-lettered: the command id read from the bytes, or "" */
 	/* decided ahead on the pool (cp_decide_run): the engine's return, its decision (owned;
 	 * cleared by cp_adm_done) and the order's version right after it */
 	bool decided;

@@ -47,6 +47,9 @@ static const char usage_text[] =
     "  --batch-idle-ms T            ... or when no command arrived for T ms, so a batch\n"
     "                               holds what was ready: for clusters where results\n"
     "                               show only at commit (docs/commands.md); 0: off (0)\n"
+    "  --no-group-commit            keep a batch open while no command is waiting (by\n"
+    "                               default it closes then: an idle processor answers\n"
+    "                               at once, a busy one still fills its batches)\n"
     "  --verify-threads N           threads that decode, verify signatures and decide\n"
     "                               (one partition each at a time) beside the main\n"
     "                               thread, which produces (online CPUs - 1)\n"
@@ -136,6 +139,8 @@ static int parse_args(cp *c, int argc, char **argv)
 			c->o.allow_unsigned = true;
 		else if (!strcmp(name, "--no-transactions"))
 			c->o.no_txn = true;
+		else if (!strcmp(name, "--no-group-commit"))
+			c->o.no_group_commit = true;
 		else if (!strcmp(name, "--group-id"))
 			c->o.group_id = val;
 		else if (!strcmp(name, "--transactional-id-prefix"))
@@ -595,6 +600,17 @@ static void consumer_error(cp *c, const rd_kafka_message_t *m)
 	}
 }
 
+/*
+ * Group commit: close the open batch as soon as no further command is waiting. collect()
+ * returned fewer than CP_RUN_MAX records only when the consumer's queue ran dry, so a
+ * short run means nobody is waiting behind it: an idle processor answers at once, while
+ * under load every run is full and batches still close by --batch-commands/--batch-ms.
+ */
+static bool group_commit_due(const cp *c, size_t n_run)
+{
+	return !c->o.no_group_commit && c->txn_open && n_run < CP_RUN_MAX;
+}
+
 static void run(cp *c, cp_adm *adm)
 {
 	int64_t next_sweep = cp_mono_us() + (int64_t)c->o.sweep_interval_ms * 1000;
@@ -649,7 +665,7 @@ static void run(cp *c, cp_adm *adm)
 		c->us_handle += cp_mono_us() - t2;
 		if ((c->dr_err || c->rerestore) && c->txn_open)
 			cp_batch_close(c, false);
-		if (cp_batch_due(c))
+		if (cp_batch_due(c) || group_commit_due(c, n))
 			cp_batch_close(c, false);
 		if (c->rerestore && !c->txn_open && !*c->stop)
 			cp_rerestore_all(c);

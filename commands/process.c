@@ -225,12 +225,15 @@ static int produce(cp *c, const char *topic, int32_t partition, const void *key,
 	}
 }
 
-/* Dead-letter a command record: original key and value, reason and source headers, the
- * original headers renamed orig-<name>. */
-static int dlq(cp *c, const rd_kafka_message_t *m, const char *reason)
+/* Dead-letter a command record: original key and value, reason and source headers,
+ * `command-id` when one could be read (cid, never NULL, not empty), the original headers
+ * renamed orig-<name>. */
+static int dlq(cp *c, const rd_kafka_message_t *m, const char *reason, const char *cid)
 {
 	rd_kafka_headers_t *h = rd_kafka_headers_new(8);
 	rd_kafka_header_add(h, "reason", -1, reason, -1);
+	if (cid[0])
+		rd_kafka_header_add(h, "command-id", -1, cid, -1);
 	rd_kafka_header_add(h, "src-topic", -1, rd_kafka_topic_name(m->rkt), -1);
 	hdr_int(h, "src-partition", m->partition);
 	hdr_int(h, "src-offset", m->offset);
@@ -584,7 +587,7 @@ int cp_handle_admitted(cp *c, cp_adm *a)
 	const size_t whysz = sizeof(a->why);
 	int rc = 0;
 	if (a->dlq)
-		return dlq(c, m, why);
+		return dlq(c, m, why, a->cid);
 	if (a->unsigned_ok)
 		cp_note_unsigned(c, m, &a->cmd);
 	bk_decision d;
@@ -608,7 +611,7 @@ int cp_handle_admitted(cp *c, cp_adm *a)
 			"topic=%s partition=%d offset=%lld order_id=%s command_id=%s err=\"%s\"",
 			rd_kafka_topic_name(m->rkt), (int)m->partition, (long long)m->offset,
 			cmd.order_id, cmd.id, d.message);
-		rc = dlq(c, m, why);
+		rc = dlq(c, m, why, cmd.id);
 		bk_result res = {.command_id = cmd.id,
 				 .order_id = cmd.order_id,
 				 .status = BK_REJECTED,

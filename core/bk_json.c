@@ -3,6 +3,13 @@
  * results as JSON objects for people (bookingctl send/replay) and for jsonb columns.
  * Conversions are depth-limited and all-or-nothing: a failure releases what was built.
  * Strings made here are zone copies, NUL-terminated like every string the codec returns.
+ *
+ * Output for people (events, results, commands as JSON) writes every timestamp one way:
+ * RFC 3339, UTC, always six fractional digits ("2026-11-02T10:00:00.000000Z"), so text
+ * order is time order; that covers the envelope's times and, in events, payload strings
+ * under a key "at" or ending in "_at"/"_ts" that parse as RFC 3339. The streaming writer
+ * prints floats in their shortest form that reads back to the same double (48.86, not
+ * 48.859999999999999). bk_val_to_json (jsonb columns) converts values as they are.
  */
 #include <inttypes.h>
 #include <stdarg.h>
@@ -147,7 +154,35 @@ static json_t *hex_string(const uint8_t *b, size_t n)
 	return j;
 }
 
-static json_t *val_to_json(const bk_val *v, int depth)
+/* RFC 3339 UTC with exactly six fractional digits, into buf (>= 40 bytes); length or 0. */
+static size_t ts6(int64_t us, char *buf, size_t size)
+{
+	size_t n = bk_ts_format(us, buf, size);
+	if (n < 2 || n + 8 > size || buf[n - 1] != 'Z' || memchr(buf, '.', n))
+		return n;
+	memcpy(buf + n - 1, ".000000Z", 9);
+	return n + 7;
+}
+
+/* Payload keys that hold timestamps by the schema's naming: "at", "*_at", "*_ts". */
+static bool ts_key(const char *k, size_t n)
+{
+	return (n == 2 && !memcmp(k, "at", 2)) ||
+	       (n > 3 && (!memcmp(k + n - 3, "_at", 3) || !memcmp(k + n - 3, "_ts", 3)));
+}
+
+/* A string that parses as RFC 3339, rewritten by ts6 into buf; its length or 0. */
+static size_t ts_text(const bk_val *v, char *buf, size_t size)
+{
+	int64_t us;
+	if (v->type != MSGPACK_OBJECT_STR || v->via.str.size > 64 ||
+	    bk_ts_parse(v->via.str.ptr, v->via.str.size, &us) < 0)
+		return 0;
+	return ts6(us, buf, size);
+}
+
+/* people: rewrite timestamp strings under ts_key keys (ts6). */
+static json_t *val_to_json(const bk_val *v, int depth, bool people)
 {
 	if (depth > TO_JSON_MAX_DEPTH)
 		return NULL;
@@ -176,7 +211,7 @@ static json_t *val_to_json(const bk_val *v, int depth)
 		if (a == NULL)
 			return NULL;
 		for (uint32_t i = 0; i < v->via.array.size; i++) {
-			json_t *e = val_to_json(&v->via.array.ptr[i], depth + 1);
+			json_t *e = val_to_json(&v->via.array.ptr[i], depth + 1, people);
 			if (e == NULL || json_array_append_new(a, e) != 0) {
 				json_decref(a);
 				return NULL;
@@ -196,7 +231,12 @@ static json_t *val_to_json(const bk_val *v, int depth)
 				json_decref(o);
 				return NULL;
 			}
-			json_t *e = val_to_json(&v->via.map.ptr[i].val, depth + 1);
+			char tb[48];
+			size_t tn = people && ts_key(k->via.str.ptr, k->via.str.size)
+					? ts_text(&v->via.map.ptr[i].val, tb, sizeof(tb))
+					: 0;
+			json_t *e = tn ? json_stringn(tb, tn)
+				       : val_to_json(&v->via.map.ptr[i].val, depth + 1, people);
 			/* json_object_setn_new checks the key's UTF-8 and releases e on failure */
 			if (e == NULL ||
 			    json_object_setn_new(o, k->via.str.size ? k->via.str.ptr : "",
@@ -214,7 +254,7 @@ static json_t *val_to_json(const bk_val *v, int depth)
 
 json_t *bk_val_to_json(const bk_val *v)
 {
-	return v ? val_to_json(v, 0) : NULL;
+	return v ? val_to_json(v, 0, false) : NULL;
 }
 
 /* --- records for people --- */
@@ -256,13 +296,14 @@ static void put_ts(jb *b, const char *k, int64_t us)
 		put(b, k, json_null());
 		return;
 	}
-	size_t n = bk_ts_format(us, buf, sizeof(buf));
+	size_t n = ts6(us, buf, sizeof(buf));
 	put(b, k, n > 0 && n < sizeof(buf) ? json_stringn(buf, n) : NULL);
 }
 
-static void put_payload(jb *b, const char *k, const bk_val *p)
+/* people: timestamps in the payload written as ts6 (events for people). */
+static void put_payload(jb *b, const char *k, const bk_val *p, bool people)
 {
-	put(b, k, p->type == MSGPACK_OBJECT_NIL ? json_object() : bk_val_to_json(p));
+	put(b, k, p->type == MSGPACK_OBJECT_NIL ? json_object() : val_to_json(p, 0, people));
 }
 
 static json_t *obj_done(jb *b)
@@ -293,7 +334,7 @@ json_t *bk_event_to_json(const bk_event *e, int32_t partition, int64_t offset)
 	put_str(&b, "command_id", e->command_id);
 	put_ts(&b, "created_at", e->created_at);
 	put_int(&b, "schema", e->schema);
-	put_payload(&b, "payload", &e->payload);
+	put_payload(&b, "payload", &e->payload, true);
 	put(&b, "prev_hash", hex_string(e->prev_hash, BK_HASH_LEN));
 	put(&b, "hash", hex_string(e->hash, BK_HASH_LEN));
 	return obj_done(&b);
@@ -335,7 +376,7 @@ json_t *bk_command_to_json(const bk_command *c)
 	if (c->has_expected_version)
 		put_int(&b, "expected_version", c->expected_version);
 	put_ts(&b, "at", c->at);
-	put_payload(&b, "payload", &c->payload);
+	put_payload(&b, "payload", &c->payload, false);
 	return obj_done(&b);
 }
 
@@ -444,9 +485,15 @@ static int w_int(msgpack_sbuffer *o, int64_t v)
 static int w_real(msgpack_sbuffer *o, double v)
 {
 	char buf[40];
-	int n = snprintf(buf, sizeof(buf), "%.17g", v);
-	if (n <= 0 || n >= (int)sizeof(buf) - 3)
-		return -1;
+	int n = 0;
+	/* the shortest form that reads back to the same double (at most 17 digits) */
+	for (int prec = 1; prec <= 17; prec++) {
+		n = snprintf(buf, sizeof(buf), "%.*g", prec, v);
+		if (n <= 0 || n >= (int)sizeof(buf) - 3)
+			return -1;
+		if (strtod(buf, NULL) == v)
+			break;
+	}
 	if (!strpbrk(buf, ".eE")) { /* as jansson: a real always shows it is one */
 		buf[n++] = '.';
 		buf[n++] = '0';
@@ -512,9 +559,13 @@ static int w_val(msgpack_sbuffer *o, const bk_val *v, int depth)
 			const msgpack_object_kv *kv = &v->via.map.ptr[i];
 			if (kv->key.type != MSGPACK_OBJECT_STR)
 				return -1;
+			char tb[48];
+			size_t tn = ts_key(kv->key.via.str.ptr, kv->key.via.str.size)
+					? ts_text(&kv->val, tb, sizeof(tb))
+					: 0;
 			rc = (i ? w(o, ",", 1) : 0) ||
 			     w_str(o, kv->key.via.str.ptr, kv->key.via.str.size) || w(o, ":", 1) ||
-			     w_val(o, &kv->val, depth + 1);
+			     (tn ? w_str(o, tb, tn) : w_val(o, &kv->val, depth + 1));
 		}
 		return rc || w(o, "}", 1);
 	default:
@@ -543,7 +594,7 @@ int bk_event_write_json(const bk_event *e, int32_t partition, int64_t offset, ms
 	rc = rc || KEY(out, "subtype") || w_cstr(out, sub) || w(out, ",", 1);
 	rc = rc || KEY(out, "actor_user_id") || w_cstr(out, e->actor_user_id) || w(out, ",", 1);
 	rc = rc || KEY(out, "command_id") || w_cstr(out, e->command_id) || w(out, ",", 1);
-	bk_ts_format(e->created_at, ts, sizeof(ts));
+	ts6(e->created_at, ts, sizeof(ts));
 	rc = rc || KEY(out, "created_at") || w_cstr(out, ts) || w(out, ",", 1);
 	rc = rc || KEY(out, "schema") || w_int(out, e->schema) || w(out, ",", 1);
 	rc = rc || KEY(out, "payload") ||

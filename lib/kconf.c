@@ -433,6 +433,35 @@ static void conf_get(const rd_kafka_conf_t *conf, const char *key, char *buf, si
 		buf[0] = '\0';
 }
 
+/*
+ * Consumer defaults a bootstrap file may carry after its broker list, one a line as
+ * "consumer KEY=VALUE" (`bookingctl devbroker` writes its group timeouts so): applied to
+ * consumers after the program's defaults and before -X. Other lines are ignored.
+ */
+static int file_consumer_defaults(const char *path, rd_kafka_conf_t *conf, char *errstr,
+				  size_t errstr_size)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return fail(errstr, errstr_size, "--brokers-file %s: %s", path, strerror(errno));
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	int rc = 0;
+	while (rc == 0 && (n = getline(&line, &cap, f)) >= 0) {
+		while (n > 0 && isspace((unsigned char)line[n - 1]))
+			line[--n] = '\0';
+		char *eq = strchr(line, '=');
+		if (strncmp(line, "consumer ", 9) != 0 || !eq)
+			continue;
+		*eq = '\0';
+		rc = conf_apply(conf, "--brokers-file", line + 9, eq + 1, errstr, errstr_size);
+	}
+	free(line);
+	fclose(f);
+	return rc;
+}
+
 int bk_kconf_build(const bk_kconf *kc, bk_kconf_role role, const char *const *defaults,
 		   rd_kafka_conf_t **ret_conf, char *errstr, size_t errstr_size)
 {
@@ -454,6 +483,9 @@ int bk_kconf_build(const bk_kconf *kc, bk_kconf_role role, const char *const *de
 			goto err;
 		if (conf_apply(conf, "--brokers-file", "bootstrap.servers", file_list, errstr,
 			       errstr_size) < 0)
+			goto err;
+		if (role == BK_KCONF_CONSUMER &&
+		    file_consumer_defaults(kc->brokers_file, conf, errstr, errstr_size) < 0)
 			goto err;
 	}
 	for (size_t i = 0; i < kc->nprops; i++) {

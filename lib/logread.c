@@ -25,6 +25,8 @@ int bk_logread_consumer(const bk_kconf *kc, rd_kafka_t **ret_rk, char *errstr, s
 				  "read_committed",
 				  "auto.offset.reset",
 				  "earliest",
+				  "fetch.wait.max.ms", /* --follow shows a record when it lands */
+				  "10",
 				  NULL};
 	return bk_kconf_new_handle(kc, BK_KCONF_CONSUMER, defaults, ret_rk, errstr, errstr_size);
 }

@@ -752,6 +752,7 @@ typedef struct bad_msg {
 	int64_t offset;
 	int32_t partition;
 	bool seen;
+	bool no_id; /* no command id can be read from its bytes: no command-id header */
 } bad_msg;
 
 static void bad_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
@@ -846,12 +847,12 @@ static int cmd_bad(bk_kconf *kc, const char *sk_path, const char *key_id, const 
 	    {.name = "valid-2", .reason = NULL},
 	    {.name = "forged", .reason = "auth: "},
 	    {.name = "unknown-key", .reason = "auth: "},
-	    {.name = "malformed-msgpack", .reason = "decode: "},
-	    {.name = "not-a-map", .reason = "decode: "},
-	    {.name = "oversized", .reason = "oversized"},
+	    {.name = "malformed-msgpack", .no_id = true, .reason = "decode: "},
+	    {.name = "not-a-map", .no_id = true, .reason = "decode: "},
+	    {.name = "oversized", .no_id = true, .reason = "oversized"},
 	    {.name = "wrong-role", .reason = "auth: "},
 	    {.name = "internal-type", .reason = "decode: "},
-	    {.name = "bad-json", .reason = "decode: "},
+	    {.name = "bad-json", .no_id = true, .reason = "decode: "},
 	    {.name = "wrong-content-type", .reason = "content-type"},
 	    {.name = "key-mismatch", .reason = "key"},
 	    {.name = "valid-3", .reason = NULL},
@@ -1004,8 +1005,15 @@ static int cmd_bad(bk_kconf *kc, const char *sk_path, const char *key_id, const 
 				ok = false;
 			if (is_dlq && hdr_str(m, "orig-content-type", orig, sizeof(orig)) < 0)
 				ok = false;
-			printf("bad: %-20s -> %s%s%s %s\n", b->name, is_dlq ? "dlq: " : "result",
-			       reason, "", ok ? "ok" : "UNEXPECTED");
+			/* every answer names the command it answers when its id can be read */
+			char cid[128] = "", want[64];
+			snprintf(want, sizeof(want), "cmd_bad_%d", i);
+			int has = hdr_str(m, "command-id", cid, sizeof(cid)) == 0;
+			if (b->no_id ? has : !has || strcmp(cid, want) != 0)
+				ok = false;
+			printf("bad: %-20s -> %s%s command-id=%s %s\n", b->name,
+			       is_dlq ? "dlq: " : "result", reason, cid[0] ? cid : "-",
+			       ok ? "ok" : "UNEXPECTED");
 			if (!ok)
 				bad++;
 		}

@@ -73,7 +73,7 @@ gen --orders 500 --seed 3 --window 7 --duplicates 300 --wrong-actor 200 --stale 
 	--start 2027-05-04T13:14:15Z --with-expect && cp "$T/out" "$T/k.jsonl"
 check "knobs and --start: exit 0" test "$rc" = 0
 head -n 1 "$T/k.jsonl" >"$T/first.jsonl"
-check "--start: the first command is at the start" grep -q '"at":"2027-05-04T13:14:15Z"' "$T/first.jsonl"
+check "--start: the first command is at the start" grep -q '"at":"2027-05-04T13:14:15.000000Z"' "$T/first.jsonl"
 "$TG" --run-jsonl "$T/k.jsonl" >"$T/out" 2>"$T/err"
 check "knobs: every command gets its planned outcome and code" test "$?" = 0
 
