@@ -801,7 +801,7 @@ static int produce_seal(cp *c, int kind, int32_t p, size_t from, size_t to)
 	uint8_t sig[BK_SIG_LEN];
 	bk_auth_sign(c->wsk, sb->data, sb->size, sig);
 	rd_kafka_headers_t *h = rd_kafka_headers_new(3);
-	rd_kafka_header_add(h, BK_SEAL_KEY, -1, "1", 1);
+	rd_kafka_header_add(h, "seal", -1, "1", 1); /* BK_SEAL_KEY */
 	rd_kafka_header_add(h, "key-id", -1, c->wkid, -1);
 	rd_kafka_header_add(h, "signature", -1, sig, BK_SIG_LEN);
 	return produce(c, s.topic, p, BK_SEAL_KEY, strlen(BK_SEAL_KEY), sb->data, sb->size, h,

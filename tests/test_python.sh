@@ -70,7 +70,7 @@ t1=$(date +%s.%N)
 check "drive_orders.py exits 0 (took $(echo "$t1 - $t0" | bc -l | cut -c1-4) s)" test "$rc" -eq 0
 sed 's/^/# /' "$W/drive.err" | tail -n 5
 steps=$(grep -c '"step"' "$W/drive.out")
-check "21 commands answered ($steps)" test "$steps" -eq 21
+check "22 commands answered ($steps)" test "$steps" -eq 22
 while IFS= read -r line; do
 	name=$(echo "$line" | "$PY" -c 'import json,sys; d=json.load(sys.stdin); print(d.get("step", d.get("error")))')
 	got=$(echo "$line" | "$PY" -c 'import json,sys; d=json.load(sys.stdin); print(d.get("status"), d.get("code") or d.get("reason") or "")')

@@ -45,7 +45,7 @@ check "the dev broker answers on its control socket (devbroker ctl ping)" grep -
 check "the bootstrap file carries the consumers' group timeouts" \
 	grep -qx 'consumer session.timeout.ms=6000' "$W/.run/boot"
 answered=$(grep -c '"ok": true' "$W/out")
-check "the Python client's 21 commands got their expected answers ($answered)" test "$answered" -eq 21
+check "the Python client's 22 commands got their expected answers ($answered)" test "$answered" -eq 22
 check "no unexpected answer" test "$(grep -c '"ok": false' "$W/out")" -eq 0
 check "the projector caught up and PostgreSQL holds the RTB order, completed" \
 	grep -Eq 'ord_py_rtb_[0-9a-f]+ +\| +RTB +\| +completed' "$W/out"

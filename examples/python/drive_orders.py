@@ -110,8 +110,12 @@ def main():
         step("rtb deliver", cmd(o, "order.deliver", prov), "accepted", "ok")
         step("rtb complete", cmd(o, "order.complete", buyer), "accepted", "ok")
 
-        # 2. IB under an auto-accept rule (the rule's key is the service profile)
+        # 2. IB under an auto-accept rule (the rule's key is the service profile): the
+        #    profiles service binds the profile to its provider, who then sets the rule
         sp = "sp_py_ib_" + run
+        step("ib bind", cmd(sp, "profile.bind", system,
+                            {"service_profile_id": sp, "provider_user_id": prov["user_id"]}),
+             "accepted", "ok")
         step("ib rule", cmd(sp, "autoaccept.set", prov,
                             {"rule_id": "rule_py_" + run, "service_profile_id": sp,
                              "min_price_cents": 10000, "allow_ib": True}), "accepted", "ok")
