@@ -21,6 +21,7 @@
 #include "bk_codec.h"
 #include "bk_engine.h"
 #include "kconf.h"
+#include "metrics.h"
 #include "pool.h"
 #include "tz.h"
 
@@ -155,6 +156,8 @@ typedef struct cp {
 	uint64_t n_unsigned, n_unsigned_unreported;
 	volatile sig_atomic_t *stop;
 	int exit_code; /* set with *stop on fatal errors */
+	/* --metrics-addr (main.c): commands by type x outcome x code; NULL when off */
+	bk_mgrid *m_commands;
 } cp;
 
 /* Wall clock in microseconds, with --clock-offset. */
