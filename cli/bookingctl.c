@@ -53,7 +53,8 @@ static const subcmd subcmds[] = {
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: bookingctl <command> [options]   (bookingctl <command> --help)\n\n"
+	fprintf(f, "usage: bookingctl <command> [options]   (bookingctl <command> --help)\n"
+		   "       bookingctl --version\n\n"
 		   "commands:\n");
 	for (const subcmd *s = subcmds; s->name; s++)
 		fprintf(f, "  %-11s %s\n", s->name, s->summary);
@@ -64,6 +65,10 @@ int main(int argc, char **argv)
 	if (argc < 2) {
 		usage(stderr);
 		return BK_EXIT_USAGE;
+	}
+	if (strcmp(argv[1], "--version") == 0) {
+		printf("bookingctl %s\n", BK_VERSION);
+		return 0;
 	}
 	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
 	    strcmp(argv[1], "help") == 0) {

@@ -1050,7 +1050,7 @@ int main(int argc, char **argv)
 	code = c.exit_code;
 	started = true;
 	bk_logf(code ? BK_LOG_ERROR : BK_LOG_INFO, "stopping",
-		"exit=%d cause=\"%s\" commands=%llu events=%llu dlq=%llu batches=%llu aborts=%llu "
+		"exit=%d cause=%s commands=%llu events=%llu dlq=%llu batches=%llu aborts=%llu "
 		"wait_ms=%lld "
 		"check_ms=%lld handle_ms=%lld close_ms=%lld",
 		code, code ? "fatal error (logged above)" : signal_name(stop_signal),
@@ -1078,7 +1078,7 @@ int main(int argc, char **argv)
 out:
 	if (!started)
 		bk_logf(
-		    BK_LOG_ERROR, "not started: exiting", "exit=%d cause=\"%s\" version=%s", code,
+		    BK_LOG_ERROR, "not started: exiting", "exit=%d cause=%s version=%s", code,
 		    code == CP_EXIT_USAGE ? "bad configuration, or topics not usable (see above)"
 					  : "fatal error (see above)",
 		    BK_VERSION);

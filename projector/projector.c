@@ -791,7 +791,7 @@ int main(int argc, char **argv)
 	proj_free(a.p);
 	bk_kconf_destroy(kc);
 	px_stop();
-	bk_logf(rc ? BK_LOG_ERROR : BK_LOG_INFO, "projector stopped", "exit=%d cause=\"%s\"", rc,
+	bk_logf(rc ? BK_LOG_ERROR : BK_LOG_INFO, "projector stopped", "exit=%d cause=%s", rc,
 		rc			 ? "fatal error (logged above)"
 		: stop_signal == SIGINT	 ? "SIGINT"
 		: stop_signal == SIGTERM ? "SIGTERM"

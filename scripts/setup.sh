@@ -9,7 +9,7 @@ BK_ROOT=${BK_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 # Debian packages the project needs; "a|b" accepts either (names differ across releases).
 BK_PACKAGES=(meson ninja-build pkg-config gcc librdkafka-dev libpq-dev
 	"libmsgpack-dev|libmsgpack-c-dev" libsodium-dev check libjansson-dev postgresql tzdata
-	graphviz clang-format jq libmicrohttpd-dev libsystemd-dev prometheus help2man systemd)
+	graphviz clang-format jq curl libmicrohttpd-dev libsystemd-dev prometheus help2man systemd)
 
 bk_log() { printf '==> %s\n' "$*" >&2; }
 
