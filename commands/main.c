@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <sodium.h>
+#include <systemd/sd-daemon.h>
 
 #include "cp.h"
 #include "log.h"
@@ -454,7 +455,8 @@ static int close_batch(cp *c, bool lost)
 	return rc;
 }
 
-/* cp_restore, timed, with the records it read taken from the reader's watermarks. */
+/* cp_restore, timed, with the records it read taken from the reader's watermarks: the
+ * restored partitions of events and results, and the whole rules topic. */
 static int restore(cp *c, const int32_t *ps, int n, char *err, size_t errsz)
 {
 	int64_t t0 = cp_mono_us();
@@ -471,6 +473,14 @@ static int restore(cp *c, const int32_t *ps, int n, char *err, size_t errsz)
 				    hi > lo && lo >= 0)
 					recs += (uint64_t)(hi - lo);
 			}
+		for (int p = 0; p < c->rules_parts; p++) { /* the whole rules topic is read */
+			int64_t lo = 0, hi = 0;
+			if (rd_kafka_get_watermark_offsets(c->reader, c->topic[BK_TOPIC_RULES], p,
+							   &lo,
+							   &hi) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+			    hi > lo && lo >= 0)
+				recs += (uint64_t)(hi - lo);
+		}
 		bk_series_add(mx.restore_records, recs);
 	}
 	return rc;
@@ -884,7 +894,10 @@ static void run(cp *c, cp_adm *adm)
 {
 	int64_t next_sweep = cp_mono_us() + (int64_t)c->o.sweep_interval_ms * 1000;
 	int64_t next_stats = cp_mono_us() + 10 * 1000000LL;
-	int64_t next_mx = 0;
+	int64_t next_mx = 0, next_wd = 0;
+	uint64_t wd_us = 0; /* systemd's WatchdogSec (sd_notify WATCHDOG=1 at half of it) */
+	if (sd_watchdog_enabled(0, &wd_us) <= 0)
+		wd_us = 0;
 	while (!*c->stop) {
 		int timeout = 100;
 		if (c->txn_open) {
@@ -949,6 +962,10 @@ static void run(cp *c, cp_adm *adm)
 		}
 		if (hup_flag)
 			on_reload(c);
+		if (wd_us && now >= next_wd) {
+			sd_notify(0, "WATCHDOG=1");
+			next_wd = now + (int64_t)(wd_us / 2);
+		}
 		if (mx.reg && now >= next_mx) {
 			mx_update(c);
 			next_mx = now + 1000000;
@@ -1026,6 +1043,8 @@ int main(int argc, char **argv)
 	if (setup_kafka(&c, &code) < 0)
 		goto out;
 	mx_partitions(&c);
+	sd_notifyf(0, "READY=1\nSTATUS=consuming %s (%d partitions)", c.topic[BK_TOPIC_COMMANDS],
+		   c.nparts);
 	char perr[256];
 	cp_adm *adm = calloc(CP_RUN_MAX, sizeof(*adm));
 	if (!adm || !(c.pool = bk_pool_new(c.o.admit_threads, perr, sizeof(perr)))) {
@@ -1042,6 +1061,7 @@ int main(int argc, char **argv)
 			msgpack_sbuffer_init(&c.wscratch[i]);
 	}
 	run(&c, adm);
+	sd_notify(0, "STOPPING=1");
 	for (size_t i = 0; i < CP_RUN_MAX; i++)
 		cp_adm_free(&adm[i]);
 	free(adm);
@@ -1077,11 +1097,11 @@ int main(int argc, char **argv)
 	}
 out:
 	if (!started)
-		bk_logf(
-		    BK_LOG_ERROR, "not started: exiting", "exit=%d cause=%s version=%s", code,
-		    code == CP_EXIT_USAGE ? "bad configuration, or topics not usable (see above)"
-					  : "fatal error (see above)",
-		    BK_VERSION);
+		bk_logf(BK_LOG_ERROR, "not started: exiting", "exit=%d cause=%s version=%s", code,
+			code == CP_EXIT_USAGE
+			    ? "bad configuration, or topics not usable (see above)"
+			    : "fatal error (see above)",
+			BK_VERSION);
 	bk_metrics_free(mx.reg); /* stops the server first */
 	free(mx.lag_s);
 	free(mx.end_s);

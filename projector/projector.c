@@ -15,6 +15,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <systemd/sd-daemon.h>
+
 #include "kconf.h"
 #include "log.h"
 #include "metrics.h"
@@ -536,7 +538,10 @@ static int run(app *a, long batch_events, long batch_ms, long stats_s)
 	if (!msgs)
 		return EXIT_FATAL;
 	size_t n = 0, events = 0;
-	int64_t first = 0, last_idle = now_ms(), last_stats = now_ms(), last_px = 0;
+	int64_t first = 0, last_idle = now_ms(), last_stats = now_ms(), last_px = 0, last_wd = 0;
+	uint64_t wd_us = 0; /* systemd's WatchdogSec (sd_notify WATCHDOG=1 at half of it) */
+	if (sd_watchdog_enabled(0, &wd_us) <= 0)
+		wd_us = 0;
 	bool caught_up = false;
 	while (!stop || n > 0) {
 		int64_t t = now_ms();
@@ -592,6 +597,10 @@ static int run(app *a, long batch_events, long batch_ms, long stats_s)
 		if (pxm.reg && t - last_px >= 1000) {
 			px_update(a);
 			last_px = t;
+		}
+		if (wd_us && t - last_wd >= (int64_t)(wd_us / 2000)) {
+			sd_notify(0, "WATCHDOG=1");
+			last_wd = t;
 		}
 		if (hup_flag) {
 			hup_flag = 0;
@@ -784,7 +793,9 @@ int main(int argc, char **argv)
 	    "write_path=%s",
 	    BK_VERSION, a.events_topic, a.rules_topic, group, batch_events, batch_ms,
 	    path == PDB_COPY ? "copy" : "pipeline");
+	sd_notifyf(0, "READY=1\nSTATUS=projecting %s", a.events_topic);
 	int rc = run(&a, batch_events, batch_ms, stats_s);
+	sd_notify(0, "STOPPING=1");
 	log_stats(a.p);
 	rd_kafka_consumer_close(a.rk);
 	rd_kafka_destroy(a.rk);
