@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cmd.h"
+#include "conffile.h"
 
 typedef struct subcmd {
 	const char *name;
@@ -58,6 +59,9 @@ static void usage(FILE *f)
 		   "commands:\n");
 	for (const subcmd *s = subcmds; s->name; s++)
 		fprintf(f, "  %-11s %s\n", s->name, s->summary);
+	fprintf(f,
+		"\nEvery command takes -F FILE (its options and librdkafka properties as\n"
+		"key=value lines) and BOOKING_KAFKA_<PROP> variables; see docs/operations.md.\n");
 }
 
 int main(int argc, char **argv)
@@ -76,8 +80,19 @@ int main(int argc, char **argv)
 		return BK_EXIT_OK;
 	}
 	for (const subcmd *s = subcmds; s->name; s++)
-		if (strcmp(argv[1], s->name) == 0)
-			return s->fn(argc - 1, argv + 1);
+		if (strcmp(argv[1], s->name) == 0) {
+			/* -F FILE anywhere after the command: its options in its place */
+			char err[600], **av = NULL;
+			int ac = 0;
+			if (bk_conffile_expand(argc - 1, argv + 1, &ac, &av, err, sizeof(err)) <
+			    0) {
+				fprintf(stderr, "bookingctl %s: %s\n", s->name, err);
+				return BK_EXIT_USAGE;
+			}
+			int rc = s->fn(ac, av);
+			bk_conffile_free_argv(av);
+			return rc;
+		}
 	fprintf(stderr, "bookingctl: unknown command '%s'\n\n", argv[1]);
 	usage(stderr);
 	return BK_EXIT_USAGE;

@@ -15,6 +15,7 @@
 #include <sodium.h>
 #include <systemd/sd-daemon.h>
 
+#include "conffile.h"
 #include "cp.h"
 #include "log.h"
 #include "metrics.h"
@@ -1006,17 +1007,27 @@ int main(int argc, char **argv)
 	}
 	if (!(c.kc = bk_kconf_new()))
 		return CP_EXIT_FATAL;
-	int pr = parse_args(&c, argc, argv);
+	char ferr[600], **av = NULL;
+	int ac = 0;
+	if (bk_conffile_expand(argc, argv, &ac, &av, ferr, sizeof(ferr)) < 0) {
+		fprintf(stderr, "booking-commands: %s\n", ferr);
+		bk_kconf_destroy(c.kc);
+		return CP_EXIT_USAGE;
+	}
+	int pr = parse_args(&c, ac, av);
 	if (pr == 2) {
 		printf("booking-commands %s\n", BK_VERSION);
 		bk_kconf_destroy(c.kc);
+		bk_conffile_free_argv(av);
 		return CP_EXIT_OK;
 	}
 	if (pr != 0) {
 		FILE *f = pr > 0 ? stdout : stderr;
 		fputs(usage_text, f);
 		fputs(bk_kconf_usage(), f);
+		fputs(bk_conffile_usage(), f);
 		bk_kconf_destroy(c.kc);
+		bk_conffile_free_argv(av);
 		return pr > 0 ? CP_EXIT_OK : CP_EXIT_USAGE;
 	}
 	if (load_keyring(&c) < 0)
@@ -1128,5 +1139,6 @@ out:
 	bk_keyring_free(c.kr);
 	bk_tzdb_free(c.tz);
 	bk_kconf_destroy(c.kc);
+	bk_conffile_free_argv(av); /* after everything that kept a pointer into it */
 	return code;
 }

@@ -375,6 +375,10 @@ const char *bk_kconf_usage(void)
 	       "  --results-topic NAME           default booking.command-results\n"
 	       "  --dlq-topic NAME               default booking.dlq\n"
 	       "  --rules-topic NAME             default booking.rules\n"
+	       "  BOOKING_KAFKA_<PROP>=VALUE     (environment) librdkafka property <prop>, upper\n"
+	       "                                 case with '_' for '.': "
+	       "BOOKING_KAFKA_SASL_PASSWORD\n"
+	       "                                 keeps a secret off argv; -X wins over it\n"
 	       "  Producers always use partitioner=murmur2_random (SPEC §3).\n";
 }
 
@@ -433,6 +437,41 @@ static void conf_get(const rd_kafka_conf_t *conf, const char *key, char *buf, si
 		buf[0] = '\0';
 }
 
+extern char **environ;
+
+/*
+ * The librdkafka properties in the environment: BOOKING_KAFKA_SASL_PASSWORD=x is
+ * sasl.password=x (lower case, '_' as '.'), so secrets need not be on argv. An error
+ * names the variable, never its value. 0 or -1 + errstr; *ret_partitioner is set when
+ * one of them is the partitioner.
+ */
+static int apply_env(rd_kafka_conf_t *conf, const char **ret_partitioner, char *errstr,
+		     size_t errstr_size)
+{
+	static const char pfx[] = "BOOKING_KAFKA_";
+	for (char **e = environ; e && *e; e++) {
+		if (strncmp(*e, pfx, sizeof(pfx) - 1) != 0)
+			continue;
+		const char *name = *e + sizeof(pfx) - 1, *eq = strchr(name, '=');
+		char key[256], why[512];
+		size_t n = eq ? (size_t)(eq - name) : 0;
+		if (!eq || n == 0 || n >= sizeof(key))
+			continue;
+		for (size_t i = 0; i < n; i++)
+			key[i] = name[i] == '_' ? '.' : (char)tolower((unsigned char)name[i]);
+		key[n] = '\0';
+		rd_kafka_conf_res_t res = rd_kafka_conf_set(conf, key, eq + 1, why, sizeof(why));
+		if (res != RD_KAFKA_CONF_OK)
+			return fail(errstr, errstr_size, "environment %.*s%.*s (property %s): %s",
+				    (int)(sizeof(pfx) - 1), pfx, (int)n, name, key,
+				    res == RD_KAFKA_CONF_UNKNOWN ? "unknown property"
+								 : "invalid value");
+		if (!strcmp(key, "partitioner"))
+			*ret_partitioner = eq + 1;
+	}
+	return 0;
+}
+
 int bk_kconf_build(const bk_kconf *kc, bk_kconf_role role, const char *const *defaults,
 		   rd_kafka_conf_t **ret_conf, char *errstr, size_t errstr_size)
 {
@@ -456,6 +495,8 @@ int bk_kconf_build(const bk_kconf *kc, bk_kconf_role role, const char *const *de
 			       errstr_size) < 0)
 			goto err;
 	}
+	if (apply_env(conf, &partitioner, errstr, errstr_size) < 0)
+		goto err;
 	for (size_t i = 0; i < kc->nprops; i++) {
 		if (conf_apply(conf, "-X", kc->props[i].key, kc->props[i].value, errstr,
 			       errstr_size) < 0)
@@ -467,7 +508,7 @@ int bk_kconf_build(const bk_kconf *kc, bk_kconf_role role, const char *const *de
 	if (role == BK_KCONF_PRODUCER) {
 		if (partitioner && strcmp(partitioner, BK_PARTITIONER) != 0) {
 			fail(errstr, errstr_size,
-			     "-X partitioner=%s: the partitioner is fixed to " BK_PARTITIONER
+			     "partitioner=%s: the partitioner is fixed to " BK_PARTITIONER
 			     " so that producers in every language agree (SPEC §3)",
 			     partitioner);
 			goto err;

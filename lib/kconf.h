@@ -94,10 +94,11 @@ int bk_kconf_read_brokers_file(const char *path, char **ret_list, char *errstr,
 /*
  * Build an rd_kafka_conf_t for role. Applied in order: `defaults` (a NULL-terminated
  * array of key, value pairs the program wants, e.g. {"enable.idempotence", "true",
- * NULL}; may be NULL), the brokers (-b or --brokers-file, read now), every -X in
- * command-line order, then what the role requires (producers: partitioner
- * murmur2_random, SPEC §3; a -X partitioner other than that is an error). Also routes
- * librdkafka's own log lines through lib/log.h. Fails when no broker list was given
+ * NULL}; may be NULL), the brokers (-b or --brokers-file, read now), the environment's
+ * BOOKING_KAFKA_<PROP> variables (BOOKING_KAFKA_SASL_PASSWORD: sasl.password; an error
+ * names the variable, never its value), every -X in command-line order, then what the role requires
+ * (producers: partitioner murmur2_random, SPEC §3; a -X partitioner other than that is an error).
+ * Also routes librdkafka's own log lines through lib/log.h. Fails when no broker list was given
  * (none of -b, --brokers-file, -X bootstrap.servers, defaults). On success *ret_conf is
  * the caller's (hand it to rd_kafka_new or rd_kafka_conf_destroy it); on failure
  * nothing is allocated.

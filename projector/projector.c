@@ -17,6 +17,7 @@
 
 #include <systemd/sd-daemon.h>
 
+#include "conffile.h"
 #include "kconf.h"
 #include "log.h"
 #include "metrics.h"
@@ -71,8 +72,7 @@ static const char usage_text[] =
     "      --version          the version\n"
     "\n"
     "SIGHUP is logged and changes nothing (logs go to stderr).\n"
-    "\n"
-    "Kafka options:\n";
+    "\n";
 
 typedef struct app {
 	rd_kafka_t *rk;
@@ -629,7 +629,23 @@ static int parse_long(const char *opt, const char *s, long min, long *ret)
 	return 0;
 }
 
+static int projector_main(int argc, char **argv);
+
+/* -F FILE expanded into argv first (lib/conffile.h); the vector lives as long as main. */
 int main(int argc, char **argv)
+{
+	char err[600], **av = NULL;
+	int ac = 0;
+	if (bk_conffile_expand(argc, argv, &ac, &av, err, sizeof(err)) < 0) {
+		fprintf(stderr, "booking-projector: %s\n", err);
+		return EXIT_USAGE;
+	}
+	int rc = projector_main(ac, av);
+	bk_conffile_free_argv(av);
+	return rc;
+}
+
+static int projector_main(int argc, char **argv)
 {
 	const char *conninfo = NULL, *group = "booking-projector", *metrics_addr = NULL;
 	long batch_events = 20000, batch_ms = 200, stats_s = 10;
@@ -664,6 +680,7 @@ int main(int argc, char **argv)
 		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
 			fputs(usage_text, stdout);
 			fputs(bk_kconf_usage(), stdout);
+			fputs(bk_conffile_usage(), stdout);
 			bk_kconf_destroy(kc);
 			return EXIT_OK;
 		} else if (strcmp(a, "--version") == 0) {

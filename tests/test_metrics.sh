@@ -109,13 +109,30 @@ wait_for 30 test -s "$T/boot" || { echo "Bail out! the dev broker did not start"
 "$BK" keygen --key-id k1 --roles buyer,provider,support,system --out "$T/k1" >"$T/keyring" 2>/dev/null
 "$BK" keygen --key-id k2 --roles buyer,provider,support,system --out "$T/k2" >"$T/k2.line" 2>/dev/null
 
-"$PROC" --brokers-file "$T/boot" --keyring "$T/keyring" --sweep-interval-ms 0 \
-	--metrics-addr 127.0.0.1:0 -X session.timeout.ms=6000 -X heartbeat.interval.ms=500 \
-	>"$T/proc.log" 2>&1 &
+# both daemons configured by -F files (kcat's key=value format): own options and
+# librdkafka properties; the command line after -F overrides the file
+cat >"$T/proc.conf" <<EOF
+# booking-commands
+brokers-file=$T/boot
+keyring=$T/keyring
+sweep-interval-ms=5000
+metrics-addr=127.0.0.1:0
+session.timeout.ms=6000
+heartbeat.interval.ms = 500
+allow-unsigned=false
+EOF
+cat >"$T/proj.conf" <<EOF
+dbname=dbname=$DB
+brokers-file=$T/boot
+stats-s=0
+metrics-addr=127.0.0.1:0
+session.timeout.ms=6000
+heartbeat.interval.ms=500
+EOF
+"$PROC" -F "$T/proc.conf" --sweep-interval-ms 0 >"$T/proc.log" 2>&1 &
 PROC_PID=$!
 pids+=($PROC_PID)
-"$PROJ" -d "dbname=$DB" --brokers-file "$T/boot" --stats-s 0 --metrics-addr 127.0.0.1:0 \
-	-X session.timeout.ms=6000 -X heartbeat.interval.ms=500 >"$T/proj.log" 2>&1 &
+"$PROJ" --config "$T/proj.conf" >"$T/proj.log" 2>&1 &
 PROJ_PID=$!
 pids+=($PROJ_PID)
 CP=$(port_of "$T/proc.log") || { echo "Bail out! no metrics port: $(tail -5 "$T/proc.log")"; exit 1; }
@@ -123,6 +140,8 @@ PP=$(port_of "$T/proj.log") || { echo "Bail out! no metrics port: $(tail -5 "$T/
 C=http://127.0.0.1:$CP
 P=http://127.0.0.1:$PP
 
+check "-F: the file's settings apply, and the command line after it wins (sweep_interval_ms=0)" \
+	wait_for 10 grep -q 'msg="booking-commands started".* sweep_interval_ms=0 ' "$T/proc.log"
 check "start-up lines carry the version" \
 	bash -c 'grep -q "msg=\"booking-commands started\" version=$3 " "$1" || sleep 3
 		grep -q "msg=\"booking-commands started\" version=$3 " "$1" &&
@@ -241,6 +260,30 @@ check "ops/metrics.md documents every metric both daemons expose" \
 	bash -c 'for m in $(cat "$1" "$2" | sed -n "s/^# TYPE \([a-z_]*\) .*/\1/p" | sort -u); do
 		grep -q "\`$m\`" "$3" || { echo "undocumented: $m"; exit 1; }; done' \
 	_ "$T/final.c" "$T/final.p" "$SRC/ops/metrics.md"
+
+# ---- configuration errors and secrets -----------------------------------------------
+printf 'brokers-file=%s\nno-such-option=1\n' "$T/boot" >"$T/bad.conf"
+"$PROJ" -F "$T/bad.conf" >"$T/badconf.log" 2>&1
+bc=$?
+check "-F with an unknown setting: exit 2, naming it" \
+	bash -c '[ "$1" = 2 ] && grep -q "no-such-option" "$2"' _ "$bc" "$T/badconf.log"
+printf 'brokers-file %s\n' "$T/boot" >"$T/bad2.conf"
+"$PROC" -F "$T/bad2.conf" --allow-unsigned >"$T/badconf2.log" 2>&1
+bc=$?
+check "-F with a line that is not key=value: exit 2, naming the file and line" \
+	bash -c '[ "$1" = 2 ] && grep -q "bad2.conf:1: expected key=value" "$2"' _ "$bc" "$T/badconf2.log"
+"$PROC" -F "$T/no-such.conf" >"$T/badconf3.log" 2>&1
+check "-F with a missing file: exit 2" test $? = 2
+BOOKING_KAFKA_SASL_PASSWORD=hunter2-secret BOOKING_KAFKA_MESSAGE_MAX_BYTES=hunter2-secret \
+	"$PROC" --brokers-file "$T/boot" --allow-unsigned --timeout-ms 3000 >"$T/env.log" 2>&1
+bc=$?
+check "BOOKING_KAFKA_* reaches librdkafka: a bad one is exit 2 naming the variable, never the value" \
+	bash -c '[ "$1" = 2 ] && grep -q "BOOKING_KAFKA_MESSAGE_MAX_BYTES" "$2" && ! grep -q hunter2 "$2"' \
+	_ "$bc" "$T/env.log"
+BOOKING_LOG_LEVEL=debug BOOKING_KAFKA_CLIENT_ID=from-the-environment BOOKING_KAFKA_DEBUG=generic \
+	timeout 20 "$BK" status -d "dbname=$DB" --brokers-file "$T/boot" >"$T/env2.log" 2>&1
+check "BOOKING_KAFKA_CLIENT_ID and _DEBUG are applied (librdkafka's debug lines name the client)" \
+	grep -q "from-the-environment" "$T/env2.log"
 
 # ---- SIGHUP ---------------------------------------------------------------------------
 cat "$T/k2.line" >>"$T/keyring"
