@@ -6,8 +6,9 @@
 #   env: LAT_RATE (1000) LAT_SECONDS (25) LAT_PARTS (16) SIGNED_RUN (0: 1 adds a signed
 #   throughput run) ONLY (tp: throughput only, lat: latency only) BK_BENCH_PERF=FILE (perf
 #   record of each throughput run's processor into FILE.<run>) METRICS_RUN (0: 1 adds the
-#   default run again with --metrics-addr, right after it; its final scrape is printed and
-#   kept in BK_BENCH_SCRAPE when set)
+#   default run with --metrics-addr right after it, then the default run once more (A B A:
+#   the spread of the two A runs is the noise); the metrics run's final scrape is printed
+#   and kept in BK_BENCH_SCRAPE when set)
 set -euo pipefail
 B=$(cd "${1:-build}" && pwd) ORDERS=${2:-70000} P=${3:-128}
 LAT_RATE=${LAT_RATE:-1000} LAT_SECONDS=${LAT_SECONDS:-25}
@@ -43,7 +44,7 @@ topics() { # topics PREFIX N: the five project topics under PREFIX
 
 # The dev broker keeps about 5 MiB per partition (docs/devbroker.md): P partitions for
 # every prefix that holds the whole stream; raw. receives the baseline's records.
-extra="$(topics sig. "$P"),$(topics met. "$P"),$(topics lat. "$LAT_PARTS")"
+extra="$(topics sig. "$P"),$(topics met. "$P"),$(topics re. "$P"),$(topics lat. "$LAT_PARTS")"
 for x in latu. lati.; do extra="$extra,$(topics $x "$LAT_PARTS")"; done
 extra="$extra,raw.booking.events:$P,raw.booking.rules:$P,raw.booking.command-results:$P"
 "$BK" devbroker --partitions "$P" --topics "$extra" --bootstrap-file "$T/bs" >/dev/null \
@@ -146,6 +147,8 @@ avg1=$AVG_BATCH
 if [ "$METRICS_RUN" = 1 ]; then
 	throughput met. metrics --allow-unsigned --metrics-addr 127.0.0.1:0
 	read -r n2 s2 <<<"$TP_LINE"
+	throughput re. default-again --allow-unsigned
+	read -r n4 s4 <<<"$TP_LINE"
 fi
 if [ "$SIGNED_RUN" = 1 ]; then
 	throughput sig. signed --keyring "$T/keyring"
@@ -183,7 +186,9 @@ fi
 row "[3] booking-commands, defaults" "$n1" "$s1" "$ravg"
 if [ "$METRICS_RUN" = 1 ]; then
 	row "[3m] booking-commands, defaults, --metrics-addr" "$n2" "$s2" "$ravg"
-	printf 'metrics cost: [3m] / [3] = %.3f\n' "$(calc "($n2 / $s2) / ($n1 / $s1)")"
+	row "[3a] booking-commands, defaults again" "$n4" "$s4" "$ravg"
+	printf 'metrics: [3m] / mean([3], [3a]) = %.3f; noise: [3a] / [3] = %.3f\n' \
+		"$(calc "($n2 / $s2) / (($n1 / $s1 + $n4 / $s4) / 2)")" "$(calc "($n4 / $s4) / ($n1 / $s1)")"
 fi
 if [ "$SIGNED_RUN" = 1 ]; then
 	row "[4] booking-commands, defaults, signed (Ed25519 verify)" "$n3" "$s3" \
