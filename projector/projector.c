@@ -258,6 +258,25 @@ static void reseek(app *a, rd_kafka_message_t **msgs, size_t n)
 	rd_kafka_topic_partition_list_destroy(l);
 }
 
+/* After a committed batch: its partitions' next offsets committed to Kafka too, async,
+ * for Kafka's lag tooling (kafka-consumer-groups). Information only: the checkpoints in
+ * PostgreSQL stay the truth, and the projector never reads these offsets. */
+static void commit_info(app *a, rd_kafka_message_t *const *msgs, size_t n)
+{
+	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(16);
+	for (size_t i = 0; i < n; i++) {
+		const char *t = rd_kafka_topic_name(msgs[i]->rkt);
+		if (rd_kafka_topic_partition_list_find(l, t, msgs[i]->partition))
+			continue;
+		int64_t next = proj_next(a->p, t, msgs[i]->partition);
+		if (next >= 0)
+			rd_kafka_topic_partition_list_add(l, t, msgs[i]->partition)->offset = next;
+	}
+	if (l->cnt > 0)
+		rd_kafka_commit(a->rk, l, 1); /* a failure only delays the tooling's view */
+	rd_kafka_topic_partition_list_destroy(l);
+}
+
 static void log_stats(const proj *p)
 {
 	const proj_stats *s = proj_get_stats(p);
@@ -583,7 +602,8 @@ static int run(app *a, long batch_events, long batch_ms, long stats_s)
 			if (rc == PROJ_FENCED) {
 				bk_series_inc(pxm.fenced);
 				reseek(a, msgs, n);
-			} else if (rc == PROJ_OK && n > 0 && pxm.reg) {
+			} else if (rc == PROJ_OK && n > 0) {
+				commit_info(a, msgs, n);
 				bk_series_observe(pxm.batch_size, (double)n);
 				bk_series_observe(pxm.batch_seconds, (double)(now_ms() - t0) / 1e3);
 				px_update(a);
