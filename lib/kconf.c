@@ -9,6 +9,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -559,7 +560,11 @@ int bk_kconf_new_handle(const bk_kconf *kc, bk_kconf_role role, const char *cons
 
 void bk_kconf_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
-	bk_log_level l = level <= 3   ? BK_LOG_ERROR
+	/* connection failures (FAIL) and the errors librdkafka retries by itself (ERROR:
+	 * all brokers down, transport errors) are transient: warn. What is fatal, the
+	 * programs report themselves. */
+	bool transient = fac && (!strcmp(fac, "FAIL") || !strcmp(fac, "ERROR"));
+	bk_log_level l = level <= 3   ? (transient ? BK_LOG_WARN : BK_LOG_ERROR)
 			 : level == 4 ? BK_LOG_WARN
 			 : level <= 6 ? BK_LOG_INFO
 				      : BK_LOG_DEBUG;

@@ -112,7 +112,8 @@ int bk_kconf_new_handle(const bk_kconf *kc, bk_kconf_role role, const char *cons
 			rd_kafka_t **ret_rk, char *errstr, size_t errstr_size) BK_MUSTCHECK;
 
 /* The log callback bk_kconf_build installs: librdkafka lines as logfmt
- * (msg="librdkafka" fac=... client=... text="..."). Thread-safe. */
+ * (msg="librdkafka" fac=... client=... text="..."); connection failures and the other
+ * errors librdkafka retries by itself (facilities FAIL, ERROR) at warn. Thread-safe. */
 void bk_kconf_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf);
 
 /*

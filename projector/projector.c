@@ -90,6 +90,26 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* "0,1,5-9": a partition list for a log line (ids ascending or not; truncated with "..."). */
+static const char *part_list(const int32_t *ids, size_t n, char *buf, size_t bufsz)
+{
+	size_t at = 0;
+	buf[0] = '\0';
+	for (size_t i = 0; i < n && at + 16 < bufsz; i++) {
+		size_t j = i;
+		while (j + 1 < n && ids[j + 1] == ids[j] + 1)
+			j++;
+		int k = j > i ? snprintf(buf + at, bufsz - at, "%s%d-%d", at ? "," : "",
+					 (int)ids[i], (int)ids[j])
+			      : snprintf(buf + at, bufsz - at, "%s%d", at ? "," : "", (int)ids[i]);
+		at += (size_t)k;
+		i = j;
+		if (i + 1 < n && at + 16 >= bufsz)
+			snprintf(buf + at, bufsz - at, ",...");
+	}
+	return buf;
+}
+
 /* Seek offsets of the partitions of one topic in `parts`, from the checkpoints. */
 static int resume_offsets(app *a, rd_kafka_topic_partition_list_t *parts, const char *topic)
 {
@@ -124,9 +144,12 @@ static int resume_offsets(app *a, rd_kafka_topic_partition_list_t *parts, const 
 			stop = 1;
 		}
 		tp->offset = next[i] >= 0 ? next[i] : RD_KAFKA_OFFSET_BEGINNING;
-		bk_logf(BK_LOG_INFO, "partition assigned", "topic=%s partition=%d offset=%lld",
+		bk_logf(BK_LOG_DEBUG, "partition assigned", "topic=%s partition=%d offset=%lld",
 			topic, tp->partition, (long long)next[i]);
 	}
+	char list[1024];
+	bk_logf(BK_LOG_INFO, "partition assigned", "topic=%s count=%zu partitions=%s", topic, n,
+		part_list(ids, n, list, sizeof(list)));
 	return 0;
 }
 
@@ -154,9 +177,17 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 		}
 		return;
 	}
-	for (int i = 0; i < parts->cnt; i++)
-		bk_logf(BK_LOG_INFO, "partition revoked", "topic=%s partition=%d",
+	int32_t ids[4096];
+	size_t nids = 0;
+	for (int i = 0; i < parts->cnt; i++) {
+		bk_logf(BK_LOG_DEBUG, "partition revoked", "topic=%s partition=%d",
 			parts->elems[i].topic, parts->elems[i].partition);
+		if (nids < 4096 && strcmp(parts->elems[i].topic, a->events_topic) == 0)
+			ids[nids++] = parts->elems[i].partition;
+	}
+	char list[1024];
+	bk_logf(BK_LOG_INFO, "partition revoked", "count=%d events_partitions=%s", parts->cnt,
+		part_list(ids, nids, list, sizeof(list)));
 	proj_revoke(a->p);
 	if (coop) {
 		rd_kafka_error_t *e = rd_kafka_incremental_unassign(rk, parts);

@@ -261,6 +261,16 @@ check "ops/metrics.md documents every metric both daemons expose" \
 		grep -q "\`$m\`" "$3" || { echo "undocumented: $m"; exit 1; }; done' \
 	_ "$T/final.c" "$T/final.p" "$SRC/ops/metrics.md"
 
+# ---- logs an operator can use --------------------------------------------------------
+check "rejected and duplicate commands are not logged at info (they are counted)" \
+	bash -c '! grep "msg=\"command handled\"" "$1" | grep -qv "level=debug"' _ "$T/proc.log"
+check "the projector's assignment is one line per topic with the partition list" \
+	grep -q 'level=info msg="partition assigned" topic=booking.events count=4 partitions=0-3' "$T/proj.log"
+"$PROC" -b 127.0.0.1:1 --allow-unsigned --timeout-ms 2000 >"$T/down.log" 2>&1
+check "an unreachable broker: librdkafka's connection failures at warn, none at error" \
+	bash -c 'grep -q "level=warn msg=\"librdkafka\" fac=FAIL" "$1" &&
+		! grep "msg=\"librdkafka\"" "$1" | grep -q "level=error"' _ "$T/down.log"
+
 # ---- configuration errors and secrets -----------------------------------------------
 printf 'brokers-file=%s\nno-such-option=1\n' "$T/boot" >"$T/bad.conf"
 "$PROJ" -F "$T/bad.conf" >"$T/badconf.log" 2>&1
