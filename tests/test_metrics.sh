@@ -7,10 +7,11 @@
 # promtool). Signals: SIGHUP reloads the processor's keyring (a new key works, a broken
 # keyring keeps the old one), SIGHUP never kills either daemon, SIGTERM logs its cause;
 # --version on the three programs.
-# Usage: test_metrics.sh SRCDIR BOOKINGCTL BOOKING_COMMANDS BOOKING_PROJECTOR
+# The projector's offsets committed to Kafka (information only) equal its checkpoints.
+# Usage: test_metrics.sh SRCDIR BOOKINGCTL BOOKING_COMMANDS BOOKING_PROJECTOR KAFKA_COMMITTED
 set -uo pipefail
 
-SRC=${1:?usage} BK=${2:?usage} PROC=${3:?usage} PROJ=${4:?usage}
+SRC=${1:?usage} BK=${2:?usage} PROC=${3:?usage} PROJ=${4:?usage} KC=${5:?usage}
 # shellcheck source=tests/harness.sh
 . "$SRC/tests/harness.sh"
 
@@ -243,6 +244,10 @@ check "projector: every event applied, no fork, nothing quarantined" \
 check "projector: lag 0 on its 4 events partitions after catching up" \
 	bash -c '[ "$(awk "/^booking_projector_partition_lag_records\\{/{s+=\$2;n++} END{print s+0, n+0}" "$1")" = "0 4" ]' \
 	_ "$T/final.p"
+"$KC" --brokers-file "$T/boot" booking-projector booking.events 4 >"$T/committed" 2>&1
+check "projector: its group's offsets committed to Kafka reach the end of booking.events" \
+	test "$(sed -n 's/^total //p' "$T/committed")" = \
+	"$(awk '/^booking_projector_partition_end_offset\{/{s+=$2} END{print s+0}' "$T/final.p")"
 check "projector: batches counted with sizes and durations" \
 	bash -c '[ "$(awk "\$1==\"booking_projector_batch_seconds_count\"{print \$2}" "$1")" -gt 0 ]' _ "$T/final.p"
 
