@@ -8,6 +8,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -440,14 +441,76 @@ static void conf_get(const rd_kafka_conf_t *conf, const char *key, char *buf, si
 
 extern char **environ;
 
+/* librdkafka's properties that only consumers (C) or only producers (P) use, from its own
+ * table (rd_kafka_conf_properties_show), read once. */
+typedef struct scoped {
+	char name[64];
+	char scope;
+} scoped;
+static scoped *scopes;
+static size_t nscopes;
+static pthread_once_t scopes_once = PTHREAD_ONCE_INIT;
+
+static void load_scopes(void)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	if (!f)
+		return;
+	rd_kafka_conf_properties_show(f);
+	fclose(f);
+	size_t cap = 0;
+	for (char *line = buf, *next; line && *line; line = next) {
+		next = strchr(line, '\n');
+		if (next)
+			*next++ = '\0';
+		char *bar = strchr(line, '|');
+		if (!bar)
+			continue;
+		char *bar2 = strchr(bar + 1, '|');
+		size_t nl = (size_t)(bar - line);
+		while (nl && line[nl - 1] == ' ')
+			nl--;
+		char sc = 0;
+		for (char *c = bar + 1; bar2 && c < bar2; c++)
+			if (*c == 'C' || *c == 'P')
+				sc = *c;
+		if (!sc || nl == 0 || nl >= sizeof(scopes->name))
+			continue;
+		if (nscopes == cap) {
+			cap = cap ? cap * 2 : 64;
+			scoped *n = realloc(scopes, cap * sizeof(*n));
+			if (!n)
+				break;
+			scopes = n;
+		}
+		memcpy(scopes[nscopes].name, line, nl);
+		scopes[nscopes].name[nl] = '\0';
+		scopes[nscopes++].scope = sc;
+	}
+	free(buf);
+}
+
+/* Does a property not apply to this role (a consumer property for a producer, or the
+ * other way round)? librdkafka would warn at each start that it ignores it. */
+static bool other_role(const char *key, bk_kconf_role role)
+{
+	pthread_once(&scopes_once, load_scopes);
+	for (size_t i = 0; i < nscopes; i++)
+		if (!strcmp(scopes[i].name, key))
+			return scopes[i].scope == (role == BK_KCONF_CONSUMER ? 'P' : 'C');
+	return false;
+}
+
 /*
  * The librdkafka properties in the environment: BOOKING_KAFKA_SASL_PASSWORD=x is
  * sasl.password=x (lower case, '_' as '.'), so secrets need not be on argv. An error
  * names the variable, never its value. 0 or -1 + errstr; *ret_partitioner is set when
  * one of them is the partitioner.
  */
-static int apply_env(rd_kafka_conf_t *conf, const char **ret_partitioner, char *errstr,
-		     size_t errstr_size)
+static int apply_env(rd_kafka_conf_t *conf, bk_kconf_role role, const char **ret_partitioner,
+		     char *errstr, size_t errstr_size)
 {
 	static const char pfx[] = "BOOKING_KAFKA_";
 	for (char **e = environ; e && *e; e++) {
@@ -461,6 +524,8 @@ static int apply_env(rd_kafka_conf_t *conf, const char **ret_partitioner, char *
 		for (size_t i = 0; i < n; i++)
 			key[i] = name[i] == '_' ? '.' : (char)tolower((unsigned char)name[i]);
 		key[n] = '\0';
+		if (other_role(key, role))
+			continue;
 		rd_kafka_conf_res_t res = rd_kafka_conf_set(conf, key, eq + 1, why, sizeof(why));
 		if (res != RD_KAFKA_CONF_OK)
 			return fail(errstr, errstr_size, "environment %.*s%.*s (property %s): %s",
@@ -496,9 +561,12 @@ int bk_kconf_build(const bk_kconf *kc, bk_kconf_role role, const char *const *de
 			       errstr_size) < 0)
 			goto err;
 	}
-	if (apply_env(conf, &partitioner, errstr, errstr_size) < 0)
+	if (apply_env(conf, role, &partitioner, errstr, errstr_size) < 0)
 		goto err;
 	for (size_t i = 0; i < kc->nprops; i++) {
+		/* -X applies to every client of the program: each takes what is its own */
+		if (other_role(kc->props[i].key, role))
+			continue;
 		if (conf_apply(conf, "-X", kc->props[i].key, kc->props[i].value, errstr,
 			       errstr_size) < 0)
 			goto err;

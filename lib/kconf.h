@@ -96,7 +96,9 @@ int bk_kconf_read_brokers_file(const char *path, char **ret_list, char *errstr,
  * array of key, value pairs the program wants, e.g. {"enable.idempotence", "true",
  * NULL}; may be NULL), the brokers (-b or --brokers-file, read now), the environment's
  * BOOKING_KAFKA_<PROP> variables (BOOKING_KAFKA_SASL_PASSWORD: sasl.password; an error
- * names the variable, never its value), every -X in command-line order, then what the role requires
+ * names the variable, never its value), every -X in command-line order (a property
+ * only consumers use is left out of a producer's configuration and the other way round,
+ * so one -X list serves every client of a program), then what the role requires
  * (producers: partitioner murmur2_random, SPEC §3; a -X partitioner other than that is an error).
  * Also routes librdkafka's own log lines through lib/log.h. Fails when no broker list was given
  * (none of -b, --brokers-file, -X bootstrap.servers, defaults). On success *ret_conf is

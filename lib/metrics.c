@@ -594,10 +594,11 @@ int bk_metrics_serve(bk_metrics *r, const char *addr, int stale_s, bk_ready_fn r
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
 	if (ai->ai_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
+	/* the logger first: MHD logs with its own before it sees the option */
 	r->httpd = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, r,
-				    MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_CONNECTION_LIMIT,
-				    (unsigned)32, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
-				    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
+				    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_SOCK_ADDR,
+				    ai->ai_addr, MHD_OPTION_CONNECTION_LIMIT, (unsigned)32,
+				    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_END);
 	freeaddrinfo(ai);
 	if (!r->httpd) {
 		snprintf(errstr, errstr_size, "--metrics-addr %s: cannot listen there", addr);

@@ -144,9 +144,10 @@ P=http://127.0.0.1:$PP
 check "-F: the file's settings apply, and the command line after it wins (sweep_interval_ms=0)" \
 	wait_for 10 grep -q 'msg="booking-commands started".* sweep_interval_ms=0 ' "$T/proc.log"
 check "start-up lines carry the version" \
-	bash -c 'grep -q "msg=\"booking-commands started\" version=$3 " "$1" || sleep 3
-		grep -q "msg=\"booking-commands started\" version=$3 " "$1" &&
+	wait_for 30 bash -c 'grep -q "msg=\"booking-commands started\" version=$3 " "$1" &&
 		grep -q "msg=\"projector started\" version=$3 " "$2"' _ "$T/proc.log" "$T/proj.log" "$want"
+check "no warning at start-up (metrics server, librdkafka)" \
+	bash -c '! grep -q "level=warn" "$1" "$2"' _ "$T/proc.log" "$T/proj.log"
 check "processor /healthz answers 200" test "$(http_code "$C/healthz")" = 200
 check "processor /readyz becomes 200 once its partitions are restored" \
 	wait_for 30 is_200 "$C/readyz"
@@ -271,6 +272,8 @@ check "rejected and duplicate commands are not logged at info (they are counted)
 	bash -c '! grep "msg=\"command handled\"" "$1" | grep -qv "level=debug"' _ "$T/proc.log"
 check "the projector's assignment is one line per topic with the partition list" \
 	grep -q 'level=info msg="partition assigned" topic=booking.events count=4 partitions=0-3' "$T/proj.log"
+check "consumer properties in -F/-X are not passed to the producer (no 'will be ignored' warning)" \
+	bash -c '! grep -q "will be ignored" "$1" && grep -q "session.timeout.ms" "$2"' _ "$T/proc.log" "$T/proc.conf"
 "$PROC" -b 127.0.0.1:1 --allow-unsigned --timeout-ms 2000 >"$T/down.log" 2>&1
 check "an unreachable broker: librdkafka's connection failures at warn, none at error" \
 	bash -c 'grep -q "level=warn msg=\"librdkafka\" fac=FAIL" "$1" &&
