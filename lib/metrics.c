@@ -183,7 +183,7 @@ bk_metric *bk_metrics_add(bk_metrics *r, bk_mtype type, const char *name, const 
 
 bk_series *bk_metric_with(bk_metric *m, const char *const *values)
 {
-	if (!m)
+	if (!m || (m->nlabels > 0 && !values))
 		return NULL;
 	pthread_mutex_lock(&m->r->mu);
 	for (bk_series *s = m->series; s; s = s->next) {
@@ -467,9 +467,13 @@ char *bk_metrics_render(bk_metrics *r, size_t *ret_len)
 			render_grid(&b, m, m->grid);
 	}
 	pthread_mutex_unlock(&r->mu);
-	if (b.oom || !b.p) {
+	if (b.oom) {
 		free(b.p);
-		return b.oom ? NULL : strdup("");
+		return NULL;
+	}
+	if (!b.p) { /* an empty registry */
+		*ret_len = 0;
+		return strdup("");
 	}
 	*ret_len = b.n;
 	return b.p;
