@@ -1011,6 +1011,8 @@ int main(int argc, char **argv)
 	int ac = 0;
 	if (bk_conffile_expand(argc, argv, &ac, &av, ferr, sizeof(ferr)) < 0) {
 		fprintf(stderr, "booking-commands: %s\n", ferr);
+		bk_logf(BK_LOG_ERROR, "not started: exiting",
+			"exit=%d cause=\"bad -F file\" version=%s", CP_EXIT_USAGE, BK_VERSION);
 		bk_kconf_destroy(c.kc);
 		return CP_EXIT_USAGE;
 	}
@@ -1028,6 +1030,10 @@ int main(int argc, char **argv)
 		fputs(bk_conffile_usage(), f);
 		bk_kconf_destroy(c.kc);
 		bk_conffile_free_argv(av);
+		if (pr < 0)
+			bk_logf(BK_LOG_ERROR, "not started: exiting",
+				"exit=%d cause=\"bad usage\" version=%s", CP_EXIT_USAGE,
+				BK_VERSION);
 		return pr > 0 ? CP_EXIT_OK : CP_EXIT_USAGE;
 	}
 	if (load_keyring(&c) < 0)

@@ -689,6 +689,8 @@ int main(int argc, char **argv)
 	int ac = 0;
 	if (bk_conffile_expand(argc, argv, &ac, &av, err, sizeof(err)) < 0) {
 		fprintf(stderr, "booking-projector: %s\n", err);
+		bk_logf(BK_LOG_ERROR, "not started: exiting",
+			"exit=%d cause=\"bad -F file\" version=%s", EXIT_USAGE, BK_VERSION);
 		return EXIT_USAGE;
 	}
 	int rc = projector_main(ac, av);
@@ -710,6 +712,8 @@ static int projector_main(int argc, char **argv)
 		if (r < 0) {
 			fprintf(stderr, "booking-projector: %s\n", err);
 			bk_kconf_destroy(kc);
+			bk_logf(BK_LOG_ERROR, "not started: exiting",
+				"exit=%d cause=\"bad Kafka option\" version=%s", EXIT_USAGE, BK_VERSION);
 			return EXIT_USAGE;
 		}
 		if (r == 1)
@@ -770,6 +774,8 @@ static int projector_main(int argc, char **argv)
 		}
 		if (bad) {
 			bk_kconf_destroy(kc);
+			bk_logf(BK_LOG_ERROR, "not started: exiting",
+				"exit=%d cause=\"bad usage\" version=%s", EXIT_USAGE, BK_VERSION);
 			return EXIT_USAGE;
 		}
 	}
