@@ -225,9 +225,11 @@ int bk_conffile_expand(int argc, char **argv, int *ret_argc, char ***ret_argv, c
 		vec_free(&a);
 		return -1;
 	}
-	memcpy(out, a.v, a.n * sizeof(*out));
+	if (a.n)
+		memcpy(out, a.v, a.n * sizeof(*out));
 	out[a.n] = NULL;
-	memcpy(out + a.n + 1, a.own, a.nown * sizeof(*out));
+	if (a.nown)
+		memcpy(out + a.n + 1, a.own, a.nown * sizeof(*out));
 	out[a.n + 1 + a.nown] = NULL;
 	*ret_argc = (int)a.n;
 	*ret_argv = out;
