@@ -47,7 +47,11 @@ static void on_hup(int sig)
  * them; the HTTP thread only renders and reads the readiness atomics. */
 typedef struct cp_mx {
 	bk_metrics *reg; /* NULL: metrics off */
-	bk_mgrid *dlq;
+	/* commands and dead letters count when their batch commits (an aborted batch is
+	 * done again): the open batch's counts wait in shadows and plain totals */
+	bk_mgrid *commands, *commands_batch; /* commands_batch is c->m_commands; owned */
+	bk_mgrid *dlq, *dlq_batch;	     /* dlq_batch owned */
+	uint64_t handled_batch;
 	bk_series *batch_size, *batch_seconds, *result_seconds, *restore_seconds, *restore_records,
 	    *sweeps, *batches, *aborts, *events, *commands_seen, *assigned, *keyring_reloads,
 	    *keyring_errors;
@@ -292,7 +296,7 @@ static int mx_start(cp *c, const char *addr)
 	bk_series_set(bk_metric_with(info, (const char *const[]){"booking-commands", BK_VERSION}),
 		      1);
 	int csz[3] = {BK_CMD__COUNT + 1, BK_DUPLICATE + 2, BK_E__COUNT + 1};
-	c->m_commands = bk_metric_grid(
+	mx.commands = bk_metric_grid(
 	    bk_metrics_add(mx.reg, BK_MT_COUNTER, "booking_commands_total",
 			   "Commands answered with a result, by command type, outcome and "
 			   "rejection code.",
@@ -303,6 +307,8 @@ static int mx_start(cp *c, const char *addr)
 	    bk_metrics_add(mx.reg, BK_MT_COUNTER, "booking_commands_dlq_records_total",
 			   "Command records dead-lettered, by reason.", "reason", NULL, 0),
 	    1, dsz, dlq_name);
+	c->m_commands = mx.commands_batch = bk_mgrid_shadow(mx.commands);
+	mx.dlq_batch = bk_mgrid_shadow(mx.dlq);
 	mx.commands_seen = mx_add(BK_MT_COUNTER, "booking_commands_handled_total",
 				  "Command records handled (answered or dead-lettered).", NULL, 0);
 	mx.events = mx_add(BK_MT_COUNTER, "booking_commands_events_records_total",
@@ -342,7 +348,7 @@ static int mx_start(cp *c, const char *addr)
 	mx.end = bk_metrics_add(mx.reg, BK_MT_GAUGE, "booking_commands_partition_end_offset",
 				"booking.commands high watermark, per assigned partition.",
 				"topic,partition", NULL, 0);
-	if (!c->m_commands || !mx.dlq || !mx.result_seconds || !mx.lag || !mx.end ||
+	if (!c->m_commands || !mx.dlq_batch || !mx.result_seconds || !mx.lag || !mx.end ||
 	    !mx.keyring_errors) {
 		fprintf(stderr, "booking-commands: metrics: out of memory\n");
 		return -1;
@@ -412,9 +418,9 @@ static void mx_update(cp *c)
  * batch's commit (result latency); a dead letter is counted by reason. */
 static void mx_handled(const cp_adm *a, bool dead_lettered)
 {
-	bk_series_inc(mx.commands_seen);
+	mx.handled_batch++;
 	if (dead_lettered)
-		bk_mgrid_inc3(mx.dlq, dlq_reason(a->why), 0, 0);
+		bk_mgrid_inc3(mx.dlq_batch, dlq_reason(a->why), 0, 0);
 	rd_kafka_timestamp_type_t tt;
 	int64_t ts = rd_kafka_message_timestamp(a->m, &tt);
 	if (ts <= 0)
@@ -445,6 +451,9 @@ static int close_batch(cp *c, bool lost)
 		clock_gettime(CLOCK_REALTIME, &ts);
 		int64_t now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 		bk_series_inc(mx.batches);
+		bk_mgrid_fold(mx.commands, mx.commands_batch);
+		bk_mgrid_fold(mx.dlq, mx.dlq_batch);
+		bk_series_add(mx.commands_seen, mx.handled_batch);
 		bk_series_observe(mx.batch_size, n);
 		bk_series_observe(mx.batch_seconds, (double)(cp_mono_us() - start) / 1e6);
 		for (size_t i = 0; i < mx.n_ts; i++)
@@ -452,6 +461,10 @@ static int close_batch(cp *c, bool lost)
 			    mx.result_seconds,
 			    (double)(now_ms > mx.ts_ms[i] ? now_ms - mx.ts_ms[i] : 0) / 1e3);
 	}
+	/* committed: folded above; aborted: its commands come again */
+	bk_mgrid_clear(mx.commands_batch);
+	bk_mgrid_clear(mx.dlq_batch);
+	mx.handled_batch = 0;
 	mx.n_ts = 0;
 	return rc;
 }
@@ -1123,6 +1136,8 @@ out:
 	free(mx.lag_s);
 	free(mx.end_s);
 	free(mx.ts_ms);
+	bk_mgrid_free(mx.commands_batch);
+	bk_mgrid_free(mx.dlq_batch);
 	if (c.consumer)
 		rd_kafka_destroy(c.consumer);
 	if (c.producer)

@@ -309,6 +309,46 @@ void bk_mgrid_inc3(bk_mgrid *g, int i, int j, int k)
 	atomic_fetch_add_explicit(&g->cells[at], 1, memory_order_relaxed);
 }
 
+static size_t grid_cells(const bk_mgrid *g)
+{
+	return (size_t)g->sizes[0] * (size_t)g->sizes[1] * (size_t)g->sizes[2];
+}
+
+bk_mgrid *bk_mgrid_shadow(const bk_mgrid *g)
+{
+	if (!g)
+		return NULL;
+	bk_mgrid *s = calloc(1, sizeof(*s) + grid_cells(g) * sizeof(s->cells[0]));
+	if (!s)
+		return NULL;
+	s->ndims = g->ndims;
+	s->name = g->name;
+	memcpy(s->sizes, g->sizes, sizeof(s->sizes));
+	return s;
+}
+
+void bk_mgrid_fold(bk_mgrid *into, bk_mgrid *shadow)
+{
+	if (!into || !shadow || grid_cells(into) != grid_cells(shadow))
+		return;
+	for (size_t i = 0; i < grid_cells(shadow); i++) {
+		uint64_t v = atomic_exchange_explicit(&shadow->cells[i], 0, memory_order_relaxed);
+		if (v)
+			atomic_fetch_add_explicit(&into->cells[i], v, memory_order_relaxed);
+	}
+}
+
+void bk_mgrid_clear(bk_mgrid *shadow)
+{
+	for (size_t i = 0; shadow && i < grid_cells(shadow); i++)
+		atomic_store_explicit(&shadow->cells[i], 0, memory_order_relaxed);
+}
+
+void bk_mgrid_free(bk_mgrid *shadow)
+{
+	free(shadow);
+}
+
 /* --- rendering --- */
 
 typedef struct obuf {

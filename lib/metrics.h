@@ -74,6 +74,17 @@ bk_mgrid *bk_metric_grid(bk_metric *m, int ndims, const int *sizes, bk_mgrid_nam
  * cell of their dimension. NULL g: nothing. */
 void bk_mgrid_inc3(bk_mgrid *g, int i, int j, int k);
 
+/*
+ * A shadow of grid g: the same shape, never rendered, for counts held back until they are
+ * final (a batch's, until it commits). bk_mgrid_fold adds its cells into g and zeroes
+ * them; bk_mgrid_clear drops them. The caller owns it: bk_mgrid_free (NULL ok). NULL on
+ * OOM or when g is NULL. Fold and clear are for one thread at a time per shadow.
+ */
+bk_mgrid *bk_mgrid_shadow(const bk_mgrid *g);
+void bk_mgrid_fold(bk_mgrid *into, bk_mgrid *shadow);
+void bk_mgrid_clear(bk_mgrid *shadow);
+void bk_mgrid_free(bk_mgrid *shadow);
+
 /* Standard bucket layouts. */
 extern const double bk_metric_seconds_buckets[]; /* 0.0005 .. 60 s */
 extern const size_t bk_metric_seconds_nbuckets;

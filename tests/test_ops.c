@@ -117,6 +117,34 @@ START_TEST(grid_nonzero_only)
 }
 END_TEST
 
+START_TEST(grid_shadow_fold_clear)
+{
+	bk_metrics *r = bk_metrics_new();
+	bk_mgrid *g =
+	    bk_metric_grid(bk_metrics_add(r, BK_MT_COUNTER, "g_total", "G.", "x", NULL, 0), 1,
+			   (const int[]){3}, gname);
+	bk_mgrid *sh = bk_mgrid_shadow(g);
+	ck_assert_ptr_nonnull(sh);
+	bk_mgrid_inc3(sh, 0, 0, 0);
+	bk_mgrid_inc3(sh, 1, 0, 0);
+	char *t = render(r); /* a shadow is never rendered */
+	ck_assert_ptr_null(strstr(t, "g_total{"));
+	free(t);
+	bk_mgrid_fold(g, sh); /* committed */
+	bk_mgrid_inc3(sh, 2, 0, 0);
+	bk_mgrid_clear(sh); /* aborted */
+	bk_mgrid_fold(g, sh);
+	t = render(r);
+	ck_assert_str_eq(t, "# HELP g_total G.\n# TYPE g_total counter\n"
+			    "g_total{x=\"a0\"} 1\n"
+			    "g_total{x=\"a1\"} 1\n");
+	free(t);
+	bk_mgrid_free(sh);
+	bk_mgrid_free(NULL);
+	bk_metrics_free(r);
+}
+END_TEST
+
 typedef struct hammer {
 	bk_series *c, *h;
 	bk_mgrid *g;
@@ -333,6 +361,7 @@ static Suite *ops_suite(void)
 	tcase_add_test(m, counter_gauge_text);
 	tcase_add_test(m, histogram_text);
 	tcase_add_test(m, grid_nonzero_only);
+	tcase_add_test(m, grid_shadow_fold_clear);
 	tcase_add_test(m, concurrent_updates_are_exact);
 	suite_add_tcase(s, m);
 	TCase *h = tcase_create("http");
