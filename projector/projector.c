@@ -713,7 +713,8 @@ static int projector_main(int argc, char **argv)
 			fprintf(stderr, "booking-projector: %s\n", err);
 			bk_kconf_destroy(kc);
 			bk_logf(BK_LOG_ERROR, "not started: exiting",
-				"exit=%d cause=\"bad Kafka option\" version=%s", EXIT_USAGE, BK_VERSION);
+				"exit=%d cause=\"bad Kafka option\" version=%s", EXIT_USAGE,
+				BK_VERSION);
 			return EXIT_USAGE;
 		}
 		if (r == 1)
