@@ -141,8 +141,9 @@ static void metric_free(bk_metric *m)
 bk_metric *bk_metrics_add(bk_metrics *r, bk_mtype type, const char *name, const char *help,
 			  const char *labels, const double *bounds, size_t nbounds)
 {
-	if (!r || !name || !help || nbounds > BK_METRIC_MAX_BUCKETS ||
-	    (type == BK_MT_HISTOGRAM) != (bounds != NULL && nbounds > 0))
+	if (!r || !name || !help || nbounds > BK_METRIC_MAX_BUCKETS)
+		return NULL;
+	if (type == BK_MT_HISTOGRAM ? !bounds || nbounds == 0 : bounds != NULL || nbounds != 0)
 		return NULL;
 	bk_metric *m = calloc(1, sizeof(*m));
 	if (!m)
@@ -479,8 +480,8 @@ static void render_grid(obuf *b, const bk_metric *m, const bk_mgrid *g)
 				if (!v)
 					continue;
 				const int idx[3] = {i, j, k};
-				const char *vals[3] = {"", "", ""};
-				for (int d = 0; d < g->ndims; d++) {
+				const char *vals[BK_METRIC_MAX_LABELS] = {"", "", "", ""};
+				for (int d = 0; d < g->ndims && d < 3; d++) {
 					vals[d] = g->name(d, idx[d]);
 					if (!vals[d])
 						vals[d] = "";

@@ -84,6 +84,8 @@ START_TEST(histogram_text)
 	ck_assert_ptr_null(bk_metrics_add(r, BK_MT_HISTOGRAM, "n", "n", NULL, NULL, 0));
 	const double desc[] = {2, 1};
 	ck_assert_ptr_null(bk_metrics_add(r, BK_MT_HISTOGRAM, "n", "n", NULL, desc, 2));
+	ck_assert_ptr_null(bk_metrics_add(r, BK_MT_COUNTER, "n", "n", NULL, NULL, 3));
+	ck_assert_ptr_null(bk_metrics_add(r, BK_MT_GAUGE, "n", "n", NULL, b, 3));
 	ck_assert_ptr_null(bk_metrics_add(r, BK_MT_COUNTER, "n", "n", "a,,b", NULL, 0));
 	ck_assert_ptr_null(
 	    bk_metric_with(bk_metrics_add(r, BK_MT_COUNTER, "n", "n", "a", NULL, 0), NULL));
