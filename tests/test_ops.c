@@ -299,11 +299,11 @@ static char *write_tmp(const char *text)
 static char *joined(int argc, char **argv)
 {
 	static char out[2048];
+	size_t at = 0;
 	out[0] = '\0';
-	for (int i = 0; i < argc; i++) {
-		strcat(out, argv[i]);
-		strcat(out, i + 1 < argc ? " " : "");
-	}
+	for (int i = 0; i < argc && at < sizeof(out); i++)
+		at += (size_t)snprintf(out + at, sizeof(out) - at, "%s%s", argv[i],
+				       i + 1 < argc ? " " : "");
 	ck_assert_ptr_null(argv[argc]);
 	return out;
 }
