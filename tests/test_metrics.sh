@@ -334,6 +334,22 @@ jc=$?
 check "SIGTERM: both exit 0" test "$pc:$jc" = 0:0
 check "SIGTERM: the processor logs exit=0 cause=SIGTERM" grep -q 'msg="stopping" exit=0 cause=SIGTERM' "$T/proc.log"
 check "SIGTERM: the projector logs exit=0 cause=SIGTERM" grep -q 'msg="projector stopped" exit=0 cause=SIGTERM' "$T/proj.log"
+# a projector whose database does not exist: alive, not ready, and SIGTERM still works
+"$PROJ" -d "dbname=${DB}_missing" --brokers-file "$T/boot" --metrics-addr 127.0.0.1:0 \
+	>"$T/proj-nodb.log" 2>&1 &
+NODB_PID=$!
+pids+=($NODB_PID)
+NP=$(port_of "$T/proj-nodb.log")
+check "projector without its database: /healthz 200, /readyz 503 naming PostgreSQL" \
+	bash -c '[ "$(curl -s -o /dev/null -w "%{http_code}" "$1/healthz")" = 200 ] &&
+		sleep 1 && curl -s -w " %{http_code}" "$1/readyz" | tr "\\n" " " | grep -q "postgresql unreachable.* 503$"' \
+	_ "http://127.0.0.1:$NP"
+kill -TERM "$NODB_PID"
+wait "$NODB_PID"
+nc=$?
+check "... and SIGTERM while waiting for PostgreSQL: exit 0, cause logged" \
+	bash -c '[ "$1" = 0 ] && grep -q "msg=\"projector stopped\" exit=0 cause=\"SIGTERM before postgresql came\"" "$2"' \
+	_ "$nc" "$T/proj-nodb.log"
 "$PROC" --brokers-file "$T/boot" --keyring "$T/nonexistent" >"$T/bad.log" 2>&1
 bc=$?
 check "bad configuration: exit 2 with a logged cause" \
