@@ -54,7 +54,7 @@ typedef struct cp_mx {
 	uint64_t handled_batch;
 	bk_series *batch_size, *batch_seconds, *result_seconds, *restore_seconds, *restore_records,
 	    *sweeps, *batches, *aborts, *events, *commands_seen, *assigned, *keyring_reloads,
-	    *keyring_errors;
+	    *keyring_errors, *delivery_failures;
 	bk_metric *lag, *end;
 	bk_series **lag_s, **end_s; /* [nparts] */
 	int64_t *ts_ms;		    /* the open batch's commands' record timestamps */
@@ -63,6 +63,11 @@ typedef struct cp_mx {
 } cp_mx;
 
 static cp_mx mx;
+
+/* Delivery failures since the last batch close: the first is logged, the rest counted and
+ * summed up in one line when the batch closes (an aborted batch purges every record it
+ * still had queued: hundreds of identical lines otherwise). Main thread only. */
+static uint64_t dr_failed;
 
 static const char usage_text[] =
     "usage: booking-commands [options]\n"
@@ -332,6 +337,9 @@ static int mx_start(cp *c, const char *addr)
 	mx.restore_records = mx_add(
 	    BK_MT_COUNTER, "booking_commands_restore_records_total",
 	    "Events and results records read by restores (the partitions' extents).", NULL, 0);
+	mx.delivery_failures = mx_add(
+	    BK_MT_COUNTER, "booking_commands_delivery_failures_total",
+	    "Records whose delivery to Kafka failed (their batch aborts and is re-done).", NULL, 0);
 	mx.sweeps =
 	    mx_add(BK_MT_COUNTER, "booking_commands_sweeps_total", "Expiry sweeps run.", NULL, 0);
 	mx.assigned = mx_add(BK_MT_GAUGE, "booking_commands_partitions_assigned",
@@ -440,12 +448,17 @@ static void mx_handled(const cp_adm *a, bool dead_lettered)
  * commits. Every batch close goes through here. */
 static int close_batch(cp *c, bool lost)
 {
-	if (!mx.reg || !c->txn_open)
-		return cp_batch_close(c, lost);
+	const bool open = c->txn_open;
 	int n = c->batch_n;
 	int64_t start = c->batch_start_us;
 	uint64_t nb = c->n_batches;
 	int rc = cp_batch_close(c, lost);
+	if (dr_failed > 1)
+		bk_logf(BK_LOG_ERROR, "delivery failures in the batch", "records=%llu",
+			(unsigned long long)dr_failed);
+	dr_failed = 0;
+	if (!mx.reg || !open)
+		return rc;
 	if (c->n_batches != nb) {
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
@@ -597,8 +610,12 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 		cp_gate_acked(c, (uintptr_t)m->_private);
 		return;
 	}
-	bk_logf(BK_LOG_ERROR, "delivery failed", "topic=%s partition=%d err=\"%s\"",
-		rd_kafka_topic_name(m->rkt), (int)m->partition, rd_kafka_err2str(m->err));
+	if (dr_failed++ == 0)
+		bk_logf(BK_LOG_ERROR, "delivery failed",
+			"topic=%s partition=%d err=\"%s\" next=\"%s\"", rd_kafka_topic_name(m->rkt),
+			(int)m->partition, rd_kafka_err2str(m->err),
+			"further failures are counted until the batch closes");
+	bk_series_inc(mx.delivery_failures);
 	if (c->dr_err == RD_KAFKA_RESP_ERR_NO_ERROR)
 		c->dr_err = m->err;
 }
