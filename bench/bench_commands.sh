@@ -5,12 +5,16 @@
 #   bench/bench_commands.sh [BUILD_DIR] [ORDERS] [PARTITIONS]   (default build 70000 128)
 #   env: LAT_RATE (1000) LAT_SECONDS (25) LAT_PARTS (16) SIGNED_RUN (0: 1 adds a signed
 #   throughput run) OLD_RUN (0: 1 adds a run with --no-group-commit, the batching before
-#   group commit, in the same run; OLD_FIRST=1 runs it first) ONLY (tp: throughput only, lat: latency only) BK_BENCH_PERF=FILE (perf
-#   record of each throughput run's processor into FILE.<run>)
+#   group commit, in the same run; OLD_FIRST=1 runs it first) ONLY (tp: throughput only,
+#   lat: latency only) BK_BENCH_PERF=FILE (perf record of each throughput run's processor
+#   into FILE.<run>) METRICS_RUN (0: 1 adds the default run with --metrics-addr right after
+#   it, then the default run once more (A B A: the spread of the two A runs is the noise);
+#   the metrics run's final scrape is printed and kept in BK_BENCH_SCRAPE when set)
 set -euo pipefail
 B=$(cd "${1:-build}" && pwd) ORDERS=${2:-70000} P=${3:-128}
 LAT_RATE=${LAT_RATE:-1000} LAT_SECONDS=${LAT_SECONDS:-25}
 LAT_PARTS=${LAT_PARTS:-16} SIGNED_RUN=${SIGNED_RUN:-0} OLD_RUN=${OLD_RUN:-0} ONLY=${ONLY:-}
+METRICS_RUN=${METRICS_RUN:-0}
 BK=$B/cli/bookingctl PROC=$B/commands/booking-commands
 BC=$B/bench/bench_commands BP=$B/bench/bench_produce
 T=$(mktemp -d /tmp/bk-bench-cmd.XXXXXX)
@@ -41,7 +45,7 @@ topics() { # topics PREFIX N: the five project topics under PREFIX
 
 # The dev broker keeps about 5 MiB per partition (docs/devbroker.md): P partitions for
 # every prefix that holds the whole stream; raw. receives the baseline's records.
-extra="$(topics sig. "$P"),$(topics old. "$P"),$(topics lat. "$LAT_PARTS")"
+extra="$(topics sig. "$P"),$(topics old. "$P"),$(topics met. "$P"),$(topics re. "$P"),$(topics lat. "$LAT_PARTS")"
 for x in latu. lati. lato.; do extra="$extra,$(topics $x "$LAT_PARTS")"; done
 extra="$extra,raw.booking.events:$P,raw.booking.rules:$P,raw.booking.command-results:$P"
 "$BK" devbroker --partitions "$P" --topics "$extra" --bootstrap-file "$T/bs" >/dev/null \
@@ -97,6 +101,19 @@ throughput() {
 	wait "$cpid" || { tail -n 5 "$T/proc.$name.log" >&2; exit 1; }
 	if [ -n "$perfpid" ]; then kill -INT "$perfpid"; wait "$perfpid" || true; fi
 	pc=$(cpu_s "$PROCPID") bc1=$(cpu_s "$BROKER")
+	local mport
+	mport=$(sed -n 's/.*msg="metrics listening".* port=\([0-9]*\).*/\1/p' "$T/proc.$name.log")
+	if [ -n "$mport" ]; then
+		sleep 1.1 # the per-second update (lag, assigned)
+		curl -s "http://127.0.0.1:$mport/metrics" >"$T/scrape.$name"
+		[ -n "${BK_BENCH_SCRAPE:-}" ] && cp "$T/scrape.$name" "$BK_BENCH_SCRAPE"
+		echo "== [$name] scraped at the last result: $(grep -vc '^#' "$T/scrape.$name") samples"
+		grep -E '^booking_commands_(handled_total|batches_total|batch_size_(sum|count)|result_latency_seconds_(sum|count)|restore_seconds_sum|restore_records_total|dlq_records_total)' \
+			"$T/scrape.$name" | sed 's/^/  /'
+		echo "  booking_commands_total: $(grep -c '^booking_commands_total{' "$T/scrape.$name") series," \
+			"sum $(awk '/^booking_commands_total\{/{s+=$2} END{print s+0}' "$T/scrape.$name")"
+		echo "  lag summed over partitions: $(awk '/^booking_commands_partition_lag_records\{/{s+=$2} END{print s+0}' "$T/scrape.$name")"
+	fi
 	kill -TERM "$PROCPID" && wait "$PROCPID"
 	PROCPID=
 	local c stop tr first last
@@ -141,6 +158,12 @@ old_run() {
 throughput "" default --allow-unsigned
 read -r n1 s1 <<<"$TP_LINE"
 avg1=$AVG_BATCH
+if [ "$METRICS_RUN" = 1 ]; then
+	throughput met. metrics --allow-unsigned --metrics-addr 127.0.0.1:0
+	read -r n2 s2 <<<"$TP_LINE"
+	throughput re. default-again --allow-unsigned
+	read -r n4 s4 <<<"$TP_LINE"
+fi
 if [ "$SIGNED_RUN" = 1 ]; then
 	throughput sig. signed --keyring "$T/keyring"
 	read -r n3 s3 <<<"$TP_LINE"
@@ -178,6 +201,12 @@ fi
 row "[3] booking-commands, defaults" "$n1" "$s1" "$ravg"
 if [ "$OLD_RUN" = 1 ]; then
 	row "[5] booking-commands, --no-group-commit ($avg5/batch)" "$n5" "$s5" "$ravg"
+fi
+if [ "$METRICS_RUN" = 1 ]; then
+	row "[3m] booking-commands, defaults, --metrics-addr" "$n2" "$s2" "$ravg"
+	row "[3a] booking-commands, defaults again" "$n4" "$s4" "$ravg"
+	printf 'metrics: [3m] / mean([3], [3a]) = %.3f; noise: [3a] / [3] = %.3f\n' \
+		"$(calc "($n2 / $s2) / (($n1 / $s1 + $n4 / $s4) / 2)")" "$(calc "($n4 / $s4) / ($n1 / $s1)")"
 fi
 if [ "$SIGNED_RUN" = 1 ]; then
 	row "[4] booking-commands, defaults, signed (Ed25519 verify)" "$n3" "$s3" \

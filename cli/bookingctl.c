@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cmd.h"
+#include "conffile.h"
 
 typedef struct subcmd {
 	const char *name;
@@ -60,10 +61,14 @@ static const subcmd subcmds[] = {
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: bookingctl <command> [options]   (bookingctl <command> --help)\n\n"
+	fprintf(f, "usage: bookingctl <command> [options]   (bookingctl <command> --help)\n"
+		   "       bookingctl --version\n\n"
 		   "commands:\n");
 	for (const subcmd *s = subcmds; s->name; s++)
 		fprintf(f, "  %-11s %s\n", s->name, s->summary);
+	fprintf(f,
+		"\nEvery command takes -F FILE (its options and librdkafka properties as\n"
+		"key=value lines) and BOOKING_KAFKA_<PROP> variables; see docs/operations.md.\n");
 }
 
 int main(int argc, char **argv)
@@ -72,14 +77,29 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return BK_EXIT_USAGE;
 	}
+	if (strcmp(argv[1], "--version") == 0) {
+		printf("bookingctl %s\n", BK_VERSION);
+		return 0;
+	}
 	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
 	    strcmp(argv[1], "help") == 0) {
 		usage(stdout);
 		return BK_EXIT_OK;
 	}
 	for (const subcmd *s = subcmds; s->name; s++)
-		if (strcmp(argv[1], s->name) == 0)
-			return s->fn(argc - 1, argv + 1);
+		if (strcmp(argv[1], s->name) == 0) {
+			/* -F FILE anywhere after the command: its options in its place */
+			char err[600], **av = NULL;
+			int ac = 0;
+			if (bk_conffile_expand(argc - 1, argv + 1, &ac, &av, err, sizeof(err)) <
+			    0) {
+				fprintf(stderr, "bookingctl %s: %s\n", s->name, err);
+				return BK_EXIT_USAGE;
+			}
+			int rc = s->fn(ac, av);
+			bk_conffile_free_argv(av);
+			return rc;
+		}
 	fprintf(stderr, "bookingctl: unknown command '%s'\n\n", argv[1]);
 	usage(stderr);
 	return BK_EXIT_USAGE;

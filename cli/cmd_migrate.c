@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "cmd.h"
+#include "paths.h"
 #include "migrate.h"
 #include "pgutil.h"
 
@@ -37,7 +38,8 @@ static void usage(FILE *f)
 		"  -d, --dbname CONNINFO  libpq conninfo or postgresql:// URI (default: the PG*\n"
 		"                         environment variables and libpq defaults)\n"
 		"      --dir DIR          migrations directory (default: $BOOKING_MIGRATIONS,\n"
-		"                         else ./migrations, else the source tree's)\n"
+		"                         else ./migrations, else the installed ones (the\n"
+		"                         source tree's when run from the build tree))\n"
 		"  -n, --dry-run          list the pending migrations; change nothing\n"
 		"  -s, --status           list every migration and its state; change nothing\n"
 		"      --retries N        connection attempts, with exponential backoff (5)\n"
@@ -119,42 +121,10 @@ static int is_dir(const char *p)
 	return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-/*
- * The default migrations directory: $BOOKING_MIGRATIONS, ./migrations, then relative to
- * the executable (build tree: <src>/build/cli/bookingctl; installed: <prefix>/bin).
- * Writes into buf; returns buf or NULL when none exists.
- */
+/* The default migrations directory (lib/paths.h). */
 static const char *default_dir(char *buf, size_t bufsz)
 {
-	static const char *const rel[] = {"/../../migrations", "/../migrations",
-					  "/../share/booking-log/migrations"};
-	const char *env = getenv("BOOKING_MIGRATIONS");
-	char exe[PATH_MAX];
-	ssize_t n;
-	char *slash;
-
-	if (env && *env) {
-		snprintf(buf, bufsz, "%s", env);
-		return buf;
-	}
-	if (is_dir("migrations")) {
-		snprintf(buf, bufsz, "migrations");
-		return buf;
-	}
-	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	if (n <= 0)
-		return NULL;
-	exe[n] = '\0';
-	slash = strrchr(exe, '/');
-	if (!slash)
-		return NULL;
-	*slash = '\0';
-	for (size_t i = 0; i < sizeof(rel) / sizeof(rel[0]); i++) {
-		snprintf(buf, bufsz, "%s%s", exe, rel[i]);
-		if (is_dir(buf))
-			return buf;
-	}
-	return NULL;
+	return bk_default_migrations_dir(buf, bufsz);
 }
 
 static int exit_code(migrate_rc rc)

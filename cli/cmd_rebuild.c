@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "cmd.h"
+#include "paths.h"
 #include "kconf.h"
 #include "log.h"
 #include "rebuild.h"
@@ -46,7 +47,7 @@ static void usage(FILE *f)
 	    "                         after the file is then read from Kafka; the rules come\n"
 	    "                         from the live model\n"
 	    "      --migrations DIR   migration files (default: $BOOKING_MIGRATIONS,\n"
-	    "                         ./migrations, or next to the executable)\n"
+	    "                         ./migrations, else the installed ones)\n"
 	    "      --keep-old         keep the replaced schemas as <schema>_old_<time>\n"
 	    "      --batch N          records per planning chunk (default 20000)\n"
 	    "      --writer-keyring F the processors' writer keys ($BOOKING_WRITER_KEYRING):\n"
@@ -62,37 +63,10 @@ static void usage(FILE *f)
 	    bk_kconf_usage());
 }
 
-static bool is_dir(const char *p)
-{
-	struct stat st;
-	return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-/* As bookingctl migrate: $BOOKING_MIGRATIONS, ./migrations, then next to the program. */
+/* The default migrations directory (lib/paths.h). */
 static const char *default_dir(char *out, size_t outsz)
 {
-	static const char *const rel[] = {"/../../migrations", "/../migrations",
-					  "/../share/booking-log/migrations"};
-	const char *env = getenv("BOOKING_MIGRATIONS");
-	if (env && *env)
-		return env;
-	if (is_dir("migrations"))
-		return "migrations";
-	char exe[PATH_MAX];
-	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	if (n <= 0)
-		return NULL;
-	exe[n] = 0;
-	char *slash = strrchr(exe, '/');
-	if (!slash)
-		return NULL;
-	*slash = 0;
-	for (size_t i = 0; i < sizeof(rel) / sizeof(rel[0]); i++) {
-		snprintf(out, outsz, "%s%s", exe, rel[i]);
-		if (is_dir(out))
-			return out;
-	}
-	return NULL;
+	return bk_default_migrations_dir(out, outsz);
 }
 
 typedef struct prog {

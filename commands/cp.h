@@ -22,6 +22,7 @@
 #include "bk_engine.h"
 #include "bk_seal.h"
 #include "kconf.h"
+#include "metrics.h"
 #include "pool.h"
 #include "tz.h"
 
@@ -176,6 +177,9 @@ typedef struct cp {
 	uint64_t n_unsigned, n_unsigned_unreported;
 	volatile sig_atomic_t *stop;
 	int exit_code; /* set with *stop on fatal errors */
+	/* --metrics-addr (main.c): the open batch's commands by type x outcome x code,
+	 * folded into booking_commands_total when it commits; NULL when off */
+	bk_mgrid *m_commands;
 } cp;
 
 /* Wall clock in microseconds, with --clock-offset. */

@@ -5,24 +5,70 @@
  */
 #include <errno.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
+#include <systemd/sd-daemon.h>
 
+#include "conffile.h"
 #include "cp.h"
 #include "log.h"
+#include "metrics.h"
 #include "trust.h"
 
-static volatile sig_atomic_t stop_flag;
+#ifndef BK_VERSION
+#define BK_VERSION "unknown"
+#endif
+
+static volatile sig_atomic_t stop_flag, stop_signal, hup_flag;
 
 static void on_signal(int sig)
 {
-	(void)sig;
+	stop_signal = sig;
 	stop_flag = 1;
 }
+
+static const char *signal_name(int sig)
+{
+	return sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" : "stopped";
+}
+
+static void on_hup(int sig)
+{
+	(void)sig;
+	hup_flag = 1;
+}
+
+/* --metrics-addr: the processor's metrics (ops/metrics.md). The main thread updates
+ * them; the HTTP thread only renders and reads the readiness atomics. */
+typedef struct cp_mx {
+	bk_metrics *reg; /* NULL: metrics off */
+	/* commands and dead letters count when their batch commits (an aborted batch is
+	 * done again): the open batch's counts wait in shadows and plain totals */
+	bk_mgrid *commands, *commands_batch; /* commands_batch is c->m_commands; owned */
+	bk_mgrid *dlq, *dlq_batch;	     /* dlq_batch owned */
+	uint64_t handled_batch;
+	bk_series *batch_size, *batch_seconds, *result_seconds, *restore_seconds, *restore_records,
+	    *sweeps, *batches, *aborts, *events, *commands_seen, *assigned, *keyring_reloads,
+	    *keyring_errors, *delivery_failures;
+	bk_metric *lag, *end;
+	bk_series **lag_s, **end_s; /* [nparts] */
+	int64_t *ts_ms;		    /* the open batch's commands' record timestamps */
+	size_t n_ts, cap_ts;
+	atomic_int n_assigned, n_restored;
+} cp_mx;
+
+static cp_mx mx;
+
+/* Delivery failures since the last batch close: the first is logged, the rest counted and
+ * summed up in one line when the batch closes (an aborted batch purges every record it
+ * still had queued: hundreds of identical lines otherwise). Main thread only. */
+static uint64_t dr_failed;
 
 static const char usage_text[] =
     "usage: booking-commands [options]\n"
@@ -30,7 +76,8 @@ static const char usage_text[] =
     "The command processor: consumes booking.commands (consumer group), decides each\n"
     "command against the order's state restored from booking.events, and produces one\n"
     "events record, one result (and for autoaccept.* one rules record) per command.\n"
-    "Logs logfmt on stderr; SIGTERM/SIGINT finish the current batch and exit 0.\n"
+    "Logs logfmt on stderr; SIGTERM/SIGINT finish the current batch and exit 0; SIGHUP\n"
+    "reloads the keyring (a keyring that does not load leaves the old one in place).\n"
     "\n"
     "options:\n"
     "  --keyring PATH               key ids -> public keys and roles (bk_auth.h format)\n"
@@ -62,11 +109,16 @@ static const char usage_text[] =
     "                               flushed instead (correctness does not change)\n"
     "  --timeout-ms MS              Kafka call timeout: metadata, commit, restore (30000)\n"
     "  --clock-offset SECONDS       DEVELOPMENT ONLY: shift the processor's clock\n"
+    "  --metrics-addr HOST:PORT     serve GET /metrics (Prometheus), /healthz and\n"
+    "                               /readyz there (off; e.g. 127.0.0.1:9464)\n"
     "  -h, --help                   this text\n"
+    "  --version                    the version\n"
     "\n"
     "exit: 0 stopped by a signal, 1 fatal Kafka or internal error, 2 bad configuration,\n"
     "mismatched partition counts or a partition with lost history\n"
     "\n";
+
+static const char *metrics_addr; /* --metrics-addr; NULL: off */
 
 static int parse_i64(const char *opt, const char *s, int64_t lo, int64_t hi, int64_t *ret)
 {
@@ -83,7 +135,8 @@ static int parse_i64(const char *opt, const char *s, int64_t lo, int64_t hi, int
 	return 0;
 }
 
-/* Parse argv into c->o and c->kc. 0, 1 for --help, -1 on a bad flag (message printed). */
+/* Parse argv into c->o and c->kc. 0, 1 for --help, 2 for --version, -1 on a bad flag
+ * (message printed). */
 static int parse_args(cp *c, int argc, char **argv)
 {
 	char err[512];
@@ -101,12 +154,22 @@ static int parse_args(cp *c, int argc, char **argv)
 		char name[64];
 		size_t nl = eq ? (size_t)(eq - a) : strlen(a);
 		snprintf(name, sizeof(name), "%.*s", (int)(nl < 63 ? nl : 63), a);
-		static const char *const with_value[] = {
-		    "--keyring",	"--writer-key",	    "--writer-key-id",
-		    "--writer-keyring", "--batch-commands", "--batch-ms",
-		    "--batch-idle-ms",	"--verify-threads", "--sweep-interval-ms",
-		    "--expiring-lead",	"--group-id",	    "--transactional-id-prefix",
-		    "--timeout-ms",	"--clock-offset",   NULL};
+		static const char *const with_value[] = {"--keyring",
+							 "--writer-key",
+							 "--writer-key-id",
+							 "--writer-keyring",
+							 "--batch-commands",
+							 "--batch-ms",
+							 "--batch-idle-ms",
+							 "--verify-threads",
+							 "--sweep-interval-ms",
+							 "--expiring-lead",
+							 "--group-id",
+							 "--transactional-id-prefix",
+							 "--timeout-ms",
+							 "--clock-offset",
+							 "--metrics-addr",
+							 NULL};
 		bool takes = false;
 		for (int k = 0; with_value[k]; k++)
 			if (!strcmp(name, with_value[k]))
@@ -127,6 +190,10 @@ static int parse_args(cp *c, int argc, char **argv)
 		int64_t v;
 		if (!strcmp(name, "-h") || !strcmp(name, "--help"))
 			return 1;
+		else if (!strcmp(name, "--version"))
+			return 2;
+		else if (!strcmp(name, "--metrics-addr"))
+			metrics_addr = val;
 		else if (!strcmp(name, "--keyring"))
 			c->o.keyring_path = val;
 		else if (!strcmp(name, "--writer-key"))
@@ -215,21 +282,291 @@ static int load_writer(cp *c)
 	return 0;
 }
 
-static int load_keyring(cp *c)
+/* --- metrics --- */
+
+static const char *const dlq_reasons[] = {"empty",    "oversized", "content_type", "decode",
+					  "unsigned", "auth",	   "key",	   "partition",
+					  "internal", "other"};
+#define DLQ_REASONS ((int)(sizeof(dlq_reasons) / sizeof(dlq_reasons[0])))
+
+/* The reason class of a dead-letter reason (admit.c and process.c write them). */
+static int dlq_reason(const char *why)
+{
+	static const char *const prefix[] = {"empty value", "oversized", "unsupported content-type",
+					     "decode",	    "unsigned",	 "auth",
+					     "key",	    "partition", "internal"};
+	for (int i = 0; i < (int)(sizeof(prefix) / sizeof(prefix[0])); i++)
+		if (!strncmp(why, prefix[i], strlen(prefix[i])))
+			return i;
+	return DLQ_REASONS - 1;
+}
+
+static const char *dlq_name(int dim, int idx)
+{
+	(void)dim;
+	return dlq_reasons[idx];
+}
+
+static const char *command_name(int dim, int idx)
+{
+	if (dim == 0)
+		return idx < BK_CMD__COUNT ? bk_cmd_name((bk_cmd_type)idx) : "other";
+	if (dim == 1)
+		return idx <= BK_DUPLICATE ? bk_outcome_name((bk_outcome)idx) : "other";
+	return idx < BK_E__COUNT ? bk_err_name((bk_err)idx) : "other";
+}
+
+static bool cp_ready(void *opaque, char *why, size_t whysz)
+{
+	(void)opaque;
+	int a = atomic_load(&mx.n_assigned), r = atomic_load(&mx.n_restored);
+	if (a == 0)
+		snprintf(why, whysz, "no partitions assigned");
+	else if (r < a)
+		snprintf(why, whysz, "restoring: %d of %d partitions restored", r, a);
+	return a > 0 && r == a;
+}
+
+static bk_series *mx_add(bk_mtype t, const char *name, const char *help, const double *b, size_t nb)
+{
+	return bk_metric_with(bk_metrics_add(mx.reg, t, name, help, NULL, b, nb), NULL);
+}
+
+/* The registry and its server, before Kafka is set up (/healthz answers during start-up).
+ * 0, or -1 with a message printed (bad address: exit 2). */
+static int mx_start(cp *c, const char *addr)
 {
 	char err[512];
-	if (!c->o.keyring_path) {
-		if (!c->o.allow_unsigned) {
-			fprintf(stderr, "booking-commands: --keyring PATH is required (or "
-					"--allow-unsigned, for development only)\n");
-			return -1;
-		}
-		return 0;
+	if (!(mx.reg = bk_metrics_new()))
+		return -1;
+	const double *sb = bk_metric_seconds_buckets, *nb = bk_metric_size_buckets;
+	const size_t ns = bk_metric_seconds_nbuckets, nn = bk_metric_size_nbuckets;
+	bk_metric *info =
+	    bk_metrics_add(mx.reg, BK_MT_GAUGE, "booking_build_info",
+			   "Build information; always 1.", "program,version", NULL, 0);
+	bk_series_set(bk_metric_with(info, (const char *const[]){"booking-commands", BK_VERSION}),
+		      1);
+	int csz[3] = {BK_CMD__COUNT + 1, BK_DUPLICATE + 2, BK_E__COUNT + 1};
+	mx.commands = bk_metric_grid(
+	    bk_metrics_add(mx.reg, BK_MT_COUNTER, "booking_commands_total",
+			   "Commands answered with a result, by command type, outcome and "
+			   "rejection code.",
+			   "type,outcome,code", NULL, 0),
+	    3, csz, command_name);
+	int dsz[1] = {DLQ_REASONS};
+	mx.dlq = bk_metric_grid(
+	    bk_metrics_add(mx.reg, BK_MT_COUNTER, "booking_commands_dlq_records_total",
+			   "Command records dead-lettered, by reason.", "reason", NULL, 0),
+	    1, dsz, dlq_name);
+	c->m_commands = mx.commands_batch = bk_mgrid_shadow(mx.commands);
+	mx.dlq_batch = bk_mgrid_shadow(mx.dlq);
+	mx.commands_seen = mx_add(BK_MT_COUNTER, "booking_commands_handled_total",
+				  "Command records handled (answered or dead-lettered).", NULL, 0);
+	mx.events = mx_add(BK_MT_COUNTER, "booking_commands_events_records_total",
+			   "Events records produced to booking.events.", NULL, 0);
+	mx.batches = mx_add(BK_MT_COUNTER, "booking_commands_batches_total",
+			    "Batches (transactions) committed.", NULL, 0);
+	mx.aborts = mx_add(BK_MT_COUNTER, "booking_commands_batch_aborts_total",
+			   "Batches aborted and re-done from the log after a restore.", NULL, 0);
+	mx.batch_size = mx_add(BK_MT_HISTOGRAM, "booking_commands_batch_size",
+			       "Commands per committed batch.", nb, nn);
+	mx.batch_seconds =
+	    mx_add(BK_MT_HISTOGRAM, "booking_commands_batch_seconds",
+		   "Time from a batch's first command to its commit, in seconds.", sb, ns);
+	mx.result_seconds = mx_add(
+	    BK_MT_HISTOGRAM, "booking_commands_result_latency_seconds",
+	    "Time from a command record's timestamp to the commit of its result, in seconds.", sb,
+	    ns);
+	mx.restore_seconds = mx_add(
+	    BK_MT_HISTOGRAM, "booking_commands_restore_seconds",
+	    "Duration of a restore of assigned partitions from the log, in seconds.", sb, ns);
+	mx.restore_records = mx_add(
+	    BK_MT_COUNTER, "booking_commands_restore_records_total",
+	    "Events and results records read by restores (the partitions' extents).", NULL, 0);
+	mx.delivery_failures = mx_add(
+	    BK_MT_COUNTER, "booking_commands_delivery_failures_total",
+	    "Records whose delivery to Kafka failed (their batch aborts and is re-done).", NULL, 0);
+	mx.sweeps =
+	    mx_add(BK_MT_COUNTER, "booking_commands_sweeps_total", "Expiry sweeps run.", NULL, 0);
+	mx.assigned = mx_add(BK_MT_GAUGE, "booking_commands_partitions_assigned",
+			     "booking.commands partitions assigned to this instance.", NULL, 0);
+	mx.keyring_reloads = mx_add(BK_MT_COUNTER, "booking_commands_keyring_reloads_total",
+				    "Keyring reloads on SIGHUP that succeeded.", NULL, 0);
+	mx.keyring_errors =
+	    mx_add(BK_MT_COUNTER, "booking_commands_keyring_reload_errors_total",
+		   "Keyring reloads on SIGHUP that failed (the old keyring stays).", NULL, 0);
+	mx.lag = bk_metrics_add(mx.reg, BK_MT_GAUGE, "booking_commands_partition_lag_records",
+				"booking.commands records not yet handled, per assigned partition "
+				"(end offset - next offset).",
+				"topic,partition", NULL, 0);
+	mx.end = bk_metrics_add(mx.reg, BK_MT_GAUGE, "booking_commands_partition_end_offset",
+				"booking.commands high watermark, per assigned partition.",
+				"topic,partition", NULL, 0);
+	if (!c->m_commands || !mx.dlq_batch || !mx.result_seconds || !mx.lag || !mx.end ||
+	    !mx.keyring_errors) {
+		fprintf(stderr, "booking-commands: metrics: out of memory\n");
+		return -1;
 	}
-	FILE *f = fopen(c->o.keyring_path, "r");
+	int port = 0;
+	if (bk_metrics_serve(mx.reg, addr, 120, cp_ready, NULL, &port, err, sizeof(err)) < 0) {
+		fprintf(stderr, "booking-commands: %s\n", err);
+		return -1;
+	}
+	bk_logf(BK_LOG_INFO, "metrics listening", "addr=%s port=%d version=%s", addr, port,
+		BK_VERSION);
+	return 0;
+}
+
+/* Per-partition series, once the partition count is known. */
+static void mx_partitions(cp *c)
+{
+	if (!mx.reg || !(mx.lag_s = calloc((size_t)c->nparts, sizeof(*mx.lag_s))) ||
+	    !(mx.end_s = calloc((size_t)c->nparts, sizeof(*mx.end_s))))
+		return;
+	for (int p = 0; p < c->nparts; p++) {
+		char ps[16];
+		snprintf(ps, sizeof(ps), "%d", p);
+		const char *v[2] = {c->topic[BK_TOPIC_COMMANDS], ps};
+		mx.lag_s[p] = bk_metric_with(mx.lag, v);
+		mx.end_s[p] = bk_metric_with(mx.end, v);
+		bk_series_hide(mx.lag_s[p], true);
+		bk_series_hide(mx.end_s[p], true);
+	}
+}
+
+/* Readiness, lag and the totals kept in cp (every second and after rebalances). */
+static void mx_update(cp *c)
+{
+	if (!mx.reg)
+		return;
+	int a = 0, r = 0;
+	for (int p = 0; p < c->nparts; p++) {
+		const cp_part *cpp = &c->parts[p];
+		a += cpp->assigned;
+		r += cpp->assigned && cpp->restored;
+		int64_t lo = 0, hi = 0;
+		bool show =
+		    cpp->assigned && mx.lag_s &&
+		    rd_kafka_get_watermark_offsets(c->consumer, c->topic[BK_TOPIC_COMMANDS], p, &lo,
+						   &hi) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+		    hi >= 0;
+		if (mx.lag_s) {
+			bk_series_hide(mx.lag_s[p], !show);
+			bk_series_hide(mx.end_s[p], !show);
+		}
+		if (show) {
+			int64_t lag = hi - cpp->next_offset;
+			bk_series_set(mx.end_s[p], (double)hi);
+			bk_series_set(mx.lag_s[p], (double)(lag < 0 ? 0 : lag));
+		}
+	}
+	atomic_store(&mx.n_assigned, a);
+	atomic_store(&mx.n_restored, r);
+	bk_series_set(mx.assigned, a);
+	bk_series_store(mx.events, c->n_events);
+	bk_series_store(mx.aborts, c->n_aborts);
+	bk_metrics_heartbeat(mx.reg);
+}
+
+/* A command record was handled (answered or dead-lettered): its timestamp waits for the
+ * batch's commit (result latency); a dead letter is counted by reason. */
+static void mx_handled(const cp_adm *a, bool dead_lettered)
+{
+	mx.handled_batch++;
+	if (dead_lettered)
+		bk_mgrid_inc3(mx.dlq_batch, dlq_reason(a->why), 0, 0);
+	rd_kafka_timestamp_type_t tt;
+	int64_t ts = rd_kafka_message_timestamp(a->m, &tt);
+	if (ts <= 0)
+		return;
+	if (mx.n_ts == mx.cap_ts) {
+		size_t cap = mx.cap_ts ? mx.cap_ts * 2 : 4096;
+		int64_t *n = realloc(mx.ts_ms, cap * sizeof(*n));
+		if (!n)
+			return;
+		mx.ts_ms = n;
+		mx.cap_ts = cap;
+	}
+	mx.ts_ms[mx.n_ts++] = ts;
+}
+
+/* cp_batch_close, with the batch's size, duration and result latencies observed when it
+ * commits. Every batch close goes through here. */
+static int close_batch(cp *c, bool lost)
+{
+	const bool open = c->txn_open;
+	int n = c->batch_n;
+	int64_t start = c->batch_start_us;
+	uint64_t nb = c->n_batches;
+	int rc = cp_batch_close(c, lost);
+	if (dr_failed > 1)
+		bk_logf(BK_LOG_ERROR, "delivery failures in the batch", "records=%llu",
+			(unsigned long long)dr_failed);
+	dr_failed = 0;
+	if (!mx.reg || !open)
+		return rc;
+	if (c->n_batches != nb) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		int64_t now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+		bk_series_inc(mx.batches);
+		bk_mgrid_fold(mx.commands, mx.commands_batch);
+		bk_mgrid_fold(mx.dlq, mx.dlq_batch);
+		bk_series_add(mx.commands_seen, mx.handled_batch);
+		bk_series_observe(mx.batch_size, n);
+		bk_series_observe(mx.batch_seconds, (double)(cp_mono_us() - start) / 1e6);
+		for (size_t i = 0; i < mx.n_ts; i++)
+			bk_series_observe(
+			    mx.result_seconds,
+			    (double)(now_ms > mx.ts_ms[i] ? now_ms - mx.ts_ms[i] : 0) / 1e3);
+	}
+	/* committed: folded above; aborted: its commands come again */
+	bk_mgrid_clear(mx.commands_batch);
+	bk_mgrid_clear(mx.dlq_batch);
+	mx.handled_batch = 0;
+	mx.n_ts = 0;
+	return rc;
+}
+
+/* cp_restore, timed, with the records it read taken from the reader's watermarks: the
+ * restored partitions of events and results, and the whole rules topic. */
+static int restore(cp *c, const int32_t *ps, int n, char *err, size_t errsz)
+{
+	int64_t t0 = cp_mono_us();
+	int rc = cp_restore(c, ps, n, err, errsz);
+	if (rc == 0 && mx.reg) {
+		bk_series_observe(mx.restore_seconds, (double)(cp_mono_us() - t0) / 1e6);
+		uint64_t recs = 0;
+		for (int i = 0; i < n; i++)
+			for (int t = 0; t < 2; t++) {
+				int64_t lo = 0, hi = 0;
+				if (rd_kafka_get_watermark_offsets(
+					c->reader, c->topic[t ? BK_TOPIC_RESULTS : BK_TOPIC_EVENTS],
+					ps[i], &lo, &hi) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+				    hi > lo && lo >= 0)
+					recs += (uint64_t)(hi - lo);
+			}
+		for (int p = 0; p < c->rules_parts; p++) { /* the whole rules topic is read */
+			int64_t lo = 0, hi = 0;
+			if (rd_kafka_get_watermark_offsets(c->reader, c->topic[BK_TOPIC_RULES], p,
+							   &lo,
+							   &hi) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+			    hi > lo && lo >= 0)
+				recs += (uint64_t)(hi - lo);
+		}
+		bk_series_add(mx.restore_records, recs);
+	}
+	return rc;
+}
+
+/* Read the keyring file into *ret (replacing nothing). 0, or -1 with errstr. */
+static int read_keyring(const char *path, bool allow_unsigned, bk_keyring **ret, char *errstr,
+			size_t errsz)
+{
+	char err[512];
+	FILE *f = fopen(path, "r");
 	if (!f) {
-		fprintf(stderr, "booking-commands: --keyring %s: %s\n", c->o.keyring_path,
-			strerror(errno));
+		snprintf(errstr, errsz, "--keyring %s: %s", path, strerror(errno));
 		return -1;
 	}
 	char *buf = NULL;
@@ -240,7 +577,7 @@ static int load_keyring(cp *c)
 			if (!nb) {
 				free(buf);
 				fclose(f);
-				fprintf(stderr, "booking-commands: out of memory\n");
+				snprintf(errstr, errsz, "--keyring %s: out of memory", path);
 				return -1;
 			}
 			buf = nb;
@@ -251,17 +588,64 @@ static int load_keyring(cp *c)
 			break;
 	}
 	fclose(f);
-	int rc = bk_keyring_parse(buf ? buf : "", n, &c->kr, err, sizeof(err));
+	bk_keyring *kr = NULL;
+	int rc = bk_keyring_parse(buf ? buf : "", n, &kr, err, sizeof(err));
 	free(buf);
 	if (rc < 0) {
-		fprintf(stderr, "booking-commands: --keyring %s: %s\n", c->o.keyring_path, err);
+		snprintf(errstr, errsz, "--keyring %s: %s", path, err);
 		return -1;
 	}
-	if (bk_keyring_count(c->kr) == 0 && !c->o.allow_unsigned) {
-		fprintf(stderr, "booking-commands: --keyring %s holds no key\n", c->o.keyring_path);
+	if (bk_keyring_count(kr) == 0 && !allow_unsigned) {
+		bk_keyring_free(kr);
+		snprintf(errstr, errsz, "--keyring %s holds no key", path);
+		return -1;
+	}
+	*ret = kr;
+	return 0;
+}
+
+static int load_keyring(cp *c)
+{
+	char err[600];
+	if (!c->o.keyring_path) {
+		if (!c->o.allow_unsigned) {
+			fprintf(stderr, "booking-commands: --keyring PATH is required (or "
+					"--allow-unsigned, for development only)\n");
+			return -1;
+		}
+		return 0;
+	}
+	if (read_keyring(c->o.keyring_path, c->o.allow_unsigned, &c->kr, err, sizeof(err)) < 0) {
+		fprintf(stderr, "booking-commands: %s\n", err);
 		return -1;
 	}
 	return 0;
+}
+
+/* SIGHUP: reload the keyring (between runs of checks: the pool's threads are idle); a
+ * keyring that does not load leaves the old one in place. Logs go to stderr: nothing to
+ * reopen. */
+static void on_reload(cp *c)
+{
+	hup_flag = 0;
+	if (!c->o.keyring_path) {
+		bk_log(BK_LOG_INFO, "SIGHUP: no --keyring to reload; logs go to stderr");
+		return;
+	}
+	char err[600];
+	bk_keyring *kr = NULL;
+	if (read_keyring(c->o.keyring_path, c->o.allow_unsigned, &kr, err, sizeof(err)) < 0) {
+		bk_series_inc(mx.keyring_errors);
+		bk_logf(BK_LOG_ERROR, "SIGHUP: keyring not reloaded, the old one stays",
+			"err=\"%s\"", err);
+		return;
+	}
+	bk_keyring *old = c->kr;
+	c->kr = kr;
+	bk_keyring_free(old);
+	bk_series_inc(mx.keyring_reloads);
+	bk_logf(BK_LOG_INFO, "SIGHUP: keyring reloaded", "path=%s keys=%zu", c->o.keyring_path,
+		(size_t)bk_keyring_count(kr));
 }
 
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
@@ -272,8 +656,12 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 		cp_gate_acked(c, (uintptr_t)m->_private, m->offset);
 		return;
 	}
-	bk_logf(BK_LOG_ERROR, "delivery failed", "topic=%s partition=%d err=\"%s\"",
-		rd_kafka_topic_name(m->rkt), (int)m->partition, rd_kafka_err2str(m->err));
+	if (dr_failed++ == 0)
+		bk_logf(BK_LOG_ERROR, "delivery failed",
+			"topic=%s partition=%d err=\"%s\" next=\"%s\"", rd_kafka_topic_name(m->rkt),
+			(int)m->partition, rd_kafka_err2str(m->err),
+			"further failures are counted until the batch closes");
+	bk_series_inc(mx.delivery_failures);
 	if (c->dr_err == RD_KAFKA_RESP_ERR_NO_ERROR)
 		c->dr_err = m->err;
 }
@@ -288,7 +676,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 	if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
 		c->ever_assigned = true;
 		/* commit first: the rules topic must hold our own changes before re-reading it */
-		cp_batch_close(c, false);
+		close_batch(c, false);
 		int32_t *ps = calloc((size_t)parts->cnt + 1, sizeof(*ps));
 		int n = 0;
 		for (int i = 0; ps && i < parts->cnt; i++) {
@@ -303,7 +691,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 			rd_kafka_rebalance_protocol(rk));
 		if (!ps) {
 			cp_fatal(c, CP_EXIT_FATAL);
-		} else if (n > 0 && cp_restore(c, ps, n, estr, sizeof(estr)) < 0) {
+		} else if (n > 0 && restore(c, ps, n, estr, sizeof(estr)) < 0) {
 			bk_logf(BK_LOG_ERROR, "restore failed: stopping", "topic=%s err=\"%s\"",
 				c->topic[BK_TOPIC_EVENTS], estr);
 			cp_fatal(c, strstr(estr, "lost history") ? CP_EXIT_USAGE : CP_EXIT_FATAL);
@@ -325,13 +713,14 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 		} else {
 			rd_kafka_assign(rk, parts);
 		}
+		mx_update(c);
 		return;
 	}
 	bool lost = err != RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS || rd_kafka_assignment_lost(rk);
 	if (err != RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS)
 		bk_logf(BK_LOG_ERROR, "rebalance error", "err=\"%s\"", rd_kafka_err2str(err));
 	/* finish (or, when lost, abort) the batch before the partitions go */
-	cp_batch_close(c, lost);
+	close_batch(c, lost);
 	for (int i = 0; i < parts->cnt; i++) {
 		int32_t p = parts->elems[i].partition;
 		if (p < 0 || p >= c->nparts)
@@ -351,6 +740,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 	} else {
 		rd_kafka_assign(rk, NULL);
 	}
+	mx_update(c);
 }
 
 /* Check topics and partition counts; build the three handles. 0 or -1 (exit code set). */
@@ -524,11 +914,12 @@ static int setup_kafka(cp *c, int *ret_code)
 		return -1;
 	}
 	bk_logf(BK_LOG_INFO, "booking-commands started",
-		"partitions=%d group_id=%s transactional_id=%s transactions=%d batch_commands=%d "
+		"version=%s partitions=%d group_id=%s transactional_id=%s transactions=%d "
+		"batch_commands=%d "
 		"batch_ms=%d batch_idle_ms=%d verify_threads=%d sweep_interval_ms=%d "
 		"expiring_lead_s=%lld "
 		"commands_topic=%s",
-		c->nparts, c->o.group_id, c->o.no_txn ? "" : txn_id, !c->o.no_txn,
+		BK_VERSION, c->nparts, c->o.group_id, c->o.no_txn ? "" : txn_id, !c->o.no_txn,
 		c->o.batch_commands, c->o.batch_ms, c->o.batch_idle_ms, c->o.admit_threads,
 		c->o.sweep_interval_ms, (long long)c->o.expiring_lead_s,
 		c->topic[BK_TOPIC_COMMANDS]);
@@ -615,6 +1006,10 @@ static void run(cp *c, cp_adm *adm)
 {
 	int64_t next_sweep = cp_mono_us() + (int64_t)c->o.sweep_interval_ms * 1000;
 	int64_t next_stats = cp_mono_us() + 10 * 1000000LL;
+	int64_t next_mx = 0, next_wd = 0;
+	uint64_t wd_us = 0; /* systemd's WatchdogSec (sd_notify WATCHDOG=1 at half of it) */
+	if (sd_watchdog_enabled(0, &wd_us) <= 0)
+		wd_us = 0;
 	while (!*c->stop) {
 		int timeout = 100;
 		if (c->txn_open) {
@@ -643,17 +1038,20 @@ static void run(cp *c, cp_adm *adm)
 			/* a failed batch: the rest is read again after the re-restore's seek */
 			if (c->rerestore && !c->txn_open)
 				break;
+			uint64_t cmds = c->n_cmds, dlqs = c->n_dlq;
 			if (adm[i].m->err)
 				consumer_error(c, adm[i].m);
 			else if (cp_handle_admitted(c, &adm[i]) < 0 && !c->dr_err)
 				/* a produce failed: the batch fails and is re-done from the log */
 				c->dr_err = RD_KAFKA_RESP_ERR__FAIL;
+			if (mx.reg && c->n_cmds != cmds)
+				mx_handled(&adm[i], c->n_dlq != dlqs);
 			/* a failed produce or an engine error ends the batch at once: no more
 			 * commands are decided against state that is about to be restored */
 			if ((c->dr_err || c->rerestore) && c->txn_open)
-				cp_batch_close(c, false);
+				close_batch(c, false);
 			if (c->txn_open && c->batch_n >= c->o.batch_commands)
-				cp_batch_close(c, false);
+				close_batch(c, false);
 			rd_kafka_poll(c->producer, 0);
 			if (c->txn_open && cp_release_ready(c) < 0 && !c->dr_err)
 				c->dr_err = RD_KAFKA_RESP_ERR__FAIL;
@@ -664,15 +1062,26 @@ static void run(cp *c, cp_adm *adm)
 		}
 		c->us_handle += cp_mono_us() - t2;
 		if ((c->dr_err || c->rerestore) && c->txn_open)
-			cp_batch_close(c, false);
+			close_batch(c, false);
 		if (cp_batch_due(c) || group_commit_due(c, n))
-			cp_batch_close(c, false);
+			close_batch(c, false);
 		if (c->rerestore && !c->txn_open && !*c->stop)
 			cp_rerestore_all(c);
 		int64_t now = cp_mono_us();
 		if (c->o.sweep_interval_ms > 0 && now >= next_sweep && !*c->stop && !c->rerestore) {
 			cp_sweep(c, cp_now_us(c));
+			bk_series_inc(mx.sweeps);
 			next_sweep = now + (int64_t)c->o.sweep_interval_ms * 1000;
+		}
+		if (hup_flag)
+			on_reload(c);
+		if (wd_us && now >= next_wd) {
+			sd_notify(0, "WATCHDOG=1");
+			next_wd = now + (int64_t)(wd_us / 2);
+		}
+		if (mx.reg && now >= next_mx) {
+			mx_update(c);
+			next_mx = now + 1000000;
 		}
 		if (now >= next_stats) {
 			bk_logf(BK_LOG_INFO, "stats",
@@ -703,18 +1112,40 @@ int main(int argc, char **argv)
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	c.o.admit_threads = ncpu > 17 ? 16 : ncpu > 1 ? (int)ncpu - 1 : 0;
 	int code = CP_EXIT_USAGE;
+	bool started = false;
 	if (sodium_init() < 0) {
 		fprintf(stderr, "booking-commands: libsodium failed to initialise\n");
 		return CP_EXIT_FATAL;
 	}
 	if (!(c.kc = bk_kconf_new()))
 		return CP_EXIT_FATAL;
-	int pr = parse_args(&c, argc, argv);
+	char ferr[600], **av = NULL;
+	int ac = 0;
+	if (bk_conffile_expand(argc, argv, &ac, &av, ferr, sizeof(ferr)) < 0) {
+		fprintf(stderr, "booking-commands: %s\n", ferr);
+		bk_logf(BK_LOG_ERROR, "not started: exiting",
+			"exit=%d cause=\"bad -F file\" version=%s", CP_EXIT_USAGE, BK_VERSION);
+		bk_kconf_destroy(c.kc);
+		return CP_EXIT_USAGE;
+	}
+	int pr = parse_args(&c, ac, av);
+	if (pr == 2) {
+		printf("booking-commands %s\n", BK_VERSION);
+		bk_kconf_destroy(c.kc);
+		bk_conffile_free_argv(av);
+		return CP_EXIT_OK;
+	}
 	if (pr != 0) {
 		FILE *f = pr > 0 ? stdout : stderr;
 		fputs(usage_text, f);
 		fputs(bk_kconf_usage(), f);
+		fputs(bk_conffile_usage(), f);
 		bk_kconf_destroy(c.kc);
+		bk_conffile_free_argv(av);
+		if (pr < 0)
+			bk_logf(BK_LOG_ERROR, "not started: exiting",
+				"exit=%d cause=\"bad usage\" version=%s", CP_EXIT_USAGE,
+				BK_VERSION);
 		return pr > 0 ? CP_EXIT_OK : CP_EXIT_USAGE;
 	}
 	if (load_keyring(&c) < 0 || load_writer(&c) < 0)
@@ -734,8 +1165,15 @@ int main(int argc, char **argv)
 	sa.sa_handler = on_signal;
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	sa.sa_handler = on_hup;
+	sigaction(SIGHUP, &sa, NULL);
+	if (metrics_addr && mx_start(&c, metrics_addr) < 0)
+		goto out;
 	if (setup_kafka(&c, &code) < 0)
 		goto out;
+	mx_partitions(&c);
+	sd_notifyf(0, "READY=1\nSTATUS=consuming %s (%d partitions)", c.topic[BK_TOPIC_COMMANDS],
+		   c.nparts);
 	char perr[256];
 	cp_adm *adm = calloc(CP_RUN_MAX, sizeof(*adm));
 	if (!adm || !(c.pool = bk_pool_new(c.o.admit_threads, perr, sizeof(perr)))) {
@@ -752,16 +1190,20 @@ int main(int argc, char **argv)
 			msgpack_sbuffer_init(&c.wscratch[i]);
 	}
 	run(&c, adm);
+	sd_notify(0, "STOPPING=1");
 	for (size_t i = 0; i < CP_RUN_MAX; i++)
 		cp_adm_free(&adm[i]);
 	free(adm);
-	cp_batch_close(&c, false);
+	close_batch(&c, false);
 	cp_report_unsigned(&c);
 	code = c.exit_code;
+	started = true;
 	bk_logf(code ? BK_LOG_ERROR : BK_LOG_INFO, "stopping",
-		"exit=%d commands=%llu events=%llu dlq=%llu batches=%llu aborts=%llu wait_ms=%lld "
+		"exit=%d cause=%s commands=%llu events=%llu dlq=%llu batches=%llu aborts=%llu "
+		"wait_ms=%lld "
 		"check_ms=%lld handle_ms=%lld close_ms=%lld",
-		code, (unsigned long long)c.n_cmds, (unsigned long long)c.n_events,
+		code, code ? "fatal error (logged above)" : signal_name(stop_signal),
+		(unsigned long long)c.n_cmds, (unsigned long long)c.n_events,
 		(unsigned long long)c.n_dlq, (unsigned long long)c.n_batches,
 		(unsigned long long)c.n_aborts, (long long)(c.us_wait / 1000),
 		(long long)(c.us_check / 1000), (long long)(c.us_handle / 1000),
@@ -783,6 +1225,18 @@ int main(int argc, char **argv)
 		rd_kafka_flush(c.producer, c.o.timeout_ms);
 	}
 out:
+	if (!started)
+		bk_logf(BK_LOG_ERROR, "not started: exiting", "exit=%d cause=%s version=%s", code,
+			code == CP_EXIT_USAGE
+			    ? "bad configuration, or topics not usable (see above)"
+			    : "fatal error (see above)",
+			BK_VERSION);
+	bk_metrics_free(mx.reg); /* stops the server first */
+	free(mx.lag_s);
+	free(mx.end_s);
+	free(mx.ts_ms);
+	bk_mgrid_free(mx.commands_batch);
+	bk_mgrid_free(mx.dlq_batch);
 	if (c.consumer)
 		rd_kafka_destroy(c.consumer);
 	if (c.producer)
@@ -812,5 +1266,6 @@ out:
 	free(c.srec);
 	bk_tzdb_free(c.tz);
 	bk_kconf_destroy(c.kc);
+	bk_conffile_free_argv(av); /* after everything that kept a pointer into it */
 	return code;
 }

@@ -640,7 +640,8 @@ int cp_handle_admitted(cp *c, cp_adm *a)
 	res.version = version;
 	if (rc == 0)
 		rc = produce_result(c, m->partition, m->offset, &res);
-	bk_logf(d.outcome == BK_ACCEPTED ? BK_LOG_DEBUG : BK_LOG_INFO, "command handled",
+	bk_mgrid_inc3(c->m_commands, (int)cmd.type, (int)res.status, (int)res.code);
+	bk_logf(BK_LOG_DEBUG, "command handled", /* counted: booking_commands_total */
 		"topic=%s partition=%d offset=%lld order_id=%s command_id=%s type=%s status=%s "
 		"code=%s events=%u version=%lld message=\"%s\"",
 		rd_kafka_topic_name(m->rkt), (int)m->partition, (long long)m->offset, cmd.order_id,

@@ -8,7 +8,9 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -375,6 +377,10 @@ const char *bk_kconf_usage(void)
 	       "  --results-topic NAME           default booking.command-results\n"
 	       "  --dlq-topic NAME               default booking.dlq\n"
 	       "  --rules-topic NAME             default booking.rules\n"
+	       "  BOOKING_KAFKA_<PROP>=VALUE     (environment) librdkafka property <prop>, upper\n"
+	       "                                 case with '_' for '.': "
+	       "BOOKING_KAFKA_SASL_PASSWORD\n"
+	       "                                 keeps a secret off argv; -X wins over it\n"
 	       "  Producers always use partitioner=murmur2_random (SPEC §3).\n";
 }
 
@@ -462,6 +468,105 @@ static int file_consumer_defaults(const char *path, rd_kafka_conf_t *conf, char 
 	return rc;
 }
 
+extern char **environ;
+
+/* librdkafka's properties that only consumers (C) or only producers (P) use, from its own
+ * table (rd_kafka_conf_properties_show), read once. */
+typedef struct scoped {
+	char name[64];
+	char scope;
+} scoped;
+static scoped *scopes;
+static size_t nscopes;
+static pthread_once_t scopes_once = PTHREAD_ONCE_INIT;
+
+static void load_scopes(void)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	if (!f)
+		return;
+	rd_kafka_conf_properties_show(f);
+	fclose(f);
+	size_t cap = 0;
+	for (char *line = buf, *next; line && *line; line = next) {
+		next = strchr(line, '\n');
+		if (next)
+			*next++ = '\0';
+		char *bar = strchr(line, '|');
+		if (!bar)
+			continue;
+		char *bar2 = strchr(bar + 1, '|');
+		size_t nl = (size_t)(bar - line);
+		while (nl && line[nl - 1] == ' ')
+			nl--;
+		char sc = 0;
+		for (char *c = bar + 1; bar2 && c < bar2; c++)
+			if (*c == 'C' || *c == 'P')
+				sc = *c;
+		if (!sc || nl == 0 || nl >= sizeof(scopes->name))
+			continue;
+		if (nscopes == cap) {
+			cap = cap ? cap * 2 : 64;
+			scoped *n = realloc(scopes, cap * sizeof(*n));
+			if (!n)
+				break;
+			scopes = n;
+		}
+		memcpy(scopes[nscopes].name, line, nl);
+		scopes[nscopes].name[nl] = '\0';
+		scopes[nscopes++].scope = sc;
+	}
+	free(buf);
+}
+
+/* Does a property not apply to this role (a consumer property for a producer, or the
+ * other way round)? librdkafka would warn at each start that it ignores it. */
+static bool other_role(const char *key, bk_kconf_role role)
+{
+	pthread_once(&scopes_once, load_scopes);
+	for (size_t i = 0; i < nscopes; i++)
+		if (!strcmp(scopes[i].name, key))
+			return scopes[i].scope == (role == BK_KCONF_CONSUMER ? 'P' : 'C');
+	return false;
+}
+
+/*
+ * The librdkafka properties in the environment: BOOKING_KAFKA_SASL_PASSWORD=x is
+ * sasl.password=x (lower case, '_' as '.'), so secrets need not be on argv. An error
+ * names the variable, never its value. 0 or -1 + errstr; *ret_partitioner is set when
+ * one of them is the partitioner.
+ */
+static int apply_env(rd_kafka_conf_t *conf, bk_kconf_role role, const char **ret_partitioner,
+		     char *errstr, size_t errstr_size)
+{
+	static const char pfx[] = "BOOKING_KAFKA_";
+	for (char **e = environ; e && *e; e++) {
+		if (strncmp(*e, pfx, sizeof(pfx) - 1) != 0)
+			continue;
+		const char *name = *e + sizeof(pfx) - 1, *eq = strchr(name, '=');
+		char key[256], why[512];
+		size_t n = eq ? (size_t)(eq - name) : 0;
+		if (!eq || n == 0 || n >= sizeof(key))
+			continue;
+		for (size_t i = 0; i < n; i++)
+			key[i] = name[i] == '_' ? '.' : (char)tolower((unsigned char)name[i]);
+		key[n] = '\0';
+		if (other_role(key, role))
+			continue;
+		rd_kafka_conf_res_t res = rd_kafka_conf_set(conf, key, eq + 1, why, sizeof(why));
+		if (res != RD_KAFKA_CONF_OK)
+			return fail(errstr, errstr_size, "environment %.*s%.*s (property %s): %s",
+				    (int)(sizeof(pfx) - 1), pfx, (int)n, name, key,
+				    res == RD_KAFKA_CONF_UNKNOWN ? "unknown property"
+								 : "invalid value");
+		if (!strcmp(key, "partitioner"))
+			*ret_partitioner = eq + 1;
+	}
+	return 0;
+}
+
 int bk_kconf_build(const bk_kconf *kc, bk_kconf_role role, const char *const *defaults,
 		   rd_kafka_conf_t **ret_conf, char *errstr, size_t errstr_size)
 {
@@ -488,7 +593,12 @@ int bk_kconf_build(const bk_kconf *kc, bk_kconf_role role, const char *const *de
 		    file_consumer_defaults(kc->brokers_file, conf, errstr, errstr_size) < 0)
 			goto err;
 	}
+	if (apply_env(conf, role, &partitioner, errstr, errstr_size) < 0)
+		goto err;
 	for (size_t i = 0; i < kc->nprops; i++) {
+		/* -X applies to every client of the program: each takes what is its own */
+		if (other_role(kc->props[i].key, role))
+			continue;
 		if (conf_apply(conf, "-X", kc->props[i].key, kc->props[i].value, errstr,
 			       errstr_size) < 0)
 			goto err;
@@ -499,7 +609,7 @@ int bk_kconf_build(const bk_kconf *kc, bk_kconf_role role, const char *const *de
 	if (role == BK_KCONF_PRODUCER) {
 		if (partitioner && strcmp(partitioner, BK_PARTITIONER) != 0) {
 			fail(errstr, errstr_size,
-			     "-X partitioner=%s: the partitioner is fixed to " BK_PARTITIONER
+			     "partitioner=%s: the partitioner is fixed to " BK_PARTITIONER
 			     " so that producers in every language agree (SPEC §3)",
 			     partitioner);
 			goto err;
@@ -550,7 +660,11 @@ int bk_kconf_new_handle(const bk_kconf *kc, bk_kconf_role role, const char *cons
 
 void bk_kconf_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
-	bk_log_level l = level <= 3   ? BK_LOG_ERROR
+	/* connection failures (FAIL) and the errors librdkafka retries by itself (ERROR:
+	 * all brokers down, transport errors) are transient: warn. What is fatal, the
+	 * programs report themselves. */
+	bool transient = fac && (!strcmp(fac, "FAIL") || !strcmp(fac, "ERROR"));
+	bk_log_level l = level <= 3   ? (transient ? BK_LOG_WARN : BK_LOG_ERROR)
 			 : level == 4 ? BK_LOG_WARN
 			 : level <= 6 ? BK_LOG_INFO
 				      : BK_LOG_DEBUG;

@@ -94,10 +94,13 @@ int bk_kconf_read_brokers_file(const char *path, char **ret_list, char *errstr,
 /*
  * Build an rd_kafka_conf_t for role. Applied in order: `defaults` (a NULL-terminated
  * array of key, value pairs the program wants, e.g. {"enable.idempotence", "true",
- * NULL}; may be NULL), the brokers (-b or --brokers-file, read now), every -X in
- * command-line order, then what the role requires (producers: partitioner
- * murmur2_random, SPEC §3; a -X partitioner other than that is an error). Also routes
- * librdkafka's own log lines through lib/log.h. Fails when no broker list was given
+ * NULL}; may be NULL), the brokers (-b or --brokers-file, read now), the environment's
+ * BOOKING_KAFKA_<PROP> variables (BOOKING_KAFKA_SASL_PASSWORD: sasl.password; an error
+ * names the variable, never its value), every -X in command-line order (a property
+ * only consumers use is left out of a producer's configuration and the other way round,
+ * so one -X list serves every client of a program), then what the role requires
+ * (producers: partitioner murmur2_random, SPEC §3; a -X partitioner other than that is an error).
+ * Also routes librdkafka's own log lines through lib/log.h. Fails when no broker list was given
  * (none of -b, --brokers-file, -X bootstrap.servers, defaults). On success *ret_conf is
  * the caller's (hand it to rd_kafka_new or rd_kafka_conf_destroy it); on failure
  * nothing is allocated.
@@ -111,7 +114,8 @@ int bk_kconf_new_handle(const bk_kconf *kc, bk_kconf_role role, const char *cons
 			rd_kafka_t **ret_rk, char *errstr, size_t errstr_size) BK_MUSTCHECK;
 
 /* The log callback bk_kconf_build installs: librdkafka lines as logfmt
- * (msg="librdkafka" fac=... client=... text="..."). Thread-safe. */
+ * (msg="librdkafka" fac=... client=... text="..."); connection failures and the other
+ * errors librdkafka retries by itself (facilities FAIL, ERROR) at warn. Thread-safe. */
 void bk_kconf_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf);
 
 /*

@@ -5,18 +5,30 @@
  * and the batching clock; proj_batch does the projecting. SIGTERM finishes or rolls back
  * the current batch and exits 0.
  */
+#include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "kconf.h"
+#include <systemd/sd-daemon.h>
+
 #include "bk_codec.h"
+#include "conffile.h"
+#include "kconf.h"
 #include "log.h"
-#include "trust.h"
+#include "metrics.h"
+#include "pgutil.h"
 #include "proj_batch.h"
+#include "trust.h"
+
+#ifndef BK_VERSION
+#define BK_VERSION "unknown"
+#endif
 
 #define EXIT_OK	   0
 #define EXIT_FATAL 1
@@ -24,12 +36,18 @@
 
 #define CAUGHT_UP_MS 10 /* nothing to read for this long: the batch is written */
 
-static volatile sig_atomic_t stop;
+static volatile sig_atomic_t stop, stop_signal, hup_flag;
 
 static void on_signal(int sig)
 {
-	(void)sig;
+	stop_signal = sig;
 	stop = 1;
+}
+
+static void on_hup(int sig)
+{
+	(void)sig;
+	hup_flag = 1;
 }
 
 static const char usage_text[] =
@@ -54,9 +72,13 @@ static const char usage_text[] =
     "                         records their seals cover are projected; the rest are\n"
     "                         rejected (booking_proj.rejected)\n"
     "      --trust-unsealed 1 DEVELOPMENT ONLY: project records without seals\n"
+    "      --metrics-addr HOST:PORT  serve GET /metrics (Prometheus), /healthz and\n"
+    "                         /readyz there (default off; e.g. 127.0.0.1:9465)\n"
     "  -h, --help             this text\n"
+    "      --version          the version\n"
     "\n"
-    "Kafka options:\n";
+    "SIGHUP is logged and changes nothing (logs go to stderr).\n"
+    "\n";
 
 typedef struct app {
 	rd_kafka_t *rk;
@@ -232,6 +254,26 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* "0,1,5-9": a partition list for a log line (ids ascending or not; truncated with "..."). */
+static const char *part_list(const int32_t *ids, size_t n, char *buf, size_t bufsz)
+{
+	size_t at = 0;
+	buf[0] = '\0';
+	for (size_t i = 0; i < n && at + 16 < bufsz; i++) {
+		size_t j = i;
+		while (j + 1 < n && ids[j + 1] == ids[j] + 1)
+			j++;
+		int k = j > i ? snprintf(buf + at, bufsz - at, "%s%d-%d", at ? "," : "",
+					 (int)ids[i], (int)ids[j])
+			      : snprintf(buf + at, bufsz - at, "%s%d", at ? "," : "", (int)ids[i]);
+		at += (size_t)k;
+		i = j;
+		if (i + 1 < n && at + 16 >= bufsz)
+			snprintf(buf + at, bufsz - at, ",...");
+	}
+	return buf;
+}
+
 /* Seek offsets of the partitions of one topic in `parts`, from the checkpoints. */
 static int resume_offsets(app *a, rd_kafka_topic_partition_list_t *parts, const char *topic)
 {
@@ -266,9 +308,12 @@ static int resume_offsets(app *a, rd_kafka_topic_partition_list_t *parts, const 
 			stop = 1;
 		}
 		tp->offset = next[i] >= 0 ? next[i] : RD_KAFKA_OFFSET_BEGINNING;
-		bk_logf(BK_LOG_INFO, "partition assigned", "topic=%s partition=%d offset=%lld",
+		bk_logf(BK_LOG_DEBUG, "partition assigned", "topic=%s partition=%d offset=%lld",
 			topic, tp->partition, (long long)next[i]);
 	}
+	char list[1024];
+	bk_logf(BK_LOG_INFO, "partition assigned", "topic=%s count=%zu partitions=%s", topic, n,
+		part_list(ids, n, list, sizeof(list)));
 	return 0;
 }
 
@@ -296,9 +341,17 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 		}
 		return;
 	}
-	for (int i = 0; i < parts->cnt; i++)
-		bk_logf(BK_LOG_INFO, "partition revoked", "topic=%s partition=%d",
+	int32_t ids[4096];
+	size_t nids = 0;
+	for (int i = 0; i < parts->cnt; i++) {
+		bk_logf(BK_LOG_DEBUG, "partition revoked", "topic=%s partition=%d",
 			parts->elems[i].topic, parts->elems[i].partition);
+		if (nids < 4096 && strcmp(parts->elems[i].topic, a->events_topic) == 0)
+			ids[nids++] = parts->elems[i].partition;
+	}
+	char list[1024];
+	bk_logf(BK_LOG_INFO, "partition revoked", "count=%d events_partitions=%s", parts->cnt,
+		part_list(ids, nids, list, sizeof(list)));
 	proj_revoke(a->p);
 	if (coop) {
 		rd_kafka_error_t *e = rd_kafka_incremental_unassign(rk, parts);
@@ -372,7 +425,6 @@ static size_t record_events(const rd_kafka_message_t *m)
 
 static void drop(rd_kafka_message_t **msgs, size_t *n)
 {
-	/* (callers pass a->msgs; what waits for a seal is rejected or re-read) */
 	for (size_t i = 0; i < *n; i++)
 		rd_kafka_message_destroy(msgs[i]);
 	*n = 0;
@@ -401,6 +453,25 @@ static void reseek(app *a, rd_kafka_message_t **msgs, size_t n)
 	rd_kafka_topic_partition_list_destroy(l);
 }
 
+/* After a committed batch: its partitions' next offsets committed to Kafka too, async,
+ * for Kafka's lag tooling (kafka-consumer-groups). Information only: the checkpoints in
+ * PostgreSQL stay the truth, and the projector never reads these offsets. */
+static void commit_info(app *a, rd_kafka_message_t *const *msgs, size_t n)
+{
+	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(16);
+	for (size_t i = 0; i < n; i++) {
+		const char *t = rd_kafka_topic_name(msgs[i]->rkt);
+		if (rd_kafka_topic_partition_list_find(l, t, msgs[i]->partition))
+			continue;
+		int64_t next = proj_next(a->p, t, msgs[i]->partition);
+		if (next >= 0)
+			rd_kafka_topic_partition_list_add(l, t, msgs[i]->partition)->offset = next;
+	}
+	if (l->cnt > 0)
+		rd_kafka_commit(a->rk, l, 1); /* a failure only delays the tooling's view */
+	rd_kafka_topic_partition_list_destroy(l);
+}
+
 static void log_stats(const proj *p)
 {
 	const proj_stats *s = proj_get_stats(p);
@@ -417,6 +488,264 @@ static void log_stats(const proj *p)
 		(unsigned long long)(s->busy_us / 1000));
 }
 
+/* --metrics-addr: the projector's metrics (ops/metrics.md). The main thread mirrors
+ * proj_stats after each batch and sets the lag every second; a monitor thread probes
+ * PostgreSQL (readiness) and counts quarantined orders on its own connection. */
+#define PX_MAX_PARTS 4096
+typedef struct px {
+	bk_metrics *reg; /* NULL: metrics off */
+	bk_series *batches, *records, *events, *applied, *duplicates, *forks, *quarantined, *held,
+	    *retried, *rules, *slow_paths, *pg_errors, *fenced, *batch_size, *batch_seconds,
+	    *q_orders, *pg_up, *probe_failures, *assigned;
+	bk_metric *lag, *end;
+	bk_series *lag_s[PX_MAX_PARTS], *end_s[PX_MAX_PARTS];
+	const char *conninfo;
+	pthread_t mon;
+	bool mon_started;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool mon_stop; /* under mu */
+	atomic_int pg_ok;
+} px;
+
+static px pxm = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+static bool px_ready(void *opaque, char *why, size_t whysz)
+{
+	(void)opaque;
+	if (!atomic_load(&pxm.pg_ok)) {
+		snprintf(why, whysz, "postgresql unreachable (or not probed yet)");
+		return false;
+	}
+	return true;
+}
+
+/* One probe: connect if needed (5 s timeout), count the quarantined orders. */
+static PGconn *px_probe(PGconn *c)
+{
+	char err[512];
+	if (!c) {
+		const char *k[] = {"dbname", "connect_timeout", "fallback_application_name", NULL};
+		const char *v[] = {pxm.conninfo, "5", "booking-projector-monitor", NULL};
+		c = PQconnectdbParams(k, v, 1);
+		if (PQstatus(c) != CONNECTION_OK) {
+			bk_logf(BK_LOG_DEBUG, "metrics: postgresql probe failed", "err=\"%s\"",
+				PQerrorMessage(c));
+			PQfinish(c);
+			c = NULL;
+		}
+	}
+	PGresult *r = c ? pgu_query(c,
+				    "select count(distinct order_id) from booking_proj.quarantine "
+				    "where status in ('held', 'retry')",
+				    0, NULL, "count quarantined orders", err, sizeof(err))
+			: NULL;
+	if (r && PQntuples(r) == 1) {
+		bk_series_set(pxm.q_orders, strtod(PQgetvalue(r, 0, 0), NULL));
+		atomic_store(&pxm.pg_ok, 1);
+		bk_series_set(pxm.pg_up, 1);
+		PQclear(r);
+		return c;
+	}
+	if (r)
+		PQclear(r);
+	else if (c)
+		bk_logf(BK_LOG_DEBUG, "metrics: postgresql probe failed", "err=\"%s\"", err);
+	atomic_store(&pxm.pg_ok, 0);
+	bk_series_set(pxm.pg_up, 0);
+	bk_series_inc(pxm.probe_failures);
+	if (c)
+		PQfinish(c);
+	return NULL;
+}
+
+static void *px_monitor(void *arg)
+{
+	(void)arg;
+	PGconn *c = NULL;
+	pthread_mutex_lock(&pxm.mu);
+	while (!pxm.mon_stop) {
+		pthread_mutex_unlock(&pxm.mu);
+		c = px_probe(c);
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 5;
+		pthread_mutex_lock(&pxm.mu);
+		while (!pxm.mon_stop && pthread_cond_timedwait(&pxm.cv, &pxm.mu, &ts) != ETIMEDOUT)
+			;
+	}
+	pthread_mutex_unlock(&pxm.mu);
+	if (c)
+		PQfinish(c);
+	return NULL;
+}
+
+static bk_series *px_add(bk_mtype t, const char *name, const char *help, const double *b, size_t nb)
+{
+	return bk_metric_with(bk_metrics_add(pxm.reg, t, name, help, NULL, b, nb), NULL);
+}
+
+/* The registry, its server and the monitor thread. 0, or -1 (message printed). */
+static int px_start(const char *addr, const char *conninfo)
+{
+	char err[512];
+	if (!(pxm.reg = bk_metrics_new()))
+		return -1;
+	pxm.conninfo = conninfo;
+	bk_metric *info =
+	    bk_metrics_add(pxm.reg, BK_MT_GAUGE, "booking_build_info",
+			   "Build information; always 1.", "program,version", NULL, 0);
+	bk_series_set(bk_metric_with(info, (const char *const[]){"booking-projector", BK_VERSION}),
+		      1);
+	pxm.batches = px_add(BK_MT_COUNTER, "booking_projector_batches_total",
+			     "Batches committed to PostgreSQL.", NULL, 0);
+	pxm.records = px_add(BK_MT_COUNTER, "booking_projector_records_total",
+			     "Events and rules records in committed batches.", NULL, 0);
+	pxm.events = px_add(BK_MT_COUNTER, "booking_projector_events_total",
+			    "Events read in committed batches.", NULL, 0);
+	pxm.applied = px_add(BK_MT_COUNTER, "booking_projector_events_applied_total",
+			     "Events applied to the read model.", NULL, 0);
+	pxm.duplicates = px_add(BK_MT_COUNTER, "booking_projector_duplicates_total",
+				"Events already projected (seen again), skipped.", NULL, 0);
+	pxm.forks = px_add(BK_MT_COUNTER, "booking_projector_forks_total",
+			   "Forks seen: an event that does not continue its order's hash chain "
+			   "from the head (a second writer); recorded in booking_proj.fork.",
+			   NULL, 0);
+	pxm.quarantined = px_add(
+	    BK_MT_COUNTER, "booking_projector_quarantined_events_total",
+	    "Invalid records seen: events that could not be applied or records that could not "
+	    "be decoded or hash-checked; each quarantines its order.",
+	    NULL, 0);
+	pxm.held = px_add(BK_MT_COUNTER, "booking_projector_held_events_total",
+			  "Events held behind a quarantined event of their order.", NULL, 0);
+	pxm.retried =
+	    px_add(BK_MT_COUNTER, "booking_projector_quarantine_retried_total",
+		   "Quarantined events re-applied after bookingctl quarantine retry.", NULL, 0);
+	pxm.rules = px_add(BK_MT_COUNTER, "booking_projector_rules_records_total",
+			   "booking.rules records projected.", NULL, 0);
+	pxm.slow_paths =
+	    px_add(BK_MT_COUNTER, "booking_projector_slow_paths_total",
+		   "Batches re-written event by event after a constraint failure.", NULL, 0);
+	pxm.pg_errors = px_add(BK_MT_COUNTER, "booking_projector_pg_errors_total",
+			       "PostgreSQL failures (connect or batch); each one is retried "
+			       "with backoff, so this also counts the retries.",
+			       NULL, 0);
+	pxm.fenced = px_add(BK_MT_COUNTER, "booking_projector_fenced_batches_total",
+			    "Batches not written because a checkpoint moved (another instance, "
+			    "or a rebuild swap): re-read from the checkpoints.",
+			    NULL, 0);
+	pxm.batch_size =
+	    px_add(BK_MT_HISTOGRAM, "booking_projector_batch_size", "Records per committed batch.",
+		   bk_metric_size_buckets, bk_metric_size_nbuckets);
+	pxm.batch_seconds = px_add(BK_MT_HISTOGRAM, "booking_projector_batch_seconds",
+				   "Time to project and commit a batch, in seconds.",
+				   bk_metric_seconds_buckets, bk_metric_seconds_nbuckets);
+	pxm.q_orders = px_add(BK_MT_GAUGE, "booking_projector_quarantined_orders",
+			      "Orders with quarantined events waiting (held or retry), from "
+			      "booking_proj.quarantine every 5 s.",
+			      NULL, 0);
+	pxm.pg_up = px_add(BK_MT_GAUGE, "booking_projector_postgresql_up",
+			   "1 when the last PostgreSQL probe (every 5 s) succeeded.", NULL, 0);
+	pxm.probe_failures = px_add(BK_MT_COUNTER, "booking_projector_pg_probe_failures_total",
+				    "PostgreSQL probes (readiness) that failed.", NULL, 0);
+	pxm.assigned = px_add(BK_MT_GAUGE, "booking_projector_partitions_assigned",
+			      "booking.events partitions assigned to this instance.", NULL, 0);
+	pxm.lag = bk_metrics_add(pxm.reg, BK_MT_GAUGE, "booking_projector_partition_lag_records",
+				 "booking.events records not yet projected, per assigned partition "
+				 "(end offset - checkpoint).",
+				 "topic,partition", NULL, 0);
+	pxm.end = bk_metrics_add(pxm.reg, BK_MT_GAUGE, "booking_projector_partition_end_offset",
+				 "booking.events high watermark, per assigned partition.",
+				 "topic,partition", NULL, 0);
+	if (!pxm.assigned || !pxm.lag || !pxm.end) {
+		fprintf(stderr, "booking-projector: metrics: out of memory\n");
+		return -1;
+	}
+	int port = 0;
+	if (bk_metrics_serve(pxm.reg, addr, 300, px_ready, NULL, &port, err, sizeof(err)) < 0) {
+		fprintf(stderr, "booking-projector: %s\n", err);
+		return -1;
+	}
+	if (pthread_create(&pxm.mon, NULL, px_monitor, NULL) != 0) {
+		fprintf(stderr, "booking-projector: metrics: cannot start the monitor thread\n");
+		return -1;
+	}
+	pxm.mon_started = true;
+	bk_logf(BK_LOG_INFO, "metrics listening", "addr=%s port=%d version=%s", addr, port,
+		BK_VERSION);
+	return 0;
+}
+
+static void px_stop(void)
+{
+	if (pxm.mon_started) {
+		pthread_mutex_lock(&pxm.mu);
+		pxm.mon_stop = true;
+		pthread_cond_signal(&pxm.cv);
+		pthread_mutex_unlock(&pxm.mu);
+		pthread_join(pxm.mon, NULL);
+	}
+	bk_metrics_free(pxm.reg);
+	pxm.reg = NULL;
+}
+
+/* Counters from proj_stats, per-partition lag from the assignment (main thread). */
+static void px_update(app *a)
+{
+	if (!pxm.reg)
+		return;
+	const proj_stats *s = proj_get_stats(a->p);
+	bk_series_store(pxm.batches, s->batches);
+	bk_series_store(pxm.records, s->records);
+	bk_series_store(pxm.events, s->events);
+	bk_series_store(pxm.applied, s->applied);
+	bk_series_store(pxm.duplicates, s->duplicates);
+	bk_series_store(pxm.forks, s->forks);
+	bk_series_store(pxm.quarantined, s->quarantined);
+	bk_series_store(pxm.held, s->held);
+	bk_series_store(pxm.retried, s->retried);
+	bk_series_store(pxm.rules, s->rules);
+	bk_series_store(pxm.slow_paths, s->slow_paths);
+	bk_series_store(pxm.pg_errors, s->pg_errors);
+	bool shown[PX_MAX_PARTS] = {0};
+	int assigned = 0;
+	rd_kafka_topic_partition_list_t *l = NULL;
+	if (rd_kafka_assignment(a->rk, &l) == RD_KAFKA_RESP_ERR_NO_ERROR && l) {
+		for (int i = 0; i < l->cnt; i++) {
+			int32_t p = l->elems[i].partition;
+			if (strcmp(l->elems[i].topic, a->events_topic) != 0 || p < 0 ||
+			    p >= PX_MAX_PARTS)
+				continue;
+			assigned++;
+			int64_t lo = 0, hi = 0;
+			if (rd_kafka_get_watermark_offsets(a->rk, a->events_topic, p, &lo, &hi) !=
+				RD_KAFKA_RESP_ERR_NO_ERROR ||
+			    hi < 0)
+				continue;
+			if (!pxm.lag_s[p]) {
+				char ps[16];
+				snprintf(ps, sizeof(ps), "%d", (int)p);
+				const char *v[2] = {a->events_topic, ps};
+				pxm.lag_s[p] = bk_metric_with(pxm.lag, v);
+				pxm.end_s[p] = bk_metric_with(pxm.end, v);
+			}
+			int64_t next = proj_next(a->p, a->events_topic, p);
+			int64_t lag = hi - (next < 0 ? 0 : next);
+			bk_series_set(pxm.end_s[p], (double)hi);
+			bk_series_set(pxm.lag_s[p], (double)(lag < 0 ? 0 : lag));
+			shown[p] = true;
+		}
+		rd_kafka_topic_partition_list_destroy(l);
+	}
+	for (int p = 0; p < PX_MAX_PARTS; p++)
+		if (pxm.lag_s[p]) {
+			bk_series_hide(pxm.lag_s[p], !shown[p]);
+			bk_series_hide(pxm.end_s[p], !shown[p]);
+		}
+	bk_series_set(pxm.assigned, assigned);
+	bk_metrics_heartbeat(pxm.reg);
+}
+
 /* The longest a record may wait for its seal before it is rejected as unsealed. */
 #define SEAL_WAIT_MS 60000
 
@@ -425,7 +754,10 @@ static int run(app *a, long batch_events, long batch_ms, long stats_s)
 	if (grow(a) < 0)
 		return EXIT_FATAL;
 	size_t events = 0;
-	int64_t first = 0, last_idle = now_ms(), last_stats = now_ms();
+	int64_t first = 0, last_idle = now_ms(), last_stats = now_ms(), last_px = 0, last_wd = 0;
+	uint64_t wd_us = 0; /* systemd's WatchdogSec (sd_notify WATCHDOG=1 at half of it) */
+	if (sd_watchdog_enabled(0, &wd_us) <= 0)
+		wd_us = 0;
 	bool caught_up = false;
 	while (!stop || a->n > 0) {
 		int64_t t = now_ms();
@@ -483,9 +815,17 @@ static int run(app *a, long batch_events, long batch_ms, long stats_s)
 		/* with nothing to read, an empty batch now and then picks up retries */
 		bool idle = a->n == 0 && !stop && t - last_idle >= 1000;
 		if (full || idle) {
+			int64_t t0 = now_ms();
 			proj_rc rc = proj_batch(a->p, a->sel, a->selver, k);
-			if (rc == PROJ_FENCED)
+			if (rc == PROJ_FENCED) {
+				bk_series_inc(pxm.fenced);
 				reseek(a, a->msgs, a->n);
+			} else if (rc == PROJ_OK && k > 0) {
+				commit_info(a, a->sel, k);
+				bk_series_observe(pxm.batch_size, (double)k);
+				bk_series_observe(pxm.batch_seconds, (double)(now_ms() - t0) / 1e3);
+				px_update(a);
+			}
 			if (rc == PROJ_FENCED || stop || rc == PROJ_STOPPED) {
 				/* everything is read again from the checkpoints */
 				bk_trust_free(a->trust);
@@ -505,6 +845,18 @@ static int run(app *a, long batch_events, long batch_ms, long stats_s)
 			last_idle = now_ms();
 			if (rc == PROJ_STOPPED || stop)
 				break;
+		}
+		if (pxm.reg && t - last_px >= 1000) {
+			px_update(a);
+			last_px = t;
+		}
+		if (wd_us && t - last_wd >= (int64_t)(wd_us / 2000)) {
+			sd_notify(0, "WATCHDOG=1");
+			last_wd = t;
+		}
+		if (hup_flag) {
+			hup_flag = 0;
+			bk_log(BK_LOG_INFO, "SIGHUP: nothing to reload; logs go to stderr");
 		}
 		if (stats_s > 0 && t - last_stats >= stats_s * 1000) {
 			log_stats(a->p);
@@ -528,9 +880,28 @@ static int parse_long(const char *opt, const char *s, long min, long *ret)
 	return 0;
 }
 
+static int projector_main(int argc, char **argv);
+
+/* -F FILE expanded into argv first (lib/conffile.h); the vector lives as long as main. */
 int main(int argc, char **argv)
 {
-	const char *conninfo = NULL, *group = "booking-projector", *wkr_path = NULL;
+	char err[600], **av = NULL;
+	int ac = 0;
+	if (bk_conffile_expand(argc, argv, &ac, &av, err, sizeof(err)) < 0) {
+		fprintf(stderr, "booking-projector: %s\n", err);
+		bk_logf(BK_LOG_ERROR, "not started: exiting",
+			"exit=%d cause=\"bad -F file\" version=%s", EXIT_USAGE, BK_VERSION);
+		return EXIT_USAGE;
+	}
+	int rc = projector_main(ac, av);
+	bk_conffile_free_argv(av);
+	return rc;
+}
+
+static int projector_main(int argc, char **argv)
+{
+	const char *conninfo = NULL, *group = "booking-projector", *metrics_addr = NULL,
+		   *wkr_path = NULL;
 	bool trust_unsealed = false;
 	long batch_events = 20000, batch_ms = 200, stats_s = 10;
 	pdb_path path = PDB_COPY;
@@ -543,6 +914,9 @@ int main(int argc, char **argv)
 		if (r < 0) {
 			fprintf(stderr, "booking-projector: %s\n", err);
 			bk_kconf_destroy(kc);
+			bk_logf(BK_LOG_ERROR, "not started: exiting",
+				"exit=%d cause=\"bad Kafka option\" version=%s", EXIT_USAGE,
+				BK_VERSION);
 			return EXIT_USAGE;
 		}
 		if (r == 1)
@@ -557,13 +931,18 @@ int main(int argc, char **argv)
 			a = name;
 			v = eq + 1;
 		} else if (v && (strcmp(a, "-d") == 0 || strncmp(a, "--", 2) == 0) &&
-			   strcmp(a, "--help") != 0) {
+			   strcmp(a, "--help") != 0 && strcmp(a, "--version") != 0) {
 			i++;
 		}
 		int bad = 0;
 		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
 			fputs(usage_text, stdout);
 			fputs(bk_kconf_usage(), stdout);
+			fputs(bk_conffile_usage(), stdout);
+			bk_kconf_destroy(kc);
+			return EXIT_OK;
+		} else if (strcmp(a, "--version") == 0) {
+			printf("booking-projector %s\n", BK_VERSION);
 			bk_kconf_destroy(kc);
 			return EXIT_OK;
 		} else if (!v) {
@@ -580,6 +959,8 @@ int main(int argc, char **argv)
 			bad = parse_long(a, v, 0, &stats_s) < 0;
 		} else if (strcmp(a, "--group-id") == 0) {
 			group = v;
+		} else if (strcmp(a, "--metrics-addr") == 0) {
+			metrics_addr = v;
 		} else if (strcmp(a, "--writer-keyring") == 0) {
 			wkr_path = v;
 		} else if (strcmp(a, "--trust-unsealed") == 0) {
@@ -600,6 +981,8 @@ int main(int argc, char **argv)
 		}
 		if (bad) {
 			bk_kconf_destroy(kc);
+			bk_logf(BK_LOG_ERROR, "not started: exiting",
+				"exit=%d cause=\"bad usage\" version=%s", EXIT_USAGE, BK_VERSION);
 			return EXIT_USAGE;
 		}
 	}
@@ -609,6 +992,15 @@ int main(int argc, char **argv)
 	sa.sa_handler = on_signal;
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	sa.sa_handler = on_hup;
+	sigaction(SIGHUP, &sa, NULL);
+	if (metrics_addr && px_start(metrics_addr, conninfo) < 0) {
+		px_stop();
+		bk_kconf_destroy(kc);
+		bk_logf(BK_LOG_ERROR, "not started: exiting",
+			"exit=%d cause=\"bad --metrics-addr\" version=%s", EXIT_USAGE, BK_VERSION);
+		return EXIT_USAGE;
+	}
 
 	app a = {.kc = kc,
 		 .events_topic = bk_kconf_topic(kc, BK_TOPIC_EVENTS),
@@ -616,14 +1008,17 @@ int main(int argc, char **argv)
 	if (!trust_unsealed && bk_trust_load_keyring(wkr_path, &a.writers, err, sizeof(err)) < 0) {
 		fprintf(stderr, "booking-projector: %s (or --trust-unsealed 1, development only)\n",
 			err);
+		px_stop();
 		bk_kconf_destroy(kc);
+		bk_logf(BK_LOG_ERROR, "not started: exiting",
+			"exit=%d cause=\"no writer keyring\" version=%s", EXIT_USAGE, BK_VERSION);
 		return EXIT_USAGE;
 	}
 	if (trust_unsealed)
 		bk_log(BK_LOG_WARN, "*** --trust-unsealed: records WITHOUT A SEAL ARE PROJECTED. "
 				    "Development only; never in production. ***");
-	a.trust =
-	    bk_trust_new(a.writers, trust_unsealed, 1 << 16, on_release, NULL, on_bad_seal, &a);
+	a.trust = bk_trust_new(a.writers, trust_unsealed, 1 << 16, on_release, NULL, on_bad_seal,
+			       &a);
 	proj_cfg cfg = {conninfo, a.events_topic, a.rules_topic, path, &stop};
 	a.p = proj_new(&cfg);
 	const char *defaults[] = {"group.id",
@@ -642,6 +1037,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "booking-projector: %s\n", a.p ? err : "out of memory");
 		proj_free(a.p);
 		bk_kconf_destroy(kc);
+		px_stop();
+		bk_logf(BK_LOG_ERROR, "not started: exiting",
+			"exit=%d cause=\"bad configuration\" version=%s", EXIT_USAGE, BK_VERSION);
 		return EXIT_USAGE;
 	}
 	rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
@@ -652,6 +1050,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "booking-projector: %s\n", err);
 		proj_free(a.p);
 		bk_kconf_destroy(kc);
+		px_stop();
+		bk_logf(BK_LOG_ERROR, "not started: exiting",
+			"exit=%d cause=\"bad Kafka configuration\" version=%s", EXIT_USAGE,
+			BK_VERSION);
 		return EXIT_USAGE;
 	}
 	rd_kafka_poll_set_consumer(a.rk);
@@ -659,6 +1061,10 @@ int main(int argc, char **argv)
 		rd_kafka_destroy(a.rk);
 		proj_free(a.p);
 		bk_kconf_destroy(kc);
+		px_stop();
+		bk_logf(BK_LOG_INFO, "projector stopped",
+			"exit=%d cause=\"%s before postgresql came\"", EXIT_OK,
+			stop_signal == SIGINT ? "SIGINT" : "SIGTERM");
 		return EXIT_OK;
 	}
 	rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(2);
@@ -671,19 +1077,26 @@ int main(int argc, char **argv)
 		rd_kafka_destroy(a.rk);
 		proj_free(a.p);
 		bk_kconf_destroy(kc);
+		px_stop();
+		bk_logf(BK_LOG_ERROR, "projector stopped", "exit=%d cause=\"subscribe failed\"",
+			EXIT_FATAL);
 		return EXIT_FATAL;
 	}
-	bk_logf(BK_LOG_INFO, "projector started",
-		"events_topic=%s rules_topic=%s group_id=%s batch_events=%ld batch_ms=%ld "
-		"write_path=%s",
-		a.events_topic, a.rules_topic, group, batch_events, batch_ms,
-		path == PDB_COPY ? "copy" : "pipeline");
+	bk_logf(
+	    BK_LOG_INFO, "projector started",
+	    "version=%s events_topic=%s rules_topic=%s group_id=%s batch_events=%ld batch_ms=%ld "
+	    "write_path=%s",
+	    BK_VERSION, a.events_topic, a.rules_topic, group, batch_events, batch_ms,
+	    path == PDB_COPY ? "copy" : "pipeline");
+	sd_notifyf(0, "READY=1\nSTATUS=projecting %s", a.events_topic);
 	int rc = run(&a, batch_events, batch_ms, stats_s);
+	sd_notify(0, "STOPPING=1");
 	log_stats(a.p);
 	rd_kafka_consumer_close(a.rk);
 	rd_kafka_destroy(a.rk);
 	proj_free(a.p);
 	bk_kconf_destroy(kc);
+	px_stop();
 	bk_trust_free(a.trust);
 	bk_keyring_free(a.writers);
 	free(a.msgs);
@@ -693,6 +1106,10 @@ int main(int argc, char **argv)
 	free(a.selver);
 	free(a.taken);
 	free(a.wait_part);
-	bk_logf(BK_LOG_INFO, "projector stopped", "exit=%d", rc);
+	bk_logf(rc ? BK_LOG_ERROR : BK_LOG_INFO, "projector stopped", "exit=%d cause=%s", rc,
+		rc			 ? "fatal error (logged above)"
+		: stop_signal == SIGINT	 ? "SIGINT"
+		: stop_signal == SIGTERM ? "SIGTERM"
+					 : "stopped");
 	return rc;
 }

@@ -10,6 +10,7 @@ BK_ROOT=${BK_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 BK_PACKAGES=(meson ninja-build pkg-config gcc librdkafka-dev libpq-dev
 	"libmsgpack-dev|libmsgpack-c-dev" libsodium-dev check libjansson-dev postgresql tzdata
 	graphviz clang-format jq python3-confluent-kafka python3-nacl python3-msgpack
+	curl libmicrohttpd-dev libsystemd-dev prometheus help2man systemd
 	clang "libclang-rt-14-dev|libclang-rt-dev") # clang and libFuzzer: scripts/fuzz
 
 bk_log() { printf '==> %s\n' "$*" >&2; }
