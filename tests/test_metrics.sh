@@ -109,6 +109,9 @@ pids+=($!)
 wait_for 30 test -s "$T/boot" || { echo "Bail out! the dev broker did not start"; exit 1; }
 "$BK" keygen --key-id k1 --roles buyer,provider,support,system --out "$T/k1" >"$T/keyring" 2>/dev/null
 "$BK" keygen --key-id k2 --roles buyer,provider,support,system --out "$T/k2" >"$T/k2.line" 2>/dev/null
+# the processor's writer key and the readers' writer keyring (seals)
+"$BK" keygen --key-id w1 --roles system --types seal --out "$T/w1" >"$T/writers" 2>/dev/null
+export BOOKING_WRITER_KEY="$T/w1.sk" BOOKING_WRITER_KEY_ID=w1 BOOKING_WRITER_KEYRING="$T/writers"
 
 # both daemons configured by -F files (kcat's key=value format): own options and
 # librdkafka properties; the command line after -F overrides the file
