@@ -165,7 +165,8 @@ int cmd_profiles(int argc, char **argv)
 	o.topic = bk_kconf_topic(kc, BK_TOPIC_RULES);
 	/* with a writer keyring ($BOOKING_WRITER_KEYRING), only the processors' signed
 	 * records count, as for the processors themselves */
-	if (getenv(BK_ENV_WRITER_KEYRING) && *getenv(BK_ENV_WRITER_KEYRING)) {
+	const char *wkr_env = getenv(BK_ENV_WRITER_KEYRING);
+	if (wkr_env && *wkr_env) {
 		if (bk_trust_load_keyring(NULL, &writers, err, sizeof(err)) < 0) {
 			fprintf(stderr, "bookingctl profiles: %s\n", err);
 			rc = BK_EXIT_USAGE;

@@ -154,22 +154,15 @@ static int parse_args(cp *c, int argc, char **argv)
 		char name[64];
 		size_t nl = eq ? (size_t)(eq - a) : strlen(a);
 		snprintf(name, sizeof(name), "%.*s", (int)(nl < 63 ? nl : 63), a);
-		static const char *const with_value[] = {"--keyring",
-							 "--writer-key",
-							 "--writer-key-id",
-							 "--writer-keyring",
-							 "--batch-commands",
-							 "--batch-ms",
-							 "--batch-idle-ms",
-							 "--verify-threads",
-							 "--sweep-interval-ms",
-							 "--expiring-lead",
-							 "--group-id",
-							 "--transactional-id-prefix",
-							 "--timeout-ms",
-							 "--clock-offset",
-							 "--metrics-addr",
-							 NULL};
+		static const char *const with_value[] = {
+		    "--keyring",	   "--writer-key",
+		    "--writer-key-id",	   "--writer-keyring",
+		    "--batch-commands",	   "--batch-ms",
+		    "--batch-idle-ms",	   "--verify-threads",
+		    "--sweep-interval-ms", "--expiring-lead",
+		    "--group-id",	   "--transactional-id-prefix",
+		    "--timeout-ms",	   "--clock-offset",
+		    "--metrics-addr",	   NULL};
 		bool takes = false;
 		for (int k = 0; with_value[k]; k++)
 			if (!strcmp(name, with_value[k]))

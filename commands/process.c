@@ -121,7 +121,10 @@ static uint64_t srec_next(cp *c, int kind, int32_t partition, const uint8_t d[BK
 	r->kind = (uint8_t)kind;
 	r->partition = partition;
 	r->offset = -1;
-	memcpy(r->digest, d, BK_HASH_LEN);
+	if (d)
+		memcpy(r->digest, d, BK_HASH_LEN);
+	else
+		memset(r->digest, 0, BK_HASH_LEN); /* covers nothing: no record has it */
 	return c->n_srec;
 fail:
 	if (c->dr_err == RD_KAFKA_RESP_ERR_NO_ERROR)

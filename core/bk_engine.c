@@ -199,7 +199,8 @@ static int hash_at(void *opaque, int64_t seq, uint8_t ret_hash[BK_HASH_LEN])
 
 void bk_engine_check_hashes(bk_engine *e, bool on)
 {
-	e->no_hash_check = !on;
+	if (e)
+		e->no_hash_check = !on;
 }
 
 int bk_engine_read(bk_engine *e, const bk_record *r, bk_chain_verdict *ret_verdicts, char *err,

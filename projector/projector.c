@@ -1017,8 +1017,8 @@ static int projector_main(int argc, char **argv)
 	if (trust_unsealed)
 		bk_log(BK_LOG_WARN, "*** --trust-unsealed: records WITHOUT A SEAL ARE PROJECTED. "
 				    "Development only; never in production. ***");
-	a.trust = bk_trust_new(a.writers, trust_unsealed, 1 << 16, on_release, NULL, on_bad_seal,
-			       &a);
+	a.trust =
+	    bk_trust_new(a.writers, trust_unsealed, 1 << 16, on_release, NULL, on_bad_seal, &a);
 	proj_cfg cfg = {conninfo, a.events_topic, a.rules_topic, path, &stop};
 	a.p = proj_new(&cfg);
 	const char *defaults[] = {"group.id",

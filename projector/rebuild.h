@@ -55,12 +55,12 @@ typedef struct rb_progress {
 } rb_progress;
 
 typedef struct rb_cfg {
-	const char *conninfo;	     /* libpq conninfo; NULL or "": PG* variables */
-	const bk_kconf *kc;	     /* topic names, and the brokers when use_kafka */
-	bool use_kafka;		     /* read Kafka (always without from_file; with it: the tail) */
-	const char *from_file;	     /* `bookingctl replay --format msgpack` output, or NULL */
-	const char *migrations_dir;  /* NNN_name.sql files the shadow schemas are made from */
-	bool keep_old;		     /* keep the replaced schemas (renamed *_old_<time>) */
+	const char *conninfo;	    /* libpq conninfo; NULL or "": PG* variables */
+	const bk_kconf *kc;	    /* topic names, and the brokers when use_kafka */
+	bool use_kafka;		    /* read Kafka (always without from_file; with it: the tail) */
+	const char *from_file;	    /* `bookingctl replay --format msgpack` output, or NULL */
+	const char *migrations_dir; /* NNN_name.sql files the shadow schemas are made from */
+	bool keep_old;		    /* keep the replaced schemas (renamed *_old_<time>) */
 	/* the seal rule for what is read from Kafka (lib/trust.h): the writer keyring, or
 	 * trust_unsealed (development only). A replay file has no seals: it is trusted. */
 	const struct bk_keyring *writers;

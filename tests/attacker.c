@@ -109,8 +109,8 @@ int main(int argc, char **argv)
 	rd_kafka_topic_partition_list_add(tl, topic, p)->offset = lo;
 	rd_kafka_assign(c, tl);
 	rd_kafka_topic_partition_list_destroy(tl);
-	msgpack_sbuffer last;
-	msgpack_sbuffer_init(&last);
+	static char last[1 << 20]; /* the order's last record (records are at most 1 MiB) */
+	size_t last_n = 0;
 	for (int64_t seen = lo; seen < hi;) {
 		rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 1000);
 		if (!m)
@@ -125,23 +125,25 @@ int main(int argc, char **argv)
 				    !rd_kafka_header_get_last(hs, "event-types", &hv, &hn);
 			if (real && m->key_len == strlen(order) &&
 			    !memcmp(m->key, order, m->key_len)) {
-				msgpack_sbuffer_clear(&last);
-				msgpack_sbuffer_write(&last, m->payload, m->len);
+				last_n = m->payload && m->len <= sizeof(last) ? m->len : 0;
+				if (last_n)
+					memcpy(last, m->payload, last_n);
 			}
 		}
 		rd_kafka_message_destroy(m);
 	}
 	rd_kafka_consumer_close(c);
 	rd_kafka_destroy(c);
-	if (last.size == 0) {
+	if (last_n == 0) {
 		fprintf(stderr, "attacker: no record of %s\n", order);
 		return 3;
 	}
 	msgpack_zone z;
 	msgpack_zone_init(&z, 8192);
 	bk_record r;
-	if (bk_codec_record_decode(last.data, last.size, &z, &r, err, sizeof(err)) < 0) {
+	if (bk_codec_record_decode(last, last_n, &z, &r, err, sizeof(err)) < 0) {
 		fprintf(stderr, "attacker: %s\n", err);
+		msgpack_zone_destroy(&z);
 		return 3;
 	}
 	bk_event ev = r.events[r.n - 1]; /* the head */
@@ -261,7 +263,6 @@ int main(int argc, char **argv)
 	rd_kafka_destroy(pr);
 	msgpack_sbuffer_destroy(&val);
 	msgpack_sbuffer_destroy(&scratch);
-	msgpack_sbuffer_destroy(&last);
 	msgpack_zone_destroy(&z);
 	bk_kconf_destroy(kc);
 	return 0;

@@ -220,16 +220,22 @@ START_TEST(hostile_logs_table)
 	size_t n = 0;
 	int64_t cover[MAXREC][MAXREC];
 	size_t nc = 0;
-#define REC(v_, n_, want) (log[n++] = (entry){.val = (v_), .n = (n_), .expect = (want)})
+#define REC(v_, n_, want)                                                                          \
+	do {                                                                                       \
+		log[n] = (entry){.val = (v_), .n = (n_), .expect = (want)};                        \
+		n++;                                                                               \
+	} while (0)
 #define SEAL(who, base_, ...)                                                                      \
 	do {                                                                                       \
 		const int64_t c_[] = {__VA_ARGS__, -1};                                            \
 		memcpy(cover[nc], c_, sizeof(c_));                                                 \
-		log[n++] = (entry){.seal = true,                                                   \
-				   .signer = (who),                                                \
-				   .base = (base_),                                                \
-				   .covers = cover[nc++],                                          \
-				   .expect = -1};                                                  \
+		log[n] = (entry){.seal = true,                                                     \
+				 .signer = (who),                                                  \
+				 .base = (base_),                                                  \
+				 .covers = cover[nc],                                              \
+				 .expect = -1};                                                    \
+		nc++;                                                                              \
+		n++;                                                                               \
 	} while (0)
 	for (size_t i = 0; i < h; i++)
 		REC(rs.b[i].data, rs.b[i].size, BK_CHAIN_NEXT);
@@ -237,7 +243,8 @@ START_TEST(hostile_logs_table)
 	for (size_t i = 0; i < h; i++)
 		hist[i] = (int64_t)i;
 	hist[h] = -1;
-	log[n++] = (entry){.seal = true, .signer = 0, .base = 0, .covers = hist, .expect = -1};
+	log[n] = (entry){.seal = true, .signer = 0, .base = 0, .covers = hist, .expect = -1};
+	n++;
 	/* exact duplicate of a sealed record, sealed again */
 	size_t dup = n;
 	REC(rs.b[1].data, rs.b[1].size, BK_CHAIN_DUPLICATE);
@@ -281,7 +288,8 @@ START_TEST(hostile_logs_table)
 	for (size_t i = 0; i + 1 < h; i++)
 		REC(rs.b[i].data, rs.b[i].size, BK_CHAIN_NEXT);
 	hist[h - 1] = -1;
-	log[n++] = (entry){.seal = true, .signer = 0, .base = 0, .covers = hist, .expect = -1};
+	log[n] = (entry){.seal = true, .signer = 0, .base = 0, .covers = hist, .expect = -1};
+	n++;
 	size_t a1 = n;
 	REC(ahead.data, ahead.size, BK_CHAIN_BAD_LINK);
 	REC(garbage, sizeof(garbage) - 1, BK_CHAIN_GARBAGE);
