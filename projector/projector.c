@@ -898,6 +898,21 @@ int main(int argc, char **argv)
 	return rc;
 }
 
+/* What the app holds besides Kafka and PostgreSQL: the seal buffers and the batch. */
+static void app_free(app *a)
+{
+	bk_trust_free(a->trust);
+	bk_keyring_free(a->writers);
+	free(a->msgs);
+	free(a->ver);
+	free(a->hid);
+	free(a->sel);
+	free(a->selver);
+	free(a->taken);
+	free(a->wait_part);
+	memset(a, 0, sizeof(*a));
+}
+
 static int projector_main(int argc, char **argv)
 {
 	const char *conninfo = NULL, *group = "booking-projector", *metrics_addr = NULL,
@@ -1036,6 +1051,7 @@ static int projector_main(int argc, char **argv)
 	if (!a.p || bk_kconf_build(kc, BK_KCONF_CONSUMER, defaults, &conf, err, sizeof(err)) < 0) {
 		fprintf(stderr, "booking-projector: %s\n", a.p ? err : "out of memory");
 		proj_free(a.p);
+		app_free(&a);
 		bk_kconf_destroy(kc);
 		px_stop();
 		bk_logf(BK_LOG_ERROR, "not started: exiting",
@@ -1049,6 +1065,7 @@ static int projector_main(int argc, char **argv)
 		rd_kafka_conf_destroy(conf);
 		fprintf(stderr, "booking-projector: %s\n", err);
 		proj_free(a.p);
+		app_free(&a);
 		bk_kconf_destroy(kc);
 		px_stop();
 		bk_logf(BK_LOG_ERROR, "not started: exiting",
@@ -1060,6 +1077,7 @@ static int projector_main(int argc, char **argv)
 	if (proj_connect(a.p) < 0) { /* stopped before PostgreSQL came */
 		rd_kafka_destroy(a.rk);
 		proj_free(a.p);
+		app_free(&a);
 		bk_kconf_destroy(kc);
 		px_stop();
 		bk_logf(BK_LOG_INFO, "projector stopped",
@@ -1076,6 +1094,7 @@ static int projector_main(int argc, char **argv)
 		bk_logf(BK_LOG_ERROR, "subscribe failed", "err=\"%s\"", rd_kafka_err2str(e));
 		rd_kafka_destroy(a.rk);
 		proj_free(a.p);
+		app_free(&a);
 		bk_kconf_destroy(kc);
 		px_stop();
 		bk_logf(BK_LOG_ERROR, "projector stopped", "exit=%d cause=\"subscribe failed\"",
@@ -1097,15 +1116,7 @@ static int projector_main(int argc, char **argv)
 	proj_free(a.p);
 	bk_kconf_destroy(kc);
 	px_stop();
-	bk_trust_free(a.trust);
-	bk_keyring_free(a.writers);
-	free(a.msgs);
-	free(a.ver);
-	free(a.hid);
-	free(a.sel);
-	free(a.selver);
-	free(a.taken);
-	free(a.wait_part);
+	app_free(&a);
 	bk_logf(rc ? BK_LOG_ERROR : BK_LOG_INFO, "projector stopped", "exit=%d cause=%s", rc,
 		rc			 ? "fatal error (logged above)"
 		: stop_signal == SIGINT	 ? "SIGINT"
