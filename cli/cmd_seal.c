@@ -289,15 +289,8 @@ int cmd_seal(int argc, char **argv)
 		fprintf(stderr, "bookingctl seal: %s\n", err);
 		goto out;
 	}
-	static const char probe[] = "seal probe";
-	uint8_t sig[BK_SIG_LEN];
-	bk_auth_sign(sk, probe, sizeof(probe), sig);
-	if (bk_auth_verify(kr, kid, strlen(kid), sig, sizeof(sig), probe, sizeof(probe),
-			   BK_ROLE_SYSTEM, BK_SEAL_TYPE, err, sizeof(err)) < 0) {
-		fprintf(stderr,
-			"bookingctl seal: the writer key %s does not verify against the "
-			"writer keyring: %s\n",
-			kid, err);
+	if (bk_trust_check_writer(kr, sk, kid, err, sizeof(err)) < 0) {
+		fprintf(stderr, "bookingctl seal: %s\n", err);
 		goto out;
 	}
 	const char *ev_topic = bk_kconf_topic(kc, BK_TOPIC_EVENTS);

@@ -261,15 +261,8 @@ static int load_writer(cp *c)
 		return -1;
 	}
 	/* our own seals must verify, or every restore would throw our work away */
-	static const char probe[] = "seal probe";
-	uint8_t sig[BK_SIG_LEN];
-	bk_auth_sign(c->wsk, probe, sizeof(probe), sig);
-	if (bk_auth_verify(c->wkr, c->wkid, strlen(c->wkid), sig, sizeof(sig), probe, sizeof(probe),
-			   BK_ROLE_SYSTEM, BK_SEAL_TYPE, err, sizeof(err)) < 0) {
-		fprintf(stderr,
-			"booking-commands: the writer key %s does not verify against the writer "
-			"keyring: %s\n",
-			c->wkid, err);
+	if (bk_trust_check_writer(c->wkr, c->wsk, c->wkid, err, sizeof(err)) < 0) {
+		fprintf(stderr, "booking-commands: %s\n", err);
 		return -1;
 	}
 	return 0;

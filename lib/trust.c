@@ -122,6 +122,23 @@ int bk_trust_load_key(const char *path, const char *key_id, uint8_t ret_sk[BK_SK
 	return 0;
 }
 
+int bk_trust_check_writer(const bk_keyring *writers, const uint8_t sk[BK_SK_LEN],
+			  const char *key_id, char *errstr, size_t errstr_size)
+{
+	static const char probe[] = "seal probe";
+	uint8_t sig[BK_SIG_LEN];
+	char why[256];
+	bk_auth_sign(sk, probe, sizeof(probe), sig);
+	if (bk_auth_verify(writers, key_id, strlen(key_id), sig, sizeof(sig), probe, sizeof(probe),
+			   BK_ROLE_SYSTEM, BK_SEAL_TYPE, why, sizeof(why)) < 0) {
+		snprintf(errstr, errstr_size,
+			 "the writer key %s does not verify against the writer keyring: %s", key_id,
+			 why);
+		return -1;
+	}
+	return 0;
+}
+
 static int header(const rd_kafka_message_t *m, const char *name, const void **v, size_t *n)
 {
 	rd_kafka_headers_t *h = NULL;

@@ -31,6 +31,12 @@ int bk_trust_load_keyring(const char *path, bk_keyring **ret, char *errstr, size
 int bk_trust_load_key(const char *path, const char *key_id, uint8_t ret_sk[BK_SK_LEN],
 		      char ret_key_id[64], char *errstr, size_t errstr_size);
 
+/* Does the writer key (sk, key_id) verify against the writer keyring for seals? A writer
+ * whose own seals would not verify must not start: every reader would drop its work.
+ * 0, or -1 with errstr. */
+int bk_trust_check_writer(const bk_keyring *writers, const uint8_t sk[BK_SK_LEN],
+			  const char *key_id, char *errstr, size_t errstr_size);
+
 /* Is m a seal record (header `seal`)? */
 bool bk_trust_is_seal(const rd_kafka_message_t *m);
 

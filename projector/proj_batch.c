@@ -30,6 +30,7 @@
 #include <time.h>
 
 #include "bk_codec.h"
+#include "bk_seal.h"
 #include "log.h"
 #include "pgutil.h"
 #include "proj_apply.h"
@@ -393,17 +394,6 @@ static item *item_add(proj *p)
 	return it;
 }
 
-/* Verify an event's hash against its content (sb: scratch buffer of the calling thread). */
-static bool hash_ok(msgpack_sbuffer *sb, const bk_event *e)
-{
-	sb->size = 0;
-	if (bk_codec_event_canon(e, sb) < 0)
-		return false;
-	uint8_t h[BK_HASH_LEN];
-	bk_chain_hash(e->prev_hash, (const uint8_t *)sb->data, sb->size, h);
-	return memcmp(h, e->hash, BK_HASH_LEN) == 0;
-}
-
 /*
  * Items of one record: its events, or one undecodable item (rec NULL, reason why).
  * hash_bad: per event, whether its hash was found not to match (checked already), or
@@ -440,7 +430,7 @@ static int add_record(proj *p, const bk_record *rec, const uint8_t *hash_bad, co
 		it->part = part;
 		it->offset = offset;
 		it->o = cache_find(p, rec->events[i].order_id);
-		if (hash_bad ? hash_bad[i] : !hash_ok(&p->sb, it->e)) {
+		if (hash_bad ? hash_bad[i] : !bk_seal_hash_ok(it->e, &p->sb)) {
 			it->pre_bad = true;
 			it->verdict = BK_CHAIN_BAD_HASH;
 			snprintf(it->reason, sizeof(it->reason),
@@ -656,7 +646,7 @@ static void decode_range(dec_job *j)
 			return;
 		}
 		for (uint32_t k = 0; k < d->r.n; k++)
-			d->bad[k] = !hash_ok(&j->sb, &d->r.events[k]);
+			d->bad[k] = !bk_seal_hash_ok(&d->r.events[k], &j->sb);
 	}
 }
 

@@ -867,16 +867,6 @@ static item *item_add(rb *r)
 	return it;
 }
 
-static bool hash_ok(rb *r, const bk_event *e)
-{
-	r->sb.size = 0;
-	if (bk_codec_event_canon(e, &r->sb) < 0)
-		return false;
-	uint8_t h[BK_HASH_LEN];
-	bk_chain_hash(e->prev_hash, (const uint8_t *)r->sb.data, r->sb.size, h);
-	return memcmp(h, e->hash, BK_HASH_LEN) == 0;
-}
-
 static int known_hash_at(void *opaque, int64_t seq, uint8_t ret[BK_HASH_LEN])
 {
 	const oentry *o = opaque;
@@ -945,7 +935,7 @@ static int gather(rb *r, msgpack_zone *z)
 				it->verdict = BK_CHAIN_UNSEALED;
 				snprintf(it->reason, sizeof(it->reason),
 					 "unsealed: no valid seal covers the record");
-			} else if (!hash_ok(r, it->e)) {
+			} else if (!bk_seal_hash_ok(it->e, &r->sb)) {
 				it->pre_bad = true;
 				it->verdict = BK_CHAIN_BAD_HASH;
 				snprintf(it->reason, sizeof(it->reason),
