@@ -88,7 +88,8 @@ struct proj {
 	bool model_table;  /* booking_proj.model existed at the connection's last read of it */
 	bool model_known;  /* model_gen was read by a session of this instance */
 	bool replaced;	   /* the fence saw a new generation: close the connection */
-	const uint8_t *ver; /* the batch's PV_* per message */
+	const uint8_t *ver;		   /* the batch's PV_* per message */
+	const uint8_t (*dig)[BK_HASH_LEN]; /* PV_CHECK: the digest the record's seal lists */
 };
 
 /* --- small helpers ------------------------------------------------------------------ */
@@ -452,7 +453,8 @@ static bool id_push(idlist *l, const char *id)
 typedef struct decoded {
 	bk_record r;
 	bool ok;
-	uint8_t *bad; /* per event of r: hash does not match (in the decoding zone) */
+	uint8_t *bad;  /* per event of r: hash does not match (in the decoding zone) */
+	bool unsealed; /* PV_CHECK: its digest is not the one its seal lists */
 	char key[BK_ID_MAX];
 	char why[200];
 } decoded;
@@ -488,6 +490,11 @@ static void decode_range(dec_job *j)
 							 sizeof(d->why)) == 0;
 		if (!m->len)
 			snprintf(d->why, sizeof(d->why), "empty record");
+		if (d->ok && j->p->ver && j->p->ver[i] == PV_CHECK) {
+			uint8_t dg[BK_HASH_LEN];
+			bk_seal_digest_record(&d->r, dg);
+			d->unsealed = memcmp(dg, j->p->dig[i], BK_HASH_LEN) != 0;
+		}
 		if (!d->ok || !d->r.n)
 			continue;
 		d->bad = msgpack_zone_malloc(j->z, d->r.n);
@@ -696,9 +703,9 @@ static int gather(proj *p, msgpack_zone *z, msgpack_zone *z2, rd_kafka_message_t
 		const uint8_t v = p->ver ? p->ver[i] : PV_SEALED;
 		if (v == PV_SEAL)
 			continue;
-		pp_seal seal = v == PV_BAD_SEAL	  ? PP_BAD_SEAL
-			       : v == PV_UNSEALED ? PP_UNSEALED
-						  : PP_SEALED;
+		pp_seal seal = v == PV_BAD_SEAL					    ? PP_BAD_SEAL
+			       : v == PV_UNSEALED || (v == PV_CHECK && d->unsealed) ? PP_UNSEALED
+										    : PP_SEALED;
 		if (add_record(p, d->ok ? &d->r : NULL, seal, d->bad, d->why,
 			       m->payload ? m->payload : "", m->len, d->key, 0, m->partition,
 			       m->offset, 0) < 0)
@@ -1154,9 +1161,11 @@ static uint64_t mono_us(void)
 	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-proj_rc proj_batch(proj *p, rd_kafka_message_t *const *msgs, const uint8_t *verdicts, size_t n)
+proj_rc proj_batch(proj *p, rd_kafka_message_t *const *msgs, const uint8_t *verdicts,
+		   const uint8_t (*digests)[BK_HASH_LEN], size_t n)
 {
 	p->ver = verdicts;
+	p->dig = digests;
 	uint64_t t0 = mono_us();
 	for (;;) {
 		if (proj_connect(p) < 0)

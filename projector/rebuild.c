@@ -1072,8 +1072,10 @@ static int process_chunk(rb *r)
 }
 
 /* The seal rule released record `rec` (a handle: hid); hid increases along r->recs. */
-static void rb_release(void *opaque, void *rec, int32_t partition, int64_t offset, bool sealed)
+static void rb_release(void *opaque, void *rec, int32_t partition, int64_t offset, bool sealed,
+		       const uint8_t *digest)
 {
+	(void)digest;
 	rb *r = opaque;
 	uint64_t h = (uintptr_t)rec;
 	(void)partition;
