@@ -1434,10 +1434,7 @@ static int d_card_respond(dctx *x, const rowset *rs)
 	const char *resp_id = mint(x, "acr_", "response");
 	if (!resp_id)
 		return oom(x);
-	bk_card_verb verb = row->to == BK_CS_ACCEPTED	  ? BK_CV_ACCEPTED
-			    : row->to == BK_CS_DECLINED	  ? BK_CV_DECLINED
-			    : row->to == BK_CS_SUPERSEDED ? BK_CV_SUPERSEDED
-							  : BK_CV_RESPONDED;
+	bk_card_verb verb = bk_card_response_verb((bk_card_state)row->to);
 	bk_val counter_terms;
 	const char *new_id = NULL;
 	if (op == BK_CO_COUNTER) {

@@ -32,6 +32,28 @@ static const char *const verb_names[BK_CV__COUNT] = {
     [BK_CV_CLOSED] = "closed",
 };
 
+/* What each card event does to its card's state (BK_CS_NONE: leaves it as it is). */
+static const uint8_t verb_states[BK_CV__COUNT] = {
+    [BK_CV_PROPOSED] = BK_CS_OPEN,	   [BK_CV_ACCEPTED] = BK_CS_ACCEPTED,
+    [BK_CV_DECLINED] = BK_CS_DECLINED,	   [BK_CV_RESPONDED] = BK_CS_NONE,
+    [BK_CV_SUPERSEDED] = BK_CS_SUPERSEDED, [BK_CV_CANCELLED] = BK_CS_CANCELLED,
+    [BK_CV_EXPIRED] = BK_CS_EXPIRED,	   [BK_CV_EXPIRING] = BK_CS_NONE,
+    [BK_CV_CLOSED] = BK_CS_CLOSED,
+};
+
+int bk_card_verb_state(bk_card_verb v)
+{
+	return (unsigned)v < BK_CV__COUNT && verb_states[v] != BK_CS_NONE ? verb_states[v] : -1;
+}
+
+bk_card_verb bk_card_response_verb(bk_card_state to)
+{
+	for (int v = 0; v < BK_CV__COUNT; v++)
+		if (v != BK_CV_PROPOSED && verb_states[v] == to)
+			return (bk_card_verb)v;
+	return BK_CV_RESPONDED;
+}
+
 bk_ev_kind bk_event_kind(const bk_event *e)
 {
 	return e->type < BK_EV__COUNT ? (bk_ev_kind)ev_kinds[e->type] : BK_EK_SYSTEM;

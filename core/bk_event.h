@@ -113,5 +113,12 @@ const char *bk_event_subtype_name(const bk_event *e);
 int bk_event_subtype_parse(const char *s, size_t n, uint8_t *ret_type, uint8_t *ret_sub,
 			   uint8_t *ret_card_type);
 const char *bk_card_verb_name(bk_card_verb v);
+/* The card state a card event puts its card in (one table, core/bk_event.c, that evolve
+ * applies and the decider reads), or -1 when it leaves the state as it is (responded,
+ * expiring). */
+int bk_card_verb_state(bk_card_verb v);
+/* The verb of a response that moves its card to state `to` (a bk_card_table row's `to`):
+ * the verb whose state that is, or `responded` when the card stays as it was. */
+bk_card_verb bk_card_response_verb(bk_card_state to);
 
 #endif

@@ -509,38 +509,16 @@ static int ev_card(ectx *x)
 	bk_card *c = bk_order_card(o, s, n);
 	if (!c)
 		return fail(x, "%s", "unknown card");
-	switch (x->e->sub) {
-	case BK_CV_ACCEPTED:
-		if (c->type == BK_CT_EXTRAS || c->type == BK_CT_EXPENSE) {
-			if (items_from(x, p, "line_items", &o->items, false) < 0 ||
-			    recompute(x) < 0)
-				return -1;
-		}
-		c->state = BK_CS_ACCEPTED;
-		break;
-	case BK_CV_DECLINED:
-		c->state = BK_CS_DECLINED;
-		break;
-	case BK_CV_RESPONDED:
-		break;
-	case BK_CV_SUPERSEDED:
-		c->state = BK_CS_SUPERSEDED;
-		break;
-	case BK_CV_CANCELLED:
-		c->state = BK_CS_CANCELLED;
-		break;
-	case BK_CV_EXPIRED:
-		c->state = BK_CS_EXPIRED;
-		break;
-	case BK_CV_EXPIRING:
-		c->expiring_sent = true;
-		break;
-	case BK_CV_CLOSED:
-		c->state = BK_CS_CLOSED;
-		break;
-	default:
+	if (x->e->sub >= BK_CV__COUNT || x->e->sub == BK_CV_PROPOSED)
 		return fail(x, "%s", "unknown card verb");
-	}
+	if (x->e->sub == BK_CV_ACCEPTED && (c->type == BK_CT_EXTRAS || c->type == BK_CT_EXPENSE) &&
+	    (items_from(x, p, "line_items", &o->items, false) < 0 || recompute(x) < 0))
+		return -1;
+	if (x->e->sub == BK_CV_EXPIRING)
+		c->expiring_sent = true;
+	int st = bk_card_verb_state((bk_card_verb)x->e->sub); /* one table, core/bk_event.c */
+	if (st >= 0)
+		c->state = (uint8_t)st;
 	return 0;
 }
 

@@ -505,6 +505,21 @@ START_TEST(lifecycle_tables)
 	ck_assert(!bk_life_allows(BK_LIFE_DISPUTE, BK_CMD_DISPUTE_RESOLVE, BK_DS_SPLIT,
 				  BK_DS_RESOLVED_BUYER));
 	ck_assert(!bk_life_allows(BK_LIFE__COUNT, BK_CMD_DISPUTE_OPEN, -1, -1));
+	/* cards: every move of bk_card_table has the event verb that makes it, and that
+	 * verb's state (what evolve applies) is the row's `to` */
+	for (size_t i = 0; i < bk_card_table_len; i++) {
+		const bk_card_row *r = &bk_card_table[i];
+		if (r->op == BK_CO_OPEN) {
+			ck_assert_int_eq(bk_card_verb_state(BK_CV_PROPOSED), r->to);
+			continue;
+		}
+		bk_card_verb v = bk_card_response_verb((bk_card_state)r->to);
+		int st = bk_card_verb_state(v);
+		ck_assert_msg(st == r->to || (st < 0 && (r->from & BK_CSM(r->to))),
+			      "card row %zu: %s -> %s by verb %s", i,
+			      bk_card_op_name((bk_card_op)r->op),
+			      bk_card_state_name((bk_card_state)r->to), bk_card_verb_name(v));
+	}
 }
 END_TEST
 
