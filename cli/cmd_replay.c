@@ -103,12 +103,12 @@ typedef struct replay {
 	/* the seal rule: trust is NULL with --trust-unsealed (every record printed as read) */
 	bk_trust *trust;
 	bool include_rejected;
-	bool flushing;	       /* the end of the read: what is still held was never sealed */
-	bool discard;	       /* an error: held records are only freed */
-	bool cb_failed;	       /* a release could not be batched (out of memory, write) */
-	int64_t *limit;	       /* msgpack: per partition, the end the header states */
-	int nparts;	       /* the topic's partitions (trust and limit) */
-	msgpack_zone z;	       /* main thread: decoding for the seal digest */
+	bool flushing;	/* the end of the read: what is still held was never sealed */
+	bool discard;	/* an error: held records are only freed */
+	bool cb_failed; /* a release could not be batched (out of memory, write) */
+	int64_t *limit; /* msgpack: per partition, the end the header states */
+	int nparts;	/* the topic's partitions (trust and limit) */
+	msgpack_zone z; /* main thread: decoding for the seal digest */
 	int64_t seals, bad_seals, sealed, rejected, rejected_events, bad_hash;
 	bk_pool *pool;
 	size_t nslices;
@@ -240,11 +240,11 @@ static int format_record(const replay *r, const rp_batch *b, const rp_rec *x, ms
 	}
 	/* "appended_at" beside the business time (created_at): when the record was appended
 	 * to the log (its Kafka timestamp), in the same RFC 3339 form */
-	char head[160];
+	char head[128];
 	int hn = snprintf(head, sizeof(head),
 			  "{\"partition\":%d,\"offset\":%lld,\"appended_at\":", (int)x->partition,
 			  (long long)x->offset);
-	if (hn <= 0 || (size_t)hn >= sizeof(head) - 80)
+	if (hn <= 0 || (size_t)hn >= sizeof(head) - 48)
 		return -1;
 	if (x->ts_ms >= 0) {
 		head[hn++] = '"';
@@ -272,18 +272,23 @@ static int format_record(const replay *r, const rp_batch *b, const rp_rec *x, ms
 				continue;
 			verdict = BK_CHAIN_BAD_HASH;
 		}
-		int en = hn;
-		char ehead[200];
-		memcpy(ehead, head, (size_t)hn);
-		if (verdict >= 0)
-			en += snprintf(ehead + hn, sizeof(ehead) - (size_t)hn, "\"rejected\":\"%s\",",
-				       bk_chain_verdict_name((bk_chain_verdict)verdict));
-		/* the event without its partition and offset, its "{" replaced by the head */
-		size_t start = s->out.size;
-		if (msgpack_sbuffer_write(&s->out, ehead, (size_t)en - 1) < 0 ||
-		    bk_event_write_json(&rec.events[i], -1, 0, &s->out) < 0)
+		/* the event without its partition and offset, its "{" replaced by the head
+		 * (and a rejected one's mark) */
+		size_t start = s->out.size, brace = start + (size_t)hn - 1;
+		if (msgpack_sbuffer_write(&s->out, head, (size_t)hn - 1) < 0)
 			return -1;
-		s->out.data[start + (size_t)en - 1] = ',';
+		if (verdict >= 0) {
+			char mark[64];
+			int mn = snprintf(mark, sizeof(mark), ",\"rejected\":\"%s\"",
+					  bk_chain_verdict_name((bk_chain_verdict)verdict));
+			if (mn <= 0 || (size_t)mn >= sizeof(mark) ||
+			    msgpack_sbuffer_write(&s->out, mark, (size_t)mn) < 0)
+				return -1;
+			brace = s->out.size;
+		}
+		if (bk_event_write_json(&rec.events[i], -1, 0, &s->out) < 0)
+			return -1;
+		s->out.data[brace] = ',';
 		if (msgpack_sbuffer_write(&s->out, "\n", 1) < 0)
 			return -1;
 		if (verdict < 0)
@@ -415,9 +420,9 @@ static int on_idle(void *opaque)
 }
 
 /* Copy a record into the batch being filled (value, key, a seal's key id and signature). */
-static int batch_put(replay *r, int32_t partition, int64_t offset, int64_t ts_ms,
-		     const void *val, size_t len, const void *key, size_t klen, const void *kid,
-		     size_t kidlen, const void *sig, size_t siglen, uint8_t kind, uint8_t verdict)
+static int batch_put(replay *r, int32_t partition, int64_t offset, int64_t ts_ms, const void *val,
+		     size_t len, const void *key, size_t klen, const void *kid, size_t kidlen,
+		     const void *sig, size_t siglen, uint8_t kind, uint8_t verdict)
 {
 	if (!r->msgpack) /* the json lines need neither key nor seal headers */
 		klen = kidlen = siglen = 0;
@@ -438,8 +443,8 @@ static int batch_put(replay *r, int32_t partition, int64_t offset, int64_t ts_ms
 		b->arena_cap = need;
 	}
 	rp_rec *x = &b->recs[b->n++];
-	*x = (rp_rec){partition,	 offset, b->used, len, ts_ms, (uint32_t)klen,
-		      (uint16_t)kidlen, (uint16_t)siglen, kind, verdict};
+	*x = (rp_rec){partition,      offset,		b->used,	  len,	ts_ms,
+		      (uint32_t)klen, (uint16_t)kidlen, (uint16_t)siglen, kind, verdict};
 	char *at = b->arena + b->used;
 	if (len)
 		memcpy(at, val, len);
@@ -463,8 +468,8 @@ typedef struct rp_held {
 	char *bytes; /* json: the record's value; NULL for msgpack (copied when read) */
 } rp_held;
 
-static void report_rejected(const replay *r, int32_t partition, int64_t offset,
-			    const char *order, int64_t seq, bk_chain_verdict v, const char *why)
+static void report_rejected(const replay *r, int32_t partition, int64_t offset, const char *order,
+			    int64_t seq, bk_chain_verdict v, const char *why)
 {
 	bk_logf(BK_LOG_WARN, "record rejected",
 		"topic=%s partition=%d offset=%lld order_id=%s seq=%lld verdict=%s reason=\"%s\"",
@@ -487,9 +492,10 @@ static void on_release(void *opaque, void *rec, int32_t partition, int64_t offse
 		r->rejected++;
 		r->rejected_events += h->nev;
 		report_rejected(r, partition, offset, h->order, h->seq, BK_CHAIN_UNSEALED,
-				r->flushing ? "no valid seal of a trusted writer covered it by the "
-					      "end of the read (an open batch, or someone else's)"
-					    : "no valid seal of a trusted writer covers the record");
+				r->flushing
+				    ? "no valid seal of a trusted writer covered it by the "
+				      "end of the read (an open batch, or someone else's)"
+				    : "no valid seal of a trusted writer covers the record");
 		if (h->bytes && r->include_rejected &&
 		    batch_put(r, partition, offset, h->ts_ms, h->bytes, h->len, NULL, 0, NULL, 0,
 			      NULL, 0, RK_REJECTED, BK_CHAIN_UNSEALED) < 0)
@@ -584,8 +590,8 @@ static int on_record_sealed(replay *r, const rd_kafka_message_t *m, int64_t ts)
 static int on_record(void *opaque, const rd_kafka_message_t *m)
 {
 	replay *r = opaque;
-	if (r->limit && (m->partition < 0 || m->partition >= r->nparts ||
-			 m->offset >= r->limit[m->partition]))
+	if (r->limit &&
+	    (m->partition < 0 || m->partition >= r->nparts || m->offset >= r->limit[m->partition]))
 		return 0; /* past the end the file's header states */
 	int64_t ts = rd_kafka_message_timestamp(m, NULL);
 	if (r->trust)
@@ -767,8 +773,8 @@ static int pack_key_ids(msgpack_packer *pk, const char *path)
  * it is written even when the reader's own end (read a moment later) is further. No
  * clock in it: the same log range gives the same file, byte for byte.
  */
-static int write_header(replay *r, const bk_logread_opts *o, const int64_t *lo,
-			const int64_t *hi, const char *keyring_path)
+static int write_header(replay *r, const bk_logread_opts *o, const int64_t *lo, const int64_t *hi,
+			const char *keyring_path)
 {
 	msgpack_sbuffer sb;
 	msgpack_sbuffer_init(&sb);
@@ -824,8 +830,7 @@ static int write_header(replay *r, const bk_logread_opts *o, const int64_t *lo,
 	e = e || pack_str(&pk, "seals_checked") ||
 	    (r->trust ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk)) ||
 	    pack_str(&pk, "writer_keys") || pack_key_ids(&pk, r->trust ? keyring_path : NULL) ||
-	    pack_str(&pk, "writer") ||
-	    pack_str(&pk, "bookingctl " BK_VERSION);
+	    pack_str(&pk, "writer") || pack_str(&pk, "bookingctl " BK_VERSION);
 	int rc = e || fwrite(sb.data, 1, sb.size, r->out) != sb.size ? -1 : 0;
 	msgpack_sbuffer_destroy(&sb);
 	return rc;

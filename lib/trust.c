@@ -289,8 +289,8 @@ int bk_trust_seal(bk_trust *t, const rd_kafka_message_t *m)
 	return bk_trust_seal_from(t, m, rd_kafka_topic_name(m->rkt), kid, kn, sig, sn);
 }
 
-int bk_trust_seal_from(bk_trust *t, const rd_kafka_message_t *m, const char *topic,
-		       const void *kid, size_t kn, const void *sig, size_t sn)
+int bk_trust_seal_from(bk_trust *t, const rd_kafka_message_t *m, const char *topic, const void *kid,
+		       size_t kn, const void *sig, size_t sn)
 {
 	char why[256];
 	bk_seal s;

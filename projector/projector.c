@@ -99,7 +99,7 @@ typedef struct app {
 	rd_kafka_message_t **sel;
 	uint8_t *selver, *taken;
 	int32_t *wait_part; /* events partitions with a record waiting (select_ready) */
-	int64_t gen; /* the read model generation the partitions were sought for */
+	int64_t gen;	    /* the read model generation the partitions were sought for */
 } app;
 
 /* Fill a->sel with the messages a batch may take now: all but, per events partition, the
@@ -874,7 +874,8 @@ static int run(app *a, long batch_events, long batch_ms, long stats_s)
 					return EXIT_FATAL;
 			} else {
 				keep_rest(a);
-				if (a->n > 0 && k > 0) /* an empty batch keeps the seal wait's start */
+				if (a->n > 0 &&
+				    k > 0) /* an empty batch keeps the seal wait's start */
 					first = now_ms();
 			}
 			events = 0;

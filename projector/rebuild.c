@@ -1792,11 +1792,11 @@ static bool bytes_of(const msgpack_object *o, const char **p, uint32_t *n)
 
 /* What a replay file's header says (docs/rebuild.md, "The replay file"). */
 typedef struct rf_hdr {
-	int n;		      /* partitions */
-	int64_t *from, *to;   /* [n]: the range of each partition the file covers */
-	int64_t *last;	      /* [n]: the last offset read from the file, -1 none */
-	int64_t records;      /* records after the header */
-	bool trailer;	      /* the trailer was read (and checked) */
+	int n;		    /* partitions */
+	int64_t *from, *to; /* [n]: the range of each partition the file covers */
+	int64_t *last;	    /* [n]: the last offset read from the file, -1 none */
+	int64_t records;    /* records after the header */
+	bool trailer;	    /* the trailer was read (and checked) */
 } rf_hdr;
 
 /* The header: refuse a file that is not a whole log, saying what is missing. */
@@ -1827,19 +1827,22 @@ static int file_header(rb *r, const msgpack_object *o, rf_hdr *h)
 	if (!t || t->type != MSGPACK_OBJECT_STR || !np || !rg || rg->type != MSGPACK_OBJECT_ARRAY ||
 	    !fo || fo->type != MSGPACK_OBJECT_BOOLEAN || !fi || fi->type != MSGPACK_OBJECT_BOOLEAN)
 		return fail(r, RB_USAGE,
-			    "%s: the header lacks topic, partitions, ranges, follow or filtered", f);
+			    "%s: the header lacks topic, partitions, ranges, follow or filtered",
+			    f);
 	if (t->via.str.size != strlen(r->ev_topic) ||
 	    memcmp(t->via.str.ptr, r->ev_topic, t->via.str.size) != 0)
-		return fail(r, RB_USAGE,
-			    "%s: the file holds topic %.*s, this rebuild is for %s (--topic-prefix?)",
-			    f, (int)t->via.str.size, t->via.str.ptr, r->ev_topic);
+		return fail(
+		    r, RB_USAGE,
+		    "%s: the file holds topic %.*s, this rebuild is for %s (--topic-prefix?)", f,
+		    (int)t->via.str.size, t->via.str.ptr, r->ev_topic);
 	if (fi->via.boolean) {
 		char names[200] = "";
 		size_t k = 0;
 		for (uint32_t i = 0; fs && fs->type == MSGPACK_OBJECT_MAP && i < fs->via.map.size;
 		     i++) {
 			const msgpack_object *key = &fs->via.map.ptr[i].key;
-			if (key->type == MSGPACK_OBJECT_STR && k + key->via.str.size + 4 < sizeof(names))
+			if (key->type == MSGPACK_OBJECT_STR &&
+			    k + key->via.str.size + 4 < sizeof(names))
 				k += (size_t)snprintf(names + k, sizeof(names) - k, "%s--%.*s",
 						      k ? " " : "", (int)key->via.str.size,
 						      key->via.str.ptr);
@@ -1872,14 +1875,18 @@ static int file_header(rb *r, const msgpack_object *o, rf_hdr *h)
 	for (uint32_t i = 0; i < rg->via.array.size; i++) {
 		const msgpack_object *e = &rg->via.array.ptr[i];
 		if (e->type != MSGPACK_OBJECT_ARRAY || e->via.array.size != 5)
-			return fail(r, RB_USAGE, "%s: range %u of the header is not "
-					       "[partition, from, to, low, high]", f, i);
+			return fail(r, RB_USAGE,
+				    "%s: range %u of the header is not "
+				    "[partition, from, to, low, high]",
+				    f, i);
 		const msgpack_object *a = e->via.array.ptr;
 		int64_t p = as_int(&a[0], &ok), from = as_int(&a[1], &ok), to = as_int(&a[2], &ok),
 			lo = as_int(&a[3], &ok), hi = as_int(&a[4], &ok);
 		if (!ok || p < 0 || p >= n)
-			return fail(r, RB_USAGE, "%s: range %u of the header is not "
-					       "[partition, from, to, low, high]", f, i);
+			return fail(r, RB_USAGE,
+				    "%s: range %u of the header is not "
+				    "[partition, from, to, low, high]",
+				    f, i);
 		if (from != 0 || lo != 0)
 			return fail(r, RB_USAGE,
 				    "%s: partition %lld starts at offset %lld (the log started at "
@@ -1895,10 +1902,11 @@ static int file_header(rb *r, const msgpack_object *o, rf_hdr *h)
 	}
 	for (int64_t p = 0; p < n; p++)
 		if (h->to[p] < 0)
-			return fail(r, RB_USAGE,
-				    "%s: partition %lld of %lld is missing from the file: a partial "
-				    "file, not the whole log",
-				    f, (long long)p, (long long)n);
+			return fail(
+			    r, RB_USAGE,
+			    "%s: partition %lld of %lld is missing from the file: a partial "
+			    "file, not the whole log",
+			    f, (long long)p, (long long)n);
 	/* the seal rule over the file's records, the same as over Kafka's */
 	bk_trust_free(r->trust);
 	r->trust = bk_trust_new(r->cfg->writers, r->cfg->trust_unsealed || !r->cfg->writers, h->n,

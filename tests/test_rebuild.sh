@@ -225,10 +225,19 @@ check "the live projector logged no error" bash -c "! grep 'level=error' '$PLOG'
 # one partition that then stays idle (issue 10, item 8: its lag stayed for > 36 s)
 "$BK" replay --trust-unsealed --format msgpack -o "$T/log2.mp" --brokers-file "$T/bootstrap" \
 	--topic-prefix "rb2_$ID." 2>/dev/null
-pj_feed "rb2_$ID." 4 --copies 1 "$SRC/fixtures/rtb_accept.jsonl" >"$T/feed.2c" 2>&1
+# (the topics exist: pj_feed's --create-topics would fail before producing anything)
+"$FEED" --brokers-file "$T/bootstrap" --topic-prefix "rb2_$ID." --copies 1 "$SRC/fixtures/rtb_accept.jsonl" >"$T/feed.2c" 2>&1
+check "the events after the file were fed ($(tr '\n' ' ' <"$T/feed.2c"))" grep -q '^records=[1-9]' "$T/feed.2c"
 pj_wait "$B" "rb2_$ID." 60 || echo "# projection 2 not caught up before the --from-file swap"
+# the projector is stopped over the swap, so the lag the file leaves can be seen (well
+# within the session timeout: no rebalance, which would re-read every partition anyway)
+kill -STOP "$LIVE"
 "$BK" rebuild -d "dbname=$B" --topic-prefix "rb2_$ID." --from-file "$T/log2.mp" --trust-unsealed >"$T/rb.2c" 2>&1
+"$BK" status -d "dbname=$B" --brokers-file "$T/bootstrap" --topic-prefix "rb2_$ID." >"$T/status.2c" 2>&1
+kill -CONT "$LIVE"
 check "rebuild --from-file under the live projector exits 0" grep -q 'msg="rebuild done"' "$T/rb.2c"
+check "the file's checkpoints leave a lag ($(grep '^total lag' "$T/status.2c"))" \
+	grep -Eq '^total lag: [1-9]' "$T/status.2c"
 t0=$(date +%s.%N)
 pj_wait "$B" "rb2_$ID." 8
 rc=$?
