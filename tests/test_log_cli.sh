@@ -144,6 +144,7 @@ check "before sealing, verify with the writer keyring finds every record unseale
 "$BK" verify "${K[@]}" --writer-keyring "$T/writers" >"$T/young.out" 2>/dev/null
 check "... records younger than --await-seal-ms (60 s) are awaiting a seal, not problems (exit 0)" \
 	test $? -eq 0 -a "$(grep -c '^awaiting seal: ' "$T/young.out")" -eq "${total:-0}"
+"$BK" keygen --key-id w2 --roles system --types seal --out "$T/w2" >"$T/other" 2>/dev/null
 "$BK" seal "${K[@]}" >/dev/null 2>"$T/err"
 check "seal without a writer key: exit 2 with a message" test $? -eq 2 -a -s "$T/err"
 "$BK" seal "${K[@]}" --topic-prefix tamper. "${W[@]}" >"$T/seal.tamper" 2>&1
@@ -158,9 +159,16 @@ check "seal seals the clean log (exit 0)" test $? -eq 0 -a "$(grep -c '^seal: se
 "$BK" verify "${K[@]}" --writer-keyring "$T/writers" >"$T/post.out" 2>/dev/null
 check "after sealing, verify with the writer keyring passes (exit 0, every event)" \
 	test $? -eq 0 -a "$(sed -n 's/.* events=\([0-9]*\) .*/\1/p' "$T/post.out")" = "${total:-0}"
+"$BK" replay "${K[@]}" --writer-keyring "$T/writers" >"$T/sealed.jsonl" 2>"$T/sealed.err"
+check "after sealing, replay with the writer keyring prints every event, rejects nothing" \
+	test "$(sort "$T/sealed.jsonl" | md5sum)" = "$(sort "$T/all.jsonl" | md5sum)" -a \
+	"$(grep -c 'msg="replay done" .* seals=checked .* rejected=0 ' "$T/sealed.err")" -eq 1
+"$BK" replay "${K[@]}" --writer-keyring "$T/other" >"$T/other.jsonl" 2>"$T/other.err"
+check "replay with another writer keyring prints nothing, reports the records unsealed and the seal garbage" \
+	test ! -s "$T/other.jsonl" -a "$(grep -c 'msg="record rejected" .* verdict=unsealed ' "$T/other.err")" -gt 0 -a \
+	"$(grep -c 'msg="record rejected" .* verdict=garbage ' "$T/other.err")" -ge 1
 "$BK" seal "${K[@]}" "${W[@]}" >"$T/seal.again" 2>&1
 check "sealing twice is refused (exit 1)" test $? -eq 1
-"$BK" keygen --key-id w2 --roles system --types seal --out "$T/w2" >"$T/other" 2>/dev/null
 "$BK" verify "${K[@]}" --writer-keyring "$T/other" --await-seal-ms 0 >"$T/other.out" 2>/dev/null
 check "with another writer keyring the same log is all unsealed (exit 1)" \
 	test $? -eq 1 -a "$(grep -c '^unsealed: ' "$T/other.out")" -eq "${total:-0}"
