@@ -1887,11 +1887,17 @@ static int file_header(rb *r, const msgpack_object *o, rf_hdr *h)
 				    "%s: range %u of the header is not "
 				    "[partition, from, to, low, high]",
 				    f, i);
-		if (from != 0 || lo != 0)
+		if (from != lo)
 			return fail(r, RB_USAGE,
-				    "%s: partition %lld starts at offset %lld (the log started at "
-				    "%lld): a partial file, not the whole log",
+				    "%s: partition %lld starts at offset %lld, the log started at "
+				    "%lld: a partial file, not the whole log",
 				    f, (long long)p, (long long)from, (long long)lo);
+		if (lo > 0)
+			return fail(r, RB_TRUNCATED,
+				    "%s: partition %lld starts at offset %lld: history was deleted "
+				    "(retention) before the file was written, refusing to rebuild "
+				    "from a truncated log",
+				    f, (long long)p, (long long)lo);
 		if (to != hi)
 			return fail(r, RB_USAGE,
 				    "%s: partition %lld ends at offset %lld, the log's end when it "
