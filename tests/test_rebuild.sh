@@ -263,6 +263,11 @@ rc=$?
 check "a log whose low watermark is above 0 is refused with exit 1 (rc $rc)" test "$rc" = 1
 check "with a clear error" grep -q 'history was deleted' "$T/rb.4"
 check "the live model is untouched and no shadow schema remains" test "$(schemas "$D")" = "booking,booking_proj,ord"
+"$BK" replay --trust-unsealed --format msgpack -o "$T/log4.mp" --brokers-file "$T/bootstrap" --topic-prefix "rb4_$ID." 2>/dev/null
+"$BK" rebuild -d "dbname=$D" --topic-prefix "rb4_$ID." --from-file "$T/log4.mp" --trust-unsealed >"$T/rb.4f" 2>&1
+rc=$?
+check "a replay file of that log is refused the same way (exit 1, rc $rc)" \
+	test "$rc" = 1 -a "$(grep -c 'history was deleted' "$T/rb.4f")" = 1
 
 # --- usage ---------------------------------------------------------------------------------
 check "rebuild --help exits 0" "$BK" rebuild --help
