@@ -296,8 +296,10 @@ static void chain_hash(const uint8_t *prev, const void *canon, size_t n, uint8_t
 	crypto_generichash_final(&st, out, 32);
 }
 
-static void ignore_release(void *opaque, void *rec, int64_t offset, bool sealed)
+static void ignore_release(void *opaque, void *rec, int64_t offset, bool sealed,
+			   const uint8_t *digest)
 {
+	(void)digest;
 	(void)opaque;
 	(void)rec;
 	(void)offset;

@@ -476,10 +476,12 @@ static void report_rejected(const replay *r, int32_t partition, int64_t offset, 
 }
 
 /* The seal rule released a held record (main thread, in offset order per partition). */
-static void on_release(void *opaque, void *rec, int32_t partition, int64_t offset, bool sealed)
+static void on_release(void *opaque, void *rec, int32_t partition, int64_t offset, bool sealed,
+		       const uint8_t *digest)
 {
 	replay *r = opaque;
 	rp_held *h = rec;
+	(void)digest; /* held with its digest: the seal matched it */
 	if (r->discard) {
 	} else if (sealed) {
 		r->sealed++;
@@ -581,7 +583,7 @@ static int on_record_sealed(replay *r, const rd_kafka_message_t *m, int64_t ts)
 		memcpy(h->bytes, m->payload, m->len);
 	}
 	if (bk_trust_add(r->trust, m->partition, m->offset, d, h) < 0)
-		on_release(r, h, m->partition, m->offset, false); /* out of order: not held */
+		on_release(r, h, m->partition, m->offset, false, NULL); /* out of order: not held */
 	return r->cb_failed ? -1 : 0;
 }
 

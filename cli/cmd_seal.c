@@ -198,17 +198,11 @@ static int write_seals(rd_kafka_t *pr, const char *topic, int32_t p, const part_
 			     .src_next = src_next,
 			     .recs = pr_recs->v ? pr_recs->v + from : NULL,
 			     .n = (uint32_t)n};
-		msgpack_sbuffer_clear(&sb);
-		uint8_t sig[BK_SIG_LEN];
-		if (bk_seal_encode(&s, &sb) < 0) {
+		rd_kafka_headers_t *h;
+		if (bk_trust_seal_record(&s, sk, kid, &sb, &h) < 0) {
 			rc = -1;
 			break;
 		}
-		bk_auth_sign(sk, sb.data, sb.size, sig);
-		rd_kafka_headers_t *h = rd_kafka_headers_new(3);
-		rd_kafka_header_add(h, BK_SEAL_KEY, -1, "1", 1);
-		rd_kafka_header_add(h, "key-id", -1, kid, -1);
-		rd_kafka_header_add(h, "signature", -1, sig, BK_SIG_LEN);
 		if (produce(pr, topic, p, BK_SEAL_KEY, sb.data, sb.size, h) < 0) {
 			rd_kafka_headers_destroy(h);
 			rc = -1;

@@ -221,8 +221,10 @@ static void unsealed_judge(verify *v)
 	}
 }
 
-static void on_release(void *opaque, void *rec, int32_t partition, int64_t offset, bool sealed)
+static void on_release(void *opaque, void *rec, int32_t partition, int64_t offset, bool sealed,
+		       const uint8_t *digest)
 {
+	(void)digest;
 	verify *v = opaque;
 	kept *k = rec;
 	(void)partition;
@@ -318,8 +320,9 @@ static void rkept_free(rkept *k)
 }
 
 static void on_result_release(void *opaque, void *rec, int32_t partition, int64_t offset,
-			      bool sealed)
+			      bool sealed, const uint8_t *digest)
 {
+	(void)digest;
 	verify *v = opaque;
 	rkept *k = rec;
 	(void)partition;

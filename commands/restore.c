@@ -133,8 +133,10 @@ static void report(restore_ctx *x, const rd_kafka_message_t *m, const char *orde
 }
 
 /* A record the seal rule released: apply it (sealed) or report it (unsealed). */
-static void on_release(void *opaque, void *rec, int32_t partition, int64_t offset, bool sealed)
+static void on_release(void *opaque, void *rec, int32_t partition, int64_t offset, bool sealed,
+		       const uint8_t *digest)
 {
+	(void)digest;
 	restore_ctx *x = opaque;
 	rd_kafka_message_t *m = rec;
 	char err[256];

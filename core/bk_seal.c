@@ -161,9 +161,11 @@ int bk_seal_check(const bk_keyring *writers, const char *key_id, size_t key_id_l
 
 typedef struct held {
 	int64_t offset;
-	uint8_t digest[BK_HASH_LEN];
+	uint8_t digest[BK_HASH_LEN]; /* known: the record's; else, once listed: the seal's */
 	void *rec;
-	bool sealed;
+	bool known;  /* the record's digest was given */
+	bool listed; /* a valid seal listed its offset */
+	bool sealed; /* ... with its digest (known records) */
 } held;
 
 struct bk_sealbuf {
@@ -203,9 +205,11 @@ int bk_sealbuf_add(bk_sealbuf *b, int64_t offset, const uint8_t digest[BK_HASH_L
 	}
 	held *h = &b->v[b->n++];
 	h->offset = offset;
-	memcpy(h->digest, digest, BK_HASH_LEN);
+	h->known = digest != NULL;
+	if (digest)
+		memcpy(h->digest, digest, BK_HASH_LEN);
 	h->rec = rec;
-	h->sealed = false;
+	h->listed = h->sealed = false;
 	return 0;
 }
 
@@ -227,15 +231,23 @@ size_t bk_sealbuf_seal(bk_sealbuf *b, const bk_seal *s, bk_sealbuf_release_fn fn
 	size_t sealed = 0, m = 0;
 	for (uint32_t i = 0; i < s->n; i++) {
 		held *h = find(b, s->recs[i].offset);
-		if (h && !h->sealed && memcmp(h->digest, s->recs[i].digest, BK_HASH_LEN) == 0) {
+		if (!h || h->listed)
+			continue;
+		h->listed = true;
+		if (!h->known) { /* the caller compares when it has the record's digest */
+			memcpy(h->digest, s->recs[i].digest, BK_HASH_LEN);
+			h->sealed = true;
+			sealed++;
+		} else if (memcmp(h->digest, s->recs[i].digest, BK_HASH_LEN) == 0) {
 			h->sealed = true;
 			sealed++;
 		}
 	}
 	for (size_t i = 0; i < b->n; i++) {
 		held *h = &b->v[i];
-		if (h->sealed || h->offset < s->base)
-			fn(opaque, h->rec, h->offset, h->sealed);
+		if (h->listed || h->offset < s->base)
+			fn(opaque, h->rec, h->offset, h->sealed,
+			   h->sealed && !h->known ? h->digest : NULL);
 		else
 			b->v[m++] = *h;
 	}
@@ -246,13 +258,13 @@ size_t bk_sealbuf_seal(bk_sealbuf *b, const bk_seal *s, bk_sealbuf_release_fn fn
 void bk_sealbuf_flush(bk_sealbuf *b, bk_sealbuf_release_fn fn, void *opaque)
 {
 	for (size_t i = 0; i < b->n; i++)
-		fn(opaque, b->v[i].rec, b->v[i].offset, false);
+		fn(opaque, b->v[i].rec, b->v[i].offset, false, NULL);
 	b->n = 0;
 }
 
 void bk_sealbuf_trust_all(bk_sealbuf *b, bk_sealbuf_release_fn fn, void *opaque)
 {
 	for (size_t i = 0; i < b->n; i++)
-		fn(opaque, b->v[i].rec, b->v[i].offset, true);
+		fn(opaque, b->v[i].rec, b->v[i].offset, true, NULL);
 	b->n = 0;
 }

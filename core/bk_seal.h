@@ -67,17 +67,27 @@ int bk_seal_check(const bk_keyring *writers, const char *key_id, size_t key_id_l
 
 /*
  * The seal buffer of one topic-partition: records wait in it, in offset order, until a
- * seal covers them (released sealed) or abandons them (below the seal's base and not
- * listed: released unsealed). Handles (`rec`) are the caller's; the buffer only keeps
- * them and gives each back exactly once through the release callback, in offset order.
+ * seal covers them (released sealed) or abandons them (released unsealed): a valid seal
+ * covers a record it lists with the record's digest; a record it lists with another
+ * digest is not the writer's, and neither is one below its base that it does not list.
+ * Handles (`rec`) are the caller's; the buffer only keeps them and gives each back
+ * exactly once through the release callback, in offset order.
+ *
+ * A record may be added without its digest (NULL: the reader has not decoded it yet; the
+ * live projector decodes a batch on two threads later). Such a record is released as
+ * soon as a seal lists its offset, with `digest` = the digest the seal lists: it is
+ * sealed only if the caller finds that its record has exactly this digest (else it is
+ * unsealed, as the buffer itself would have said). For every other release digest is
+ * NULL.
  */
 typedef struct bk_sealbuf bk_sealbuf; /* opaque */
-typedef void (*bk_sealbuf_release_fn)(void *opaque, void *rec, int64_t offset, bool sealed);
+typedef void (*bk_sealbuf_release_fn)(void *opaque, void *rec, int64_t offset, bool sealed,
+				      const uint8_t *digest);
 
 bk_sealbuf *bk_sealbuf_new(void);    /* NULL on OOM */
 void bk_sealbuf_free(bk_sealbuf *b); /* NULL ok; handles still held are not released */
-/* Hold rec (offset strictly above every offset added before). 0, or -1 on OOM or an
- * offset out of order (rec is then not held). */
+/* Hold rec (offset strictly above every offset added before; digest NULL: not known
+ * yet, above). 0, or -1 on OOM or an offset out of order (rec is then not held). */
 int bk_sealbuf_add(bk_sealbuf *b, int64_t offset, const uint8_t digest[BK_HASH_LEN],
 		   void *rec) BK_MUSTCHECK;
 /* A valid seal read at seal_offset: release what it lists (sealed) and what it abandons

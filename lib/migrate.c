@@ -720,3 +720,40 @@ migrate_rc migrate_run(PGconn *conn, const migrate_opts *opts, char *errstr, siz
 	set_free(&set);
 	return rc;
 }
+
+migrate_rc migrate_applied(PGconn *conn, const char *dir, const pgu_log *log,
+			   int (*each)(void *opaque, const char *path, const char *sql),
+			   void *opaque, char *errstr, size_t errstr_size)
+{
+	mig_set set = {0};
+	migrate_opts opts = {.dir = dir, .mode = MIGRATE_DRY_RUN, .log = log};
+	if (!dir || !*dir) {
+		snprintf(errstr, errstr_size, "no migrations directory given");
+		return MIGRATE_DIR;
+	}
+	if (sodium_init() < 0) {
+		snprintf(errstr, errstr_size, "libsodium failed to initialize");
+		return MIGRATE_INTERNAL;
+	}
+	migrate_rc rc = scan_dir(dir, log, &set, errstr, errstr_size);
+	if (rc == MIGRATE_OK) {
+		int exists = table_exists(conn, errstr, errstr_size);
+		if (exists < 0)
+			rc = MIGRATE_DB;
+		else if (!exists)
+			rc = MIGRATE_OK; /* nothing applied */
+		else
+			rc = load_rows(conn, &set, errstr, errstr_size);
+	}
+	if (rc == MIGRATE_OK && verify(&opts, &set, errstr, errstr_size) > 0)
+		rc = MIGRATE_CHANGED;
+	for (size_t i = 0; rc == MIGRATE_OK && i < set.nrows; i++) {
+		const mig_file *f = set.rows[i].file; /* verify: every row has its file */
+		char path[4096];
+		snprintf(path, sizeof(path), "%s/%s", dir, f->file);
+		if (each(opaque, path, f->sql) < 0)
+			rc = MIGRATE_FAILED;
+	}
+	set_free(&set);
+	return rc;
+}

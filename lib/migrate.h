@@ -90,4 +90,15 @@ typedef struct migrate_opts {
 migrate_rc migrate_run(PGconn *conn, const migrate_opts *opts, char *errstr,
 		       size_t errstr_size) BK_MUSTCHECK;
 
+/*
+ * The migrations applied to the database on `conn`, in version order, each handed to
+ * `each` with its file's path and SQL, after every applied one was checked against its
+ * file in `dir` (a changed or missing file: MIGRATE_CHANGED, nothing handed over). Writes
+ * nothing; for `bookingctl rebuild`, which runs them again into its shadow schemas.
+ * `each` returns 0, or -1 to stop (MIGRATE_FAILED; the caller keeps its own error).
+ */
+migrate_rc migrate_applied(PGconn *conn, const char *dir, const pgu_log *log,
+			   int (*each)(void *opaque, const char *path, const char *sql),
+			   void *opaque, char *errstr, size_t errstr_size) BK_MUSTCHECK;
+
 #endif

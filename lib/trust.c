@@ -265,10 +265,10 @@ bool bk_trust_unsealed_ok(const bk_trust *t)
 	return t->trust_unsealed;
 }
 
-static void on_release(void *opaque, void *rec, int64_t offset, bool sealed)
+static void on_release(void *opaque, void *rec, int64_t offset, bool sealed, const uint8_t *digest)
 {
 	bk_trust *t = opaque;
-	t->release(t->opaque, rec, t->cur_part, offset, sealed);
+	t->release(t->opaque, rec, t->cur_part, offset, sealed, digest);
 }
 
 static bk_sealbuf *buf_of(bk_trust *t, int32_t p)
@@ -294,6 +294,8 @@ int bk_trust_seal_from(bk_trust *t, const rd_kafka_message_t *m, const char *top
 {
 	char why[256];
 	bk_seal s;
+	if (t->trust_unsealed && !t->writers)
+		return 1; /* nothing to check it with, nothing waits for it */
 	msgpack_zone_clear(&t->z);
 	bk_sealbuf *b = buf_of(t, m->partition);
 	if (!m->payload) {
@@ -324,7 +326,7 @@ int bk_trust_add(bk_trust *t, int32_t partition, int64_t offset, const uint8_t d
 		 void *rec)
 {
 	if (t->trust_unsealed) {
-		t->release(t->opaque, rec, partition, offset, true);
+		t->release(t->opaque, rec, partition, offset, true, NULL);
 		return 0;
 	}
 	bk_sealbuf *b = buf_of(t, partition);
@@ -350,4 +352,23 @@ size_t bk_trust_held(const bk_trust *t, int32_t partition)
 		if ((partition < 0 || p == partition) && t->bufs[p])
 			n += bk_sealbuf_held(t->bufs[p]);
 	return n;
+}
+
+int bk_trust_seal_record(const bk_seal *s, const uint8_t sk[BK_SK_LEN], const char *key_id,
+			 msgpack_sbuffer *sb, rd_kafka_headers_t **ret_h)
+{
+	*ret_h = NULL;
+	msgpack_sbuffer_clear(sb);
+	if (bk_seal_encode(s, sb) < 0)
+		return -1;
+	uint8_t sig[BK_SIG_LEN];
+	bk_auth_sign(sk, sb->data, sb->size, sig);
+	rd_kafka_headers_t *h = rd_kafka_headers_new(3);
+	if (!h)
+		return -1;
+	rd_kafka_header_add(h, BK_SEAL_KEY, -1, "1", 1);
+	rd_kafka_header_add(h, "key-id", -1, key_id, -1);
+	rd_kafka_header_add(h, "signature", -1, sig, BK_SIG_LEN);
+	*ret_h = h;
+	return 0;
 }

@@ -49,15 +49,17 @@ int bk_trust_check_rules(const bk_keyring *writers, const rd_kafka_message_t *m,
 			 size_t errstr_size);
 
 /*
- * The seal buffers of one topic's partitions. Records are added with their digest and a
- * handle of the caller's; release(opaque, rec, partition, offset, sealed) gives each
- * back exactly once, in offset order per partition. on_seal (may be NULL) sees every
- * valid seal; on_bad_seal (may be NULL) every seal record that does not check.
- * With trust_unsealed (development only) every record is released sealed at once and
- * seals are only checked.
+ * The seal buffers of one topic's partitions. Records are added with their digest (or
+ * none yet: core's bk_sealbuf, deferred digests) and a handle of the caller's;
+ * release(opaque, rec, partition, offset, sealed, digest) gives each back exactly once,
+ * in offset order per partition (digest: for a record added without one, the digest the
+ * seal lists). on_seal (may be NULL) sees every valid seal; on_bad_seal (may be NULL)
+ * every seal record that does not check. With trust_unsealed (development only) every
+ * record is released sealed at once and seals are only checked (and without a writer
+ * keyring not even that: bk_trust_seal says 1).
  */
 typedef void (*bk_trust_release_fn)(void *opaque, void *rec, int32_t partition, int64_t offset,
-				    bool sealed);
+				    bool sealed, const uint8_t *digest);
 typedef void (*bk_trust_seal_fn)(void *opaque, const rd_kafka_message_t *m, const bk_seal *s);
 typedef void (*bk_trust_bad_fn)(void *opaque, const rd_kafka_message_t *m, const char *why);
 
@@ -66,14 +68,16 @@ bk_trust *bk_trust_new(const bk_keyring *writers, bool trust_unsealed, int npart
 		       bk_trust_release_fn release, bk_trust_seal_fn on_seal,
 		       bk_trust_bad_fn on_bad_seal, void *opaque);
 void bk_trust_free(bk_trust *t); /* NULL ok; held handles are not released */
-/* A seal record: check it and release what it covers. 0 valid, -1 not (reported). */
+/* A seal record: check it and release what it covers. 0 valid, -1 not (reported), 1 not
+ * checked (trust_unsealed without a writer keyring). */
 int bk_trust_seal(bk_trust *t, const rd_kafka_message_t *m);
 /* The same for a seal record read from elsewhere (a replay file): m carries partition,
  * offset and value (m->rkt may be NULL; the callbacks get m as given), topic is where it
  * was read, key_id and sig are its headers' values (NULL when absent). */
 int bk_trust_seal_from(bk_trust *t, const rd_kafka_message_t *m, const char *topic,
 		       const void *key_id, size_t key_id_len, const void *sig, size_t sig_len);
-/* Hold a record. 0, or -1 (out of memory, offset out of order: not held). */
+/* Hold a record (digest NULL: not known yet). 0, or -1 (out of memory, offset out of
+ * order: not held). */
 int bk_trust_add(bk_trust *t, int32_t partition, int64_t offset, const uint8_t digest[BK_HASH_LEN],
 		 void *rec) BK_MUSTCHECK;
 /* A bounded read reached the end of partition (-1: every partition): release what is
@@ -82,5 +86,15 @@ void bk_trust_flush(bk_trust *t, int32_t partition);
 /* How many records wait for a seal on partition (-1: all). */
 size_t bk_trust_held(const bk_trust *t, int32_t partition);
 bool bk_trust_unsealed_ok(const bk_trust *t);
+
+/*
+ * A seal record as the writer produces it: s encoded into sb (cleared first) and signed
+ * with the writer key (sk, key_id); *ret_h the record's headers (`seal: 1`, `key-id`,
+ * `signature`), the caller's (to rd_kafka_producev's RD_KAFKA_V_HEADERS, which takes them
+ * on success, or rd_kafka_headers_destroy). Key: BK_SEAL_KEY. 0, or -1 (out of memory).
+ * The processor, `bookingctl seal` and the test feed write seals with it.
+ */
+int bk_trust_seal_record(const bk_seal *s, const uint8_t sk[BK_SK_LEN], const char *key_id,
+			 msgpack_sbuffer *sb, rd_kafka_headers_t **ret_h) BK_MUSTCHECK;
 
 #endif

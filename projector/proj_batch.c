@@ -35,48 +35,26 @@
 #include "pgutil.h"
 #include "proj_apply.h"
 #include "proj_batch.h"
+#include "proj_plan.h"
 
 #define RING	    8	    /* recent hashes kept per order, for duplicate checks */
 #define CACHE_MAX   1000000 /* orders cached; the cache is emptied past this */
 #define BACKOFF_MIN 100	    /* ms */
 #define BACKOFF_MAX 5000    /* ms */
-#define REASON_MAX  400
 
-typedef struct ostate {
-	int64_t seq;
-	uint8_t hash[BK_HASH_LEN];
-	pa_order f;
-	int64_t rseq[RING];
-	uint8_t rhash[RING][BK_HASH_LEN];
-} ostate;
+/* Recent hashes of an order, for duplicates of events before its last (no query). */
+typedef struct ring {
+	int64_t seq[RING];
+	uint8_t hash[RING][BK_HASH_LEN];
+} ring;
 
 typedef struct oentry {
-	char id[BK_ID_MAX];
-	ostate c;	  /* committed: what PostgreSQL holds */
-	ostate b;	  /* while planning a batch */
-	uint32_t gen;	  /* batch that last touched it */
-	bool held;	  /* has held/retry quarantine rows at batch start */
-	bool retry;	  /* has rows set to retry */
-	bool quarantined; /* while planning: later events wait in quarantine */
+	pp_order po; /* first: what planning sees (id, heads, quarantine flags) */
+	ring rc;     /* recent hashes: committed */
+	ring rb;     /* while planning */
 } oentry;
 
-enum { A_APPLY, A_DUP, A_FORK, A_QUAR, A_HELD, A_REJECT };
-
-typedef struct item {
-	const bk_event *e; /* NULL: the record could not be decoded */
-	oentry *o;
-	int64_t qid; /* quarantine row being retried, 0 for a log record */
-	int topic;   /* 0 events */
-	int32_t part;
-	int64_t offset;
-	const void *raw; /* the record's bytes (undecodable records) */
-	size_t raw_n;
-	uint8_t action;
-	uint8_t verdict; /* A_REJECT: the reader rule's verdict (bk_chain_verdict) */
-	bool pre_bad;	 /* rejected before planning (verdict and reason set) */
-	bool apply_bad;	 /* a valid event that could not be mapped: quarantined */
-	char reason[REASON_MAX];
-} item;
+#define OENTRY(o) ((oentry *)(void *)(o)) /* a pp_order is its entry's first member */
 
 typedef struct expect {
 	int topic; /* 0 events, 1 rules */
@@ -100,8 +78,7 @@ struct proj {
 	expect *exp;
 	size_t nexp, capexp;
 	pr_store *store;
-	item *items;
-	size_t nitems, capitems;
+	pp_plan pl;	     /* the batch's items */
 	PGresult *retry_res; /* rows being retried (their bytes), cleared per attempt */
 	msgpack_sbuffer sb;
 	int backoff_ms;
@@ -111,7 +88,8 @@ struct proj {
 	bool model_table;  /* booking_proj.model existed at the connection's last read of it */
 	bool model_known;  /* model_gen was read by a session of this instance */
 	bool replaced;	   /* the fence saw a new generation: close the connection */
-	const uint8_t *ver; /* the batch's PV_* per message */
+	const uint8_t *ver;		   /* the batch's PV_* per message */
+	const uint8_t (*dig)[BK_HASH_LEN]; /* PV_CHECK: the digest the record's seal lists */
 };
 
 /* --- small helpers ------------------------------------------------------------------ */
@@ -155,7 +133,7 @@ static void cache_clear(proj *p)
 static size_t cache_slot(const proj *p, const char *id)
 {
 	size_t mask = p->nslots - 1, i = (size_t)hash_str(id) & mask;
-	while (p->slots[i] && strcmp(p->slots[i]->id, id) != 0)
+	while (p->slots[i] && strcmp(p->slots[i]->po.id, id) != 0)
 		i = (i + 1) & mask;
 	return i;
 }
@@ -178,7 +156,7 @@ static void cache_evict(proj *p, const char *id)
 	for (size_t j = (i + 1) & mask; p->slots[j]; j = (j + 1) & mask) {
 		oentry *o = p->slots[j];
 		p->slots[j] = NULL;
-		p->slots[cache_slot(p, o->id)] = o;
+		p->slots[cache_slot(p, o->po.id)] = o;
 	}
 }
 
@@ -198,13 +176,13 @@ static oentry *cache_add(proj *p, const char *id)
 		p->nslots = ns;
 		for (size_t i = 0; i < oldn; i++)
 			if (old[i])
-				p->slots[cache_slot(p, old[i]->id)] = old[i];
+				p->slots[cache_slot(p, old[i]->po.id)] = old[i];
 		free(old);
 	}
 	oentry *o = calloc(1, sizeof(*o));
 	if (!o)
 		return NULL;
-	snprintf(o->id, sizeof(o->id), "%s", id);
+	snprintf(o->po.id, sizeof(o->po.id), "%s", id);
 	p->slots[cache_slot(p, id)] = o;
 	p->n++;
 	return o;
@@ -224,6 +202,7 @@ proj *proj_new(const proj_cfg *cfg)
 		return NULL;
 	}
 	msgpack_sbuffer_init(&p->sb);
+	pp_init(&p->pl);
 	p->backoff_ms = BACKOFF_MIN;
 	return p;
 }
@@ -235,7 +214,7 @@ void proj_free(proj *p)
 	cache_clear(p);
 	free(p->slots);
 	free(p->exp);
-	free(p->items);
+	pp_free(&p->pl);
 	free(p->bparts);
 	PQclear(p->retry_res);
 	pr_store_free(p->store);
@@ -284,8 +263,14 @@ int proj_connect(proj *p)
 		 * the first fence, never missed */
 		bool table = false;
 		int64_t gen = 0;
-		if (c && pdb_model_generation(c, &table, &gen, err, sizeof(err)) == 0 &&
-		    pdb_setup(c, err, sizeof(err)) == 0) {
+		/* A commit lost to a server crash is harmless: the checkpoint is in the same
+		 * transaction, so the batch is read from Kafka and projected again. JIT
+		 * compiling costs more than it saves on the per-batch statements. */
+		if (c &&
+		    pgu_exec(c, "set synchronous_commit = off; set jit = off", "session settings",
+			     err, sizeof(err)) == 0 &&
+		    pdb_model_generation(c, &table, &gen, err, sizeof(err)) == 0 &&
+		    pdb_setup(c, &pdb_live, err, sizeof(err)) == 0) {
 			char who[256];
 			bk_logf(BK_LOG_INFO, "connected to postgresql", "db=%s generation=%lld",
 				pgu_describe(c, who, sizeof(who)), (long long)gen);
@@ -377,207 +362,73 @@ void proj_revoke(proj *p)
 	cache_clear(p);
 }
 
-/* --- planning ------------------------------------------------------------------------ */
+/* --- planning (proj_plan.c; here: the order lookup of this daemon) ------------------ */
 
-static item *item_add(proj *p)
+static pp_order *order_of(void *ctx, const char *order_id)
 {
-	if (p->nitems == p->capitems) {
-		size_t cap = p->capitems ? p->capitems * 2 : 1024;
-		item *v = realloc(p->items, cap * sizeof(*v));
-		if (!v)
-			return NULL;
-		p->items = v;
-		p->capitems = cap;
-	}
-	item *it = &p->items[p->nitems++];
-	memset(it, 0, sizeof(*it));
-	return it;
+	oentry *o = cache_find(ctx, order_id);
+	return o ? &o->po : NULL;
 }
 
-/*
- * Items of one record: its events, or one undecodable item (rec NULL, reason why).
- * hash_bad: per event, whether its hash was found not to match (checked already), or
- * NULL to check them here.
- */
-static int add_record(proj *p, const bk_record *rec, const uint8_t *hash_bad, const char *why,
-		      const void *raw, size_t raw_n, const char *key, int topic, int32_t part,
-		      int64_t offset, int64_t qid)
+/* The items of one record, from partition part at offset (qid: a retried row). */
+static int add_record(proj *p, const bk_record *rec, pp_seal seal, const uint8_t *hash_bad,
+		      const char *why, const void *raw, size_t raw_n, const char *key, int topic,
+		      int32_t part, int64_t offset, int64_t qid)
 {
-	if (!rec || rec->n == 0) {
-		item *it = item_add(p);
-		if (!it)
-			return -1;
+	long first = pp_add_record(&p->pl, rec, why, seal, hash_bad, order_of, p, key);
+	if (first < 0)
+		return -1;
+	for (size_t i = (size_t)first; i < p->pl.n; i++) {
+		pp_item *it = &p->pl.items[i];
 		it->qid = qid;
 		it->topic = topic;
 		it->part = part;
 		it->offset = offset;
 		it->raw = raw;
 		it->raw_n = raw_n;
-		it->pre_bad = true;
-		it->verdict = BK_CHAIN_GARBAGE;
-		snprintf(it->reason, sizeof(it->reason), "undecodable record: %s",
-			 rec ? "no events" : why);
-		it->o = cache_find(p, key && *key ? key : "(no key)");
-		return 0;
-	}
-	for (uint32_t i = 0; i < rec->n; i++) {
-		item *it = item_add(p);
-		if (!it)
-			return -1;
-		it->e = &rec->events[i];
-		it->qid = qid;
-		it->topic = topic;
-		it->part = part;
-		it->offset = offset;
-		it->o = cache_find(p, rec->events[i].order_id);
-		if (hash_bad ? hash_bad[i] : !bk_seal_hash_ok(it->e, &p->sb)) {
-			it->pre_bad = true;
-			it->verdict = BK_CHAIN_BAD_HASH;
-			snprintf(it->reason, sizeof(it->reason),
-				 "event %s: hash does not match its content", it->e->event_id);
-		}
 	}
 	return 0;
 }
 
-typedef struct hash_lookup {
-	proj *p;
-	oentry *o;
-	bool failed;
-	char err[256];
-} hash_lookup;
-
-static int known_hash_at(void *opaque, int64_t seq, uint8_t ret[BK_HASH_LEN])
+/* An older hash of an order: its recent ring, else PostgreSQL's timeline. */
+static int hash_at(void *ctx, pp_order *po, int64_t seq, uint8_t ret[BK_HASH_LEN], char *err,
+		   size_t errsz)
 {
-	hash_lookup *h = opaque;
-	const ostate *s = &h->o->b;
+	proj *p = ctx;
+	const ring *r = &OENTRY(po)->rb;
 	size_t i = (size_t)seq % RING;
-	if (s->rseq[i] == seq) {
-		memcpy(ret, s->rhash[i], BK_HASH_LEN);
+	if (r->seq[i] == seq) {
+		memcpy(ret, r->hash[i], BK_HASH_LEN);
 		return 0;
 	}
 	bool found = false;
-	if (pdb_hash_at(h->p->conn, h->o->id, seq, ret, &found, h->err, sizeof(h->err)) < 0) {
-		h->failed = true;
+	if (pdb_hash_at(p->conn, po->id, seq, ret, &found, err, errsz) < 0)
 		return -1;
-	}
-	return found ? 0 : -1;
+	return found ? 0 : 1;
 }
 
-static void advance(ostate *s, const bk_event *e)
+static void ring_reset(void *ctx, pp_order *po)
 {
-	s->seq = e->seq;
-	memcpy(s->hash, e->hash, BK_HASH_LEN);
-	s->rseq[e->seq % RING] = e->seq;
-	memcpy(s->rhash[e->seq % RING], e->hash, BK_HASH_LEN);
+	(void)ctx;
+	OENTRY(po)->rb = OENTRY(po)->rc;
 }
 
-/* Set the order aside from this item on: the item is quarantined, later ones held. */
-static void quarantine(proj *p, item *it, const char *why)
+static int ring_applied(void *ctx, pp_order *po, const bk_event *e)
 {
-	(void)p;
-	it->action = A_QUAR;
-	if (why && why != it->reason)
-		snprintf(it->reason, sizeof(it->reason), "%s", why);
-	if (it->o)
-		it->o->quarantined = true;
-}
-
-/*
- * Judge every item and coalesce the NEXT ones into p->store. An event that cannot be
- * mapped is marked pre_bad and the plan restarts (so no image holds part of it).
- * Returns 0, or -1 on a PostgreSQL failure (err).
- */
-static int plan(proj *p, char *err, size_t errsz)
-{
-restart:
-	pr_store_reset(p->store);
-	for (size_t i = 0; i < p->nitems; i++) {
-		oentry *o = p->items[i].o;
-		if (o) {
-			o->b = o->c;
-			o->quarantined = o->held;
-		}
-	}
-	/* an order being retried starts released; its own rows come first */
-	for (size_t i = 0; i < p->nitems; i++)
-		if (p->items[i].qid && p->items[i].o)
-			p->items[i].o->quarantined = false;
-	for (size_t i = 0; i < p->nitems; i++) {
-		item *it = &p->items[i];
-		oentry *o = it->o;
-		if (!o) { /* no order id at all */
-			it->action = A_QUAR;
-			continue;
-		}
-		if (o->quarantined) {
-			it->action = A_HELD;
-			if (!it->pre_bad)
-				snprintf(it->reason, sizeof(it->reason),
-					 "held: an earlier event of the order is quarantined");
-			continue;
-		}
-		if (it->apply_bad || (it->pre_bad && it->qid)) {
-			quarantine(p, it, NULL);
-			continue;
-		}
-		if (it->pre_bad) { /* rejected alone: it takes no seq and holds nothing back */
-			it->action = A_REJECT;
-			continue;
-		}
-		const bk_event *e = it->e;
-		hash_lookup hl = {p, o, false, ""};
-		bk_chain_verdict v = bk_chain_classify(o->b.seq, o->b.hash, e->seq, e->prev_hash,
-						       e->hash, known_hash_at, &hl);
-		if (hl.failed) {
-			snprintf(err, errsz, "%s", hl.err);
-			return -1;
-		}
-		switch (v) {
-		case BK_CHAIN_NEXT: {
-			char why[REASON_MAX];
-			if (pa_apply(p->store, e, &o->b.f, why, sizeof(why)) < 0) {
-				it->apply_bad = true;
-				snprintf(it->reason, sizeof(it->reason), "%s", why);
-				goto restart;
-			}
-			advance(&o->b, e);
-			it->action = A_APPLY;
-			break;
-		}
-		case BK_CHAIN_DUPLICATE:
-			it->action = A_DUP;
-			break;
-		case BK_CHAIN_FORK:
-			it->action = A_FORK;
-			snprintf(it->reason, sizeof(it->reason),
-				 "fork: seq %lld (order at %lld) with another hash or link",
-				 (long long)e->seq, (long long)o->b.seq);
-			break;
-		case BK_CHAIN_BAD_LINK:
-		case BK_CHAIN_BAD_HASH:
-		case BK_CHAIN_UNSEALED:
-		case BK_CHAIN_GARBAGE:
-		case BK_CHAIN__COUNT:
-			it->action = A_REJECT;
-			it->verdict = (uint8_t)(v == BK_CHAIN__COUNT ? BK_CHAIN_BAD_LINK : v);
-			snprintf(it->reason, sizeof(it->reason),
-				 "%s: seq %lld does not link to the order's last valid event "
-				 "(seq %lld)",
-				 bk_chain_verdict_name((bk_chain_verdict)it->verdict),
-				 (long long)e->seq, (long long)o->b.seq);
-			break;
-		}
-	}
+	(void)ctx;
+	ring *r = &OENTRY(po)->rb;
+	r->seq[e->seq % RING] = e->seq;
+	memcpy(r->hash[e->seq % RING], e->hash, BK_HASH_LEN);
 	return 0;
 }
 
-/* --- gathering ---------------------------------------------------------------------- */
-
-static const char *item_order(const item *it)
+static int plan(proj *p, char *err, size_t errsz)
 {
-	return it->o ? it->o->id : "(no key)";
+	const pp_ops ops = {hash_at, ring_reset, ring_applied, p};
+	return pp_run(&p->pl, p->store, &ops, err, errsz);
 }
+
+/* --- gathering ---------------------------------------------------------------------- */
 
 /* A growable list of order ids (pointers owned elsewhere). */
 typedef struct idlist {
@@ -602,7 +453,8 @@ static bool id_push(idlist *l, const char *id)
 typedef struct decoded {
 	bk_record r;
 	bool ok;
-	uint8_t *bad; /* per event of r: hash does not match (in the decoding zone) */
+	uint8_t *bad;  /* per event of r: hash does not match (in the decoding zone) */
+	bool unsealed; /* PV_CHECK: its digest is not the one its seal lists */
 	char key[BK_ID_MAX];
 	char why[200];
 } decoded;
@@ -638,6 +490,11 @@ static void decode_range(dec_job *j)
 							 sizeof(d->why)) == 0;
 		if (!m->len)
 			snprintf(d->why, sizeof(d->why), "empty record");
+		if (d->ok && j->p->ver && j->p->ver[i] == PV_CHECK) {
+			uint8_t dg[BK_HASH_LEN];
+			bk_seal_digest_record(&d->r, dg);
+			d->unsealed = memcmp(dg, j->p->dig[i], BK_HASH_LEN) != 0;
+		}
 		if (!d->ok || !d->r.n)
 			continue;
 		d->bad = msgpack_zone_malloc(j->z, d->r.n);
@@ -694,7 +551,7 @@ static int load_missing(proj *p, const idlist *ids, char *err, size_t errsz)
 		if (cache_find(p, ids->v[i]) || strlen(ids->v[i]) >= BK_ID_MAX)
 			continue;
 		oentry *o = cache_add(p, ids->v[i]);
-		if (!o || !id_push(&load, o->id))
+		if (!o || !id_push(&load, o->po.id))
 			rc = -1;
 	}
 	pdb_head *h = load.n ? calloc(load.n, sizeof(*h)) : NULL;
@@ -712,14 +569,14 @@ static int load_missing(proj *p, const idlist *ids, char *err, size_t errsz)
 			cache_evict(p, load.v[i]);
 			continue;
 		}
-		ostate *s = &o->c;
+		pp_head *s = &o->po.c;
 		s->seq = h[i].seq;
 		memcpy(s->hash, h[i].hash, BK_HASH_LEN);
 		s->f.status = h[i].status;
 		snprintf(s->f.buyer, sizeof(s->f.buyer), "%s", h[i].buyer);
 		snprintf(s->f.provider, sizeof(s->f.provider), "%s", h[i].provider);
 		for (int k = 0; k < RING; k++)
-			s->rseq[k] = -1;
+			o->rc.seq[k] = -1;
 	}
 	free(h);
 	free(load.v);
@@ -742,7 +599,7 @@ static int64_t be_int(const char *b, int n)
 static int gather(proj *p, msgpack_zone *z, msgpack_zone *z2, rd_kafka_message_t *const *msgs,
 		  size_t n, char *err, size_t errsz)
 {
-	p->nitems = 0;
+	pp_clear(&p->pl);
 	PQclear(p->retry_res);
 	p->retry_res = NULL;
 	if (p->n > CACHE_MAX)
@@ -788,13 +645,13 @@ static int gather(proj *p, msgpack_zone *z, msgpack_zone *z2, rd_kafka_message_t
 	for (size_t i = 0; i < ids.n; i++) {
 		oentry *o = cache_find(p, ids.v[i]);
 		if (o)
-			o->held = o->retry = false;
+			o->po.held = o->po.retry = false;
 	}
 	for (int i = 0; i < nq; i++) {
 		oentry *o = cache_find(p, PQgetvalue(q, i, 0));
 		if (o) {
-			o->held = true;
-			o->retry = PQgetvalue(q, i, 1)[0] == 't';
+			o->po.held = true;
+			o->po.retry = PQgetvalue(q, i, 1)[0] == 't';
 		}
 	}
 	/* retried rows, in seq order per order (binary results) */
@@ -824,15 +681,15 @@ static int gather(proj *p, msgpack_zone *z, msgpack_zone *z2, rd_kafka_message_t
 			char why[200];
 			bool ok =
 			    bk_codec_record_decode(raw, raw_n, z, &rec, why, sizeof(why)) == 0;
-			size_t before = p->nitems;
-			if (add_record(p, ok ? &rec : NULL, NULL, why, raw, raw_n, oid,
+			size_t before = p->pl.n;
+			if (add_record(p, ok ? &rec : NULL, PP_SEALED, NULL, why, raw, raw_n, oid,
 				       topic_idx(p, PQgetvalue(r, i, 2)),
 				       (int32_t)be_int(PQgetvalue(r, i, 3), 4),
 				       be_int(PQgetvalue(r, i, 4), 8),
 				       be_int(PQgetvalue(r, i, 0), 8)) < 0)
 				goto oom;
-			for (size_t k = before; k < p->nitems; k++) {
-				p->items[k].o = cache_find(p, oid); /* the row's order */
+			for (size_t k = before; k < p->pl.n; k++) {
+				p->pl.items[k].o = order_of(p, oid); /* the row's order */
 				p->st.retried++;
 			}
 		}
@@ -846,22 +703,13 @@ static int gather(proj *p, msgpack_zone *z, msgpack_zone *z2, rd_kafka_message_t
 		const uint8_t v = p->ver ? p->ver[i] : PV_SEALED;
 		if (v == PV_SEAL)
 			continue;
-		if (v == PV_BAD_SEAL) {
-			d->ok = false;
-			snprintf(d->why, sizeof(d->why), "a seal record that does not check");
-		}
-		size_t before = p->nitems;
-		if (add_record(p, d->ok ? &d->r : NULL, d->bad, d->why,
+		pp_seal seal = v == PV_BAD_SEAL					    ? PP_BAD_SEAL
+			       : v == PV_UNSEALED || (v == PV_CHECK && d->unsealed) ? PP_UNSEALED
+										    : PP_SEALED;
+		if (add_record(p, d->ok ? &d->r : NULL, seal, d->bad, d->why,
 			       m->payload ? m->payload : "", m->len, d->key, 0, m->partition,
 			       m->offset, 0) < 0)
 			goto oom;
-		for (size_t k = before; v == PV_UNSEALED && k < p->nitems; k++)
-			if (!p->items[k].pre_bad || p->items[k].verdict != BK_CHAIN_GARBAGE) {
-				p->items[k].pre_bad = true;
-				p->items[k].verdict = BK_CHAIN_UNSEALED;
-				snprintf(p->items[k].reason, sizeof(p->items[k].reason),
-					 "unsealed: no valid seal covers the record");
-			}
 		p->st.records++;
 	}
 	rc = 0;
@@ -1012,57 +860,23 @@ static int fence(proj *p, char *err, size_t errsz)
 	return rc;
 }
 
-static void hexhash(const uint8_t *h, char out[2 * BK_HASH_LEN + 3])
-{
-	out[0] = '\\';
-	out[1] = 'x';
-	bk_hex(h, BK_HASH_LEN, out + 2);
-}
-
-/* The bytes stored for an item: a one-event record, or the raw record. */
-static int item_bytes(proj *p, const item *it, const void **ret, size_t *ret_n)
-{
-	if (!it->e) {
-		*ret = it->raw ? it->raw : "";
-		*ret_n = it->raw_n;
-		return 0;
-	}
-	bk_record r = {it->e->order_id, it->e->command_id, (bk_event *)it->e, 1};
-	p->sb.size = 0;
-	if (bk_codec_record_encode(&r, &p->sb) < 0)
-		return -1;
-	*ret = p->sb.data;
-	*ret_n = p->sb.size;
-	return 0;
-}
-
 static int bookkeeping(proj *p, rd_kafka_message_t *const *msgs, size_t n, char *err, size_t errsz)
 {
-	for (size_t i = 0; i < p->nitems; i++) {
-		item *it = &p->items[i];
-		const void *bytes;
-		size_t nb;
-		char ps[16], os[24], ss[24], h[2 * BK_HASH_LEN + 3], ph[2 * BK_HASH_LEN + 3],
-		    qs[24];
-		snprintf(ps, sizeof(ps), "%d", it->part);
-		snprintf(os, sizeof(os), "%lld", (long long)it->offset);
-		snprintf(ss, sizeof(ss), "%lld", it->e ? (long long)it->e->seq : 0LL);
-		if (it->e) {
-			hexhash(it->e->hash, h);
-			hexhash(it->e->prev_hash, ph);
-		}
-		if (it->qid && (i == 0 || p->items[i - 1].qid != it->qid)) {
+	for (size_t i = 0; i < p->pl.n; i++) {
+		const pp_item *it = &p->pl.items[i];
+		if (it->qid && (i == 0 || p->pl.items[i - 1].qid != it->qid)) {
 			/* a retried row: held while any of its events waits, else applied */
 			bool bad = false, fork = false;
 			const char *why = NULL;
-			for (size_t k = i; k < p->nitems && p->items[k].qid == it->qid; k++) {
-				uint8_t a = p->items[k].action;
-				bad |= a == A_QUAR || a == A_HELD;
-				fork |= a == A_FORK;
-				if (a == A_QUAR && !why)
-					why = p->items[k].reason;
+			for (size_t k = i; k < p->pl.n && p->pl.items[k].qid == it->qid; k++) {
+				uint8_t a = p->pl.items[k].action;
+				bad |= a == PP_QUAR || a == PP_HELD;
+				fork |= a == PP_FORK;
+				if (a == PP_QUAR && !why)
+					why = p->pl.items[k].reason;
 			}
 			const char *status = bad ? "held" : fork ? "skipped" : "applied";
+			char qs[24];
 			snprintf(qs, sizeof(qs), "%lld", (long long)it->qid);
 			const char *v[4] = {qs, status, why, !bad && fork ? "t" : "f"};
 			if (pgu_exec_params(
@@ -1075,114 +889,27 @@ static int bookkeeping(proj *p, rd_kafka_message_t *const *msgs, size_t n, char 
 			if (bad)
 				p->st.held++;
 		}
-		if (it->action == A_FORK && it->e) { /* a fork is always an event */
-			if (item_bytes(p, it, &bytes, &nb) < 0)
-				goto oom;
-			const char *v[9] = {item_order(it),
-					    topic_name(p, it->topic),
-					    ps,
-					    os,
-					    ss,
-					    it->e->event_id,
-					    h,
-					    ph,
-					    bytes};
-			int lens[9] = {0, 0, 0, 0, 0, 0, 0, 0, (int)nb};
-			int fmts[9] = {0, 0, 0, 0, 0, 0, 0, 0, 1};
-			PGresult *r = PQexecParams(
-			    p->conn,
-			    "insert into booking_proj.fork (order_id, topic, partition, "
-			    "record_offset, seq, event_id, hash, prev_hash, event) values ($1, $2, "
-			    "$3::int, $4::bigint, $5::bigint, $6, $7::bytea, $8::bytea, $9::bytea) "
-			    "on conflict do nothing",
-			    9, NULL, v, lens, fmts, 0);
-			if (!r || PQresultStatus(r) != PGRES_COMMAND_OK) {
-				pgu_format_error(p->conn, r, "record fork", err, errsz);
-				PQclear(r);
-				return -1;
-			}
-			PQclear(r);
-			p->st.forks++;
-			bk_logf(
-			    BK_LOG_WARN, "fork: event not applied",
-			    "topic=%s partition=%d offset=%lld order_id=%s seq=%lld event_id=%s",
-			    topic_name(p, it->topic), it->part, (long long)it->offset,
-			    item_order(it), (long long)it->e->seq, it->e->event_id);
+		if (it->qid)
 			continue;
-		}
-		if (it->action == A_REJECT && !it->qid) {
-			if (item_bytes(p, it, &bytes, &nb) < 0)
-				goto oom;
-			const char *vname = bk_chain_verdict_name((bk_chain_verdict)it->verdict);
-			const char *v[8] = {
-			    item_order(it),    topic_name(p, it->topic),       ps,    os,
-			    it->e ? ss : NULL, it->e ? it->e->event_id : NULL, vname, it->reason};
-			const char *v9[9] = {v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], bytes};
-			int lens[9] = {0, 0, 0, 0, 0, 0, 0, 0, (int)nb};
-			int fmts[9] = {0, 0, 0, 0, 0, 0, 0, 0, 1};
-			PGresult *r = PQexecParams(
-			    p->conn,
-			    "insert into booking_proj.rejected (order_id, topic, partition, "
-			    "record_offset, seq, event_id, verdict, reason, record) values ($1, "
-			    "$2, "
-			    "$3::int, $4::bigint, $5::bigint, $6, $7, $8, $9::bytea) on conflict "
-			    "do "
-			    "nothing",
-			    9, NULL, v9, lens, fmts, 0);
-			if (!r || PQresultStatus(r) != PGRES_COMMAND_OK) {
-				pgu_format_error(p->conn, r, "record rejected", err, errsz);
-				PQclear(r);
-				return -1;
-			}
-			PQclear(r);
-			p->st.rejected++;
-			bk_logf(BK_LOG_WARN, "event rejected: not applied",
-				"verdict=%s topic=%s partition=%d offset=%lld order_id=%s seq=%lld "
-				"reason=\"%s\"",
-				vname, topic_name(p, it->topic), it->part, (long long)it->offset,
-				item_order(it), it->e ? (long long)it->e->seq : -1LL, it->reason);
-			continue;
-		}
-		if (it->qid || (it->action != A_QUAR && it->action != A_HELD))
-			continue;
-		if (item_bytes(p, it, &bytes, &nb) < 0)
-			goto oom;
-		const char *v[10] = {item_order(it),
-				     topic_name(p, it->topic),
-				     ps,
-				     os,
-				     it->e ? ss : NULL,
-				     it->e ? it->e->event_id : NULL,
-				     it->reason,
-				     bytes,
-				     it->e ? h : NULL,
-				     it->e ? ph : NULL};
-		int lens[10] = {0, 0, 0, 0, 0, 0, 0, (int)nb, 0, 0};
-		int fmts[10] = {0, 0, 0, 0, 0, 0, 0, 1, 0, 0};
-		PGresult *r = PQexecParams(
-		    p->conn,
-		    "insert into booking_proj.quarantine (order_id, topic, partition, "
-		    "record_offset, "
-		    "seq, event_id, reason, event, status, hash, prev_hash) values ($1, $2, "
-		    "$3::int, "
-		    "$4::bigint, $5::bigint, $6, $7, $8::bytea, 'held', $9::bytea, $10::bytea) on "
-		    "conflict do nothing",
-		    10, NULL, v, lens, fmts, 0);
-		if (!r || PQresultStatus(r) != PGRES_COMMAND_OK) {
-			pgu_format_error(p->conn, r, "record quarantine", err, errsz);
-			PQclear(r);
+		if (pdb_report_item(p->conn, &pdb_live, topic_name(p, it->topic), it, &p->sb, err,
+				    errsz) < 0)
 			return -1;
-		}
-		PQclear(r);
-		if (it->action == A_QUAR) {
+		switch ((pp_action)it->action) {
+		case PP_FORK:
+			p->st.forks++;
+			break;
+		case PP_REJECT:
+			p->st.rejected++;
+			break;
+		case PP_QUAR:
 			p->st.quarantined++;
-			bk_logf(
-			    BK_LOG_WARN, "order quarantined",
-			    "topic=%s partition=%d offset=%lld order_id=%s seq=%lld reason=\"%s\"",
-			    topic_name(p, it->topic), it->part, (long long)it->offset,
-			    item_order(it), it->e ? (long long)it->e->seq : -1LL, it->reason);
-		} else {
+			break;
+		case PP_HELD:
 			p->st.held++;
+			break;
+		case PP_APPLY:
+		case PP_DUP:
+			break;
 		}
 	}
 	/* rules: the profile's record replaces all its rules (a tombstone deletes them) */
@@ -1192,30 +919,13 @@ static int bookkeeping(proj *p, rd_kafka_message_t *const *msgs, size_t n, char 
 			continue;
 		if (p->ver && p->ver[i] != PV_SEALED)
 			continue; /* an unsigned rules record: reported by the daemon */
-		char sp[BK_ID_MAX] = "";
-		if (!m->key || m->key_len == 0 || m->key_len >= sizeof(sp)) {
-			bk_logf(BK_LOG_ERROR, "rules record without a usable key, skipped",
-				"topic=%s partition=%d offset=%lld", topic_name(p, 1), m->partition,
-				(long long)m->offset);
-			continue;
-		}
-		memcpy(sp, m->key, m->key_len);
-		bk_profile_rules pr;
-		memset(&pr, 0, sizeof(pr));
-		char derr[256];
-		if (m->payload && m->len &&
-		    bk_codec_rules_decode(m->payload, m->len, &pr, derr, sizeof(derr)) < 0) {
-			bk_logf(
-			    BK_LOG_ERROR, "undecodable rules record, skipped",
-			    "topic=%s partition=%d offset=%lld service_profile_id=%s err=\"%s\"",
-			    topic_name(p, 1), m->partition, (long long)m->offset, sp, derr);
-			continue;
-		}
-		int rc = pdb_rules_put(p->conn, sp, &pr, err, errsz);
-		bk_profile_rules_clear(&pr);
+		int rc =
+		    pdb_rules_record(p->conn, &pdb_live, topic_name(p, 1), m->partition, m->offset,
+				     m->key, m->key_len, m->payload, m->len, err, errsz);
 		if (rc < 0)
 			return -1;
-		p->st.rules++;
+		if (rc == 0)
+			p->st.rules++;
 	}
 	/* checkpoints: the offset after the last record of each partition, one statement per
 	 * topic */
@@ -1225,8 +935,8 @@ static int bookkeeping(proj *p, rd_kafka_message_t *const *msgs, size_t n, char 
 		goto oom;
 	for (int t = 0; t < 2; t++) {
 		size_t np = topic_parts(p, t, parts, next);
-		if (np && pdb_checkpoints_set(p->conn, topic_name(p, t), parts, next, np, err,
-					      errsz) < 0) {
+		if (np && pdb_checkpoints_set(p->conn, &pdb_live, topic_name(p, t), parts, next, np,
+					      err, errsz) < 0) {
 			free(next);
 			return -1;
 		}
@@ -1257,24 +967,25 @@ static void advance_expected(proj *p)
 static int slow_path(proj *p, char *err, size_t errsz)
 {
 	p->st.slow_paths++;
-	bool *done = calloc(p->nitems + 1, sizeof(bool));
+	bool *done = calloc(p->pl.n + 1, sizeof(bool));
 	if (!done) {
 		snprintf(err, errsz, "out of memory");
 		return -1;
 	}
 	int rc = 0;
-	for (size_t i = 0; i < p->nitems && rc == 0; i++) {
-		if (done[i] || p->items[i].action != A_APPLY)
+	for (size_t i = 0; i < p->pl.n && rc == 0; i++) {
+		if (done[i] || p->pl.items[i].action != PP_APPLY)
 			continue;
-		oentry *o = p->items[i].o;
+		pp_order *o = p->pl.items[i].o;
 		/* the order as a whole */
 		pr_store_reset(p->store);
 		pa_order f = o->c.f;
-		char why[REASON_MAX];
-		for (size_t k = i; k < p->nitems; k++)
-			if (p->items[k].o == o && p->items[k].action == A_APPLY) {
+		char why[PP_REASON_MAX];
+		for (size_t k = i; k < p->pl.n; k++)
+			if (p->pl.items[k].o == o && p->pl.items[k].action == PP_APPLY) {
 				done[k] = true;
-				if (pa_apply(p->store, p->items[k].e, &f, why, sizeof(why)) < 0) {
+				if (pa_apply(p->store, p->pl.items[k].e, &f, why, sizeof(why)) <
+				    0) {
 					snprintf(err, errsz, "internal: replan differs: %s", why);
 					rc = -1;
 					break;
@@ -1286,7 +997,8 @@ static int slow_path(proj *p, char *err, size_t errsz)
 		if ((rc = sql(p, "savepoint o", err, errsz)) < 0 ||
 		    (rc = pdb_clear_stage(p->conn, err, errsz)) < 0)
 			break;
-		if (pdb_write(p->conn, p->store, p->cfg.path, &poison, why, sizeof(why)) == 0) {
+		if (pdb_write(p->conn, &pdb_live, p->store, p->cfg.path, &poison, why,
+			      sizeof(why)) == 0) {
 			rc = sql(p, "release savepoint o", err, errsz);
 			continue;
 		}
@@ -1300,34 +1012,35 @@ static int slow_path(proj *p, char *err, size_t errsz)
 		/* record by record (a command's events land together) */
 		f = o->c.f;
 		bool stopped = false;
-		for (size_t k = i; k < p->nitems && rc == 0; k++) {
-			item *it = &p->items[k];
-			if (it->o != o || it->action != A_APPLY)
+		for (size_t k = i; k < p->pl.n && rc == 0; k++) {
+			pp_item *it = &p->pl.items[k];
+			if (it->o != o || it->action != PP_APPLY)
 				continue;
 			if (stopped) {
-				it->action = A_HELD;
-				snprintf(it->reason, sizeof(it->reason),
-					 "held: an earlier event of the order is quarantined");
+				it->action = PP_HELD;
+				snprintf(it->reason, sizeof(it->reason), "%s", pp_held_reason);
 				continue;
 			}
 			/* the items of it's record: same source */
 			size_t end = k + 1;
-			while (end < p->nitems && p->items[end].o == o &&
-			       p->items[end].action == A_APPLY && p->items[end].qid == it->qid &&
-			       p->items[end].part == it->part && p->items[end].offset == it->offset)
+			while (end < p->pl.n && p->pl.items[end].o == o &&
+			       p->pl.items[end].action == PP_APPLY &&
+			       p->pl.items[end].qid == it->qid &&
+			       p->pl.items[end].part == it->part &&
+			       p->pl.items[end].offset == it->offset)
 				end++;
 			pr_store_reset(p->store);
 			pa_order g = f;
 			size_t bad = end;
 			for (size_t j = k; j < end && bad == end; j++)
-				if (pa_apply(p->store, p->items[j].e, &g, why, sizeof(why)) < 0)
+				if (pa_apply(p->store, p->pl.items[j].e, &g, why, sizeof(why)) < 0)
 					bad = j;
 			if (bad == end) {
 				if ((rc = sql(p, "savepoint e", err, errsz)) < 0 ||
 				    (rc = pdb_clear_stage(p->conn, err, errsz)) < 0)
 					break;
-				if (pdb_write(p->conn, p->store, p->cfg.path, &poison, why,
-					      sizeof(why)) == 0) {
+				if (pdb_write(p->conn, &pdb_live, p->store, p->cfg.path, &poison,
+					      why, sizeof(why)) == 0) {
 					rc = sql(p, "release savepoint e", err, errsz);
 					f = g;
 					k = end - 1;
@@ -1341,12 +1054,12 @@ static int slow_path(proj *p, char *err, size_t errsz)
 				rc = sql(p, "rollback to savepoint e", err, errsz);
 				bad = k;
 			}
-			quarantine(p, &p->items[bad], why);
+			pp_quarantine(&p->pl, bad, why);
 			for (size_t j = k; j < end; j++)
 				if (j != bad) {
-					p->items[j].action = A_HELD;
+					p->pl.items[j].action = PP_HELD;
 					snprintf(
-					    p->items[j].reason, sizeof(p->items[j].reason),
+					    p->pl.items[j].reason, sizeof(p->pl.items[j].reason),
 					    "held: another event of its record is quarantined");
 				}
 			stopped = true;
@@ -1387,7 +1100,7 @@ static int attempt(proj *p, rd_kafka_message_t *const *msgs, size_t n, char *err
 	}
 	bool poison = false, slow = false;
 	char why[1024];
-	if (pdb_write(p->conn, p->store, p->cfg.path, &poison, why, sizeof(why)) < 0) {
+	if (pdb_write(p->conn, &pdb_live, p->store, p->cfg.path, &poison, why, sizeof(why)) < 0) {
 		if (!poison) {
 			snprintf(err, errsz, "%s", why);
 			pgu_rollback(p->conn);
@@ -1412,11 +1125,11 @@ static int attempt(proj *p, rd_kafka_message_t *const *msgs, size_t n, char *err
 	if ((rc = pgu_commit(p->conn, err, errsz)) < 0)
 		goto out;
 	/* committed: the plan is what PostgreSQL holds now */
-	for (size_t i = 0; i < p->nitems; i++) {
-		item *it = &p->items[i];
-		if (it->action == A_APPLY)
+	for (size_t i = 0; i < p->pl.n; i++) {
+		const pp_item *it = &p->pl.items[i];
+		if (it->action == PP_APPLY)
 			p->st.applied++;
-		else if (it->action == A_DUP)
+		else if (it->action == PP_DUP)
 			p->st.duplicates++;
 		if (it->e)
 			p->st.events++;
@@ -1424,15 +1137,16 @@ static int attempt(proj *p, rd_kafka_message_t *const *msgs, size_t n, char *err
 	if (slow) {
 		cache_clear(p);
 	} else {
-		for (size_t i = 0; i < p->nitems; i++)
-			if (p->items[i].o)
-				p->items[i].o->c = p->items[i].o->b;
+		pp_commit(&p->pl);
+		for (size_t i = 0; i < p->pl.n; i++)
+			if (p->pl.items[i].o)
+				OENTRY(p->pl.items[i].o)->rc = OENTRY(p->pl.items[i].o)->rb;
 	}
 	advance_expected(p);
 	p->st.batches++;
 	p->backoff_ms = BACKOFF_MIN;
 out:
-	p->nitems = 0;
+	pp_clear(&p->pl);
 	PQclear(p->retry_res);
 	p->retry_res = NULL;
 	msgpack_zone_destroy(&z);
@@ -1447,9 +1161,11 @@ static uint64_t mono_us(void)
 	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-proj_rc proj_batch(proj *p, rd_kafka_message_t *const *msgs, const uint8_t *verdicts, size_t n)
+proj_rc proj_batch(proj *p, rd_kafka_message_t *const *msgs, const uint8_t *verdicts,
+		   const uint8_t (*digests)[BK_HASH_LEN], size_t n)
 {
 	p->ver = verdicts;
+	p->dig = digests;
 	uint64_t t0 = mono_us();
 	for (;;) {
 		if (proj_connect(p) < 0)

@@ -69,8 +69,12 @@ enum {
 	PV_UNSEALED, /* covered by no valid seal (or an unsigned rules record): rejected */
 	PV_BAD_SEAL, /* a seal record that does not check: rejected */
 	PV_PENDING,  /* waiting for its seal: never handed to proj_batch */
+	PV_CHECK,    /* an events record a valid seal lists with digests[i]: sealed when its
+		      * own digest is that one (checked where the batch decodes it), else
+		      * unsealed (core/bk_seal.h, deferred digests) */
 };
-proj_rc proj_batch(proj *p, rd_kafka_message_t *const *msgs, const uint8_t *verdicts, size_t n);
+proj_rc proj_batch(proj *p, rd_kafka_message_t *const *msgs, const uint8_t *verdicts,
+		   const uint8_t (*digests)[BK_HASH_LEN], size_t n);
 
 /* The next offset the instance expects for a partition (-1: unknown, start at 0). */
 int64_t proj_next(const proj *p, const char *topic, int32_t partition);

@@ -12,6 +12,7 @@
 #include "bk_fsm.h"
 #include "proj_apply.h"
 #include "pgutil.h"
+#include "log.h"
 #include "proj_db.h"
 
 #define COPY_CHUNK ((size_t)256 * 1024)
@@ -105,6 +106,75 @@ BK_PRINTF(2, 3) static bool sb_printf(sqlbuf *b, const char *fmt, ...)
 	return n >= 0 && (size_t)n < sizeof(tmp) && sb_add(b, tmp, (size_t)n);
 }
 
+const pdb_target pdb_live = {""};
+
+static const char *const schemas[] = {"booking", "ord", "booking_proj"};
+
+char *pdb_map_names(const char *sql, const char *sfx)
+{
+	sqlbuf b = {0};
+	const char *p = sql, *prevword = "";
+	size_t pw_len = 0;
+	while (*p) {
+		bool ident = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || *p == '_';
+		if (!ident) {
+			if (!sb_add(&b, p, 1))
+				goto oom;
+			p++;
+			continue;
+		}
+		const char *s = p;
+		while ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		       (*p >= '0' && *p <= '9') || *p == '_' || *p == '$')
+			p++;
+		size_t n = (size_t)(p - s);
+		bool before_ident = s > sql && (s[-1] == '_' || s[-1] == '$' || s[-1] == '"' ||
+						(s[-1] >= '0' && s[-1] <= '9'));
+		bool hit = false;
+		for (size_t k = 0; k < sizeof(schemas) / sizeof(*schemas) && !before_ident; k++)
+			if (strlen(schemas[k]) == n && strncmp(s, schemas[k], n) == 0)
+				hit = *p == '.' ||
+				      (pw_len == 6 && strncmp(prevword, "schema", 6) == 0) ||
+				      (pw_len == 6 && strncmp(prevword, "exists", 6) == 0);
+		if (!sb_add(&b, s, n) || (hit && !sb_add(&b, sfx, strlen(sfx))))
+			goto oom;
+		prevword = s;
+		pw_len = n;
+	}
+	if (!b.p && !sb_add(&b, "", 0))
+		goto oom;
+	return b.p;
+oom:
+	free(b.p);
+	return NULL;
+}
+
+/* sql for target tg: sql itself for the live model, else a mapped copy (*own, freed by the
+ * caller; NULL returned on out of memory). */
+static const char *tq(const pdb_target *tg, const char *sql, char **own)
+{
+	*own = NULL;
+	if (!tg || !tg->sfx[0])
+		return sql;
+	*own = pdb_map_names(sql, tg->sfx);
+	return *own;
+}
+
+/* exec0 of sql on target tg. */
+static int texec(PGconn *c, const pdb_target *tg, const char *sql, int n, const char *const *params,
+		 const char *what, bool *poison, char *err, size_t errsz)
+{
+	char *own;
+	const char *q = tq(tg, sql, &own);
+	if (!q) {
+		snprintf(err, errsz, "out of memory");
+		return -1;
+	}
+	int rc = exec0(c, q, n, params, what, poison, err, errsz);
+	free(own);
+	return rc;
+}
+
 static bool col_list(sqlbuf *b, const pr_tabledef *td, const char *prefix)
 {
 	for (int i = 0; i < td->ncols; i++)
@@ -155,19 +225,31 @@ static bool where_list(sqlbuf *b, const pr_tabledef *td, bool params)
 
 /* --- setup --------------------------------------------------------------------------- */
 
-int pdb_setup(PGconn *c, char *err, size_t errsz)
+/* PQprepare of sql, mapped for tg. */
+static int tprepare(PGconn *c, const pdb_target *tg, const char *name, const char *sql,
+		    const char *what, char *err, size_t errsz)
 {
-	/* A commit lost to a server crash is harmless: the checkpoint is in the same
-	 * transaction, so the batch is read from Kafka and projected again. JIT compiling
-	 * costs more than it saves on the per-batch statements. */
-	if (exec0(c, "set synchronous_commit = off", 0, NULL, "session settings", NULL, err,
-		  errsz) < 0 ||
-	    exec0(c, "set jit = off", 0, NULL, "session settings", NULL, err, errsz) < 0)
+	char *own;
+	const char *q = tq(tg, sql, &own);
+	if (!q) {
+		snprintf(err, errsz, "out of memory");
 		return -1;
+	}
+	PGresult *res = PQprepare(c, name, q, 0, NULL);
+	free(own);
+	if (check(c, res, what, NULL, err, errsz) < 0)
+		return -1;
+	PQclear(res);
+	return 0;
+}
+
+int pdb_setup(PGconn *c, const pdb_target *tg, char *err, size_t errsz)
+{
 	for (int t = 0; t < PR__COUNT; t++) {
 		const pr_tabledef *td = &pr_tables[t];
 		sqlbuf b = {0};
 		bool ok = true;
+		int rc = 0;
 		if (td->stage) {
 			ok =
 			    sb_printf(&b,
@@ -176,9 +258,9 @@ int pdb_setup(PGconn *c, char *err, size_t errsz)
 				      td->stage) &&
 			    col_list(&b, td, "") &&
 			    sb_printf(&b, ", false as _new from %s with no data", td->name);
-			if (ok &&
-			    exec0(c, b.p, 0, NULL, "create staging table", NULL, err, errsz) < 0)
-				ok = false, err = NULL;
+			if (ok)
+				rc = texec(c, tg, b.p, 0, NULL, "create staging table", NULL, err,
+					   errsz);
 		}
 		/* prepared statements of the pipelined path */
 		char name[32];
@@ -189,33 +271,22 @@ int pdb_setup(PGconn *c, char *err, size_t errsz)
 		for (int i = 0; ok && i < td->ncols; i++)
 			ok = sb_printf(&b, "%s$%d::%s", i ? ", " : "", i + 1, td->cols[i].type);
 		ok = ok && sb_add(&b, ")", 1);
-		if (ok) {
-			PGresult *res = PQprepare(c, name, b.p, 0, NULL);
-			if (check(c, res, "prepare insert", NULL, err, errsz) < 0)
-				ok = false, err = NULL;
-			else
-				PQclear(res);
-		}
-		if (ok && td->stage) {
+		if (ok && rc == 0)
+			rc = tprepare(c, tg, name, b.p, "prepare insert", err, errsz);
+		if (ok && rc == 0 && td->stage) {
 			b.n = 0;
 			snprintf(name, sizeof(name), "upd_%d", t);
 			ok = sb_printf(&b, "update %s t set ", td->name) &&
 			     set_list(&b, td, true, -1) && sb_add(&b, " where ", 7) &&
 			     where_list(&b, td, true);
-			if (ok) {
-				PGresult *res = PQprepare(c, name, b.p, 0, NULL);
-				if (check(c, res, "prepare update", NULL, err, errsz) < 0)
-					ok = false, err = NULL;
-				else
-					PQclear(res);
-			}
+			if (ok)
+				rc = tprepare(c, tg, name, b.p, "prepare update", err, errsz);
 		}
 		free(b.p);
-		if (!ok) {
-			if (err)
-				snprintf(err, errsz, "out of memory");
+		if (!ok)
+			snprintf(err, errsz, "out of memory");
+		if (!ok || rc < 0)
 			return -1;
-		}
 	}
 	return 0;
 }
@@ -282,8 +353,9 @@ typedef enum copy_sel {
 
 /* COPY the rows of table t that sel picks into target. prices: NULL, or per row of
  * ord.order the price snapshot to send instead of the image's (NULL: the image's). */
-static int copy_rows(PGconn *c, const pr_store *s, pr_table t, const char *target, copy_sel sel,
-		     char *const *prices, bool *poison, char *err, size_t errsz)
+static int copy_rows(PGconn *c, const pdb_target *tg, const pr_store *s, pr_table t,
+		     const char *target, copy_sel sel, char *const *prices, bool *poison, char *err,
+		     size_t errsz)
 {
 	bool staged = sel != COPY_NEW;
 	const pr_tabledef *td = &pr_tables[t];
@@ -295,7 +367,10 @@ static int copy_rows(PGconn *c, const pr_store *s, pr_table t, const char *targe
 		snprintf(err, errsz, "out of memory");
 		return -1;
 	}
-	PGresult *res = PQexec(c, b.p);
+	char *own;
+	const char *q = tq(tg, b.p, &own);
+	PGresult *res = q ? PQexec(c, q) : NULL;
+	free(own);
 	if (!res || PQresultStatus(res) != PGRES_COPY_IN) {
 		int rc = check(c, res, "copy", poison, err, errsz);
 		if (rc == 0) /* an unexpected but successful status */
@@ -567,9 +642,9 @@ static void prices_free(char **prices, size_t n)
  * text[] of orders whose price snapshot is recomputed in the same statements (after the
  * order's money and line items were written), rather than by a second UPDATE of the rows.
  */
-static int write_staged(PGconn *c, const pr_store *s, pr_table t, const char *dirty,
-			const char *const *dirty_ids, size_t ndirty, bool *poison, char *err,
-			size_t errsz)
+static int write_staged(PGconn *c, const pdb_target *tg, const pr_store *s, pr_table t,
+			const char *dirty, const char *const *dirty_ids, size_t ndirty,
+			bool *poison, char *err, size_t errsz)
 {
 	const pr_tabledef *td = &pr_tables[t];
 	size_t n = pr_store_count(s, t), n_new = 0, n_patch = 0;
@@ -594,11 +669,11 @@ static int write_staged(PGconn *c, const pr_store *s, pr_table t, const char *di
 	bool stage_new = price && n_new && !prices;
 	int crc = 0;
 	if (!stage_new && n_new)
-		crc = copy_rows(c, s, t, td->name, COPY_NEW, prices, poison, err, errsz);
+		crc = copy_rows(c, tg, s, t, td->name, COPY_NEW, prices, poison, err, errsz);
 	prices_free(prices, n);
 	if (crc == 0 && (stage_new || n_patch))
-		crc = copy_rows(c, s, t, td->stage, stage_new ? COPY_ALL : COPY_PATCH, NULL, poison,
-				err, errsz);
+		crc = copy_rows(c, tg, s, t, td->stage, stage_new ? COPY_ALL : COPY_PATCH, NULL,
+				poison, err, errsz);
 	if (crc < 0)
 		return -1;
 	const char *p[1] = {dirty};
@@ -622,7 +697,7 @@ static int write_staged(PGconn *c, const pr_store *s, pr_table t, const char *di
 		}
 		ok = ok &&
 		     sb_printf(&b, " from %s s%s where s._new", td->stage, price ? DIRTY_JOIN : "");
-		if (!ok || exec0(c, b.p, price ? 1 : 0, p, td->name, poison, err, errsz) < 0)
+		if (!ok || texec(c, tg, b.p, price ? 1 : 0, p, td->name, poison, err, errsz) < 0)
 			rc = -1;
 	}
 	if (rc == 0 && n_patch) {
@@ -643,8 +718,11 @@ static int write_staged(PGconn *c, const pr_store *s, pr_table t, const char *di
 		     sb_printf(&b, " from %s s%s where not s._new and ", td->stage,
 			       price ? DIRTY_JOIN : "") &&
 		     where_list(&b, td, false);
+		char *own = NULL;
+		const char *q = ok ? tq(tg, b.p, &own) : NULL;
 		PGresult *res =
-		    ok ? PQexecParams(c, b.p, price ? 1 : 0, NULL, p, NULL, NULL, 0) : NULL;
+		    q ? PQexecParams(c, q, price ? 1 : 0, NULL, p, NULL, NULL, 0) : NULL;
+		free(own);
 		if (check(c, res, td->name, poison, err, errsz) < 0) {
 			rc = -1;
 		} else {
@@ -672,19 +750,21 @@ static const pr_table copy_order[PR__COUNT] = {
     PR_DISPUTE, PR_CARD,      PR_CARD_RESPONSE, PR_LOCK,    PR_TIMELINE,
 };
 
-static int write_copy(PGconn *c, const pr_store *s, const char *dirty, const char *const *dirty_ids,
-		      size_t ndirty, bool *poison, char *err, size_t errsz)
+static int write_copy(PGconn *c, const pdb_target *tg, const pr_store *s, const char *dirty,
+		      const char *const *dirty_ids, size_t ndirty, bool *poison, char *err,
+		      size_t errsz)
 {
 	for (int k = 0; k < PR__COUNT; k++) {
 		pr_table t = copy_order[k];
 		const pr_tabledef *td = &pr_tables[t];
 		int rc;
 		if (td->stage)
-			rc = write_staged(c, s, t, dirty, dirty_ids, ndirty, poison, err, errsz);
+			rc =
+			    write_staged(c, tg, s, t, dirty, dirty_ids, ndirty, poison, err, errsz);
 		else
-			rc = pr_store_count(s, t)
-				 ? copy_rows(c, s, t, td->name, COPY_NEW, NULL, poison, err, errsz)
-				 : 0;
+			rc = pr_store_count(s, t) ? copy_rows(c, tg, s, t, td->name, COPY_NEW, NULL,
+							      poison, err, errsz)
+						  : 0;
 		if (rc < 0)
 			return -1;
 	}
@@ -794,9 +874,10 @@ static int pipe_collect(PGconn *c, const pipe_ref *refs, size_t n, bool *poison,
 	return rc;
 }
 
-static int write_pipeline(PGconn *c, const pr_store *s, bool *poison, char *err, size_t errsz)
+static int write_pipeline(PGconn *c, const pdb_target *tg, const pr_store *s, bool *poison,
+			  char *err, size_t errsz)
 {
-	if (exec0(c, "set constraints ord.card_superseded_by_fkey deferred", 0, NULL,
+	if (texec(c, tg, "set constraints ord.card_superseded_by_fkey deferred", 0, NULL,
 		  "defer constraint", poison, err, errsz) < 0)
 		return -1;
 	pipe_ref *refs = malloc(PIPE_CHUNK * sizeof(*refs));
@@ -850,8 +931,8 @@ static int write_pipeline(PGconn *c, const pr_store *s, bool *poison, char *err,
 	return rc;
 }
 
-int pdb_write(PGconn *c, const pr_store *s, pdb_path path, bool *ret_poison, char *err,
-	      size_t errsz)
+int pdb_write(PGconn *c, const pdb_target *tg, const pr_store *s, pdb_path path, bool *ret_poison,
+	      char *err, size_t errsz)
 {
 	bool poison = false;
 	size_t n;
@@ -860,10 +941,10 @@ int pdb_write(PGconn *c, const pr_store *s, pdb_path path, bool *ret_poison, cha
 	if (n) {
 		char *arr = pdb_array(ids, n);
 		const char *p[1] = {arr};
-		rc =
-		    arr ? exec0(c, "delete from booking.line_item where order_id = any($1::text[])",
-				1, p, "replace line items", &poison, err, errsz)
-			: -1;
+		rc = arr ? texec(c, tg,
+				 "delete from booking.line_item where order_id = any($1::text[])",
+				 1, p, "replace line items", &poison, err, errsz)
+			 : -1;
 		free(arr);
 	}
 	const char *const *dirty = pr_dirty(s, &n);
@@ -873,8 +954,9 @@ int pdb_write(PGconn *c, const pr_store *s, pdb_path path, bool *ret_poison, cha
 		rc = -1;
 	}
 	if (rc == 0)
-		rc = path == PDB_PIPELINE ? write_pipeline(c, s, &poison, err, errsz)
-					  : write_copy(c, s, darr, dirty, n, &poison, err, errsz);
+		rc = path == PDB_PIPELINE
+			 ? write_pipeline(c, tg, s, &poison, err, errsz)
+			 : write_copy(c, tg, s, darr, dirty, n, &poison, err, errsz);
 	free(darr);
 	if (rc == 0 && n) {
 		/* the pipeline path recomputes every dirty snapshot here; the COPY path only
@@ -882,9 +964,10 @@ int pdb_write(PGconn *c, const pr_store *s, pdb_path path, bool *ret_poison, cha
 		char *arr =
 		    path == PDB_PIPELINE ? pdb_array(dirty, n) : dirty_unstaged(s, dirty, n);
 		const char *p[1] = {arr};
-		rc = !arr   ? -1
-		     : *arr ? exec0(c, pa_price_sql, 1, p, "price snapshots", &poison, err, errsz)
-			    : 0;
+		rc = !arr ? -1
+		     : *arr
+			 ? texec(c, tg, pa_price_sql, 1, p, "price snapshots", &poison, err, errsz)
+			 : 0;
 		if (!arr)
 			snprintf(err, errsz, "out of memory");
 		free(arr);
@@ -1053,8 +1136,8 @@ int pdb_checkpoint_set(PGconn *c, const char *topic, int32_t part, int64_t next,
 	    3, p, "write checkpoint", NULL, err, errsz);
 }
 
-int pdb_checkpoints_set(PGconn *c, const char *topic, const int32_t *parts, const int64_t *next,
-			size_t n, char *err, size_t errsz)
+int pdb_checkpoints_set(PGconn *c, const pdb_target *tg, const char *topic, const int32_t *parts,
+			const int64_t *next, size_t n, char *err, size_t errsz)
 {
 	sqlbuf a = {0}, b = {0};
 	bool ok = sb_add(&a, "{", 1) && sb_add(&b, "{", 1);
@@ -1068,7 +1151,7 @@ int pdb_checkpoints_set(PGconn *c, const char *topic, const int32_t *parts, cons
 	} else {
 		const char *p[3] = {topic, a.p, b.p};
 		rc =
-		    exec0(c,
+		    texec(c, tg,
 			  "insert into booking_proj.checkpoint (topic, partition, next_offset, "
 			  "updated_at) select $1, p, o, now() from unnest($2::int[], $3::bigint[]) "
 			  "as u(p, o) on conflict (topic, partition) do update set next_offset = "
@@ -1080,10 +1163,11 @@ int pdb_checkpoints_set(PGconn *c, const char *topic, const int32_t *parts, cons
 	return rc;
 }
 
-int pdb_rules_put(PGconn *c, const char *sp_id, const bk_profile_rules *p, char *err, size_t errsz)
+int pdb_rules_put(PGconn *c, const pdb_target *tg, const char *sp_id, const bk_profile_rules *p,
+		  char *err, size_t errsz)
 {
 	const char *d[1] = {sp_id};
-	if (exec0(c, "delete from booking.autoaccept_rule where service_profile_id = $1", 1, d,
+	if (texec(c, tg, "delete from booking.autoaccept_rule where service_profile_id = $1", 1, d,
 		  "delete rules", NULL, err, errsz) < 0)
 		return -1;
 	for (uint32_t i = 0; p && i < p->n; i++) {
@@ -1098,8 +1182,8 @@ int pdb_rules_put(PGconn *c, const char *sp_id, const bk_profile_rules *p, char 
 				    r->has_weekday_mask ? mask : NULL,
 				    r->has_max_distance ? dist : NULL,
 				    r->allow_ib ? "true" : "false"};
-		if (exec0(
-			c,
+		if (texec(
+			c, tg,
 			"insert into booking.autoaccept_rule (rule_id, service_profile_id, "
 			"min_price_cents, weekday_mask, max_distance_mi, allow_ib) values ($1, $2, "
 			"$3::int, $4::int, $5::numeric, $6::boolean) on conflict (rule_id) do "
@@ -1111,4 +1195,135 @@ int pdb_rules_put(PGconn *c, const char *sp_id, const bk_profile_rules *p, char 
 			return -1;
 	}
 	return 0;
+}
+
+/* --- reports of planned items ---------------------------------------------------------- */
+
+static void hexhash(const uint8_t *h, char out[2 * BK_HASH_LEN + 3])
+{
+	out[0] = '\\';
+	out[1] = 'x';
+	bk_hex(h, BK_HASH_LEN, out + 2);
+}
+
+int pdb_report_item(PGconn *c, const pdb_target *tg, const char *topic, const pp_item *it,
+		    msgpack_sbuffer *sb, char *err, size_t errsz)
+{
+	if (it->qid || it->action == PP_APPLY || it->action == PP_DUP)
+		return 0;
+	const void *bytes;
+	size_t nb;
+	if (pp_item_bytes(it, sb, &bytes, &nb) < 0) {
+		snprintf(err, errsz, "out of memory");
+		return -1;
+	}
+	char ps[16], os[24], ss[24], h[2 * BK_HASH_LEN + 3] = "", ph[2 * BK_HASH_LEN + 3] = "";
+	snprintf(ps, sizeof(ps), "%d", it->part);
+	snprintf(os, sizeof(os), "%lld", (long long)it->offset);
+	snprintf(ss, sizeof(ss), "%lld", it->e ? (long long)it->e->seq : 0LL);
+	if (it->e) {
+		hexhash(it->e->hash, h);
+		hexhash(it->e->prev_hash, ph);
+	}
+	const char *oid = pp_order_id(it), *eid = it->e ? it->e->event_id : NULL;
+	const char *seq = it->e ? ss : NULL;
+	long long seqv = it->e ? (long long)it->e->seq : -1LL;
+	const char *q, *what;
+	const char *v[10];
+	int np, bi;
+	if (it->action == PP_REJECT) {
+		const char *vname = bk_chain_verdict_name((bk_chain_verdict)it->verdict);
+		q = "insert into booking_proj.rejected (order_id, topic, partition, record_offset, "
+		    "seq, event_id, verdict, reason, record) values ($1, $2, $3::int, $4::bigint, "
+		    "$5::bigint, $6, $7, $8, $9::bytea) on conflict do nothing";
+		what = "record rejected";
+		const char *rv[9] = {oid, topic, ps, os, seq, eid, vname, it->reason, bytes};
+		memcpy(v, rv, sizeof(rv));
+		np = 9;
+		bi = 8;
+		bk_logf(BK_LOG_WARN, "event rejected: not applied",
+			"verdict=%s topic=%s partition=%d offset=%lld order_id=%s seq=%lld "
+			"reason=\"%s\"",
+			vname, topic, it->part, (long long)it->offset, oid, seqv, it->reason);
+	} else if (it->action == PP_FORK && it->e) {
+		q = "insert into booking_proj.fork (order_id, topic, partition, record_offset, "
+		    "seq, "
+		    "event_id, hash, prev_hash, event) values ($1, $2, $3::int, $4::bigint, "
+		    "$5::bigint, $6, $7::bytea, $8::bytea, $9::bytea) on conflict do nothing";
+		what = "record fork";
+		const char *fv[9] = {oid, topic, ps, os, ss, eid, h, ph, bytes};
+		memcpy(v, fv, sizeof(fv));
+		np = 9;
+		bi = 8;
+		bk_logf(BK_LOG_WARN, "fork: event not applied",
+			"topic=%s partition=%d offset=%lld order_id=%s seq=%lld event_id=%s", topic,
+			it->part, (long long)it->offset, oid, seqv, eid);
+	} else if (it->action == PP_QUAR || it->action == PP_HELD) {
+		q = "insert into booking_proj.quarantine (order_id, topic, partition, "
+		    "record_offset, "
+		    "seq, event_id, reason, event, status, hash, prev_hash) values ($1, $2, "
+		    "$3::int, "
+		    "$4::bigint, $5::bigint, $6, $7, $8::bytea, 'held', $9::bytea, $10::bytea) on "
+		    "conflict do nothing";
+		what = "record quarantine";
+		const char *qv[10] = {oid,
+				      topic,
+				      ps,
+				      os,
+				      seq,
+				      eid,
+				      it->reason,
+				      bytes,
+				      it->e ? h : NULL,
+				      it->e ? ph : NULL};
+		memcpy(v, qv, sizeof(qv));
+		np = 10;
+		bi = 7;
+		if (it->action == PP_QUAR)
+			bk_logf(BK_LOG_WARN, "order quarantined",
+				"topic=%s partition=%d offset=%lld order_id=%s seq=%lld "
+				"reason=\"%s\"",
+				topic, it->part, (long long)it->offset, oid, seqv, it->reason);
+	} else {
+		return 0;
+	}
+	int lens[10] = {0}, fmts[10] = {0};
+	lens[bi] = (int)nb;
+	fmts[bi] = 1;
+	char *own;
+	const char *sql = tq(tg, q, &own);
+	PGresult *r = sql ? PQexecParams(c, sql, np, NULL, v, lens, fmts, 0) : NULL;
+	free(own);
+	if (!r || PQresultStatus(r) != PGRES_COMMAND_OK) {
+		pgu_format_error(c, r, what, err, errsz);
+		PQclear(r);
+		return -1;
+	}
+	PQclear(r);
+	return 0;
+}
+
+int pdb_rules_record(PGconn *c, const pdb_target *tg, const char *topic, int32_t partition,
+		     int64_t offset, const void *key, size_t key_len, const void *value, size_t len,
+		     char *err, size_t errsz)
+{
+	char sp[BK_ID_MAX] = "";
+	if (!key || key_len == 0 || key_len >= sizeof(sp)) {
+		bk_logf(BK_LOG_ERROR, "rules record without a usable key, skipped",
+			"topic=%s partition=%d offset=%lld", topic, partition, (long long)offset);
+		return 1;
+	}
+	memcpy(sp, key, key_len);
+	bk_profile_rules pr;
+	memset(&pr, 0, sizeof(pr));
+	char derr[256];
+	if (value && len && bk_codec_rules_decode(value, len, &pr, derr, sizeof(derr)) < 0) {
+		bk_logf(BK_LOG_ERROR, "undecodable rules record, skipped",
+			"topic=%s partition=%d offset=%lld service_profile_id=%s err=\"%s\"", topic,
+			partition, (long long)offset, sp, derr);
+		return 1;
+	}
+	int rc = pdb_rules_put(c, tg, sp, &pr, err, errsz);
+	bk_profile_rules_clear(&pr);
+	return rc;
 }

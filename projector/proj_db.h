@@ -17,6 +17,7 @@
 
 #include "bk_chain.h"
 #include "bk_rules.h"
+#include "proj_plan.h"
 #include "proj_rows.h"
 
 typedef enum pdb_path {
@@ -24,12 +25,38 @@ typedef enum pdb_path {
 	PDB_PIPELINE, /* one prepared INSERT or UPDATE per row, pipelined (libpq pipeline mode) */
 } pdb_path;
 
-/* Set a new connection up: staging tables and prepared statements. 0 or -1 (errstr). */
-int pdb_setup(PGconn *c, char *err, size_t errsz) BK_MUSTCHECK;
+/*
+ * Where the writer writes: the live read model (pdb_live: schemas booking, ord,
+ * booking_proj), or the same tables in schemas named with a suffix (rebuild's shadow
+ * schemas booking_rb, ord_rb, booking_proj_rb). One writer for both: the statements are
+ * the live ones with the schema names mapped (pdb_map_names). NULL means pdb_live.
+ */
+typedef struct pdb_target {
+	const char *sfx; /* "" for the live model */
+} pdb_target;
+extern const pdb_target pdb_live;
 
-/* Write every image of s, then recompute the dirty price snapshots. */
-int pdb_write(PGconn *c, const pr_store *s, pdb_path path, bool *ret_poison, char *err,
-	      size_t errsz) BK_MUSTCHECK;
+/* sql with the schema names booking, ord and booking_proj rewritten to name + sfx where
+ * they name a schema (followed by '.', or right after "schema" / "exists"). malloc'd;
+ * NULL on out of memory. */
+char *pdb_map_names(const char *sql, const char *sfx);
+
+/* Set a new connection up for a target: staging tables and prepared statements. 0 or -1
+ * (errstr). */
+int pdb_setup(PGconn *c, const pdb_target *tg, char *err, size_t errsz) BK_MUSTCHECK;
+
+/* Write every image of s into the target, then recompute the dirty price snapshots. */
+int pdb_write(PGconn *c, const pdb_target *tg, const pr_store *s, pdb_path path, bool *ret_poison,
+	      char *err, size_t errsz) BK_MUSTCHECK;
+
+/*
+ * The report row of a planned item that is not applied, with its log line: a rejected
+ * record (booking_proj.rejected), a fork (booking_proj.fork), a quarantined or held event
+ * (booking_proj.quarantine, status held). Applied and duplicate items and retried rows
+ * (qid) write nothing. topic: the item's topic name; sb: scratch. 0 or -1.
+ */
+int pdb_report_item(PGconn *c, const pdb_target *tg, const char *topic, const pp_item *it,
+		    msgpack_sbuffer *sb, char *err, size_t errsz) BK_MUSTCHECK;
 
 /* Empty the staging tables (between two pdb_write calls in one transaction). */
 int pdb_clear_stage(PGconn *c, char *err, size_t errsz) BK_MUSTCHECK;
@@ -64,8 +91,8 @@ int pdb_checkpoints(PGconn *c, const char *topic, const int32_t *parts, size_t n
 int pdb_checkpoint_set(PGconn *c, const char *topic, int32_t part, int64_t next, char *err,
 		       size_t errsz) BK_MUSTCHECK;
 /* pdb_checkpoint_set for n partitions of a topic in one statement. */
-int pdb_checkpoints_set(PGconn *c, const char *topic, const int32_t *parts, const int64_t *next,
-			size_t n, char *err, size_t errsz) BK_MUSTCHECK;
+int pdb_checkpoints_set(PGconn *c, const pdb_target *tg, const char *topic, const int32_t *parts,
+			const int64_t *next, size_t n, char *err, size_t errsz) BK_MUSTCHECK;
 
 /*
  * The read model's generation: the highest in booking_proj.model, the table every rebuild's
@@ -80,7 +107,16 @@ int pdb_model_generation(PGconn *c, bool *io_present, int64_t *ret_gen, char *er
 			 size_t errsz) BK_MUSTCHECK;
 
 /* Replace every rule of a service profile (p->n == 0: delete them). */
-int pdb_rules_put(PGconn *c, const char *sp_id, const bk_profile_rules *p, char *err,
-		  size_t errsz) BK_MUSTCHECK;
+int pdb_rules_put(PGconn *c, const pdb_target *tg, const char *sp_id, const bk_profile_rules *p,
+		  char *err, size_t errsz) BK_MUSTCHECK;
+
+/*
+ * A rules record (key: the service profile id; value: its rules, empty: none) into the
+ * target. A record without a usable key or that does not decode is logged and skipped
+ * (1). 0 written, -1 PostgreSQL failed (err).
+ */
+int pdb_rules_record(PGconn *c, const pdb_target *tg, const char *topic, int32_t partition,
+		     int64_t offset, const void *key, size_t key_len, const void *value, size_t len,
+		     char *err, size_t errsz) BK_MUSTCHECK;
 
 #endif

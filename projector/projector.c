@@ -98,6 +98,11 @@ typedef struct app {
 	 * of a->msgs whether it was handed */
 	rd_kafka_message_t **sel;
 	uint8_t *selver, *taken;
+	/* per message of a PV_CHECK record: the digest its seal lists (a->dig), and the
+	 * batch's copy (a->seldig) */
+	uint8_t (*dig)[BK_HASH_LEN], (*seldig)[BK_HASH_LEN];
+	/* a record that may be ready was taken, or a seal: select_ready may find more */
+	bool news;
 	int32_t *wait_part; /* events partitions with a record waiting (select_ready) */
 	int64_t gen;	    /* the read model generation the partitions were sought for */
 } app;
@@ -122,6 +127,8 @@ static size_t select_ready(app *a)
 		a->taken[i] = 1;
 		a->sel[k] = m;
 		a->selver[k] = a->ver[i];
+		if (a->ver[i] == PV_CHECK)
+			memcpy(a->seldig[k], a->dig[i], BK_HASH_LEN);
 		k++;
 	}
 	return k;
@@ -138,6 +145,7 @@ static void keep_rest(app *a)
 		}
 		a->msgs[m] = a->msgs[i];
 		a->ver[m] = a->ver[i];
+		memcpy(a->dig[m], a->dig[i], BK_HASH_LEN);
 		a->hid[m] = a->hid[i];
 		m++;
 	}
@@ -145,7 +153,8 @@ static void keep_rest(app *a)
 }
 
 /* The seal rule released a record (an index into a->msgs): sealed or not. */
-static void on_release(void *opaque, void *rec, int32_t partition, int64_t offset, bool sealed)
+static void on_release(void *opaque, void *rec, int32_t partition, int64_t offset, bool sealed,
+		       const uint8_t *digest)
 {
 	app *a = opaque;
 	(void)partition;
@@ -160,7 +169,12 @@ static void on_release(void *opaque, void *rec, int32_t partition, int64_t offse
 			hi = mid;
 	}
 	if (lo < a->n && a->hid[lo] == h)
-		a->ver[lo] = sealed ? PV_SEALED : PV_UNSEALED;
+		a->news = true;
+	if (lo < a->n && a->hid[lo] == h) {
+		a->ver[lo] = !sealed ? PV_UNSEALED : digest ? PV_CHECK : PV_SEALED;
+		if (digest) /* the batch's decode compares it with the record's own */
+			memcpy(a->dig[lo], digest, BK_HASH_LEN);
+	}
 }
 
 static void on_bad_seal(void *opaque, const rd_kafka_message_t *m, const char *why)
@@ -190,6 +204,14 @@ static int grow(app *a)
 	if (!sel)
 		return -1;
 	a->sel = sel;
+	void *d1 = realloc(a->dig, cap * BK_HASH_LEN);
+	if (!d1)
+		return -1;
+	a->dig = d1;
+	void *d2 = realloc(a->seldig, cap * BK_HASH_LEN);
+	if (!d2)
+		return -1;
+	a->seldig = d2;
 	uint8_t *sv = realloc(a->selver, cap), *tk = sv ? realloc(a->taken, cap) : NULL;
 	if (sv)
 		a->selver = sv;
@@ -227,24 +249,18 @@ static int take(app *a, rd_kafka_message_t *m)
 		return 0;
 	}
 	if (bk_trust_is_seal(m)) {
-		a->ver[i] = bk_trust_seal(a->trust, m) == 0 ? PV_SEAL : PV_BAD_SEAL;
+		a->ver[i] = bk_trust_seal(a->trust, m) >= 0 ? PV_SEAL : PV_BAD_SEAL;
 		return 0;
 	}
-	msgpack_zone z;
-	msgpack_zone_init(&z, 8192);
-	bk_record r;
-	if (m->payload &&
-	    bk_codec_record_decode(m->payload, m->len, &z, &r, err, sizeof(err)) == 0) {
-		uint8_t d[BK_HASH_LEN];
-		bk_seal_digest_record(&r, d);
-		a->ver[i] = PV_PENDING;
-		if (bk_trust_add(a->trust, m->partition, m->offset, d,
-				 (void *)(uintptr_t)a->hid[i]) < 0)
-			a->ver[i] = PV_UNSEALED; /* out of order or OOM: not trusted */
-	} else {
-		a->ver[i] = PV_SEALED; /* garbage: proj_batch rejects what does not decode */
+	if (bk_trust_unsealed_ok(a->trust)) { /* every record is trusted: no digest to match */
+		a->ver[i] = PV_SEALED;
+		return 0;
 	}
-	msgpack_zone_destroy(&z);
+	/* held without its digest: the batch decodes it (on two threads) and compares the
+	 * digest with the one its seal lists (PV_CHECK), so nothing is decoded twice */
+	a->ver[i] = PV_PENDING;
+	if (bk_trust_add(a->trust, m->partition, m->offset, NULL, (void *)(uintptr_t)a->hid[i]) < 0)
+		a->ver[i] = PV_UNSEALED; /* out of order or OOM: not trusted */
 	return 0;
 }
 
@@ -789,6 +805,10 @@ static int run(app *a, long batch_events, long batch_ms, long stats_s)
 	if (sd_watchdog_enabled(0, &wd_us) <= 0)
 		wd_us = 0;
 	bool caught_up = false;
+	/* every record gathered waits behind one waiting for its seal: nothing to do until a
+	 * seal or a ready record comes (a->news) or the seal wait ends; no busy loop, and
+	 * select_ready (a pass over the gathered records) is not run per record meanwhile */
+	bool waiting = false;
 	while (!stop || a->n > 0) {
 		int64_t t = now_ms();
 		caught_up = false;
@@ -796,6 +816,8 @@ static int run(app *a, long batch_events, long batch_ms, long stats_s)
 			int timeout = a->n ? (int)(first + batch_ms - t) : 100;
 			if (a->n && timeout > CAUGHT_UP_MS)
 				timeout = CAUGHT_UP_MS;
+			if (waiting)
+				timeout = 100; /* returns at once when a record comes */
 			rd_kafka_message_t *m =
 			    rd_kafka_consumer_poll(a->rk, timeout < 0 ? 0 : timeout);
 			if (a->drop_batch) {
@@ -824,6 +846,8 @@ static int run(app *a, long batch_events, long batch_ms, long stats_s)
 					rd_kafka_message_destroy(m);
 					return EXIT_FATAL;
 				}
+				if (a->ver[a->n - 1] != PV_PENDING)
+					a->news = true;
 			}
 			t = now_ms();
 		}
@@ -833,13 +857,21 @@ static int run(app *a, long batch_events, long batch_ms, long stats_s)
 		 * records from the first one still waiting for its seal on (they wait for the
 		 * next batch); a record that waited too long is rejected as unsealed; at a
 		 * stop, what waits is read again after the restart */
-		size_t k = select_ready(a);
-		if (full && k == 0 && a->n > 0 && !stop) {
-			if (t >= first + SEAL_WAIT_MS) {
-				bk_trust_flush(a->trust, -1);
-				k = select_ready(a);
-			} else {
-				full = false;
+		if (full && waiting && !a->news && !stop && t < first + SEAL_WAIT_MS)
+			full = false; /* nothing can have become ready */
+		size_t k = 0;
+		if (full) {
+			a->news = false;
+			waiting = false;
+			k = select_ready(a);
+			if (k == 0 && a->n > 0 && !stop) {
+				if (t >= first + SEAL_WAIT_MS) {
+					bk_trust_flush(a->trust, -1);
+					k = select_ready(a);
+				} else {
+					full = false;
+					waiting = true;
+				}
 			}
 		}
 		/* with nothing to project (nothing read, or all of it waiting for seals), an
@@ -848,7 +880,10 @@ static int run(app *a, long batch_events, long batch_ms, long stats_s)
 		bool idle = k == 0 && !full && !stop && t - last_idle >= 1000;
 		if (full || idle) {
 			int64_t t0 = now_ms();
-			proj_rc rc = proj_batch(a->p, a->sel, a->selver, k);
+			if (!full) /* an empty batch: it takes none of what waits for a seal */
+				memset(a->taken, 0, a->n);
+			proj_rc rc = proj_batch(a->p, a->sel, a->selver,
+						(const uint8_t(*)[BK_HASH_LEN])a->seldig, k);
 			int64_t gen = proj_generation(a->p);
 			bool regen = rc != PROJ_STOPPED && gen != a->gen;
 			a->gen = gen;
@@ -874,8 +909,8 @@ static int run(app *a, long batch_events, long batch_ms, long stats_s)
 					return EXIT_FATAL;
 			} else {
 				keep_rest(a);
-				if (a->n > 0 &&
-				    k > 0) /* an empty batch keeps the seal wait's start */
+				/* an empty batch keeps the seal wait's start */
+				if (a->n > 0 && k > 0)
 					first = now_ms();
 			}
 			events = 0;
@@ -947,6 +982,8 @@ static void app_free(app *a)
 	free(a->hid);
 	free(a->sel);
 	free(a->selver);
+	free(a->dig);
+	free(a->seldig);
 	free(a->taken);
 	free(a->wait_part);
 	memset(a, 0, sizeof(*a));

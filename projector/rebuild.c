@@ -31,9 +31,11 @@
 #include "bk_seal.h"
 #include "log.h"
 #include "logread.h"
+#include "migrate.h"
 #include "pgutil.h"
 #include "proj_apply.h"
 #include "proj_db.h"
+#include "proj_plan.h"
 #include "proj_rows.h"
 #include "rebuild.h"
 #include "trust.h"
@@ -142,50 +144,6 @@ static bool b_copyval(buf *b, const char *v)
 	return b_str(b, start);
 }
 
-/*
- * sql with the schema names booking, ord and booking_proj rewritten to name + sfx where
- * they name a schema: followed by '.', or right after the word "schema" / "exists".
- * malloc'd; NULL on OOM.
- */
-static char *map_names(const char *sql, const char *sfx)
-{
-	buf b = {0};
-	const char *p = sql, *prevword = "";
-	size_t pw_len = 0;
-	while (*p) {
-		bool ident = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || *p == '_';
-		if (!ident) {
-			if (!b_add(&b, p, 1))
-				goto oom;
-			p++;
-			continue;
-		}
-		const char *s = p;
-		while ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-		       (*p >= '0' && *p <= '9') || *p == '_' || *p == '$')
-			p++;
-		size_t n = (size_t)(p - s);
-		bool before_ident = s > sql && (s[-1] == '_' || s[-1] == '$' || s[-1] == '"' ||
-						(s[-1] >= '0' && s[-1] <= '9'));
-		bool hit = false;
-		for (int k = 0; k < NSCHEMA && !before_ident; k++)
-			if (strlen(schemas[k]) == n && strncmp(s, schemas[k], n) == 0)
-				hit = *p == '.' ||
-				      (pw_len == 6 && strncmp(prevword, "schema", 6) == 0) ||
-				      (pw_len == 6 && strncmp(prevword, "exists", 6) == 0);
-		if (!b_add(&b, s, n) || (hit && !b_str(&b, sfx)))
-			goto oom;
-		prevword = s;
-		pw_len = n;
-	}
-	if (!b.p && !b_add(&b, "", 0))
-		goto oom;
-	return b.p;
-oom:
-	free(b.p);
-	return NULL;
-}
-
 /* A table name of pr_tables ("booking.order") in the shadow schemas, quoted. */
 static void shadow_table(const char *name, char *out, size_t outsz)
 {
@@ -195,17 +153,8 @@ static void shadow_table(const char *name, char *out, size_t outsz)
 
 /* --- orders ------------------------------------------------------------------------- */
 
-typedef struct ohead {
-	int64_t seq;
-	uint8_t hash[BK_HASH_LEN];
-	pa_order f;
-	bool quar; /* later events wait in quarantine */
-} ohead;
-
 typedef struct oentry {
-	char id[BK_ID_MAX];
-	ohead c;			/* committed */
-	ohead b;			/* while planning a chunk */
+	pp_order po; /* first: what planning sees (id, heads, quarantine flags) */
 	uint8_t (*hashes)[BK_HASH_LEN]; /* hashes[seq - 1], for duplicates of older seqs */
 	size_t nh, caph;
 	pr_row **items; /* the order's line items in the memory store */
@@ -213,7 +162,7 @@ typedef struct oentry {
 	bool dirty; /* price snapshot to recompute */
 } oentry;
 
-enum { A_APPLY, A_DUP, A_FORK, A_QUAR, A_HELD, A_REJECT };
+#define OENTRY(o) ((oentry *)(void *)(o)) /* a pp_order is its entry's first member */
 
 /* One record read from the log (Kafka or the replay file). */
 typedef struct rec {
@@ -231,17 +180,6 @@ typedef struct rec {
 
 /* The seal rule's word on a record read from Kafka or from a replay file. */
 enum { RV_SEALED, RV_PENDING, RV_UNSEALED };
-
-typedef struct item {
-	const bk_event *e; /* NULL: undecodable record */
-	oentry *o;
-	const rec *r;
-	uint8_t action;
-	bool pre_bad;
-	bool apply_bad;	 /* a valid event that could not be mapped: quarantined */
-	uint8_t verdict; /* A_REJECT: the reader rule's verdict */
-	char reason[REASON_MAX];
-} item;
 
 typedef struct ddl {
 	char **v;
@@ -289,8 +227,8 @@ typedef struct rb {
 	bk_trust *trust; /* the events partitions' seal buffers (Kafka) */
 	uint64_t next_hid;
 	int64_t bad_seals;
-	item *items;
-	size_t nitems, capitems;
+	pp_plan pl;	/* the chunk's items */
+	bool pdb_ready; /* r->c set up for the shared writer (pdb_setup) */
 	msgpack_sbuffer sb;
 	ddl drop, mk_keys, mk_idx, mk_fks;
 	rb_stats st;
@@ -352,7 +290,7 @@ static uint64_t hash_str(const char *s)
 static size_t slot_of(const rb *r, const char *id)
 {
 	size_t mask = r->nslots - 1, i = (size_t)hash_str(id) & mask;
-	while (r->slots[i] && strcmp(r->slots[i]->id, id) != 0)
+	while (r->slots[i] && strcmp(r->slots[i]->po.id, id) != 0)
 		i = (i + 1) & mask;
 	return i;
 }
@@ -374,15 +312,15 @@ static oentry *order_get(rb *r, const char *id)
 		r->nslots = ns;
 		for (size_t i = 0; i < oldn; i++)
 			if (old[i])
-				r->slots[slot_of(r, old[i]->id)] = old[i];
+				r->slots[slot_of(r, old[i]->po.id)] = old[i];
 		free(old);
 	}
 	oentry *o = calloc(1, sizeof(*o));
 	if (!o)
 		return NULL;
-	snprintf(o->id, sizeof(o->id), "%s", id);
-	o->c.f.status = -1;
-	o->b = o->c;
+	snprintf(o->po.id, sizeof(o->po.id), "%s", id);
+	o->po.c.f.status = -1;
+	o->po.b = o->po.c;
 	r->slots[slot_of(r, id)] = o;
 	r->norders++;
 	return o;
@@ -701,45 +639,17 @@ static int drop_shadow(rb *r)
 		   "drop the shadow schemas");
 }
 
-static char *read_file(const char *path)
+/* One applied migration (lib/migrate checked its file) into the shadow schemas. */
+static int shadow_migration(void *opaque, const char *path, const char *text)
 {
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return NULL;
-	buf b = {0};
-	char tmp[8192];
-	size_t n;
-	bool ok = true;
-	while (ok && (n = fread(tmp, 1, sizeof(tmp), f)) > 0)
-		ok = b_add(&b, tmp, n);
-	ok = ok && !ferror(f) && (b.p || b_add(&b, "", 0));
-	fclose(f);
-	if (!ok) {
-		free(b.p);
-		return NULL;
-	}
-	return b.p;
-}
-
-/* The migration file of a version ("013") in dir; path into out. */
-static int find_migration(const char *dir, const char *version, char *out, size_t outsz)
-{
-	DIR *d = opendir(dir);
-	if (!d)
-		return -1;
-	struct dirent *de;
-	int rc = -1;
-	size_t vl = strlen(version);
-	while ((de = readdir(d)) != NULL) {
-		size_t n = strlen(de->d_name);
-		if (strncmp(de->d_name, version, vl) == 0 && de->d_name[vl] == '_' && n > 4 &&
-		    strcmp(de->d_name + n - 4, ".sql") == 0) {
-			snprintf(out, outsz, "%s/%s", dir, de->d_name);
-			rc = 0;
-			break;
-		}
-	}
-	closedir(d);
+	rb *r = opaque;
+	char e[1024];
+	char *mapped = pdb_map_names(text, SFX);
+	int rc = !mapped ? fail(r, RB_DEPENDENCY, "out of memory")
+		 : pgu_exec(r->c, mapped, path, e, sizeof(e)) < 0
+		     ? fail(r, RB_DEPENDENCY, "shadow schema from %s: %s", path, e)
+		     : 0;
+	free(mapped);
 	return rc;
 }
 
@@ -766,31 +676,17 @@ static int prepare(rb *r)
 	if (drop_shadow(r) < 0)
 		return -1;
 	char e[1024];
-	PGresult *res = pgu_query(r->c,
-				  "select version from booking_proj.schema_migrations order by "
-				  "version",
-				  0, NULL, "read schema_migrations", e, sizeof(e));
-	if (!res)
-		return fail(r, RB_DEPENDENCY, "%s", e);
 	int rc = sql(r, "begin; set local client_min_messages = warning", "begin");
-	for (int i = 0; i < PQntuples(res) && rc == 0; i++) {
-		char path[4096];
-		const char *ver = PQgetvalue(res, i, 0);
-		if (find_migration(r->cfg->migrations_dir, ver, path, sizeof(path)) < 0) {
-			rc = fail(r, RB_USAGE,
-				  "migration %s is applied to the database but has no file in %s",
-				  ver, r->cfg->migrations_dir);
-			break;
-		}
-		char *text = read_file(path), *mapped = text ? map_names(text, SFX) : NULL;
-		if (!mapped)
-			rc = fail(r, RB_USAGE, "cannot read %s", path);
-		else if (pgu_exec(r->c, mapped, path, e, sizeof(e)) < 0)
-			rc = fail(r, RB_DEPENDENCY, "shadow schema from %s: %s", path, e);
-		free(text);
-		free(mapped);
+	if (rc == 0) {
+		migrate_rc mrc = migrate_applied(r->c, r->cfg->migrations_dir, NULL,
+						 shadow_migration, r, e, sizeof(e));
+		if (mrc == MIGRATE_DB)
+			rc = fail(r, RB_DEPENDENCY, "%s", e);
+		else if (mrc != MIGRATE_OK && mrc != MIGRATE_FAILED)
+			rc = fail(r, RB_USAGE, "%s", e);
+		else if (mrc == MIGRATE_FAILED)
+			rc = -1; /* shadow_migration said why */
 	}
-	PQclear(res);
 	if (rc == 0)
 		rc = sql(r,
 			 "create table booking_proj" SFX ".schema_migrations (like "
@@ -822,7 +718,7 @@ static int prepare(rb *r)
 	    "'::regnamespace) and c.oid <> 'booking" SFX ".autoaccept_rule'::regclass and not "
 	    "exists (select 1 from pg_constraint k where k.conindid = i.indexrelid and "
 	    "k.contype in ('p', 'u', 'x')) order by 1";
-	res = pgu_query(r->c, idx_sql, 0, NULL, "list indexes", e, sizeof(e));
+	PGresult *res = pgu_query(r->c, idx_sql, 0, NULL, "list indexes", e, sizeof(e));
 	if (!res)
 		return fail(r, RB_DEPENDENCY, "%s", e);
 	for (int i = 0; i < PQntuples(res); i++)
@@ -844,62 +740,52 @@ static int prepare(rb *r)
 	return ddl_run(r, &r->drop, "drop keys and indexes for the load");
 }
 
-/* --- the reader rule and the mapping ------------------------------------------------- */
+/* --- the reader rule and the mapping: proj_plan.c, as the live projector ------------ */
 
-static item *item_add(rb *r)
+static pp_order *order_of(void *ctx, const char *order_id)
 {
-	if (r->nitems == r->capitems) {
-		size_t cap = r->capitems ? r->capitems * 2 : 4096;
-		item *v = realloc(r->items, cap * sizeof(*v));
-		if (!v)
-			return NULL;
-		r->items = v;
-		r->capitems = cap;
-	}
-	item *it = &r->items[r->nitems++];
-	it->e = NULL;
-	it->o = NULL;
-	it->action = A_APPLY;
-	it->pre_bad = false;
-	it->apply_bad = false;
-	it->verdict = 0;
-	it->reason[0] = 0;
-	return it;
+	oentry *o = order_get(ctx, order_id);
+	return o ? &o->po : NULL;
 }
 
-static int known_hash_at(void *opaque, int64_t seq, uint8_t ret[BK_HASH_LEN])
+/* An older hash of an order: every hash is kept (the shadow model cannot be asked). */
+static int hash_at(void *ctx, pp_order *po, int64_t seq, uint8_t ret[BK_HASH_LEN], char *err,
+		   size_t errsz)
 {
-	const oentry *o = opaque;
-	if (seq < 1 || (size_t)seq > o->nh || seq > o->b.seq)
-		return -1;
+	(void)ctx;
+	(void)err;
+	(void)errsz;
+	const oentry *o = OENTRY(po);
+	if (seq < 1 || (size_t)seq > o->nh || seq > po->b.seq)
+		return 1;
 	memcpy(ret, o->hashes[seq - 1], BK_HASH_LEN);
 	return 0;
 }
 
-static bool advance(oentry *o, const bk_event *e)
+static int keep_hash(void *ctx, pp_order *po, const bk_event *e)
 {
+	(void)ctx;
+	oentry *o = OENTRY(po);
 	if ((size_t)e->seq > o->caph) {
 		size_t cap = o->caph ? o->caph * 2 : 8;
 		while (cap < (size_t)e->seq)
 			cap *= 2;
 		void *h = realloc(o->hashes, cap * BK_HASH_LEN);
 		if (!h)
-			return false;
+			return -1;
 		o->hashes = h;
 		o->caph = cap;
 	}
 	memcpy(o->hashes[e->seq - 1], e->hash, BK_HASH_LEN);
 	if ((size_t)e->seq > o->nh)
 		o->nh = (size_t)e->seq;
-	o->b.seq = e->seq;
-	memcpy(o->b.hash, e->hash, BK_HASH_LEN);
-	return true;
+	return 0;
 }
 
-/* Decode the chunk's records into items (events in zone z). */
+/* The chunk's records as items (events decoded into zone z). */
 static int gather(rb *r, msgpack_zone *z)
 {
-	r->nitems = 0;
+	pp_clear(&r->pl);
 	for (size_t i = 0; i < r->nrecs; i++) {
 		const rec *rc = &r->recs[i];
 		if (!rc->bad_seal && !strcmp(rc->key, BK_SEAL_KEY))
@@ -908,110 +794,34 @@ static int gather(rb *r, msgpack_zone *z)
 		char why[200] = "empty record";
 		bool ok = !rc->bad_seal && rc->len &&
 			  bk_codec_record_decode(rc->val, rc->len, z, &d, why, sizeof(why)) == 0;
-		if (rc->bad_seal)
-			snprintf(why, sizeof(why), "a seal record that does not check");
-		if (!ok || d.n == 0) {
-			item *it = item_add(r);
-			if (!it)
-				return fail(r, RB_DEPENDENCY, "out of memory");
-			it->r = rc;
-			it->pre_bad = true;
-			it->verdict = BK_CHAIN_GARBAGE;
-			snprintf(it->reason, sizeof(it->reason), "undecodable record: %s",
-				 ok ? "no events" : why);
-			it->o = order_get(r, rc->key[0] ? rc->key : "(no key)");
+		pp_seal seal = rc->bad_seal		? PP_BAD_SEAL
+			       : rc->ver == RV_UNSEALED ? PP_UNSEALED
+							: PP_SEALED;
+		long first =
+		    pp_add_record(&r->pl, ok ? &d : NULL, why, seal, NULL, order_of, r, rc->key);
+		if (first < 0)
+			return fail(r, RB_DEPENDENCY, "out of memory");
+		for (size_t k = (size_t)first; k < r->pl.n; k++) {
+			pp_item *it = &r->pl.items[k];
 			if (!it->o)
 				return fail(r, RB_DEPENDENCY, "out of memory");
-			continue;
-		}
-		for (uint32_t k = 0; k < d.n; k++) {
-			item *it = item_add(r);
-			if (!it || !(it->o = order_get(r, d.events[k].order_id)))
-				return fail(r, RB_DEPENDENCY, "out of memory");
-			it->e = &d.events[k];
-			it->r = rc;
-			if (rc->ver == RV_UNSEALED) {
-				it->pre_bad = true;
-				it->verdict = BK_CHAIN_UNSEALED;
-				snprintf(it->reason, sizeof(it->reason),
-					 "unsealed: no valid seal covers the record");
-			} else if (!bk_seal_hash_ok(it->e, &r->sb)) {
-				it->pre_bad = true;
-				it->verdict = BK_CHAIN_BAD_HASH;
-				snprintf(it->reason, sizeof(it->reason),
-					 "event %s: hash does not match its content",
-					 it->e->event_id);
-			}
-			r->st.events++;
+			it->part = rc->part;
+			it->offset = rc->off;
+			it->raw = rc->val;
+			it->raw_n = rc->len;
+			if (it->e)
+				r->st.events++;
 		}
 	}
 	return 0;
 }
 
-/* The projector's plan (proj_batch.c): judge each item, map the NEXT ones into r->cs. */
 static int plan(rb *r)
 {
-restart:
-	pr_store_reset(r->cs);
-	for (size_t i = 0; i < r->nitems; i++)
-		r->items[i].o->b = r->items[i].o->c;
-	for (size_t i = 0; i < r->nitems; i++) {
-		item *it = &r->items[i];
-		oentry *o = it->o;
-		if (o->b.quar) {
-			it->action = A_HELD;
-			if (!it->pre_bad)
-				snprintf(it->reason, sizeof(it->reason),
-					 "held: an earlier event of the order is quarantined");
-			continue;
-		}
-		if (it->apply_bad) {
-			it->action = A_QUAR;
-			o->b.quar = true;
-			continue;
-		}
-		if (it->pre_bad) { /* rejected alone: it takes no seq, holds nothing back */
-			it->action = A_REJECT;
-			continue;
-		}
-		const bk_event *e = it->e;
-		switch (bk_chain_classify(o->b.seq, o->b.hash, e->seq, e->prev_hash, e->hash,
-					  known_hash_at, o)) {
-		case BK_CHAIN_NEXT: {
-			char why[REASON_MAX];
-			if (pa_apply(r->cs, e, &o->b.f, why, sizeof(why)) < 0) {
-				it->apply_bad = true;
-				snprintf(it->reason, sizeof(it->reason), "%s", why);
-				goto restart;
-			}
-			if (!advance(o, e))
-				return fail(r, RB_DEPENDENCY, "out of memory");
-			it->action = A_APPLY;
-			break;
-		}
-		case BK_CHAIN_DUPLICATE:
-			it->action = A_DUP;
-			break;
-		case BK_CHAIN_FORK:
-			it->action = A_FORK;
-			snprintf(it->reason, sizeof(it->reason),
-				 "fork: seq %lld (order at %lld) with another hash or link",
-				 (long long)e->seq, (long long)o->b.seq);
-			break;
-		case BK_CHAIN_BAD_LINK:
-		case BK_CHAIN_BAD_HASH:
-		case BK_CHAIN_UNSEALED:
-		case BK_CHAIN_GARBAGE:
-		case BK_CHAIN__COUNT:
-			it->action = A_REJECT;
-			it->verdict = BK_CHAIN_BAD_LINK;
-			snprintf(it->reason, sizeof(it->reason),
-				 "bad_link: seq %lld does not link to the order's last valid event "
-				 "(seq %lld)",
-				 (long long)e->seq, (long long)o->b.seq);
-			break;
-		}
-	}
+	const pp_ops ops = {hash_at, NULL, keep_hash, r};
+	char e[512];
+	if (pp_run(&r->pl, r->cs, &ops, e, sizeof(e)) < 0)
+		return fail(r, RB_DEPENDENCY, "%s", e);
 	return 0;
 }
 
@@ -1116,114 +926,12 @@ static int merge(rb *r)
 
 /* --- writing into the shadow schemas with SQL (tails) ------------------------------- */
 
-static int make_stage(rb *r)
-{
-	if (r->staged)
-		return 0;
-	for (int t = 0; t < PR__COUNT; t++) {
-		const pr_tabledef *td = &pr_tables[t];
-		if (!td->stage)
-			continue;
-		char target[128];
-		shadow_table(td->name, target, sizeof(target));
-		buf b = {0};
-		bool ok =
-		    b_printf(&b,
-			     "create temp table if not exists rb_s%d on commit delete rows as "
-			     "select ",
-			     t);
-		for (int i = 0; ok && i < td->ncols; i++)
-			ok = b_printf(&b, "%s%s", i ? ", " : "", td->cols[i].name);
-		ok = ok && b_printf(&b, ", false as _new from %s with no data", target);
-		int rc = ok ? sql(r, b.p, "create staging table")
-			    : fail(r, RB_DEPENDENCY, "out of memory");
-		free(b.p);
-		if (rc < 0)
-			return -1;
-	}
-	r->staged = true;
-	return 0;
-}
-
-/* One staged table of r->cs: INSERT the new rows, UPDATE the patched ones. */
-static int write_staged(rb *r, pr_table t)
-{
-	const pr_tabledef *td = &pr_tables[t];
-	size_t n = pr_store_count(r->cs, t), n_patch = 0, n_new = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (pr_store_row(r->cs, t, i)->is_new)
-			n_new++;
-		else
-			n_patch++;
-	}
-	if (n == 0)
-		return 0;
-	char stage[32], target[128];
-	snprintf(stage, sizeof(stage), "rb_s%d", (int)t);
-	shadow_table(td->name, target, sizeof(target));
-	char q[64];
-	snprintf(q, sizeof(q), "truncate %s", stage);
-	if (sql(r, q, "clear staging") < 0 || copy_table(r, r->cs, t, stage, true) < 0)
-		return -1;
-	buf b = {0};
-	bool ok = true;
-	int rc = 0;
-	if (n_new) {
-		ok = b_printf(&b, "insert into %s (", target);
-		for (int i = 0; ok && i < td->ncols; i++)
-			ok = b_printf(&b, "%s%s", i ? ", " : "", td->cols[i].name);
-		ok = ok && b_str(&b, ") select ");
-		for (int i = 0; ok && i < td->ncols; i++)
-			ok = b_printf(&b, "%s%s", i ? ", " : "", td->cols[i].name);
-		ok = ok && b_printf(&b, " from %s where _new", stage);
-		rc = ok ? sql(r, b.p, td->name) : fail(r, RB_DEPENDENCY, "out of memory");
-	}
-	if (rc == 0 && n_patch) {
-		b.n = 0;
-		ok = b_printf(&b, "update %s t set ", target);
-		bool first = true;
-		for (int i = td->npk; ok && i < td->ncols; i++) {
-			if (i == td->order_col)
-				continue;
-			const char *c = td->cols[i].name;
-			ok = td->cols[i].merge == PR_M_JSON_MERGE
-				 ? b_printf(&b, "%s%s = t.%s || coalesce(s.%s, '{}'::jsonb)",
-					    first ? "" : ", ", c, c, c)
-				 : b_printf(&b, "%s%s = coalesce(s.%s, t.%s)", first ? "" : ", ", c,
-					    c, c);
-			first = false;
-		}
-		ok = ok && b_printf(&b, " from %s s where not s._new", stage);
-		int nk = td->npk + (td->order_col >= td->npk ? 1 : 0);
-		for (int k = 0; ok && k < nk; k++) {
-			const char *c = td->cols[k < td->npk ? k : td->order_col].name;
-			ok = b_printf(&b, " and t.%s = s.%s", c, c);
-		}
-		char e[1024];
-		PGresult *res = ok ? pgu_query(r->c, b.p, 0, NULL, td->name, e, sizeof(e)) : NULL;
-		if (!res) {
-			rc = ok ? fail(r, RB_DEPENDENCY, "%s", e)
-				: fail(r, RB_DEPENDENCY, "out of memory");
-		} else {
-			long got = strtol(PQcmdTuples(res), NULL, 10);
-			PQclear(res);
-			if (got != (long)n_patch)
-				rc = fail(r, RB_DATA,
-					  "%s: %zu row(s) to update, %ld found (the live projector "
-					  "quarantines such an order; rebuild does not)",
-					  td->name, n_patch, got);
-		}
-	}
-	free(b.p);
-	return rc;
-}
-
 /* The price snapshots of orders ids, with the projector's own SQL (pa_price_sql). */
 static int price(rb *r, const char *const *ids, size_t n)
 {
 	if (n == 0)
 		return 0;
-	char *q = map_names(pa_price_sql, SFX), *arr = pdb_array(ids, n);
+	char *q = pdb_map_names(pa_price_sql, SFX), *arr = pdb_array(ids, n);
 	const char *v[1] = {arr};
 	int rc = q && arr ? sqlp(r, q, 1, v, "price snapshots")
 			  : fail(r, RB_DEPENDENCY, "out of memory");
@@ -1232,159 +940,57 @@ static int price(rb *r, const char *const *ids, size_t n)
 	return rc;
 }
 
-/* Write r->cs into the shadow schemas (the caller's transaction). */
+static const pdb_target shadow = {SFX};
+
+/* Write r->cs into the shadow schemas with the live projector's writer (the caller's
+ * transaction). */
 static int write_sql(rb *r)
 {
-	size_t n;
-	const char *const *ids = pr_replaced(r->cs, &n);
-	if (n) {
-		char *arr = pdb_array(ids, n);
-		const char *v[1] = {arr};
-		int rc = arr ? sqlp(r,
-				    "delete from booking" SFX
-				    ".line_item where order_id = any($1::text[])",
-				    1, v, "replace line items")
-			     : fail(r, RB_DEPENDENCY, "out of memory");
-		free(arr);
-		if (rc < 0)
-			return -1;
+	char e[1024];
+	if (!r->pdb_ready) {
+		if (pdb_setup(r->c, &shadow, e, sizeof(e)) < 0)
+			return fail(r, RB_DEPENDENCY, "%s", e);
+		r->pdb_ready = true;
 	}
-	if (make_stage(r) < 0)
-		return -1;
-	for (int t = 0; t < PR__COUNT; t++) {
-		char target[128];
-		shadow_table(pr_tables[t].name, target, sizeof(target));
-		if (pr_tables[t].stage ? write_staged(r, (pr_table)t) < 0
-				       : copy_table(r, r->cs, (pr_table)t, target, false) < 0)
-			return -1;
-	}
-	ids = pr_dirty(r->cs, &n);
-	return price(r, ids, n);
+	bool poison = false;
+	if (pdb_write(r->c, &shadow, r->cs, PDB_COPY, &poison, e, sizeof(e)) < 0)
+		return fail(r, poison ? RB_DATA : RB_DEPENDENCY, "%s%s", e,
+			    poison ? " (the live projector quarantines such an order; rebuild does "
+				     "not)"
+				   : "");
+	return 0;
 }
 
 /* --- bookkeeping: quarantine and fork rows, checkpoints -------------------------------- */
 
-static void hexhash(const uint8_t *h, char out[2 * BK_HASH_LEN + 3])
-{
-	out[0] = '\\';
-	out[1] = 'x';
-	bk_hex(h, BK_HASH_LEN, out + 2);
-}
-
+/* The report rows of the chunk's items not applied, as the live projector writes them. */
 static int bookkeeping(rb *r)
 {
-	for (size_t i = 0; i < r->nitems; i++) {
-		item *it = &r->items[i];
-		if (it->action == A_APPLY) {
-			r->st.applied++;
-			continue;
-		}
-		if (it->action == A_DUP) {
-			r->st.duplicates++;
-			continue;
-		}
-		const void *bytes = it->r->val ? it->r->val : "";
-		size_t nb = it->r->len;
-		if (it->e) {
-			bk_record one = {it->e->order_id, it->e->command_id, (bk_event *)it->e, 1};
-			r->sb.size = 0;
-			if (bk_codec_record_encode(&one, &r->sb) < 0)
-				return fail(r, RB_DEPENDENCY, "out of memory");
-			bytes = r->sb.data;
-			nb = r->sb.size;
-		}
-		char ps[16], os[24], ss[24], h[2 * BK_HASH_LEN + 3] = "",
-								 ph[2 * BK_HASH_LEN + 3] = "";
-		snprintf(ps, sizeof(ps), "%d", it->r->part);
-		snprintf(os, sizeof(os), "%lld", (long long)it->r->off);
-		snprintf(ss, sizeof(ss), "%lld", it->e ? (long long)it->e->seq : 0LL);
-		if (it->e) {
-			hexhash(it->e->hash, h);
-			hexhash(it->e->prev_hash, ph);
-		}
-		const char *q;
-		int np;
-		const char *v[10];
-		int lens[10] = {0}, fmts[10] = {0};
-		if (it->action == A_REJECT) { /* as the projector reports it (proj_batch.c) */
-			q = "insert into booking_proj" SFX ".rejected (order_id, topic, partition, "
-			    "record_offset, seq, event_id, verdict, reason, record) values ($1, "
-			    "$2, "
-			    "$3::int, $4::bigint, $5::bigint, $6, $7, $8, $9::bytea) on conflict "
-			    "do "
-			    "nothing";
-			const char *rv[9] = {it->o->id,
-					     r->ev_topic,
-					     ps,
-					     os,
-					     it->e ? ss : NULL,
-					     it->e ? it->e->event_id : NULL,
-					     bk_chain_verdict_name((bk_chain_verdict)it->verdict),
-					     it->reason,
-					     bytes};
-			memcpy(v, rv, sizeof(rv));
-			np = 9;
-			r->st.rejected++;
-			bk_logf(
-			    BK_LOG_WARN, "event rejected: not applied",
-			    "topic=%s partition=%d offset=%lld order_id=%s seq=%lld reason=\"%s\"",
-			    r->ev_topic, it->r->part, (long long)it->r->off, it->o->id,
-			    it->e ? (long long)it->e->seq : -1LL, it->reason);
-		} else if (it->action == A_FORK) {
-			q = "insert into booking_proj" SFX ".fork (order_id, topic, partition, "
-			    "record_offset, seq, event_id, hash, prev_hash, event) values ($1, $2, "
-			    "$3::int, $4::bigint, $5::bigint, $6, $7::bytea, $8::bytea, $9::bytea) "
-			    "on conflict do nothing";
-			const char *fv[9] = {it->o->id,	      r->ev_topic, ps, os,   ss,
-					     it->e->event_id, h,	   ph, bytes};
-			memcpy(v, fv, sizeof(fv));
-			np = 9;
-			r->st.forks++;
-			bk_logf(BK_LOG_WARN, "fork: event not applied",
-				"topic=%s partition=%d offset=%lld order_id=%s seq=%lld "
-				"event_id=%s",
-				r->ev_topic, it->r->part, (long long)it->r->off, it->o->id,
-				(long long)it->e->seq, it->e->event_id);
-		} else {
-			q = "insert into booking_proj" SFX
-			    ".quarantine (order_id, topic, partition, "
-			    "record_offset, seq, event_id, reason, event, status, hash, prev_hash) "
-			    "values ($1, $2, $3::int, $4::bigint, $5::bigint, $6, $7, $8::bytea, "
-			    "'held', $9::bytea, $10::bytea) on conflict do nothing";
-			const char *qv[10] = {it->o->id,
-					      r->ev_topic,
-					      ps,
-					      os,
-					      it->e ? ss : NULL,
-					      it->e ? it->e->event_id : NULL,
-					      it->reason,
-					      bytes,
-					      it->e ? h : NULL,
-					      it->e ? ph : NULL};
-			memcpy(v, qv, sizeof(qv));
-			np = 10;
-			if (it->action == A_QUAR) {
-				r->st.quarantined++;
-				bk_logf(BK_LOG_WARN, "order quarantined",
-					"topic=%s partition=%d offset=%lld order_id=%s seq=%lld "
-					"reason=\"%s\"",
-					r->ev_topic, it->r->part, (long long)it->r->off, it->o->id,
-					it->e ? (long long)it->e->seq : -1LL, it->reason);
-			} else {
-				r->st.held++;
-			}
-		}
-		int bi = it->action == A_FORK || it->action == A_REJECT ? 8 : 7;
-		lens[bi] = (int)nb;
-		fmts[bi] = 1;
-		PGresult *res = PQexecParams(r->c, q, np, NULL, v, lens, fmts, 0);
-		if (!res || PQresultStatus(res) != PGRES_COMMAND_OK) {
-			char e[1024];
-			pgu_format_error(r->c, res, "quarantine/fork row", e, sizeof(e));
-			PQclear(res);
+	for (size_t i = 0; i < r->pl.n; i++) {
+		const pp_item *it = &r->pl.items[i];
+		char e[1024];
+		if (pdb_report_item(r->c, &shadow, r->ev_topic, it, &r->sb, e, sizeof(e)) < 0)
 			return fail(r, RB_DEPENDENCY, "%s", e);
+		switch ((pp_action)it->action) {
+		case PP_APPLY:
+			r->st.applied++;
+			break;
+		case PP_DUP:
+			r->st.duplicates++;
+			break;
+		case PP_FORK:
+			r->st.forks++;
+			break;
+		case PP_REJECT:
+			r->st.rejected++;
+			break;
+		case PP_QUAR:
+			r->st.quarantined++;
+			break;
+		case PP_HELD:
+			r->st.held++;
+			break;
 		}
-		PQclear(res);
 	}
 	return 0;
 }
@@ -1402,29 +1008,20 @@ static int write_checkpoints(rb *r, const char *topic, const int64_t *next_read,
 		if (x->part >= 0 && x->part < n && (next[x->part] < 0 || x->off < next[x->part]))
 			next[x->part] = x->off;
 	}
-	buf parts = {0}, offs = {0};
-	bool ok = b_str(&parts, "{") && b_str(&offs, "{");
-	bool any = false;
-	for (int p = 0; p < n && ok; p++) {
-		if (next[p] < 0)
-			continue;
-		ok = b_printf(&parts, "%s%d", any ? "," : "", p) &&
-		     b_printf(&offs, "%s%lld", any ? "," : "", (long long)next[p]);
-		any = true;
-	}
-	ok = ok && b_str(&parts, "}") && b_str(&offs, "}");
-	const char *v[3] = {topic, parts.p, offs.p};
-	int rc = !ok ? fail(r, RB_DEPENDENCY, "out of memory")
-		 : !any
-		     ? 0
-		     : sqlp(r,
-			    "insert into booking_proj" SFX ".checkpoint (topic, partition, "
-			    "next_offset) select $1, p, o from unnest($2::int[], $3::bigint[]) as "
-			    "x(p, o) on conflict (topic, partition) do update set next_offset = "
-			    "excluded.next_offset, updated_at = now()",
-			    3, v, "write checkpoints");
-	free(parts.p);
-	free(offs.p);
+	int32_t *parts = malloc(((size_t)n + 1) * sizeof(*parts));
+	size_t np = 0;
+	for (int p = 0; parts && p < n; p++)
+		if (next[p] >= 0) {
+			parts[np] = p;
+			next[np++] = next[p];
+		}
+	char e[1024];
+	int rc =
+	    !parts ? fail(r, RB_DEPENDENCY, "out of memory")
+	    : np && pdb_checkpoints_set(r->c, &shadow, topic, parts, next, np, e, sizeof(e)) < 0
+		? fail(r, RB_DEPENDENCY, "%s", e)
+		: 0;
+	free(parts);
 	free(next);
 	return rc;
 }
@@ -1459,9 +1056,13 @@ static int process_chunk(rb *r)
 		rc = r->in_memory ? merge(r) : write_sql(r);
 	if (rc == 0)
 		rc = bookkeeping(r);
-	if (rc == 0)
-		for (size_t i = 0; i < r->nitems; i++)
-			r->items[i].o->c = r->items[i].o->b;
+	if (rc == 0) {
+		pp_commit(&r->pl);
+		/* a quarantined order holds its later events in later chunks too */
+		for (size_t i = 0; i < r->pl.n; i++)
+			if (r->pl.items[i].action == PP_QUAR && r->pl.items[i].o)
+				r->pl.items[i].o->held = true;
+	}
 	r->st.records += (int64_t)r->nrecs;
 	if (!r->in_memory)
 		r->st.tail_records += (int64_t)r->nrecs;
@@ -1471,8 +1072,10 @@ static int process_chunk(rb *r)
 }
 
 /* The seal rule released record `rec` (a handle: hid); hid increases along r->recs. */
-static void rb_release(void *opaque, void *rec, int32_t partition, int64_t offset, bool sealed)
+static void rb_release(void *opaque, void *rec, int32_t partition, int64_t offset, bool sealed,
+		       const uint8_t *digest)
 {
+	(void)digest;
 	rb *r = opaque;
 	uint64_t h = (uintptr_t)rec;
 	(void)partition;
@@ -1571,53 +1174,11 @@ static int watermarks(rb *r, const char *topic, int n, int64_t *lo, int64_t *hi)
 /* Rules record: the profile's rules replace what it had (a tombstone deletes them). */
 static int rules_put(rb *r, const rd_kafka_message_t *m)
 {
-	char sp[BK_ID_MAX];
-	if (!m->key || m->key_len == 0 || m->key_len >= sizeof(sp)) {
-		bk_logf(BK_LOG_ERROR, "rules record without a usable key, skipped",
-			"topic=%s partition=%d offset=%lld", r->ru_topic, m->partition,
-			(long long)m->offset);
-		return 0;
-	}
-	memcpy(sp, m->key, m->key_len);
-	sp[m->key_len] = 0;
-	bk_profile_rules pr;
-	memset(&pr, 0, sizeof(pr));
-	char e[256];
-	if (m->payload && m->len &&
-	    bk_codec_rules_decode(m->payload, m->len, &pr, e, sizeof(e)) < 0) {
-		bk_logf(BK_LOG_ERROR, "undecodable rules record, skipped",
-			"topic=%s partition=%d offset=%lld service_profile_id=%s err=\"%s\"",
-			r->ru_topic, m->partition, (long long)m->offset, sp, e);
-		return 0;
-	}
-	const char *d[1] = {sp};
-	int rc = sqlp(r, "delete from booking" SFX ".autoaccept_rule where service_profile_id = $1",
-		      1, d, "delete rules");
-	for (uint32_t i = 0; rc == 0 && i < pr.n; i++) {
-		const bk_rule *u = &pr.rules[i];
-		char minp[24], mask[24], dist[48];
-		snprintf(minp, sizeof(minp), "%lld", (long long)u->min_price_cents);
-		snprintf(mask, sizeof(mask), "%lld", (long long)u->weekday_mask);
-		snprintf(dist, sizeof(dist), "%.15g", u->max_distance_mi);
-		const char *v[6] = {u->rule_id,
-				    sp,
-				    u->has_min_price ? minp : NULL,
-				    u->has_weekday_mask ? mask : NULL,
-				    u->has_max_distance ? dist : NULL,
-				    u->allow_ib ? "true" : "false"};
-		rc = sqlp(
-		    r,
-		    "insert into booking" SFX ".autoaccept_rule (rule_id, service_profile_id, "
-		    "min_price_cents, weekday_mask, max_distance_mi, allow_ib) values ($1, $2, "
-		    "$3::int, $4::int, $5::numeric, $6::boolean) on conflict (rule_id) do "
-		    "update set service_profile_id = excluded.service_profile_id, "
-		    "min_price_cents = excluded.min_price_cents, weekday_mask = "
-		    "excluded.weekday_mask, max_distance_mi = excluded.max_distance_mi, "
-		    "allow_ib = excluded.allow_ib",
-		    6, v, "write rule");
-	}
-	bk_profile_rules_clear(&pr);
-	return rc;
+	char e[1024];
+	if (pdb_rules_record(r->c, &shadow, r->ru_topic, m->partition, m->offset, m->key,
+			     m->key_len, m->payload, m->len, e, sizeof(e)) < 0)
+		return fail(r, RB_DEPENDENCY, "%s", e);
+	return 0;
 }
 
 /*
@@ -2391,7 +1952,7 @@ static int write_model(rb *r)
 		rc = fail(r, RB_DEPENDENCY, "out of memory");
 	for (size_t i = 0; rc == 0 && i < r->nslots; i++)
 		if (r->slots[i] && r->slots[i]->dirty)
-			ids[n++] = r->slots[i]->id;
+			ids[n++] = r->slots[i]->po.id;
 	if (rc == 0)
 		rc = sql(r, "set jit = off", "jit off");
 	if (rc == 0)
@@ -2575,6 +2136,7 @@ rb_rc rb_run(const rb_cfg *cfg, rb_stats *ret_stats, char *err, size_t errsz)
 	r.ev_topic = bk_kconf_topic(cfg->kc, BK_TOPIC_EVENTS);
 	r.ru_topic = bk_kconf_topic(cfg->kc, BK_TOPIC_RULES);
 	msgpack_sbuffer_init(&r.sb);
+	pp_init(&r.pl);
 	r.cs = pr_store_new();
 	r.ps = pr_store_new();
 	bool swapped = false;
@@ -2663,7 +2225,7 @@ out:
 	recs_clear(&r);
 	free(r.recs);
 	bk_trust_free(r.trust);
-	free(r.items);
+	pp_free(&r.pl);
 	free(r.next);
 	free(r.rnext);
 	orders_free(&r);

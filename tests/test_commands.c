@@ -421,8 +421,10 @@ typedef struct sealed_read {
 } sealed_read;
 
 /* A kept record is the consumer's message itself, destroyed once released. */
-static void sr_release(void *opaque, void *rec, int32_t partition, int64_t offset, bool sealed)
+static void sr_release(void *opaque, void *rec, int32_t partition, int64_t offset, bool sealed,
+		       const uint8_t *digest)
 {
+	(void)digest;
 	sealed_read *sr = opaque;
 	rd_kafka_message_t *m = rec;
 	(void)partition;

@@ -5,6 +5,9 @@
  * events topic (key = order id), each rules change one record on the rules topic.
  * It can also copy fixtures many times under fresh ids, duplicate records, append a
  * forked record or a garbage record, and create its topics through the devbroker.
+ * --seal-every N seals the log as the processor does (docs/design.md): after every N
+ * events records, a flush, then one seal per partition listing that batch's records,
+ * signed with the writer key of $BOOKING_WRITER_KEY / $BOOKING_WRITER_KEY_ID.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -18,6 +21,7 @@
 #include "bk_codec.h"
 #include "bk_engine.h"
 #include "kconf.h"
+#include "trust.h"
 #include "tz.h"
 
 typedef struct feed {
@@ -29,13 +33,101 @@ typedef struct feed {
 	/* the last record produced per order named by --fork */
 	const char *fork_order;
 	msgpack_sbuffer fork_rec;
+	/* --seal-every: the batch's events records (digest; partition and offset from their
+	 * delivery reports), the writer key */
+	long seal_every, seals;
+	struct pend {
+		uint8_t digest[BK_HASH_LEN];
+		int32_t part;
+		int64_t offset;
+	} * pend;
+	size_t npend, cappend;
+	uint8_t wsk[BK_SK_LEN];
+	char wkid[64];
 } feed;
+
+/* Delivery report: the offset of a pending events record (msg_opaque: its index + 1). */
+static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+	(void)rk;
+	feed *f = opaque;
+	size_t i = (size_t)(uintptr_t)m->_private;
+	if (i == 0 || i > f->npend)
+		return;
+	f->pend[i - 1].part = m->err ? -1 : m->partition;
+	f->pend[i - 1].offset = m->err ? -1 : m->offset;
+}
+
+static int cmp_pend(const void *a, const void *b)
+{
+	const struct pend *x = a, *y = b;
+	if (x->part != y->part)
+		return x->part < y->part ? -1 : 1;
+	return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
+/* Close a sealed batch: flush, then one seal per partition listing its records. */
+static int seal_batch(feed *f)
+{
+	if (f->npend == 0)
+		return 0;
+	if (rd_kafka_flush(f->rk, 60000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		fprintf(stderr, "seal: flush failed\n");
+		return -1;
+	}
+	for (size_t i = 0; i < f->npend; i++)
+		if (f->pend[i].part < 0) {
+			fprintf(stderr, "seal: a record was not delivered\n");
+			return -1;
+		}
+	qsort(f->pend, f->npend, sizeof(*f->pend), cmp_pend);
+	bk_seal_rec *recs = malloc(f->npend * sizeof(*recs));
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	int rc = recs ? 0 : -1;
+	for (size_t from = 0, to; rc == 0 && from < f->npend; from = to) {
+		for (to = from; to < f->npend && f->pend[to].part == f->pend[from].part; to++) {
+			recs[to - from].offset = f->pend[to].offset;
+			memcpy(recs[to - from].digest, f->pend[to].digest, BK_HASH_LEN);
+		}
+		bk_seal s = {.writer = f->wkid,
+			     .topic = f->events,
+			     .partition = f->pend[from].part,
+			     .base = f->pend[to - 1].offset + 1,
+			     .src_next = -1,
+			     .recs = recs,
+			     .n = (uint32_t)(to - from)};
+		rd_kafka_headers_t *h;
+		if (bk_trust_seal_record(&s, f->wsk, f->wkid, &sb, &h) < 0) {
+			rc = -1;
+			break;
+		}
+		rd_kafka_resp_err_t e;
+		while ((e = rd_kafka_producev(
+			    f->rk, RD_KAFKA_V_TOPIC(f->events), RD_KAFKA_V_PARTITION(s.partition),
+			    RD_KAFKA_V_KEY(BK_SEAL_KEY, strlen(BK_SEAL_KEY)),
+			    RD_KAFKA_V_VALUE(sb.data, sb.size),
+			    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h),
+			    RD_KAFKA_V_END)) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+			rd_kafka_poll(f->rk, 50);
+		if (e) {
+			rd_kafka_headers_destroy(h);
+			fprintf(stderr, "seal: produce: %s\n", rd_kafka_err2str(e));
+			rc = -1;
+		}
+		f->seals++;
+	}
+	free(recs);
+	msgpack_sbuffer_destroy(&sb);
+	f->npend = 0;
+	return rc;
+}
 
 static void usage(void)
 {
 	fputs("usage: test_projector_feed [kafka options] [--control SOCK --create-topics N]\n"
 	      "       [--copies K] [--dup-every N] [--fork ORDER] [--garbage KEY]\n"
-	      "       [--sleep-every N --sleep-ms MS] FIXTURE.jsonl...\n",
+	      "       [--sleep-every N --sleep-ms MS] [--seal-every N] FIXTURE.jsonl...\n",
 	      stderr);
 }
 
@@ -66,22 +158,55 @@ static int create_topic(const char *sock, const char *name, long parts)
 	return 0;
 }
 
+/* Produce a record; an events record of a sealed feed is noted for its batch's seal. */
 static int produce(feed *f, const char *topic, const char *key, const void *val, size_t n)
 {
+	uintptr_t idx = 0;
+	if (f->seal_every > 0 && topic == f->events) {
+		bk_record r;
+		msgpack_zone z;
+		msgpack_zone_init(&z, 4096);
+		char err[256];
+		if (f->npend == f->cappend) {
+			size_t cap = f->cappend ? f->cappend * 2 : 1024;
+			struct pend *v = realloc(f->pend, cap * sizeof(*v));
+			if (!v)
+				return -1;
+			f->pend = v;
+			f->cappend = cap;
+		}
+		struct pend *pe = &f->pend[f->npend];
+		if (bk_codec_record_decode(val, n, &z, &r, err, sizeof(err)) == 0) {
+			bk_seal_digest_record(&r, pe->digest);
+			pe->part = pe->offset = -1;
+			idx = ++f->npend; /* garbage stays unsealed */
+		}
+		msgpack_zone_destroy(&z);
+	}
+	rd_kafka_headers_t *h = rd_kafka_headers_new(2);
+	if (f->seal_every > 0 && topic == f->rules) { /* signed one by one, as the processor */
+		uint8_t sig[BK_SIG_LEN];
+		bk_trust_sign_rules(f->wsk, key, strlen(key), val, n, sig);
+		rd_kafka_header_add(h, "key-id", -1, f->wkid, -1);
+		rd_kafka_header_add(h, "signature", -1, sig, BK_SIG_LEN);
+	}
 	for (;;) {
 		rd_kafka_resp_err_t e = rd_kafka_producev(
 		    f->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, strlen(key)),
 		    RD_KAFKA_V_VALUE((void *)val, n), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-		    RD_KAFKA_V_END);
+		    RD_KAFKA_V_OPAQUE((void *)idx), RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END);
 		if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
 			rd_kafka_poll(f->rk, 50);
 			continue;
 		}
 		if (e) {
+			rd_kafka_headers_destroy(h);
 			fprintf(stderr, "produce: %s\n", rd_kafka_err2str(e));
 			return -1;
 		}
 		rd_kafka_poll(f->rk, 0);
+		if (f->seal_every > 0 && (long)f->npend >= f->seal_every)
+			return seal_batch(f);
 		return 0;
 	}
 }
@@ -299,6 +424,8 @@ int main(int argc, char **argv)
 			f.sleep_every = atol(v);
 		else if (!strcmp(a, "--sleep-ms"))
 			f.sleep_ms = atol(v);
+		else if (!strcmp(a, "--seal-every"))
+			f.seal_every = atol(v);
 		else {
 			usage();
 			return 2;
@@ -312,7 +439,21 @@ int main(int argc, char **argv)
 		return 1;
 	const char *defaults[] = {"linger.ms", "20", "queue.buffering.max.messages", "200000",
 				  NULL};
-	if (bk_kconf_new_handle(kc, BK_KCONF_PRODUCER, defaults, &f.rk, err, sizeof(err)) < 0) {
+	if (f.seal_every > 0 &&
+	    bk_trust_load_key(getenv("BOOKING_WRITER_KEY"), getenv("BOOKING_WRITER_KEY_ID"), f.wsk,
+			      f.wkid, err, sizeof(err)) < 0) {
+		fprintf(stderr, "--seal-every: %s\n", err);
+		return 2;
+	}
+	rd_kafka_conf_t *conf;
+	if (bk_kconf_build(kc, BK_KCONF_PRODUCER, defaults, &conf, err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s\n", err);
+		return 2;
+	}
+	rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
+	rd_kafka_conf_set_opaque(conf, &f);
+	f.rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+	if (!f.rk) {
 		fprintf(stderr, "%s\n", err);
 		return 2;
 	}
@@ -327,14 +468,17 @@ int main(int argc, char **argv)
 		}
 	if (rc == 0 && f.fork_order)
 		rc = emit_fork(&f);
+	if (rc == 0)
+		rc = seal_batch(&f);
 	if (rc == 0 && garbage)
 		rc = produce(&f, f.events, garbage, "\xc1garbage", 8);
 	if (rd_kafka_flush(f.rk, 60000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
 		fprintf(stderr, "flush: not everything was delivered\n");
 		rc = -1;
 	}
-	printf("records=%ld events=%ld rules=%ld duplicates=%ld\n", f.records, f.events_n,
-	       f.rules_n, f.dups);
+	printf("records=%ld events=%ld rules=%ld duplicates=%ld seals=%ld\n", f.records, f.events_n,
+	       f.rules_n, f.dups, f.seals);
+	free(f.pend);
 	rd_kafka_destroy(f.rk);
 	bk_tzdb_free(tz);
 	bk_kconf_destroy(kc);

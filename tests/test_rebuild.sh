@@ -268,6 +268,17 @@ check "the live model is untouched and no shadow schema remains" test "$(schemas
 rc=$?
 check "a replay file of that log is refused the same way (exit 1, rc $rc)" \
 	test "$rc" = 1 -a "$(grep -c 'history was deleted' "$T/rb.4f")" = 1
+# the shadow schemas come from the applied migrations through lib/migrate: a file changed
+# since it was applied stops the rebuild before anything is made, as it stops migrate
+mkdir -p "$T/mig" && cp "$SRC"/migrations/*.sql "$T/mig/"
+first_mig=$(ls "$T/mig" | head -n1)
+echo "-- changed after it was applied" >>"$T/mig/$first_mig"
+"$BK" rebuild -d "dbname=$D" --brokers-file "$T/bootstrap" --topic-prefix "rb4_$ID." --trust-unsealed \
+	--migrations "$T/mig" >"$T/rb.4b" 2>&1
+rc=$?
+check "a migration file changed since it was applied is refused with exit 2 (rc $rc)" test "$rc" = 2
+check "naming the file (lib/migrate's SHA-256 check)" grep -q "$first_mig was changed after it was applied" "$T/rb.4b"
+check "and no shadow schema was made" test "$(schemas "$D")" = "booking,booking_proj,ord"
 
 # --- usage ---------------------------------------------------------------------------------
 check "rebuild --help exits 0" "$BK" rebuild --help

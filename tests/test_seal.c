@@ -1,9 +1,12 @@
 /*
  * test_seal.c - the shared table of hostile logs (issue #10 item 7) through the reader
  * rule every reader calls: core's seal buffer (bk_sealbuf, bk_seal_check) and the chain
- * judge (bk_engine_read). Each log is a real order's records (fixtures/rtb_accept.jsonl
- * through the engine) with one attack planted; the table names the verdict expected for
- * every record, and the last valid record must always apply (never held back).
+ * judge, as the two kinds of reader use it: the processor's restore and verify
+ * (bk_engine_read) and the projection's planning (projector/proj_plan.c, which the live
+ * projector and rebuild share). Each log is a real order's records
+ * (fixtures/rtb_accept.jsonl through the engine) with one attack planted; the table names
+ * the verdict expected for every record, both readers must give it, and the last valid
+ * record must always apply (never held back).
  */
 #include <check.h>
 #include <stdio.h>
@@ -17,6 +20,7 @@
 #include "bk_engine.h"
 #include "bk_seal.h"
 #include "fixture_run.h"
+#include "proj_plan.h"
 
 #define MAXREC 64
 
@@ -88,12 +92,88 @@ typedef struct reader {
 	bk_engine *e;
 	const entry *log;
 	int got[MAXREC];
+	/* the projection's planning over the same records, in the order they are released */
+	pp_plan pl;
+	pp_order orders[4];
+	size_t norders;
+	msgpack_zone z;
+	bk_record recs[MAXREC];
 } reader;
 
-static void release(void *opaque, void *rec, int64_t offset, bool sealed)
+static pp_order *plan_order(void *ctx, const char *id)
 {
+	reader *rd = ctx;
+	for (size_t i = 0; i < rd->norders; i++)
+		if (!strcmp(rd->orders[i].id, id))
+			return &rd->orders[i];
+	ck_assert_uint_lt(rd->norders, 4);
+	pp_order *o = &rd->orders[rd->norders++];
+	memset(o, 0, sizeof(*o));
+	snprintf(o->id, sizeof(o->id), "%s", id);
+	o->c.f.status = -1;
+	return o;
+}
+
+/* Hashes of applied events, kept by seq (the test's orders are short). */
+static uint8_t applied_hash[MAXREC][BK_HASH_LEN];
+
+static int plan_hash_at(void *ctx, pp_order *o, int64_t seq, uint8_t ret[BK_HASH_LEN], char *err,
+			size_t errsz)
+{
+	(void)ctx;
+	(void)err;
+	(void)errsz;
+	if (seq < 1 || seq > o->b.seq || seq >= MAXREC)
+		return 1;
+	memcpy(ret, applied_hash[seq], BK_HASH_LEN);
+	return 0;
+}
+
+static int plan_applied(void *ctx, pp_order *o, const bk_event *e)
+{
+	(void)ctx;
+	(void)o;
+	ck_assert_int_lt(e->seq, MAXREC);
+	memcpy(applied_hash[e->seq], e->hash, BK_HASH_LEN);
+	return 0;
+}
+
+/* The planning's word on an item, as a reader rule verdict. */
+static int plan_verdict(const pp_item *it)
+{
+	switch ((pp_action)it->action) {
+	case PP_APPLY:
+		return BK_CHAIN_NEXT;
+	case PP_DUP:
+		return BK_CHAIN_DUPLICATE;
+	case PP_FORK:
+		return BK_CHAIN_FORK;
+	case PP_REJECT:
+		return it->verdict;
+	case PP_QUAR:
+	case PP_HELD:
+		break;
+	}
+	return -1; /* quarantine is for valid events the read model refuses: never here */
+}
+
+static void release(void *opaque, void *rec, int64_t offset, bool sealed, const uint8_t *digest)
+{
+	(void)digest;
 	reader *rd = opaque;
 	(void)rec;
+	{ /* the projection's items of the record, in release order */
+		bk_record *pr = &rd->recs[offset];
+		char why[256];
+		bool ok = bk_codec_record_decode(rd->log[offset].val, rd->log[offset].n, &rd->z, pr,
+						 why, sizeof(why)) == 0;
+		long first =
+		    pp_add_record(&rd->pl, ok ? pr : NULL, why, sealed ? PP_SEALED : PP_UNSEALED,
+				  NULL, plan_order, rd, "o");
+		ck_assert_int_ge(first, 0);
+		for (size_t i = (size_t)first; i < rd->pl.n; i++)
+			rd->pl.items[i].offset = offset;
+	}
 	if (!sealed) {
 		rd->got[offset] = BK_CHAIN_UNSEALED;
 		return;
@@ -116,6 +196,8 @@ static void release(void *opaque, void *rec, int64_t offset, bool sealed)
 static void run(const entry *log, size_t n, const char *name)
 {
 	reader rd = {.e = bk_engine_new(), .log = log};
+	pp_init(&rd.pl);
+	msgpack_zone_init(&rd.z, 65536);
 	bk_sealbuf *b = bk_sealbuf_new();
 	msgpack_sbuffer sb;
 	msgpack_sbuffer_init(&sb);
@@ -124,9 +206,14 @@ static void run(const entry *log, size_t n, const char *name)
 		const entry *e = &log[off];
 		if (!e->seal) {
 			uint8_t d[BK_HASH_LEN];
-			if (!digest_of(e->val, e->n, d))
+			if (!digest_of(e->val, e->n, d)) {
 				rd.got[off] = BK_CHAIN_GARBAGE;
-			else
+				bk_record *none = NULL; /* the projection: one garbage item */
+				long first = pp_add_record(&rd.pl, none, "not msgpack", PP_SEALED,
+							   NULL, plan_order, &rd, "o");
+				ck_assert_int_ge(first, 0);
+				rd.pl.items[first].offset = (int64_t)off;
+			} else
 				ck_assert_int_eq(bk_sealbuf_add(b, (int64_t)off, d, NULL), 0);
 			continue;
 		}
@@ -169,6 +256,27 @@ static void run(const entry *log, size_t n, const char *name)
 		ck_assert_msg(rd.got[off] == log[off].expect, "%s: offset %zu: got %s, want %s",
 			      name, off, rd.got[off] < 0 ? "-" : bk_chain_verdict_name(rd.got[off]),
 			      log[off].expect < 0 ? "-" : bk_chain_verdict_name(log[off].expect));
+	/* the projection's planning: the same verdict for every record (first event) */
+	pr_store *store = pr_store_new();
+	ck_assert_ptr_nonnull(store);
+	const pp_ops ops = {plan_hash_at, NULL, plan_applied, &rd};
+	char err[256];
+	ck_assert_int_eq(pp_run(&rd.pl, store, &ops, err, sizeof(err)), 0);
+	int planned[MAXREC];
+	for (size_t off = 0; off < n; off++)
+		planned[off] = -1;
+	for (size_t i = 0; i < rd.pl.n; i++)
+		if (i == 0 || rd.pl.items[i - 1].offset != rd.pl.items[i].offset)
+			planned[rd.pl.items[i].offset] = plan_verdict(&rd.pl.items[i]);
+	for (size_t off = 0; off < n; off++)
+		ck_assert_msg(planned[off] == log[off].expect,
+			      "%s: planning, offset %zu: got %s, want %s", name, off,
+			      planned[off] < 0 ? "-" : bk_chain_verdict_name(planned[off]),
+			      log[off].expect < 0 ? "-" : bk_chain_verdict_name(log[off].expect));
+	ck_assert_uint_gt(pr_store_count(store, PR_TIMELINE), 0); /* it mapped rows */
+	pr_store_free(store);
+	pp_free(&rd.pl);
+	msgpack_zone_destroy(&rd.z);
 	msgpack_sbuffer_destroy(&sb);
 	bk_sealbuf_free(b);
 	bk_engine_free(rd.e);
@@ -375,11 +483,12 @@ START_TEST(seal_check_refusals)
 }
 END_TEST
 
-static void ignore(void *opaque, void *rec, int64_t offset, bool sealed)
+static void ignore(void *opaque, void *rec, int64_t offset, bool sealed, const uint8_t *digest)
 {
 	int *n = opaque;
 	(void)rec;
 	(void)offset;
+	ck_assert(digest == NULL); /* every record here was added with its digest */
 	n[sealed]++;
 }
 
@@ -390,19 +499,65 @@ START_TEST(sealbuf_order_and_base)
 	ck_assert_int_eq(bk_sealbuf_add(b, 3, d, NULL), 0);
 	ck_assert_int_eq(bk_sealbuf_add(b, 3, d, NULL), -1); /* not after the last */
 	ck_assert_int_eq(bk_sealbuf_add(b, 9, d, NULL), 0);
-	/* a seal listing 9 with another digest and nothing below its base: nothing released */
+	ck_assert_int_eq(bk_sealbuf_add(b, 12, d, NULL), 0);
+	/* a seal listing 9 with another digest, base 0: the writer's record at 9 is another
+	 * one, so 9 is released unsealed; 3 and 12 (not listed, not below base) wait */
 	bk_seal_rec r = {.offset = 9};
 	bk_seal s = {.base = 0, .recs = &r, .n = 1};
 	int n[2] = {0, 0};
 	ck_assert_uint_eq(bk_sealbuf_seal(b, &s, ignore, n), 0);
+	ck_assert_int_eq(n[0], 1);
 	ck_assert_uint_eq(bk_sealbuf_held(b), 2);
-	/* the right digest seals 9; base 4 abandons 3 */
+	/* the right digest seals 12; base 4 abandons 3 */
 	memcpy(r.digest, d, BK_HASH_LEN);
+	r.offset = 12;
 	s.base = 4;
 	ck_assert_uint_eq(bk_sealbuf_seal(b, &s, ignore, n), 1);
 	ck_assert_int_eq(n[1], 1);
-	ck_assert_int_eq(n[0], 1);
+	ck_assert_int_eq(n[0], 2);
 	ck_assert_uint_eq(bk_sealbuf_held(b), 0);
+	bk_sealbuf_free(b);
+}
+END_TEST
+
+typedef struct deferred {
+	int sealed, unsealed;
+	uint8_t got[BK_HASH_LEN];
+} deferred;
+
+static void on_deferred(void *opaque, void *rec, int64_t offset, bool sealed, const uint8_t *digest)
+{
+	deferred *x = opaque;
+	(void)rec;
+	(void)offset;
+	if (sealed) {
+		ck_assert_ptr_nonnull(digest); /* the caller compares it with its record's */
+		memcpy(x->got, digest, BK_HASH_LEN);
+		x->sealed++;
+	} else {
+		ck_assert(digest == NULL);
+		x->unsealed++;
+	}
+}
+
+/* Records held without their digest (the live projector decodes later, on two threads):
+ * a seal that lists one releases it with the digest it lists; the rest as always. */
+START_TEST(sealbuf_deferred_digest)
+{
+	bk_sealbuf *b = bk_sealbuf_new();
+	ck_assert_int_eq(bk_sealbuf_add(b, 5, NULL, NULL), 0);
+	ck_assert_int_eq(bk_sealbuf_add(b, 6, NULL, NULL), 0);
+	ck_assert_int_eq(bk_sealbuf_add(b, 8, NULL, NULL), 0);
+	bk_seal_rec r = {.offset = 6, .digest = {7, 7, 7}};
+	bk_seal s = {.base = 7, .recs = &r, .n = 1};
+	deferred x = {0};
+	ck_assert_uint_eq(bk_sealbuf_seal(b, &s, on_deferred, &x), 1);
+	ck_assert_int_eq(x.sealed, 1);	 /* 6, with the listed digest */
+	ck_assert_int_eq(x.unsealed, 1); /* 5: below the base, not listed */
+	ck_assert_int_eq(memcmp(x.got, r.digest, BK_HASH_LEN), 0);
+	ck_assert_uint_eq(bk_sealbuf_held(b), 1); /* 8 waits */
+	bk_sealbuf_flush(b, on_deferred, &x);
+	ck_assert_int_eq(x.unsealed, 2);
 	bk_sealbuf_free(b);
 }
 END_TEST
@@ -414,6 +569,7 @@ int main(void)
 	tcase_add_test(tc, hostile_logs_table);
 	tcase_add_test(tc, seal_check_refusals);
 	tcase_add_test(tc, sealbuf_order_and_base);
+	tcase_add_test(tc, sealbuf_deferred_digest);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
