@@ -11,11 +11,14 @@
 #include <string.h>
 
 #include "bk_fsm.h"
+#include "bk_model.h"
 #include "cmd.h"
 
 #define MAX_STATES 16
 _Static_assert(BK_ST__COUNT <= MAX_STATES && BK_CS__COUNT <= MAX_STATES &&
-		   BK_MS__COUNT <= MAX_STATES && BK_OS__COUNT <= MAX_STATES,
+		   BK_MS__COUNT <= MAX_STATES && BK_OS__COUNT <= MAX_STATES &&
+		   BK_RQ__COUNT <= MAX_STATES && BK_RC__COUNT <= MAX_STATES &&
+		   BK_DS__COUNT <= MAX_STATES,
 	       "raise MAX_STATES");
 
 typedef enum fsm_machine {
@@ -24,13 +27,23 @@ typedef enum fsm_machine {
 	MACH_MS,
 	MACH_OSTATE,
 	MACH_PROFILE,
+	MACH_REQUEST,	/* bk_life_tables[BK_LIFE_REQUEST] */
+	MACH_RECIPIENT, /* ... BK_LIFE_RECIPIENT */
+	MACH_DISPUTE,	/* ... BK_LIFE_DISPUTE */
 	MACH__COUNT
 } fsm_machine;
+#define LIFE_OF(m) ((bk_life)((m)-MACH_REQUEST))
 typedef enum fsm_format { FMT_MARKDOWN, FMT_DOT } fsm_format;
 
 static const char *const machine_names[MACH__COUNT] = {
-    [MACH_STATUS] = "status",	   [MACH_CARD] = "card",       [MACH_MS] = "milestone",
-    [MACH_OSTATE] = "order_state", [MACH_PROFILE] = "profile",
+    [MACH_STATUS] = "status",
+    [MACH_CARD] = "card",
+    [MACH_MS] = "milestone",
+    [MACH_OSTATE] = "order_state",
+    [MACH_PROFILE] = "profile",
+    [MACH_REQUEST] = "request",
+    [MACH_RECIPIENT] = "invite_recipient",
+    [MACH_DISPUTE] = "dispute",
 };
 
 /* --- a small bounded string builder (labels, cells) ----------------------------- */
@@ -292,6 +305,30 @@ static bool ostate_terminal(int o)
 	return any;
 }
 
+/* A lifecycle row (bk_life_tables) moves from `from` (-1: a new part) to `to`. */
+static bool life_edge(bk_life l, size_t row, int from, int to, sbuf *ret_label)
+{
+	const bk_life_row *r = &bk_life_tables[l].rows[row];
+
+	if (r->to != to || (from < 0 ? r->from != 0 : !(r->from & (1u << from))))
+		return false;
+	if (ret_label)
+		sb_add(ret_label, "%s", bk_cmd_name((bk_cmd_type)r->cmd));
+	return true;
+}
+static bool req_edge(size_t row, int from, int to, sbuf *ret_label)
+{
+	return life_edge(BK_LIFE_REQUEST, row, from, to, ret_label);
+}
+static bool rcp_edge(size_t row, int from, int to, sbuf *ret_label)
+{
+	return life_edge(BK_LIFE_RECIPIENT, row, from, to, ret_label);
+}
+static bool dsp_edge(size_t row, int from, int to, sbuf *ret_label)
+{
+	return life_edge(BK_LIFE_DISPUTE, row, from, to, ret_label);
+}
+
 static const machine_desc machines[MACH__COUNT] = {
     [MACH_STATUS] = {.graph = "booking_status",
 		     .title = "booking.order.status",
@@ -334,12 +371,33 @@ static const machine_desc machines[MACH__COUNT] = {
 		      .edge = profile_edge,
 		      .is_terminal = profile_terminal,
 		      .entered = 1u << (BK_PS_LEGACY - 1)}, /* records from before profile.bind */
+    [MACH_REQUEST] = {.graph = "request",
+		      .start = "no request yet",
+		      .rankdir = "LR",
+		      .edge = req_edge},
+    [MACH_RECIPIENT] = {.graph = "invite_recipient",
+			.start = "not invited",
+			.rankdir = "LR",
+			.edge = rcp_edge},
+    [MACH_DISPUTE] = {.graph = "dispute",
+		      .start = "no dispute yet",
+		      .rankdir = "LR",
+		      .edge = dsp_edge},
 };
 
 /* The table lengths are not constant expressions: fill them in at run time. */
 static machine_desc machine_get(fsm_machine m)
 {
 	machine_desc d = machines[m];
+	if (m >= MACH_REQUEST) { /* the lifecycle tables say the rest */
+		const bk_life_table *t = &bk_life_tables[LIFE_OF(m)];
+		d.title = t->title;
+		d.nstates = t->nstates;
+		d.nrows = t->n;
+		d.state_name = t->state_name;
+		d.entered = t->entered;
+		return d;
+	}
 
 	d.nrows = m == MACH_CARD      ? bk_card_table_len
 		  : m == MACH_MS      ? bk_ms_table_len
@@ -479,6 +537,46 @@ static void md_ms(FILE *f)
 			bk_ms_state_name((bk_ms_state)r->to));
 	}
 	fprintf(f, "\n");
+}
+
+/* A lifecycle table (requests, invite recipients, disputes) as Markdown. */
+static void md_life(FILE *f, fsm_machine which)
+{
+	machine_desc m = machine_get(which);
+	const bk_life_table *t = &bk_life_tables[LIFE_OF(which)];
+	graph g;
+
+	graph_build(&m, &g);
+	fprintf(f,
+		"## %s\n\n`%s`, %zu rows. Who may issue each command, and in which order "
+		"status, is the status table's.\n\n",
+		t->name, m.title, m.nrows);
+	md_states_line(f, &m, &g, "(Terminal here: no row leaves the state.)");
+	fprintf(f, "| # | command | from | to |\n|---|---|---|---|\n");
+	for (size_t i = 0; i < t->n; i++) {
+		const bk_life_row *r = &t->rows[i];
+		sbuf from;
+		sb_init(&from);
+		if (r->from == 0)
+			sb_add(&from, "— (new)");
+		else
+			sb_mask(&from, r->from, t->nstates, t->state_name, NULL);
+		fprintf(f, "| %u | `%s` | %s | %s |\n", (unsigned)r->index,
+			bk_cmd_name((bk_cmd_type)r->cmd), from.b, t->state_name(r->to));
+	}
+	fprintf(f, "\n");
+}
+static void md_request(FILE *f)
+{
+	md_life(f, MACH_REQUEST);
+}
+static void md_recipient(FILE *f)
+{
+	md_life(f, MACH_RECIPIENT);
+}
+static void md_dispute(FILE *f)
+{
+	md_life(f, MACH_DISPUTE);
 }
 
 static void md_ostate(FILE *f)
@@ -776,7 +874,8 @@ static void usage(FILE *f)
 		"per machine; edges \"command [actor] (guard)\"; render with `dot -Tsvg`).\n"
 		"\n"
 		"  -f, --format FMT    markdown (default) or dot\n"
-		"  -m, --machine NAME  status, card, milestone, order_state, profile or all\n"
+		"  -m, --machine NAME  status, card, milestone, order_state, profile, request,\n"
+		"                      invite_recipient, dispute or all\n"
 		"                      (default)\n"
 		"  -l, --lint          run bk_fsm_selfcheck and report, per machine, unreachable\n"
 		"                      states (not reachable from the start through the rows),\n"
@@ -837,7 +936,8 @@ int cmd_fsm(int argc, char **argv)
 			if (parse_machine(optarg, &mask) != 0) {
 				fprintf(stderr,
 					"fsm: unknown machine '%s' (status, card, milestone, "
-					"order_state, profile or all)\n",
+					"order_state, profile, request, invite_recipient, dispute "
+					"or all)\n",
 					optarg);
 				return BK_EXIT_USAGE;
 			}
@@ -872,8 +972,14 @@ int cmd_fsm(int argc, char **argv)
 		rc = run_lint(stdout, mask);
 	} else {
 		static void (*const md[MACH__COUNT])(FILE *) = {
-		    [MACH_STATUS] = md_status, [MACH_CARD] = md_card,	    [MACH_MS] = md_ms,
-		    [MACH_OSTATE] = md_ostate, [MACH_PROFILE] = md_profile,
+		    [MACH_STATUS] = md_status,
+		    [MACH_CARD] = md_card,
+		    [MACH_MS] = md_ms,
+		    [MACH_OSTATE] = md_ostate,
+		    [MACH_PROFILE] = md_profile,
+		    [MACH_REQUEST] = md_request,
+		    [MACH_RECIPIENT] = md_recipient,
+		    [MACH_DISPUTE] = md_dispute,
 		};
 		for (int w = 0; w < MACH__COUNT; w++) {
 			if (!(mask & (1u << w)))

@@ -374,7 +374,8 @@ static int check_party(dctx *x)
 	case BK_ROLE_PROVIDER:
 		if (c->type == BK_CMD_INVITE_RESPOND) {
 			const bk_recipient *r = bk_order_recipient(x->o, u, strlen(u));
-			if (!r || (r->status != BK_RC_NEW && r->status != BK_RC_RESPONDED))
+			if (!r || !bk_life_allows(BK_LIFE_RECIPIENT, BK_CMD_INVITE_RESPOND,
+						  r->status, -1))
 				return reject(x, BK_E_FORBIDDEN,
 					      "user %s is not an invited recipient of order %s", u,
 					      c->order_id);
@@ -757,7 +758,7 @@ static const bk_request *live_request(dctx *x, int *rc)
 		const bk_request *r = &x->o->reqs[i];
 		if (s && (strlen(r->id) != n || memcmp(r->id, s, n) != 0))
 			continue;
-		if (r->status == BK_RQ_PENDING || r->status == BK_RQ_COUNTERED)
+		if (bk_life_open(BK_LIFE_REQUEST, r->status))
 			return r;
 		if (s && r->status == BK_RQ_EXPIRED) {
 			*rc = reject(x, BK_E_EXPIRED, "request %s expired", r->id);
@@ -805,7 +806,7 @@ static int d_invite_award(dctx *x, const rowset *rs)
 	if (!w)
 		return reject(x, BK_E_VALIDATION_FAILED,
 			      "payload.recipient_user_id: %.*s was not invited", (int)un, u);
-	if (w->status != BK_RC_RESPONDED)
+	if (!bk_life_allows(BK_LIFE_RECIPIENT, BK_CMD_INVITE_AWARD, w->status, BK_RC_AWARDED))
 		return reject(x, BK_E_VALIDATION_FAILED,
 			      "payload.recipient_user_id: %.*s has not responded to the invite",
 			      (int)un, u);
@@ -883,7 +884,7 @@ static int d_accept_counter(dctx *x, const rowset *rs)
 	const bk_request *r = live_request(x, &rc);
 	if (!r)
 		return rc;
-	if (r->status != BK_RQ_COUNTERED)
+	if (!bk_life_allows(BK_LIFE_REQUEST, (bk_cmd_type)x->cmd->type, r->status, -1))
 		return reject(x, BK_E_INVALID_TRANSITION, "request %s has no counter-offer", r->id);
 	bk_li_view *v = r->offer.n ? msgpack_zone_malloc(x->z, sizeof(*v) * r->offer.n) : NULL;
 	if (r->offer.n && !v)
@@ -1035,7 +1036,7 @@ static const bk_dispute *open_dispute(dctx *x, int *rc)
 		const bk_dispute *d = &x->o->disputes[i];
 		if (s && (strlen(d->id) != n || memcmp(d->id, s, n) != 0))
 			continue;
-		if (d->status <= BK_DS_UNDER_REVIEW)
+		if (bk_life_open(BK_LIFE_DISPUTE, d->status))
 			return d;
 	}
 	*rc = reject(x, BK_E_NOT_FOUND, "order %s has no open dispute%s%.*s", x->cmd->order_id,
@@ -1055,7 +1056,7 @@ static int d_dispute_update(dctx *x, const rowset *rs)
 	size_t n;
 	GET(bk_get_str(&x->v, P, "status", true, &s, &n));
 	int st = bk_dsp_status_from(s, n);
-	if (st != BK_DS_AWAITING_EVIDENCE && st != BK_DS_UNDER_REVIEW)
+	if (st < 0 || !bk_life_allows(BK_LIFE_DISPUTE, BK_CMD_DISPUTE_UPDATE, d->status, st))
 		return reject(x, BK_E_VALIDATION_FAILED,
 			      "payload.status: expected awaiting_evidence or under_review");
 	MAPB(b, 3);
@@ -1079,7 +1080,7 @@ static int d_dispute_resolve(dctx *x, const rowset *rs)
 	size_t n;
 	GET(bk_get_str(&x->v, P, "outcome", true, &s, &n));
 	int st = bk_dsp_status_from(s, n);
-	if (st != BK_DS_RESOLVED_BUYER && st != BK_DS_RESOLVED_PROVIDER && st != BK_DS_SPLIT)
+	if (st < 0 || !bk_life_allows(BK_LIFE_DISPUTE, BK_CMD_DISPUTE_RESOLVE, d->status, st))
 		return reject(
 		    x, BK_E_VALIDATION_FAILED,
 		    "payload.outcome: expected resolved_buyer, resolved_provider or split");
@@ -1543,7 +1544,7 @@ static int expire(dctx *x, bool sweep)
 	const bk_order *o = x->o;
 	for (uint32_t i = 0; i < o->n_reqs && rc == 0; i++) {
 		const bk_request *r = &o->reqs[i];
-		if ((r->status != BK_RQ_PENDING && r->status != BK_RQ_COUNTERED) ||
+		if (!bk_life_allows(BK_LIFE_REQUEST, BK_CMD_REQUEST_EXPIRE, r->status, -1) ||
 		    r->expires_at == BK_TS_NONE || r->expires_at > at)
 			continue;
 		const bk_status_row *rows[2];

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "bk_fsm.h"
+#include "bk_model.h"
 
 static const char *const status_names[BK_ST__COUNT] = {
     [BK_ST_INITIATED] = "initiated",
@@ -234,6 +235,99 @@ const bk_ms_row bk_ms_table[] = {
 const size_t bk_ms_table_len = sizeof(bk_ms_table) / sizeof(bk_ms_table[0]);
 _Static_assert(sizeof(bk_ms_table) / sizeof(bk_ms_table[0]) == 5,
 	       "update the count when rows change");
+
+/* --- requests, invite recipients, disputes ---------------------------------------- */
+
+#define Q(x) (1u << BK_RQ_##x)
+static const bk_life_row req_rows[] = {
+    {0, BK_CMD_REQUEST_SUBMIT, 0, BK_RQ_PENDING},
+    {1, BK_CMD_REQUEST_SUBMIT, Q(PENDING), BK_RQ_ACCEPTED}, /* accepted by a rule (IB, RTB) */
+    {2, BK_CMD_INVITE_SEND, 0, BK_RQ_PENDING},
+    {3, BK_CMD_INVITE_AWARD, Q(PENDING), BK_RQ_ACCEPTED},
+    {4, BK_CMD_REQUEST_ACCEPT, Q(PENDING), BK_RQ_ACCEPTED},
+    {5, BK_CMD_REQUEST_DECLINE, Q(PENDING) | Q(COUNTERED), BK_RQ_DECLINED},
+    {6, BK_CMD_REQUEST_COUNTER, Q(PENDING), BK_RQ_COUNTERED},
+    {7, BK_CMD_REQUEST_ACCEPT_COUNTER, Q(COUNTERED), BK_RQ_ACCEPTED},
+    {8, BK_CMD_REQUEST_DECLINE_COUNTER, Q(COUNTERED), BK_RQ_DECLINED},
+    {9, BK_CMD_REQUEST_EXPIRE, Q(PENDING) | Q(COUNTERED), BK_RQ_EXPIRED},
+};
+#undef Q
+_Static_assert(sizeof(req_rows) / sizeof(req_rows[0]) == 10, "update the count when rows change");
+
+#define RC(x) (1u << BK_RC_##x)
+static const bk_life_row rcp_rows[] = {
+    {0, BK_CMD_INVITE_SEND, 0, BK_RC_NEW},
+    {1, BK_CMD_INVITE_RESPOND, RC(NEW) | RC(RESPONDED), BK_RC_RESPONDED},
+    {2, BK_CMD_INVITE_AWARD, RC(RESPONDED), BK_RC_AWARDED},		  /* the one awarded */
+    {3, BK_CMD_INVITE_AWARD, RC(NEW) | RC(RESPONDED), BK_RC_NOT_AWARDED}, /* every other */
+};
+#undef RC
+_Static_assert(sizeof(rcp_rows) / sizeof(rcp_rows[0]) == 4, "update the count when rows change");
+
+#define D(x)	(1u << BK_DS_##x)
+#define DS_OPEN (D(OPEN) | D(AWAITING_EVIDENCE) | D(UNDER_REVIEW))
+static const bk_life_row dsp_rows[] = {
+    {0, BK_CMD_DISPUTE_OPEN, 0, BK_DS_OPEN},
+    {1, BK_CMD_DISPUTE_UPDATE, DS_OPEN, BK_DS_AWAITING_EVIDENCE},
+    {2, BK_CMD_DISPUTE_UPDATE, DS_OPEN, BK_DS_UNDER_REVIEW},
+    {3, BK_CMD_DISPUTE_RESOLVE, DS_OPEN, BK_DS_RESOLVED_BUYER},
+    {4, BK_CMD_DISPUTE_RESOLVE, DS_OPEN, BK_DS_RESOLVED_PROVIDER},
+    {5, BK_CMD_DISPUTE_RESOLVE, DS_OPEN, BK_DS_SPLIT},
+};
+#undef DS_OPEN
+#undef D
+_Static_assert(sizeof(dsp_rows) / sizeof(dsp_rows[0]) == 6, "update the count when rows change");
+
+static const char *req_nm(int s)
+{
+	return bk_req_status_name((bk_req_status)s);
+}
+static const char *rcp_nm(int s)
+{
+	return bk_rcp_status_name((bk_rcp_status)s);
+}
+static const char *dsp_nm(int s)
+{
+	return bk_dsp_status_name((bk_dsp_status)s);
+}
+
+const bk_life_table bk_life_tables[BK_LIFE__COUNT] = {
+    [BK_LIFE_REQUEST] = {"request", "booking.request.status", req_rows,
+			 sizeof(req_rows) / sizeof(req_rows[0]), BK_RQ__COUNT, req_nm, 0},
+    [BK_LIFE_RECIPIENT] = {"invite_recipient", "booking.invite_recipient.status", rcp_rows,
+			   sizeof(rcp_rows) / sizeof(rcp_rows[0]), BK_RC__COUNT, rcp_nm, 0},
+    /* chargeback: in the data model's set, entered by no command yet (a payment
+     * provider's chargeback would be one); shown as entered from outside */
+    [BK_LIFE_DISPUTE] = {"dispute", "booking.dispute.status", dsp_rows,
+			 sizeof(dsp_rows) / sizeof(dsp_rows[0]), BK_DS__COUNT, dsp_nm,
+			 1u << BK_DS_CHARGEBACK},
+};
+
+bool bk_life_allows(bk_life l, bk_cmd_type cmd, int from, int to)
+{
+	if ((unsigned)l >= BK_LIFE__COUNT)
+		return false;
+	const bk_life_table *t = &bk_life_tables[l];
+	for (size_t i = 0; i < t->n; i++) {
+		const bk_life_row *r = &t->rows[i];
+		if (r->cmd != cmd || (to >= 0 && r->to != to))
+			continue;
+		if (from < 0 ? r->from == 0 : from < 16 && (r->from & (1u << from)))
+			return true;
+	}
+	return false;
+}
+
+bool bk_life_open(bk_life l, int s)
+{
+	if ((unsigned)l >= BK_LIFE__COUNT || s < 0 || s >= 16)
+		return false;
+	const bk_life_table *t = &bk_life_tables[l];
+	for (size_t i = 0; i < t->n; i++)
+		if (t->rows[i].from & (1u << s))
+			return true;
+	return false;
+}
 
 /* --- service profiles (booking.rules) --------------------------------------------- */
 

@@ -261,6 +261,47 @@ typedef struct bk_ms_row {
 extern const bk_ms_row bk_ms_table[];
 extern const size_t bk_ms_table_len;
 
+/*
+ * The lifecycles of an order's parts that the status table does not hold: a request's
+ * status (booking.request), an invite recipient's (booking.invite_recipient) and a
+ * dispute's (booking.dispute). One row per move: the command that makes it, the states it
+ * leaves (mask; 0: the part is created) and the state it enters. Who may issue the
+ * command and in which order status is the status table's; these say what the part itself
+ * allows. The decider asks them (bk_life_allows, bk_life_open) instead of comparing
+ * statuses; `bookingctl fsm` and docs/fsm.md show them.
+ */
+typedef struct bk_life_row {
+	uint16_t index;
+	uint8_t cmd;   /* bk_cmd_type */
+	uint16_t from; /* mask of states (1 << state); 0 = new */
+	uint8_t to;
+} bk_life_row;
+
+typedef enum bk_life {
+	BK_LIFE_REQUEST,   /* bk_req_status (core/bk_model.h) */
+	BK_LIFE_RECIPIENT, /* bk_rcp_status */
+	BK_LIFE_DISPUTE,   /* bk_dsp_status */
+	BK_LIFE__COUNT
+} bk_life;
+
+typedef struct bk_life_table {
+	const char *name;  /* "request" */
+	const char *title; /* "booking.request.status" */
+	const bk_life_row *rows;
+	size_t n;
+	int nstates;
+	const char *(*state_name)(int s);
+	unsigned entered; /* states no row enters: set from outside the tables (none yet) */
+} bk_life_table;
+
+extern const bk_life_table bk_life_tables[BK_LIFE__COUNT];
+
+/* Does a row of lifecycle l let cmd move a part from state `from` (-1: a new part) to
+ * state `to` (-1: to any state)? */
+bool bk_life_allows(bk_life l, bk_cmd_type cmd, int from, int to);
+/* Is state s open: does some row leave it? */
+bool bk_life_open(bk_life l, int s);
+
 /* Name tables. Each returns a static string, "?" when out of range. */
 const char *bk_status_name(bk_status s);
 const char *bk_ostate_name(bk_ostate s);

@@ -76,7 +76,19 @@ static bool chance(rng *r, uint32_t per_mille)
 /* --- ids and reference data ----------------------------------------------------------- */
 
 /* What kind of thing an id names (mixed into its hash). */
-enum { K_ORDER = 1, K_CMD, K_BUYER, K_PROV, K_SP, K_CARD, K_RULE, K_RULECMD, K_SUPPORT, K_BINDCMD };
+enum {
+	K_ORDER = 1,
+	K_CMD,
+	K_BUYER,
+	K_PROV,
+	K_SP,
+	K_CARD,
+	K_RULE,
+	K_RULECMD,
+	K_SUPPORT,
+	K_BINDCMD,
+	K_MILESTONE
+};
 
 static const char crockford[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
@@ -144,6 +156,10 @@ typedef enum op {
 	OP_CANCEL,
 	OP_DISPUTE_OPEN,
 	OP_DISPUTE_RESOLVE,
+	OP_MS_ADD,
+	OP_MS_DELIVER,
+	OP_MS_APPROVE,
+	OP_MS_REFUND,
 } op;
 
 static const char *const op_type[] = {
@@ -169,6 +185,10 @@ static const char *const op_type[] = {
     [OP_CANCEL] = "order.cancel",
     [OP_DISPUTE_OPEN] = "dispute.open",
     [OP_DISPUTE_RESOLVE] = "dispute.resolve",
+    [OP_MS_ADD] = "milestone.add",
+    [OP_MS_DELIVER] = "milestone.deliver",
+    [OP_MS_APPROVE] = "milestone.approve",
+    [OP_MS_REFUND] = "milestone.refund",
 };
 
 typedef enum mod { MOD_NONE, MOD_WRONG_ACTOR, MOD_STALE, MOD_DUP } mod;
@@ -356,6 +376,8 @@ static bk_role step_role(const step *s)
 	case OP_DELIVER:
 	case OP_INVITE_RESPOND:
 	case OP_CARD_EXTRAS:
+	case OP_MS_DELIVER:
+	case OP_MS_REFUND:
 		return BK_ROLE_PROVIDER;
 	case OP_PAYMENT:
 		return BK_ROLE_SYSTEM;
@@ -397,6 +419,15 @@ static void plan_after_accept(bk_gen *g, gorder *o)
 	add(o, OP_START, 0, 0);
 	if (chance(r, 80))
 		add(o, OP_NOTE, 1, 0);
+	if (chance(r, 100)) { /* a milestone: delivered and approved, or refunded */
+		add(o, OP_MS_ADD, 0, 0);
+		if (chance(r, 750)) {
+			add(o, OP_MS_DELIVER, 0, 0);
+			add(o, OP_MS_APPROVE, 0, 0);
+		} else {
+			add(o, OP_MS_REFUND, 0, 0);
+		}
+	}
 	add(o, OP_DELIVER, 0, 0);
 	if (chance(r, 15)) {
 		add(o, OP_DISPUTE_OPEN, 0, 0);
@@ -792,6 +823,21 @@ static void p_payload(bk_gen *g, const gorder *o, const step *s)
 		msgpack_pack_map(pk, 2);
 		p_kstr(pk, "outcome", "resolved_buyer");
 		p_kstr(pk, "note", "Deliverables missing; full refund.");
+		break;
+	case OP_MS_ADD: /* half the package: within the order's subtotal */
+		msgpack_pack_map(pk, 4);
+		mkid(id, g->seed, "mst_", K_MILESTONE, o->idx, 0);
+		p_kstr(pk, "milestone_id", id);
+		p_kstr(pk, "title", "First selection of retouched images");
+		p_kts(pk, "due_ts", o->end + DAY_US);
+		p_kint(pk, "amount_cents", o->pkg / 2 > 0 ? o->pkg / 2 : 1);
+		break;
+	case OP_MS_DELIVER:
+	case OP_MS_APPROVE:
+	case OP_MS_REFUND:
+		msgpack_pack_map(pk, 1);
+		mkid(id, g->seed, "mst_", K_MILESTONE, o->idx, 0);
+		p_kstr(pk, "milestone_id", id);
 		break;
 	case OP_ACCEPT:
 	case OP_ACCEPT_COUNTER:

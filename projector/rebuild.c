@@ -171,15 +171,21 @@ typedef struct rec {
 	char key[BK_ID_MAX];
 	const void *val;
 	size_t len;
-	rd_kafka_message_t *m; /* owned (Kafka) */
-	void *own;	       /* owned copy of the bytes (file) */
-	uint8_t ver;	       /* RV_*: what the seal rule said (Kafka) */
-	bool bad_seal;	       /* a seal record that did not check: rejected as garbage */
-	uint64_t hid;	       /* its seal-buffer handle: increasing along r->recs */
+	rd_kafka_message_t *m;	  /* owned (Kafka) */
+	void *own;		  /* owned copy of the bytes (file) */
+	uint8_t ver;		  /* RV_*: what the seal rule said (Kafka) */
+	uint8_t dig[BK_HASH_LEN]; /* RV_CHECK: the digest its seal lists */
+	bool bad_seal;		  /* a seal record that did not check: rejected as garbage */
+	uint64_t hid;		  /* its seal-buffer handle: increasing along r->recs */
 } rec;
 
 /* The seal rule's word on a record read from Kafka or from a replay file. */
-enum { RV_SEALED, RV_PENDING, RV_UNSEALED };
+enum {
+	RV_SEALED,
+	RV_PENDING,
+	RV_UNSEALED,
+	RV_CHECK, /* a seal lists it with dig: sealed if that is its digest (gather decodes) */
+};
 
 typedef struct ddl {
 	char **v;
@@ -794,9 +800,15 @@ static int gather(rb *r, msgpack_zone *z)
 		char why[200] = "empty record";
 		bool ok = !rc->bad_seal && rc->len &&
 			  bk_codec_record_decode(rc->val, rc->len, z, &d, why, sizeof(why)) == 0;
-		pp_seal seal = rc->bad_seal		? PP_BAD_SEAL
-			       : rc->ver == RV_UNSEALED ? PP_UNSEALED
-							: PP_SEALED;
+		bool other = false; /* RV_CHECK: not the record its seal lists */
+		if (ok && rc->ver == RV_CHECK) {
+			uint8_t dg[BK_HASH_LEN];
+			bk_seal_digest_record(&d, dg);
+			other = memcmp(dg, rc->dig, BK_HASH_LEN) != 0;
+		}
+		pp_seal seal = rc->bad_seal			 ? PP_BAD_SEAL
+			       : rc->ver == RV_UNSEALED || other ? PP_UNSEALED
+								 : PP_SEALED;
 		long first =
 		    pp_add_record(&r->pl, ok ? &d : NULL, why, seal, NULL, order_of, r, rc->key);
 		if (first < 0)
@@ -1075,7 +1087,6 @@ static int process_chunk(rb *r)
 static void rb_release(void *opaque, void *rec, int32_t partition, int64_t offset, bool sealed,
 		       const uint8_t *digest)
 {
-	(void)digest;
 	rb *r = opaque;
 	uint64_t h = (uintptr_t)rec;
 	(void)partition;
@@ -1088,8 +1099,11 @@ static void rb_release(void *opaque, void *rec, int32_t partition, int64_t offse
 		else
 			hi = mid;
 	}
-	if (lo < r->nrecs && r->recs[lo].hid == h)
-		r->recs[lo].ver = sealed ? RV_SEALED : RV_UNSEALED;
+	if (lo < r->nrecs && r->recs[lo].hid == h) {
+		r->recs[lo].ver = !sealed ? RV_UNSEALED : digest ? RV_CHECK : RV_SEALED;
+		if (digest)
+			memcpy(r->recs[lo].dig, digest, BK_HASH_LEN);
+	}
 }
 
 static void rb_bad_seal(void *opaque, const rd_kafka_message_t *m, const char *why)
@@ -1274,21 +1288,16 @@ static int read_range(rb *r, const char *topic, bool rules, int n, const int64_t
 			x->key[m->key_len] = 0;
 		}
 		x->hid = r->next_hid++;
-		x->ver = RV_SEALED; /* what does not decode is rejected as garbage by gather */
+		x->ver = RV_SEALED; /* a bad seal is rejected as garbage by gather */
 		x->bad_seal = bad_seal;
-		msgpack_zone dz;
-		bk_record dr;
-		char why[200];
-		msgpack_zone_init(&dz, 4096);
-		if (!bad_seal && m->payload &&
-		    bk_codec_record_decode(m->payload, m->len, &dz, &dr, why, sizeof(why)) == 0) {
-			uint8_t d[BK_HASH_LEN];
-			bk_seal_digest_record(&dr, d);
+		/* held without its digest: gather decodes the record once and compares its
+		 * digest with the one its seal lists (RV_CHECK; core/bk_seal.h) */
+		if (!bad_seal) {
 			x->ver = RV_PENDING;
-			if (bk_trust_add(r->trust, p, m->offset, d, (void *)(uintptr_t)x->hid) < 0)
+			if (bk_trust_add(r->trust, p, m->offset, NULL, (void *)(uintptr_t)x->hid) <
+			    0)
 				x->ver = RV_UNSEALED;
 		}
-		msgpack_zone_destroy(&dz);
 		if ((long)r->nrecs >= chunk_size(r)) {
 			rc = process_ready(r);
 			progress(r, false);

@@ -19,7 +19,7 @@ fi
 BK=${1:-$ROOT/build/cli/bookingctl}
 DOC=$ROOT/docs/fsm.md
 SVGDIR=$ROOT/docs/fsm
-MACHINES=(status card milestone order_state profile)
+MACHINES=(status card milestone order_state profile request invite_recipient dispute)
 BEGIN='<!-- BEGIN GENERATED'
 END='<!-- END GENERATED -->'
 

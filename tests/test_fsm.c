@@ -458,6 +458,56 @@ START_TEST(profile_table_decides)
 }
 END_TEST
 
+/* The lifecycle tables: rows name real states, every state but the reserved is reachable,
+ * and the moves the decider relies on are (or are not) there. */
+START_TEST(lifecycle_tables)
+{
+	for (int l = 0; l < BK_LIFE__COUNT; l++) {
+		const bk_life_table *t = &bk_life_tables[l];
+		ck_assert_uint_gt(t->n, 0);
+		unsigned reached = t->entered;
+		for (size_t i = 0; i < t->n; i++) {
+			const bk_life_row *r = &t->rows[i];
+			ck_assert_uint_eq(r->index, i);
+			ck_assert_int_lt(r->to, t->nstates);
+			ck_assert_uint_eq(r->from >> t->nstates, 0);
+			ck_assert_str_ne(t->state_name(r->to), "?");
+			reached |= 1u << r->to;
+		}
+		ck_assert_msg(reached == (1u << t->nstates) - 1, "%s: a state nothing enters",
+			      t->name);
+	}
+	/* requests: open while pending or countered; a counter-offer only on a pending one */
+	ck_assert(bk_life_open(BK_LIFE_REQUEST, BK_RQ_PENDING));
+	ck_assert(bk_life_open(BK_LIFE_REQUEST, BK_RQ_COUNTERED));
+	ck_assert(!bk_life_open(BK_LIFE_REQUEST, BK_RQ_ACCEPTED));
+	ck_assert(!bk_life_open(BK_LIFE_REQUEST, BK_RQ_EXPIRED));
+	ck_assert(bk_life_allows(BK_LIFE_REQUEST, BK_CMD_REQUEST_COUNTER, BK_RQ_PENDING, -1));
+	ck_assert(!bk_life_allows(BK_LIFE_REQUEST, BK_CMD_REQUEST_COUNTER, BK_RQ_COUNTERED, -1));
+	ck_assert(
+	    bk_life_allows(BK_LIFE_REQUEST, BK_CMD_REQUEST_EXPIRE, BK_RQ_COUNTERED, BK_RQ_EXPIRED));
+	ck_assert(bk_life_allows(BK_LIFE_REQUEST, BK_CMD_REQUEST_SUBMIT, -1, BK_RQ_PENDING));
+	ck_assert(
+	    !bk_life_allows(BK_LIFE_REQUEST, BK_CMD_REQUEST_ACCEPT_COUNTER, BK_RQ_PENDING, -1));
+	/* recipients: award only one who responded */
+	ck_assert(
+	    bk_life_allows(BK_LIFE_RECIPIENT, BK_CMD_INVITE_AWARD, BK_RC_RESPONDED, BK_RC_AWARDED));
+	ck_assert(
+	    !bk_life_allows(BK_LIFE_RECIPIENT, BK_CMD_INVITE_AWARD, BK_RC_NEW, BK_RC_AWARDED));
+	ck_assert(!bk_life_allows(BK_LIFE_RECIPIENT, BK_CMD_INVITE_RESPOND, BK_RC_AWARDED, -1));
+	/* disputes: open until resolved; updates and resolutions only to their states */
+	ck_assert(bk_life_open(BK_LIFE_DISPUTE, BK_DS_UNDER_REVIEW));
+	ck_assert(!bk_life_open(BK_LIFE_DISPUTE, BK_DS_SPLIT));
+	ck_assert(!bk_life_open(BK_LIFE_DISPUTE, BK_DS_CHARGEBACK));
+	ck_assert(
+	    bk_life_allows(BK_LIFE_DISPUTE, BK_CMD_DISPUTE_UPDATE, BK_DS_OPEN, BK_DS_UNDER_REVIEW));
+	ck_assert(!bk_life_allows(BK_LIFE_DISPUTE, BK_CMD_DISPUTE_UPDATE, BK_DS_OPEN, BK_DS_SPLIT));
+	ck_assert(!bk_life_allows(BK_LIFE_DISPUTE, BK_CMD_DISPUTE_RESOLVE, BK_DS_SPLIT,
+				  BK_DS_RESOLVED_BUYER));
+	ck_assert(!bk_life_allows(BK_LIFE__COUNT, BK_CMD_DISPUTE_OPEN, -1, -1));
+}
+END_TEST
+
 int main(void)
 {
 	tzdb = bk_tzdb_new(NULL);
@@ -465,6 +515,7 @@ int main(void)
 	TCase *tc = tcase_create("tables");
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, tables_selfcheck);
+	tcase_add_test(tc, lifecycle_tables);
 	tcase_add_loop_test(tc, allowed_row_succeeds, 0, (int)bk_status_table_len * BK_ROLE__COUNT);
 	tcase_add_loop_test(tc, other_pairs_rejected, 0, BK_ST__COUNT * BK_CMD__COUNT);
 	tcase_add_loop_test(tc, profile_table_decides, 0, BK_PS__COUNT * (BK_ROLE__COUNT + 1));

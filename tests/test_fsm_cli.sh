@@ -154,6 +154,14 @@ check "markdown milestone: one table line per row ($N_MS_ROWS)" \
 run --format markdown --machine profile
 check "markdown profile: one table line per row ($N_PROFILE_ROWS)" \
 	eval '[ "$(table_rows "$T/out")" = "$N_PROFILE_ROWS" ] && grep -qF "| \`profile.bind\` | system |" "$T/out"'
+# the lifecycle tables: one table line per row of each (rows counted in core/bk_fsm.c)
+for pair in request:req_rows invite_recipient:rcp_rows dispute:dsp_rows; do
+	m=${pair%%:*} tbl=${pair##*:}
+	nr=$(rows_of "^static const bk_life_row $tbl")
+	run --format markdown --machine "$m"
+	check "markdown $m: one table line per row ($nr)" \
+		eval '[ "$rc" = 0 ] && [ "$nr" -gt 0 ] && [ "$(table_rows "$T/out")" = "$nr" ]'
+done
 run --format markdown --machine order_state
 check "markdown order_state: maps every status" \
 	eval '[ "$rc" = 0 ] && all_in "$T/out" "${STATUSES[@]}" "${OSTATES[@]}"'
@@ -161,10 +169,10 @@ check "markdown order_state: maps every status" \
 # --- DOT -------------------------------------------------------------------------------
 have_dot=0
 command -v dot >/dev/null 2>&1 && have_dot=1
-for m in status card milestone order_state profile all; do
+for m in status card milestone order_state profile request invite_recipient dispute all; do
 	run --format dot --machine "$m"
 	want=1
-	[ "$m" = all ] && want=5
+	[ "$m" = all ] && want=8
 	check "dot $m: exit 0, $want digraph(s), a point start node" \
 		eval '[ "$rc" = 0 ] && [ "$(grep -c "^digraph " "$T/out")" = "$want" ] &&
 		      grep -q "\"__start\" \[shape=point" "$T/out"'
@@ -190,7 +198,7 @@ check "dot status: rows that keep the status are omitted with a note" \
 run --lint
 check "--lint on the real tables: exit 0, fsm lint: ok" \
 	eval '[ "$rc" = 0 ] && grep -q "^fsm lint: ok (" "$T/out"'
-for m in status card milestone order_state profile; do
+for m in status card milestone order_state profile request invite_recipient dispute; do
 	run --lint --machine "$m"
 	check "--lint --machine $m: exit 0" eval '[ "$rc" = 0 ] && grep -q "$m: " "$T/out"'
 done
