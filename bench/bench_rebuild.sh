@@ -76,7 +76,7 @@ if [ -z "$LOG" ]; then
 
 	echo "== raw consume of the same log (lib/logread, records counted and dropped)"
 	"$B/bench/bench_consume" --brokers-file "$T/bs" | sed 's/^/  /'
-	"$BK" replay --brokers-file "$T/bs" --format msgpack -o "$T/log.mp" 2>/dev/null
+	"$BK" replay --trust-unsealed --brokers-file "$T/bs" --format msgpack -o "$T/log.mp" 2>/dev/null
 	LOG=$T/log.mp
 	[ -n "$KEEP_LOG" ] && cp "$LOG" "$KEEP_LOG"
 	{ kill "$BROKER" && wait "$BROKER"; } 2>/dev/null || true

@@ -45,15 +45,17 @@ static void usage(FILE *f)
 	    "      --from-file PATH   read the log from a `bookingctl replay --format msgpack`\n"
 	    "                         file instead of Kafka; with -b/--brokers-file the tail\n"
 	    "                         after the file is then read from Kafka; the rules come\n"
-	    "                         from the live model\n"
+	    "                         from the live model. Refused (exit 2) unless the file is\n"
+	    "                         a whole log: no filter, every partition from offset 0\n"
+	    "                         to the end when it was read, its trailer\n"
 	    "      --migrations DIR   migration files (default: $BOOKING_MIGRATIONS,\n"
 	    "                         ./migrations, else the installed ones)\n"
 	    "      --keep-old         keep the replaced schemas as <schema>_old_<time>\n"
 	    "      --batch N          records per planning chunk (default 20000)\n"
 	    "      --writer-keyring F the processors' writer keys ($BOOKING_WRITER_KEYRING):\n"
 	    "                         only records their seals cover are projected, the rest\n"
-	    "                         rejected as the live projector does (a replay file has\n"
-	    "                         no seals: it is trusted; verify the log before)\n"
+	    "                         rejected as the live projector does (a replay file\n"
+	    "                         carries the seal records: they are checked again)\n"
 	    "      --trust-unsealed   DEVELOPMENT ONLY: project records without seals\n"
 	    "  -h, --help             this text\n"
 	    "\n%s"
@@ -194,7 +196,7 @@ int cmd_rebuild(int argc, char **argv)
 	}
 	if (cfg.from_file)
 		cfg.use_kafka = brokers;
-	if (cfg.use_kafka && !cfg.trust_unsealed) {
+	if (!cfg.trust_unsealed) { /* Kafka or a replay file: the same seal rule */
 		if (bk_trust_load_keyring(wkr_path, &writers, err, sizeof(err)) < 0) {
 			fprintf(stderr,
 				"bookingctl rebuild: %s (or --trust-unsealed, development only)\n",

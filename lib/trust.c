@@ -284,10 +284,16 @@ int bk_trust_seal(bk_trust *t, const rd_kafka_message_t *m)
 {
 	const void *kid = NULL, *sig = NULL;
 	size_t kn = 0, sn = 0;
-	char why[256];
-	bk_seal s;
 	(void)header(m, "key-id", &kid, &kn);
 	(void)header(m, "signature", &sig, &sn);
+	return bk_trust_seal_from(t, m, rd_kafka_topic_name(m->rkt), kid, kn, sig, sn);
+}
+
+int bk_trust_seal_from(bk_trust *t, const rd_kafka_message_t *m, const char *topic, const void *kid,
+		       size_t kn, const void *sig, size_t sn)
+{
+	char why[256];
+	bk_seal s;
 	if (t->trust_unsealed && !t->writers)
 		return 1; /* nothing to check it with, nothing waits for it */
 	msgpack_zone_clear(&t->z);
@@ -296,9 +302,8 @@ int bk_trust_seal(bk_trust *t, const rd_kafka_message_t *m)
 		snprintf(why, sizeof(why), "seal without a value");
 		goto bad;
 	}
-	if (bk_seal_check(t->writers, kid, kn, sig, sn, m->payload, m->len,
-			  rd_kafka_topic_name(m->rkt), m->partition, &t->z, &s, why,
-			  sizeof(why)) < 0)
+	if (bk_seal_check(t->writers, kid, kn, sig, sn, m->payload, m->len, topic, m->partition,
+			  &t->z, &s, why, sizeof(why)) < 0)
 		goto bad;
 	if (!b) {
 		snprintf(why, sizeof(why), "partition out of range");

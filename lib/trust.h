@@ -71,6 +71,11 @@ void bk_trust_free(bk_trust *t); /* NULL ok; held handles are not released */
 /* A seal record: check it and release what it covers. 0 valid, -1 not (reported), 1 not
  * checked (trust_unsealed without a writer keyring). */
 int bk_trust_seal(bk_trust *t, const rd_kafka_message_t *m);
+/* The same for a seal record read from elsewhere (a replay file): m carries partition,
+ * offset and value (m->rkt may be NULL; the callbacks get m as given), topic is where it
+ * was read, key_id and sig are its headers' values (NULL when absent). */
+int bk_trust_seal_from(bk_trust *t, const rd_kafka_message_t *m, const char *topic,
+		       const void *key_id, size_t key_id_len, const void *sig, size_t sig_len);
 /* Hold a record (digest NULL: not known yet). 0, or -1 (out of memory, offset out of
  * order: not held). */
 int bk_trust_add(bk_trust *t, int32_t partition, int64_t offset, const uint8_t digest[BK_HASH_LEN],

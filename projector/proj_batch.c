@@ -1191,3 +1191,8 @@ proj_rc proj_batch(proj *p, rd_kafka_message_t *const *msgs, const uint8_t *verd
 			return PROJ_STOPPED;
 	}
 }
+
+int64_t proj_generation(const proj *p)
+{
+	return p->model_known ? p->model_gen : -1;
+}

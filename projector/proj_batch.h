@@ -79,4 +79,9 @@ proj_rc proj_batch(proj *p, rd_kafka_message_t *const *msgs, const uint8_t *verd
 /* The next offset the instance expects for a partition (-1: unknown, start at 0). */
 int64_t proj_next(const proj *p, const char *topic, int32_t partition);
 
+/* The read model generation the instance works against (booking_proj.model; -1 before
+ * the first connection). It changes when a rebuild swap is seen, by a batch's fence or
+ * on reconnecting: the caller then re-reads every partition from the new checkpoints. */
+int64_t proj_generation(const proj *p);
+
 #endif

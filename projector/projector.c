@@ -104,6 +104,7 @@ typedef struct app {
 	/* a record that may be ready was taken, or a seal: select_ready may find more */
 	bool news;
 	int32_t *wait_part; /* events partitions with a record waiting (select_ready) */
+	int64_t gen;	    /* the read model generation the partitions were sought for */
 } app;
 
 /* Fill a->sel with the messages a batch may take now: all but, per events partition, the
@@ -446,27 +447,56 @@ static void drop(rd_kafka_message_t **msgs, size_t *n)
 	*n = 0;
 }
 
-/* After a fence: every partition of the batch resumes at its checkpoint. An empty batch
- * (fenced by a new read model generation) has none to seek. */
-static void reseek(app *a, rd_kafka_message_t **msgs, size_t n)
+/* Seek every partition of topic assigned to this instance (in l) to its checkpoint, read
+ * again from PostgreSQL (the fence only knows the batch's partitions). -1 when stopped. */
+static int reseek_topic(app *a, const rd_kafka_topic_partition_list_t *l, const char *topic,
+			rd_kafka_topic_partition_list_t *seek)
 {
+	int32_t ids[4096];
+	int64_t next[4096];
+	size_t n = 0;
+	for (int i = 0; i < l->cnt && n < 4096; i++)
+		if (strcmp(l->elems[i].topic, topic) == 0)
+			ids[n++] = l->elems[i].partition;
 	if (n == 0)
+		return 0;
+	if (proj_assign(a->p, topic, ids, n, next) < 0)
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		rd_kafka_topic_partition_list_add(seek, topic, ids[i])->offset =
+		    next[i] >= 0 ? next[i] : RD_KAFKA_OFFSET_BEGINNING;
+	return 0;
+}
+
+/*
+ * After a fence or a new read model generation (a rebuild swap): every assigned partition
+ * resumes at its checkpoint in the model now live, idle or not. Seeking only the
+ * partitions of the batch left an idle partition at the old model's position until a
+ * new record arrived there (issue 10, item 8).
+ */
+static void reseek_all(app *a, const char *why)
+{
+	rd_kafka_topic_partition_list_t *l = NULL, *seek = rd_kafka_topic_partition_list_new(16);
+	if (rd_kafka_assignment(a->rk, &l) != RD_KAFKA_RESP_ERR_NO_ERROR || !l) {
+		bk_log(BK_LOG_ERROR, "re-read from the checkpoints: no assignment");
+		rd_kafka_topic_partition_list_destroy(seek);
 		return;
-	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(16);
-	for (size_t i = 0; i < n; i++) {
-		const char *t = rd_kafka_topic_name(msgs[i]->rkt);
-		if (rd_kafka_topic_partition_list_find(l, t, msgs[i]->partition))
-			continue;
-		int64_t next = proj_next(a->p, t, msgs[i]->partition);
-		rd_kafka_topic_partition_list_add(l, t, msgs[i]->partition)->offset =
-		    next >= 0 ? next : RD_KAFKA_OFFSET_BEGINNING;
 	}
-	rd_kafka_error_t *e = rd_kafka_seek_partitions(a->rk, l, 5000);
-	if (e) {
-		bk_logf(BK_LOG_ERROR, "seek failed", "err=\"%s\"", rd_kafka_error_string(e));
-		rd_kafka_error_destroy(e);
+	if (reseek_topic(a, l, a->events_topic, seek) == 0 &&
+	    reseek_topic(a, l, a->rules_topic, seek) == 0 && seek->cnt > 0) {
+		rd_kafka_error_t *e = rd_kafka_seek_partitions(a->rk, seek, 5000);
+		if (e) {
+			bk_logf(BK_LOG_ERROR, "seek failed", "err=\"%s\"",
+				rd_kafka_error_string(e));
+			rd_kafka_error_destroy(e);
+		} else {
+			bk_logf(BK_LOG_INFO, "re-reading every partition from the checkpoints",
+				"cause=%s partitions=%d generation=%lld", why, seek->cnt,
+				(long long)proj_generation(a->p));
+		}
 	}
 	rd_kafka_topic_partition_list_destroy(l);
+	rd_kafka_topic_partition_list_destroy(seek);
 }
 
 /* After a committed batch: its partitions' next offsets committed to Kafka too, async,
@@ -844,22 +874,32 @@ static int run(app *a, long batch_events, long batch_ms, long stats_s)
 				}
 			}
 		}
-		/* with nothing to read, an empty batch now and then picks up retries */
-		bool idle = a->n == 0 && !stop && t - last_idle >= 1000;
+		/* with nothing to project (nothing read, or all of it waiting for seals), an
+		 * empty batch every second picks up retries and sees a new read model
+		 * generation (its fence, or the reconnect after a swap) */
+		bool idle = k == 0 && !full && !stop && t - last_idle >= 1000;
 		if (full || idle) {
 			int64_t t0 = now_ms();
+			if (!full) /* an empty batch: it takes none of what waits for a seal */
+				memset(a->taken, 0, a->n);
 			proj_rc rc = proj_batch(a->p, a->sel, a->selver,
 						(const uint8_t(*)[BK_HASH_LEN])a->seldig, k);
-			if (rc == PROJ_FENCED) {
-				bk_series_inc(pxm.fenced);
-				reseek(a, a->msgs, a->n);
+			int64_t gen = proj_generation(a->p);
+			bool regen = rc != PROJ_STOPPED && gen != a->gen;
+			a->gen = gen;
+			if (rc == PROJ_FENCED || regen) {
+				if (rc == PROJ_FENCED)
+					bk_series_inc(pxm.fenced);
+				if (rc == PROJ_OK && k > 0)
+					commit_info(a, a->sel, k);
+				reseek_all(a, regen ? "new_model_generation" : "fenced");
 			} else if (rc == PROJ_OK && k > 0) {
 				commit_info(a, a->sel, k);
 				bk_series_observe(pxm.batch_size, (double)k);
 				bk_series_observe(pxm.batch_seconds, (double)(now_ms() - t0) / 1e3);
 				px_update(a);
 			}
-			if (rc == PROJ_FENCED || stop || rc == PROJ_STOPPED) {
+			if (rc == PROJ_FENCED || regen || stop || rc == PROJ_STOPPED) {
 				/* everything is read again from the checkpoints */
 				bk_trust_free(a->trust);
 				a->trust = bk_trust_new(a->writers, !a->writers, 1 << 16,
@@ -869,7 +909,8 @@ static int run(app *a, long batch_events, long batch_ms, long stats_s)
 					return EXIT_FATAL;
 			} else {
 				keep_rest(a);
-				if (a->n > 0)
+				/* an empty batch keeps the seal wait's start */
+				if (a->n > 0 && k > 0)
 					first = now_ms();
 			}
 			events = 0;
@@ -1120,6 +1161,7 @@ static int projector_main(int argc, char **argv)
 			stop_signal == SIGINT ? "SIGINT" : "SIGTERM");
 		return EXIT_OK;
 	}
+	a.gen = proj_generation(a.p);
 	rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(2);
 	rd_kafka_topic_partition_list_add(topics, a.events_topic, RD_KAFKA_PARTITION_UA);
 	rd_kafka_topic_partition_list_add(topics, a.rules_topic, RD_KAFKA_PARTITION_UA);

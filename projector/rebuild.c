@@ -179,7 +179,7 @@ typedef struct rec {
 	uint64_t hid;		  /* its seal-buffer handle: increasing along r->recs */
 } rec;
 
-/* The seal rule's word on a record read from Kafka (a replay file's are all RV_SEALED). */
+/* The seal rule's word on a record read from Kafka or from a replay file. */
 enum {
 	RV_SEALED,
 	RV_PENDING,
@@ -1111,7 +1111,8 @@ static void rb_bad_seal(void *opaque, const rd_kafka_message_t *m, const char *w
 	rb *r = opaque;
 	r->bad_seals++;
 	bk_logf(BK_LOG_WARN, "seal record rejected", "topic=%s partition=%d offset=%lld err=\"%s\"",
-		rd_kafka_topic_name(m->rkt), (int)m->partition, (long long)m->offset, why);
+		m->rkt ? rd_kafka_topic_name(m->rkt) : r->ev_topic, (int)m->partition,
+		(long long)m->offset, why); /* no rkt: read from a replay file */
 }
 
 /*
@@ -1324,7 +1325,280 @@ static int64_t as_int(const msgpack_object *o, bool *ok)
 	return 0;
 }
 
-/* Records [partition, offset, bytes] of a `replay --format msgpack` file. */
+/* The value of key k in map m (NULL: absent, or m is no map). */
+static const msgpack_object *map_get(const msgpack_object *m, const char *k)
+{
+	if (m->type != MSGPACK_OBJECT_MAP)
+		return NULL;
+	size_t n = strlen(k);
+	for (uint32_t i = 0; i < m->via.map.size; i++) {
+		const msgpack_object *key = &m->via.map.ptr[i].key;
+		if (key->type == MSGPACK_OBJECT_STR && key->via.str.size == n &&
+		    !memcmp(key->via.str.ptr, k, n))
+			return &m->via.map.ptr[i].val;
+	}
+	return NULL;
+}
+
+/* A bin or str object's bytes; false for anything else (nil: *n = 0, true). */
+static bool bytes_of(const msgpack_object *o, const char **p, uint32_t *n)
+{
+	*p = NULL;
+	*n = 0;
+	if (o->type == MSGPACK_OBJECT_NIL)
+		return true;
+	if (o->type == MSGPACK_OBJECT_BIN) {
+		*p = o->via.bin.ptr;
+		*n = o->via.bin.size;
+		return true;
+	}
+	if (o->type == MSGPACK_OBJECT_STR) {
+		*p = o->via.str.ptr;
+		*n = o->via.str.size;
+		return true;
+	}
+	return false;
+}
+
+/* What a replay file's header says (docs/rebuild.md, "The replay file"). */
+typedef struct rf_hdr {
+	int n;		    /* partitions */
+	int64_t *from, *to; /* [n]: the range of each partition the file covers */
+	int64_t *last;	    /* [n]: the last offset read from the file, -1 none */
+	int64_t records;    /* records after the header */
+	bool trailer;	    /* the trailer was read (and checked) */
+} rf_hdr;
+
+/* The header: refuse a file that is not a whole log, saying what is missing. */
+static int file_header(rb *r, const msgpack_object *o, rf_hdr *h)
+{
+	const char *f = r->cfg->from_file;
+	const msgpack_object *v = map_get(o, "booking_replay");
+	bool ok = true;
+	if (!v) {
+		if (o->type == MSGPACK_OBJECT_ARRAY && o->via.array.size == 3)
+			return fail(r, RB_USAGE,
+				    "%s: an old replay file without a header: it does not say what "
+				    "it holds (filters, partitions, offsets), so it cannot be "
+				    "checked; make a new one with `bookingctl replay --format "
+				    "msgpack -o FILE` (no filters)",
+				    f);
+		return fail(r, RB_USAGE,
+			    "%s: not a replay file (no header; a file of `bookingctl replay "
+			    "--format msgpack`?)",
+			    f);
+	}
+	if (as_int(v, &ok) != 2 || !ok)
+		return fail(r, RB_USAGE, "%s: replay file format %lld; this rebuild reads 2", f,
+			    (long long)as_int(v, &ok));
+	const msgpack_object *t = map_get(o, "topic"), *np = map_get(o, "partitions"),
+			     *rg = map_get(o, "ranges"), *fo = map_get(o, "follow"),
+			     *fi = map_get(o, "filtered"), *fs = map_get(o, "filters");
+	if (!t || t->type != MSGPACK_OBJECT_STR || !np || !rg || rg->type != MSGPACK_OBJECT_ARRAY ||
+	    !fo || fo->type != MSGPACK_OBJECT_BOOLEAN || !fi || fi->type != MSGPACK_OBJECT_BOOLEAN)
+		return fail(r, RB_USAGE,
+			    "%s: the header lacks topic, partitions, ranges, follow or filtered",
+			    f);
+	if (t->via.str.size != strlen(r->ev_topic) ||
+	    memcmp(t->via.str.ptr, r->ev_topic, t->via.str.size) != 0)
+		return fail(
+		    r, RB_USAGE,
+		    "%s: the file holds topic %.*s, this rebuild is for %s (--topic-prefix?)", f,
+		    (int)t->via.str.size, t->via.str.ptr, r->ev_topic);
+	if (fi->via.boolean) {
+		char names[200] = "";
+		size_t k = 0;
+		for (uint32_t i = 0; fs && fs->type == MSGPACK_OBJECT_MAP && i < fs->via.map.size;
+		     i++) {
+			const msgpack_object *key = &fs->via.map.ptr[i].key;
+			if (key->type == MSGPACK_OBJECT_STR &&
+			    k + key->via.str.size + 4 < sizeof(names))
+				k += (size_t)snprintf(names + k, sizeof(names) - k, "%s--%.*s",
+						      k ? " " : "", (int)key->via.str.size,
+						      key->via.str.ptr);
+		}
+		return fail(r, RB_USAGE,
+			    "%s: a filtered replay file (%s): it is not a whole log and would "
+			    "drop the rest of the model; make one without filters",
+			    f, k ? names : "filters");
+	}
+	if (fo->via.boolean)
+		return fail(r, RB_USAGE,
+			    "%s: made with --follow: it states no end of the log; make one "
+			    "without --follow",
+			    f);
+	int64_t n = as_int(np, &ok);
+	if (!ok || n < 1 || n > 100000)
+		return fail(r, RB_USAGE, "%s: the header's partition count is not a number >= 1",
+			    f);
+	if (r->rk && r->nparts != n)
+		return fail(r, RB_USAGE, "%s: the file has %lld partitions, %s has %d now", f,
+			    (long long)n, r->ev_topic, r->nparts);
+	h->n = (int)n;
+	h->from = malloc((size_t)n * 3 * sizeof(int64_t));
+	if (!h->from)
+		return fail(r, RB_DEPENDENCY, "out of memory");
+	h->to = h->from + n;
+	h->last = h->to + n;
+	for (int64_t p = 0; p < n; p++)
+		h->from[p] = h->to[p] = h->last[p] = -1;
+	for (uint32_t i = 0; i < rg->via.array.size; i++) {
+		const msgpack_object *e = &rg->via.array.ptr[i];
+		if (e->type != MSGPACK_OBJECT_ARRAY || e->via.array.size != 5)
+			return fail(r, RB_USAGE,
+				    "%s: range %u of the header is not "
+				    "[partition, from, to, low, high]",
+				    f, i);
+		const msgpack_object *a = e->via.array.ptr;
+		int64_t p = as_int(&a[0], &ok), from = as_int(&a[1], &ok), to = as_int(&a[2], &ok),
+			lo = as_int(&a[3], &ok), hi = as_int(&a[4], &ok);
+		if (!ok || p < 0 || p >= n)
+			return fail(r, RB_USAGE,
+				    "%s: range %u of the header is not "
+				    "[partition, from, to, low, high]",
+				    f, i);
+		if (from != lo)
+			return fail(r, RB_USAGE,
+				    "%s: partition %lld starts at offset %lld, the log started at "
+				    "%lld: a partial file, not the whole log",
+				    f, (long long)p, (long long)from, (long long)lo);
+		if (lo > 0)
+			return fail(r, RB_TRUNCATED,
+				    "%s: partition %lld starts at offset %lld: history was deleted "
+				    "(retention) before the file was written, refusing to rebuild "
+				    "from a truncated log",
+				    f, (long long)p, (long long)lo);
+		if (to != hi)
+			return fail(r, RB_USAGE,
+				    "%s: partition %lld ends at offset %lld, the log's end when it "
+				    "was read was %lld: a partial file, not the whole log",
+				    f, (long long)p, (long long)to, (long long)hi);
+		h->from[p] = from;
+		h->to[p] = to;
+	}
+	for (int64_t p = 0; p < n; p++)
+		if (h->to[p] < 0)
+			return fail(
+			    r, RB_USAGE,
+			    "%s: partition %lld of %lld is missing from the file: a partial "
+			    "file, not the whole log",
+			    f, (long long)p, (long long)n);
+	/* the seal rule over the file's records, the same as over Kafka's */
+	bk_trust_free(r->trust);
+	r->trust = bk_trust_new(r->cfg->writers, r->cfg->trust_unsealed || !r->cfg->writers, h->n,
+				rb_release, NULL, rb_bad_seal, r);
+	if (!r->trust)
+		return fail(r, RB_DEPENDENCY, "out of memory");
+	return 0;
+}
+
+/* The trailer: the counts must match what was read, and the read must have finished. */
+static int file_trailer(rb *r, const msgpack_object *o, rf_hdr *h)
+{
+	bool ok = true;
+	const msgpack_object *n = map_get(o, "records"), *c = map_get(o, "complete");
+	int64_t want = n ? as_int(n, &ok) : -1;
+	if (!n || !ok || want != h->records)
+		return fail(r, RB_USAGE,
+			    "%s: the trailer counts %lld records, the file holds %lld: it is "
+			    "damaged",
+			    r->cfg->from_file, (long long)want, (long long)h->records);
+	if (!c || c->type != MSGPACK_OBJECT_BOOLEAN || !c->via.boolean)
+		return fail(r, RB_USAGE,
+			    "%s: the replay that wrote it was interrupted before the end of the "
+			    "log: a partial file",
+			    r->cfg->from_file);
+	h->trailer = true;
+	return 0;
+}
+
+/* A record [partition, offset, value, key, seal] of the file: through the seal rule into
+ * r->recs, as read_range does with Kafka's. */
+static int file_record(rb *r, const msgpack_object *o, rf_hdr *h)
+{
+	const char *f = r->cfg->from_file;
+	bool ok = o->type == MSGPACK_OBJECT_ARRAY && o->via.array.size == 5;
+	const msgpack_object *a = ok ? o->via.array.ptr : NULL;
+	int64_t part = ok ? as_int(&a[0], &ok) : 0;
+	int64_t off = ok ? as_int(&a[1], &ok) : 0;
+	const char *val = NULL, *key = NULL, *kid = NULL, *sig = NULL;
+	uint32_t vlen = 0, klen = 0, kidlen = 0, siglen = 0;
+	ok = ok && bytes_of(&a[2], &val, &vlen) && bytes_of(&a[3], &key, &klen);
+	bool seal = ok && a[4].type == MSGPACK_OBJECT_ARRAY;
+	if (seal)
+		ok = a[4].via.array.size == 2 && bytes_of(&a[4].via.array.ptr[0], &kid, &kidlen) &&
+		     bytes_of(&a[4].via.array.ptr[1], &sig, &siglen);
+	else
+		ok = ok && a[4].type == MSGPACK_OBJECT_NIL;
+	if (!ok)
+		return fail(r, RB_USAGE,
+			    "%s: record %lld is not [partition, offset, value, key, seal]", f,
+			    (long long)h->records);
+	if (part < 0 || part >= h->n || off < h->from[part] || off >= h->to[part] ||
+	    off <= h->last[part])
+		return fail(r, RB_USAGE,
+			    "%s: record %lld (partition %lld, offset %lld) is outside the "
+			    "header's ranges or out of order",
+			    f, (long long)h->records, (long long)part, (long long)off);
+	h->last[part] = off;
+	h->records++;
+	bool bad_seal = false;
+	if (seal) {
+		rd_kafka_message_t m;
+		memset(&m, 0, sizeof(m));
+		m.partition = (int32_t)part;
+		m.offset = off;
+		m.payload = (void *)(uintptr_t)val;
+		m.len = vlen;
+		m.key = (void *)(uintptr_t)key;
+		m.key_len = klen;
+		if (bk_trust_seal_from(r->trust, &m, r->ev_topic, kid, kidlen, sig, siglen) == 0)
+			return 0;
+		bad_seal = true; /* reported like the live projector: a garbage row */
+	}
+	rec *x = rec_add(r);
+	void *own = malloc(vlen ? vlen : 1);
+	if (!x || !own) {
+		free(own);
+		return fail(r, RB_DEPENDENCY, "out of memory");
+	}
+	if (vlen)
+		memcpy(own, val, vlen);
+	x->own = own;
+	x->val = own;
+	x->len = vlen;
+	x->part = (int32_t)part;
+	x->off = off;
+	if (key && klen < sizeof(x->key)) {
+		memcpy(x->key, key, klen);
+		x->key[klen] = 0;
+	}
+	x->hid = r->next_hid++;
+	x->ver = RV_SEALED; /* what does not decode is rejected as garbage by gather */
+	x->bad_seal = bad_seal;
+	msgpack_zone dz;
+	bk_record dr;
+	char why[200];
+	if (!msgpack_zone_init(&dz, 4096))
+		return fail(r, RB_DEPENDENCY, "out of memory");
+	if (!bad_seal && vlen &&
+	    bk_codec_record_decode(own, vlen, &dz, &dr, why, sizeof(why)) == 0) {
+		uint8_t d[BK_HASH_LEN];
+		bk_seal_digest_record(&dr, d);
+		x->ver = RV_PENDING;
+		if (bk_trust_add(r->trust, x->part, off, d, (void *)(uintptr_t)x->hid) < 0)
+			x->ver = RV_UNSEALED;
+	}
+	msgpack_zone_destroy(&dz);
+	return 0;
+}
+
+/*
+ * A `replay --format msgpack` file: header, records, trailer (docs/rebuild.md). Refused
+ * unless it is a whole log (every partition from 0 to the end when it was read, no
+ * filter, the trailer's counts). *ret_next gets each partition's end from the header;
+ * records still waiting for a seal stay in r->recs, as after a Kafka read.
+ */
 static int read_file_log(rb *r, int64_t **ret_next, int *ret_n)
 {
 	FILE *f = fopen(r->cfg->from_file, "rb");
@@ -1337,9 +1611,9 @@ static int read_file_log(rb *r, int64_t **ret_next, int *ret_n)
 	}
 	msgpack_unpacked res;
 	msgpack_unpacked_init(&res);
-	int64_t *next = NULL;
-	int nn = 0, rc = 0;
-	int64_t nrec = 0;
+	rf_hdr h = {0};
+	bool have_hdr = false;
+	int rc = 0;
 	for (;;) {
 		if (!msgpack_unpacker_reserve_buffer(&u, 1 << 20)) {
 			rc = fail(r, RB_DEPENDENCY, "out of memory");
@@ -1353,86 +1627,62 @@ static int read_file_log(rb *r, int64_t **ret_next, int *ret_n)
 		while (rc == 0 &&
 		       (ur = msgpack_unpacker_next(&u, &res)) == MSGPACK_UNPACK_SUCCESS) {
 			const msgpack_object *o = &res.data;
-			bool ok = o->type == MSGPACK_OBJECT_ARRAY && o->via.array.size == 3 &&
-				  (o->via.array.ptr[2].type == MSGPACK_OBJECT_BIN ||
-				   o->via.array.ptr[2].type == MSGPACK_OBJECT_STR);
-			int64_t part = ok ? as_int(&o->via.array.ptr[0], &ok) : 0;
-			int64_t off = ok ? as_int(&o->via.array.ptr[1], &ok) : 0;
-			if (!ok || part < 0 || part > 100000 || off < 0) {
-				rc = fail(
-				    r, RB_USAGE,
-				    "%s: record %lld is not [partition, offset, bytes] (a file "
-				    "of `bookingctl replay --format msgpack`?)",
-				    r->cfg->from_file, (long long)nrec);
-				break;
-			}
-			const msgpack_object *bo = &o->via.array.ptr[2];
-			const char *bytes =
-			    bo->type == MSGPACK_OBJECT_BIN ? bo->via.bin.ptr : bo->via.str.ptr;
-			uint32_t blen =
-			    bo->type == MSGPACK_OBJECT_BIN ? bo->via.bin.size : bo->via.str.size;
-			if (part >= nn) {
-				int64_t *v = realloc(next, (size_t)(part + 1) * sizeof(*v));
-				if (!v) {
-					rc = fail(r, RB_DEPENDENCY, "out of memory");
-					break;
-				}
-				for (int k = nn; k <= part; k++)
-					v[k] = -1;
-				next = v;
-				nn = (int)part + 1;
-			}
-			if (off + 1 > next[part])
-				next[part] = off + 1;
-			rec *x = rec_add(r);
-			void *own = malloc(blen ? blen : 1);
-			if (!x || !own) {
-				free(own);
-				rc = fail(r, RB_DEPENDENCY, "out of memory");
-				break;
-			}
-			memcpy(own, bytes, blen);
-			x->own = own;
-			x->val = own;
-			x->len = blen;
-			x->part = (int32_t)part;
-			x->off = off;
-			nrec++;
-			if ((long)r->nrecs >= chunk_size(r)) {
-				rc = process_chunk(r);
+			if (h.trailer)
+				rc = fail(r, RB_USAGE, "%s: data after the trailer",
+					  r->cfg->from_file);
+			else if (!have_hdr) {
+				rc = file_header(r, o, &h);
+				have_hdr = rc == 0;
+			} else if (map_get(o, "booking_replay_end"))
+				rc = file_trailer(r, o, &h);
+			else
+				rc = file_record(r, o, &h);
+			if (rc == 0 && (long)r->nrecs >= chunk_size(r)) {
+				rc = process_ready(r);
 				progress(r, false);
 			}
-			if (r->cfg->stop && *r->cfg->stop)
+			if (rc == 0 && r->cfg->stop && *r->cfg->stop)
 				rc = fail(r, RB_STOPPED, "interrupted");
 		}
 		if (rc < 0)
 			break;
 		if (ur == MSGPACK_UNPACK_PARSE_ERROR) {
 			rc = fail(r, RB_USAGE, "%s: not msgpack after record %lld",
-				  r->cfg->from_file, (long long)nrec);
+				  r->cfg->from_file, (long long)h.records);
 			break;
 		}
 		if (got == 0) {
 			if (ferror(f))
 				rc = fail(r, RB_USAGE, "%s: read error", r->cfg->from_file);
-			else if (msgpack_unpacker_message_size(&u) > 0)
-				rc = fail(r, RB_USAGE, "%s: truncated after record %lld",
-					  r->cfg->from_file, (long long)nrec);
+			else if (!have_hdr)
+				rc = fail(r, RB_USAGE, "%s: empty: not a replay file",
+					  r->cfg->from_file);
+			else if (!h.trailer)
+				rc = fail(r, RB_USAGE,
+					  "%s: no trailer after record %lld: the file is truncated "
+					  "(or its replay was killed)",
+					  r->cfg->from_file, (long long)h.records);
 			break;
 		}
 	}
 	if (rc == 0)
-		rc = process_chunk(r);
-	recs_clear(r);
+		rc = process_ready(r); /* what waits for a seal stays, as after a Kafka read */
 	msgpack_unpacked_destroy(&res);
 	msgpack_unpacker_destroy(&u);
 	fclose(f);
+	int64_t *next = rc == 0 ? malloc((size_t)h.n * sizeof(*next)) : NULL;
+	if (rc == 0 && !next)
+		rc = fail(r, RB_DEPENDENCY, "out of memory");
+	for (int p = 0; rc == 0 && p < h.n; p++)
+		next[p] = h.to[p] > 0 ? h.to[p] : -1;
+	free(h.from);
 	if (rc < 0) {
+		recs_clear(r);
 		free(next);
 		return -1;
 	}
 	*ret_next = next;
-	*ret_n = nn;
+	*ret_n = h.n;
 	return 0;
 }
 

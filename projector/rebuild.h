@@ -61,8 +61,9 @@ typedef struct rb_cfg {
 	const char *from_file;	    /* `bookingctl replay --format msgpack` output, or NULL */
 	const char *migrations_dir; /* NNN_name.sql files the shadow schemas are made from */
 	bool keep_old;		    /* keep the replaced schemas (renamed *_old_<time>) */
-	/* the seal rule for what is read from Kafka (lib/trust.h): the writer keyring, or
-	 * trust_unsealed (development only). A replay file has no seals: it is trusted. */
+	/* the seal rule for what is read from Kafka or a replay file (its seal records are
+	 * checked as Kafka's; lib/trust.h): the writer keyring, or trust_unsealed
+	 * (development only) */
 	const struct bk_keyring *writers;
 	bool trust_unsealed;
 	long batch;		     /* records per planning chunk (0: 20000) */

@@ -10,6 +10,8 @@
  *   forge-seal  the same, then a seal over it signed with --key under --key-id (a key the
  *               writer keyring does not hold for that id)
  *   tamper      a copy of the order's last record with one value changed, hashes kept
+ *   tamper-seal the same under a seal signed with --key under --key-id (an insider with
+ *               the writer's key: the record is sealed, its event's hash does not match)
  *   ahead       a chain at head + 3 (prev_hash made up), correctly hashed
  *   result      a result for the order's last command that contradicts it, with a high
  *               src-offset header (as if far more commands had been handled)
@@ -149,7 +151,7 @@ int main(int argc, char **argv)
 	bk_event ev = r.events[r.n - 1]; /* the head */
 	msgpack_sbuffer scratch;
 	msgpack_sbuffer_init(&scratch);
-	if (!strcmp(mode, "tamper")) {
+	if (!strcmp(mode, "tamper") || !strcmp(mode, "tamper-seal")) {
 		r.events[0].created_at += 3600 * 1000000LL; /* content changed, hashes kept */
 		r.n = 1;
 	} else {
@@ -219,12 +221,12 @@ int main(int argc, char **argv)
 		return 3;
 	}
 	int64_t at = delivered;
-	if (!strcmp(mode, "forge-seal")) {
+	if (!strcmp(mode, "forge-seal") || !strcmp(mode, "tamper-seal")) {
 		char *b64 = keyfile ? read_text(keyfile) : NULL;
 		uint8_t sk[BK_SK_LEN];
 		if (!b64 || !key_id ||
 		    bk_b64_decode(b64, strlen(b64), sk, sizeof(sk)) != BK_SK_LEN) {
-			fprintf(stderr, "attacker: forge-seal needs --key and --key-id\n");
+			fprintf(stderr, "attacker: %s needs --key and --key-id\n", mode);
 			return 2;
 		}
 		free(b64);

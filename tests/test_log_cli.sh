@@ -38,57 +38,57 @@ total=$(sed -n 's/.* events=\([0-9]*\) .*/\1/p' "$T/verify.out")
 check "verify counted the events ($total)" test "${total:-0}" -gt 100
 
 # replay: everything, then each filter
-"$BK" replay "${K[@]}" >"$T/all.jsonl" 2>/dev/null
+"$BK" replay "${K[@]}" --trust-unsealed >"$T/all.jsonl" 2>/dev/null
 check "replay prints every event once" test "$(wc -l <"$T/all.jsonl")" -eq "$total"
 check "every line has partition, offset, seq, subtype, hash" \
 	test "$(jq -c 'select(.partition>=0 and .offset>=0 and .seq>=1 and (.subtype|length)>0 and (.hash|length)==64)' "$T/all.jsonl" | wc -l)" -eq "$total"
 
-"$BK" replay "${K[@]}" --order ord_ibh_1 >"$T/order.jsonl" 2>/dev/null
+"$BK" replay "${K[@]}" --trust-unsealed --order ord_ibh_1 >"$T/order.jsonl" 2>/dev/null
 want=$(jq -c 'select(.order_id=="ord_ibh_1")' "$T/all.jsonl" | wc -l)
 check "--order selects exactly that order's events ($want)" \
 	test "$(wc -l <"$T/order.jsonl")" -eq "$want" -a "$(jq -r .order_id "$T/order.jsonl" | sort -u)" = ord_ibh_1
 check "--order gives seq 1..n in order" test "$(jq -r .seq "$T/order.jsonl" | tr '\n' ' ')" = "$(seq -s ' ' 1 "$want") "
 
-"$BK" replay "${K[@]}" --type 'card.*' >"$T/cards.jsonl" 2>/dev/null
+"$BK" replay "${K[@]}" --trust-unsealed --type 'card.*' >"$T/cards.jsonl" 2>/dev/null
 want=$(jq -c 'select(.subtype|startswith("card."))' "$T/all.jsonl" | wc -l)
 check "--type 'card.*' selects exactly the card events ($want)" \
 	test "$(wc -l <"$T/cards.jsonl")" -eq "$want" -a "$want" -gt 0 -a \
 	"$(jq -c 'select(.subtype|startswith("card.")|not)' "$T/cards.jsonl" | wc -l)" -eq 0
 
-"$BK" replay "${K[@]}" --since 2026-11-03T00:00:00Z --until 2026-11-20T00:00:00Z >"$T/time.jsonl" 2>/dev/null
+"$BK" replay "${K[@]}" --trust-unsealed --since 2026-11-03T00:00:00Z --until 2026-11-20T00:00:00Z >"$T/time.jsonl" 2>/dev/null
 want=$(jq -c 'select(.created_at >= "2026-11-03T00:00:00Z" and .created_at < "2026-11-20T00:00:00Z")' "$T/all.jsonl" | wc -l)
 check "--since/--until select exactly the events in the range ($want)" \
 	test "$(wc -l <"$T/time.jsonl")" -eq "$want" -a "$want" -gt 0
 
-"$BK" replay "${K[@]}" --partition 1 --from-offset 2 --to-offset 6 >"$T/range.jsonl" 2>/dev/null
+"$BK" replay "${K[@]}" --trust-unsealed --partition 1 --from-offset 2 --to-offset 6 >"$T/range.jsonl" 2>/dev/null
 want=$(jq -c 'select(.partition==1 and .offset>=2 and .offset<6)' "$T/all.jsonl" | wc -l)
 check "--partition/--from-offset/--to-offset select exactly that range ($want)" \
 	test "$(wc -l <"$T/range.jsonl")" -eq "$want" -a "$want" -gt 0
 
-"$BK" replay "${K[@]}" --format msgpack -o "$T/log.msgpack" 2>/dev/null
+"$BK" replay "${K[@]}" --trust-unsealed --format msgpack -o "$T/log.msgpack" 2>/dev/null
 check "--format msgpack writes the records" test -s "$T/log.msgpack"
 
 # threads: the writer formats batches on a pool; the output must not depend on it
-"$BK" replay "${K[@]}" --threads 1 >"$T/t1.jsonl" 2>/dev/null
-"$BK" replay "${K[@]}" --threads 3 >"$T/t3.jsonl" 2>/dev/null
+"$BK" replay "${K[@]}" --trust-unsealed --threads 1 >"$T/t1.jsonl" 2>/dev/null
+"$BK" replay "${K[@]}" --trust-unsealed --threads 3 >"$T/t3.jsonl" 2>/dev/null
 check "--threads 1 and --threads 3 give the same events as the default" \
 	test "$(sort "$T/t1.jsonl" | md5sum)" = "$(sort "$T/all.jsonl" | md5sum)" -a \
 	"$(sort "$T/t3.jsonl" | md5sum)" = "$(sort "$T/all.jsonl" | md5sum)"
-"$BK" replay "${K[@]}" --partition 2 --threads 1 >"$T/p2t1.jsonl" 2>/dev/null
-"$BK" replay "${K[@]}" --partition 2 --threads 4 >"$T/p2t4.jsonl" 2>/dev/null
+"$BK" replay "${K[@]}" --trust-unsealed --partition 2 --threads 1 >"$T/p2t1.jsonl" 2>/dev/null
+"$BK" replay "${K[@]}" --trust-unsealed --partition 2 --threads 4 >"$T/p2t4.jsonl" 2>/dev/null
 same_bytes() { test -s "$1" && cmp -s "$1" "$2"; }
 check "one partition: --threads 1 and 4 write the same bytes" \
 	same_bytes "$T/p2t1.jsonl" "$T/p2t4.jsonl"
 check "one partition: offsets never go back" \
 	test "$(jq -r .offset "$T/p2t4.jsonl" | sort -n -c 2>&1 | wc -l)" -eq 0
-"$BK" replay "${K[@]}" --partition 2 --format msgpack --threads 1 -o "$T/p2t1.msgpack" 2>/dev/null
-"$BK" replay "${K[@]}" --partition 2 --format msgpack --threads 4 -o "$T/p2t4.msgpack" 2>/dev/null
+"$BK" replay "${K[@]}" --trust-unsealed --partition 2 --format msgpack --threads 1 -o "$T/p2t1.msgpack" 2>/dev/null
+"$BK" replay "${K[@]}" --trust-unsealed --partition 2 --format msgpack --threads 4 -o "$T/p2t4.msgpack" 2>/dev/null
 check "one partition, msgpack: --threads 1 and 4 write the same bytes" \
 	same_bytes "$T/p2t1.msgpack" "$T/p2t4.msgpack"
 
 # --follow: what is written shows up while replay keeps running, and SIGTERM ends it
 want0=$(jq -c 'select(.partition==0)' "$T/all.jsonl" | wc -l)
-"$BK" replay "${K[@]}" --partition 0 --follow -o "$T/follow.jsonl" 2>"$T/follow.log" &
+"$BK" replay "${K[@]}" --trust-unsealed --partition 0 --follow -o "$T/follow.jsonl" 2>"$T/follow.log" &
 fpid=$!
 for _ in $(seq 100); do [ "$(wc -l <"$T/follow.jsonl" 2>/dev/null || echo 0)" -ge "$want0" ] && break; sleep 0.1; done
 check "--follow writes the partition's $want0 events while it runs" \
@@ -125,9 +125,9 @@ done
 
 # replay goes past a record that is no events record: a warning, counted, every other
 # event still out (the same fixtures without it: the tamper topic has every event)
-"$BK" replay "${K[@]}" --topic-prefix garbage. >"$T/garbage.jsonl" 2>"$T/garbage.log"
+"$BK" replay "${K[@]}" --trust-unsealed --topic-prefix garbage. >"$T/garbage.jsonl" 2>"$T/garbage.log"
 rc=$?
-"$BK" replay "${K[@]}" --topic-prefix tamper. >"$T/tamper.jsonl" 2>/dev/null
+"$BK" replay "${K[@]}" --trust-unsealed --topic-prefix tamper. >"$T/tamper.jsonl" 2>/dev/null
 check "replay skips an undecodable record with a warning and goes on (exit 0)" \
 	test $rc -eq 0 -a "$(grep -c 'undecodable record skipped' "$T/garbage.log")" -eq 1
 check "replay counts it (undecodable=1) and prints every other event" \
@@ -144,6 +144,7 @@ check "before sealing, verify with the writer keyring finds every record unseale
 "$BK" verify "${K[@]}" --writer-keyring "$T/writers" >"$T/young.out" 2>/dev/null
 check "... records younger than --await-seal-ms (60 s) are awaiting a seal, not problems (exit 0)" \
 	test $? -eq 0 -a "$(grep -c '^awaiting seal: ' "$T/young.out")" -eq "${total:-0}"
+"$BK" keygen --key-id w2 --roles system --types seal --out "$T/w2" >"$T/other" 2>/dev/null
 "$BK" seal "${K[@]}" >/dev/null 2>"$T/err"
 check "seal without a writer key: exit 2 with a message" test $? -eq 2 -a -s "$T/err"
 "$BK" seal "${K[@]}" --topic-prefix tamper. "${W[@]}" >"$T/seal.tamper" 2>&1
@@ -158,16 +159,23 @@ check "seal seals the clean log (exit 0)" test $? -eq 0 -a "$(grep -c '^seal: se
 "$BK" verify "${K[@]}" --writer-keyring "$T/writers" >"$T/post.out" 2>/dev/null
 check "after sealing, verify with the writer keyring passes (exit 0, every event)" \
 	test $? -eq 0 -a "$(sed -n 's/.* events=\([0-9]*\) .*/\1/p' "$T/post.out")" = "${total:-0}"
+"$BK" replay "${K[@]}" --writer-keyring "$T/writers" >"$T/sealed.jsonl" 2>"$T/sealed.err"
+check "after sealing, replay with the writer keyring prints every event, rejects nothing" \
+	test "$(sort "$T/sealed.jsonl" | md5sum)" = "$(sort "$T/all.jsonl" | md5sum)" -a \
+	"$(grep -c 'msg="replay done" .* seals=checked .* rejected=0 ' "$T/sealed.err")" -eq 1
+"$BK" replay "${K[@]}" --writer-keyring "$T/other" >"$T/other.jsonl" 2>"$T/other.err"
+check "replay with another writer keyring prints nothing, reports the records unsealed and the seal garbage" \
+	test ! -s "$T/other.jsonl" -a "$(grep -c 'msg="record rejected" .* verdict=unsealed ' "$T/other.err")" -gt 0 -a \
+	"$(grep -c 'msg="record rejected" .* verdict=garbage ' "$T/other.err")" -ge 1
 "$BK" seal "${K[@]}" "${W[@]}" >"$T/seal.again" 2>&1
 check "sealing twice is refused (exit 1)" test $? -eq 1
-"$BK" keygen --key-id w2 --roles system --types seal --out "$T/w2" >"$T/other" 2>/dev/null
 "$BK" verify "${K[@]}" --writer-keyring "$T/other" --await-seal-ms 0 >"$T/other.out" 2>/dev/null
 check "with another writer keyring the same log is all unsealed (exit 1)" \
 	test $? -eq 1 -a "$(grep -c '^unsealed: ' "$T/other.out")" -eq "${total:-0}"
 
 # a full disk: a clear message and exit 1, not a Kafka error
 if [ -w /dev/full ]; then
-	"$BK" replay "${K[@]}" -o /dev/full >/dev/null 2>"$T/err"
+	"$BK" replay "${K[@]}" --trust-unsealed -o /dev/full >/dev/null 2>"$T/err"
 	rc=$?
 	check "replay to a full disk: exit 1, 'write failed'" \
 		test $rc -eq 1 -a "$(grep -c 'replay: write failed' "$T/err")" -ge 1
