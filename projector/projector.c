@@ -484,11 +484,23 @@ static void reseek_all(app *a, const char *why)
 	}
 	if (reseek_topic(a, l, a->events_topic, seek) == 0 &&
 	    reseek_topic(a, l, a->rules_topic, seek) == 0 && seek->cnt > 0) {
-		rd_kafka_error_t *e = rd_kafka_seek_partitions(a->rk, seek, 5000);
-		if (e) {
-			bk_logf(BK_LOG_ERROR, "seek failed", "err=\"%s\"",
-				rd_kafka_error_string(e));
-			rd_kafka_error_destroy(e);
+		/* a seek that times out (a loaded broker) is asked again: the records after
+		 * the checkpoints must be read again, never skipped; after 6 tries (30 s)
+		 * the projector stops with an error, and its restart reads from them */
+		bool sought = false;
+		for (int tries = 1; tries <= 6 && !sought && !stop; tries++) {
+			rd_kafka_error_t *e = rd_kafka_seek_partitions(a->rk, seek, 5000);
+			sought = e == NULL;
+			if (e) {
+				bk_logf(tries < 6 ? BK_LOG_WARN : BK_LOG_ERROR, "seek failed",
+					"err=\"%s\" try=%d%s", rd_kafka_error_string(e), tries,
+					tries < 6 ? " retrying=1" : " stopping=1");
+				rd_kafka_error_destroy(e);
+			}
+		}
+		if (!sought) {
+			a->fatal = true;
+			stop = 1;
 		} else {
 			bk_logf(BK_LOG_INFO, "re-reading every partition from the checkpoints",
 				"cause=%s partitions=%d generation=%lld", why, seek->cnt,

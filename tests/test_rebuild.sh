@@ -197,7 +197,11 @@ n_new=$(grep -cx "$NEW" "$T/reads.out")
 check "every one of $total reads saw the whole old ($n_old) or the whole new model ($n_new)" \
 	test "$total" -gt 0 -a "$((n_old + n_new))" = "$total" -a "$n_old" -gt 0 -a "$n_new" -gt 0
 check "no read failed" test ! -s "$T/reads.err"
-pj_feed "rb2_$ID." 4 --copies 6 "${SECOND[@]}" >"$T/feed.2b" 2>&1
+# the topics exist: feed without --create-topics (which refuses existing topics)
+"$FEED" --brokers-file "$T/bootstrap" --topic-prefix "rb2_$ID." --copies 6 "${SECOND[@]}" \
+	>"$T/feed.2b" 2>&1
+check "events are sent after the swap ($(tail -n 1 "$T/feed.2b"))" \
+	bash -c "tail -n 1 '$T/feed.2b' | grep -Eq 'records=[1-9]'"
 pj_wait "$B" "rb2_$ID." 120 || echo "# projection 2 not caught up after the swap"
 # The live projector notices the swap by itself, before it writes into the new model: it
 # compares the generation (1 now; none before, B was never rebuilt) in the fence of every
