@@ -170,6 +170,9 @@ typedef struct cp {
 	size_t cap_gate;
 	/* counters for the log */
 	uint64_t n_cmds, n_events, n_dlq, n_batches, n_aborts;
+	/* what restores found (metrics): events records not applied for a fork, and invalid
+	 * ones (bad hash or link, undecodable, bad seals, not applicable) */
+	uint64_t n_restore_forks, n_restore_invalid;
 	/* where the run loop's time went (µs): waiting for records, checking them, handling
 	 * them (deciding, producing, batch closes inside), closing batches */
 	int64_t us_wait, us_check, us_handle, us_close;

@@ -56,7 +56,7 @@ typedef struct cp_mx {
 	uint64_t handled_batch;
 	bk_series *batch_size, *batch_seconds, *result_seconds, *restore_seconds, *restore_records,
 	    *sweeps, *batches, *aborts, *events, *commands_seen, *assigned, *keyring_reloads,
-	    *keyring_errors, *delivery_failures;
+	    *keyring_errors, *delivery_failures, *restore_forks, *restore_invalid;
 	bk_metric *lag, *end;
 	bk_series **lag_s, **end_s; /* [nparts] */
 	int64_t *ts_ms;		    /* the open batch's commands' record timestamps */
@@ -108,15 +108,18 @@ static const char usage_text[] =
     "                               P-<host>-<pid> without one (booking-commands)\n"
     "  --no-transactions            for clusters without transactions: each batch is\n"
     "                               flushed instead (correctness does not change)\n"
-    "  --timeout-ms MS              Kafka call timeout: metadata, commit, restore (30000)\n"
+    "  --timeout-ms MS              Kafka call timeout: metadata, commit, restore; at\n"
+    "                               start, how long to wait for Kafka (retrying, one\n"
+    "                               log line per 5 s) before exit 3 (30000)\n"
     "  --clock-offset SECONDS       DEVELOPMENT ONLY: shift the processor's clock\n"
     "  --metrics-addr HOST:PORT     serve GET /metrics (Prometheus), /healthz and\n"
     "                               /readyz there (off; e.g. 127.0.0.1:9464)\n"
     "  -h, --help                   this text\n"
     "  --version                    the version\n"
     "\n"
-    "exit: 0 stopped by a signal, 1 fatal Kafka or internal error, 2 bad configuration,\n"
-    "mismatched partition counts or a partition with lost history\n"
+    "exit: 0 stopped by a signal, 1 fatal Kafka or internal error, 2 bad configuration\n"
+    "(also: a topic missing, mismatched partition counts, a partition with lost\n"
+    "history), 3 Kafka unreachable at start\n"
     "\n";
 
 static const char *metrics_addr; /* --metrics-addr; NULL: off */
@@ -375,6 +378,15 @@ static int mx_start(cp *c, const char *addr)
 	    "Records whose delivery to Kafka failed (their batch aborts and is re-done).", NULL, 0);
 	mx.sweeps =
 	    mx_add(BK_MT_COUNTER, "booking_commands_sweeps_total", "Expiry sweeps run.", NULL, 0);
+	mx.restore_forks = mx_add(BK_MT_COUNTER, "booking_commands_restore_forks_total",
+				  "Events a restore did not apply because another valid event "
+				  "holds their seq (a fork: two writers).",
+				  NULL, 0);
+	mx.restore_invalid =
+	    mx_add(BK_MT_COUNTER, "booking_commands_restore_invalid_records_total",
+		   "Invalid records a restore met in booking.events: bad hash or link, "
+		   "undecodable, bad seals, events that could not be applied.",
+		   NULL, 0);
 	mx.assigned = mx_add(BK_MT_GAUGE, "booking_commands_partitions_assigned",
 			     "booking.commands partitions assigned to this instance.", NULL, 0);
 	mx.keyring_reloads = mx_add(BK_MT_COUNTER, "booking_commands_keyring_reloads_total",
@@ -452,6 +464,8 @@ static void mx_update(cp *c)
 	bk_series_set(mx.assigned, a);
 	bk_series_store(mx.events, c->n_events);
 	bk_series_store(mx.aborts, c->n_aborts);
+	bk_series_store(mx.restore_forks, c->n_restore_forks);
+	bk_series_store(mx.restore_invalid, c->n_restore_invalid);
 	bk_metrics_heartbeat(mx.reg);
 }
 

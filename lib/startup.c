@@ -57,7 +57,7 @@ static bk_startup_rc wait_metadata(rd_kafka_t *rk, int timeout_ms, volatile sig_
 			err = RD_KAFKA_RESP_ERR__TRANSPORT;
 		}
 		int64_t now = mono_ms();
-		if (now >= next_log && now - t0 + 1000 < timeout_ms) {
+		if (now >= next_log && now - t0 < timeout_ms) { /* another attempt follows */
 			bk_logf(BK_LOG_WARN, "kafka unreachable at start: retrying",
 				"attempt=%d elapsed_ms=%lld timeout_ms=%d err=\"%s\"", attempt,
 				(long long)(now - t0), timeout_ms, rd_kafka_err2str(err));

@@ -307,17 +307,14 @@ static int resume_offsets(app *a, rd_kafka_topic_partition_list_t *parts, const 
 /* Kafka unreachable while running: one line when the pipeline stalls, one when it
  * resumes (lib/startup.h). Fed by the consumer's statistics, on the main thread. */
 static bk_kwatch kwatch = {.program = "booking-projector"};
+static int n_assigned; /* partitions assigned (both topics), kept by rebalance_cb */
 
 static int stats_cb(rd_kafka_t *rk, char *json, size_t json_len, void *opaque)
 {
+	/* no librdkafka calls here: this also runs inside rd_kafka_consumer_close */
+	(void)rk;
 	(void)opaque;
-	int n = 0;
-	rd_kafka_topic_partition_list_t *l = NULL;
-	if (rd_kafka_assignment(rk, &l) == RD_KAFKA_RESP_ERR_NO_ERROR && l) {
-		n = l->cnt;
-		rd_kafka_topic_partition_list_destroy(l);
-	}
-	bk_kwatch_stats(&kwatch, json, json_len, n);
+	bk_kwatch_stats(&kwatch, json, json_len, n_assigned);
 	return 0; /* librdkafka frees json */
 }
 
@@ -333,6 +330,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 			stop = 1; /* stopped while PostgreSQL was unavailable */
 			return;
 		}
+		n_assigned = coop ? n_assigned + parts->cnt : parts->cnt;
 		if (coop) {
 			rd_kafka_error_t *e = rd_kafka_incremental_assign(rk, parts);
 			if (e) {
@@ -357,6 +355,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 	bk_logf(BK_LOG_INFO, "partition revoked", "count=%d events_partitions=%s", parts->cnt,
 		bk_part_list(ids, nids, list, sizeof(list)));
 	proj_revoke(a->p);
+	n_assigned = coop && n_assigned > parts->cnt ? n_assigned - parts->cnt : 0;
 	if (coop) {
 		rd_kafka_error_t *e = rd_kafka_incremental_unassign(rk, parts);
 		if (e)

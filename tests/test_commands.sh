@@ -171,7 +171,7 @@ done
 head -n 2 "$SRC/fixtures/duplicate_command.jsonl" | sed 's/"expect":{[^}]*},\?//' >"$W/dup.jsonl"
 tail -n 1 "$W/dup.jsonl" >>"$W/dup.jsonl"
 "$BCTL" send --brokers-file "$W/boot.fx$dupidx" --key "$W/all.sk" \
-	--key-id test-all --json --wait --timeout-ms 20000 "$W/dup.jsonl" >"$W/dup.out" 2>/dev/null
+	--key-id test-all --content-type json --wait --timeout-ms 20000 "$W/dup.jsonl" >"$W/dup.out" 2>/dev/null
 if [ "$(grep -c '"status":"duplicate"' "$W/dup.out")" -eq 3 ] &&
 	"$TOOL" verify --brokers-file "$W/boot.fx$dupidx" --strict >"$W/dup.verify" 2>&1; then
 	ok "duplicate ids (also re-sent as JSON): duplicate results, one events record per id"
