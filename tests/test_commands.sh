@@ -585,7 +585,7 @@ wait "$PROC_PID"
 # Three brokers; broker 2 leads partitions 1 and 4 of every topic. It is stopped for 4 s
 # in the middle of the stream and started again: nothing lost, nothing doubled.
 rm -f "$W/boot.down"
-"$BCTL" devbroker --brokers 3 --partitions 6 --bootstrap-file "$W/boot.down" \
+"$BCTL" devbroker --broker-count 3 --partitions 6 --bootstrap-file "$W/boot.down" \
 	--control "$W/ctl.down" >/dev/null 2>"$W/devbroker.down.log" &
 pids+=($!)
 wait_devbroker down || exit 1
