@@ -23,7 +23,7 @@ cleanup() {
 	for p in $SCR $PCP $PJP; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
 	[ -n "$BROKER" ] && kill "$BROKER" 2>/dev/null && wait "$BROKER" 2>/dev/null
 	pg_stop "$T/pg"
-	[ -n "${BK_BENCH_KEEP:-}" ] && echo "kept: $T" || rm -rf "$T"
+	if [ -n "${BK_BENCH_KEEP:-}" ]; then echo "kept: $T"; else rm -rf "$T"; fi
 }
 trap cleanup EXIT
 now() { date +%s.%N; }
@@ -103,7 +103,8 @@ run() {
 	local pc jc
 	pc=$(cpu_s "$PCP") jc=$(cpu_s "$PJP")
 	if [ -n "$SCR" ]; then
-		kill "$SCR" && wait "$SCR" 2>/dev/null || true
+		kill "$SCR"
+		wait "$SCR" 2>/dev/null || true
 		SCR=
 		sleep 1.1 # the per-second update (lag)
 		curl -s "http://127.0.0.1:$cp/metrics" >"$T/final.c"
@@ -121,7 +122,7 @@ run a1. "A: no metrics"
 run m. "B: --metrics-addr" --metrics-addr 127.0.0.1:0
 run a2. "A again: no metrics"
 
-scrapes=$(ls "$T"/scrape.c.* | wc -l)
+scrapes=$(find "$T" -name 'scrape.c.*' | wc -l)
 mid=0
 for f in "$T"/scrape.c.*; do
 	h=$(sum "$f" booking_commands_handled_total)
@@ -133,6 +134,10 @@ for m in booking_commands_handled_total booking_commands_total booking_commands_
 	booking_commands_events_records_total booking_commands_batches_total booking_commands_batch_size_sum \
 	booking_commands_result_latency_seconds_count booking_commands_partition_lag_records; do
 	echo "  $m $(sum "$T/final.c" "$m")"
+done
+for o in accepted rejected duplicate; do
+	echo "  booking_commands_total{outcome=\"$o\"} $(awk -v o="outcome=\"$o\"" \
+		'index($1, "booking_commands_total{") == 1 && index($1, o) { s += $2 } END { print s + 0 }' "$T/final.c")"
 done
 for m in $(grep -o '^booking_projector_[a-z_]*_total' "$T/final.p" | sort -u) booking_projector_partition_lag_records; do
 	echo "  $m $(sum "$T/final.p" "$m")"
