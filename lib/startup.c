@@ -110,19 +110,22 @@ bk_startup_rc bk_startup_check(rd_kafka_t *rk, bk_startup_topic *ts, int n, int 
 		}
 	}
 	rd_kafka_metadata_destroy(md);
+	char mis[1200] = "";
+	if (mismatch)
+		snprintf(mis, sizeof(mis),
+			 "partition counts %s: the commands, events and results topics must have "
+			 "the same partition count (SPEC §5)",
+			 counts);
 	if (ml) {
 		fail(errstr, errstr_size,
 		     "topics missing or unusable: %s; create them before starting (auto-created "
 		     "topics would get the broker's default partition count), or check "
-		     "--topic-prefix",
-		     missing);
+		     "--topic-prefix%s%s",
+		     missing, mismatch ? "; " : "", mis);
 		return BK_STARTUP_BAD_TOPICS;
 	}
 	if (mismatch) {
-		fail(errstr, errstr_size,
-		     "partition counts %s: the commands, events and results topics must have the "
-		     "same partition count (SPEC §5)",
-		     counts);
+		fail(errstr, errstr_size, "%s", mis);
 		return BK_STARTUP_BAD_TOPICS;
 	}
 	return BK_STARTUP_OK;
