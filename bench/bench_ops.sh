@@ -131,7 +131,7 @@ done
 echo "== B: $scrapes scrapes of each daemon during the run, $mid of them mid-stream; the final scrapes:"
 echo "  sent: $N commands"
 for m in booking_commands_handled_total booking_commands_total booking_commands_dlq_records_total \
-	booking_commands_events_records_total booking_commands_batches_total booking_commands_batch_size_sum \
+	booking_commands_events_total booking_commands_batches_total booking_commands_batch_size_sum \
 	booking_commands_result_latency_seconds_count booking_commands_partition_lag_records; do
 	echo "  $m $(sum "$T/final.c" "$m")"
 done

@@ -352,8 +352,10 @@ static int mx_start(cp *c, const char *addr)
 	mx.dlq_batch = bk_mgrid_shadow(mx.dlq);
 	mx.commands_seen = mx_add(BK_MT_COUNTER, "booking_commands_handled_total",
 				  "Command records handled (answered or dead-lettered).", NULL, 0);
-	mx.events = mx_add(BK_MT_COUNTER, "booking_commands_events_records_total",
-			   "Events records produced to booking.events.", NULL, 0);
+	mx.events = mx_add(BK_MT_COUNTER, "booking_commands_events_total",
+			   "Events produced to booking.events (the events of one command share "
+			   "one record).",
+			   NULL, 0);
 	mx.batches = mx_add(BK_MT_COUNTER, "booking_commands_batches_total",
 			    "Batches (transactions) committed.", NULL, 0);
 	mx.aborts = mx_add(BK_MT_COUNTER, "booking_commands_batch_aborts_total",
