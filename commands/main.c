@@ -1274,13 +1274,14 @@ int main(int argc, char **argv)
 	}
 out:
 	if (!started)
-		bk_logf(
-		    BK_LOG_ERROR, "not started: exiting", "exit=%d cause=\"%s\" version=%s", code,
-		    code == CP_EXIT_USAGE ? "bad configuration, or topics not usable (see above)"
-		    : code == 3		  ? "kafka unreachable (see above)"
-		    : code == CP_EXIT_OK  ? signal_name(stop_signal)
-					  : "fatal error (see above)",
-		    BK_VERSION);
+		bk_logf(code ? BK_LOG_ERROR : BK_LOG_INFO, "not started: exiting",
+			"exit=%d cause=\"%s\" version=%s", code,
+			code == CP_EXIT_USAGE
+			    ? "bad configuration, or topics not usable (see above)"
+			: code == 3	     ? "kafka unreachable (see above)"
+			: code == CP_EXIT_OK ? signal_name(stop_signal)
+					     : "fatal error (see above)",
+			BK_VERSION);
 	bk_metrics_free(mx.reg); /* stops the server first */
 	free(mx.lag_s);
 	free(mx.end_s);

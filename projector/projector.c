@@ -980,6 +980,11 @@ static int projector_main(int argc, char **argv)
 			bad = parse_long(a, v, 1, &batch_ms) < 0;
 		} else if (strcmp(a, "--timeout-ms") == 0) {
 			bad = parse_long(a, v, 100, &timeout_ms) < 0;
+			if (!bad && timeout_ms > 3600000) /* as booking-commands */
+				bad = fprintf(stderr,
+					      "booking-projector: --timeout-ms %s: at most "
+					      "3600000\n",
+					      v) > 0;
 		} else if (strcmp(a, "--stats-s") == 0) {
 			bad = parse_long(a, v, 0, &stats_s) < 0;
 		} else if (strcmp(a, "--group-id") == 0) {
