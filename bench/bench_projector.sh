@@ -43,7 +43,7 @@ done
 
 echo "== booking-projector $*"
 t0=$(now)
-"$PROJ" -d dbname=bench_live --brokers-file "$T/bs" --topic-prefix bench. --stats-s 0 --trust-unsealed "$@" \
+"$PROJ" -d dbname=bench_live --brokers-file "$T/bs" --topic-prefix bench. --stats-s 0 --trust-unsealed 1 "$@" \
 	2>"$T/proj.log" &
 PJ=$!
 PERF=
@@ -51,7 +51,7 @@ if [ -n "${BK_BENCH_PERF:-}" ]; then # a profile of the projector
 	perf record --call-graph dwarf,16384 -F 2000 -p "$PJ" -o "$BK_BENCH_PERF" 2>/dev/null &
 	PERF=$!
 fi
-"$BK" status -d dbname=bench_live --brokers-file "$T/bs" --topic-prefix bench. --wait --timeout-ms 3600000 \
+"$BK" status -d dbname=bench_live --brokers-file "$T/bs" --topic-prefix bench. --wait 3600 \
 	>"$T/status.out" 2>&1 || { tail -n 5 "$T/status.out" "$T/proj.log" >&2; exit 1; }
 t1=$(now)
 [ -n "$PERF" ] && { kill -TERM "$PERF"; wait "$PERF" || true; }

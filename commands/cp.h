@@ -170,14 +170,14 @@ typedef struct cp {
 	size_t cap_gate;
 	/* counters for the log */
 	uint64_t n_cmds, n_events, n_dlq, n_batches, n_aborts;
-	/* what restores found (metrics): events records not applied for a fork, and invalid
-	 * ones (bad hash or link, undecodable, bad seals, not applicable) */
-	uint64_t n_restore_forks, n_restore_invalid;
 	/* where the run loop's time went (µs): waiting for records, checking them, handling
 	 * them (deciding, producing, batch closes inside), closing batches */
 	int64_t us_wait, us_check, us_handle, us_close;
 	/* --allow-unsigned: commands accepted unsigned, in all and not yet reported */
 	uint64_t n_unsigned, n_unsigned_unreported;
+	/* what restores found (metrics): events records not applied for a fork, and invalid
+	 * ones (bad hash or link, undecodable, bad seals, not applicable) */
+	uint64_t n_restore_forks, n_restore_invalid;
 	volatile sig_atomic_t *stop;
 	int exit_code; /* set with *stop on fatal errors */
 	/* --metrics-addr (main.c): the open batch's commands by type x outcome x code,
