@@ -59,6 +59,28 @@ static const subcmd subcmds[] = {
     {NULL, NULL, NULL},
 };
 
+int cmd_take_format(int argc, char **argv, int *i, const char *who, bool *ret_json)
+{
+	const char *a = argv[*i], *v;
+	if (!strcmp(a, "--format")) {
+		if (*i + 1 >= argc) {
+			fprintf(stderr, "%s: --format needs a value: text or json\n", who);
+			return -1;
+		}
+		v = argv[++*i];
+	} else if (!strncmp(a, "--format=", 9)) {
+		v = a + 9;
+	} else {
+		return 0;
+	}
+	if (strcmp(v, "text") && strcmp(v, "json")) {
+		fprintf(stderr, "%s: --format %s: text or json\n", who, v);
+		return -1;
+	}
+	*ret_json = !strcmp(v, "json");
+	return 1;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: bookingctl <command> [options]   (bookingctl <command> --help)\n"

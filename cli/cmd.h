@@ -7,10 +7,21 @@
 #ifndef BK_CLI_CMD_H
 #define BK_CLI_CMD_H
 
+#include <stdbool.h>
+
 #define BK_EXIT_OK	   0
 #define BK_EXIT_PROBLEM	   1
 #define BK_EXIT_USAGE	   2
 #define BK_EXIT_DEPENDENCY 3
+
+/*
+ * --format text|json (also --format=VALUE): the output format, the same everywhere
+ * (docs/operations.md, "Command-line conventions"); text is the default. Looks at
+ * argv[*i]: returns 1 when it was --format (*i moved past its value, *ret_json set),
+ * 0 when it is something else, -1 on a missing or unknown value (message printed on
+ * stderr, prefixed with who: exit 2).
+ */
+int cmd_take_format(int argc, char **argv, int *i, const char *who, bool *ret_json);
 
 int cmd_fsm(int argc, char **argv);
 int cmd_migrate(int argc, char **argv);

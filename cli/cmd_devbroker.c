@@ -48,7 +48,9 @@ static const char usage_text[] =
     "runs until SIGTERM or SIGINT, then exits 0.\n"
     "\n"
     "options:\n"
-    "  --brokers N            number of brokers, ids 1..N (default 1, at most 16)\n"
+    "  --broker-count N       number of brokers, ids 1..N (default 1, at most 16;\n"
+    "                         --brokers N is the old spelling: elsewhere --brokers\n"
+    "                         is the bootstrap list)\n"
     "  --partitions P         partitions of every project topic (default 8)\n"
     "  --topic-prefix PFX     prefix the project topics' names (per-test topics)\n"
     "  --topics a,b:N,...     also create these topics (names taken as given, no prefix;\n"
@@ -799,9 +801,9 @@ int cmd_devbroker(int argc, char **argv)
 			return BK_EXIT_USAGE;
 		}
 		i++;
-		if (!strcmp(a, "--brokers")) {
+		if (!strcmp(a, "--broker-count") || !strcmp(a, "--brokers")) {
 			if (parse_int(val, 1, MAX_BROKERS, &nbrokers) < 0) {
-				fprintf(stderr, "bookingctl devbroker: --brokers %s: want 1..%d\n",
+				fprintf(stderr, "bookingctl devbroker: %s %s: want 1..%d\n", a,
 					val, MAX_BROKERS);
 				return BK_EXIT_USAGE;
 			}

@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "cmd.h"
 #include "paths.h"
 #include "migrate.h"
@@ -21,34 +23,41 @@ typedef struct mig_cli {
 	int verbose;
 	int quiet;
 	migrate_mode mode;
+	json_t *items; /* --format json: every migration reported */
 	int applied_now, applied, pending, problems;
 } mig_cli;
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage: bookingctl migrate [-d CONNINFO] [--dir DIR] [--dry-run | --status]\n"
-		"                          [--retries N] [-q] [-v]\n"
-		"\n"
-		"Apply the pending SQL migrations (DIR/NNN_name.sql, in version order), each in\n"
-		"its own transaction together with its row in " MIGRATE_TABLE ".\n"
-		"Refuses to apply anything when an applied migration's file changed (SHA-256) or\n"
-		"is missing. Concurrent runs wait for each other (advisory lock).\n"
-		"\n"
-		"  -d, --dbname CONNINFO  libpq conninfo or postgresql:// URI (default: the PG*\n"
-		"                         environment variables and libpq defaults)\n"
-		"      --dir DIR          migrations directory (default: $BOOKING_MIGRATIONS,\n"
-		"                         else ./migrations, else the installed ones (the\n"
-		"                         source tree's when run from the build tree))\n"
-		"  -n, --dry-run          list the pending migrations; change nothing\n"
-		"  -s, --status           list every migration and its state; change nothing\n"
-		"      --retries N        connection attempts, with exponential backoff (5)\n"
-		"  -q, --quiet            print only errors\n"
-		"  -v, --verbose          also print progress details\n"
-		"  -h, --help             this text\n"
-		"\n"
-		"exit status: 0 ok, 1 a migration changed, is missing or failed, 2 usage,\n"
-		"3 PostgreSQL unreachable or failing\n");
+	fprintf(
+	    f, "usage: bookingctl migrate [-d CONNINFO] [--migrations DIR] [--dry-run | --status]\n"
+	       "                          [--format text|json] [--retries N] [-q] [-v]\n"
+	       "\n"
+	       "Apply the pending SQL migrations (DIR/NNN_name.sql, in version order), each in\n"
+	       "its own transaction together with its row in " MIGRATE_TABLE ".\n"
+	       "Refuses to apply anything when an applied migration's file changed (SHA-256) or\n"
+	       "is missing. Concurrent runs wait for each other (advisory lock).\n"
+	       "\n"
+	       "  -d, --dbname CONNINFO  libpq conninfo or postgresql:// URI (default: the PG*\n"
+	       "                         environment variables and libpq defaults)\n"
+	       "      --migrations DIR   migrations directory (default: $BOOKING_MIGRATIONS,\n"
+	       "                         else ./migrations, else the installed ones (the\n"
+	       "                         source tree's when run from the build tree));\n"
+	       "                         --dir DIR is the old spelling\n"
+	       "  -n, --dry-run          list the pending migrations; change nothing\n"
+	       "  -s, --status           list every migration and its state; change nothing\n"
+	       "      --retries N        connection attempts, with exponential backoff (5)\n"
+	       "      --format FMT       text (default) or json: one object on stdout,\n"
+	       "                         {ok, applied, applied_now, pending, problems,\n"
+	       "                         migrations: [{version, name, state, applied_at,\n"
+	       "                         sha256}]}; state: applied, pending, applied_now,\n"
+	       "                         changed, missing, failed (with --status: every one)\n"
+	       "  -q, --quiet            print only errors\n"
+	       "  -v, --verbose          also print progress details\n"
+	       "  -h, --help             this text\n"
+	       "\n"
+	       "exit status: 0 ok, 1 a migration changed, is missing or failed, 2 usage,\n"
+	       "3 PostgreSQL unreachable or failing\n");
 }
 
 static void log_line(void *opaque, pgu_level level, const char *msg)
@@ -67,6 +76,33 @@ static void log_line(void *opaque, pgu_level level, const char *msg)
 static void on_item(void *opaque, const migrate_item *it)
 {
 	mig_cli *cli = opaque;
+	if (cli->items) {
+		json_t *o = json_pack("{s:s, s:s, s:s}", "version", it->version, "name", it->name,
+				      "state", migrate_state_name(it->state));
+		if (o) {
+			json_object_set_new(o, "applied_at",
+					    it->applied_at ? json_string(it->applied_at)
+							   : json_null());
+			json_object_set_new(o, "sha256",
+					    it->sha256 ? json_string(it->sha256) : json_null());
+			json_array_append_new(cli->items, o);
+		}
+		switch (it->state) {
+		case MIGRATE_ST_APPLIED:
+			cli->applied++;
+			break;
+		case MIGRATE_ST_PENDING:
+			cli->pending++;
+			break;
+		case MIGRATE_ST_APPLIED_NOW:
+			cli->applied_now++;
+			break;
+		default:
+			cli->problems++;
+			break;
+		}
+		return;
+	}
 
 	switch (it->state) {
 	case MIGRATE_ST_APPLIED:
@@ -150,6 +186,8 @@ int cmd_migrate(int argc, char **argv)
 	static const struct option longopts[] = {
 	    {"dbname", required_argument, NULL, 'd'},
 	    {"dir", required_argument, NULL, 'D'},
+	    {"migrations", required_argument, NULL, 'D'},
+	    {"format", required_argument, NULL, 'f'},
 	    {"dry-run", no_argument, NULL, 'n'},
 	    {"status", no_argument, NULL, 's'},
 	    {"retries", required_argument, NULL, 'r'},
@@ -161,7 +199,7 @@ int cmd_migrate(int argc, char **argv)
 	mig_cli cli = {.mode = MIGRATE_APPLY};
 	const char *conninfo = "", *dir = NULL;
 	char dirbuf[PATH_MAX], absdir[PATH_MAX], errstr[1024], desc[256];
-	int retries = 5, c, dry_run = 0, status = 0;
+	int retries = 5, c, dry_run = 0, status = 0, as_json = 0;
 	pgu_log log = {.fn = log_line, .opaque = &cli};
 	pgu_connect_opts copts = {0};
 	migrate_opts mopts = {0};
@@ -193,6 +231,14 @@ int cmd_migrate(int argc, char **argv)
 			retries = (int)v;
 			break;
 		}
+		case 'f':
+			if (strcmp(optarg, "text") && strcmp(optarg, "json")) {
+				fprintf(stderr, "bookingctl migrate: --format %s: text or json\n",
+					optarg);
+				return BK_EXIT_USAGE;
+			}
+			as_json = !strcmp(optarg, "json");
+			break;
 		case 'q':
 			cli.quiet = 1;
 			break;
@@ -220,8 +266,8 @@ int cmd_migrate(int argc, char **argv)
 	if (!dir)
 		dir = default_dir(dirbuf, sizeof(dirbuf));
 	if (!dir) {
-		fprintf(stderr, "bookingctl migrate: no migrations directory found; give --dir DIR "
-				"or set BOOKING_MIGRATIONS\n");
+		fprintf(stderr, "bookingctl migrate: no migrations directory found; give "
+				"--migrations DIR or set BOOKING_MIGRATIONS\n");
 		return BK_EXIT_USAGE;
 	}
 	if (!is_dir(dir)) {
@@ -247,8 +293,23 @@ int cmd_migrate(int argc, char **argv)
 	mopts.log = &log;
 	mopts.on_item = on_item;
 	mopts.item_opaque = &cli;
+	if (as_json && !(cli.items = json_array())) {
+		PQfinish(conn);
+		return BK_EXIT_PROBLEM;
+	}
 	rc = migrate_run(conn, &mopts, errstr, sizeof(errstr));
 	PQfinish(conn);
+	if (as_json) { /* the items seen, also when a problem stopped the run */
+		json_t *j =
+		    json_pack("{s:b, s:i, s:i, s:i, s:i, s:o}", "ok", rc == MIGRATE_OK, "applied",
+			      cli.applied, "applied_now", cli.applied_now, "pending", cli.pending,
+			      "problems", cli.problems, "migrations", cli.items);
+		char *t = j ? json_dumps(j, JSON_COMPACT) : NULL;
+		if (t)
+			puts(t);
+		free(t);
+		json_decref(j);
+	}
 	if (rc != MIGRATE_OK) {
 		fprintf(stderr, "bookingctl migrate: %s: %s\n", migrate_rc_msg(rc), errstr);
 		if (rc == MIGRATE_CHANGED)
@@ -256,7 +317,7 @@ int cmd_migrate(int argc, char **argv)
 				"bookingctl migrate: refusing to migrate; nothing was applied\n");
 		return exit_code(rc);
 	}
-	if (cli.quiet)
+	if (cli.quiet || as_json)
 		return BK_EXIT_OK;
 	switch (cli.mode) {
 	case MIGRATE_APPLY:

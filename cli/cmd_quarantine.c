@@ -9,12 +9,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "cmd.h"
 #include "pgutil.h"
 
 static void usage(FILE *f)
 {
-	fputs("usage: bookingctl quarantine list [--all] [-d CONNINFO]\n"
+	fputs("usage: bookingctl quarantine list [--all] [--format text|json] [-d CONNINFO]\n"
 	      "       bookingctl quarantine retry ORDER_ID... [-d CONNINFO]\n"
 	      "       bookingctl quarantine skip ORDER_ID... [-d CONNINFO]\n"
 	      "\n"
@@ -25,6 +27,10 @@ static void usage(FILE *f)
 	      "releases the order: its next events apply on top of the skipped ones.\n"
 	      "\n"
 	      "  -d, --dbname CONNINFO  libpq conninfo or URI (default: PG* variables)\n"
+	      "      --all              list: also rows retried-and-applied or skipped\n"
+	      "      --format FMT       list: text (default, a table) or json (one object:\n"
+	      "                         {\"orders\":[{order_id, status, events, seq_min,\n"
+	      "                         seq_max, topic, partition, offset, reason}]})\n"
 	      "  -h, --help             this text\n"
 	      "\n"
 	      "exit status: 0 ok, 1 an order named has no waiting events, 2 usage,\n"
@@ -32,7 +38,14 @@ static void usage(FILE *f)
 	      f);
 }
 
-static int list(PGconn *c, bool all)
+/* A column as a JSON integer, or null when NULL. */
+static json_t *int_or_null(PGresult *r, int row, int col)
+{
+	return PQgetisnull(r, row, col) ? json_null()
+					: json_integer(strtoll(PQgetvalue(r, row, col), NULL, 10));
+}
+
+static int list(PGconn *c, bool all, bool as_json)
 {
 	char err[512];
 	const char *sql =
@@ -48,6 +61,26 @@ static int list(PGconn *c, bool all)
 	if (!r) {
 		fprintf(stderr, "bookingctl quarantine: %s\n", err);
 		return BK_EXIT_DEPENDENCY;
+	}
+	if (as_json) {
+		json_t *orders = json_array();
+		for (int i = 0; i < PQntuples(r); i++)
+			json_array_append_new(
+			    orders,
+			    json_pack("{s:s, s:s, s:o, s:o, s:o, s:s, s:o, s:o, s:s}", "order_id",
+				      PQgetvalue(r, i, 0), "status", PQgetvalue(r, i, 1), "events",
+				      int_or_null(r, i, 2), "seq_min", int_or_null(r, i, 3),
+				      "seq_max", int_or_null(r, i, 4), "topic", PQgetvalue(r, i, 5),
+				      "partition", int_or_null(r, i, 6), "offset",
+				      int_or_null(r, i, 7), "reason", PQgetvalue(r, i, 8)));
+		json_t *j = json_pack("{s:o}", "orders", orders);
+		char *t = j ? json_dumps(j, JSON_COMPACT) : NULL;
+		if (t)
+			puts(t);
+		free(t);
+		json_decref(j);
+		PQclear(r);
+		return t ? BK_EXIT_OK : BK_EXIT_PROBLEM;
 	}
 	printf("%-40s %-8s %6s %-13s %s\n", "ORDER", "STATUS", "EVENTS", "SEQS",
 	       "FIRST (topic/partition@offset: reason)");
@@ -97,7 +130,8 @@ static int change(PGconn *c, const char *what, char **orders, int n)
 int cmd_quarantine(int argc, char **argv)
 {
 	const char *conninfo = NULL, *sub = NULL;
-	bool all = false;
+	bool all = false, as_json = false;
+	int fr;
 	char **orders = calloc((size_t)argc + 1, sizeof(char *));
 	int n = 0;
 	if (!orders)
@@ -116,6 +150,12 @@ int cmd_quarantine(int argc, char **argv)
 			conninfo = a + 9;
 		} else if (!strcmp(a, "--all")) {
 			all = true;
+		} else if ((fr = cmd_take_format(argc, argv, &i, "bookingctl quarantine",
+						 &as_json)) != 0) {
+			if (fr < 0) {
+				free(orders);
+				return BK_EXIT_USAGE;
+			}
 		} else if (a[0] == '-') {
 			goto bad;
 		} else if (!sub) {
@@ -136,7 +176,7 @@ int cmd_quarantine(int argc, char **argv)
 		free(orders);
 		return BK_EXIT_DEPENDENCY;
 	}
-	int rc = strcmp(sub, "list") == 0 ? list(c, all) : change(c, sub, orders, n);
+	int rc = strcmp(sub, "list") == 0 ? list(c, all, as_json) : change(c, sub, orders, n);
 	PQfinish(c);
 	free(orders);
 	return rc;

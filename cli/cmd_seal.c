@@ -287,6 +287,15 @@ int cmd_seal(int argc, char **argv)
 		fprintf(stderr, "bookingctl seal: %s\n", err);
 		goto out;
 	}
+	/* the producer's configuration is checked now, not after reading the whole log:
+	 * a bad -X is bad configuration (exit 2) */
+	static const char *const pdefs[] = {"enable.idempotence", "true", "acks", "all", NULL};
+	rd_kafka_conf_t *pconf = NULL;
+	if (bk_kconf_build(kc, BK_KCONF_PRODUCER, pdefs, &pconf, err, sizeof(err)) < 0) {
+		fprintf(stderr, "bookingctl seal: %s\n", err);
+		goto out;
+	}
+	rd_kafka_conf_destroy(pconf);
 	const char *ev_topic = bk_kconf_topic(kc, BK_TOPIC_EVENTS);
 	const char *res_topic = bk_kconf_topic(kc, BK_TOPIC_RESULTS);
 	const char *rules_topic = bk_kconf_topic(kc, BK_TOPIC_RULES);
@@ -350,8 +359,6 @@ int cmd_seal(int argc, char **argv)
 	rc = BK_EXIT_OK;
 	if (!dry) {
 		rd_kafka_conf_t *conf;
-		static const char *const pdefs[] = {"enable.idempotence", "true", "acks", "all",
-						    NULL};
 		if (bk_kconf_build(kc, BK_KCONF_PRODUCER, pdefs, &conf, err, sizeof(err)) < 0 ||
 		    !(pr = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err)))) {
 			fprintf(stderr, "bookingctl seal: %s\n", err);

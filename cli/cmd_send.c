@@ -22,7 +22,8 @@
 
 static const char usage_text[] =
     "usage: bookingctl send [Kafka options] [--key PATH.sk --key-id ID | --unsigned]\n"
-    "                       [--json] [--wait|--sequential [--timeout-ms N]] [FILE|-]\n"
+    "                       [--content-type msgpack|json]\n"
+    "                       [--wait|--sequential [--timeout-ms N]] [FILE|-]\n"
     "\n"
     "Reads commands as JSON lines (FILE, or stdin for - or no FILE; blank lines and lines\n"
     "starting with # are skipped; a fixture line's \"expect\" field is dropped) and\n"
@@ -32,8 +33,9 @@ static const char usage_text[] =
     "  --key-id ID      the key's id in the processor's keyring\n"
     "  --unsigned       send without signature headers (the processor dead-letters them\n"
     "                   unless it runs with --allow-unsigned)\n"
-    "  --json           send the JSON text (content-type application/json) instead of\n"
-    "                   msgpack (application/msgpack)\n"
+    "  --content-type T the records' encoding: msgpack (default, content-type\n"
+    "                   application/msgpack) or json (the JSON text as read,\n"
+    "                   application/json)\n"
     "  --wait           wait for every command's outcome and print one JSON line each, in\n"
     "                   input order: the result (bk_result_to_json), or for a command the\n"
     "                   processor dead-lettered {\"status\":\"dlq\",\"reason\":...}\n"
@@ -45,7 +47,7 @@ static const char usage_text[] =
     "\n"
     "exit: 0 every command delivered (and with --wait every outcome arrived, none rejected\n"
     "or dead-lettered); 1 with --wait, some command was rejected or dead-lettered;\n"
-    "2 bad usage or input; 3 Kafka failed, or --wait timed out\n"
+    "2 bad usage, input or configuration (-X, -F); 3 Kafka failed, or --wait timed out\n"
     "\n";
 
 /* One input line and what became of it. */
@@ -434,8 +436,13 @@ int cmd_send(int argc, char **argv)
 			}
 		} else if (!strcmp(a, "--unsigned")) {
 			unsigned_ = true;
-		} else if (!strcmp(a, "--json")) {
-			as_json = true;
+		} else if (!strcmp(a, "--content-type") || !strncmp(a, "--content-type=", 15)) {
+			const char *v = a[14] == '=' ? a + 15 : i + 1 < argc ? argv[++i] : "";
+			if (strcmp(v, "json") && strcmp(v, "msgpack")) {
+				fprintf(stderr, "send: --content-type %s: msgpack or json\n", v);
+				goto out;
+			}
+			as_json = !strcmp(v, "json");
 		} else if (!strcmp(a, "--wait")) {
 			wait = true;
 		} else if (!strcmp(a, "--sequential")) {
@@ -484,7 +491,7 @@ int cmd_send(int argc, char **argv)
 						   NULL};
 		if (bk_kconf_new_handle(kc, BK_KCONF_CONSUMER, cdef, &cons, err, sizeof(err)) < 0) {
 			fprintf(stderr, "send: %s\n", err);
-			rc = strstr(err, "no Kafka brokers") ? BK_EXIT_USAGE : BK_EXIT_DEPENDENCY;
+			rc = BK_EXIT_USAGE; /* bad configuration: nothing was contacted yet */
 			goto out;
 		}
 		if (!(starts = wait_start(cons, kc, (int)timeout_ms)))
@@ -496,7 +503,7 @@ int cmd_send(int argc, char **argv)
 	rd_kafka_conf_t *conf;
 	if (bk_kconf_build(kc, BK_KCONF_PRODUCER, pdef, &conf, err, sizeof(err)) < 0) {
 		fprintf(stderr, "send: %s\n", err);
-		rc = strstr(err, "no Kafka brokers") ? BK_EXIT_USAGE : BK_EXIT_DEPENDENCY;
+		rc = BK_EXIT_USAGE; /* bad configuration (-X partitioner=..., no brokers) */
 		goto out;
 	}
 	rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
@@ -504,6 +511,7 @@ int cmd_send(int argc, char **argv)
 	if (!(prod = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err)))) {
 		fprintf(stderr, "send: %s\n", err);
 		rd_kafka_conf_destroy(conf);
+		rc = BK_EXIT_USAGE; /* librdkafka refused the configuration */
 		goto out;
 	}
 	/* the first record would otherwise wait ~1 s for librdkafka's topic scan */

@@ -21,22 +21,26 @@ static void usage(FILE *f)
 {
 	fprintf(
 	    f,
-	    "usage: bookingctl status [-d CONNINFO] [kafka options] [--json] [--wait SECONDS]\n"
+	    "usage: bookingctl status [-d CONNINFO] [Kafka options] [--format text|json]\n"
+	    "                         [--wait [--timeout-ms MS]]\n"
 	    "\n"
 	    "Per partition of the events topic: the log end offset, the projector's checkpoint\n"
 	    "(booking_proj.checkpoint), the lag in records and in seconds (age of the oldest\n"
 	    "record not projected yet), then the quarantined orders and the forks reported.\n"
 	    "\n"
 	    "  -d, --dbname CONNINFO  libpq conninfo or URI (default: PG* variables)\n"
-	    "      --json             one JSON object instead of the table\n"
-	    "      --wait SECONDS     wait until every partition has lag 0 (exit 1 if not\n"
-	    "                         within SECONDS)\n"
+	    "      --format FMT       text (default, a table) or json: one object\n"
+	    "                         {topic, partitions: [{partition, low, end, checkpoint,\n"
+	    "                         lag, lag_seconds}], lag, quarantined: [{order_id,\n"
+	    "                         events, status, reason}], forks}\n"
+	    "      --wait             wait until every partition has lag 0\n"
+	    "      --timeout-ms MS    with --wait: give up after MS ms, exit 1 (60000)\n"
 	    "  -h, --help             this text\n"
 	    "\n"
 	    "exit status: 0 caught up or lagging without problems, 1 orders are quarantined\n"
 	    "(or --wait timed out), 2 usage, 3 Kafka or PostgreSQL unreachable\n"
 	    "\n"
-	    "Kafka options:\n%s",
+	    "%s",
 	    bk_kconf_usage());
 }
 
@@ -212,8 +216,8 @@ static void print(const snapshot *s, const char *topic, bool as_json)
 int cmd_status(int argc, char **argv)
 {
 	const char *conninfo = NULL;
-	bool as_json = false;
-	long wait_s = -1;
+	bool as_json = false, wait = false;
+	long wait_ms = 60000;
 	char err[512];
 	bk_kconf *kc = bk_kconf_new();
 	if (!kc)
@@ -236,16 +240,38 @@ int cmd_status(int argc, char **argv)
 			conninfo = argv[++i];
 		} else if (!strncmp(a, "--dbname=", 9)) {
 			conninfo = a + 9;
-		} else if (!strcmp(a, "--json")) {
-			as_json = true;
-		} else if (!strcmp(a, "--wait") && i + 1 < argc) {
-			wait_s = atol(argv[++i]);
+		} else if ((r = cmd_take_format(argc, argv, &i, "bookingctl status", &as_json)) !=
+			   0) {
+			if (r < 0) {
+				bk_kconf_destroy(kc);
+				return BK_EXIT_USAGE;
+			}
+		} else if (!strcmp(a, "--wait")) {
+			wait = true;
+			/* the old spelling, --wait SECONDS: still read */
+			if (i + 1 < argc && argv[i + 1][0] >= '0' && argv[i + 1][0] <= '9' &&
+			    strspn(argv[i + 1], "0123456789") == strlen(argv[i + 1])) {
+				wait_ms = atol(argv[++i]) * 1000;
+				fprintf(stderr, "bookingctl status: --wait SECONDS is deprecated: "
+						"--wait --timeout-ms MS\n");
+			}
+		} else if (!strcmp(a, "--timeout-ms") || !strncmp(a, "--timeout-ms=", 13)) {
+			const char *v = a[12] == '=' ? a + 13 : i + 1 < argc ? argv[++i] : "";
+			char *end;
+			wait_ms = strtol(v, &end, 10);
+			if (!*v || *end || wait_ms < 0) {
+				fprintf(stderr, "bookingctl status: --timeout-ms: a number of ms, "
+						"please\n");
+				bk_kconf_destroy(kc);
+				return BK_EXIT_USAGE;
+			}
 		} else {
 			usage(stderr);
 			bk_kconf_destroy(kc);
 			return BK_EXIT_USAGE;
 		}
 	}
+	const long wait_s = wait ? 1 : -1; /* >= 0: --wait */
 	const char *topic = bk_kconf_topic(kc, BK_TOPIC_EVENTS);
 	char group[64];
 	snprintf(group, sizeof(group), "bookingctl-status-%ld", (long)getpid());
@@ -287,7 +313,9 @@ int cmd_status(int argc, char **argv)
 			break;
 		}
 		clock_gettime(CLOCK_MONOTONIC, &t);
-		bool waiting = wait_s >= 0 && s.total_lag > 0 && t.tv_sec - t0.tv_sec < wait_s;
+		long elapsed_ms =
+		    (long)(t.tv_sec - t0.tv_sec) * 1000 + (long)(t.tv_nsec - t0.tv_nsec) / 1000000;
+		bool waiting = wait && s.total_lag > 0 && elapsed_ms < wait_ms;
 		if (!waiting) {
 			if (wait_s >= 0 && s.total_lag > 0)
 				oldest_ages(rk, topic, s.ps, s.n);

@@ -25,7 +25,9 @@ typedef struct unsealed_ev unsealed_ev;
 typedef struct verify {
 	bk_engine *e;
 	const char *order;
-	bool quiet;
+	int64_t max_problems; /* --max-problems; -1: all */
+	json_t *jproblems;    /* --format json: the problems, and the records awaiting seal */
+	json_t *jawaiting;
 	int64_t records, events, duplicates, problems, seals;
 	msgpack_sbuffer scratch;
 	bk_trust *trust;
@@ -42,11 +44,29 @@ typedef struct verify {
 	bool results_read;
 } verify;
 
+/* One problem (or record awaiting its seal): a line "VERDICT: partition=... : DETAIL", or
+ * with --format json an object of the array to (verdict, partition, offset, order_id,
+ * seq, subtype, detail). */
+static void emit(json_t *to, const char *what, int32_t partition, int64_t offset,
+		 const char *order_id, long long seq, const char *sub, const char *detail)
+{
+	if (to) {
+		json_array_append_new(to,
+				      json_pack("{s:s, s:i, s:I, s:s, s:I, s:s, s:s}", "verdict",
+						what, "partition", (int)partition, "offset",
+						(json_int_t)offset, "order_id", order_id, "seq",
+						(json_int_t)seq, "subtype", sub, "detail", detail));
+		return;
+	}
+	printf("%s: partition=%d offset=%lld order_id=%s seq=%lld subtype=%s: %s\n", what,
+	       (int)partition, (long long)offset, order_id, seq, sub, detail);
+}
+
 static void report(verify *v, const rd_kafka_message_t *m, const bk_event *e, const char *what,
 		   const char *detail)
 {
 	v->problems++;
-	if (v->quiet && v->problems > 100)
+	if (v->max_problems >= 0 && v->problems > v->max_problems)
 		return;
 	char sub[64] = "", key[BK_ID_MAX] = "?";
 	if (e)
@@ -54,9 +74,8 @@ static void report(verify *v, const rd_kafka_message_t *m, const bk_event *e, co
 	else if (m->key && m->key_len > 0 && m->key_len < sizeof(key) &&
 		 bk_id_valid(m->key, m->key_len, NULL)) /* undecodable: the key names the order */
 		snprintf(key, sizeof(key), "%.*s", (int)m->key_len, (const char *)m->key);
-	printf("%s: partition=%d offset=%lld order_id=%s seq=%lld subtype=%s: %s\n", what,
-	       m->partition, (long long)m->offset, e ? e->order_id : key,
-	       e ? (long long)e->seq : -1LL, e ? sub : "?", detail);
+	emit(v->jproblems, what, m->partition, m->offset, e ? e->order_id : key,
+	     e ? (long long)e->seq : -1LL, e ? sub : "?", detail);
 }
 
 /* A status event must be a move the booking_status table allows from the order's status. */
@@ -204,20 +223,16 @@ static void unsealed_judge(verify *v)
 		}
 		if (u->at_end) {
 			v->awaiting++;
-			printf("awaiting seal: partition=%d offset=%lld order_id=%s seq=%lld "
-			       "subtype=%s: no seal covers it yet (an open batch, or someone "
-			       "else's)\n",
-			       u->partition, (long long)u->offset, u->order, (long long)u->seq,
-			       u->sub);
+			emit(v->jawaiting, "awaiting seal", u->partition, u->offset, u->order,
+			     (long long)u->seq, u->sub,
+			     "no seal covers it yet (an open batch, or someone else's)");
 			continue;
 		}
 		v->problems++;
-		if (!v->quiet || v->problems <= 100)
-			printf("unsealed: partition=%d offset=%lld order_id=%s seq=%lld "
-			       "subtype=%s: no "
-			       "valid seal of a trusted writer covers the record\n",
-			       u->partition, (long long)u->offset, u->order, (long long)u->seq,
-			       u->sub);
+		if (v->max_problems < 0 || v->problems <= v->max_problems)
+			emit(v->jproblems, "unsealed", u->partition, u->offset, u->order,
+			     (long long)u->seq, u->sub,
+			     "no valid seal of a trusted writer covers the record");
 	}
 }
 
@@ -431,7 +446,14 @@ static void usage(FILE *f)
 	    "                      batch's leftover, counted, not a problem\n"
 	    "  --order ID          only this order (reads only its partition)\n"
 	    "  --partition N       only partition N\n"
-	    "  -q, --quiet         print at most 100 problems, then only the summary\n"
+	    "  --max-problems N    print at most N problems (all are counted)\n"
+	    "  --format FMT        text (default: one line per problem, then the summary\n"
+	    "                      lines) or json: one object {ok, records, seals, events,\n"
+	    "                      orders, duplicates_skipped, problems, seals_checked,\n"
+	    "                      problem_list: [{verdict, partition, offset, order_id,\n"
+	    "                      seq, subtype, detail}], leftovers, awaiting_seal,\n"
+	    "                      awaiting: [...], results: {answered, same_answer_again,\n"
+	    "                      unsealed, not_results} or null}\n"
 	    "  -h, --help          this text\n"
 	    "\n%s"
 	    "\nexit status: 0 the log is sound, 1 problems found, 2 bad usage, 3 Kafka failed\n",
@@ -440,7 +462,9 @@ static void usage(FILE *f)
 
 int cmd_verify(int argc, char **argv)
 {
-	verify v = {.await_ms = AWAIT_SEAL_MS};
+	verify v = {.await_ms = AWAIT_SEAL_MS, .max_problems = -1};
+	bool as_json = false;
+	int fr;
 	bk_logread_opts o = {.partition = -1, .to = -1};
 	const char *wkr_path = NULL;
 	bool unsealed_ok = false;
@@ -464,8 +488,19 @@ int cmd_verify(int argc, char **argv)
 			usage(stdout);
 			rc = BK_EXIT_OK;
 			goto out;
-		} else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
-			v.quiet = true;
+		} else if ((fr = cmd_take_format(argc, argv, &i, "bookingctl verify", &as_json)) !=
+			   0) {
+			if (fr < 0)
+				goto out;
+		} else if (!strcmp(a, "--max-problems") && i + 1 < argc) {
+			char *end;
+			long long n = strtoll(argv[++i], &end, 10);
+			if (*end || n < 0) {
+				fprintf(stderr,
+					"bookingctl verify: --max-problems: not a number\n");
+				goto out;
+			}
+			v.max_problems = n;
 		} else if (!strcmp(a, "--unsealed-ok")) {
 			unsealed_ok = true;
 		} else if (!strcmp(a, "--await-seal-ms") && i + 1 < argc) {
@@ -497,6 +532,10 @@ int cmd_verify(int argc, char **argv)
 				a);
 			goto out;
 		}
+	}
+	if (as_json && (!(v.jproblems = json_array()) || !(v.jawaiting = json_array()))) {
+		rc = BK_EXIT_PROBLEM;
+		goto out;
 	}
 	o.topic = bk_kconf_topic(kc, BK_TOPIC_EVENTS);
 	if (!unsealed_ok && bk_trust_load_keyring(wkr_path, &writers, err, sizeof(err)) < 0) {
@@ -556,6 +595,35 @@ int cmd_verify(int argc, char **argv)
 		bk_trust_flush(v.rtrust, -1);
 		v.results_read = true;
 	}
+	if (as_json) {
+		json_t *j = json_pack(
+		    "{s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:O, s:I, s:I, s:O}", "ok",
+		    !v.problems, "records", (json_int_t)v.records, "seals", (json_int_t)v.seals,
+		    "events", (json_int_t)v.events, "orders", (json_int_t)bk_engine_count(v.e),
+		    "duplicates_skipped", (json_int_t)v.duplicates, "problems",
+		    (json_int_t)v.problems, "seals_checked", !unsealed_ok, "problem_list",
+		    v.jproblems, "leftovers", (json_int_t)v.leftovers, "awaiting_seal",
+		    (json_int_t)v.awaiting, "awaiting", v.jawaiting);
+		if (j)
+			json_object_set_new(
+			    j, "results",
+			    v.results_read ? json_pack("{s:I, s:I, s:I, s:I}", "answered",
+						       (json_int_t)v.results, "same_answer_again",
+						       (json_int_t)v.results_copies, "unsealed",
+						       (json_int_t)v.results_unsealed,
+						       "not_results", (json_int_t)v.results_bad)
+					   : json_null());
+		char *t = j ? json_dumps(j, JSON_COMPACT) : NULL;
+		json_decref(j);
+		if (!t) {
+			rc = BK_EXIT_PROBLEM;
+			goto out;
+		}
+		puts(t);
+		free(t);
+		rc = v.problems ? BK_EXIT_PROBLEM : BK_EXIT_OK;
+		goto out;
+	}
 	printf("verify: %s: records=%lld seals=%lld events=%lld orders=%zu "
 	       "duplicates_skipped=%lld problems=%lld%s\n",
 	       v.problems ? "PROBLEMS" : "ok", (long long)v.records, (long long)v.seals,
@@ -584,5 +652,7 @@ out:
 	if (rk)
 		rd_kafka_destroy(rk);
 	bk_kconf_destroy(kc);
+	json_decref(v.jproblems); /* after the flushes above, which may still report */
+	json_decref(v.jawaiting);
 	return rc;
 }

@@ -175,6 +175,9 @@ typedef struct cp {
 	int64_t us_wait, us_check, us_handle, us_close;
 	/* --allow-unsigned: commands accepted unsigned, in all and not yet reported */
 	uint64_t n_unsigned, n_unsigned_unreported;
+	/* what restores found (metrics): events records not applied for a fork, and invalid
+	 * ones (bad hash or link, undecodable, bad seals, not applicable) */
+	uint64_t n_restore_forks, n_restore_invalid;
 	volatile sig_atomic_t *stop;
 	int exit_code; /* set with *stop on fatal errors */
 	/* --metrics-addr (main.c): the open batch's commands by type x outcome x code,

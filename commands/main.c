@@ -19,6 +19,7 @@
 #include "cp.h"
 #include "log.h"
 #include "metrics.h"
+#include "startup.h"
 #include "trust.h"
 
 #ifndef BK_VERSION
@@ -55,7 +56,7 @@ typedef struct cp_mx {
 	uint64_t handled_batch;
 	bk_series *batch_size, *batch_seconds, *result_seconds, *restore_seconds, *restore_records,
 	    *sweeps, *batches, *aborts, *events, *commands_seen, *assigned, *keyring_reloads,
-	    *keyring_errors, *delivery_failures;
+	    *keyring_errors, *delivery_failures, *restore_forks, *restore_invalid;
 	bk_metric *lag, *end;
 	bk_series **lag_s, **end_s; /* [nparts] */
 	int64_t *ts_ms;		    /* the open batch's commands' record timestamps */
@@ -107,15 +108,18 @@ static const char usage_text[] =
     "                               P-<host>-<pid> without one (booking-commands)\n"
     "  --no-transactions            for clusters without transactions: each batch is\n"
     "                               flushed instead (correctness does not change)\n"
-    "  --timeout-ms MS              Kafka call timeout: metadata, commit, restore (30000)\n"
+    "  --timeout-ms MS              Kafka call timeout: metadata, commit, restore; at\n"
+    "                               start, how long to wait for Kafka (retrying, one\n"
+    "                               log line per 5 s) before exit 3 (30000)\n"
     "  --clock-offset SECONDS       DEVELOPMENT ONLY: shift the processor's clock\n"
     "  --metrics-addr HOST:PORT     serve GET /metrics (Prometheus), /healthz and\n"
     "                               /readyz there (off; e.g. 127.0.0.1:9464)\n"
     "  -h, --help                   this text\n"
     "  --version                    the version\n"
     "\n"
-    "exit: 0 stopped by a signal, 1 fatal Kafka or internal error, 2 bad configuration,\n"
-    "mismatched partition counts or a partition with lost history\n"
+    "exit: 0 stopped by a signal, 1 fatal Kafka or internal error, 2 bad configuration\n"
+    "(also: a topic missing, mismatched partition counts, a partition with lost\n"
+    "history), 3 Kafka unreachable at start\n"
     "\n";
 
 static const char *metrics_addr; /* --metrics-addr; NULL: off */
@@ -348,8 +352,10 @@ static int mx_start(cp *c, const char *addr)
 	mx.dlq_batch = bk_mgrid_shadow(mx.dlq);
 	mx.commands_seen = mx_add(BK_MT_COUNTER, "booking_commands_handled_total",
 				  "Command records handled (answered or dead-lettered).", NULL, 0);
-	mx.events = mx_add(BK_MT_COUNTER, "booking_commands_events_records_total",
-			   "Events records produced to booking.events.", NULL, 0);
+	mx.events = mx_add(BK_MT_COUNTER, "booking_commands_events_total",
+			   "Events produced to booking.events (the events of one command share "
+			   "one record).",
+			   NULL, 0);
 	mx.batches = mx_add(BK_MT_COUNTER, "booking_commands_batches_total",
 			    "Batches (transactions) committed.", NULL, 0);
 	mx.aborts = mx_add(BK_MT_COUNTER, "booking_commands_batch_aborts_total",
@@ -374,6 +380,15 @@ static int mx_start(cp *c, const char *addr)
 	    "Records whose delivery to Kafka failed (their batch aborts and is re-done).", NULL, 0);
 	mx.sweeps =
 	    mx_add(BK_MT_COUNTER, "booking_commands_sweeps_total", "Expiry sweeps run.", NULL, 0);
+	mx.restore_forks = mx_add(BK_MT_COUNTER, "booking_commands_restore_forks_total",
+				  "Events a restore did not apply because another valid event "
+				  "holds their seq (a fork: two writers).",
+				  NULL, 0);
+	mx.restore_invalid =
+	    mx_add(BK_MT_COUNTER, "booking_commands_restore_invalid_records_total",
+		   "Invalid records a restore met in booking.events: bad hash or link, "
+		   "undecodable, bad seals, events that could not be applied.",
+		   NULL, 0);
 	mx.assigned = mx_add(BK_MT_GAUGE, "booking_commands_partitions_assigned",
 			     "booking.commands partitions assigned to this instance.", NULL, 0);
 	mx.keyring_reloads = mx_add(BK_MT_COUNTER, "booking_commands_keyring_reloads_total",
@@ -451,6 +466,8 @@ static void mx_update(cp *c)
 	bk_series_set(mx.assigned, a);
 	bk_series_store(mx.events, c->n_events);
 	bk_series_store(mx.aborts, c->n_aborts);
+	bk_series_store(mx.restore_forks, c->n_restore_forks);
+	bk_series_store(mx.restore_invalid, c->n_restore_invalid);
 	bk_metrics_heartbeat(mx.reg);
 }
 
@@ -652,6 +669,21 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 		c->dr_err = m->err;
 }
 
+/* Kafka unreachable while running: one line when the pipeline stalls, one when it
+ * resumes (lib/startup.h). Fed by the group consumer's statistics, on the main thread. */
+static bk_kwatch kwatch = {.program = "booking-commands"};
+
+static int stats_cb(rd_kafka_t *rk, char *json, size_t json_len, void *opaque)
+{
+	const cp *c = opaque;
+	(void)rk;
+	int n = 0;
+	for (int p = 0; c->parts && p < c->nparts; p++)
+		n += c->parts[p].assigned;
+	bk_kwatch_stats(&kwatch, json, json_len, n);
+	return 0; /* librdkafka frees json */
+}
+
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 			 rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
@@ -672,9 +704,18 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 			c->parts[p].assigned = true;
 			ps[n++] = p;
 		}
+		char list[1024] = "";
+		if (ps) {
+			int32_t *sorted = malloc(((size_t)n + 1) * sizeof(*sorted));
+			if (sorted) {
+				memcpy(sorted, ps, (size_t)n * sizeof(*sorted));
+				bk_part_list(sorted, (size_t)n, list, sizeof(list));
+				free(sorted);
+			}
+		}
 		bk_logf(BK_LOG_INFO, "partitions assigned: restoring",
-			"topic=%s count=%d protocol=%s", c->topic[BK_TOPIC_COMMANDS], n,
-			rd_kafka_rebalance_protocol(rk));
+			"topic=%s count=%d partitions=%s protocol=%s", c->topic[BK_TOPIC_COMMANDS],
+			n, list, rd_kafka_rebalance_protocol(rk));
 		if (!ps) {
 			cp_fatal(c, CP_EXIT_FATAL);
 		} else if (n > 0 && restore(c, ps, n, estr, sizeof(estr)) < 0) {
@@ -707,15 +748,23 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 		bk_logf(BK_LOG_ERROR, "rebalance error", "err=\"%s\"", rd_kafka_err2str(err));
 	/* finish (or, when lost, abort) the batch before the partitions go */
 	close_batch(c, lost);
+	int32_t *ids = malloc(((size_t)parts->cnt + 1) * sizeof(*ids));
+	size_t nids = 0;
 	for (int i = 0; i < parts->cnt; i++) {
 		int32_t p = parts->elems[i].partition;
 		if (p < 0 || p >= c->nparts)
 			continue;
 		cp_part_reset(&c->parts[p]);
 		c->parts[p].assigned = false;
+		if (ids)
+			ids[nids++] = p;
 	}
-	bk_logf(BK_LOG_INFO, "partitions revoked", "topic=%s count=%d lost=%d",
-		c->topic[BK_TOPIC_COMMANDS], parts->cnt, lost);
+	char list[1024] = "";
+	if (ids)
+		bk_part_list(ids, nids, list, sizeof(list));
+	free(ids);
+	bk_logf(BK_LOG_INFO, "partitions revoked", "topic=%s count=%d partitions=%s lost=%d",
+		c->topic[BK_TOPIC_COMMANDS], parts->cnt, list, lost);
 	if (coop && err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
 		rd_kafka_error_t *e = rd_kafka_incremental_unassign(rk, parts);
 		if (e) {
@@ -769,20 +818,28 @@ static int setup_kafka(cp *c, int *ret_code)
 	uint8_t iid[8];
 	randombytes_buf(iid, sizeof(iid));
 	bk_hex(iid, sizeof(iid), c->instance);
-	if (bk_kconf_check_partitions(c->reader, c->kc, c->o.timeout_ms, &c->nparts, err,
-				      sizeof(err)) < 0) {
-		bk_logf(BK_LOG_ERROR, "refusing to run", "err=\"%s\"", err);
-		fprintf(stderr, "booking-commands: %s\n", err);
+	/* the cluster answers (retried up to --timeout-ms) and the topics exist, commands,
+	 * events and results with one partition count (lib/startup.h, as the projector) */
+	bk_startup_topic ts[] = {
+	    {c->topic[BK_TOPIC_COMMANDS], "--commands-topic", true, 0},
+	    {c->topic[BK_TOPIC_EVENTS], "--events-topic", true, 0},
+	    {c->topic[BK_TOPIC_RESULTS], "--results-topic", true, 0},
+	    {c->topic[BK_TOPIC_RULES], "--rules-topic", false, 0},
+	    {c->topic[BK_TOPIC_DLQ], "--dlq-topic", false, 0},
+	};
+	bk_startup_rc sr =
+	    bk_startup_check(c->reader, ts, 5, c->o.timeout_ms, &stop_flag, err, sizeof(err));
+	if (sr != BK_STARTUP_OK) {
+		*ret_code = bk_startup_exit_code(sr);
+		if (sr != BK_STARTUP_STOPPED) {
+			bk_logf(BK_LOG_ERROR, "refusing to run", "err=\"%s\"", err);
+			fprintf(stderr, "booking-commands: %s\n", err);
+		}
 		return -1;
 	}
-	if (bk_kconf_partition_count(c->reader, c->topic[BK_TOPIC_RULES], c->o.timeout_ms,
-				     &c->rules_parts, err, sizeof(err)) < 0 ||
-	    bk_kconf_partition_count(c->reader, c->topic[BK_TOPIC_DLQ], c->o.timeout_ms,
-				     &c->dlq_parts, err, sizeof(err)) < 0) {
-		bk_logf(BK_LOG_ERROR, "refusing to run", "err=\"%s\"", err);
-		fprintf(stderr, "booking-commands: %s\n", err);
-		return -1;
-	}
+	c->nparts = ts[0].count;
+	c->rules_parts = ts[3].count;
+	c->dlq_parts = ts[4].count;
 	c->parts = calloc((size_t)c->nparts, sizeof(*c->parts));
 	if (!c->parts)
 		return -1;
@@ -822,6 +879,11 @@ static int setup_kafka(cp *c, int *ret_code)
 	c->last_poll_us = cp_mono_us();
 	rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
 	rd_kafka_conf_set_opaque(conf, c);
+	if (bk_kwatch_conf(conf, stats_cb, err, sizeof(err)) < 0) {
+		fprintf(stderr, "booking-commands: %s\n", err);
+		rd_kafka_conf_destroy(conf);
+		return -1;
+	}
 	if (!(c->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof(why)))) {
 		fprintf(stderr, "booking-commands: consumer: %s\n", why);
 		rd_kafka_conf_destroy(conf);
@@ -1212,10 +1274,13 @@ int main(int argc, char **argv)
 	}
 out:
 	if (!started)
-		bk_logf(BK_LOG_ERROR, "not started: exiting", "exit=%d cause=%s version=%s", code,
+		bk_logf(code ? BK_LOG_ERROR : BK_LOG_INFO, "not started: exiting",
+			"exit=%d cause=\"%s\" version=%s", code,
 			code == CP_EXIT_USAGE
 			    ? "bad configuration, or topics not usable (see above)"
-			    : "fatal error (see above)",
+			: code == 3	     ? "kafka unreachable (see above)"
+			: code == CP_EXIT_OK ? signal_name(stop_signal)
+					     : "fatal error (see above)",
 			BK_VERSION);
 	bk_metrics_free(mx.reg); /* stops the server first */
 	free(mx.lag_s);

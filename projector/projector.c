@@ -24,15 +24,17 @@
 #include "metrics.h"
 #include "pgutil.h"
 #include "proj_batch.h"
+#include "startup.h"
 #include "trust.h"
 
 #ifndef BK_VERSION
 #define BK_VERSION "unknown"
 #endif
 
-#define EXIT_OK	   0
-#define EXIT_FATAL 1
-#define EXIT_USAGE 2
+#define EXIT_OK		0
+#define EXIT_FATAL	1
+#define EXIT_USAGE	2
+#define EXIT_DEPENDENCY 3 /* Kafka unreachable at start, after --timeout-ms */
 
 #define CAUGHT_UP_MS 10 /* nothing to read for this long: the batch is written */
 
@@ -71,13 +73,18 @@ static const char usage_text[] =
     "      --writer-keyring F the processors' writer keys ($BOOKING_WRITER_KEYRING): only\n"
     "                         records their seals cover are projected; the rest are\n"
     "                         rejected (booking_proj.rejected)\n"
-    "      --trust-unsealed 1 DEVELOPMENT ONLY: project records without seals\n"
+    "      --trust-unsealed   DEVELOPMENT ONLY: project records without seals\n"
+    "      --timeout-ms MS    wait this long for Kafka at start (retrying, one log line\n"
+    "                         per 5 s), then exit 3 (default 30000, as booking-commands)\n"
     "      --metrics-addr HOST:PORT  serve GET /metrics (Prometheus), /healthz and\n"
     "                         /readyz there (default off; e.g. 127.0.0.1:9465)\n"
     "  -h, --help             this text\n"
     "      --version          the version\n"
     "\n"
     "SIGHUP is logged and changes nothing (logs go to stderr).\n"
+    "\n"
+    "exit: 0 stopped by a signal, 1 fatal error, 2 bad configuration (also: a topic\n"
+    "missing, a partition with lost history), 3 Kafka unreachable at start\n"
     "\n";
 
 typedef struct app {
@@ -271,26 +278,6 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* "0,1,5-9": a partition list for a log line (ids ascending or not; truncated with "..."). */
-static const char *part_list(const int32_t *ids, size_t n, char *buf, size_t bufsz)
-{
-	size_t at = 0;
-	buf[0] = '\0';
-	for (size_t i = 0; i < n && at + 16 < bufsz; i++) {
-		size_t j = i;
-		while (j + 1 < n && ids[j + 1] == ids[j] + 1)
-			j++;
-		int k = j > i ? snprintf(buf + at, bufsz - at, "%s%d-%d", at ? "," : "",
-					 (int)ids[i], (int)ids[j])
-			      : snprintf(buf + at, bufsz - at, "%s%d", at ? "," : "", (int)ids[i]);
-		at += (size_t)k;
-		i = j;
-		if (i + 1 < n && at + 16 >= bufsz)
-			snprintf(buf + at, bufsz - at, ",...");
-	}
-	return buf;
-}
-
 /* Seek offsets of the partitions of one topic in `parts`, from the checkpoints. */
 static int resume_offsets(app *a, rd_kafka_topic_partition_list_t *parts, const char *topic)
 {
@@ -330,8 +317,22 @@ static int resume_offsets(app *a, rd_kafka_topic_partition_list_t *parts, const 
 	}
 	char list[1024];
 	bk_logf(BK_LOG_INFO, "partition assigned", "topic=%s count=%zu partitions=%s", topic, n,
-		part_list(ids, n, list, sizeof(list)));
+		bk_part_list(ids, n, list, sizeof(list)));
 	return 0;
+}
+
+/* Kafka unreachable while running: one line when the pipeline stalls, one when it
+ * resumes (lib/startup.h). Fed by the consumer's statistics, on the main thread. */
+static bk_kwatch kwatch = {.program = "booking-projector"};
+static int n_assigned; /* partitions assigned (both topics), kept by rebalance_cb */
+
+static int stats_cb(rd_kafka_t *rk, char *json, size_t json_len, void *opaque)
+{
+	/* no librdkafka calls here: this also runs inside rd_kafka_consumer_close */
+	(void)rk;
+	(void)opaque;
+	bk_kwatch_stats(&kwatch, json, json_len, n_assigned);
+	return 0; /* librdkafka frees json */
 }
 
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
@@ -346,6 +347,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 			stop = 1; /* stopped while PostgreSQL was unavailable */
 			return;
 		}
+		n_assigned = coop ? n_assigned + parts->cnt : parts->cnt;
 		if (coop) {
 			rd_kafka_error_t *e = rd_kafka_incremental_assign(rk, parts);
 			if (e) {
@@ -368,8 +370,9 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 	}
 	char list[1024];
 	bk_logf(BK_LOG_INFO, "partition revoked", "count=%d events_partitions=%s", parts->cnt,
-		part_list(ids, nids, list, sizeof(list)));
+		bk_part_list(ids, nids, list, sizeof(list)));
 	proj_revoke(a->p);
+	n_assigned = coop && n_assigned > parts->cnt ? n_assigned - parts->cnt : 0;
 	if (coop) {
 		rd_kafka_error_t *e = rd_kafka_incremental_unassign(rk, parts);
 		if (e)
@@ -1006,7 +1009,7 @@ static int projector_main(int argc, char **argv)
 	const char *conninfo = NULL, *group = "booking-projector", *metrics_addr = NULL,
 		   *wkr_path = NULL;
 	bool trust_unsealed = false;
-	long batch_events = 20000, batch_ms = 200, stats_s = 10;
+	long batch_events = 20000, batch_ms = 200, stats_s = 10, timeout_ms = 30000;
 	pdb_path path = PDB_COPY;
 	char err[512];
 	bk_kconf *kc = bk_kconf_new();
@@ -1033,6 +1036,11 @@ static int projector_main(int argc, char **argv)
 			name[eq - a] = 0;
 			a = name;
 			v = eq + 1;
+		} else if (strcmp(a, "--trust-unsealed") == 0) {
+			/* a switch, as in rebuild; the old "--trust-unsealed 1" still works */
+			if (v && (strcmp(v, "1") == 0 || strcmp(v, "0") == 0))
+				i++;
+			v = v && strcmp(v, "0") == 0 ? "0" : "1";
 		} else if (v && (strcmp(a, "-d") == 0 || strncmp(a, "--", 2) == 0) &&
 			   strcmp(a, "--help") != 0 && strcmp(a, "--version") != 0) {
 			i++;
@@ -1058,6 +1066,13 @@ static int projector_main(int argc, char **argv)
 			bad = parse_long(a, v, 1, &batch_events) < 0;
 		} else if (strcmp(a, "--batch-ms") == 0) {
 			bad = parse_long(a, v, 1, &batch_ms) < 0;
+		} else if (strcmp(a, "--timeout-ms") == 0) {
+			bad = parse_long(a, v, 100, &timeout_ms) < 0;
+			if (!bad && timeout_ms > 3600000) /* as booking-commands */
+				bad = fprintf(stderr,
+					      "booking-projector: --timeout-ms %s: at most "
+					      "3600000\n",
+					      v) > 0;
 		} else if (strcmp(a, "--stats-s") == 0) {
 			bad = parse_long(a, v, 0, &stats_s) < 0;
 		} else if (strcmp(a, "--group-id") == 0) {
@@ -1148,7 +1163,8 @@ static int projector_main(int argc, char **argv)
 	}
 	rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
 	rd_kafka_conf_set_opaque(conf, &a);
-	a.rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+	if (bk_kwatch_conf(conf, stats_cb, err, sizeof(err)) == 0)
+		a.rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
 	if (!a.rk) {
 		rd_kafka_conf_destroy(conf);
 		fprintf(stderr, "booking-projector: %s\n", err);
@@ -1162,6 +1178,30 @@ static int projector_main(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	rd_kafka_poll_set_consumer(a.rk);
+	/* the cluster answers (retried up to --timeout-ms) and both topics exist: a
+	 * misspelled --topic-prefix is refused, as by booking-commands (lib/startup.h) */
+	bk_startup_topic ts[] = {{a.events_topic, "--events-topic", false, 0},
+				 {a.rules_topic, "--rules-topic", false, 0}};
+	bk_startup_rc sr = bk_startup_check(a.rk, ts, 2, (int)timeout_ms, &stop, err, sizeof(err));
+	if (sr != BK_STARTUP_OK) {
+		int code = bk_startup_exit_code(sr);
+		if (sr != BK_STARTUP_STOPPED) {
+			bk_logf(BK_LOG_ERROR, "refusing to run", "err=\"%s\"", err);
+			fprintf(stderr, "booking-projector: %s\n", err);
+		}
+		rd_kafka_destroy(a.rk);
+		proj_free(a.p);
+		app_free(&a);
+		bk_kconf_destroy(kc);
+		px_stop();
+		bk_logf(code ? BK_LOG_ERROR : BK_LOG_INFO, "not started: exiting",
+			"exit=%d cause=\"%s\" version=%s", code,
+			sr == BK_STARTUP_STOPPED  ? (stop_signal == SIGINT ? "SIGINT" : "SIGTERM")
+			: code == EXIT_DEPENDENCY ? "kafka unreachable (see above)"
+						  : "topics not usable (see above)",
+			BK_VERSION);
+		return code;
+	}
 	if (proj_connect(a.p) < 0) { /* stopped before PostgreSQL came */
 		rd_kafka_destroy(a.rk);
 		proj_free(a.p);

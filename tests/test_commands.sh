@@ -171,7 +171,7 @@ done
 head -n 2 "$SRC/fixtures/duplicate_command.jsonl" | sed 's/"expect":{[^}]*},\?//' >"$W/dup.jsonl"
 tail -n 1 "$W/dup.jsonl" >>"$W/dup.jsonl"
 "$BCTL" send --brokers-file "$W/boot.fx$dupidx" --key "$W/all.sk" \
-	--key-id test-all --json --wait --timeout-ms 20000 "$W/dup.jsonl" >"$W/dup.out" 2>/dev/null
+	--key-id test-all --content-type json --wait --timeout-ms 20000 "$W/dup.jsonl" >"$W/dup.out" 2>/dev/null
 if [ "$(grep -c '"status":"duplicate"' "$W/dup.out")" -eq 3 ] &&
 	"$TOOL" verify --brokers-file "$W/boot.fx$dupidx" --strict >"$W/dup.verify" 2>&1; then
 	ok "duplicate ids (also re-sent as JSON): duplicate results, one events record per id"
@@ -585,7 +585,7 @@ wait "$PROC_PID"
 # Three brokers; broker 2 leads partitions 1 and 4 of every topic. It is stopped for 4 s
 # in the middle of the stream and started again: nothing lost, nothing doubled.
 rm -f "$W/boot.down"
-"$BCTL" devbroker --brokers 3 --partitions 6 --bootstrap-file "$W/boot.down" \
+"$BCTL" devbroker --broker-count 3 --partitions 6 --bootstrap-file "$W/boot.down" \
 	--control "$W/ctl.down" >/dev/null 2>"$W/devbroker.down.log" &
 pids+=($!)
 wait_devbroker down || exit 1

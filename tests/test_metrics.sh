@@ -104,7 +104,8 @@ export PGHOST PGPORT PGUSER
 pg_newdb "$DB" >/dev/null || { echo "Bail out! cannot create $DB"; exit 1; }
 "$BK" migrate -q -d "dbname=$DB" --dir "$SRC/migrations" >"$T/migrate.out" 2>&1 ||
 	{ echo "Bail out! migrate failed: $(cat "$T/migrate.out")"; exit 1; }
-"$BK" devbroker --partitions 4 --bootstrap-file "$T/boot" >/dev/null 2>"$T/devbroker.log" &
+"$BK" devbroker --partitions 4 --bootstrap-file "$T/boot" --control "$T/ctl" >/dev/null \
+	2>"$T/devbroker.log" &
 pids+=($!)
 wait_for 30 test -s "$T/boot" || { echo "Bail out! the dev broker did not start"; exit 1; }
 "$BK" keygen --key-id k1 --roles buyer,provider,support,system --out "$T/k1" >"$T/keyring" 2>/dev/null
@@ -178,7 +179,7 @@ SCRAPER=$!
 	"$T/unsigned.jsonl" >"$T/dlq.jsonl" 2>"$T/send2.err"
 check "every command got an outcome ($sent signed + 3 unsigned)" \
 	test "$(grep -c . "$T/results.jsonl")" = "$sent" -a "$(grep -c . "$T/dlq.jsonl")" = 3
-"$BK" status -d "dbname=$DB" --brokers-file "$T/boot" --wait 60 >"$T/status.out" 2>&1
+"$BK" status -d "dbname=$DB" --brokers-file "$T/boot" --wait --timeout-ms 60000 >"$T/status.out" 2>&1
 sleep 1.5 # one more metrics update (every second)
 touch "$T/stop-scraping"
 wait "$SCRAPER"
@@ -277,7 +278,23 @@ check "the projector's assignment is one line per topic with the partition list"
 	grep -q 'level=info msg="partition assigned" topic=booking.events count=4 partitions=0-3' "$T/proj.log"
 check "consumer properties in -F/-X are not passed to the producer (no 'will be ignored' warning)" \
 	bash -c '! grep -q "will be ignored" "$1" && grep -q "session.timeout.ms" "$2"' _ "$T/proc.log" "$T/proc.conf"
-"$PROC" -b 127.0.0.1:1 --allow-unsigned --timeout-ms 2000 >"$T/down.log" 2>&1
+# both daemons against a closed port: retried with one line per window, then exit 3 after
+# --timeout-ms, with the same lines (lib/startup.c)
+"$PROC" -b 127.0.0.1:1 --allow-unsigned --timeout-ms 2000 >"$T/down.log" 2>&1 &
+dpid=$!
+"$PROJ" -b 127.0.0.1:1 -d "dbname=$DB" --timeout-ms 2000 >"$T/down.proj.log" 2>&1
+jc=$?
+wait "$dpid"
+pc=$?
+for w in proc:"$pc":"$T/down.log" proj:"$jc":"$T/down.proj.log"; do
+	IFS=: read -r who code log <<<"$w"
+	check "$who, Kafka unreachable at start: a retry line, then exit 3 after --timeout-ms" \
+		bash -c '[ "$1" = 3 ] &&
+			grep -q "level=warn msg=\"kafka unreachable at start: retrying\" attempt=1 " "$2" &&
+			grep -q "level=error msg=\"refusing to run\" err=\"kafka unreachable: no broker answered within 2000 ms (--timeout-ms" "$2" &&
+			grep -q "msg=\"not started: exiting\" exit=3 cause=\"kafka unreachable" "$2"' \
+		_ "$code" "$log"
+done
 check "an unreachable broker: librdkafka's connection failures at warn, none at error" \
 	bash -c 'grep -q "level=warn msg=\"librdkafka\" fac=FAIL" "$1" &&
 		! grep "msg=\"librdkafka\"" "$1" | grep -q "level=error"' _ "$T/down.log"
@@ -360,6 +377,120 @@ check "bad configuration: exit 2 with a logged cause" \
 "$PROC" --brokers-file "$T/boot" --allow-unsigned --metrics-addr nonsense >"$T/bad2.log" 2>&1
 bc=$?
 check "a bad --metrics-addr is bad configuration (exit 2)" test "$bc" = 2
+
+
+# ---- CLI conventions (docs/operations.md): --format json, exit 2 --------------------
+# a held order (the projector is stopped: it stays held) for status and quarantine list
+psql -X -q -d "$DB" -c "insert into booking_proj.quarantine (order_id, topic, partition,
+	record_offset, seq, reason, event) values ('ord_held_1', 'booking.events', 2, 7, 3,
+	'test: held', '\\x00')" >"$T/psql.out" 2>&1
+"$BK" status -d "dbname=$DB" --brokers-file "$T/boot" --format json >"$T/status.json" 2>"$T/status.err"
+sc=$?
+check "status --format json: exit 1 (an order is held), the documented fields" \
+	python3 - "$T/status.json" "$sc" <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1]))
+assert sys.argv[2] == "1", sys.argv[2]
+assert set(j) == {"topic", "partitions", "lag", "quarantined", "forks"}, j.keys()
+assert j["topic"] == "booking.events" and len(j["partitions"]) == 4 and j["lag"] >= 0
+for p in j["partitions"]:
+    assert set(p) == {"partition", "low", "end", "checkpoint", "lag", "lag_seconds"}, p
+assert sum(p["end"] for p in j["partitions"]) > 0
+assert j["quarantined"] == [{"order_id": "ord_held_1", "events": 1, "status": "held",
+                             "reason": "test: held"}], j["quarantined"]
+assert j["forks"] == 0
+PY
+"$BK" quarantine list -d "dbname=$DB" --format json >"$T/q.json" 2>"$T/q.err"
+check "quarantine list --format json: the documented fields" \
+	python3 -c '
+import json, sys
+j = json.load(open(sys.argv[1]))
+assert j == {"orders": [{"order_id": "ord_held_1", "status": "held", "events": 1, "seq_min": 3,
+    "seq_max": 3, "topic": "booking.events", "partition": 2, "offset": 7,
+    "reason": "test: held"}]}, j' "$T/q.json"
+"$BK" verify --brokers-file "$T/boot" --format json >"$T/verify.json" 2>"$T/verify.err"
+vc=$?
+check "verify --format json: exit 0, the documented fields, every record counted" \
+	python3 -c '
+import json, sys
+j = json.load(open(sys.argv[1]))
+assert sys.argv[2] == "0", sys.argv[2]
+assert {"ok", "records", "seals", "events", "orders", "duplicates_skipped", "problems",
+        "seals_checked", "problem_list", "leftovers", "awaiting_seal", "awaiting",
+        "results"} == set(j), j.keys()
+assert j["ok"] is True and j["problems"] == 0 and j["problem_list"] == [] and j["seals_checked"]
+assert j["events"] > 0 and j["seals"] > 0 and j["orders"] > 0
+assert j["results"]["answered"] >= int(sys.argv[3]), j["results"]' "$T/verify.json" "$vc" "$sent"
+"$BK" migrate -d "dbname=$DB" --migrations "$SRC/migrations" --status --format json \
+	>"$T/mig.json" 2>"$T/mig.err"
+check "migrate --status --format json: every migration applied, the documented fields" \
+	python3 -c '
+import json, os, sys
+j = json.load(open(sys.argv[1]))
+files = sorted(f for f in os.listdir(sys.argv[2]) if f.endswith(".sql"))
+assert j["ok"] is True and j["pending"] == 0 and j["problems"] == 0, j
+assert j["applied"] == len(files) == len(j["migrations"]), (j["applied"], len(files))
+for m, f in zip(j["migrations"], files):
+    assert set(m) == {"version", "name", "state", "applied_at", "sha256"}, m
+    assert m["state"] == "applied" and f == m["version"] + "_" + m["name"] + ".sql", (m, f)' \
+	"$T/mig.json" "$SRC/migrations"
+for c in "status --brokers-file $T/boot" "quarantine list" "verify --brokers-file $T/boot" \
+	"migrate --status"; do
+	# shellcheck disable=SC2086 # the words of $c are arguments
+	"$BK" $c --format xml -d "dbname=$DB" >/dev/null 2>"$T/fmt.err"
+	fc=$?
+	check "bookingctl ${c%% -*} --format xml: exit 2, naming the choices" \
+		bash -c '[ "$1" = 2 ] && grep -q -- "--format xml: text or json" "$2"' _ "$fc" "$T/fmt.err"
+done
+"$BK" send --brokers-file "$T/boot" --unsigned -X partitioner=random "$T/k2.jsonl" >/dev/null 2>"$T/part.err"
+check "send -X partitioner=random is bad configuration: exit 2" \
+	bash -c '[ "$1" = 2 ] && grep -q "partitioner is fixed" "$2"' _ "$?" "$T/part.err"
+"$BK" seal --brokers-file "$T/boot" -X partitioner=random >/dev/null 2>"$T/seal.err"
+check "seal -X partitioner=random is bad configuration: exit 2, before reading the log" \
+	bash -c '[ "$1" = 2 ] && grep -q "partitioner is fixed" "$2"' _ "$?" "$T/seal.err"
+"$PROC" --brokers-file "$T/boot" --allow-unsigned -X partitioner=random >"$T/part2.log" 2>&1
+check "booking-commands -X partitioner=random: exit 2" test "$?" = 2
+"$PROJ" --brokers-file "$T/boot" -d "dbname=$DB" -X no.such.property=1 >"$T/prop.log" 2>&1
+check "booking-projector -X no.such.property=1: exit 2" test "$?" = 2
+# a misspelled --topic-prefix: both daemons refuse, exit 2, naming the topics
+"$PROJ" --brokers-file "$T/boot" -d "dbname=$DB" --topic-prefix typo. >"$T/typo.proj.log" 2>&1
+jc=$?
+"$PROC" --brokers-file "$T/boot" --allow-unsigned --topic-prefix typo. >"$T/typo.proc.log" 2>&1
+pc=$?
+check "projector with a missing topic (--topic-prefix typo.): exit 2, the topic named" \
+	bash -c '[ "$1" = 2 ] && grep -q "refusing to run\" err=\"topics missing or unusable: typo.booking.events (does not exist, --events-topic)" "$2"' \
+	_ "$jc" "$T/typo.proj.log"
+check "processor with the same typo: the same exit and message" \
+	bash -c '[ "$1" = 2 ] && grep -q "refusing to run\" err=\"topics missing or unusable: typo.booking.commands (does not exist, --commands-topic)" "$2"' \
+	_ "$pc" "$T/typo.proc.log"
+
+# ---- a stalled pipeline: Kafka unreachable while running, one line each way -----------
+"$PROC" --brokers-file "$T/boot" --keyring "$T/k2.line" --sweep-interval-ms 0 >"$T/stall.proc.log" 2>&1 &
+SP=$!
+pids+=($SP)
+"$PROJ" --brokers-file "$T/boot" -d "dbname=$DB" --stats-s 0 >"$T/stall.proj.log" 2>&1 &
+SJ=$!
+pids+=($SJ)
+wait_for 30 bash -c 'grep -q "msg=\"restore finished\" partitions=4 " "$1" &&
+	grep -q "msg=\"partition assigned\" topic=booking.events count=4 partitions=0-3" "$2"' \
+	_ "$T/stall.proc.log" "$T/stall.proj.log"
+check "the processor's assignment is one line with the partition list" \
+	grep -q 'msg="partitions assigned: restoring" topic=booking.commands count=4 partitions=0-3 ' "$T/stall.proc.log"
+"$BK" devbroker ctl --control "$T/ctl" broker-down all >/dev/null
+check "broker down: both daemons say once that the pipeline is stalled (after 10 s)" \
+	wait_for 20 bash -c 'grep -q "level=warn msg=\"kafka unreachable: pipeline stalled\" program=booking-commands seconds=1[0-9] partitions_stalled=4" "$1" &&
+		grep -q "level=warn msg=\"kafka unreachable: pipeline stalled\" program=booking-projector seconds=1[0-9] partitions_stalled=" "$2"' \
+	_ "$T/stall.proc.log" "$T/stall.proj.log"
+"$BK" devbroker ctl --control "$T/ctl" broker-up all >/dev/null
+check "broker up again: one line each that the pipeline resumes" \
+	wait_for 10 bash -c 'grep -q "msg=\"kafka reachable again: pipeline resumes\"" "$1" &&
+		grep -q "msg=\"kafka reachable again: pipeline resumes\"" "$2"' \
+	_ "$T/stall.proc.log" "$T/stall.proj.log"
+check "... and the stall was said once per daemon" \
+	bash -c '[ "$(grep -c "pipeline stalled" "$1")" = 1 ] && [ "$(grep -c "pipeline stalled" "$2")" = 1 ]' \
+	_ "$T/stall.proc.log" "$T/stall.proj.log"
+kill -TERM "$SP" "$SJ"
+wait "$SP" "$SJ"
 
 echo "1..$n"
 [ "$failed" -eq 0 ]

@@ -1,8 +1,10 @@
 /*
  * test_ops.c - Check suite for the operations modules of lib/: the metrics registry
  * (exposition text, escaping, histograms, grids, hidden series, concurrent updates), its
- * HTTP endpoint (/metrics, /healthz, /readyz, 404, 405) and the -F configuration file
- * expansion (lib/conffile).
+ * HTTP endpoint (/metrics, /healthz, /readyz, 404, 405), the -F configuration file
+ * expansion (lib/conffile) and the daemons' shared start-up helpers (lib/startup: the
+ * partition list of summary lines, the stall watch, the start-up exit codes, a closed
+ * port given up after timeout_ms).
  */
 #include <arpa/inet.h>
 #include <check.h>
@@ -16,6 +18,7 @@
 
 #include "conffile.h"
 #include "metrics.h"
+#include "startup.h"
 
 /* ---- registry and exposition ---- */
 
@@ -356,6 +359,81 @@ START_TEST(conffile_errors)
 }
 END_TEST
 
+/* ---- lib/startup ---- */
+
+START_TEST(part_list_ranges)
+{
+	char buf[64];
+	int32_t ids[] = {9, 2, 1, 3, 5, 10, 11, 0};
+	ck_assert_str_eq(bk_part_list(ids, 8, buf, sizeof(buf)), "0-3,5,9-11");
+	ck_assert_str_eq(bk_part_list(ids, 0, buf, sizeof(buf)), "");
+	int32_t one[] = {7};
+	ck_assert_str_eq(bk_part_list(one, 1, buf, sizeof(buf)), "7");
+	/* too many for the buffer: cut at a whole entry, marked */
+	int32_t odd[40];
+	for (int i = 0; i < 40; i++)
+		odd[i] = 2 * i;
+	char small[32];
+	const char *l = bk_part_list(odd, 40, small, sizeof(small));
+	ck_assert_uint_lt(strlen(l), sizeof(small));
+	ck_assert_ptr_nonnull(strstr(l, ",..."));
+	ck_assert(strncmp(l, "0,2,4,", 6) == 0);
+}
+END_TEST
+
+START_TEST(kwatch_up_down)
+{
+	static const char up[] = "{\"brokers\":{\"a:1/1\":{\"nodeid\":1,\"state\":\"UP\"}},"
+				 "\"cgrp\":{\"state\":\"up\"}}";
+	static const char down[] = "{\"brokers\":{\"a:1/1\":{\"nodeid\":1,\"state\":\"DOWN\"},"
+				   "\"a:1/bootstrap\":{\"nodeid\":-1,\"state\":\"CONNECT\"}},"
+				   "\"cgrp\":{\"state\":\"up\"}}";
+	ck_assert(bk_kwatch_any_up(up, strlen(up)));
+	ck_assert(!bk_kwatch_any_up(down, strlen(down))); /* the group's lower-case "up" is not */
+	bk_kwatch w = {.program = "test"};
+	bk_kwatch_stats(&w, up, strlen(up), 4);
+	ck_assert_int_eq(w.down_since_ms, 0);
+	bk_kwatch_stats(&w, down, strlen(down), 4); /* the first second down: noted */
+	ck_assert_int_gt(w.down_since_ms, 0);
+	ck_assert_int_eq(w.partitions, 4);
+	bk_kwatch_stats(&w, down, strlen(down), 0); /* revoked meanwhile: not yet 10 s */
+	ck_assert(!w.reported);
+	w.down_since_ms -= BK_KWATCH_STALL_MS; /* as if 10 s had passed */
+	bk_kwatch_stats(&w, down, strlen(down), 0);
+	ck_assert(w.reported);
+	ck_assert_uint_eq(w.stalls, 1);
+	bk_kwatch_stats(&w, down, strlen(down), 0); /* said once */
+	ck_assert_uint_eq(w.stalls, 1);
+	bk_kwatch_stats(&w, up, strlen(up), 4); /* back: the next stall is said again */
+	ck_assert(!w.reported);
+	ck_assert_int_eq(w.down_since_ms, 0);
+}
+END_TEST
+
+START_TEST(startup_closed_port)
+{
+	ck_assert_int_eq(bk_startup_exit_code(BK_STARTUP_OK), 0);
+	ck_assert_int_eq(bk_startup_exit_code(BK_STARTUP_STOPPED), 0);
+	ck_assert_int_eq(bk_startup_exit_code(BK_STARTUP_BAD_TOPICS), 2);
+	ck_assert_int_eq(bk_startup_exit_code(BK_STARTUP_UNREACHABLE), 3);
+	char err[512];
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	ck_assert(rd_kafka_conf_set(conf, "bootstrap.servers", "127.0.0.1:1", err, sizeof(err)) ==
+		  RD_KAFKA_CONF_OK);
+	ck_assert(rd_kafka_conf_set(conf, "log_level", "0", err, sizeof(err)) == RD_KAFKA_CONF_OK);
+	rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+	ck_assert_ptr_nonnull(rk);
+	bk_startup_topic ts[] = {{"t", "--events-topic", false, 0}};
+	bk_startup_rc rc = bk_startup_check(rk, ts, 1, 1200, NULL, err, sizeof(err));
+	ck_assert_int_eq(rc, BK_STARTUP_UNREACHABLE);
+	ck_assert_msg(strstr(err, "no broker answered within 1200 ms (--timeout-ms"), "%s", err);
+	volatile sig_atomic_t stop = 1; /* a stop before the first attempt */
+	ck_assert_int_eq(bk_startup_check(rk, ts, 1, 60000, &stop, err, sizeof(err)),
+			 BK_STARTUP_STOPPED);
+	rd_kafka_destroy(rk);
+}
+END_TEST
+
 static Suite *ops_suite(void)
 {
 	Suite *s = suite_create("ops");
@@ -375,6 +453,12 @@ static Suite *ops_suite(void)
 	tcase_add_test(c, conffile_expands_in_place);
 	tcase_add_test(c, conffile_errors);
 	suite_add_tcase(s, c);
+	TCase *st = tcase_create("startup");
+	tcase_set_timeout(st, 30);
+	tcase_add_test(st, part_list_ranges);
+	tcase_add_test(st, kwatch_up_down);
+	tcase_add_test(st, startup_closed_port);
+	suite_add_tcase(s, st);
 	return s;
 }
 

@@ -74,14 +74,14 @@ pj_start() {
 	shift 3
 	"$PROJ" -d "dbname=$db" --brokers-file "$T/bootstrap" --topic-prefix "$prefix" \
 		--group-id "$group" -X session.timeout.ms=6000 -X heartbeat.interval.ms=500 \
-		--stats-s 0 --trust-unsealed 1 "$@" >>"$T/proj.$group.log" 2>&1 &
+		--stats-s 0 --trust-unsealed "$@" >>"$T/proj.$group.log" 2>&1 &
 	PJ_PID=$!
 }
 
 # pj_wait DB PREFIX SECONDS: until every partition's checkpoint is at its end.
 pj_wait() {
 	"$BK" status -d "dbname=$1" --brokers-file "$T/bootstrap" --topic-prefix "$2" \
-		--wait "${3:-60}" >"$T/status.out" 2>&1
+		--wait --timeout-ms "$((${3:-60} * 1000))" >"$T/status.out" 2>&1
 	local rc=$?
 	# exit 1 with lag 0 means quarantined orders: still caught up
 	grep -q '^total lag: 0 ' "$T/status.out" && return 0
