@@ -7,7 +7,7 @@
 #   BK_BENCH_PERF=FILE: perf record -g of the projector during the live run (FILE.<run>);
 #   BK_BENCH_KEEP=1 keeps $T. SEALED=1: the log sealed as the processor writes it (a seal per
 #   partition every SEAL_EVERY records, 2000) and three runs on it: seals checked (writer
-#   keyring), trusted without checks (--trust-unsealed 1), checked again (A B A).
+#   keyring), trusted without checks (--trust-unsealed), checked again (A B A).
 set -euo pipefail
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 B=$(cd "${1:-build}" && pwd) ORDERS=${2:-10000} PARTS=${3:-128}
@@ -73,7 +73,7 @@ proj_run() {
 		perf record --call-graph dwarf,16384 -F 2000 -p "$PJ" -o "$BK_BENCH_PERF.$name" 2>/dev/null &
 		PERF=$!
 	fi
-	"$BK" status -d "dbname=$db" --brokers-file "$T/bs" --topic-prefix bench. --wait 3600 \
+	"$BK" status -d "dbname=$db" --brokers-file "$T/bs" --topic-prefix bench. --wait --timeout-ms 3600000 \
 		>"$T/status.out" 2>&1 || { tail -n 5 "$T/status.out" "$T/proj.$name.log" >&2; exit 1; }
 	t1=$(now)
 	cpu=$(cpu_s "$PJ")
@@ -95,7 +95,7 @@ proj_run() {
 if [ "$SEALED" = 1 ]; then # A B A: seals checked, trusted without checks, checked again
 	proj_run bench_live checked --writer-keyring "$T/writers" "$@"
 	ev_a=$events live_a=$live busy_a=$busy cpu_a=$cpu
-	proj_run bench_trusted trusted --trust-unsealed 1 "$@"
+	proj_run bench_trusted trusted --trust-unsealed "$@"
 	ev_b=$events live_b=$live busy_b=$busy cpu_b=$cpu
 	proj_run bench_live2 checked2 --writer-keyring "$T/writers" "$@"
 	ev_c=$events live_c=$live busy_c=$busy cpu_c=$cpu
@@ -116,7 +116,7 @@ if [ "$SEALED" = 1 ]; then # A B A: seals checked, trusted without checks, check
 		"$(echo "$cpu_a / $cpu_b" | bc -l)" "$(echo "$cpu_c / $cpu_b" | bc -l)"
 	events=$ev_a live=$live_a busy=$busy_a
 else
-	proj_run bench_live trusted --trust-unsealed 1 "$@"
+	proj_run bench_live trusted --trust-unsealed "$@"
 fi
 
 echo "== baseline: COPY FROM of the final rows into the same (empty, migrated) tables"
