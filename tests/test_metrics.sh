@@ -173,8 +173,15 @@ sent=$(grep -c . "$T/cmds.jsonl")
 	done
 ) &
 SCRAPER=$!
+# in two halves, with a pause between them longer than the metrics' update period (1 s):
+# a scrape in the pause sees the stream in progress however fast the processor is
+head -n $((sent / 2)) "$T/cmds.jsonl" >"$T/cmds.1.jsonl"
+tail -n +$((sent / 2 + 1)) "$T/cmds.jsonl" >"$T/cmds.2.jsonl"
 "$BK" send --brokers-file "$T/boot" --key "$T/k1.sk" --key-id k1 --wait --timeout-ms 60000 \
-	"$T/cmds.jsonl" >"$T/results.jsonl" 2>"$T/send.err"
+	"$T/cmds.1.jsonl" >"$T/results.jsonl" 2>"$T/send.err"
+sleep 2
+"$BK" send --brokers-file "$T/boot" --key "$T/k1.sk" --key-id k1 --wait --timeout-ms 60000 \
+	"$T/cmds.2.jsonl" >>"$T/results.jsonl" 2>>"$T/send.err"
 "$BK" send --brokers-file "$T/boot" --unsigned --wait --timeout-ms 60000 \
 	"$T/unsigned.jsonl" >"$T/dlq.jsonl" 2>"$T/send2.err"
 check "every command got an outcome ($sent signed + 3 unsigned)" \
