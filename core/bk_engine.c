@@ -82,6 +82,13 @@ void bk_engine_foreach(const bk_engine *e, void (*fn)(const bk_order *o, void *o
 			fn(e->slots[i], opaque);
 }
 
+void bk_engine_each(bk_engine *e, void (*fn)(bk_order *o, void *opaque), void *opaque)
+{
+	for (uint32_t i = 0; i < e->cap; i++)
+		if (e->slots[i])
+			fn(e->slots[i], opaque);
+}
+
 bk_ruleset *bk_engine_rules(bk_engine *e)
 {
 	return e->rules;
@@ -135,6 +142,21 @@ static int insert(bk_engine *e, bk_order *o)
 	}
 	e->slots[slot_of(e, o->order_id)] = o;
 	e->n++;
+	return 0;
+}
+
+int bk_engine_put(bk_engine *e, bk_order *o)
+{
+	uint32_t i = slot_of(e, o->order_id);
+	if (e->slots[i]) {
+		bk_order_free(e->slots[i]);
+		e->slots[i] = o;
+		return 0;
+	}
+	if (insert(e, o) < 0) {
+		bk_order_free(o);
+		return -1;
+	}
 	return 0;
 }
 
