@@ -102,6 +102,9 @@ static const char usage_text[] =
     "                               thread, which produces (online CPUs - 1)\n"
     "  --sweep-interval-ms MS       expiry sweep period; 0 turns the sweep off (1000)\n"
     "  --expiring-lead SECONDS      card.<type>.expiring this long before expiry (86400)\n"
+    "  --snapshot-interval-ms MS    write a checkpoint (changed orders' snapshots on\n"
+    "                               booking.snapshots) this often and restore from it;\n"
+    "                               0: neither (5000)\n"
     "  --group-id ID                consumer group (booking-commands)\n"
     "  --transactional-id-prefix P  transactional.id = P-<group.instance.id>, or\n"
     "                               P-<host>-<pid> without one (booking-commands)\n"
@@ -163,7 +166,7 @@ static int parse_args(cp *c, int argc, char **argv)
 		    "--group-id",	   "--transactional-id-prefix",
 		    "--timeout-ms",	   "--clock-offset",
 		    "--metrics-addr",	   NULL};
-		bool takes = false;
+		bool takes = !strcmp(name, "--snapshot-interval-ms"); /* (issue #11) */
 		for (int k = 0; with_value[k]; k++)
 			if (!strcmp(name, with_value[k]))
 				takes = true;
@@ -225,6 +228,10 @@ static int parse_args(cp *c, int argc, char **argv)
 			if (parse_i64(name, val, 0, 86400000, &v) < 0)
 				return -1;
 			c->o.sweep_interval_ms = (int)v;
+		} else if (!strcmp(name, "--snapshot-interval-ms")) {
+			if (parse_i64(name, val, 0, 86400000, &v) < 0)
+				return -1;
+			c->o.snapshot_interval_ms = (int)v;
 		} else if (!strcmp(name, "--expiring-lead")) {
 			if (parse_i64(name, val, 0, 366LL * 86400, &v) < 0)
 				return -1;
@@ -783,6 +790,21 @@ static int setup_kafka(cp *c, int *ret_code)
 		fprintf(stderr, "booking-commands: %s\n", err);
 		return -1;
 	}
+	int snap_parts = 0;
+	if (c->o.snapshot_interval_ms > 0 &&
+	    (bk_kconf_partition_count(c->reader, c->topic[BK_TOPIC_SNAPSHOTS], c->o.timeout_ms,
+				      &snap_parts, err, sizeof(err)) < 0 ||
+	     snap_parts != c->nparts)) {
+		bk_logf(BK_LOG_ERROR, "refusing to run",
+			"err=\"%s must exist with the partition count of the events topic (%d, "
+			"not %d), or --snapshot-interval-ms 0\"",
+			c->topic[BK_TOPIC_SNAPSHOTS], c->nparts, snap_parts);
+		fprintf(stderr,
+			"booking-commands: %s must exist with %d partitions (or "
+			"--snapshot-interval-ms 0)\n",
+			c->topic[BK_TOPIC_SNAPSHOTS], c->nparts);
+		return -1;
+	}
 	c->parts = calloc((size_t)c->nparts, sizeof(*c->parts));
 	if (!c->parts)
 		return -1;
@@ -992,6 +1014,7 @@ static void run(cp *c, cp_adm *adm)
 {
 	int64_t next_sweep = cp_mono_us() + (int64_t)c->o.sweep_interval_ms * 1000;
 	int64_t next_stats = cp_mono_us() + 10 * 1000000LL;
+	int64_t next_ck = cp_mono_us() + (int64_t)c->o.snapshot_interval_ms * 1000;
 	int64_t next_mx = 0, next_wd = 0;
 	uint64_t wd_us = 0; /* systemd's WatchdogSec (sd_notify WATCHDOG=1 at half of it) */
 	if (sd_watchdog_enabled(0, &wd_us) <= 0)
@@ -1059,6 +1082,16 @@ static void run(cp *c, cp_adm *adm)
 			bk_series_inc(mx.sweeps);
 			next_sweep = now + (int64_t)c->o.sweep_interval_ms * 1000;
 		}
+		/* a checkpoint closes the open batch: it stands for sealed batches only */
+		if (c->o.snapshot_interval_ms > 0 && now >= next_ck && !*c->stop && !c->rerestore) {
+			if (c->txn_open)
+				close_batch(c, false);
+			if (c->rerestore && !c->txn_open && !*c->stop)
+				cp_rerestore_all(c);
+			else
+				(void)cp_checkpoint(c);
+			next_ck = cp_mono_us() + (int64_t)c->o.snapshot_interval_ms * 1000;
+		}
 		if (hup_flag)
 			on_reload(c);
 		if (wd_us && now >= next_wd) {
@@ -1090,6 +1123,7 @@ int main(int argc, char **argv)
 		      .batch_ms = 100,
 		      .batch_idle_ms = 0,
 		      .sweep_interval_ms = 1000,
+		      .snapshot_interval_ms = 5000,
 		      .expiring_lead_s = 86400,
 		      .group_id = "booking-commands",
 		      .txn_prefix = "booking-commands",

@@ -78,10 +78,10 @@ devbroker() {
 	wait_devbroker "$1"
 }
 
-# topics_for PREFIX PARTITIONS: the five project topics under PREFIX, `--topics` syntax
+# topics_for PREFIX PARTITIONS: the six project topics under PREFIX, `--topics` syntax
 topics_for() {
 	local t out=""
-	for t in booking.commands booking.events booking.command-results booking.dlq booking.rules; do
+	for t in booking.commands booking.events booking.command-results booking.dlq booking.rules booking.snapshots; do
 		out="$out,$1$t:$2"
 	done
 	printf '%s' "${out#,}"
