@@ -906,8 +906,10 @@ static int setup_kafka(cp *c, int *ret_code)
 	/* the first batch would otherwise wait ~1 s per output topic for librdkafka's topic
 	 * scan (and so would the first results after every restart) */
 	const char *outs[] = {c->topic[BK_TOPIC_EVENTS], c->topic[BK_TOPIC_RESULTS],
-			      c->topic[BK_TOPIC_RULES], c->topic[BK_TOPIC_DLQ]};
-	if (bk_kconf_warm_topics(c->producer, outs, 4, c->o.timeout_ms, err, sizeof(err)) < 0) {
+			      c->topic[BK_TOPIC_RULES], c->topic[BK_TOPIC_DLQ],
+			      c->topic[BK_TOPIC_SNAPSHOTS]};
+	if (bk_kconf_warm_topics(c->producer, outs, c->o.snapshot_interval_ms > 0 ? 5 : 4,
+				 c->o.timeout_ms, err, sizeof(err)) < 0) {
 		bk_logf(BK_LOG_ERROR, "output topics unavailable", "err=\"%s\"", err);
 		*ret_code = CP_EXIT_FATAL;
 		return -1;

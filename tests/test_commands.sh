@@ -409,10 +409,10 @@ check "the reference run read no snapshots" \
 	bash -c "! grep -q 'msg=\"restore finished\".*snapshot_records=[1-9]' '$W'/proc.exact.ref.*.log"
 check "tampered snapshots were appended while the kill run was down (corrupt, older, newer)" \
 	[ "$(grep -c '^rc=0 ' "$W/snaptamper.kx." 2>/dev/null)" -eq 3 ]
-# tampered after kill k: the restore of life k + 1 (its log is proc.exact.kx.<k+1>.log)
-rline() { grep -h 'msg="restore finished"' "$W/proc.exact.kx.$1.log" 2>/dev/null | head -n 1; }
+# tampered after kill k: the restore of life k + 1 (its log is proc.exact.kx..<k+1>.log)
+rline() { grep -h 'msg="restore finished"' "$W/proc.exact.kx..$1.log" 2>/dev/null | head -n 1; }
 life_has() { # life_has LIFE PATTERN_IN_RESTORE_LINE LOG_MESSAGE
-	rline "$1" | grep -q "$2" && grep -q "msg=\"$3" "$W/proc.exact.kx.$1.log"
+	rline "$1" | grep -q "$2" && grep -q "msg=\"$3" "$W/proc.exact.kx..$1.log"
 }
 check "corrupt snapshots (after kill 2) were refused and the restore still started from the checkpoint: $(rline 3 | grep -o 'snapshots_loaded=.*fallbacks=[0-9]*')" \
 	life_has 3 'snapshots_loaded=[1-9].*snapshots_refused=[1-9].*snapshot_fallbacks=0 ' 'snapshot not trusted: skipped'
