@@ -73,6 +73,7 @@ typedef struct cp_part {
 	bk_snap_sum snap_sum;
 	bool resnap;
 	int64_t ck_next;
+	int64_t own_seal_end; /* offset after this instance's last events seal, -1 */
 } cp_part;
 
 /* A result waiting for the batch's events to be acknowledged (owned by the batch). Its
@@ -283,12 +284,15 @@ bool cp_batch_due(const cp *c);
  * A checkpoint (docs/design.md, "Snapshots and archiving"): with no batch open and this
  * instance sure it owns its partitions, for every restored partition with orders changed
  * since its last checkpoint (or commands handled since), one signed snapshot per changed
- * order, then a signed checkpoint record naming the events offset E they stand for (the
- * events partition's end: every record below it is sealed and applied, or never will be)
+ * order, then a signed checkpoint record naming the events offset E they stand for (after
+ * this instance's last events seal on the partition, or where its restore ended: every
+ * record of its own below E is applied)
  * and the partition's src_next, in one transaction (flushed in order with --no-txn).
  * 0, or -1 when fatal; a failed checkpoint only makes the next one write every order.
  */
 int cp_checkpoint(cp *c);
+/* A delivery report: an events seal of this instance notes its partition's own_seal_end. */
+void cp_seal_acked(cp *c, const rd_kafka_message_t *m);
 /* The set digest of the engine's orders at their snap_version (after a restore). */
 void cp_snap_sum_rebuild(cp_part *p);
 

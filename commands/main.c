@@ -647,6 +647,7 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 	(void)rk;
 	if (!m->err) {
 		cp_gate_acked(c, (uintptr_t)m->_private, m->offset);
+		cp_seal_acked(c, m); /* a checkpoint's E (snapshot.c) */
 		return;
 	}
 	if (dr_failed++ == 0)

@@ -591,6 +591,7 @@ void cp_part_reset(cp_part *p)
 	memset(&p->snap_sum, 0, sizeof(p->snap_sum));
 	p->resnap = false;
 	p->ck_next = -1;
+	p->own_seal_end = -1;
 }
 
 int cp_restore(cp *c, const int32_t *ps, int n, char *errstr, size_t errstr_size)

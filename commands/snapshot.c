@@ -20,6 +20,16 @@ static void sum_order(bk_order *o, void *opaque)
 				o->hashes[o->snap_version - 1], 1);
 }
 
+void cp_seal_acked(cp *c, const rd_kafka_message_t *m)
+{
+	if (m->key_len != strlen(BK_SEAL_KEY) || memcmp(m->key, BK_SEAL_KEY, m->key_len) != 0 ||
+	    m->partition < 0 || m->partition >= c->nparts || !bk_trust_is_seal(m) ||
+	    strcmp(rd_kafka_topic_name(m->rkt), c->topic[BK_TOPIC_EVENTS]) != 0)
+		return;
+	if (m->offset + 1 > c->parts[m->partition].own_seal_end)
+		c->parts[m->partition].own_seal_end = m->offset + 1;
+}
+
 void cp_snap_sum_rebuild(cp_part *p)
 {
 	memset(&p->snap_sum, 0, sizeof(p->snap_sum));
@@ -113,22 +123,21 @@ int cp_checkpoint(cp *c)
 		free(todo);
 		return 0;
 	}
+	/* E: after this instance's last events seal on the partition, or where its restore
+	 * ended (base_events) when it sealed nothing since. Not the partition's end: records
+	 * of another writer after it (a zombie, the next owner) are not in this engine, and
+	 * a restore from this checkpoint must read them. */
 	int64_t *ends = calloc((size_t)n, sizeof(*ends));
-	char err[512];
-	int rc = ends ? 0 : -1;
-	/* E first: nothing of ours is open, so everything below it is decided */
-	for (int i = 0; i < n && rc == 0; i++) {
-		int64_t lo;
-		if (bk_kconf_watermarks(c->reader, c->topic[BK_TOPIC_EVENTS], todo[i],
-					c->o.timeout_ms, &lo, &ends[i], err, sizeof(err)) < 0) {
-			bk_logf(BK_LOG_WARN, "checkpoint skipped", "err=\"%s\"", err);
-			rc = -1;
-		}
-	}
-	if (rc < 0) {
-		free(ends);
+	int rc = 0;
+	if (!ends) {
 		free(todo);
 		return 0;
+	}
+	for (int i = 0; i < n; i++) {
+		const cp_part *pt = &c->parts[todo[i]];
+		ends[i] = pt->own_seal_end > pt->base_events ? pt->own_seal_end : pt->base_events;
+		if (ends[i] < 0)
+			ends[i] = 0;
 	}
 	if (!c->o.no_txn) {
 		rd_kafka_error_t *e = rd_kafka_begin_transaction(c->producer);
