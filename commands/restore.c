@@ -306,9 +306,11 @@ static bool key_is(const rd_kafka_message_t *m, const char *k)
 	return m->key && m->key_len == strlen(k) && !memcmp(m->key, k, m->key_len);
 }
 
-/* A snapshot (or tombstone) a valid checkpoint covers: checked, then put in the engine
- * in place of the order's earlier one. One that does not check is skipped (counted):
- * the checkpoint's set digest then tells whether what is left will do. */
+/* A snapshot (or tombstone) before a valid checkpoint: decoded and checked (order id =
+ * key, partition, E not past the checkpoint's), then put in the engine in place of the
+ * order's earlier one. One that does not check is skipped (counted). Snapshots carry no
+ * signature: the checkpoint's set digest over their bytes tells whether what was
+ * loaded is exactly what the writer wrote (snap_decide). */
 static void snap_promote(restore_ctx *x, snap_part *sp, const rd_kafka_message_t *m)
 {
 	char err[256];
@@ -320,14 +322,6 @@ static void snap_promote(restore_ctx *x, snap_part *sp, const rd_kafka_message_t
 	}
 	memcpy(key, m->key, m->key_len);
 	key[m->key_len] = '\0';
-	if (bk_trust_check_rules(x->c->wkr, m, err, sizeof(err)) < 0) {
-		sp->bad++;
-		bk_logf(BK_LOG_WARN, "snapshot not trusted: skipped",
-			"topic=%s partition=%d offset=%lld order_id=%s err=\"%s\"",
-			rd_kafka_topic_name(m->rkt), (int)m->partition, (long long)m->offset, key,
-			err);
-		return;
-	}
 	if (!m->payload) { /* the order was archived */
 		bk_engine_drop(p->eng, key);
 		return;

@@ -463,6 +463,7 @@ int bk_snap_decode(const void *buf, size_t n, bk_order **ret, int32_t *ret_parti
 	if (decode_order(&d, f, o) < 0)
 		goto out;
 	o->snap_version = o->version;
+	bk_snap_hash(buf, n, o->snap_hash);
 	*ret = o;
 	*ret_partition = (int32_t)part;
 	*ret_events_offset = off;
@@ -476,19 +477,13 @@ out:
 
 /* --- the set digest --- */
 
-void bk_snap_sum_add(bk_snap_sum *s, const char *order_id, int64_t version,
-		     const uint8_t head[BK_HASH_LEN], int sign)
+void bk_snap_hash(const void *buf, size_t n, uint8_t ret[BK_HASH_LEN])
 {
-	crypto_generichash_state st;
-	uint8_t h[BK_HASH_LEN], be[8], nul = 0;
-	for (int b = 0; b < 8; b++)
-		be[b] = (uint8_t)((uint64_t)version >> (56 - 8 * b));
-	crypto_generichash_init(&st, NULL, 0, BK_HASH_LEN);
-	crypto_generichash_update(&st, (const uint8_t *)order_id, strlen(order_id));
-	crypto_generichash_update(&st, &nul, 1);
-	crypto_generichash_update(&st, be, sizeof(be));
-	crypto_generichash_update(&st, head, BK_HASH_LEN);
-	crypto_generichash_final(&st, h, sizeof(h));
+	crypto_generichash(ret, BK_HASH_LEN, buf, n, NULL, 0);
+}
+
+void bk_snap_sum_add(bk_snap_sum *s, const uint8_t h[BK_HASH_LEN], int sign)
+{
 	for (int l = 0; l < 4; l++) {
 		uint64_t x = 0;
 		for (int b = 0; b < 8; b++)

@@ -6,7 +6,8 @@
  * full read), with the events offset it stands for. A checkpoint names the events offset
  * E and the commands offset src_next its partition resumes at, and the set digest of the
  * partition's latest snapshots (bk_snap_sum), so a missing, stale or replayed snapshot
- * is noticed. Signing is the caller's (lib/trust): these are the values only.
+ * is noticed. Snapshots carry no signature of their own: the signed checkpoint's digest
+ * covers their bytes. Signing is the caller's (lib/trust): these are the values only.
  *
  * Wire shapes (msgpack arrays, positional):
  *  snapshot:   ["snapshot", 1, partition, events_offset, order_id, status, mode, version,
@@ -46,22 +47,25 @@ int bk_snap_encode(const bk_order *o, int32_t partition, int64_t events_offset,
  * evolve and the reader rule may use as if evolve had built it, its partition and
  * events offset. Every id fits its buffer and is a valid id, every enum is in range, the
  * hashes are exactly version of them, the fingerprints are non-zero and distinct.
- * *ret's snap_version is its version. 0, or -1 with a message in err.
+ * *ret's snap_version is its version and its snap_hash bk_snap_hash(buf, n). 0, or -1
+ * with a message in err.
  */
 int bk_snap_decode(const void *buf, size_t n, bk_order **ret, int32_t *ret_partition,
 		   int64_t *ret_events_offset, char *err, size_t errsz);
 
 /* The set digest of a partition's snapshots: four 64-bit lanes, each the sum mod 2^64 of
- * the members' contributions, so a member is added and removed in any order. */
+ * the members' hashes (bk_snap_hash of each snapshot's bytes), and their count, so a
+ * member is added and removed in any order. A signed checkpoint naming it covers every
+ * byte of every snapshot it counts, as a seal covers the records it lists. */
 typedef struct bk_snap_sum {
 	uint64_t lane[4];
 	uint64_t count;
 } bk_snap_sum;
 
-/* Add (sign +1) or remove (-1) the contribution of order_id at version with its event
- * hash head: BLAKE2b-256 of order_id, NUL, version (8 bytes big-endian), head. */
-void bk_snap_sum_add(bk_snap_sum *s, const char *order_id, int64_t version,
-		     const uint8_t head[BK_HASH_LEN], int sign);
+/* BLAKE2b-256 of a snapshot's bytes. */
+void bk_snap_hash(const void *buf, size_t n, uint8_t ret[BK_HASH_LEN]);
+/* Add (sign +1) or remove (-1) a member. */
+void bk_snap_sum_add(bk_snap_sum *s, const uint8_t h[BK_HASH_LEN], int sign);
 bool bk_snap_sum_eq(const bk_snap_sum *a, const bk_snap_sum *b);
 
 typedef struct bk_checkpoint {

@@ -276,8 +276,9 @@ int main(int argc, char **argv)
 	free(names);
 	{ /* and one checkpoint */
 		bk_checkpoint ck = {.partition = 2, .events_offset = 1000, .src_next = 400};
-		uint8_t h[BK_HASH_LEN] = {7};
-		bk_snap_sum_add(&ck.sum, "ord_seed", 3, h, 1);
+		uint8_t h[BK_HASH_LEN];
+		bk_snap_hash("seed", 4, h);
+		bk_snap_sum_add(&ck.sum, h, 1);
 		msgpack_sbuffer sb;
 		msgpack_sbuffer_init(&sb);
 		if (rc == 0 && (bk_snap_checkpoint_encode(&ck, &sb) < 0 ||
