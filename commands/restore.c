@@ -385,6 +385,11 @@ static bool on_snap(restore_ctx *x, rd_kafka_message_t *m)
 	}
 	sp->ck = ck;
 	sp->has_ck = true;
+	/* the snapshots come in the writer's table order: a table that grew while taking
+	 * them would cluster (bk_engine_reserve) */
+	if (bk_engine_reserve(x->c->parts[m->partition].eng, (size_t)ck.sum.count) < 0)
+		bk_logf(BK_LOG_WARN, "out of memory reserving the orders of a checkpoint",
+			"orders=%llu", (unsigned long long)ck.sum.count);
 	for (size_t i = 0; i < sp->n_pending; i++)
 		snap_promote(x, sp, sp->pending[i]);
 	snap_drop_pending(sp);
