@@ -37,7 +37,7 @@ cpu_s() { # user + system CPU seconds of a live process
 }
 topics() { # topics PREFIX N: the five project topics under PREFIX
 	local t out=""
-	for t in booking.commands booking.events booking.command-results booking.dlq booking.rules; do
+	for t in booking.commands booking.events booking.command-results booking.dlq booking.rules booking.snapshots; do
 		out="$out,$1$t:$2"
 	done
 	printf '%s' "${out#,}"

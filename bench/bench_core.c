@@ -6,6 +6,7 @@
  * events record. Codec rates and msgpack-c / libsodium baselines are measured in the same run.
  */
 #include <inttypes.h>
+#include <malloc.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,7 @@
 #include "bk_codec.h"
 #include "bk_engine.h"
 #include "bk_seal.h"
+#include "bk_snap.h"
 #include "gen.h"
 #include "tz.h"
 
@@ -343,6 +345,82 @@ static double restore_pass(const engine_run *er, bool check, uint64_t *ret_appli
 	bk_engine_free(e);
 	*ret_applied = applied;
 	return t;
+}
+
+/* Memory per order held (heap in use, glibc mallinfo2, around building an engine from
+ * every record) and the orders' snapshots: bytes, encode and decode rates. */
+typedef struct snap_acc {
+	msgpack_sbuffer sb;
+	uint64_t n, bytes, max;
+	double enc_s;
+	bk_engine *into;
+	double dec_s;
+} snap_acc;
+
+static void snap_one(const bk_order *o, void *opaque)
+{
+	snap_acc *a = opaque;
+	msgpack_sbuffer_clear(&a->sb);
+	double t0 = now_s();
+	if (bk_snap_encode(o, 0, 0, &a->sb) < 0)
+		die("snapshot encode");
+	double t1 = now_s();
+	bk_order *d;
+	int32_t part;
+	int64_t off;
+	char err[256];
+	if (bk_snap_decode(a->sb.data, a->sb.size, &d, &part, &off, err, sizeof(err)) < 0)
+		die(err);
+	if (bk_engine_put(a->into, d) < 0)
+		die("out of memory");
+	a->dec_s += now_s() - t1;
+	a->enc_s += t1 - t0;
+	a->n++;
+	a->bytes += a->sb.size;
+	if (a->sb.size > a->max)
+		a->max = a->sb.size;
+}
+
+static void bench_memory(const engine_run *er)
+{
+	msgpack_zone z;
+	if (!msgpack_zone_init(&z, 1 << 16))
+		die("out of memory");
+	bk_chain_verdict v[BK_MAX_EVENTS];
+	char err[256];
+	size_t before = mallinfo2().uordblks;
+	bk_engine *e = bk_engine_new();
+	if (!e)
+		die("out of memory");
+	for (size_t i = 0; i < er->n_recs; i++) {
+		bk_record r;
+		msgpack_zone_clear(&z);
+		if (bk_codec_record_decode(er->arch.data + er->recs[i].off, er->recs[i].len, &z, &r,
+					   err, sizeof(err)) < 0 ||
+		    r.n > BK_MAX_EVENTS || bk_engine_read(e, &r, v, err, sizeof(err)) < 0)
+			die(err);
+	}
+	msgpack_zone_destroy(&z);
+	size_t held = mallinfo2().uordblks - before;
+	size_t n = bk_engine_count(e);
+	snap_acc a = {.into = bk_engine_new()};
+	msgpack_sbuffer_init(&a.sb);
+	/* the orders come in this engine's table order, as a checkpoint writes them: the
+	 * restore reserves the checkpoint's count first (bk_engine_reserve) */
+	if (!a.into || bk_engine_reserve(a.into, n) < 0)
+		die("out of memory");
+	bk_engine_foreach(e, snap_one, &a);
+	printf("\nmemory and snapshots (%zu orders held, from %zu records):\n"
+	       "  heap in use by the engine: %.1f MB, %.0f bytes per order (engine table "
+	       "included)\n"
+	       "  snapshots: %.1f MB, %.0f bytes per order on average, largest %" PRIu64
+	       " bytes; encode %.0f orders/s, decode + put %.0f orders/s (one core)\n",
+	       n, er->n_recs, (double)held / 1e6, n ? (double)held / (double)n : 0.0,
+	       (double)a.bytes / 1e6, a.n ? (double)a.bytes / (double)a.n : 0.0, a.max,
+	       (double)a.n / a.enc_s, (double)a.n / a.dec_s);
+	msgpack_sbuffer_destroy(&a.sb);
+	bk_engine_free(a.into);
+	bk_engine_free(e);
 }
 
 static void bench_restore(const engine_run *er, size_t batch, restore_run *rr)
@@ -733,6 +811,7 @@ int main(int argc, char **argv)
 	       rr.seal, (double)er.n_recs / rr.seal, (double)er.n_recs / (rr.read_check + rr.seal),
 	       (rr.read_check + rr.seal) / rr.read_nocheck, rr.applied_check, rr.applied_nocheck,
 	       rr.sealed);
+	bench_memory(&er);
 	printf("\ntarget: >= %.0f commands/s decided+evolved+encoded+hashed on one core: "
 	       "%.0f commands/s, %s\n",
 	       TARGET_CMDS_PER_S, cps, cps >= TARGET_CMDS_PER_S ? "MET" : "NOT MET");

@@ -26,7 +26,7 @@ modes=(group-commit no-group-commit)
 topics=""
 for r in $(seq "$ROUNDS"); do
 	for m in "${modes[@]}"; do
-		for t in booking.commands booking.events booking.command-results booking.dlq booking.rules; do
+		for t in booking.commands booking.events booking.command-results booking.dlq booking.rules booking.snapshots; do
 			topics="$topics,r$r-$m.$t:$PARTS"
 		done
 	done

@@ -21,6 +21,7 @@
 #include "bk_codec.h"
 #include "bk_engine.h"
 #include "bk_seal.h"
+#include "bk_snap.h"
 #include "kconf.h"
 #include "metrics.h"
 #include "pool.h"
@@ -48,6 +49,7 @@ typedef struct cp_opts {
 	const char *writer_key_path;	 /* --writer-key (or $BOOKING_WRITER_KEY) */
 	const char *writer_key_id;	 /* --writer-key-id (or $BOOKING_WRITER_KEY_ID) */
 	const char *writer_keyring_path; /* --writer-keyring (or $BOOKING_WRITER_KEYRING) */
+	int snapshot_interval_ms;	 /* checkpoints (snapshot.c); 0: none written or read */
 } cp_opts;
 
 /* One partition of booking.commands and its engine. */
@@ -64,6 +66,14 @@ typedef struct cp_part {
 	int64_t base_events, base_results;
 	int64_t last_seal;   /* offset of the last valid events seal found, -1 */
 	int64_t prev_result; /* src-offset of the last result written (header prev-src-offset) */
+	/* snapshots (snapshot.c): the set digest of the partition's latest snapshots on the
+	 * log (each order's bk_order.snap_version), whether every order must be written
+	 * again at the next checkpoint (the digest is then rebuilt), and the commands
+	 * offset of the last checkpoint written */
+	bk_snap_sum snap_sum;
+	bool resnap;
+	int64_t ck_next;
+	int64_t own_seal_end; /* offset after this instance's last events seal, -1 */
 } cp_part;
 
 /* A result waiting for the batch's events to be acknowledged (owned by the batch). Its
@@ -169,7 +179,7 @@ typedef struct cp {
 	uint8_t *gate_acked;  /* [gate_n]: acknowledged (delivery reports come in any order) */
 	size_t cap_gate;
 	/* counters for the log */
-	uint64_t n_cmds, n_events, n_dlq, n_batches, n_aborts;
+	uint64_t n_cmds, n_events, n_dlq, n_batches, n_aborts, n_checkpoints;
 	/* where the run loop's time went (µs): waiting for records, checking them, handling
 	 * them (deciding, producing, batch closes inside), closing batches */
 	int64_t us_wait, us_check, us_handle, us_close;
@@ -271,6 +281,23 @@ int cp_seek(cp *c, rd_kafka_topic_partition_list_t *l) BK_MUSTCHECK;
 int cp_rerestore_all(cp *c);
 /* Is the open batch due (size or age)? */
 bool cp_batch_due(const cp *c);
+
+/* --- snapshot.c --- */
+/*
+ * A checkpoint (docs/design.md, "Snapshots and archiving"): with no batch open and this
+ * instance sure it owns its partitions, for every restored partition with orders changed
+ * since its last checkpoint (or commands handled since), one signed snapshot per changed
+ * order, then a signed checkpoint record naming the events offset E they stand for (after
+ * this instance's last events seal on the partition, or where its restore ended: every
+ * record of its own below E is applied)
+ * and the partition's src_next, in one transaction (flushed in order with --no-txn).
+ * 0, or -1 when fatal; a failed checkpoint only makes the next one write every order.
+ */
+int cp_checkpoint(cp *c);
+/* A delivery report: an events seal of this instance notes its partition's own_seal_end. */
+void cp_seal_acked(cp *c, const rd_kafka_message_t *m);
+/* The set digest of the engine's orders at their snap_version (after a restore). */
+void cp_snap_sum_rebuild(cp_part *p);
 
 /* --- sweep.c --- */
 /* Issue order.sweep commands for every order with something due at `now`. */

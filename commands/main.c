@@ -103,6 +103,9 @@ static const char usage_text[] =
     "                               thread, which produces (online CPUs - 1)\n"
     "  --sweep-interval-ms MS       expiry sweep period; 0 turns the sweep off (1000)\n"
     "  --expiring-lead SECONDS      card.<type>.expiring this long before expiry (86400)\n"
+    "  --snapshot-interval-ms MS    write a checkpoint (changed orders' snapshots on\n"
+    "                               booking.snapshots) this often and restore from it;\n"
+    "                               0: neither (5000)\n"
     "  --group-id ID                consumer group (booking-commands)\n"
     "  --transactional-id-prefix P  transactional.id = P-<group.instance.id>, or\n"
     "                               P-<host>-<pid> without one (booking-commands)\n"
@@ -167,7 +170,7 @@ static int parse_args(cp *c, int argc, char **argv)
 		    "--group-id",	   "--transactional-id-prefix",
 		    "--timeout-ms",	   "--clock-offset",
 		    "--metrics-addr",	   NULL};
-		bool takes = false;
+		bool takes = !strcmp(name, "--snapshot-interval-ms"); /* (issue #11) */
 		for (int k = 0; with_value[k]; k++)
 			if (!strcmp(name, with_value[k]))
 				takes = true;
@@ -229,6 +232,10 @@ static int parse_args(cp *c, int argc, char **argv)
 			if (parse_i64(name, val, 0, 86400000, &v) < 0)
 				return -1;
 			c->o.sweep_interval_ms = (int)v;
+		} else if (!strcmp(name, "--snapshot-interval-ms")) {
+			if (parse_i64(name, val, 0, 86400000, &v) < 0)
+				return -1;
+			c->o.snapshot_interval_ms = (int)v;
 		} else if (!strcmp(name, "--expiring-lead")) {
 			if (parse_i64(name, val, 0, 366LL * 86400, &v) < 0)
 				return -1;
@@ -657,6 +664,7 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 	(void)rk;
 	if (!m->err) {
 		cp_gate_acked(c, (uintptr_t)m->_private, m->offset);
+		cp_seal_acked(c, m); /* a checkpoint's E (snapshot.c) */
 		return;
 	}
 	if (dr_failed++ == 0)
@@ -826,9 +834,11 @@ static int setup_kafka(cp *c, int *ret_code)
 	    {c->topic[BK_TOPIC_RESULTS], "--results-topic", true, 0},
 	    {c->topic[BK_TOPIC_RULES], "--rules-topic", false, 0},
 	    {c->topic[BK_TOPIC_DLQ], "--dlq-topic", false, 0},
+	    /* checkpoints: the snapshots topic, partitioned as the events (unless off) */
+	    {c->topic[BK_TOPIC_SNAPSHOTS], "--snapshots-topic", true, 0},
 	};
-	bk_startup_rc sr =
-	    bk_startup_check(c->reader, ts, 5, c->o.timeout_ms, &stop_flag, err, sizeof(err));
+	bk_startup_rc sr = bk_startup_check(c->reader, ts, c->o.snapshot_interval_ms > 0 ? 6 : 5,
+					    c->o.timeout_ms, &stop_flag, err, sizeof(err));
 	if (sr != BK_STARTUP_OK) {
 		*ret_code = bk_startup_exit_code(sr);
 		if (sr != BK_STARTUP_STOPPED) {
@@ -946,8 +956,10 @@ static int setup_kafka(cp *c, int *ret_code)
 	/* the first batch would otherwise wait ~1 s per output topic for librdkafka's topic
 	 * scan (and so would the first results after every restart) */
 	const char *outs[] = {c->topic[BK_TOPIC_EVENTS], c->topic[BK_TOPIC_RESULTS],
-			      c->topic[BK_TOPIC_RULES], c->topic[BK_TOPIC_DLQ]};
-	if (bk_kconf_warm_topics(c->producer, outs, 4, c->o.timeout_ms, err, sizeof(err)) < 0) {
+			      c->topic[BK_TOPIC_RULES], c->topic[BK_TOPIC_DLQ],
+			      c->topic[BK_TOPIC_SNAPSHOTS]};
+	if (bk_kconf_warm_topics(c->producer, outs, c->o.snapshot_interval_ms > 0 ? 5 : 4,
+				 c->o.timeout_ms, err, sizeof(err)) < 0) {
 		bk_logf(BK_LOG_ERROR, "output topics unavailable", "err=\"%s\"", err);
 		*ret_code = CP_EXIT_FATAL;
 		return -1;
@@ -1054,6 +1066,7 @@ static void run(cp *c, cp_adm *adm)
 {
 	int64_t next_sweep = cp_mono_us() + (int64_t)c->o.sweep_interval_ms * 1000;
 	int64_t next_stats = cp_mono_us() + 10 * 1000000LL;
+	int64_t next_ck = cp_mono_us() + (int64_t)c->o.snapshot_interval_ms * 1000;
 	int64_t next_mx = 0, next_wd = 0;
 	uint64_t wd_us = 0; /* systemd's WatchdogSec (sd_notify WATCHDOG=1 at half of it) */
 	if (sd_watchdog_enabled(0, &wd_us) <= 0)
@@ -1121,6 +1134,16 @@ static void run(cp *c, cp_adm *adm)
 			bk_series_inc(mx.sweeps);
 			next_sweep = now + (int64_t)c->o.sweep_interval_ms * 1000;
 		}
+		/* a checkpoint closes the open batch: it stands for sealed batches only */
+		if (c->o.snapshot_interval_ms > 0 && now >= next_ck && !*c->stop && !c->rerestore) {
+			if (c->txn_open)
+				close_batch(c, false);
+			if (c->rerestore && !c->txn_open && !*c->stop)
+				cp_rerestore_all(c);
+			else
+				(void)cp_checkpoint(c);
+			next_ck = cp_mono_us() + (int64_t)c->o.snapshot_interval_ms * 1000;
+		}
 		if (hup_flag)
 			on_reload(c);
 		if (wd_us && now >= next_wd) {
@@ -1152,6 +1175,7 @@ int main(int argc, char **argv)
 		      .batch_ms = 100,
 		      .batch_idle_ms = 0,
 		      .sweep_interval_ms = 1000,
+		      .snapshot_interval_ms = 5000,
 		      .expiring_lead_s = 86400,
 		      .group_id = "booking-commands",
 		      .txn_prefix = "booking-commands",

@@ -15,15 +15,29 @@
 #include "log.h"
 #include "trust.h"
 
-enum { PH_RULES, PH_EVENTS };
+enum { PH_RULES, PH_EVENTS, PH_SNAPS };
 
 /* One partition being read to its end. */
 typedef struct rd_part {
 	int kind; /* PH_* */
 	int32_t partition;
-	int64_t end; /* high watermark at the start */
+	int64_t start; /* read from here (events: a checkpoint's E, or 0) */
+	int64_t end;   /* high watermark at the start */
 	bool done;
 } rd_part;
+
+/* A partition's snapshots being read (snapshot.c wrote them): the records since the last
+ * valid checkpoint wait for the next one; the checkpoint found last; how the partition's
+ * events are then read. */
+typedef struct snap_part {
+	rd_kafka_message_t **pending;
+	size_t n_pending, cap_pending;
+	bool has_ck;
+	bk_checkpoint ck;
+	bool from_snap; /* the engine starts from snapshots; events are read from ck's E */
+	bool mismatch;	/* an event after E did not follow its snapshot: read from 0 */
+	uint64_t loaded, bad;
+} snap_part;
 
 typedef struct restore_ctx {
 	cp *c;
@@ -34,6 +48,8 @@ typedef struct restore_ctx {
 	uint64_t n_records, n_applied, n_reported, n_unsealed, n_seals, n_bad_seals, n_bad;
 	uint64_t n_verdict[BK_CHAIN__COUNT];
 	int64_t t0_us, last_progress_us;
+	snap_part *sp; /* [nparts] */
+	uint64_t n_snap_records, n_snap_loaded, n_snap_bad, n_fallbacks;
 } restore_ctx;
 
 /* Every few seconds of a long restore: how far it got. */
@@ -84,7 +100,9 @@ int cp_hdr_int(const rd_kafka_message_t *m, const char *name, int64_t *ret)
 
 static const char *kind_topic(const cp *c, int kind)
 {
-	return c->topic[kind == PH_RULES ? BK_TOPIC_RULES : BK_TOPIC_EVENTS];
+	return c->topic[kind == PH_RULES   ? BK_TOPIC_RULES
+			: kind == PH_SNAPS ? BK_TOPIC_SNAPSHOTS
+					   : BK_TOPIC_EVENTS];
 }
 
 static void on_rules(restore_ctx *x, const rd_kafka_message_t *m)
@@ -169,6 +187,8 @@ static void on_release(void *opaque, void *rec, int32_t partition, int64_t offse
 	}
 	if (bk_engine_read(p->eng, &r, vs, err, sizeof(err)) < 0) {
 		x->n_bad++;
+		if (x->sp && x->sp[partition].from_snap)
+			x->sp[partition].mismatch = true;
 		bk_logf(BK_LOG_ERROR, "events record could not be applied",
 			"topic=%s partition=%d offset=%lld order_id=%s err=\"%s\"",
 			rd_kafka_topic_name(m->rkt), (int)m->partition, (long long)m->offset,
@@ -177,6 +197,11 @@ static void on_release(void *opaque, void *rec, int32_t partition, int64_t offse
 	for (uint32_t i = 0; i < r.n; i++) {
 		if (vs[i] == BK_CHAIN_NEXT)
 			x->n_applied++;
+		/* from snapshots, an event that does not follow may follow the full history:
+		 * the partition is read again from 0 (so its verdicts are a full read's) */
+		if (x->sp && x->sp[partition].from_snap &&
+		    (vs[i] == BK_CHAIN_FORK || vs[i] == BK_CHAIN_BAD_LINK))
+			x->sp[partition].mismatch = true;
 		if (bk_chain_verdict_reported(vs[i]))
 			report(x, m, r.order_id, r.events[i].seq, vs[i], "");
 	}
@@ -278,9 +303,172 @@ static bool on_event(restore_ctx *x, rd_kafka_message_t *m)
 	return true; /* kept: released through on_release */
 }
 
+static bool key_is(const rd_kafka_message_t *m, const char *k)
+{
+	return m->key && m->key_len == strlen(k) && !memcmp(m->key, k, m->key_len);
+}
+
+/* A snapshot (or tombstone) before a valid checkpoint: decoded and checked (order id =
+ * key, partition, E not past the checkpoint's), then put in the engine in place of the
+ * order's earlier one. One that does not check is skipped (counted). Snapshots carry no
+ * signature: the checkpoint's set digest over their bytes tells whether what was
+ * loaded is exactly what the writer wrote (snap_decide). */
+static void snap_promote(restore_ctx *x, snap_part *sp, const rd_kafka_message_t *m)
+{
+	char err[256];
+	cp_part *p = &x->c->parts[m->partition];
+	char key[BK_ID_MAX];
+	if (!m->key || m->key_len >= sizeof(key)) {
+		sp->bad++;
+		return;
+	}
+	memcpy(key, m->key, m->key_len);
+	key[m->key_len] = '\0';
+	if (!m->payload) { /* the order was archived */
+		bk_engine_drop(p->eng, key);
+		return;
+	}
+	bk_order *o;
+	int32_t part;
+	int64_t off;
+	err[0] = '\0';
+	if (bk_snap_decode(m->payload, m->len, &o, &part, &off, err, sizeof(err)) < 0 ||
+	    part != m->partition || strcmp(o->order_id, key) != 0 || off > sp->ck.events_offset) {
+		if (o && !err[0])
+			snprintf(err, sizeof(err), "names another partition, order or offset");
+		bk_order_free(o);
+		sp->bad++;
+		bk_logf(BK_LOG_WARN, "snapshot refused: skipped",
+			"topic=%s partition=%d offset=%lld order_id=%s err=\"%s\"",
+			rd_kafka_topic_name(m->rkt), (int)m->partition, (long long)m->offset, key,
+			err);
+		return;
+	}
+	if (bk_engine_put(p->eng, o) < 0)
+		sp->bad++;
+	else
+		sp->loaded++;
+}
+
+static void snap_drop_pending(snap_part *sp)
+{
+	for (size_t i = 0; i < sp->n_pending; i++)
+		rd_kafka_message_destroy(sp->pending[i]);
+	sp->n_pending = 0;
+}
+
+/* A snapshots record read: snapshots wait for the checkpoint that covers them. */
+static bool on_snap(restore_ctx *x, rd_kafka_message_t *m)
+{
+	snap_part *sp = &x->sp[m->partition];
+	x->n_snap_records++;
+	if (!key_is(m, BK_SNAP_CHECKPOINT_KEY)) {
+		if (sp->n_pending == sp->cap_pending) {
+			size_t cap = sp->cap_pending ? sp->cap_pending * 2 : 256;
+			rd_kafka_message_t **v = realloc(sp->pending, cap * sizeof(*v));
+			if (!v)
+				return false;
+			sp->pending = v;
+			sp->cap_pending = cap;
+		}
+		sp->pending[sp->n_pending++] = m;
+		return true;
+	}
+	char err[256];
+	bk_checkpoint ck;
+	if (bk_trust_check_rules(x->c->wkr, m, err, sizeof(err)) < 0 || !m->payload ||
+	    bk_snap_checkpoint_decode(m->payload, m->len, &ck, err, sizeof(err)) < 0 ||
+	    ck.partition != m->partition) {
+		sp->bad++;
+		bk_logf(BK_LOG_WARN, "checkpoint refused: skipped",
+			"topic=%s partition=%d offset=%lld err=\"%s\"", rd_kafka_topic_name(m->rkt),
+			(int)m->partition, (long long)m->offset, m->payload ? err : "no value");
+		return false;
+	}
+	sp->ck = ck;
+	sp->has_ck = true;
+	/* the snapshots come in the writer's table order: a table that grew while taking
+	 * them would cluster (bk_engine_reserve) */
+	if (bk_engine_reserve(x->c->parts[m->partition].eng, (size_t)ck.sum.count) < 0)
+		bk_logf(BK_LOG_WARN, "out of memory reserving the orders of a checkpoint",
+			"orders=%llu", (unsigned long long)ck.sum.count);
+	for (size_t i = 0; i < sp->n_pending; i++)
+		snap_promote(x, sp, sp->pending[i]);
+	snap_drop_pending(sp);
+	return false;
+}
+
+static void order_loaded(bk_order *o, void *opaque)
+{
+	(void)opaque;
+	o->snap_version = o->version;
+}
+
+/* A fresh engine for partition p (sharing the processor's ruleset). 0 or -1. */
+static int fresh_engine(cp *c, int32_t p)
+{
+	bk_engine_free(c->parts[p].eng);
+	if (!(c->parts[p].eng = bk_engine_new()))
+		return -1;
+	bk_engine_share_rules(c->parts[p].eng, c->rules);
+	return 0;
+}
+
 /*
- * Read the listed partitions from offset 0 to their current end with the reader
- * consumer, handing each record to its handler. Returns 0 or -1 + errstr.
+ * After the snapshots partitions were read: each partition starts from its last valid
+ * checkpoint when the snapshots loaded are exactly the set it names (the digest and
+ * count match, E is not past the events' end), else from an empty engine and offset 0.
+ */
+static int snap_decide(restore_ctx *x, rd_part *rp, int n, char *errstr, size_t errstr_size)
+{
+	cp *c = x->c;
+	for (int i = 0; i < n; i++) {
+		int32_t p = rp[i].partition;
+		snap_part *sp = &x->sp[p];
+		cp_part *pt = &c->parts[p];
+		/* snapshots after the last checkpoint: a checkpoint that never finished */
+		pt->resnap = sp->n_pending > 0 || sp->bad > 0;
+		snap_drop_pending(sp);
+		x->n_snap_loaded += sp->loaded;
+		x->n_snap_bad += sp->bad;
+		rp[i].start = 0;
+		if (!sp->has_ck) {
+			if (bk_engine_count(pt->eng) > 0 && fresh_engine(c, p) < 0)
+				return fail(errstr, errstr_size, "out of memory");
+			continue;
+		}
+		int64_t lo = 0, hi = 0;
+		if (bk_kconf_watermarks(c->reader, c->topic[BK_TOPIC_EVENTS], p, c->o.timeout_ms,
+					&lo, &hi, errstr, errstr_size) < 0)
+			return -1;
+		bk_engine_each(pt->eng, order_loaded, NULL);
+		cp_snap_sum_rebuild(pt);
+		if (sp->ck.events_offset <= hi && bk_snap_sum_eq(&pt->snap_sum, &sp->ck.sum)) {
+			sp->from_snap = true;
+			rp[i].start = sp->ck.events_offset;
+			pt->next_offset = sp->ck.src_next;
+			pt->ck_next = sp->ck.src_next;
+			continue;
+		}
+		x->n_fallbacks++;
+		bk_logf(BK_LOG_WARN,
+			"snapshots do not match their checkpoint: the partition is read from "
+			"offset 0",
+			"topic=%s partition=%d checkpoint_orders=%llu loaded=%llu refused=%llu "
+			"checkpoint_events_offset=%lld events_end=%lld",
+			c->topic[BK_TOPIC_SNAPSHOTS], (int)p, (unsigned long long)sp->ck.sum.count,
+			(unsigned long long)sp->loaded, (unsigned long long)sp->bad,
+			(long long)sp->ck.events_offset, (long long)hi);
+		pt->resnap = true;
+		if (fresh_engine(c, p) < 0)
+			return fail(errstr, errstr_size, "out of memory");
+	}
+	return 0;
+}
+
+/*
+ * Read the listed partitions from their start (0 unless set) to their current end with
+ * the reader consumer, handing each record to its handler. Returns 0 or -1 + errstr.
  */
 static int read_to_end(restore_ctx *x, rd_part *rp, int n, char *errstr, size_t errstr_size)
 {
@@ -293,7 +481,7 @@ static int read_to_end(restore_ctx *x, rd_part *rp, int n, char *errstr, size_t 
 		if (bk_kconf_watermarks(c->reader, t, rp[i].partition, c->o.timeout_ms, &lo, &hi,
 					errstr, errstr_size) < 0)
 			goto err;
-		if (lo > 0 && rp[i].kind == PH_EVENTS) {
+		if (lo > rp[i].start && rp[i].kind == PH_EVENTS) {
 			fail(errstr, errstr_size,
 			     "%s [%d]: low watermark is %lld, not 0: the partition has lost "
 			     "history (retention is not infinite); refusing to restore from it",
@@ -303,10 +491,11 @@ static int read_to_end(restore_ctx *x, rd_part *rp, int n, char *errstr, size_t 
 		rp[i].end = hi;
 		if (rp[i].kind == PH_EVENTS)
 			c->parts[rp[i].partition].base_events = hi;
-		rp[i].done = hi <= lo;
+		int64_t from = rp[i].start > lo ? rp[i].start : lo;
+		rp[i].done = hi <= from;
 		if (rp[i].done)
 			continue;
-		rd_kafka_topic_partition_list_add(tl, t, rp[i].partition)->offset = lo;
+		rd_kafka_topic_partition_list_add(tl, t, rp[i].partition)->offset = from;
 		left++;
 	}
 	if (left == 0) {
@@ -361,6 +550,8 @@ static int read_to_end(restore_ctx *x, rd_part *rp, int n, char *errstr, size_t 
 			x->n_records++;
 			if (me->kind == PH_RULES)
 				on_rules(x, m);
+			else if (me->kind == PH_SNAPS)
+				kept = on_snap(x, m);
 			else
 				kept = on_event(x, m);
 			if (m->offset >= me->end - 1) {
@@ -398,6 +589,10 @@ void cp_part_reset(cp_part *p)
 	p->last_seal = -1;
 	p->batch_first = -1;
 	p->next_offset = 0;
+	memset(&p->snap_sum, 0, sizeof(p->snap_sum));
+	p->resnap = false;
+	p->ck_next = -1;
+	p->own_seal_end = -1;
 }
 
 int cp_restore(cp *c, const int32_t *ps, int n, char *errstr, size_t errstr_size)
@@ -445,27 +640,91 @@ int cp_restore(cp *c, const int32_t *ps, int n, char *errstr, size_t errstr_size
 	bk_ruleset_free(c->rules);
 	c->rules = x.rules;
 	x.rules = NULL;
-	/* phase 2: events, through the seal rule */
+	/* phase 2: snapshots (issue #11): each partition's last valid checkpoint, whose
+	 * snapshots are the engine's start and whose E is where its events are read from */
 	k = 0;
 	for (int i = 0; i < n; i++)
 		rp[k++] = (rd_part){.kind = PH_EVENTS, .partition = ps[i]};
+	if (c->o.snapshot_interval_ms > 0) {
+		rd_part *sr = calloc((size_t)n + 1, sizeof(*sr));
+		x.sp = calloc((size_t)c->nparts, sizeof(*x.sp));
+		if (!sr || !x.sp) {
+			free(sr);
+			fail(errstr, errstr_size, "out of memory");
+			goto done;
+		}
+		for (int i = 0; i < n; i++)
+			sr[i] = (rd_part){.kind = PH_SNAPS, .partition = ps[i]};
+		int r = read_to_end(&x, sr, n, errstr, errstr_size);
+		free(sr);
+		if (r < 0 || snap_decide(&x, rp, n, errstr, errstr_size) < 0)
+			goto done;
+	}
+	/* phase 3: events, through the seal rule */
 	if (read_to_end(&x, rp, k, errstr, errstr_size) < 0)
 		goto done;
 	bk_trust_flush(x.trust, -1);
+	/* an event after a checkpoint that did not follow its snapshot: those partitions
+	 * are read again from offset 0, with fresh seal buffers */
+	k = 0;
+	for (int i = 0; i < n; i++) {
+		snap_part *sp = x.sp ? &x.sp[ps[i]] : NULL;
+		if (!sp || !sp->mismatch)
+			continue;
+		cp_part *p = &c->parts[ps[i]];
+		x.n_fallbacks++;
+		bk_logf(BK_LOG_WARN,
+			"an event after the checkpoint does not follow its snapshot: the "
+			"partition is read from offset 0",
+			"topic=%s partition=%d checkpoint_events_offset=%lld",
+			c->topic[BK_TOPIC_EVENTS], (int)ps[i], (long long)sp->ck.events_offset);
+		sp->from_snap = sp->mismatch = false;
+		p->resnap = true;
+		p->next_offset = 0;
+		p->last_seal = -1;
+		p->last_event = -1;
+		if (fresh_engine(c, ps[i]) < 0) {
+			fail(errstr, errstr_size, "out of memory");
+			goto done;
+		}
+		rp[k++] = (rd_part){.kind = PH_EVENTS, .partition = ps[i]};
+	}
+	if (k > 0) {
+		bk_trust_free(x.trust);
+		x.trust =
+		    bk_trust_new(c->wkr, false, c->nparts, on_release, on_seal, on_bad_seal, &x);
+		if (!x.trust) {
+			fail(errstr, errstr_size, "out of memory");
+			goto done;
+		}
+		if (read_to_end(&x, rp, k, errstr, errstr_size) < 0)
+			goto done;
+		bk_trust_flush(x.trust, -1);
+	}
+	for (int i = 0; i < n; i++) {
+		cp_part *p = &c->parts[ps[i]];
+		if (!x.sp || !x.sp[ps[i]].from_snap)
+			p->ck_next = -1; /* nothing on the log stands for it: checkpoint soon */
+		cp_snap_sum_rebuild(p);
+	}
 	for (int i = 0; i < n; i++) {
 		cp_part *p = &c->parts[ps[i]];
 		p->restored = true;
 		bk_logf(BK_LOG_DEBUG, "partition restored",
 			"topic=%s partition=%d orders=%zu last_seal_offset=%lld "
-			"last_event_src_offset=%lld resume_offset=%lld",
+			"last_event_src_offset=%lld resume_offset=%lld from_checkpoint=%d "
+			"events_from=%lld",
 			c->topic[BK_TOPIC_COMMANDS], (int)ps[i], bk_engine_count(p->eng),
 			(long long)p->last_seal, (long long)p->last_event,
-			(long long)p->next_offset);
+			(long long)p->next_offset, x.sp && x.sp[ps[i]].from_snap,
+			x.sp && x.sp[ps[i]].from_snap ? (long long)x.sp[ps[i]].ck.events_offset
+						      : 0LL);
 	}
 	bk_logf(BK_LOG_INFO, "restore finished",
 		"partitions=%d records=%llu applied_events=%llu seals=%llu bad_seals=%llu "
 		"unsealed_records=%llu reported_events=%llu forks=%llu bad_hash=%llu "
-		"bad_link=%llu garbage=%llu bad=%llu rules_profiles=%zu ms=%lld",
+		"bad_link=%llu garbage=%llu bad=%llu rules_profiles=%zu snapshot_records=%llu "
+		"snapshots_loaded=%llu snapshots_refused=%llu snapshot_fallbacks=%llu ms=%lld",
 		n, (unsigned long long)x.n_records, (unsigned long long)x.n_applied,
 		(unsigned long long)x.n_seals, (unsigned long long)x.n_bad_seals,
 		(unsigned long long)x.n_unsealed, (unsigned long long)x.n_reported,
@@ -473,7 +732,9 @@ int cp_restore(cp *c, const int32_t *ps, int n, char *errstr, size_t errstr_size
 		(unsigned long long)x.n_verdict[BK_CHAIN_BAD_HASH],
 		(unsigned long long)x.n_verdict[BK_CHAIN_BAD_LINK],
 		(unsigned long long)x.n_verdict[BK_CHAIN_GARBAGE], (unsigned long long)x.n_bad,
-		bk_ruleset_count(c->rules), (long long)((cp_mono_us() - t0) / 1000));
+		bk_ruleset_count(c->rules), (unsigned long long)x.n_snap_records,
+		(unsigned long long)x.n_snap_loaded, (unsigned long long)x.n_snap_bad,
+		(unsigned long long)x.n_fallbacks, (long long)((cp_mono_us() - t0) / 1000));
 	c->n_restore_forks += x.n_verdict[BK_CHAIN_FORK];
 	c->n_restore_invalid += x.n_verdict[BK_CHAIN_BAD_HASH] + x.n_verdict[BK_CHAIN_BAD_LINK] +
 				x.n_verdict[BK_CHAIN_GARBAGE] + x.n_bad_seals + x.n_bad;
@@ -484,6 +745,12 @@ done:
 		for (int i = 0; i < n; i++)
 			cp_part_reset(&c->parts[ps[i]]);
 	bk_trust_free(x.trust);
+	if (x.sp)
+		for (int i = 0; i < c->nparts; i++) {
+			snap_drop_pending(&x.sp[i]);
+			free(x.sp[i].pending);
+		}
+	free(x.sp);
 	bk_ruleset_free(x.rules);
 	msgpack_zone_destroy(&x.z);
 	msgpack_zone_destroy(&x.z2);

@@ -82,6 +82,13 @@ void bk_engine_foreach(const bk_engine *e, void (*fn)(const bk_order *o, void *o
 			fn(e->slots[i], opaque);
 }
 
+void bk_engine_each(bk_engine *e, void (*fn)(bk_order *o, void *opaque), void *opaque)
+{
+	for (uint32_t i = 0; i < e->cap; i++)
+		if (e->slots[i])
+			fn(e->slots[i], opaque);
+}
+
 bk_ruleset *bk_engine_rules(bk_engine *e)
 {
 	return e->rules;
@@ -118,23 +125,52 @@ static bk_order *order_for(bk_engine *e, const char *id, bool *ret_new)
 	return bk_order_new(id);
 }
 
+static int grow(bk_engine *e, uint32_t cap)
+{
+	bk_order **slots = calloc(cap, sizeof(*slots));
+	if (!slots)
+		return -1;
+	bk_engine old = *e;
+	e->slots = slots;
+	e->cap = cap;
+	for (uint32_t i = 0; i < old.cap; i++)
+		if (old.slots[i])
+			e->slots[slot_of(e, old.slots[i]->order_id)] = old.slots[i];
+	free(old.slots);
+	return 0;
+}
+
+int bk_engine_reserve(bk_engine *e, size_t n)
+{
+	uint64_t cap = e->cap;
+	while ((n + 1) * 2 > cap && cap < (UINT64_C(1) << 31))
+		cap *= 2;
+	return cap > e->cap ? grow(e, (uint32_t)cap) : 0;
+}
+
 static int insert(bk_engine *e, bk_order *o)
 {
 	if ((e->n + 1) * 2 > e->cap) {
-		uint32_t cap = e->cap * 2;
-		bk_order **slots = calloc(cap, sizeof(*slots));
-		if (!slots)
+		if (grow(e, e->cap * 2) < 0)
 			return -1;
-		bk_engine old = *e;
-		e->slots = slots;
-		e->cap = cap;
-		for (uint32_t i = 0; i < old.cap; i++)
-			if (old.slots[i])
-				e->slots[slot_of(e, old.slots[i]->order_id)] = old.slots[i];
-		free(old.slots);
 	}
 	e->slots[slot_of(e, o->order_id)] = o;
 	e->n++;
+	return 0;
+}
+
+int bk_engine_put(bk_engine *e, bk_order *o)
+{
+	uint32_t i = slot_of(e, o->order_id);
+	if (e->slots[i]) {
+		bk_order_free(e->slots[i]);
+		e->slots[i] = o;
+		return 0;
+	}
+	if (insert(e, o) < 0) {
+		bk_order_free(o);
+		return -1;
+	}
 	return 0;
 }
 

@@ -25,6 +25,16 @@ bk_ruleset *bk_engine_rules(bk_engine *e);
  * and for applying rule changes: rules are global across partitions (SPEC §4), so the
  * processor keeps one ruleset for all its per-partition engines. */
 void bk_engine_share_rules(bk_engine *e, bk_ruleset *shared);
+/* The same with the aggregates writable, for the snapshot writer's bookkeeping
+ * (bk_order.snap_version) only: fn must change nothing decide or evolve reads. */
+void bk_engine_each(bk_engine *e, void (*fn)(bk_order *o, void *opaque), void *opaque);
+/* Put an aggregate (a decoded snapshot, bk_snap_decode) in the engine, replacing the order's
+ * aggregate if any; the engine owns o from then on, also on failure. 0, or -1 on OOM. */
+int bk_engine_put(bk_engine *e, bk_order *o);
+/* Grow the table to hold n orders without growing again (a restore knows how many
+ * snapshots a checkpoint counts: they arrive in the writer's table order, which a
+ * growing table of the same hash would cluster). 0, or -1 on OOM (nothing changed). */
+int bk_engine_reserve(bk_engine *e, size_t n);
 /* Remove an order (after a revoked partition or an aborted transaction). */
 void bk_engine_drop(bk_engine *e, const char *order_id);
 

@@ -638,33 +638,7 @@ static int apply(ectx *x)
 
 static int seen_add(bk_order *o, const char *id)
 {
-	bk_idset *s = &o->seen;
-	if ((s->n + 1) * 2 > s->cap) {
-		uint32_t cap = s->cap ? s->cap * 2 : 16;
-		uint64_t *slots = calloc(cap, sizeof(uint64_t));
-		if (!slots)
-			return -1;
-		for (uint32_t i = 0; i < s->cap; i++) {
-			if (!s->slots[i])
-				continue;
-			uint32_t j = (uint32_t)s->slots[i] & (cap - 1);
-			while (slots[j])
-				j = (j + 1) & (cap - 1);
-			slots[j] = s->slots[i];
-		}
-		free(s->slots);
-		s->slots = slots;
-		s->cap = cap;
-	}
-	uint64_t fp = bk_id_fingerprint(id, strlen(id)) | 1;
-	uint32_t j = (uint32_t)fp & (s->cap - 1);
-	while (s->slots[j] && s->slots[j] != fp)
-		j = (j + 1) & (s->cap - 1);
-	if (!s->slots[j]) {
-		s->slots[j] = fp;
-		s->n++;
-	}
-	return 0;
+	return bk_idset_add(&o->seen, bk_id_fingerprint(id, strlen(id)) | 1) < 0 ? -1 : 0;
 }
 
 int bk_evolve(bk_order *o, const bk_event *e, char *errstr, size_t errstr_size)

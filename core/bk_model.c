@@ -204,6 +204,35 @@ fail:
 	return NULL;
 }
 
+int bk_idset_add(bk_idset *s, uint64_t fp)
+{
+	if ((s->n + 1) * 2 > s->cap) {
+		uint32_t cap = s->cap ? s->cap * 2 : 16;
+		uint64_t *slots = calloc(cap, sizeof(uint64_t));
+		if (!slots)
+			return -1;
+		for (uint32_t i = 0; i < s->cap; i++) {
+			if (!s->slots[i])
+				continue;
+			uint32_t j = (uint32_t)s->slots[i] & (cap - 1);
+			while (slots[j])
+				j = (j + 1) & (cap - 1);
+			slots[j] = s->slots[i];
+		}
+		free(s->slots);
+		s->slots = slots;
+		s->cap = cap;
+	}
+	uint32_t j = (uint32_t)fp & (s->cap - 1);
+	while (s->slots[j] && s->slots[j] != fp)
+		j = (j + 1) & (s->cap - 1);
+	if (s->slots[j])
+		return 0;
+	s->slots[j] = fp;
+	s->n++;
+	return 1;
+}
+
 const uint8_t *bk_order_last_hash(const bk_order *o)
 {
 	static const uint8_t zero[BK_HASH_LEN];

@@ -30,12 +30,13 @@ static const char *const topic_defaults[BK_TOPIC_COUNT] = {
     [BK_TOPIC_RESULTS] = "booking.command-results",
     [BK_TOPIC_DLQ] = "booking.dlq",
     [BK_TOPIC_RULES] = "booking.rules",
+    [BK_TOPIC_SNAPSHOTS] = "booking.snapshots",
 };
 
 static const char *const topic_options[BK_TOPIC_COUNT] = {
     [BK_TOPIC_COMMANDS] = "commands-topic", [BK_TOPIC_EVENTS] = "events-topic",
     [BK_TOPIC_RESULTS] = "results-topic",   [BK_TOPIC_DLQ] = "dlq-topic",
-    [BK_TOPIC_RULES] = "rules-topic",
+    [BK_TOPIC_RULES] = "rules-topic",	    [BK_TOPIC_SNAPSHOTS] = "snapshots-topic",
 };
 
 typedef struct kv {
@@ -377,6 +378,7 @@ const char *bk_kconf_usage(void)
 	       "  --results-topic NAME           default booking.command-results\n"
 	       "  --dlq-topic NAME               default booking.dlq\n"
 	       "  --rules-topic NAME             default booking.rules\n"
+	       "  --snapshots-topic NAME         default booking.snapshots\n"
 	       "  BOOKING_KAFKA_<PROP>=VALUE     (environment) librdkafka property <prop>, upper\n"
 	       "                                 case with '_' for '.': "
 	       "BOOKING_KAFKA_SASL_PASSWORD\n"

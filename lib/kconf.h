@@ -17,11 +17,12 @@
 
 /* The project's topics. */
 typedef enum bk_topic {
-	BK_TOPIC_COMMANDS, /* booking.commands */
-	BK_TOPIC_EVENTS,   /* booking.events (the system of record) */
-	BK_TOPIC_RESULTS,  /* booking.command-results */
-	BK_TOPIC_DLQ,	   /* booking.dlq */
-	BK_TOPIC_RULES,	   /* booking.rules (compacted on a real cluster) */
+	BK_TOPIC_COMMANDS,  /* booking.commands */
+	BK_TOPIC_EVENTS,    /* booking.events (the system of record) */
+	BK_TOPIC_RESULTS,   /* booking.command-results */
+	BK_TOPIC_DLQ,	    /* booking.dlq */
+	BK_TOPIC_RULES,	    /* booking.rules (compacted on a real cluster) */
+	BK_TOPIC_SNAPSHOTS, /* booking.snapshots (compacted on a real cluster; a cache) */
 	BK_TOPIC_COUNT
 } bk_topic;
 
@@ -56,7 +57,8 @@ void bk_kconf_destroy(bk_kconf *kc);
  *   -X key=value, -Xkey=value          (repeatable; checked against librdkafka now)
  *   --brokers-file PATH                 (read when a configuration is built)
  *   --topic-prefix PFX                  (prefixes every topic name, also renamed ones)
- *   --commands-topic, --events-topic, --results-topic, --dlq-topic, --rules-topic NAME
+ *   --commands-topic, --events-topic, --results-topic, --dlq-topic, --rules-topic,
+ *   --snapshots-topic NAME
  * Each long option also takes the --opt=value form.
  */
 int bk_kconf_take_arg(bk_kconf *kc, int argc, char **argv, int *idx, char *errstr,

@@ -20,6 +20,7 @@
 
 #include "bk_auth.h"
 #include "bk_codec.h"
+#include "bk_snap.h"
 #include "bk_engine.h"
 #include "fixture_run.h"
 #include "kconf.h"
@@ -1117,6 +1118,187 @@ static int cmd_legacy_rule(bk_kconf *kc, const char *sp, const char *owner, cons
 	return rc;
 }
 
+/* ---- snaptamper: snapshots a restore must not trust, appended to booking.snapshots ---- */
+
+#define TAMPER_PARTS 64
+#define TAMPER_EACH  3 /* orders tampered with per partition */
+
+typedef struct tamper {
+	const bk_keyring *writers; /* checkpoints count when they signed them */
+	rd_kafka_message_t *first_ck[TAMPER_PARTS], *last_ck[TAMPER_PARTS];
+	rd_kafka_message_t **snaps; /* every snapshot record, in read order per partition */
+	size_t n, cap;
+} tamper;
+
+static bool is_ck(const rd_kafka_message_t *m)
+{
+	return m->key && m->key_len == strlen(BK_SNAP_CHECKPOINT_KEY) &&
+	       !memcmp(m->key, BK_SNAP_CHECKPOINT_KEY, m->key_len);
+}
+
+static void t_rec(const rd_kafka_message_t *cm, void *opaque)
+{
+	tamper *t = opaque;
+	rd_kafka_message_t *m = (rd_kafka_message_t *)(uintptr_t)cm;
+	int32_t p = m->partition;
+	char err[256];
+	rd_kafka_headers_t *h = NULL;
+	const void *v;
+	size_t vn;
+	if (p < 0 || p >= TAMPER_PARTS ||
+	    (!rd_kafka_message_headers(m, &h) && h &&
+	     !rd_kafka_header_get_last(h, "tampered", &v, &vn)))
+		return;
+	if (is_ck(m)) {
+		if (bk_trust_check_rules(t->writers, m, err, sizeof(err)) < 0)
+			return;
+		if (!t->first_ck[p])
+			t->first_ck[p] = m;
+		else if (t->last_ck[p] != t->first_ck[p])
+			rd_kafka_message_destroy(t->last_ck[p]);
+		t->last_ck[p] = m;
+		g_kept = true;
+		return;
+	}
+	if (!m->payload || !m->key)
+		return;
+	if (t->n == t->cap) {
+		size_t cap = t->cap ? t->cap * 2 : 1024;
+		rd_kafka_message_t **v = realloc(t->snaps, cap * sizeof(*v));
+		if (!v)
+			return;
+		t->snaps = v;
+		t->cap = cap;
+	}
+	t->snaps[t->n++] = m;
+	g_kept = true;
+}
+
+/* Append a copy of m (headers too) to its partition, with one value byte flipped. */
+static int t_copy(rd_kafka_t *prod, const char *topic, const rd_kafka_message_t *m, bool flip)
+{
+	rd_kafka_headers_t *h = NULL, *hc = NULL;
+	if (!rd_kafka_message_headers(m, &h) && h)
+		hc = rd_kafka_headers_copy(h);
+	else
+		hc = rd_kafka_headers_new(1);
+	rd_kafka_header_add(hc, "tampered", -1, "1", 1); /* for the next snaptamper only */
+	char *v = malloc(m->len + 1);
+	if (!v)
+		return -1;
+	memcpy(v, m->payload, m->len);
+	if (flip)
+		v[m->len / 2] ^= 0x01;
+	rd_kafka_resp_err_t e = rd_kafka_producev(
+	    prod, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(m->partition),
+	    RD_KAFKA_V_KEY(m->key, m->key_len), RD_KAFKA_V_VALUE(v, m->len),
+	    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hc), RD_KAFKA_V_END);
+	free(v);
+	if (e && hc)
+		rd_kafka_headers_destroy(hc);
+	return e ? -1 : 0;
+}
+
+static bool same_key(const rd_kafka_message_t *a, const rd_kafka_message_t *b)
+{
+	return a->partition == b->partition && a->key_len == b->key_len &&
+	       !memcmp(a->key, b->key, a->key_len);
+}
+
+/*
+ * Checkpoints count when the writer keyring verifies them; appended copies carry a
+ * header `tampered` (which the processor ignores) so that a later run does not take
+ * them for the processor's records. Per partition with a checkpoint: corrupt: the
+ * latest snapshots of a few orders with a byte flipped (their bytes no longer match the
+ * checkpoint's digest), then the last checkpoint again; older: an order's first
+ * snapshot, a later one being on the log (a replay), then the last checkpoint again;
+ * newer: the latest snapshots, then the partition's first checkpoint again (snapshots
+ * newer than the events it names). Exit 0 when something was appended, 1 when there
+ * was nothing to tamper with.
+ */
+static int cmd_snaptamper(bk_kconf *kc, const char *mode)
+{
+	char err[512];
+	static const char *const defs[] = {
+	    "enable.partition.eof", "true",  "group.id", "test-commands-snaptamper",
+	    "enable.auto.commit",   "false", NULL};
+	rd_kafka_t *rk, *prod;
+	if (bk_kconf_new_handle(kc, BK_KCONF_CONSUMER, defs, &rk, err, sizeof(err)) < 0 ||
+	    bk_kconf_new_handle(kc, BK_KCONF_PRODUCER, NULL, &prod, err, sizeof(err)) < 0) {
+		fprintf(stderr, "snaptamper: %s\n", err);
+		return 2;
+	}
+	const char *topic = bk_kconf_topic(kc, BK_TOPIC_SNAPSHOTS);
+	bk_keyring *kr = NULL;
+	if (bk_trust_load_keyring(NULL, &kr, err, sizeof(err)) < 0) {
+		fprintf(stderr, "snaptamper: %s\n", err);
+		rd_kafka_destroy(rk);
+		rd_kafka_destroy(prod);
+		return 2;
+	}
+	tamper t = {.writers = kr};
+	int rc = read_topic(rk, topic, t_rec, &t) < 0 ? 2 : 0;
+	int appended = 0;
+	for (int32_t p = 0; p < TAMPER_PARTS && rc == 0; p++) {
+		if (!t.last_ck[p])
+			continue;
+		int done = 0;
+		rd_kafka_message_t *ck = t.last_ck[p];
+		if (!strcmp(mode, "newer")) {
+			if (t.first_ck[p] == t.last_ck[p])
+				continue;
+			ck = t.first_ck[p];
+		}
+		for (size_t i = t.n; i-- > 0 && done < TAMPER_EACH && rc == 0;) {
+			rd_kafka_message_t *m = t.snaps[i];
+			if (m->partition != p || m->offset > t.last_ck[p]->offset)
+				continue;
+			bool later = false; /* is a later record of the order before this one? */
+			for (size_t j = i + 1; j < t.n && !later; j++)
+				later = same_key(m, t.snaps[j]) && t.snaps[j]->offset < ck->offset;
+			if (later)
+				continue; /* not the order's latest */
+			const rd_kafka_message_t *src = m;
+			if (!strcmp(mode, "older")) {
+				src =
+				    NULL; /* the order's first snapshot, if it has another since */
+				for (size_t j = 0; j < i && !src; j++)
+					if (same_key(m, t.snaps[j]) &&
+					    (t.snaps[j]->len != m->len ||
+					     memcmp(t.snaps[j]->payload, m->payload, m->len)))
+						src = t.snaps[j];
+				if (!src)
+					continue;
+			}
+			if (t_copy(prod, topic, src, !strcmp(mode, "corrupt")) < 0)
+				rc = 2;
+			done++;
+		}
+		if (done > 0 && rc == 0) {
+			if (t_copy(prod, topic, ck, false) < 0)
+				rc = 2;
+			appended += done;
+		}
+	}
+	if (rc == 0 && rd_kafka_flush(prod, TIMEOUT_MS))
+		rc = 2;
+	fprintf(stderr, "snaptamper %s: %d snapshots appended\n", mode, appended);
+	for (int32_t p = 0; p < TAMPER_PARTS; p++) {
+		if (t.last_ck[p] && t.last_ck[p] != t.first_ck[p])
+			rd_kafka_message_destroy(t.last_ck[p]);
+		if (t.first_ck[p])
+			rd_kafka_message_destroy(t.first_ck[p]);
+	}
+	for (size_t i = 0; i < t.n; i++)
+		rd_kafka_message_destroy(t.snaps[i]);
+	free(t.snaps);
+	bk_keyring_free(kr);
+	rd_kafka_consumer_close(rk);
+	rd_kafka_destroy(rk);
+	rd_kafka_destroy(prod);
+	return rc ? rc : appended > 0 ? 0 : 1;
+}
+
 /* ---- ctl: one line to the dev broker's control socket, its answer on stdout --------- */
 
 static int cmd_ctl(const char *path, const char *text)
@@ -1154,6 +1336,7 @@ static int usage(void)
 	    "       test_commands junk [kafka opts] COUNT SIZE   (to events partition 0)\n"
 	    "       test_commands legacy-rule [kafka opts] SERVICE_PROFILE OWNER RULE_ID\n"
 	    "       test_commands ctl SOCKET LINE\n"
+	    "       test_commands snaptamper [kafka opts] corrupt|older|newer\n"
 	    "       test_commands outcomes [kafka opts]   (first sealed results, sealed events)\n");
 	return 2;
 }
@@ -1209,6 +1392,8 @@ int main(int argc, char **argv)
 		rc = cmd_junk(kc, BK_TOPIC_EVENTS, atoi(pos[0]), atoi(pos[1]));
 	else if (!strcmp(argv[1], "legacy-rule") && npos == 3)
 		rc = cmd_legacy_rule(kc, pos[0], pos[1], pos[2]);
+	else if (!strcmp(argv[1], "snaptamper") && npos == 1)
+		rc = cmd_snaptamper(kc, pos[0]);
 	else if (!strcmp(argv[1], "bad") && npos == 4)
 		rc = cmd_bad(kc, pos[0], pos[1], pos[2], pos[3]);
 	else

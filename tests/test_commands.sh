@@ -9,14 +9,15 @@
 # profile) migrated with profile.bind signed by a key limited to profile.
 # usage: test_commands.sh BOOKINGCTL BOOKING_COMMANDS TEST_TOOL SRCDIR
 # env: BK_KILL_ORDERS (orders in the kill stream, 8 commands each; default 6320: 50,056
-# commands), BK_KILLS (default 10), BK_KILL_SECONDS (time budget of the kill phase, 90),
+# commands), BK_KILLS (default 5: the exactness phase 5b kills 6 more times, with
+# snapshots), BK_KILL_SECONDS (time budget of the kill phase, 45),
 # BK_EXACT_ORDERS (orders of the exactness stream, default 1500), BK_EXACT_KILLS (6).
 set -uo pipefail
 
 BCTL=$1 PROC=$2 TOOL=$3 SRC=$4
 ORDERS=${BK_KILL_ORDERS:-6320}
-KILLS=${BK_KILLS:-10}
-KILL_SECONDS=${BK_KILL_SECONDS:-90}
+KILLS=${BK_KILLS:-5}
+KILL_SECONDS=${BK_KILL_SECONDS:-45}
 EXACT_ORDERS=${BK_EXACT_ORDERS:-1500}
 EXACT_KILLS=${BK_EXACT_KILLS:-6}
 W=$(mktemp -d /tmp/bk-test-commands.XXXXXX)
@@ -78,10 +79,10 @@ devbroker() {
 	wait_devbroker "$1"
 }
 
-# topics_for PREFIX PARTITIONS: the five project topics under PREFIX, `--topics` syntax
+# topics_for PREFIX PARTITIONS: the six project topics under PREFIX, `--topics` syntax
 topics_for() {
 	local t out=""
-	for t in booking.commands booking.events booking.command-results booking.dlq booking.rules; do
+	for t in booking.commands booking.events booking.command-results booking.dlq booking.rules booking.snapshots; do
 		out="$out,$1$t:$2"
 	done
 	printf '%s' "${out#,}"
@@ -343,9 +344,17 @@ exact_total=$(wc -l <"$W/exact.jsonl")
 # otherwise race the orders on others (issue #11)
 awk -v r="$W/exact.rules.jsonl" -v o="$W/exact.orders.jsonl" \
 	'!done && /"type":"(autoaccept|profile)\./ { print > r; next } { done = 1; print > o }' "$W/exact.jsonl"
-run_exact() { # run_exact PREFIX KILLS: the stream through a processor, killed KILLS times
+# Snapshots (issue #11): the reference run writes none (--snapshot-interval-ms 0: every
+# restore reads the whole log), the kill run one checkpoint every 200 ms, so kills land
+# while snapshots are written; while it is down after kills 2, 3 and 4, records a
+# restore must not trust are appended to its snapshots topic (test_commands snaptamper):
+# corrupt copies of snapshots, a replayed older snapshot, snapshots newer than the
+# checkpoint after them. Outcomes and events must still be those of the reference.
+EXACT_TAMPER=(x x corrupt older newer)
+run_exact() { # run_exact PREFIX KILLS SNAPSHOT_MS: the stream through a processor, killed KILLS times
 	local prefix=$1 want=$2 k=0
-	start_proc "exact.$prefix" "$prefix" --sweep-interval-ms 0 -X session.timeout.ms=2500 -X max.poll.interval.ms=20000
+	local args=(--sweep-interval-ms 0 -X session.timeout.ms=2500 -X max.poll.interval.ms=20000 --snapshot-interval-ms "$3")
+	start_proc "exact.$prefix" "$prefix" "${args[@]}"
 	"$BCTL" send --brokers-file "$BOOT" --topic-prefix "$prefix" --key "$W/all.sk" \
 		--key-id test-all --wait --timeout-ms 60000 "$W/exact.rules.jsonl" \
 		>"$W/send.exact.rules.$prefix" 2>&1
@@ -359,7 +368,12 @@ run_exact() { # run_exact PREFIX KILLS: the stream through a processor, killed K
 		wait "$PROC_PID" 2>/dev/null
 		k=$((k + 1))
 		mv "$W/proc.exact.$prefix.log" "$W/proc.exact.$prefix.$k.log"
-		start_proc "exact.$prefix" "$prefix" --sweep-interval-ms 0 -X session.timeout.ms=2500 -X max.poll.interval.ms=20000
+		if [ "$3" -gt 0 ] && [ "$k" -lt "${#EXACT_TAMPER[@]}" ] && [ "${EXACT_TAMPER[$k]}" != x ]; then
+			"$TOOL" snaptamper --brokers-file "$BOOT" --topic-prefix "$prefix" "${EXACT_TAMPER[$k]}" \
+				>>"$W/snaptamper.$prefix" 2>&1
+			echo "rc=$? mode=${EXACT_TAMPER[$k]}" >>"$W/snaptamper.$prefix"
+		fi
+		start_proc "exact.$prefix" "$prefix" "${args[@]}"
 	done
 	wait "$spid"
 	# every command answered (the verifier waits for the results), then a clean stop
@@ -371,8 +385,8 @@ run_exact() { # run_exact PREFIX KILLS: the stream through a processor, killed K
 		sort >"$W/outcomes.$prefix"
 	echo "# $prefix: $k kill -9, $(grep -c '^result ' "$W/outcomes.$prefix") results, $(grep -c '^event ' "$W/outcomes.$prefix") events; $(tail -n 1 "$W/verify.exact.$prefix" | cut -c1-160)"
 }
-run_exact ref. 0
-run_exact kx. "$EXACT_KILLS"
+run_exact ref. 0 0
+run_exact kx. "$EXACT_KILLS" 200
 killed=$(ls "$W"/proc.exact.kx..*.log 2>/dev/null | wc -l)
 check "the kill run was killed $EXACT_KILLS times (saw $killed lives end)" [ "$killed" -eq "$EXACT_KILLS" ]
 check "the stream starts with its rules ($(wc -l <"$W/exact.rules.jsonl") sent first)" \
@@ -385,6 +399,29 @@ diff "$W/outcomes.ref." "$W/outcomes.kx." >"$W/outcomes.diff"
 check "with $EXACT_KILLS kill -9: every outcome (status, code, version, event ids) and every event are the same as without kills" \
 	[ ! -s "$W/outcomes.diff" ]
 head -n 10 "$W/outcomes.diff" | sed 's/^/#   /'
+sed 's/^/# snaptamper: /' "$W/snaptamper.kx." 2>/dev/null
+grep -h 'msg="restore finished"' "$W"/proc.exact.kx.*.log |
+	grep -o 'snapshots_loaded=[0-9]* snapshots_refused=[0-9]* snapshot_fallbacks=[0-9]*' |
+	sed 's/^/# kx. restore: /'
+check "the kill run restored from snapshots (a restore loaded some)" \
+	grep -q 'msg="restore finished".*snapshots_loaded=[1-9]' "$W"/proc.exact.kx.*.log
+check "the reference run read no snapshots" \
+	bash -c "! grep -q 'msg=\"restore finished\".*snapshot_records=[1-9]' '$W'/proc.exact.ref.*.log"
+check "tampered snapshots were appended while the kill run was down (corrupt, older, newer)" \
+	[ "$(grep -c '^rc=0 ' "$W/snaptamper.kx." 2>/dev/null)" -eq 3 ]
+# tampered after kill k: the restore of life k + 1 (its log is proc.exact.kx..<k+1>.log)
+rline() { grep -h 'msg="restore finished"' "$W/proc.exact.kx..$1.log" 2>/dev/null | head -n 1; }
+life_has() { # life_has LIFE PATTERN_IN_RESTORE_LINE LOG_MESSAGE
+	rline "$1" | grep -q "$2" && grep -q "msg=\"$3" "$W/proc.exact.kx..$1.log"
+}
+# a flipped byte: the snapshot no longer decodes (skipped, the genuine one stays) or its
+# bytes no longer match the checkpoint's digest (the partition is read from 0)
+check "corrupt snapshots (after kill 2) were refused or made the restore read partitions from 0: $(rline 3 | grep -o 'snapshots_loaded=.*fallbacks=[0-9]*')" \
+	life_has 3 'snapshots_refused=[1-9]\|snapshot_fallbacks=[1-9]' 'restore finished'
+check "replayed older snapshots (after kill 3) made the restore read partitions from 0: $(rline 4 | grep -o 'snapshot_fallbacks=[0-9]*')" \
+	life_has 4 'snapshot_fallbacks=[1-9]' 'snapshots do not match their checkpoint'
+check "snapshots newer than the checkpoint after them (after kill 4) were refused, the restore read from 0: $(rline 5 | grep -o 'snapshot_fallbacks=[0-9]*')" \
+	life_has 5 'snapshot_fallbacks=[1-9]' 'snapshot refused: skipped'
 
 # ---- 6. two processors in one group share the partitions; one is killed ----------------
 # Both get partitions (each restores what it was given); a stream flows; one member is

@@ -22,20 +22,42 @@
 
 #include "bk_auth.h"
 #include "bk_codec.h"
+#include "bk_snap.h"
 #include "fixture_run.h"
 
 #define PER_TARGET     40
+#define T__COUNT_MAX   8
 #define EVOLVE_RECORDS 6 /* the first records of an order: small seeds, every kind of state */
 
 typedef struct out {
 	const char *dir;
-	int n[8];
+	int n[T__COUNT_MAX];
 } out;
 
-enum { T_COMMAND, T_JSON, T_RECORD, T_EVOLVE, T_RESULT, T_RULES, T_KEYRING, T__COUNT };
+enum { T_COMMAND, T_JSON, T_RECORD, T_EVOLVE, T_RESULT, T_RULES, T_KEYRING, T_SNAPSHOT, T__COUNT };
+_Static_assert(T__COUNT <= T__COUNT_MAX, "out.n holds a count per target");
 static const char *const tnames[T__COUNT] = {
-    "fuzz_command", "fuzz_command_json", "fuzz_record", "fuzz_record_evolve",
-    "fuzz_result",  "fuzz_rules",	 "fuzz_keyring"};
+    "fuzz_command", "fuzz_command_json", "fuzz_record",	 "fuzz_record_evolve",
+    "fuzz_result",  "fuzz_rules",	 "fuzz_keyring", "fuzz_snapshot"};
+
+static int put(out *o, int t, const void *bytes, size_t n);
+
+/* fuzz_snapshot: a snapshot of each order of a fixture, while there is room */
+typedef struct snap_seeds {
+	out *o;
+	int rc;
+} snap_seeds;
+
+static void snap_seed(const bk_order *ord, void *opaque)
+{
+	snap_seeds *s = opaque;
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	if (s->rc == 0 && s->o->n[T_SNAPSHOT] < PER_TARGET - 1 &&
+	    bk_snap_encode(ord, 0, 42, &sb) == 0 && put(s->o, T_SNAPSHOT, sb.data, sb.size) < 0)
+		s->rc = -1;
+	msgpack_sbuffer_destroy(&sb);
+}
 
 static int put(out *o, int t, const void *bytes, size_t n)
 {
@@ -242,12 +264,28 @@ int main(int argc, char **argv)
 					rc = 1;
 				msgpack_sbuffer_destroy(&sb);
 			}
+			snap_seeds ss = {&o, 0};
+			bk_engine_foreach(e, snap_seed, &ss);
+			if (ss.rc < 0)
+				rc = 1;
 			json_decref(fails);
 			bk_engine_free(e);
 		}
 		free(names[i]);
 	}
 	free(names);
+	{ /* and one checkpoint */
+		bk_checkpoint ck = {.partition = 2, .events_offset = 1000, .src_next = 400};
+		uint8_t h[BK_HASH_LEN];
+		bk_snap_hash("seed", 4, h);
+		bk_snap_sum_add(&ck.sum, h, 1);
+		msgpack_sbuffer sb;
+		msgpack_sbuffer_init(&sb);
+		if (rc == 0 && (bk_snap_checkpoint_encode(&ck, &sb) < 0 ||
+				put(&o, T_SNAPSHOT, sb.data, sb.size) < 0))
+			rc = 1;
+		msgpack_sbuffer_destroy(&sb);
+	}
 	/* results the processor writes for rejections and duplicates */
 	static const bk_result rej[] = {
 	    {"cmd_rej_1", "ord_rej_1", BK_REJECTED, BK_E_VERSION_CONFLICT,
