@@ -797,17 +797,11 @@ static int produce_seal(cp *c, int kind, int32_t p, size_t from, size_t to)
 		     .recs = recs,
 		     .n = (uint32_t)(to - from)};
 	msgpack_sbuffer *sb = &c->enc;
-	msgpack_sbuffer_clear(sb);
-	int rc = bk_seal_encode(&s, sb);
+	rd_kafka_headers_t *h;
+	int rc = bk_trust_seal_record(&s, c->wsk, c->wkid, sb, &h);
 	free(recs);
 	if (rc < 0)
 		return -1;
-	uint8_t sig[BK_SIG_LEN];
-	bk_auth_sign(c->wsk, sb->data, sb->size, sig);
-	rd_kafka_headers_t *h = rd_kafka_headers_new(3);
-	rd_kafka_header_add(h, "seal", -1, "1", 1); /* BK_SEAL_KEY */
-	rd_kafka_header_add(h, "key-id", -1, c->wkid, -1);
-	rd_kafka_header_add(h, "signature", -1, sig, BK_SIG_LEN);
 	return produce(c, s.topic, p, BK_SEAL_KEY, strlen(BK_SEAL_KEY), sb->data, sb->size, h,
 		       false, false, -1, NULL);
 }

@@ -80,7 +80,9 @@ r = subprocess.run([os.path.join(SRC, "scripts/gen-wire-docs.sh"), "--check", BK
 ok(r.returncode == 0, "the generated part of docs/wire.md is current", r.stdout + r.stderr)
 
 HAND = re.sub(r"```.*?```", "", hand_written(DOC), flags=re.S)  # prose and tables only
-PROC = read("commands/process.c", "commands/admit.c", "commands/main.c")
+# the processor writes its seals through lib/trust (bk_trust_seal_record; the key BK_SEAL_KEY)
+PROC = read("commands/process.c", "commands/admit.c", "commands/main.c", "lib/trust.c",
+            "core/bk_seal.h")
 SEND = read("cli/cmd_send.c")
 CODEC = read("core/bk_codec.c")
 DECIDE = read("core/bk_decide.c", "core/bk_evolve.c", "core/bk_rules.c")
