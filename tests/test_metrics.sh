@@ -472,7 +472,10 @@ check "processor with the same typo: the same exit and message" \
 	_ "$pc" "$T/typo.proc.log"
 
 # ---- a stalled pipeline: Kafka unreachable while running, one line each way -----------
-"$PROC" --brokers-file "$T/boot" --keyring "$T/k2.line" --sweep-interval-ms 0 >"$T/stall.proc.log" 2>&1 &
+# (checkpoints off: a checkpoint's commit waiting for the broker holds the main loop,
+# which says the stall when it returns; that is documented, not what is tested here)
+"$PROC" --brokers-file "$T/boot" --keyring "$T/k2.line" --sweep-interval-ms 0 \
+	--snapshot-interval-ms 0 >"$T/stall.proc.log" 2>&1 &
 SP=$!
 pids+=($SP)
 "$PROJ" --brokers-file "$T/boot" -d "dbname=$DB" --stats-s 0 >"$T/stall.proj.log" 2>&1 &
@@ -492,7 +495,7 @@ check "broker down: both daemons say once that the pipeline is stalled (after 10
 	_ "$T/stall.proc.log" "$T/stall.proj.log"
 "$BK" devbroker ctl --control "$T/ctl" broker-up all >/dev/null
 check "broker up again: one line each that the pipeline resumes" \
-	wait_for 10 bash -c 'grep -q "msg=\"kafka reachable again: pipeline resumes\"" "$1" &&
+	wait_for 20 bash -c 'grep -q "msg=\"kafka reachable again: pipeline resumes\"" "$1" &&
 		grep -q "msg=\"kafka reachable again: pipeline resumes\"" "$2"' \
 	_ "$T/stall.proc.log" "$T/stall.proj.log"
 check "... and the stall was said once per daemon" \
