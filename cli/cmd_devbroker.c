@@ -803,8 +803,8 @@ int cmd_devbroker(int argc, char **argv)
 		i++;
 		if (!strcmp(a, "--broker-count") || !strcmp(a, "--brokers")) {
 			if (parse_int(val, 1, MAX_BROKERS, &nbrokers) < 0) {
-				fprintf(stderr, "bookingctl devbroker: %s %s: want 1..%d\n", a,
-					val, MAX_BROKERS);
+				fprintf(stderr, "bookingctl devbroker: %s %s: want 1..%d\n", a, val,
+					MAX_BROKERS);
 				return BK_EXIT_USAGE;
 			}
 		} else if (!strcmp(a, "--partitions")) {
