@@ -512,16 +512,6 @@ static void on_bad_seal(void *opaque, const rd_kafka_message_t *m, const char *w
 	report_rejected(r, m->partition, m->offset, BK_SEAL_KEY, -1, BK_CHAIN_GARBAGE, why);
 }
 
-static int header_of(const rd_kafka_message_t *m, const char *name, const void **v, size_t *n)
-{
-	rd_kafka_headers_t *h = NULL;
-	*v = NULL;
-	*n = 0;
-	if (rd_kafka_message_headers(m, &h) || !h)
-		return -1;
-	return rd_kafka_header_get_last(h, name, v, n) ? -1 : 0;
-}
-
 /* With the seal rule: seal records checked (and copied to a msgpack file), events records
  * held until a seal covers them (a msgpack file copies them as read). */
 static int on_record_sealed(replay *r, const rd_kafka_message_t *m, int64_t ts)
@@ -531,8 +521,8 @@ static int on_record_sealed(replay *r, const rd_kafka_message_t *m, int64_t ts)
 		if (r->msgpack) {
 			const void *kid, *sig;
 			size_t kn, sn;
-			(void)header_of(m, "key-id", &kid, &kn);
-			(void)header_of(m, "signature", &sig, &sn);
+			(void)bk_kconf_header(m, "key-id", &kid, &kn);
+			(void)bk_kconf_header(m, "signature", &sig, &sn);
 			if (batch_put(r, m->partition, m->offset, ts, m->payload, m->len, m->key,
 				      m->key_len, kid, kn, sig, sn, RK_SEAL, 0) < 0)
 				return -1;
@@ -601,8 +591,8 @@ static int on_record(void *opaque, const rd_kafka_message_t *m)
 		if (r->msgpack) {
 			const void *kid, *sig;
 			size_t kn, sn;
-			(void)header_of(m, "key-id", &kid, &kn);
-			(void)header_of(m, "signature", &sig, &sn);
+			(void)bk_kconf_header(m, "key-id", &kid, &kn);
+			(void)bk_kconf_header(m, "signature", &sig, &sn);
 			return batch_put(r, m->partition, m->offset, ts, m->payload, m->len, m->key,
 					 m->key_len, kid, kn, sig, sn, RK_SEAL, 0);
 		}

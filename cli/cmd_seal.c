@@ -53,18 +53,11 @@ static int push(part_recs *p, int64_t off, const uint8_t d[BK_HASH_LEN])
 	return 0;
 }
 
+/* A decimal header (src-offset), -1 when absent. */
 static int64_t hdr_i64(const rd_kafka_message_t *m, const char *name)
 {
-	rd_kafka_headers_t *h = NULL;
-	const void *v;
-	size_t n;
-	char buf[32];
-	if (rd_kafka_message_headers(m, &h) || !h || rd_kafka_header_get_last(h, name, &v, &n) ||
-	    !v || n == 0 || n >= sizeof(buf))
-		return -1;
-	memcpy(buf, v, n);
-	buf[n] = 0;
-	return strtoll(buf, NULL, 10);
+	int64_t v;
+	return bk_kconf_header_int(m, name, &v) == 0 ? v : -1;
 }
 
 static void problem(sealer *s, const rd_kafka_message_t *m, const char *what, const char *why)

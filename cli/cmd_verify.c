@@ -365,11 +365,9 @@ static void on_result_release(void *opaque, void *rec, int32_t partition, int64_
 
 static int hdr_text(const rd_kafka_message_t *m, const char *name, char *out, size_t outsz)
 {
-	rd_kafka_headers_t *h = NULL;
 	const void *val;
 	size_t n;
-	if (rd_kafka_message_headers(m, &h) || !h || rd_kafka_header_get_last(h, name, &val, &n) ||
-	    !val || n >= outsz)
+	if (bk_kconf_header(m, name, &val, &n) < 0 || !val || n >= outsz)
 		return -1;
 	memcpy(out, val, n);
 	out[n] = '\0';

@@ -23,11 +23,8 @@
 /* A header's value; NULL when absent. */
 static const void *hdr(const rd_kafka_message_t *m, const char *name, size_t *ret_n)
 {
-	rd_kafka_headers_t *h = NULL;
-	const void *v = NULL;
-	if (rd_kafka_message_headers(m, &h) || !h || rd_kafka_header_get_last(h, name, &v, ret_n))
-		return NULL;
-	return v;
+	const void *v;
+	return bk_kconf_header(m, name, &v, ret_n) == 0 ? v : NULL;
 }
 
 /* The checks; 0 with a->cmd filled, or 1 with a->why (dead-letter). */

@@ -205,9 +205,6 @@ void cp_fatal(cp *c, int code);
 /* Forget a partition's state (engine, offsets); not restored. */
 void cp_part_reset(cp_part *p);
 
-/* An integer header (decimal text) of m: 0 and *ret, or -1 when absent or not a number. */
-int cp_hdr_int(const rd_kafka_message_t *m, const char *name, int64_t *ret) BK_MUSTCHECK;
-
 /* An unsigned command accepted under --allow-unsigned: a warn line for each of the first
  * CP_UNSIGNED_LOGGED, then counted for cp_report_unsigned. */
 #define CP_UNSIGNED_LOGGED 10

@@ -78,26 +78,6 @@ static int fail(char *errstr, size_t errstr_size, const char *fmt, ...)
 	return -1;
 }
 
-int cp_hdr_int(const rd_kafka_message_t *m, const char *name, int64_t *ret)
-{
-	rd_kafka_headers_t *h = NULL;
-	const void *v;
-	size_t n;
-	char buf[32];
-	if (rd_kafka_message_headers(m, &h) || !h || rd_kafka_header_get_last(h, name, &v, &n) ||
-	    !v || n == 0 || n >= sizeof(buf))
-		return -1;
-	memcpy(buf, v, n);
-	buf[n] = '\0';
-	char *end;
-	errno = 0;
-	long long x = strtoll(buf, &end, 10);
-	if (errno || *end)
-		return -1;
-	*ret = x;
-	return 0;
-}
-
 static const char *kind_topic(const cp *c, int kind)
 {
 	return c->topic[kind == PH_RULES   ? BK_TOPIC_RULES
@@ -176,7 +156,7 @@ static void on_release(void *opaque, void *rec, int32_t partition, int64_t offse
 	}
 	cp_part *p = &x->c->parts[partition];
 	int64_t so = -1;
-	if (cp_hdr_int(m, "src-offset", &so) == 0 && so > p->last_event)
+	if (bk_kconf_header_int(m, "src-offset", &so) == 0 && so > p->last_event)
 		p->last_event = so;
 	bk_chain_verdict v[BK_MAX_EVENTS];
 	bk_chain_verdict *vs = r.n <= BK_MAX_EVENTS ? v : malloc(sizeof(*vs) * r.n);

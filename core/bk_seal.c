@@ -268,3 +268,10 @@ void bk_sealbuf_trust_all(bk_sealbuf *b, bk_sealbuf_release_fn fn, void *opaque)
 		fn(opaque, b->v[i].rec, b->v[i].offset, true, NULL);
 	b->n = 0;
 }
+
+bool bk_seal_digest_is(const bk_record *r, const uint8_t listed[BK_HASH_LEN])
+{
+	uint8_t d[BK_HASH_LEN];
+	bk_seal_digest_record(r, d);
+	return memcmp(d, listed, BK_HASH_LEN) == 0;
+}

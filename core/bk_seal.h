@@ -44,6 +44,9 @@ typedef struct bk_seal {
  * command_id, NUL and each event's 32-byte hash (the hashes cover the events' canonical
  * bytes, which readers check one by one). */
 void bk_seal_digest_record(const bk_record *r, uint8_t ret[BK_HASH_LEN]);
+/* A record held without its digest and released with the digest its seal lists (deferred
+ * digests, below): is it that record? (It is sealed if so, unsealed if not.) */
+bool bk_seal_digest_is(const bk_record *r, const uint8_t listed[BK_HASH_LEN]);
 /* The digest of any other record (results): BLAKE2b-256 of its value. */
 void bk_seal_digest_bytes(const void *buf, size_t n, uint8_t ret[BK_HASH_LEN]);
 

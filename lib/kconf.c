@@ -841,3 +841,36 @@ int bk_kconf_watermarks(rd_kafka_t *rk, const char *topic, int32_t partition, in
 	*ret_high = hi;
 	return 0;
 }
+
+int bk_kconf_header(const rd_kafka_message_t *m, const char *name, const void **ret_v,
+		    size_t *ret_n)
+{
+	rd_kafka_headers_t *h = NULL;
+	*ret_v = NULL;
+	*ret_n = 0;
+	if (rd_kafka_message_headers(m, &h) || !h ||
+	    rd_kafka_header_get_last(h, name, ret_v, ret_n)) {
+		*ret_v = NULL;
+		*ret_n = 0;
+		return -1;
+	}
+	return 0;
+}
+
+int bk_kconf_header_int(const rd_kafka_message_t *m, const char *name, int64_t *ret)
+{
+	const void *v;
+	size_t n;
+	char buf[32];
+	if (bk_kconf_header(m, name, &v, &n) < 0 || !v || n == 0 || n >= sizeof(buf))
+		return -1;
+	memcpy(buf, v, n);
+	buf[n] = '\0';
+	char *end;
+	errno = 0;
+	long long x = strtoll(buf, &end, 10);
+	if (errno || *end)
+		return -1;
+	*ret = x;
+	return 0;
+}

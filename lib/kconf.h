@@ -120,6 +120,14 @@ int bk_kconf_new_handle(const bk_kconf *kc, bk_kconf_role role, const char *cons
  * errors librdkafka retries by itself (facilities FAIL, ERROR) at warn. Thread-safe. */
 void bk_kconf_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf);
 
+/* A header of a consumed record, the last one of that name: 0 with its value in *ret_v,
+ * *ret_n (may be NULL for an empty value), or -1 when m has none (*ret_v NULL, *ret_n 0). */
+int bk_kconf_header(const rd_kafka_message_t *m, const char *name, const void **ret_v,
+		    size_t *ret_n);
+/* A header holding a decimal integer (as the processor writes src-offset): 0 with *ret, or
+ * -1 when absent, empty or not an integer. */
+int bk_kconf_header_int(const rd_kafka_message_t *m, const char *name, int64_t *ret);
+
 /*
  * Partition count of an existing topic (asks for the whole cluster's metadata, so
  * the query itself never auto-creates the topic). Returns 0 and *ret_count, or -1 +

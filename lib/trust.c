@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kconf.h"
 #include "log.h"
 #include "trust.h"
 
@@ -139,19 +140,11 @@ int bk_trust_check_writer(const bk_keyring *writers, const uint8_t sk[BK_SK_LEN]
 	return 0;
 }
 
-static int header(const rd_kafka_message_t *m, const char *name, const void **v, size_t *n)
-{
-	rd_kafka_headers_t *h = NULL;
-	if (rd_kafka_message_headers(m, &h) || !h)
-		return -1;
-	return rd_kafka_header_get_last(h, name, v, n) ? -1 : 0;
-}
-
 bool bk_trust_is_seal(const rd_kafka_message_t *m)
 {
 	const void *v;
 	size_t n;
-	return header(m, BK_SEAL_KEY, &v, &n) == 0;
+	return bk_kconf_header(m, BK_SEAL_KEY, &v, &n) == 0;
 }
 
 static void rules_msg(const void *key, size_t klen, const void *val, size_t vlen, uint8_t **ret,
@@ -194,7 +187,8 @@ int bk_trust_check_rules(const bk_keyring *writers, const rd_kafka_message_t *m,
 		snprintf(errstr, errstr_size, "no writer keyring");
 		return -1;
 	}
-	if (header(m, "key-id", &kid, &kn) < 0 || header(m, "signature", &sig, &sn) < 0) {
+	if (bk_kconf_header(m, "key-id", &kid, &kn) < 0 ||
+	    bk_kconf_header(m, "signature", &sig, &sn) < 0) {
 		snprintf(errstr, errstr_size, "unsigned rules record");
 		return -1;
 	}
@@ -284,8 +278,8 @@ int bk_trust_seal(bk_trust *t, const rd_kafka_message_t *m)
 {
 	const void *kid = NULL, *sig = NULL;
 	size_t kn = 0, sn = 0;
-	(void)header(m, "key-id", &kid, &kn);
-	(void)header(m, "signature", &sig, &sn);
+	(void)bk_kconf_header(m, "key-id", &kid, &kn);
+	(void)bk_kconf_header(m, "signature", &sig, &sn);
 	return bk_trust_seal_from(t, m, rd_kafka_topic_name(m->rkt), kid, kn, sig, sn);
 }
 

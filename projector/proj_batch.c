@@ -490,11 +490,8 @@ static void decode_range(dec_job *j)
 							 sizeof(d->why)) == 0;
 		if (!m->len)
 			snprintf(d->why, sizeof(d->why), "empty record");
-		if (d->ok && j->p->ver && j->p->ver[i] == PV_CHECK) {
-			uint8_t dg[BK_HASH_LEN];
-			bk_seal_digest_record(&d->r, dg);
-			d->unsealed = memcmp(dg, j->p->dig[i], BK_HASH_LEN) != 0;
-		}
+		if (d->ok && j->p->ver && j->p->ver[i] == PV_CHECK)
+			d->unsealed = !bk_seal_digest_is(&d->r, j->p->dig[i]);
 		if (!d->ok || !d->r.n)
 			continue;
 		d->bad = msgpack_zone_malloc(j->z, d->r.n);

@@ -82,8 +82,8 @@ long pp_add_record(pp_plan *pl, const bk_record *rec, const char *why, pp_seal s
 		it->e = &rec->events[i];
 		it->o = o_of(ctx, it->e->order_id);
 		if (seal == PP_UNSEALED)
-			reject(it, BK_CHAIN_UNSEALED, "unsealed: no valid seal covers the record%s",
-			       "");
+			reject(it, BK_CHAIN_UNSEALED, "%s",
+			       "unsealed: no valid seal covers the record");
 		else if (hash_bad ? hash_bad[i] : !bk_seal_hash_ok(it->e, &pl->sb))
 			reject(it, BK_CHAIN_BAD_HASH, "event %s: hash does not match its content",
 			       it->e->event_id);

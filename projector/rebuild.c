@@ -800,12 +800,8 @@ static int gather(rb *r, msgpack_zone *z)
 		char why[200] = "empty record";
 		bool ok = !rc->bad_seal && rc->len &&
 			  bk_codec_record_decode(rc->val, rc->len, z, &d, why, sizeof(why)) == 0;
-		bool other = false; /* RV_CHECK: not the record its seal lists */
-		if (ok && rc->ver == RV_CHECK) {
-			uint8_t dg[BK_HASH_LEN];
-			bk_seal_digest_record(&d, dg);
-			other = memcmp(dg, rc->dig, BK_HASH_LEN) != 0;
-		}
+		/* RV_CHECK: is it the record its seal lists? */
+		bool other = ok && rc->ver == RV_CHECK && !bk_seal_digest_is(&d, rc->dig);
 		pp_seal seal = rc->bad_seal			 ? PP_BAD_SEAL
 			       : rc->ver == RV_UNSEALED || other ? PP_UNSEALED
 								 : PP_SEALED;
