@@ -59,7 +59,7 @@ typedef struct bk_decision {
  * strings are allocated in z.
  */
 int bk_decide(const bk_order *state, const bk_command *cmd, const bk_decide_ctx *ctx,
-	      msgpack_zone *z, bk_decision *ret);
+	      msgpack_zone *z, bk_decision *ret) BK_MUSTCHECK;
 void bk_decision_clear(bk_decision *d);
 
 /*
@@ -68,6 +68,6 @@ void bk_decision_clear(bk_decision *d);
  * reader rule first. Returns 0, or -1 with a reason in errstr when the event cannot be
  * applied (the state is then unchanged... for decode-level problems; see bk_evolve.c).
  */
-int bk_evolve(bk_order *state, const bk_event *ev, char *errstr, size_t errstr_size);
+int bk_evolve(bk_order *state, const bk_event *ev, char *errstr, size_t errstr_size) BK_MUSTCHECK;
 
 #endif

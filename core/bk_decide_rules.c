@@ -102,7 +102,9 @@ BK_MUSTCHECK static bk_dres d_bind(dctx *x, const char *sp, const bk_profile_rul
 	} else {
 		snprintf(p->service_profile_id, sizeof(p->service_profile_id), "%s", sp);
 	}
-	bk_strlcpyn(p->owner_user_id, sizeof(p->owner_user_id), prov, pn);
+	if (bk_strlcpyn(p->owner_user_id, sizeof(p->owner_user_id), prov, pn) < 0)
+		return reject(x, BK_E_VALIDATION_FAILED, /* not reached: a valid id fits */
+			      "payload.provider_user_id: not a valid id");
 	p->bound = true;
 	return BK_DR_OK;
 }
@@ -143,7 +145,8 @@ BK_MUSTCHECK static bk_dres d_rule(dctx *x, const char *sp, const bk_profile_rul
 		return BK_DR_OK;
 	}
 	bk_rule r = {0};
-	bk_strlcpyn(r.rule_id, sizeof(r.rule_id), s, n);
+	if (bk_strlcpyn(r.rule_id, sizeof(r.rule_id), s, n) < 0) /* not reached: a valid id fits */
+		return reject(x, BK_E_VALIDATION_FAILED, "payload.rule_id: not a valid id");
 	rc = get_cents(x, pl, "min_price_cents", false, &r.min_price_cents, 0);
 	if (rc != BK_DR_OK)
 		return rc;

@@ -7,6 +7,16 @@
 #ifndef BK_ERR_H
 #define BK_ERR_H
 
+/* BK_MUSTCHECK: on every fallible function of core (an error code, a success bool, a
+ * pointer NULL on failure); ignoring the result is a compile error under -Werror. */
+#if defined(__GNUC__)
+#define BK_MUSTCHECK	__attribute__((warn_unused_result))
+#define BK_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define BK_MUSTCHECK
+#define BK_PRINTF(a, b)
+#endif
+
 #define BK_ERR_MAP(X)                                                                              \
 	X(OK, "ok", "success")                                                                     \
 	X(INVALID_TRANSITION, "invalid_transition",                                                \
@@ -42,14 +52,6 @@ const char *bk_err_name(bk_err e);
 /* Default human message of a code; never NULL. */
 const char *bk_err_msg(bk_err e);
 /* Parse a wire name; returns BK_E__COUNT when unknown. */
-bk_err bk_err_from_name(const char *name);
-
-#if defined(__GNUC__)
-#define BK_MUSTCHECK	__attribute__((warn_unused_result))
-#define BK_PRINTF(a, b) __attribute__((format(printf, a, b)))
-#else
-#define BK_MUSTCHECK
-#define BK_PRINTF(a, b)
-#endif
+bk_err bk_err_from_name(const char *name) BK_MUSTCHECK;
 
 #endif
