@@ -556,9 +556,12 @@ bad:
 	return -1;
 }
 
-int bk_codec_prescan(const void *buf, size_t n, const char **ret_why)
+int bk_codec_prescan(const void *buf, size_t n, char *err, size_t errsz)
 {
-	return scan_msg(buf, n, BK_MAX_DEPTH, NULL, NULL, ret_why);
+	const char *why;
+	if (scan_msg(buf, n, BK_MAX_DEPTH, NULL, NULL, &why) < 0)
+		return seterr(err, errsz, "%s", why);
+	return 0;
 }
 
 /* --- unpack --- */

@@ -35,8 +35,8 @@
 #include "bk_rules.h"
 
 /* Structural check of untrusted msgpack bytes: exactly one object filling buf.
- * Returns 0, or -1 with a static description in *ret_why. */
-int bk_codec_prescan(const void *buf, size_t n, const char **ret_why) BK_MUSTCHECK;
+ * Returns 0, or -1 with the reason in err (err may be NULL). */
+int bk_codec_prescan(const void *buf, size_t n, char *err, size_t errsz) BK_MUSTCHECK;
 
 /* Decode a whole buffer into a value in zone z: bk_codec_prescan's checks, then no
  * repeated key in any map. 0 or -1 (reason in err). */

@@ -7,8 +7,14 @@
 #ifndef BK_ERR_H
 #define BK_ERR_H
 
-/* BK_MUSTCHECK: on every fallible function of core (an error code, a success bool, a
- * pointer NULL on failure); ignoring the result is a compile error under -Werror. */
+/*
+ * How core's functions fail. A fallible function says so in its result (0 / -1, a
+ * bk_err, a success bool, a pointer NULL on failure) and is declared BK_MUSTCHECK:
+ * ignoring the result is a compile error under -Werror. When it has a reason to give, its
+ * last parameters are `char *err, size_t errsz`: a NUL-terminated message written on
+ * failure (never a static pointer handed out, never a third spelling). The decider's
+ * reasons go to bk_decision.message, the payload getters' through bk_vctx (err, errsz).
+ */
 #if defined(__GNUC__)
 #define BK_MUSTCHECK	__attribute__((warn_unused_result))
 #define BK_PRINTF(a, b) __attribute__((format(printf, a, b)))

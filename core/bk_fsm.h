@@ -363,7 +363,7 @@ const bk_ms_row *bk_ms_row_find(bk_cmd_type cmd, int from);
 const bk_profile_row *bk_profile_row_find(bk_cmd_type cmd, bk_profile_state from);
 
 /* Self-check of every table (indexes, masks in range, names present). Returns 0 when
- * sound, else -1 with a description in errstr. */
-int bk_fsm_selfcheck(char *errstr, size_t errstr_size) BK_MUSTCHECK;
+ * sound, else -1 with a description in err. */
+int bk_fsm_selfcheck(char *err, size_t errsz) BK_MUSTCHECK;
 
 #endif
