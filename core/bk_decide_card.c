@@ -102,8 +102,9 @@ BK_MUSTCHECK static bk_dres open_card(dctx *x, bk_card_type t, const char *card_
 		if (!bk_mapb_init(&s, x->z, 2) || !bk_mapb_str(&s, "card_id", c->id) ||
 		    !bk_mapb_str(&s, "superseded_by", card_id))
 			return oom(x);
-		if (emit(x, BK_EV_CARD, BK_CV_SUPERSEDED, (uint8_t)t, bk_mapb_done(&s)) != BK_DR_OK)
-			return BK_DR_FAILED;
+		bk_dres rc = emit(x, BK_EV_CARD, BK_CV_SUPERSEDED, (uint8_t)t, bk_mapb_done(&s));
+		if (rc != BK_DR_OK)
+			return rc;
 	}
 	bk_mapb b;
 	if (!bk_mapb_init(&b, x->z, 8) || !bk_mapb_str(&b, "card_id", card_id) ||
@@ -175,8 +176,9 @@ bk_dres d_card_open(dctx *x, const rowset *rs)
 		    !bk_mapb_str(&b, "card_id", cid) ||
 		    !bk_mapb_str(&b, "from_status", bk_status_name((bk_status)x->o->status)))
 			return oom(x);
-		if (emit(x, BK_EV_DISPUTE_OPENED, 0, 0, bk_mapb_done(&b)) != BK_DR_OK)
-			return BK_DR_FAILED;
+		rc = emit(x, BK_EV_DISPUTE_OPENED, 0, 0, bk_mapb_done(&b));
+		if (rc != BK_DR_OK)
+			return rc;
 	}
 	return finish_status(x, NULL, -1);
 }
@@ -305,16 +307,18 @@ bk_dres d_card_respond(dctx *x, const rowset *rs)
 		    !bk_mapb_val(&b, "line_items", arr) || !bk_mapb_val(&b, "totals", totals))
 			return oom(x);
 	}
-	if (emit(x, BK_EV_CARD, (uint8_t)verb, c->type, bk_mapb_done(&b)) != BK_DR_OK)
-		return BK_DR_FAILED;
+	rc = emit(x, BK_EV_CARD, (uint8_t)verb, c->type, bk_mapb_done(&b));
+	if (rc != BK_DR_OK)
+		return rc;
 	if (applies && c->type == BK_CT_RESCHEDULE) {
 		bk_mapb r;
 		if (!bk_mapb_init(&r, x->z, 3) || !bk_mapb_str(&r, "card_id", c->id) ||
 		    !bk_mapb_ts(&r, "start_ts", c->start_ts) ||
 		    !bk_mapb_ts(&r, "end_ts", c->end_ts))
 			return oom(x);
-		if (emit(x, BK_EV_CALENDAR_RESCHEDULED, 0, 0, bk_mapb_done(&r)) != BK_DR_OK)
-			return BK_DR_FAILED;
+		rc = emit(x, BK_EV_CALENDAR_RESCHEDULED, 0, 0, bk_mapb_done(&r));
+		if (rc != BK_DR_OK)
+			return rc;
 	}
 	if (new_id) {
 		/* the counter is a new card by the responder, replacing this one */
@@ -327,8 +331,9 @@ bk_dres d_card_respond(dctx *x, const rowset *rs)
 		    !bk_mapb_val(&nb, "payload", counter_terms) ||
 		    !bk_mapb_str(&nb, "counter_of", c->id))
 			return oom(x);
-		if (emit(x, BK_EV_CARD, BK_CV_PROPOSED, c->type, bk_mapb_done(&nb)) != BK_DR_OK)
-			return BK_DR_FAILED;
+		rc = emit(x, BK_EV_CARD, BK_CV_PROPOSED, c->type, bk_mapb_done(&nb));
+		if (rc != BK_DR_OK)
+			return rc;
 	}
 	return finish_status(x, NULL, -1);
 }

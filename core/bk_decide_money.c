@@ -60,8 +60,9 @@ bk_dres d_payment(dctx *x, const rowset *rs)
 		return rc;
 	if (!bk_mapb_int(&b, "paid_cents", x->o->money.paid + amount))
 		return oom(x);
-	if (emit(x, BK_EV_PAYMENT_CAPTURED, 0, 0, bk_mapb_done(&b)) != BK_DR_OK)
-		return BK_DR_FAILED;
+	rc = emit(x, BK_EV_PAYMENT_CAPTURED, 0, 0, bk_mapb_done(&b));
+	if (rc != BK_DR_OK)
+		return rc;
 	return finish_status(x, NULL, -1);
 }
 

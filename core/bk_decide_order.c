@@ -252,8 +252,9 @@ bk_dres d_dispute_open(dctx *x, const rowset *rs)
 		return rc;
 	if (!bk_mapb_str(&b, "from_status", bk_status_name((bk_status)x->o->status)))
 		return oom(x);
-	if (emit(x, BK_EV_DISPUTE_OPENED, 0, 0, bk_mapb_done(&b)) != BK_DR_OK)
-		return BK_DR_FAILED;
+	rc = emit(x, BK_EV_DISPUTE_OPENED, 0, 0, bk_mapb_done(&b));
+	if (rc != BK_DR_OK)
+		return rc;
 	return finish_status(x, NULL, -1);
 }
 
@@ -353,8 +354,9 @@ bk_dres d_dispute_resolve(dctx *x, const rowset *rs)
 	rc = copy_text(x, &b, "note", false, 4000);
 	if (rc != BK_DR_OK)
 		return rc;
-	if (emit(x, BK_EV_DISPUTE_RESOLVED, 0, 0, bk_mapb_done(&b)) != BK_DR_OK)
-		return BK_DR_FAILED;
+	rc = emit(x, BK_EV_DISPUTE_RESOLVED, 0, 0, bk_mapb_done(&b));
+	if (rc != BK_DR_OK)
+		return rc;
 	return finish_status(x, NULL, -1);
 }
 

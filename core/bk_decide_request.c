@@ -41,16 +41,18 @@ bk_dres d_submit(dctx *x, const rowset *rs)
 		return rc;
 	if (!bk_mapb_ts(&b, "expires_at", exp))
 		return oom(x);
-	if (emit(x, BK_EV_REQUEST_SUBMITTED, 0, 0, bk_mapb_done(&b)) != BK_DR_OK)
-		return BK_DR_FAILED;
+	rc = emit(x, BK_EV_REQUEST_SUBMITTED, 0, 0, bk_mapb_done(&b));
+	if (rc != BK_DR_OK)
+		return rc;
 	const bk_rule *r = o->mode == BK_MODE_IB ? x->f.rule_ib : x->f.rule;
 	if (x->to == BK_ST_ACCEPTED && r) {
 		bk_mapb a;
 		if (!bk_mapb_init(&a, x->z, 3) || !bk_mapb_str(&a, "request_id", rid) ||
 		    !bk_mapb_str(&a, "by", "rule") || !bk_mapb_str(&a, "rule_id", r->rule_id))
 			return oom(x);
-		if (emit(x, BK_EV_REQUEST_ACCEPTED, 0, 0, bk_mapb_done(&a)) != BK_DR_OK)
-			return BK_DR_FAILED;
+		rc = emit(x, BK_EV_REQUEST_ACCEPTED, 0, 0, bk_mapb_done(&a));
+		if (rc != BK_DR_OK)
+			return rc;
 	}
 	return finish_status(x, NULL, -1);
 }
@@ -101,8 +103,9 @@ bk_dres d_invite_send(dctx *x, const rowset *rs)
 	rc = copy_text(x, &b, "message", false, 4000);
 	if (rc != BK_DR_OK)
 		return rc;
-	if (emit(x, BK_EV_INVITE_SENT, 0, 0, bk_mapb_done(&b)) != BK_DR_OK)
-		return BK_DR_FAILED;
+	rc = emit(x, BK_EV_INVITE_SENT, 0, 0, bk_mapb_done(&b));
+	if (rc != BK_DR_OK)
+		return rc;
 	return finish_status(x, NULL, -1);
 }
 
@@ -190,8 +193,9 @@ bk_dres d_invite_award(dctx *x, const rowset *rs)
 	    !bk_mapb_strn(&b, "service_profile_id", sp, spn) ||
 	    !bk_mapb_val(&b, "not_awarded", others))
 		return oom(x);
-	if (emit(x, BK_EV_INVITE_AWARDED, 0, 0, bk_mapb_done(&b)) != BK_DR_OK)
-		return BK_DR_FAILED;
+	rc = emit(x, BK_EV_INVITE_AWARDED, 0, 0, bk_mapb_done(&b));
+	if (rc != BK_DR_OK)
+		return rc;
 	return finish_status(x, NULL, -1);
 }
 
@@ -210,8 +214,9 @@ bk_dres d_request_simple(dctx *x, const rowset *rs, bk_ev_type type)
 	rc = copy_text(x, &b, "reason", false, 4000);
 	if (rc != BK_DR_OK)
 		return rc;
-	if (emit(x, type, 0, 0, bk_mapb_done(&b)) != BK_DR_OK)
-		return BK_DR_FAILED;
+	rc = emit(x, type, 0, 0, bk_mapb_done(&b));
+	if (rc != BK_DR_OK)
+		return rc;
 	return finish_status(x, NULL, -1);
 }
 
@@ -255,8 +260,9 @@ bk_dres d_counter(dctx *x, const rowset *rs)
 	rc = copy_text(x, &b, "message", false, 4000);
 	if (rc != BK_DR_OK)
 		return rc;
-	if (emit(x, BK_EV_REQUEST_COUNTERED, 0, 0, bk_mapb_done(&b)) != BK_DR_OK)
-		return BK_DR_FAILED;
+	rc = emit(x, BK_EV_REQUEST_COUNTERED, 0, 0, bk_mapb_done(&b));
+	if (rc != BK_DR_OK)
+		return rc;
 	return finish_status(x, NULL, -1);
 }
 
@@ -293,7 +299,8 @@ bk_dres d_accept_counter(dctx *x, const rowset *rs)
 	    !bk_mapb_int(&b, "tax_cents", r->offer_tax_cents) ||
 	    !bk_totals_build(x->z, &m, &totals) || !bk_mapb_val(&b, "totals", totals))
 		return oom(x);
-	if (emit(x, BK_EV_REQUEST_COUNTER_ACCEPTED, 0, 0, bk_mapb_done(&b)) != BK_DR_OK)
-		return BK_DR_FAILED;
+	rc = emit(x, BK_EV_REQUEST_COUNTER_ACCEPTED, 0, 0, bk_mapb_done(&b));
+	if (rc != BK_DR_OK)
+		return rc;
 	return finish_status(x, NULL, -1);
 }
