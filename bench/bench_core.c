@@ -429,7 +429,8 @@ static void bench_restore(const engine_run *er, size_t batch, restore_run *rr)
 	rr->read_check = restore_pass(er, true, &rr->applied_check);
 	/* the seal path: digests (of decoded records), buffer, one signature check per seal */
 	uint8_t pk[BK_PK_LEN], sk[BK_SK_LEN], sig[BK_SIG_LEN];
-	bk_auth_keygen(pk, sk);
+	if (bk_auth_keygen(pk, sk) < 0)
+		die("bk_auth_keygen failed");
 	bk_seal_rec *recs = xcalloc(batch + 1, sizeof(*recs));
 	msgpack_zone z;
 	if (!msgpack_zone_init(&z, 1 << 16))

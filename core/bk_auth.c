@@ -36,14 +36,14 @@ struct bk_keyring {
 static const uint8_t spki_ed25519[12] = {0x30, 0x2a, 0x30, 0x05, 0x06, 0x03,
 					 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00};
 
-static void BK_PRINTF(3, 4) set_err(char *errstr, size_t errstr_size, const char *fmt, ...)
+static void BK_PRINTF(3, 4) set_err(char *err, size_t errsz, const char *fmt, ...)
 {
 	va_list ap;
 
-	if (errstr == NULL || errstr_size == 0)
+	if (err == NULL || errsz == 0)
 		return;
 	va_start(ap, fmt);
-	vsnprintf(errstr, errstr_size, fmt, ap);
+	vsnprintf(err, errsz, fmt, ap);
 	va_end(ap);
 }
 
@@ -103,8 +103,8 @@ typedef struct field {
 	size_t n;
 } field;
 
-/* Parses the roles column into *ret_mask; on error writes the reason into why. */
-static int parse_roles(field f, unsigned *ret_mask, char *why, size_t whysz)
+/* Parses the roles column into *ret_mask; on error writes the reason into err. */
+static int parse_roles(field f, unsigned *ret_mask, char *err, size_t errsz)
 {
 	unsigned mask = 0;
 	size_t i = 0;
@@ -114,12 +114,12 @@ static int parse_roles(field f, unsigned *ret_mask, char *why, size_t whysz)
 		while (j < f.n && f.p[j] != ',')
 			j++;
 		if (j == i) {
-			snprintf(why, whysz, "empty role in '%.*s'", (int)f.n, f.p);
+			snprintf(err, errsz, "empty role in '%.*s'", (int)f.n, f.p);
 			return -1;
 		}
 		const int r = bk_role_from(f.p + i, j - i);
 		if (r < 0 || r >= BK_ROLE__COUNT) {
-			snprintf(why, whysz,
+			snprintf(err, errsz,
 				 "unknown role '%.*s' (buyer, provider, support, system)",
 				 (int)(j - i), f.p + i);
 			return -1;
@@ -133,7 +133,7 @@ static int parse_roles(field f, unsigned *ret_mask, char *why, size_t whysz)
 	return 0;
 }
 
-static int check_prefixes(field f, char *why, size_t whysz)
+static int check_prefixes(field f, char *err, size_t errsz)
 {
 	size_t i = 0;
 
@@ -141,14 +141,14 @@ static int check_prefixes(field f, char *why, size_t whysz)
 		size_t j = i;
 		while (j < f.n && f.p[j] != ',') {
 			if (!prefix_char(f.p[j])) {
-				snprintf(why, whysz, "bad character in type prefixes '%.*s'",
+				snprintf(err, errsz, "bad character in type prefixes '%.*s'",
 					 (int)f.n, f.p);
 				return -1;
 			}
 			j++;
 		}
 		if (j == i) {
-			snprintf(why, whysz, "empty type prefix in '%.*s'", (int)f.n, f.p);
+			snprintf(err, errsz, "empty type prefix in '%.*s'", (int)f.n, f.p);
 			return -1;
 		}
 		if (j == f.n)
@@ -158,20 +158,20 @@ static int check_prefixes(field f, char *why, size_t whysz)
 }
 
 /* Parses one line's fields into *ret (owning id and prefixes on success). */
-static int parse_key(const bk_keyring *kr, const field *fs, size_t nf, bk_key *ret, char *why,
-		     size_t whysz)
+static int parse_key(const bk_keyring *kr, const field *fs, size_t nf, bk_key *ret, char *err,
+		     size_t errsz)
 {
 	bk_key k = {0};
 	uint8_t raw[64];
 	const int rawn = bk_b64_decode(fs[1].p, fs[1].n, raw, sizeof raw);
 
 	if (!bk_id_valid(fs[0].p, fs[0].n, NULL)) {
-		snprintf(why, whysz, "bad key id '%.*s' (1..%d of [A-Za-z0-9_.:-])", (int)fs[0].n,
+		snprintf(err, errsz, "bad key id '%.*s' (1..%d of [A-Za-z0-9_.:-])", (int)fs[0].n,
 			 fs[0].p, BK_ID_MAX - 1);
 		return -1;
 	}
 	if (keyring_find(kr, fs[0].p, fs[0].n)) {
-		snprintf(why, whysz, "duplicate key id '%.*s'", (int)fs[0].n, fs[0].p);
+		snprintf(err, errsz, "duplicate key id '%.*s'", (int)fs[0].n, fs[0].p);
 		return -1;
 	}
 	if (rawn == BK_PK_LEN) {
@@ -180,27 +180,27 @@ static int parse_key(const bk_keyring *kr, const field *fs, size_t nf, bk_key *r
 		   memcmp(raw, spki_ed25519, sizeof spki_ed25519) == 0) {
 		memcpy(k.pk, raw + sizeof spki_ed25519, BK_PK_LEN);
 	} else if (rawn < 0) {
-		snprintf(why, whysz, "public key is not standard padded base64");
+		snprintf(err, errsz, "public key is not standard padded base64");
 		return -1;
 	} else {
-		snprintf(why, whysz,
+		snprintf(err, errsz,
 			 "public key is %d bytes; want 32 (raw Ed25519) or 44 (Ed25519 SPKI DER)",
 			 rawn);
 		return -1;
 	}
 	if (!crypto_core_ed25519_is_valid_point(k.pk)) {
-		snprintf(why, whysz, "public key is not a valid Ed25519 key");
+		snprintf(err, errsz, "public key is not a valid Ed25519 key");
 		return -1;
 	}
-	if (parse_roles(fs[2], &k.roles, why, whysz) < 0)
+	if (parse_roles(fs[2], &k.roles, err, errsz) < 0)
 		return -1;
 	if (nf == 4) {
 		if (!(k.roles & BK_RM(BK_ROLE_SYSTEM))) {
-			snprintf(why, whysz,
+			snprintf(err, errsz,
 				 "type prefixes apply to role system, which the key lacks");
 			return -1;
 		}
-		if (check_prefixes(fs[3], why, whysz) < 0)
+		if (check_prefixes(fs[3], err, errsz) < 0)
 			return -1;
 	}
 	k.id_len = fs[0].n;
@@ -209,7 +209,7 @@ static int parse_key(const bk_keyring *kr, const field *fs, size_t nf, bk_key *r
 	if (k.id == NULL || (nf == 4 && k.prefixes == NULL)) {
 		free(k.id);
 		free(k.prefixes);
-		snprintf(why, whysz, "out of memory");
+		snprintf(err, errsz, "out of memory");
 		return -1;
 	}
 	*ret = k;
@@ -235,14 +235,14 @@ static int keyring_add(bk_keyring *kr, const bk_key *k)
  * field may contain it); fields are separated by spaces or tabs. Blank lines are fine;
  * an empty keyring is valid (count 0). Key ids must be unique.
  */
-int bk_keyring_parse(const char *text, size_t n, bk_keyring **ret, char *errstr, size_t errstr_size)
+int bk_keyring_parse(const char *text, size_t n, bk_keyring **ret, char *err, size_t errsz)
 {
 	bk_keyring *kr = calloc(1, sizeof *kr);
 	size_t pos = 0, lineno = 0;
 	char why[160];
 
 	if (kr == NULL) {
-		set_err(errstr, errstr_size, "out of memory");
+		set_err(err, errsz, "out of memory");
 		return -1;
 	}
 	while (pos < n) {
@@ -297,7 +297,7 @@ int bk_keyring_parse(const char *text, size_t n, bk_keyring **ret, char *errstr,
 	*ret = kr;
 	return 0;
 fail:
-	set_err(errstr, errstr_size, "line %zu: %s", lineno, why);
+	set_err(err, errsz, "line %zu: %s", lineno, why);
 	bk_keyring_free(kr);
 	return -1;
 }
@@ -342,29 +342,28 @@ static bool type_allowed(const char *prefixes, const char *type_name)
  * (it is untrusted input); callers log it with their own context. */
 int bk_auth_verify(const bk_keyring *kr, const char *key_id, size_t key_id_len, const uint8_t *sig,
 		   size_t sig_len, const void *msg, size_t n, bk_role role, const char *type_name,
-		   char *errstr, size_t errstr_size)
+		   char *err, size_t errsz)
 {
 	const bk_key *k = kr && key_id ? keyring_find(kr, key_id, key_id_len) : NULL;
 
 	if (k == NULL) {
-		set_err(errstr, errstr_size, "unknown key id");
+		set_err(err, errsz, "unknown key id");
 		return -1;
 	}
 	if (sig == NULL || sig_len != BK_SIG_LEN) {
-		set_err(errstr, errstr_size, "bad signature length %zu (want %d)", sig_len,
-			BK_SIG_LEN);
+		set_err(err, errsz, "bad signature length %zu (want %d)", sig_len, BK_SIG_LEN);
 		return -1;
 	}
 	if (crypto_sign_verify_detached(sig, msg, n, k->pk) != 0) {
-		set_err(errstr, errstr_size, "bad signature");
+		set_err(err, errsz, "bad signature");
 		return -1;
 	}
 	if ((unsigned)role >= BK_ROLE__COUNT || !(k->roles & BK_RM(role))) {
-		set_err(errstr, errstr_size, "key may not assert role %s", bk_role_name(role));
+		set_err(err, errsz, "key may not assert role %s", bk_role_name(role));
 		return -1;
 	}
 	if (role == BK_ROLE_SYSTEM && k->prefixes && !type_allowed(k->prefixes, type_name)) {
-		set_err(errstr, errstr_size, "key may not assert role system for %s",
+		set_err(err, errsz, "key may not assert role system for %s",
 			type_name ? type_name : "(no type)");
 		return -1;
 	}

@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bk_err.h"
 #include "bk_fsm.h"
 
 #define BK_SIG_LEN 64
@@ -26,9 +27,9 @@
 typedef struct bk_keyring bk_keyring; /* opaque */
 
 /* Parse keyring text. On success *ret is owned by the caller (bk_keyring_free).
- * On failure returns -1 with "line N: reason" in errstr and writes nothing. */
-int bk_keyring_parse(const char *text, size_t n, bk_keyring **ret, char *errstr,
-		     size_t errstr_size);
+ * On failure returns -1 with "line N: reason" in err and writes nothing. */
+int bk_keyring_parse(const char *text, size_t n, bk_keyring **ret, char *err,
+		     size_t errsz) BK_MUSTCHECK;
 void bk_keyring_free(bk_keyring *kr); /* NULL ok */
 size_t bk_keyring_count(const bk_keyring *kr);
 /* Is every key limited to role system and exactly the type prefix `type` (a writer
@@ -36,21 +37,21 @@ size_t bk_keyring_count(const bk_keyring *kr);
 bool bk_keyring_only_type(const bk_keyring *kr, const char *type);
 
 /* Generate a key pair (libsodium must be initialised: sodium_init()). */
-int bk_auth_keygen(uint8_t ret_pk[BK_PK_LEN], uint8_t ret_sk[BK_SK_LEN]);
+int bk_auth_keygen(uint8_t ret_pk[BK_PK_LEN], uint8_t ret_sk[BK_SK_LEN]) BK_MUSTCHECK;
 void bk_auth_sign(const uint8_t sk[BK_SK_LEN], const void *msg, size_t n,
 		  uint8_t ret_sig[BK_SIG_LEN]);
 
 /*
  * Verify a signed command: the key exists, the signature verifies over msg, and the key
- * may assert `role` for command `type_name`. Returns 0, or -1 with the reason in errstr
+ * may assert `role` for command `type_name`. Returns 0, or -1 with the reason in err
  * ("unknown key id", "bad signature", "key may not assert role system for order.cancel").
  */
 int bk_auth_verify(const bk_keyring *kr, const char *key_id, size_t key_id_len, const uint8_t *sig,
 		   size_t sig_len, const void *msg, size_t n, bk_role role, const char *type_name,
-		   char *errstr, size_t errstr_size);
+		   char *err, size_t errsz) BK_MUSTCHECK;
 
 /* Base64 (standard, padded) helpers for key files. Return length, or -1 on error. */
-int bk_b64_encode(const uint8_t *in, size_t n, char *out, size_t outsz);
-int bk_b64_decode(const char *in, size_t n, uint8_t *out, size_t outsz);
+int bk_b64_encode(const uint8_t *in, size_t n, char *out, size_t outsz) BK_MUSTCHECK;
+int bk_b64_decode(const char *in, size_t n, uint8_t *out, size_t outsz) BK_MUSTCHECK;
 
 #endif

@@ -9,6 +9,8 @@
 #ifndef BK_CHAIN_H
 #define BK_CHAIN_H
 
+#include "bk_err.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -59,6 +61,6 @@ bk_chain_verdict bk_chain_classify(int64_t last_seq, const uint8_t last_hash[BK_
 
 /* Lower-case hex of a hash into out (>= 65 bytes); and back (returns -1 on bad text). */
 void bk_hex(const uint8_t *b, size_t n, char *out);
-int bk_unhex(const char *s, size_t n, uint8_t *out, size_t outlen);
+int bk_unhex(const char *s, size_t n, uint8_t *out, size_t outlen) BK_MUSTCHECK;
 
 #endif

@@ -556,9 +556,12 @@ bad:
 	return -1;
 }
 
-int bk_codec_prescan(const void *buf, size_t n, const char **ret_why)
+int bk_codec_prescan(const void *buf, size_t n, char *err, size_t errsz)
 {
-	return scan_msg(buf, n, BK_MAX_DEPTH, NULL, NULL, ret_why);
+	const char *why;
+	if (scan_msg(buf, n, BK_MAX_DEPTH, NULL, NULL, &why) < 0)
+		return seterr(err, errsz, "%s", why);
+	return 0;
 }
 
 /* --- unpack --- */
@@ -1581,8 +1584,11 @@ int bk_codec_rules_decode(const void *buf, size_t n, bk_profile_rules *ret, char
 		goto out;
 	}
 	p.bound = owner != NULL;
-	bk_strlcpyn(p.owner_user_id, sizeof(p.owner_user_id), owner ? owner : legacy,
-		    strlen(owner ? owner : legacy));
+	if (bk_strlcpyn(p.owner_user_id, sizeof(p.owner_user_id), owner ? owner : legacy,
+			strlen(owner ? owner : legacy)) < 0) { /* not reached: an id fits */
+		seterr(err, errsz, "owner_user_id: longer than an id");
+		goto out;
+	}
 	if (rules->via.array.size > 0) {
 		p.rules = calloc(rules->via.array.size, sizeof(bk_rule));
 		if (p.rules == NULL) {

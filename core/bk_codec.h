@@ -35,31 +35,31 @@
 #include "bk_rules.h"
 
 /* Structural check of untrusted msgpack bytes: exactly one object filling buf.
- * Returns 0, or -1 with a static description in *ret_why. */
-int bk_codec_prescan(const void *buf, size_t n, const char **ret_why);
+ * Returns 0, or -1 with the reason in err (err may be NULL). */
+int bk_codec_prescan(const void *buf, size_t n, char *err, size_t errsz) BK_MUSTCHECK;
 
 /* Decode a whole buffer into a value in zone z: bk_codec_prescan's checks, then no
  * repeated key in any map. 0 or -1 (reason in err). */
 int bk_codec_unpack(const void *buf, size_t n, msgpack_zone *z, bk_val *ret, char *err,
-		    size_t errsz);
+		    size_t errsz) BK_MUSTCHECK;
 
 /* --- commands --- */
 /* Decode a command from msgpack (json=false) or JSON text (json=true).
  * allow_internal: accept internal command types (processor-issued). */
 int bk_codec_command_decode(const void *buf, size_t n, bool json, bool allow_internal,
-			    msgpack_zone *z, bk_command *ret, char *err, size_t errsz);
+			    msgpack_zone *z, bk_command *ret, char *err, size_t errsz) BK_MUSTCHECK;
 /* Envelope checks on an already unpacked map (used by both decode paths). */
 int bk_codec_command_from_val(const bk_val *v, bool allow_internal, bk_command *ret, char *err,
-			      size_t errsz);
-int bk_codec_command_encode(const bk_command *c, msgpack_sbuffer *sb);
+			      size_t errsz) BK_MUSTCHECK;
+int bk_codec_command_encode(const bk_command *c, msgpack_sbuffer *sb) BK_MUSTCHECK;
 
 /* --- events --- */
 /* Canonical bytes of an event (without hash), appended to sb. */
-int bk_codec_event_canon(const bk_event *e, msgpack_sbuffer *sb);
+int bk_codec_event_canon(const bk_event *e, msgpack_sbuffer *sb) BK_MUSTCHECK;
 /* Compute e->hash from e->prev_hash and the canonical bytes. scratch is reused. */
-int bk_codec_event_seal(bk_event *e, msgpack_sbuffer *scratch);
+int bk_codec_event_seal(bk_event *e, msgpack_sbuffer *scratch) BK_MUSTCHECK;
 /* Whole record, appended to sb. */
-int bk_codec_record_encode(const bk_record *r, msgpack_sbuffer *sb);
+int bk_codec_record_encode(const bk_record *r, msgpack_sbuffer *sb) BK_MUSTCHECK;
 /* The highest seq a record may carry (an order's events number at most this many). */
 #define BK_RECORD_SEQ_MAX INT64_C(2147483647)
 
@@ -89,7 +89,7 @@ int bk_codec_record_encode(const bk_record *r, msgpack_sbuffer *sb);
  * money overflow) and returns an error for it; it never crashes on a decoded event.
  */
 int bk_codec_record_decode(const void *buf, size_t n, msgpack_zone *z, bk_record *ret, char *err,
-			   size_t errsz);
+			   size_t errsz) BK_MUSTCHECK;
 
 /* --- results --- */
 typedef struct bk_result {
@@ -102,31 +102,33 @@ typedef struct bk_result {
 	const char **event_ids;
 	uint32_t n_event_ids;
 } bk_result;
-int bk_codec_result_encode(const bk_result *r, msgpack_sbuffer *sb);
+int bk_codec_result_encode(const bk_result *r, msgpack_sbuffer *sb) BK_MUSTCHECK;
 int bk_codec_result_decode(const void *buf, size_t n, msgpack_zone *z, bk_result *ret, char *err,
-			   size_t errsz);
+			   size_t errsz) BK_MUSTCHECK;
 
 /* --- rules records --- */
-int bk_codec_rules_encode(const bk_profile_rules *p, msgpack_sbuffer *sb);
+int bk_codec_rules_encode(const bk_profile_rules *p, msgpack_sbuffer *sb) BK_MUSTCHECK;
 /* ret is filled with owned memory (bk_profile_rules_clear). */
 int bk_codec_rules_decode(const void *buf, size_t n, bk_profile_rules *ret, char *err,
-			  size_t errsz);
+			  size_t errsz) BK_MUSTCHECK;
 
 /* --- JSON bridge --- */
 /* JSON value -> msgpack value in z (integers stay integers; reals become float64).
  * Depth-limited. Returns 0 or -1 (err). */
-int bk_json_to_val(const json_t *j, msgpack_zone *z, bk_val *ret, char *err, size_t errsz);
+int bk_json_to_val(const json_t *j, msgpack_zone *z, bk_val *ret, char *err,
+		   size_t errsz) BK_MUSTCHECK;
 /* msgpack value -> new JSON reference (caller json_decref); bin becomes lower-case hex,
  * non-string map keys are rejected. NULL on error. */
-json_t *bk_val_to_json(const bk_val *v);
+json_t *bk_val_to_json(const bk_val *v) BK_MUSTCHECK;
 /* An event as a JSON object for people (replay): subtype text, created_at RFC 3339,
  * hashes in hex. partition/offset are added when partition >= 0. New reference. */
-json_t *bk_event_to_json(const bk_event *e, int32_t partition, int64_t offset);
+json_t *bk_event_to_json(const bk_event *e, int32_t partition, int64_t offset) BK_MUSTCHECK;
 /* The same text as json_dumps(bk_event_to_json(e, ...), JSON_COMPACT), appended to out
  * without building a JSON tree (the fast path of `bookingctl replay`). 0 or -1 (out
  * unchanged). */
-int bk_event_write_json(const bk_event *e, int32_t partition, int64_t offset, msgpack_sbuffer *out);
-json_t *bk_result_to_json(const bk_result *r);
-json_t *bk_command_to_json(const bk_command *c);
+int bk_event_write_json(const bk_event *e, int32_t partition, int64_t offset,
+			msgpack_sbuffer *out) BK_MUSTCHECK;
+json_t *bk_result_to_json(const bk_result *r) BK_MUSTCHECK;
+json_t *bk_command_to_json(const bk_command *c) BK_MUSTCHECK;
 
 #endif

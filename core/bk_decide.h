@@ -59,15 +59,15 @@ typedef struct bk_decision {
  * strings are allocated in z.
  */
 int bk_decide(const bk_order *state, const bk_command *cmd, const bk_decide_ctx *ctx,
-	      msgpack_zone *z, bk_decision *ret);
+	      msgpack_zone *z, bk_decision *ret) BK_MUSTCHECK;
 void bk_decision_clear(bk_decision *d);
 
 /*
  * Apply one event to an aggregate (created with bk_order_new for the first event).
  * The event must be the order's next (seq = version + 1); the caller applies the
- * reader rule first. Returns 0, or -1 with a reason in errstr when the event cannot be
+ * reader rule first. Returns 0, or -1 with a reason in err when the event cannot be
  * applied (the state is then unchanged... for decode-level problems; see bk_evolve.c).
  */
-int bk_evolve(bk_order *state, const bk_event *ev, char *errstr, size_t errstr_size);
+int bk_evolve(bk_order *state, const bk_event *ev, char *err, size_t errsz) BK_MUSTCHECK;
 
 #endif

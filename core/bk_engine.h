@@ -7,13 +7,14 @@
 #ifndef BK_ENGINE_H
 #define BK_ENGINE_H
 
+#include "bk_err.h"
 #include "bk_chain.h"
 #include "bk_decide.h"
 
 typedef struct bk_engine bk_engine; /* opaque */
 
-bk_engine *bk_engine_new(void);	   /* NULL on OOM */
-void bk_engine_free(bk_engine *e); /* NULL ok */
+bk_engine *bk_engine_new(void) BK_MUSTCHECK; /* NULL on OOM */
+void bk_engine_free(bk_engine *e);	     /* NULL ok */
 
 /* The aggregate of an order, NULL when unknown. Owned by the engine. */
 const bk_order *bk_engine_order(const bk_engine *e, const char *order_id);
@@ -30,11 +31,11 @@ void bk_engine_share_rules(bk_engine *e, bk_ruleset *shared);
 void bk_engine_each(bk_engine *e, void (*fn)(bk_order *o, void *opaque), void *opaque);
 /* Put an aggregate (a decoded snapshot, bk_snap_decode) in the engine, replacing the order's
  * aggregate if any; the engine owns o from then on, also on failure. 0, or -1 on OOM. */
-int bk_engine_put(bk_engine *e, bk_order *o);
+int bk_engine_put(bk_engine *e, bk_order *o) BK_MUSTCHECK;
 /* Grow the table to hold n orders without growing again (a restore knows how many
  * snapshots a checkpoint counts: they arrive in the writer's table order, which a
  * growing table of the same hash would cluster). 0, or -1 on OOM (nothing changed). */
-int bk_engine_reserve(bk_engine *e, size_t n);
+int bk_engine_reserve(bk_engine *e, size_t n) BK_MUSTCHECK;
 /* Remove an order (after a revoked partition or an aborted transaction). */
 void bk_engine_drop(bk_engine *e, const char *order_id);
 
@@ -46,7 +47,7 @@ void bk_engine_drop(bk_engine *e, const char *order_id);
  * -1 on OOM or an internal error (message in ret->message). Events live in z.
  */
 int bk_engine_handle(bk_engine *e, const bk_command *c, const bk_decide_ctx *ctx, msgpack_zone *z,
-		     bk_decision *ret);
+		     bk_decision *ret) BK_MUSTCHECK;
 
 /*
  * Read one *sealed* events record with the reader rule: each event's hash is checked
@@ -57,7 +58,7 @@ int bk_engine_handle(bk_engine *e, const bk_command *c, const bk_decide_ctx *ctx
  * before it).
  */
 int bk_engine_read(bk_engine *e, const bk_record *r, bk_chain_verdict *ret_verdicts, char *err,
-		   size_t errsz);
+		   size_t errsz) BK_MUSTCHECK;
 
 /* Check each read event's hash against its bytes (default on; off only to measure). */
 void bk_engine_check_hashes(bk_engine *e, bool on);

@@ -7,6 +7,22 @@
 #ifndef BK_ERR_H
 #define BK_ERR_H
 
+/*
+ * How core's functions fail. A fallible function says so in its result (0 / -1, a
+ * bk_err, a success bool, a pointer NULL on failure) and is declared BK_MUSTCHECK:
+ * ignoring the result is a compile error under -Werror. When it has a reason to give, its
+ * last parameters are `char *err, size_t errsz`: a NUL-terminated message written on
+ * failure (never a static pointer handed out, never a third spelling). The decider's
+ * reasons go to bk_decision.message, the payload getters' through bk_vctx (err, errsz).
+ */
+#if defined(__GNUC__)
+#define BK_MUSTCHECK	__attribute__((warn_unused_result))
+#define BK_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define BK_MUSTCHECK
+#define BK_PRINTF(a, b)
+#endif
+
 #define BK_ERR_MAP(X)                                                                              \
 	X(OK, "ok", "success")                                                                     \
 	X(INVALID_TRANSITION, "invalid_transition",                                                \
@@ -42,14 +58,6 @@ const char *bk_err_name(bk_err e);
 /* Default human message of a code; never NULL. */
 const char *bk_err_msg(bk_err e);
 /* Parse a wire name; returns BK_E__COUNT when unknown. */
-bk_err bk_err_from_name(const char *name);
-
-#if defined(__GNUC__)
-#define BK_MUSTCHECK	__attribute__((warn_unused_result))
-#define BK_PRINTF(a, b) __attribute__((format(printf, a, b)))
-#else
-#define BK_MUSTCHECK
-#define BK_PRINTF(a, b)
-#endif
+bk_err bk_err_from_name(const char *name) BK_MUSTCHECK;
 
 #endif

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "bk_err.h"
 #include "bk_chain.h"
 #include "bk_fsm.h"
 #include "bk_val.h"
@@ -111,7 +112,7 @@ const char *bk_event_subtype(const bk_event *e, char *buf, size_t bufsz);
 const char *bk_event_subtype_name(const bk_event *e);
 /* Parse a subtype string into (type, sub, card_type). Returns -1 when unknown. */
 int bk_event_subtype_parse(const char *s, size_t n, uint8_t *ret_type, uint8_t *ret_sub,
-			   uint8_t *ret_card_type);
+			   uint8_t *ret_card_type) BK_MUSTCHECK;
 const char *bk_card_verb_name(bk_card_verb v);
 /* The card state a card event puts its card in (one table, core/bk_event.c, that evolve
  * applies and the decider reads), or -1 when it leaves the state as it is (responded,

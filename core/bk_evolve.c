@@ -641,9 +641,9 @@ static int seen_add(bk_order *o, const char *id)
 	return bk_idset_add(&o->seen, bk_id_fingerprint(id, strlen(id)) | 1) < 0 ? -1 : 0;
 }
 
-int bk_evolve(bk_order *o, const bk_event *e, char *errstr, size_t errstr_size)
+int bk_evolve(bk_order *o, const bk_event *e, char *err, size_t errsz)
 {
-	ectx x = {.o = o, .e = e, .v = {errstr, errstr_size, "payload"}};
+	ectx x = {.o = o, .e = e, .v = {err, errsz, "payload"}};
 	/* what bk_codec_record_decode guarantees, checked for events built elsewhere */
 	if (e->event_id == NULL || e->order_id == NULL || e->command_id == NULL)
 		return fail(&x, "%s", "event without event_id, order_id or command_id");

@@ -543,11 +543,11 @@ const bk_profile_row *bk_profile_row_find(bk_cmd_type cmd, bk_profile_state from
 #define CHECK_NAMES(tab, count, what)                                                              \
 	for (int i_ = 0; i_ < (count); i_++)                                                       \
 		if (!(tab)[i_] || (i_ > 0 && !(tab)[i_][0])) {                                     \
-			snprintf(errstr, errstr_size, "%s name %d missing", what, i_);             \
+			snprintf(err, errsz, "%s name %d missing", what, i_);                      \
 			return -1;                                                                 \
 		}
 
-int bk_fsm_selfcheck(char *errstr, size_t errstr_size)
+int bk_fsm_selfcheck(char *err, size_t errsz)
 {
 	CHECK_NAMES(status_names, BK_ST__COUNT, "status");
 	CHECK_NAMES(ostate_names, BK_OS__COUNT, "order_state");
@@ -569,7 +569,7 @@ int bk_fsm_selfcheck(char *errstr, size_t errstr_size)
 		    r->from >= (1u << BK_ST__COUNT) ||
 		    (r->to != BK_ST_SAME && r->to >= BK_ST__COUNT) ||
 		    (r->from == 0 && r->to == BK_ST_SAME)) {
-			snprintf(errstr, errstr_size, "status row %zu is malformed", i);
+			snprintf(err, errsz, "status row %zu is malformed", i);
 			return -1;
 		}
 		/* a terminal status takes nothing but what SPEC §2 lets completed take */
@@ -579,7 +579,7 @@ int bk_fsm_selfcheck(char *errstr, size_t errstr_size)
 			bool ok = s == BK_ST_COMPLETED &&
 				  (r->cmd == BK_CMD_DISPUTE_OPEN || r->cmd == BK_CMD_TIP_ADD);
 			if (!ok && r->cmd != BK_CMD_ORDER_SWEEP) {
-				snprintf(errstr, errstr_size,
+				snprintf(err, errsz,
 					 "status row %zu lets terminal status %s take %s", i,
 					 status_names[s], cmd_names[r->cmd]);
 				return -1;
@@ -593,7 +593,7 @@ int bk_fsm_selfcheck(char *errstr, size_t errstr_size)
 		    r->from >= (1u << BK_CS__COUNT) || (r->op == BK_CO_OPEN) != (r->from == 0) ||
 		    (r->op == BK_CO_OPEN) != (r->openers != 0) || r->who >= BK_CW__COUNT ||
 		    r->openers >= (1u << BK_ROLE__COUNT)) {
-			snprintf(errstr, errstr_size, "card row %zu is malformed", i);
+			snprintf(err, errsz, "card row %zu is malformed", i);
 			return -1;
 		}
 	}
@@ -601,23 +601,22 @@ int bk_fsm_selfcheck(char *errstr, size_t errstr_size)
 		for (int st = 0; st < BK_CS__COUNT; st++)
 			if ((bk_card_table[i].from & BK_CSM(st)) &&
 			    bk_card_state_is_terminal((bk_card_state)st)) {
-				snprintf(errstr, errstr_size, "card row %zu leaves final state %s",
-					 i, card_state_names[st]);
+				snprintf(err, errsz, "card row %zu leaves final state %s", i,
+					 card_state_names[st]);
 				return -1;
 			}
 	for (size_t i = 0; i < bk_ms_table_len; i++) {
 		const bk_ms_row *r = &bk_ms_table[i];
 		for (int st = 0; st < BK_MS__COUNT; st++)
 			if ((r->from & BK_MSM(st)) && bk_ms_state_is_terminal((bk_ms_state)st)) {
-				snprintf(errstr, errstr_size,
-					 "milestone row %zu leaves final state %s", i,
+				snprintf(err, errsz, "milestone row %zu leaves final state %s", i,
 					 ms_state_names[st]);
 				return -1;
 			}
 		if (r->index != i || r->to >= BK_MS__COUNT || r->from >= (1u << BK_MS__COUNT) ||
 		    r->actors == 0 || r->actors >= (1u << BK_ROLE__COUNT) ||
 		    r->cmd < BK_CMD_MILESTONE_ADD || r->cmd > BK_CMD_MILESTONE_REFUND) {
-			snprintf(errstr, errstr_size, "milestone row %zu is malformed", i);
+			snprintf(err, errsz, "milestone row %zu is malformed", i);
 			return -1;
 		}
 	}
@@ -628,14 +627,13 @@ int bk_fsm_selfcheck(char *errstr, size_t errstr_size)
 		    r->from >= (1u << BK_PS__COUNT) ||
 		    (r->to != BK_PS_SAME && r->to >= BK_PS__COUNT) || r->who >= BK_PW__COUNT ||
 		    bk_cmd_is_internal((bk_cmd_type)r->cmd)) {
-			snprintf(errstr, errstr_size, "profile row %zu is malformed", i);
+			snprintf(err, errsz, "profile row %zu is malformed", i);
 			return -1;
 		}
 		/* a profile command is decided on the profile, never on an order */
 		for (size_t k = 0; k < bk_status_table_len; k++)
 			if (bk_status_table[k].cmd == r->cmd) {
-				snprintf(errstr, errstr_size,
-					 "profile row %zu: %s also has a status row", i,
+				snprintf(err, errsz, "profile row %zu: %s also has a status row", i,
 					 cmd_names[r->cmd]);
 				return -1;
 			}

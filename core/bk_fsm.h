@@ -9,6 +9,8 @@
 #ifndef BK_FSM_H
 #define BK_FSM_H
 
+#include "bk_err.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -318,14 +320,14 @@ const char *bk_profile_state_name(bk_profile_state s);
 const char *bk_profile_who_name(bk_profile_who w);
 
 /* Reverse lookups over a (pointer, length) string; return -1 when unknown. */
-int bk_status_from(const char *s, size_t n);
-int bk_mode_from(const char *s, size_t n);
-int bk_role_from(const char *s, size_t n);
-int bk_cmd_from(const char *s, size_t n);
-int bk_card_type_from(const char *s, size_t n);
-int bk_card_op_from(const char *s, size_t n);
-int bk_card_state_from(const char *s, size_t n);
-int bk_ms_state_from(const char *s, size_t n);
+int bk_status_from(const char *s, size_t n) BK_MUSTCHECK;
+int bk_mode_from(const char *s, size_t n) BK_MUSTCHECK;
+int bk_role_from(const char *s, size_t n) BK_MUSTCHECK;
+int bk_cmd_from(const char *s, size_t n) BK_MUSTCHECK;
+int bk_card_type_from(const char *s, size_t n) BK_MUSTCHECK;
+int bk_card_op_from(const char *s, size_t n) BK_MUSTCHECK;
+int bk_card_state_from(const char *s, size_t n) BK_MUSTCHECK;
+int bk_ms_state_from(const char *s, size_t n) BK_MUSTCHECK;
 
 /* True when a command is issued by the processor, never accepted from the wire. */
 bool bk_cmd_is_internal(bk_cmd_type c);
@@ -361,7 +363,7 @@ const bk_ms_row *bk_ms_row_find(bk_cmd_type cmd, int from);
 const bk_profile_row *bk_profile_row_find(bk_cmd_type cmd, bk_profile_state from);
 
 /* Self-check of every table (indexes, masks in range, names present). Returns 0 when
- * sound, else -1 with a description in errstr. */
-int bk_fsm_selfcheck(char *errstr, size_t errstr_size);
+ * sound, else -1 with a description in err. */
+int bk_fsm_selfcheck(char *err, size_t errsz) BK_MUSTCHECK;
 
 #endif

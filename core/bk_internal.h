@@ -6,6 +6,7 @@
 #ifndef BK_INTERNAL_H
 #define BK_INTERNAL_H
 
+#include "bk_err.h"
 #include "bk_model.h"
 #include "bk_val.h"
 
@@ -27,16 +28,16 @@ typedef struct bk_li_view {
  * the failure was an overflow.
  */
 int bk_li_parse(bk_vctx *c, const bk_val *arr, bool client, msgpack_zone *z, bk_li_view **ret,
-		uint32_t *ret_n, bool *ret_overflow);
+		uint32_t *ret_n, bool *ret_overflow) BK_MUSTCHECK;
 
 /* Build a payload array of items (with ids and totals). false on OOM. */
-bool bk_li_build(msgpack_zone *z, const bk_li_view *v, uint32_t n, bk_val *ret);
+bool bk_li_build(msgpack_zone *z, const bk_li_view *v, uint32_t n, bk_val *ret) BK_MUSTCHECK;
 /* Append views to an owned item list. false on OOM. */
-bool bk_items_append(bk_items *it, const bk_li_view *v, uint32_t n);
+bool bk_items_append(bk_items *it, const bk_li_view *v, uint32_t n) BK_MUSTCHECK;
 void bk_items_reset(bk_items *it);
 /* The money totals of a payload: {subtotal_cents, platform_fee_cents, tax_cents, tip_cents,
  * total_cents}. */
-bool bk_totals_build(msgpack_zone *z, const bk_money *m, bk_val *ret);
+bool bk_totals_build(msgpack_zone *z, const bk_money *m, bk_val *ret) BK_MUSTCHECK;
 
 /* --- field lookups for the decoders (bk_val.c) --- */
 
@@ -60,11 +61,14 @@ void bk_map_lookup(const bk_val *map, const bk_key *keys, size_t n, const bk_val
 /* bk_get_str, _int, _ts, _map, _arr on a value already looked up (v as bk_map_get or
  * bk_map_lookup gives it, NULL when absent); key names the field in messages. */
 int bk_take_str(bk_vctx *c, const bk_val *v, const char *key, bool req, const char **ret_s,
-		size_t *ret_n);
+		size_t *ret_n) BK_MUSTCHECK;
 int bk_take_int(bk_vctx *c, const bk_val *v, const char *key, bool req, int64_t *ret,
-		bool *ret_present);
-int bk_take_ts(bk_vctx *c, const bk_val *v, const char *key, bool req, int64_t *ret_us);
-int bk_take_map(bk_vctx *c, const bk_val *v, const char *key, bool req, const bk_val **ret);
-int bk_take_arr(bk_vctx *c, const bk_val *v, const char *key, bool req, const bk_val **ret);
+		bool *ret_present) BK_MUSTCHECK;
+int bk_take_ts(bk_vctx *c, const bk_val *v, const char *key, bool req,
+	       int64_t *ret_us) BK_MUSTCHECK;
+int bk_take_map(bk_vctx *c, const bk_val *v, const char *key, bool req,
+		const bk_val **ret) BK_MUSTCHECK;
+int bk_take_arr(bk_vctx *c, const bk_val *v, const char *key, bool req,
+		const bk_val **ret) BK_MUSTCHECK;
 
 #endif

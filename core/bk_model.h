@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bk_err.h"
 #include "bk_chain.h"
 #include "bk_fsm.h"
 #include "bk_ids.h"
@@ -25,7 +26,7 @@ typedef enum bk_li_kind {
 	BK_LI__COUNT
 } bk_li_kind;
 const char *bk_li_kind_name(bk_li_kind k);
-int bk_li_kind_from(const char *s, size_t n);
+int bk_li_kind_from(const char *s, size_t n) BK_MUSTCHECK;
 
 typedef struct bk_line_item {
 	char id[BK_ID_MAX];
@@ -101,7 +102,7 @@ typedef enum bk_dsp_status {
 	BK_DS__COUNT
 } bk_dsp_status;
 const char *bk_dsp_status_name(bk_dsp_status s);
-int bk_dsp_status_from(const char *s, size_t n);
+int bk_dsp_status_from(const char *s, size_t n) BK_MUSTCHECK;
 
 typedef struct bk_dispute {
 	char id[BK_ID_MAX];
@@ -165,13 +166,13 @@ typedef struct bk_order {
 } bk_order;
 
 /* Add a fingerprint (non-zero) to a set: 1 added, 0 already there, -1 out of memory. */
-int bk_idset_add(bk_idset *s, uint64_t fp);
+int bk_idset_add(bk_idset *s, uint64_t fp) BK_MUSTCHECK;
 
 /* Allocate an empty aggregate for order_id (version 0). NULL on OOM. Free with bk_order_free. */
-bk_order *bk_order_new(const char *order_id);
+bk_order *bk_order_new(const char *order_id) BK_MUSTCHECK;
 void bk_order_free(bk_order *o); /* NULL ok */
 /* Deep copy; NULL on OOM. */
-bk_order *bk_order_clone(const bk_order *o);
+bk_order *bk_order_clone(const bk_order *o) BK_MUSTCHECK;
 
 /* Hash of the last applied event (32 zero bytes for a new order). */
 const uint8_t *bk_order_last_hash(const bk_order *o);
@@ -185,6 +186,6 @@ bk_milestone *bk_order_milestone(const bk_order *o, const char *id, size_t n);
 bk_recipient *bk_order_recipient(const bk_order *o, const char *user_id, size_t n);
 
 /* Recompute money.subtotal and money.total from the line items. false on overflow. */
-bool bk_money_recompute(const bk_items *items, bk_money *m);
+bool bk_money_recompute(const bk_items *items, bk_money *m) BK_MUSTCHECK;
 
 #endif

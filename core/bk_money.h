@@ -4,6 +4,8 @@
 #ifndef BK_MONEY_H
 #define BK_MONEY_H
 
+#include "bk_err.h"
+
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -11,8 +13,8 @@
 #define BK_CENTS_MIN INT32_MIN
 
 /* Each writes *ret and returns true when the result fits an int32; else false, *ret untouched. */
-bool bk_cents_add(int64_t a, int64_t b, int64_t *ret);
-bool bk_cents_mul(int64_t a, int64_t b, int64_t *ret);
+bool bk_cents_add(int64_t a, int64_t b, int64_t *ret) BK_MUSTCHECK;
+bool bk_cents_mul(int64_t a, int64_t b, int64_t *ret) BK_MUSTCHECK;
 bool bk_cents_fits(int64_t a);
 
 #endif

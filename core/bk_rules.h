@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bk_err.h"
 #include "bk_ids.h"
 #include "bk_time.h"
 
@@ -44,12 +45,12 @@ typedef struct bk_profile_rules {
 
 typedef struct bk_ruleset bk_ruleset; /* opaque */
 
-bk_ruleset *bk_ruleset_new(void);
+bk_ruleset *bk_ruleset_new(void) BK_MUSTCHECK;
 void bk_ruleset_free(bk_ruleset *rs); /* NULL ok */
 /* The profile's rules, or NULL when it has none. Valid until the next change. */
 const bk_profile_rules *bk_ruleset_get(const bk_ruleset *rs, const char *sp_id);
 /* Replace a profile's whole entry (a copy is made). 0, or -1 on OOM. */
-int bk_ruleset_put(bk_ruleset *rs, const bk_profile_rules *p);
+int bk_ruleset_put(bk_ruleset *rs, const bk_profile_rules *p) BK_MUSTCHECK;
 void bk_ruleset_remove(bk_ruleset *rs, const char *sp_id);
 /* The rules of profile sp_id that apply to an order of provider provider_user_id: the
  * profile's entry when that provider owns it, else NULL (another provider's rules never

@@ -46,12 +46,12 @@ typedef struct bk_seal {
 void bk_seal_digest_record(const bk_record *r, uint8_t ret[BK_HASH_LEN]);
 /* A record held without its digest and released with the digest its seal lists (deferred
  * digests, below): is it that record? (It is sealed if so, unsealed if not.) */
-bool bk_seal_digest_is(const bk_record *r, const uint8_t listed[BK_HASH_LEN]);
+bool bk_seal_digest_is(const bk_record *r, const uint8_t listed[BK_HASH_LEN]) BK_MUSTCHECK;
 /* The digest of any other record (results): BLAKE2b-256 of its value. */
 void bk_seal_digest_bytes(const void *buf, size_t n, uint8_t ret[BK_HASH_LEN]);
 
 /* Does e->hash match BLAKE2b(prev_hash || canonical bytes of e)? scratch is reused. */
-bool bk_seal_hash_ok(const bk_event *e, msgpack_sbuffer *scratch);
+bool bk_seal_hash_ok(const bk_event *e, msgpack_sbuffer *scratch) BK_MUSTCHECK;
 
 /* Append the seal's value to sb. 0, or -1 on OOM. */
 int bk_seal_encode(const bk_seal *s, msgpack_sbuffer *sb) BK_MUSTCHECK;
@@ -87,8 +87,8 @@ typedef struct bk_sealbuf bk_sealbuf; /* opaque */
 typedef void (*bk_sealbuf_release_fn)(void *opaque, void *rec, int64_t offset, bool sealed,
 				      const uint8_t *digest);
 
-bk_sealbuf *bk_sealbuf_new(void);    /* NULL on OOM */
-void bk_sealbuf_free(bk_sealbuf *b); /* NULL ok; handles still held are not released */
+bk_sealbuf *bk_sealbuf_new(void) BK_MUSTCHECK; /* NULL on OOM */
+void bk_sealbuf_free(bk_sealbuf *b);	       /* NULL ok; handles still held are not released */
 /* Hold rec (offset strictly above every offset added before; digest NULL: not known
  * yet, above). 0, or -1 on OOM or an offset out of order (rec is then not held). */
 int bk_sealbuf_add(bk_sealbuf *b, int64_t offset, const uint8_t digest[BK_HASH_LEN],

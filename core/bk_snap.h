@@ -33,6 +33,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bk_err.h"
 #include "bk_model.h"
 
 #define BK_SNAP_CHECKPOINT_KEY "checkpoint" /* the key of checkpoint records */
@@ -40,7 +41,7 @@
 /* Append the snapshot of o (version >= 1) standing for events offset events_offset of
  * partition to sb. 0, or -1 (out of memory, an order without events). */
 int bk_snap_encode(const bk_order *o, int32_t partition, int64_t events_offset,
-		   msgpack_sbuffer *sb);
+		   msgpack_sbuffer *sb) BK_MUSTCHECK;
 
 /*
  * Decode a snapshot from hostile bytes: a new aggregate (bk_order_free) that decide,
@@ -51,7 +52,7 @@ int bk_snap_encode(const bk_order *o, int32_t partition, int64_t events_offset,
  * with a message in err.
  */
 int bk_snap_decode(const void *buf, size_t n, bk_order **ret, int32_t *ret_partition,
-		   int64_t *ret_events_offset, char *err, size_t errsz);
+		   int64_t *ret_events_offset, char *err, size_t errsz) BK_MUSTCHECK;
 
 /* The set digest of a partition's snapshots: four 64-bit lanes, each the sum mod 2^64 of
  * the members' hashes (bk_snap_hash of each snapshot's bytes), and their count, so a
@@ -76,8 +77,8 @@ typedef struct bk_checkpoint {
 	int64_t written_at;    /* wall clock, µs (for people) */
 } bk_checkpoint;
 
-int bk_snap_checkpoint_encode(const bk_checkpoint *ck, msgpack_sbuffer *sb);
+int bk_snap_checkpoint_encode(const bk_checkpoint *ck, msgpack_sbuffer *sb) BK_MUSTCHECK;
 int bk_snap_checkpoint_decode(const void *buf, size_t n, bk_checkpoint *ret, char *err,
-			      size_t errsz);
+			      size_t errsz) BK_MUSTCHECK;
 
 #endif

@@ -7,6 +7,8 @@
 #ifndef BK_TIME_H
 #define BK_TIME_H
 
+#include "bk_err.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -15,7 +17,7 @@
 
 /* Parse RFC 3339 ("2026-12-01T15:00:00Z", "...T15:00:00.123+02:00"). Returns 0 and
  * writes *ret_us, or -1 when the text is not a valid timestamp. */
-int bk_ts_parse(const char *s, size_t n, int64_t *ret_us);
+int bk_ts_parse(const char *s, size_t n, int64_t *ret_us) BK_MUSTCHECK;
 
 /* Format as "YYYY-MM-DDTHH:MM:SS[.ffffff]Z" into buf (>= 32 bytes). Returns length. */
 size_t bk_ts_format(int64_t us, char *buf, size_t bufsz);

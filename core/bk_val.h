@@ -9,6 +9,8 @@
 #ifndef BK_VAL_H
 #define BK_VAL_H
 
+#include "bk_err.h"
+
 #include <msgpack.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -24,24 +26,25 @@ typedef struct bk_mapb {
 } bk_mapb;
 
 /* Builders. Strings are copied into the zone. Return false on out-of-memory only. */
-bool bk_mapb_init(bk_mapb *b, msgpack_zone *z, uint32_t cap);
-bool bk_mapb_str(bk_mapb *b, const char *k, const char *v); /* v NULL: nil */
-bool bk_mapb_strn(bk_mapb *b, const char *k, const char *v, size_t n);
-bool bk_mapb_int(bk_mapb *b, const char *k, int64_t v);
-bool bk_mapb_bool(bk_mapb *b, const char *k, bool v);
-bool bk_mapb_f64(bk_mapb *b, const char *k, double v);
-bool bk_mapb_nil(bk_mapb *b, const char *k);
-bool bk_mapb_val(bk_mapb *b, const char *k, bk_val v);	   /* v shared, not copied */
-bool bk_mapb_ts(bk_mapb *b, const char *k, int64_t ts_us); /* RFC 3339; BK_TS_NONE: nil */
+bool bk_mapb_init(bk_mapb *b, msgpack_zone *z, uint32_t cap) BK_MUSTCHECK;
+bool bk_mapb_str(bk_mapb *b, const char *k, const char *v) BK_MUSTCHECK; /* v NULL: nil */
+bool bk_mapb_strn(bk_mapb *b, const char *k, const char *v, size_t n) BK_MUSTCHECK;
+bool bk_mapb_int(bk_mapb *b, const char *k, int64_t v) BK_MUSTCHECK;
+bool bk_mapb_bool(bk_mapb *b, const char *k, bool v) BK_MUSTCHECK;
+bool bk_mapb_f64(bk_mapb *b, const char *k, double v) BK_MUSTCHECK;
+bool bk_mapb_nil(bk_mapb *b, const char *k) BK_MUSTCHECK;
+bool bk_mapb_val(bk_mapb *b, const char *k, bk_val v) BK_MUSTCHECK; /* v shared, not copied */
+bool bk_mapb_ts(bk_mapb *b, const char *k,
+		int64_t ts_us) BK_MUSTCHECK; /* RFC 3339; BK_TS_NONE: nil */
 bk_val bk_mapb_done(const bk_mapb *b);
 
 bk_val bk_val_str(msgpack_zone *z, const char *s, size_t n); /* type NIL on OOM */
 bk_val bk_val_int(int64_t v);
 bk_val bk_val_nil(void);
 /* An array of n nodes (uninitialised nil); returns false on OOM. */
-bool bk_val_arr(msgpack_zone *z, uint32_t n, bk_val *ret);
+bool bk_val_arr(msgpack_zone *z, uint32_t n, bk_val *ret) BK_MUSTCHECK;
 /* Deep copy into zone z. */
-bool bk_val_copy(msgpack_zone *z, const bk_val *src, bk_val *ret);
+bool bk_val_copy(msgpack_zone *z, const bk_val *src, bk_val *ret) BK_MUSTCHECK;
 
 /* Lookups. Return NULL when absent or when the value is nil. */
 const bk_val *bk_map_get(const bk_val *map, const char *key);
@@ -61,19 +64,22 @@ typedef struct bk_vctx {
 } bk_vctx;
 
 int bk_get_str(bk_vctx *c, const bk_val *map, const char *key, bool req, const char **ret_s,
-	       size_t *ret_n);
+	       size_t *ret_n) BK_MUSTCHECK;
 int bk_get_int(bk_vctx *c, const bk_val *map, const char *key, bool req, int64_t *ret,
-	       bool *ret_present);
+	       bool *ret_present) BK_MUSTCHECK;
 int bk_get_num(bk_vctx *c, const bk_val *map, const char *key, bool req, double *ret,
-	       bool *ret_present);
+	       bool *ret_present) BK_MUSTCHECK;
 int bk_get_bool(bk_vctx *c, const bk_val *map, const char *key, bool req, bool *ret,
-		bool *ret_present);
-int bk_get_ts(bk_vctx *c, const bk_val *map, const char *key, bool req, int64_t *ret_us);
-int bk_get_map(bk_vctx *c, const bk_val *map, const char *key, bool req, const bk_val **ret);
-int bk_get_arr(bk_vctx *c, const bk_val *map, const char *key, bool req, const bk_val **ret);
+		bool *ret_present) BK_MUSTCHECK;
+int bk_get_ts(bk_vctx *c, const bk_val *map, const char *key, bool req,
+	      int64_t *ret_us) BK_MUSTCHECK;
+int bk_get_map(bk_vctx *c, const bk_val *map, const char *key, bool req,
+	       const bk_val **ret) BK_MUSTCHECK;
+int bk_get_arr(bk_vctx *c, const bk_val *map, const char *key, bool req,
+	       const bk_val **ret) BK_MUSTCHECK;
 
 /* Copy a (pointer, length) string into a fixed buffer, NUL-terminated. Returns -1 if it
  * does not fit (the buffer is then untouched). */
-int bk_strlcpyn(char *dst, size_t dstsz, const char *s, size_t n);
+int bk_strlcpyn(char *dst, size_t dstsz, const char *s, size_t n) BK_MUSTCHECK;
 
 #endif

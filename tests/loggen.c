@@ -65,17 +65,20 @@ static int produce_mutated(gen *g, const bk_record *src, int what)
 	rec.n = 1;
 	/* fork: same seq and prev_hash as the last event, other content (a second writer's
 	 * id and clock; the payload stays one its subtype allows, so the record decodes) */
+	bool built;
 	if (what == 'f') {
 		rec.events[0] = *e;
 		rec.events[0].created_at += 1000000;
 		rec.events[0].event_id = "tev_forked_by_a_second_writer";
-		bk_codec_event_seal(&rec.events[0], &sb);
+		built = bk_codec_event_seal(&rec.events[0], &sb) == 0;
 	} else { /* illegal: the next seq, validly chained, an order.completed from anywhere */
 		bk_mapb b;
-		bk_mapb_init(&b, &z, 3);
-		bk_mapb_str(&b, "from", "initiated");
-		bk_mapb_str(&b, "to", "completed");
-		bk_mapb_str(&b, "cause", "order.complete");
+		if (!bk_mapb_init(&b, &z, 3) || !bk_mapb_str(&b, "from", "initiated") ||
+		    !bk_mapb_str(&b, "to", "completed") ||
+		    !bk_mapb_str(&b, "cause", "order.complete")) {
+			msgpack_sbuffer_destroy(&sb);
+			goto out;
+		}
 		rec.events[0] = *e;
 		rec.events[0].seq = e->seq + 1;
 		memcpy(rec.events[0].prev_hash, e->hash, BK_HASH_LEN);
@@ -83,10 +86,10 @@ static int produce_mutated(gen *g, const bk_record *src, int what)
 		rec.events[0].sub = BK_ST_COMPLETED;
 		rec.events[0].event_id = "tev_illegal_jump_to_completed";
 		rec.events[0].payload = bk_mapb_done(&b);
-		bk_codec_event_seal(&rec.events[0], &sb);
+		built = bk_codec_event_seal(&rec.events[0], &sb) == 0;
 	}
 	msgpack_sbuffer_clear(&sb);
-	if (bk_codec_record_encode(&rec, &sb) == 0)
+	if (built && bk_codec_record_encode(&rec, &sb) == 0)
 		rc = produce(g, rec.order_id, sb.data, sb.size);
 	msgpack_sbuffer_destroy(&sb);
 out:

@@ -570,7 +570,7 @@ START_TEST(test_command_roundtrip_msgpack)
 	bk_command c = sample_command(zone), d;
 	size_t n, n2;
 	char *buf = enc_cmd(&c, &n);
-	ck_assert_int_eq(bk_codec_prescan(buf, n, NULL), 0);
+	ck_assert_int_eq(bk_codec_prescan(buf, n, NULL, 0), 0);
 	ck_assert_msg(bk_codec_command_decode(buf, n, false, false, zone, &d, err, sizeof(err)) ==
 			  0,
 		      "%s", err);
@@ -1493,13 +1493,13 @@ static int decode_all(const char *buf, size_t n)
 	bk_result res;
 	bk_profile_rules p;
 	bk_val v;
-	const char *why;
-	if (bk_codec_prescan(copy, n, &why) == 0) {
+	char why[ERRSZ] = "";
+	if (bk_codec_prescan(copy, n, why, sizeof(why)) == 0) {
 		int rc = bk_codec_unpack(copy, n, zone, &v, err, sizeof(err));
 		ck_assert_msg(rc == 0 || strcmp(err, "duplicate key in a map") == 0, "%s", err);
 		check_unpack_ref(copy, n, rc, &v, err);
 	} else {
-		ck_assert_ptr_nonnull(why);
+		ck_assert(why[0] != '\0');
 	}
 	if (bk_codec_command_decode(copy, n, false, false, zone, &c, err, sizeof(err)) == 0) {
 		ok++;
@@ -1543,16 +1543,16 @@ START_TEST(test_truncations)
 	for (int s = 0; s < n_samples; s++) {
 		ck_assert_int_eq(decode_all(samples[s].buf, samples[s].n), 1);
 		for (size_t k = 0; k < samples[s].n; k++) {
-			const char *why = NULL;
-			ck_assert_int_eq(bk_codec_prescan(samples[s].buf, k, &why), -1);
+			char why[ERRSZ] = "";
+			ck_assert_int_eq(bk_codec_prescan(samples[s].buf, k, why, sizeof(why)), -1);
 			ck_assert_int_eq(decode_all(samples[s].buf, k), 0);
 		}
 		/* trailing garbage */
 		char *more = malloc(samples[s].n + 1);
 		memcpy(more, samples[s].buf, samples[s].n);
 		more[samples[s].n] = (char)0xc0;
-		const char *why;
-		ck_assert_int_eq(bk_codec_prescan(more, samples[s].n + 1, &why), -1);
+		char why[ERRSZ] = "";
+		ck_assert_int_eq(bk_codec_prescan(more, samples[s].n + 1, why, sizeof(why)), -1);
 		ck_assert_str_eq(why, "trailing bytes after the message");
 		ck_assert_int_eq(decode_all(more, samples[s].n + 1), 0);
 		free(more);
@@ -1629,10 +1629,10 @@ static const struct {
 
 START_TEST(test_hostile_corpus)
 {
-	const char *why = NULL;
+	char why[ERRSZ] = "";
 	char *copy = malloc(hostile[_i].n ? hostile[_i].n : 1);
 	memcpy(copy, hostile[_i].bytes, hostile[_i].n);
-	ck_assert_int_eq(bk_codec_prescan(copy, hostile[_i].n, &why), -1);
+	ck_assert_int_eq(bk_codec_prescan(copy, hostile[_i].n, why, sizeof(why)), -1);
 	ck_assert_msg(strcmp(why, hostile[_i].why) == 0, "case %d: \"%s\"", _i, why);
 	ck_assert_int_eq(decode_all(copy, hostile[_i].n), 0);
 	free(copy);
@@ -1658,7 +1658,7 @@ START_TEST(test_prescan_accepts)
 				 "\xcb\x3f\xf0\x00\x00\x00\x00\x00\x00"
 				 "\xc4\x00\xc5\x00\x01z\xc6\x00\x00\x00\x00"
 				 "\xd9\x00\xda\x00\x00";
-	const char *why = NULL;
+	char why[ERRSZ] = "";
 	/* 7 strings, nil, 2 bools, 8 integers, 2 floats, 3 bins, 2 strings = 25 elements */
 	msgpack_sbuffer sb;
 	msgpack_sbuffer_init(&sb);
@@ -1666,7 +1666,7 @@ START_TEST(test_prescan_accepts)
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
 	ck_assert_int_eq(msgpack_pack_array(&pk, 25), 0);
 	ck_assert_int_eq(msgpack_sbuffer_write(&sb, ok, sizeof(ok) - 1), 0);
-	int rc = bk_codec_prescan(sb.data, sb.size, &why);
+	int rc = bk_codec_prescan(sb.data, sb.size, why, sizeof(why));
 	ck_assert_msg(rc == 0, "%s", why);
 	bk_val v;
 	char err[ERRSZ];
@@ -1692,12 +1692,12 @@ static size_t str8_msg(unsigned char *out, const unsigned char *s, size_t n)
 
 /* bk_codec_prescan on an exact-size heap copy (so that AddressSanitizer sees a read past
  * the end). */
-static int prescan_heap(const unsigned char *b, size_t n, const char **ret_why)
+static int prescan_heap(const unsigned char *b, size_t n, char *err, size_t errsz)
 {
 	unsigned char *c = malloc(n);
 	ck_assert_ptr_nonnull(c);
 	memcpy(c, b, n);
-	int rc = bk_codec_prescan(c, n, ret_why);
+	int rc = bk_codec_prescan(c, n, err, errsz);
 	free(c);
 	return rc;
 }
@@ -1708,13 +1708,13 @@ static int prescan_heap(const unsigned char *b, size_t n, const char **ret_why)
 START_TEST(test_utf8_boundaries)
 {
 	unsigned char s[40], msg[64];
-	const char *why;
+	char why[ERRSZ] = "";
 	char err[ERRSZ];
 	bk_val v;
 	for (size_t len = 1; len <= 33; len++) {
 		memset(s, 'a', len);
 		size_t n = str8_msg(msg, s, len);
-		ck_assert_int_eq(prescan_heap(msg, n, &why), 0);
+		ck_assert_int_eq(prescan_heap(msg, n, why, sizeof(why)), 0);
 		ck_assert_int_eq(bk_codec_unpack(msg, n, zone, &v, err, sizeof(err)), 0);
 		check_unpack_ref((const char *)msg, n, 0, &v, err);
 		for (size_t k = 0; k < len; k++) {
@@ -1727,7 +1727,7 @@ START_TEST(test_utf8_boundaries)
 				memset(s, 'a', len);
 				s[k] = bad[j].b;
 				n = str8_msg(msg, s, len);
-				int rc = prescan_heap(msg, n, &why);
+				int rc = prescan_heap(msg, n, why, sizeof(why));
 				if (bad[j].why == NULL) {
 					ck_assert_int_eq(rc, 0);
 				} else {
@@ -1749,16 +1749,17 @@ START_TEST(test_utf8_boundaries)
 			memset(s, 'b', 24);
 			memcpy(s + k, chars[c], cl);
 			size_t n = str8_msg(msg, s, 24);
-			ck_assert_msg(prescan_heap(msg, n, &why) == 0, "char %zu at %zu", c, k);
+			ck_assert_msg(prescan_heap(msg, n, why, sizeof(why)) == 0,
+				      "char %zu at %zu", c, k);
 			ck_assert_int_eq(bk_codec_unpack(msg, n, zone, &v, err, sizeof(err)), 0);
 			check_unpack_ref((const char *)msg, n, 0, &v, err);
 			s[k + cl - 1] = 'b';
 			n = str8_msg(msg, s, 24);
-			ck_assert_int_eq(prescan_heap(msg, n, &why), -1);
+			ck_assert_int_eq(prescan_heap(msg, n, why, sizeof(why)), -1);
 			ck_assert_str_eq(why, R_UTF8);
 			/* the string ends inside the character */
 			n = str8_msg(msg, s, k + cl - 1);
-			ck_assert_int_eq(prescan_heap(msg, n, &why), -1);
+			ck_assert_int_eq(prescan_heap(msg, n, why, sizeof(why)), -1);
 			ck_assert_str_eq(why, R_UTF8);
 		}
 	}
@@ -1780,7 +1781,7 @@ START_TEST(test_utf8_boundaries)
 				m[n++] = 9;
 				memset(m + n, fills[fill], 9);
 				n += 9;
-				int rc = prescan_heap(m, n, &why);
+				int rc = prescan_heap(m, n, why, sizeof(why));
 				if (k == len) {
 					ck_assert_msg(rc == 0, "len %zu fill %d: %s", len, fill,
 						      why);
@@ -1803,7 +1804,7 @@ START_TEST(test_utf8_boundaries)
 			memset(s, 'c', sizeof(s));
 			memcpy(s + k, bads[c], cl);
 			size_t n = str8_msg(msg, s, 30);
-			ck_assert_int_eq(prescan_heap(msg, n, &why), -1);
+			ck_assert_int_eq(prescan_heap(msg, n, why, sizeof(why)), -1);
 			ck_assert_str_eq(why, R_UTF8);
 		}
 	}
@@ -1901,21 +1902,21 @@ static char *nested(int depth, size_t *ret_n)
 
 START_TEST(test_depth_and_size)
 {
-	const char *why;
+	char why[ERRSZ] = "";
 	char err[ERRSZ];
 	size_t n;
 	bk_val v;
 	char *b = nested(BK_MAX_DEPTH, &n);
-	ck_assert_int_eq(bk_codec_prescan(b, n, &why), 0);
+	ck_assert_int_eq(bk_codec_prescan(b, n, why, sizeof(why)), 0);
 	ck_assert_int_eq(bk_codec_unpack(b, n, zone, &v, err, sizeof(err)), 0);
 	free(b);
 	b = nested(BK_MAX_DEPTH + 1, &n);
-	ck_assert_int_eq(bk_codec_prescan(b, n, &why), -1);
+	ck_assert_int_eq(bk_codec_prescan(b, n, why, sizeof(why)), -1);
 	ck_assert_str_eq(why, "nesting deeper than the limit");
 	ck_assert_int_eq(decode_all(b, n), 0);
 	free(b);
 	b = nested(100000, &n);
-	ck_assert_int_eq(bk_codec_prescan(b, n, &why), -1);
+	ck_assert_int_eq(bk_codec_prescan(b, n, why, sizeof(why)), -1);
 	ck_assert_int_eq(decode_all(b, n), 0);
 	free(b);
 
@@ -1979,7 +1980,7 @@ START_TEST(test_depth_and_size)
 	whole = bk_mapb_done(&wb);
 	ck_assert_int_eq(msgpack_pack_object(&pk, whole), 0);
 	ck_assert(sb.size > BK_MAX_MESSAGE);
-	ck_assert_int_eq(bk_codec_prescan(sb.data, sb.size, &why), -1);
+	ck_assert_int_eq(bk_codec_prescan(sb.data, sb.size, why, sizeof(why)), -1);
 	ck_assert_str_eq(why, "message larger than BK_MAX_MESSAGE");
 	ck_assert_int_eq(decode_all(sb.data, sb.size), 0);
 	msgpack_sbuffer_destroy(&sb);
@@ -1993,7 +1994,7 @@ START_TEST(test_duplicate_keys)
 	bk_val v;
 	/* small map: pairwise check */
 	static const char small[] = "\x82\xa1k\x01\xa1k\x02";
-	ck_assert_int_eq(bk_codec_prescan(small, sizeof(small) - 1, NULL), 0);
+	ck_assert_int_eq(bk_codec_prescan(small, sizeof(small) - 1, NULL, 0), 0);
 	ck_assert_int_eq(bk_codec_unpack(small, sizeof(small) - 1, zone, &v, err, sizeof(err)), -1);
 	ck_assert_str_eq(err, "duplicate key in a map");
 	/* large map: sorted check */

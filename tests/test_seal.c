@@ -475,7 +475,7 @@ START_TEST(seal_check_refusals)
 	/* a commands keyring (a key that may assert any system type) is no writer keyring */
 	bk_keyring *cmds;
 	char b64[64], text[256];
-	bk_b64_encode(pk[0], BK_PK_LEN, b64, sizeof(b64));
+	ck_assert_int_eq(bk_b64_encode(pk[0], BK_PK_LEN, b64, sizeof(b64)), 44);
 	snprintf(text, sizeof(text), "web-1 %s buyer,system\n", b64);
 	ck_assert_int_eq(bk_keyring_parse(text, strlen(text), &cmds, err, sizeof(err)), 0);
 	ck_assert(!bk_keyring_only_type(cmds, BK_SEAL_TYPE));

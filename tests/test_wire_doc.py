@@ -10,6 +10,7 @@ every command type and error code named in backticks exists.
 
 usage: test_wire_doc.py BOOKINGCTL SRCDIR
 """
+import glob
 import os
 import re
 import subprocess
@@ -85,7 +86,9 @@ PROC = read("commands/process.c", "commands/admit.c", "commands/main.c", "lib/tr
             "core/bk_seal.h")
 SEND = read("cli/cmd_send.c")
 CODEC = read("core/bk_codec.c")
-DECIDE = read("core/bk_decide.c", "core/bk_evolve.c", "core/bk_rules.c")
+# the decider is core/bk_decide.c and its per-aggregate files core/bk_decide_*.c
+DECIDE = read(*sorted(os.path.relpath(p, SRC) for p in glob.glob(os.path.join(SRC, "core/bk_decide*.c"))),
+              "core/bk_evolve.c", "core/bk_rules.c")
 AUTH = read("core/bk_auth.c")
 
 # 2. headers: documented <-> written
