@@ -14,6 +14,7 @@
 #include "bk_ids.h"
 #include "bk_internal.h"
 #include "bk_money.h"
+#include "bk_schema.h"
 #include "bk_time.h"
 
 /* Records, results and rules carry payloads one or two levels below a command's, so
@@ -930,7 +931,7 @@ static void index_path(char path[32], const char *prefix, size_t n, uint32_t i)
 /*
  * What each subtype's payload holds, for every reader that dereferences it (evolve, the
  * projector, the decider through the state evolve builds): the record decoder refuses an
- * event (schema <= BK_EVENT_SCHEMA) whose payload misses a required field or holds a
+ * event (schema <= its type's bk_event_version) whose payload misses a required field or holds a
  * field of another type, so no reader meets a payload the processor would not write.
  * One row per field; fields not listed are free.
  */
@@ -954,16 +955,19 @@ typedef struct pf_field {
 	uint8_t klen;	 /* strlen(key) */
 	uint8_t type;	 /* pf_type */
 	bool req;
+	uint8_t since; /* the first schema version of the event that has the field */
 } pf_field;
 
-/* A row: PF("key", PF_TYPE, required). */
-#define PF(key, type, req)                                                                         \
+/* A row: PF("key", PF_TYPE, required), a field since version 1; PF_SINCE(..., n) one
+ * that version n added (an older event is not checked for it: its upcaster adds it). */
+#define PF(key, type, req) PF_SINCE(key, type, req, 1)
+#define PF_SINCE(key, type, req, since)                                                            \
 	{                                                                                          \
-		key, (uint8_t)(sizeof(key) - 1), type, req                                         \
+		key, (uint8_t)(sizeof(key) - 1), type, req, since                                  \
 	}
 #define PF_END                                                                                     \
 	{                                                                                          \
-		NULL, 0, PF_STR, false                                                             \
+		NULL, 0, PF_STR, false, 1                                                          \
 	}
 
 static const pf_field pf_none[] = {PF_END};
@@ -1016,14 +1020,14 @@ static const pf_field pf_invite_responded[] = {PF("invite_id", PF_ID, true),
 static const pf_field pf_invite_awarded[] = {
     PF("invite_id", PF_ID, true), PF("recipient_user_id", PF_STR, true),
     PF("service_profile_id", PF_ID, true), PF("not_awarded", PF_STRS, true), PF_END};
-static const pf_field pf_captured[] = {PF("payment_intent_id", PF_STR, true),
-				       PF("transfer_group", PF_STR, false),
-				       PF("amount_cents", PF_CENTS, true), PF_END};
-static const pf_field pf_refunded[] = {PF("refund_cents", PF_CENTS, true),
-				       PF("line_item", PF_ITEM, true),
-				       PF("totals", PF_TOTALS, true), PF_END};
+static const pf_field pf_captured[] = {
+    PF("payment_intent_id", PF_STR, true), PF("transfer_group", PF_STR, false),
+    PF("amount_cents", PF_CENTS, true), PF_SINCE("currency", PF_STR, true, 2), PF_END};
+static const pf_field pf_refunded[] = {
+    PF("refund_cents", PF_CENTS, true), PF("line_item", PF_ITEM, true),
+    PF("totals", PF_TOTALS, true), PF_SINCE("currency", PF_STR, true, 2), PF_END};
 static const pf_field pf_tip[] = {PF("tip_cents", PF_CENTS, true), PF("totals", PF_TOTALS, true),
-				  PF_END};
+				  PF_SINCE("currency", PF_STR, true, 2), PF_END};
 static const pf_field pf_dispute_opened[] = {
     PF("dispute_id", PF_ID, true), PF("opened_by", PF_STR, true), PF("reason", PF_ANY, true),
     PF("description", PF_STR, false), PF_END};
@@ -1054,6 +1058,8 @@ static const pf_field pf_card_other[] = {PF("card_id", PF_ID, true),
 					 PF("line_items", PF_ITEMS, false),
 					 PF("totals", PF_TOTALS, false),
 					 PF_END};
+/* card.extras.accepted and card.expense.accepted: their line items join the order */
+static const pf_field pf_card_money[] = {PF_SINCE("currency", PF_STR, true, 2), PF_END};
 static const pf_field pf_card_response[] = {PF("action", PF_STR, true),
 					    PF("responder_user_id", PF_STR, true), PF_END};
 static const pf_field pf_terms_reschedule[] = {PF("start_ts", PF_TS, true),
@@ -1103,8 +1109,8 @@ static const pf_field pf_totals[] = {
 static const pf_field pf_location[] = {PF("kind", PF_STR, true), PF("address", PF_STR, false),
 				       PF_END};
 
-static int pf_check_map(const bk_val *map, const pf_field *fields, const char *path, int depth,
-			char *err, size_t errsz);
+static int pf_check_map(const bk_val *map, const pf_field *fields, uint32_t schema,
+			const char *path, int depth, char *err, size_t errsz);
 
 /* path + suffix into out (a bounded path for messages); only when a message is wanted
  * (err not NULL): the checks run without messages first, so valid records pay no
@@ -1138,8 +1144,8 @@ static const bk_val *pf_get(const bk_val *map, const pf_field *f)
 }
 
 /* One field of map against its row. depth bounds the nesting of item arrays. */
-static int pf_check_field(const bk_val *map, const pf_field *f, const char *path, int depth,
-			  char *err, size_t errsz)
+static int pf_check_field(const bk_val *map, const pf_field *f, uint32_t schema, const char *path,
+			  int depth, char *err, size_t errsz)
 {
 	bk_vctx c = {err, errsz, path};
 	const bk_val *v = pf_get(map, f), *sub;
@@ -1185,7 +1191,7 @@ static int pf_check_field(const bk_val *map, const pf_field *f, const char *path
 			} else if (el->type != MSGPACK_OBJECT_MAP) {
 				return seterr(err, errsz, "%s.%s[%u]: expected a line item (a map)",
 					      path, f->key, i);
-			} else if (pf_check_map(el, pf_item,
+			} else if (pf_check_map(el, pf_item, schema,
 						pf_path(p, path, "%s[%u]", f->key, i, err),
 						depth + 1, err, errsz) < 0) {
 				return -1;
@@ -1203,18 +1209,20 @@ static int pf_check_field(const bk_val *map, const pf_field *f, const char *path
 				    f->type == PF_ITEM	   ? pf_item
 				    : f->type == PF_TOTALS ? pf_totals
 							   : pf_location,
-				    pf_path(p, path, "%s", f->key, 0, err), depth + 1, err, errsz);
+				    schema, pf_path(p, path, "%s", f->key, 0, err), depth + 1, err,
+				    errsz);
 	}
 	return seterr(err, errsz, "%s.%s: no rule", path, f->key);
 }
 
-static int pf_check_map(const bk_val *map, const pf_field *fields, const char *path, int depth,
-			char *err, size_t errsz)
+static int pf_check_map(const bk_val *map, const pf_field *fields, uint32_t schema,
+			const char *path, int depth, char *err, size_t errsz)
 {
 	if (depth > 4)
 		return seterr(err, errsz, "%s: nested too deep", path);
 	for (const pf_field *f = fields; f->key != NULL; f++)
-		if (pf_check_field(map, f, path, depth, err, errsz) < 0)
+		if (f->since <= schema &&
+		    pf_check_field(map, f, schema, path, depth, err, errsz) < 0)
 			return -1;
 	return 0;
 }
@@ -1228,9 +1236,9 @@ static int payload_check(const bk_event *e, const char *path, char *err, size_t 
 	if (err != NULL)
 		snprintf(pp, sizeof(pp), "%s.payload", path);
 	if (e->type != BK_EV_CARD)
-		return pf_check_map(p, pf_of_type[e->type], pp, 0, err, errsz);
+		return pf_check_map(p, pf_of_type[e->type], e->schema, pp, 0, err, errsz);
 	if (e->sub == BK_CV_PROPOSED) {
-		if (pf_check_map(p, pf_card_proposed, pp, 0, err, errsz) < 0)
+		if (pf_check_map(p, pf_card_proposed, e->schema, pp, 0, err, errsz) < 0)
 			return -1;
 		const pf_field *terms = e->card_type == BK_CT_RESCHEDULE ? pf_terms_reschedule
 					: e->card_type == BK_CT_EXPENSE	 ? pf_terms_expense
@@ -1238,12 +1246,12 @@ static int payload_check(const bk_event *e, const char *path, char *err, size_t 
 									 : pf_none;
 		if (err != NULL)
 			snprintf(tp, sizeof(tp), "%s.payload", pp);
-		return pf_check_map(bk_map_get(p, "payload"), terms, tp, 1, err, errsz);
+		return pf_check_map(bk_map_get(p, "payload"), terms, e->schema, tp, 1, err, errsz);
 	}
-	if (pf_check_map(p, pf_card_other, pp, 0, err, errsz) < 0)
+	if (pf_check_map(p, pf_card_other, e->schema, pp, 0, err, errsz) < 0)
 		return -1;
 	if (bk_map_get(p, "response_id") != NULL &&
-	    pf_check_map(p, pf_card_response, pp, 0, err, errsz) < 0)
+	    pf_check_map(p, pf_card_response, e->schema, pp, 0, err, errsz) < 0)
 		return -1;
 	if (e->sub == BK_CV_SUPERSEDED && bk_map_get(p, "superseded_by") == NULL)
 		return seterr(err, errsz, "%s.superseded_by: is required", pp);
@@ -1253,6 +1261,9 @@ static int payload_check(const bk_event *e, const char *path, char *err, size_t 
 		return seterr(err, errsz, "%s.line_items: is required", pp);
 	if (items && bk_map_get(p, "totals") == NULL)
 		return seterr(err, errsz, "%s.totals: is required with line_items", pp);
+	if (bk_event_is_money(e) &&
+	    pf_check_map(p, pf_card_money, e->schema, pp, 0, err, errsz) < 0)
+		return -1;
 	return 0;
 }
 
@@ -1337,9 +1348,9 @@ static int event_from_val(const bk_val *v, const char *path, bk_event *ret, char
 	if (take_hash(&c, f[E_PREV_HASH], "prev_hash", e.prev_hash) < 0 ||
 	    take_hash(&c, f[E_HASH], "hash", e.hash) < 0)
 		return -1;
-	/* a schema this code knows has its payload checked; a later one is left to the
-	 * readers to refuse (the projector quarantines it as an unknown version) */
-	if (e.schema <= BK_EVENT_SCHEMA && payload_check(&e, path, NULL, 0) < 0) {
+	/* a schema this code knows for the event's type has its payload checked; a later
+	 * one is left to the readers to refuse (bk_upcast: not applied, reported) */
+	if (e.schema <= bk_event_version(&e) && payload_check(&e, path, NULL, 0) < 0) {
 		/* again, with the message */
 		if (payload_check(&e, path, err, errsz) == 0)
 			seterr(err, errsz, "%s.payload: does not hold what its subtype needs",

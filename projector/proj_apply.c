@@ -10,7 +10,9 @@
 #include <string.h>
 
 #include "bk_codec.h"
+#include "bk_schema.h"
 #include "bk_time.h"
+#include "bk_upcast.h"
 #include "proj_apply.h"
 #include "proj_json.h"
 
@@ -367,6 +369,7 @@ static int ev_created(actx *x)
 	x->o->status = BK_ST_INITIATED;
 	snprintf(x->o->buyer, sizeof(x->o->buyer), "%s", buyer);
 	snprintf(x->o->provider, sizeof(x->o->provider), "%s", prov ? prov : "");
+	snprintf(x->o->currency, sizeof(x->o->currency), "%s", cur);
 	return 0;
 }
 
@@ -810,14 +813,33 @@ static int timeline(actx *x)
 	return 0;
 }
 
+/* e at the current schema of its type: as it is, or upcast into *up (payload in z, made
+ * on first use) with the order's facts. 0 or -1 (err). */
+static int upcast(actx *x, bk_event *up, msgpack_zone *z, bool *ret_zone)
+{
+	uint32_t cur = bk_event_version(x->e);
+	if (x->e->schema == cur && !bk_event_is_money(x->e))
+		return 0;
+	char why[200];
+	bk_upcast_ctx uc = {x->o->currency};
+	*up = *x->e;
+	if (x->e->schema < cur) {
+		if (!msgpack_zone_init(z, 512))
+			return oom(x);
+		*ret_zone = true;
+	}
+	if (bk_upcast(up, &uc, *ret_zone ? z : NULL, why, sizeof(why)) < 0)
+		return fail(x, "%s", why);
+	x->e = up;
+	x->p = &up->payload;
+	return 0;
+}
+
 int pa_apply(pr_store *s, const bk_event *e, pa_order *o, char *err, size_t errsz)
 {
 	char at[40];
 	pa_order saved = *o;
 	actx x = {s, e, o, &e->payload, err, errsz, at};
-	if (e->schema > BK_EVENT_SCHEMA || e->schema < 1)
-		return fail(&x, "event schema %u is not one this projector reads (<= %d)",
-			    e->schema, BK_EVENT_SCHEMA);
 	if (e->payload.type != MSGPACK_OBJECT_MAP)
 		return fail(&x, "payload: expected a map");
 	if (e->type == BK_EV_ORDER_CREATED) {
@@ -827,9 +849,16 @@ int pa_apply(pr_store *s, const bk_event *e, pa_order *o, char *err, size_t errs
 		return fail(&x, "the order is not in the read model (no order.created applied)");
 	}
 	bk_ts_format(e->created_at, at, sizeof(at));
-	int rc = dispatch(&x);
+	bk_event up;
+	msgpack_zone z;
+	bool zone = false;
+	int rc = upcast(&x, &up, &z, &zone);
+	if (rc == 0)
+		rc = dispatch(&x);
 	if (rc == 0)
 		rc = timeline(&x);
+	if (zone)
+		msgpack_zone_destroy(&z);
 	if (rc < 0)
 		*o = saved;
 	return rc;

@@ -993,13 +993,13 @@ int pdb_load_heads(PGconn *c, const char *const *ids, size_t n, pdb_head *ret, c
 	 * over the whole of ord.order_lock for a few thousand ids, mostly of new orders). */
 	static const char sql[] =
 	    "select k.i, coalesce(l.version, 0), t.hash, o.status, o.buyer_user_id, "
-	    "o.provider_user_id, s.seq, s.hash "
+	    "o.provider_user_id, s.seq, s.hash, o.currency "
 	    "from unnest($1::text[]) with ordinality as k(id, i) "
 	    "left join lateral (select l.version from ord.order_lock l "
 	    "  where l.order_id = k.id limit 1) l on true "
 	    "left join lateral (select t.hash from ord.timeline_event t "
 	    "  where t.order_id = k.id and t.seq = l.version limit 1) t on true "
-	    "left join lateral (select o.status, o.buyer_user_id, o.provider_user_id "
+	    "left join lateral (select o.status, o.buyer_user_id, o.provider_user_id, o.currency "
 	    "  from booking.order o where o.order_id = k.id limit 1) o on true "
 	    "left join lateral (select q.seq, q.hash from booking_proj.quarantine q "
 	    "  where q.order_id = k.id and q.status = 'skipped' and q.hash is not null "
@@ -1029,6 +1029,7 @@ int pdb_load_heads(PGconn *c, const char *const *ids, size_t n, pdb_head *ret, c
 								    strlen(PQgetvalue(res, r, 3)));
 		snprintf(h->buyer, sizeof(h->buyer), "%s", PQgetvalue(res, r, 4));
 		snprintf(h->provider, sizeof(h->provider), "%s", PQgetvalue(res, r, 5));
+		snprintf(h->currency, sizeof(h->currency), "%s", PQgetvalue(res, r, 8));
 		if (!PQgetisnull(res, r, 6)) {
 			int64_t sk = strtoll(PQgetvalue(res, r, 6), NULL, 10);
 			if (sk > h->seq && unhex_col(PQgetvalue(res, r, 7), h->hash) == 0)
