@@ -459,6 +459,54 @@ START_TEST(test_projector_refuses)
 }
 END_TEST
 
+/* Does "schema.table.column" (or "schema.table", a table of rows) name a read-model
+ * column of pr_tables? */
+static bool column_exists(const char *name, size_t n)
+{
+	for (int t = 0; t < PR__COUNT; t++) {
+		size_t tn = strlen(pr_tables[t].name);
+		if (n == tn && memcmp(name, pr_tables[t].name, n) == 0)
+			return true;
+		if (n <= tn + 1 || memcmp(name, pr_tables[t].name, tn) != 0 || name[tn] != '.')
+			continue;
+		for (int c = 0; c < pr_tables[t].ncols; c++)
+			if (strlen(pr_tables[t].cols[c].name) == n - tn - 1 &&
+			    memcmp(pr_tables[t].cols[c].name, name + tn + 1, n - tn - 1) == 0)
+				return true;
+	}
+	return false;
+}
+
+/* The schema table names every field once per schema, each projected column a real one
+ * of the read model, each since-version one its type has. */
+START_TEST(test_schema_table)
+{
+	int cols = 0;
+	for (int s = 0; s < BK_SC__COUNT; s++) {
+		const bk_schema_def *d = &bk_schemas[s];
+		ck_assert_msg(d->name != NULL && d->fields != NULL, "schema %d", s);
+		for (const bk_field *f = d->fields; f->key != NULL; f++) {
+			ck_assert_uint_eq(f->klen, strlen(f->key));
+			ck_assert_int_lt(f->type, BK_F__COUNT);
+			ck_assert_uint_ge(f->since, 1);
+			ck_assert_uint_le(f->since, BK_EVENT_SCHEMA);
+			for (const bk_field *g = d->fields; g != f; g++)
+				ck_assert_msg(strcmp(g->key, f->key) != 0, "%s.%s twice", d->name,
+					      f->key);
+			for (const char *c = f->column; c != NULL && *c != '\0';) {
+				const char *end = strchr(c, ',');
+				size_t n = end ? (size_t)(end - c) : strlen(c);
+				ck_assert_msg(column_exists(c, n), "%s.%s: no column %.*s", d->name,
+					      f->key, (int)n, c);
+				cols++;
+				c = end ? end + 2 : c + n;
+			}
+		}
+	}
+	ck_assert_int_gt(cols, 50);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("upcast");
@@ -471,6 +519,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_decoder_by_version);
 	tcase_add_test(tc, test_mixed_logs);
 	tcase_add_test(tc, test_projector_refuses);
+	tcase_add_test(tc, test_schema_table);
 	suite_add_tcase(s, tc);
 	return s;
 }
