@@ -35,6 +35,7 @@ typedef struct actx {
 	char *err;
 	size_t errsz;
 	const char *at; /* the event's created_at as text */
+	bk_vctx v;	/* core's getters: messages into err, paths from "payload" */
 } actx;
 
 BK_PRINTF(2, 3) static void set_err(actx *x, const char *fmt, ...)
@@ -55,20 +56,17 @@ static int oom(actx *x)
 	return fail(x, "out of memory");
 }
 
-/* --- payload readers: values as arena text ----------------------------------------- */
+/* --- payload readers: core's typed getters (bk_val.h), values as arena text ---------- */
 
 /* A string field; NULL in *ret when absent or nil (an error when req). */
 static int get_str(actx *x, const bk_val *map, const char *key, bool req, const char **ret)
 {
-	const bk_val *v = bk_map_get(map, key);
+	const char *s;
+	size_t n;
 	*ret = NULL;
-	if (!v)
-		return req ? fail(x, "payload.%s: missing", key) : 0;
-	if (v->type != MSGPACK_OBJECT_STR)
-		return fail(x, "payload.%s: expected a string", key);
-	if (v->via.str.size && memchr(v->via.str.ptr, 0, v->via.str.size))
-		return fail(x, "payload.%s: NUL byte in a string", key);
-	if (!(*ret = pr_strdup(x->s, v->via.str.size ? v->via.str.ptr : "", v->via.str.size)))
+	if (bk_get_str(&x->v, map, key, req, &s, &n) < 0)
+		return -1;
+	if (s && !(*ret = pr_strdup(x->s, s, n)))
 		return oom(x);
 	return 0;
 }
@@ -76,52 +74,47 @@ static int get_str(actx *x, const bk_val *map, const char *key, bool req, const 
 /* An integer field as decimal text. */
 static int get_int(actx *x, const bk_val *map, const char *key, bool req, const char **ret)
 {
-	const bk_val *v = bk_map_get(map, key);
+	int64_t v;
+	bool present;
 	char buf[32];
 	*ret = NULL;
-	if (!v)
-		return req ? fail(x, "payload.%s: missing", key) : 0;
-	if (v->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
-		snprintf(buf, sizeof(buf), "%llu", (unsigned long long)v->via.u64);
-	else if (v->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
-		snprintf(buf, sizeof(buf), "%lld", (long long)v->via.i64);
-	else
-		return fail(x, "payload.%s: expected an integer", key);
+	if (bk_get_int(&x->v, map, key, req, &v, &present) < 0)
+		return -1;
+	if (!present)
+		return 0;
+	snprintf(buf, sizeof(buf), "%lld", (long long)v);
 	if (!(*ret = pr_strdup(x->s, buf, strlen(buf))))
 		return oom(x);
 	return 0;
 }
 
-/* A number (integer or float) as text. */
+/* An optional number (integer or float) as text. */
 static int get_num(actx *x, const bk_val *map, const char *key, const char **ret)
 {
-	const bk_val *v = bk_map_get(map, key);
+	double d;
+	bool present;
 	char buf[48];
 	*ret = NULL;
-	if (!v)
+	if (bk_get_num(&x->v, map, key, false, &d, &present) < 0)
+		return -1;
+	if (!present)
 		return 0;
-	if (v->type == MSGPACK_OBJECT_FLOAT64 || v->type == MSGPACK_OBJECT_FLOAT32) {
-		snprintf(buf, sizeof(buf), "%.15g", v->via.f64);
-		if (!(*ret = pr_strdup(x->s, buf, strlen(buf))))
-			return oom(x);
-		return 0;
-	}
-	return get_int(x, map, key, false, ret);
+	snprintf(buf, sizeof(buf), "%.15g", d);
+	if (!(*ret = pr_strdup(x->s, buf, strlen(buf))))
+		return oom(x);
+	return 0;
 }
 
 /* A timestamp field (RFC 3339 text), normalised to UTC text. */
 static int get_ts(actx *x, const bk_val *map, const char *key, bool req, const char **ret)
 {
-	const char *s;
-	if (get_str(x, map, key, req, &s) < 0)
-		return -1;
-	*ret = NULL;
-	if (!s)
-		return 0;
 	int64_t us;
 	char buf[40];
-	if (bk_ts_parse(s, strlen(s), &us) < 0)
-		return fail(x, "payload.%s: not an RFC 3339 time", key);
+	*ret = NULL;
+	if (bk_get_ts(&x->v, map, key, req, &us) < 0)
+		return -1;
+	if (us == BK_TS_NONE)
+		return 0;
 	bk_ts_format(us, buf, sizeof(buf));
 	if (!(*ret = pr_strdup(x->s, buf, strlen(buf))))
 		return oom(x);
@@ -130,26 +123,12 @@ static int get_ts(actx *x, const bk_val *map, const char *key, bool req, const c
 
 static int get_map(actx *x, const bk_val *map, const char *key, bool req, const bk_val **ret)
 {
-	const bk_val *v = bk_map_get(map, key);
-	*ret = NULL;
-	if (!v)
-		return req ? fail(x, "payload.%s: missing", key) : 0;
-	if (v->type != MSGPACK_OBJECT_MAP)
-		return fail(x, "payload.%s: expected a map", key);
-	*ret = v;
-	return 0;
+	return bk_get_map(&x->v, map, key, req, ret);
 }
 
 static int get_arr(actx *x, const bk_val *map, const char *key, const bk_val **ret)
 {
-	const bk_val *v = bk_map_get(map, key);
-	*ret = NULL;
-	if (!v)
-		return fail(x, "payload.%s: missing", key);
-	if (v->type != MSGPACK_OBJECT_ARRAY)
-		return fail(x, "payload.%s: expected an array", key);
-	*ret = v;
-	return 0;
+	return bk_get_arr(&x->v, map, key, true, ret);
 }
 
 /* A JSON text of j (consumed), in the arena. */
@@ -839,7 +818,7 @@ int pa_apply(pr_store *s, const bk_event *e, pa_order *o, char *err, size_t errs
 {
 	char at[40];
 	pa_order saved = *o;
-	actx x = {s, e, o, &e->payload, err, errsz, at};
+	actx x = {s, e, o, &e->payload, err, errsz, at, {err, errsz, "payload"}};
 	if (e->payload.type != MSGPACK_OBJECT_MAP)
 		return fail(&x, "payload: expected a map");
 	if (e->type == BK_EV_ORDER_CREATED) {

@@ -743,19 +743,26 @@ static int write_staged(PGconn *c, const pdb_target *tg, const pr_store *s, pr_t
 	return rc;
 }
 
-/* The COPY path's table order: booking.line_item before ord.order, whose price snapshots
- * are computed from the written line items; foreign keys still point backwards. */
-static const pr_table copy_order[PR__COUNT] = {
-    PR_BORDER,	PR_LINE_ITEM, PR_OORDER,	PR_REQUEST, PR_RECIPIENT, PR_MILESTONE,
-    PR_DISPUTE, PR_CARD,      PR_CARD_RESPONSE, PR_LOCK,    PR_TIMELINE,
-};
+/* The COPY path's table order: the write order of pr_tables with booking.line_item moved
+ * before ord.order, whose price snapshots are computed from the written line items;
+ * foreign keys still point backwards (line items point at booking.order). */
+_Static_assert(PR_BORDER < PR_OORDER && PR_OORDER < PR_LINE_ITEM,
+	       "booking.order, then ord.order, then booking.line_item in write order");
+static pr_table copy_order(int k)
+{
+	if (k == PR_OORDER)
+		return PR_LINE_ITEM;
+	if (k > PR_OORDER && k <= PR_LINE_ITEM)
+		return (pr_table)(k - 1);
+	return (pr_table)k;
+}
 
 static int write_copy(PGconn *c, const pdb_target *tg, const pr_store *s, const char *dirty,
 		      const char *const *dirty_ids, size_t ndirty, bool *poison, char *err,
 		      size_t errsz)
 {
 	for (int k = 0; k < PR__COUNT; k++) {
-		pr_table t = copy_order[k];
+		pr_table t = copy_order(k);
 		const pr_tabledef *td = &pr_tables[t];
 		int rc;
 		if (td->stage)

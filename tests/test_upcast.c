@@ -507,6 +507,25 @@ START_TEST(test_schema_table)
 }
 END_TEST
 
+/* The read model's column definitions (designated by their enum, counted by
+ * _Static_assert in proj_rows.c): no enum value without its definition, no name twice. */
+START_TEST(test_row_tables)
+{
+	for (int t = 0; t < PR__COUNT; t++) {
+		const pr_tabledef *td = &pr_tables[t];
+		ck_assert_ptr_nonnull(td->name);
+		ck_assert_int_le(td->ncols, PR_MAX_COLS);
+		for (int c = 0; c < td->ncols; c++) {
+			ck_assert_msg(td->cols[c].name != NULL && td->cols[c].type != NULL,
+				      "%s: column %d has no definition", td->name, c);
+			for (int d = 0; d < c; d++)
+				ck_assert_msg(strcmp(td->cols[c].name, td->cols[d].name) != 0,
+					      "%s.%s twice", td->name, td->cols[c].name);
+		}
+	}
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("upcast");
@@ -520,6 +539,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_mixed_logs);
 	tcase_add_test(tc, test_projector_refuses);
 	tcase_add_test(tc, test_schema_table);
+	tcase_add_test(tc, test_row_tables);
 	suite_add_tcase(s, tc);
 	return s;
 }
