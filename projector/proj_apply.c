@@ -66,7 +66,9 @@ static int get_str(actx *x, const bk_val *map, const char *key, bool req, const 
 	*ret = NULL;
 	if (bk_get_str(&x->v, map, key, req, &s, &n) < 0)
 		return -1;
-	if (s && !(*ret = pr_strdup(x->s, s, n)))
+	if (!s) /* absent: bk_get_str refused it when required (said again for the analyzer) */
+		return req ? fail(x, "payload.%s: is required", key) : 0;
+	if (!(*ret = pr_strdup(x->s, s, n)))
 		return oom(x);
 	return 0;
 }
