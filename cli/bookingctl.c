@@ -53,6 +53,9 @@ static const subcmd subcmds[] = {
     {"gen", cmd_gen, "generate a realistic synthetic command stream"},
 #endif
     {"wire", cmd_wire, "print the generated parts of docs/wire.md (the wire contract)"},
+#ifdef HAVE_CMD_EVENTS
+    {"events", cmd_events, "print the event reference of docs/events.md (the schema table)"},
+#endif
 #ifdef HAVE_CMD_DEVBROKER
     {"devbroker", cmd_devbroker, "run the development Kafka broker (librdkafka mock cluster)"},
 #endif

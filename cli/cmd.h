@@ -37,5 +37,6 @@ int cmd_quarantine(int argc, char **argv);
 int cmd_rebuild(int argc, char **argv);
 int cmd_profiles(int argc, char **argv);
 int cmd_wire(int argc, char **argv);
+int cmd_events(int argc, char **argv);
 
 #endif

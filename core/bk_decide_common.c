@@ -13,6 +13,7 @@
 #include "bk_ids.h"
 #include "bk_money.h"
 #include "bk_time.h"
+#include "bk_upcast.h"
 
 void reject_with(dctx *x, bk_err code, const char *fmt, ...)
 {
@@ -66,10 +67,12 @@ bk_dres emit(dctx *x, bk_ev_type type, uint8_t sub, uint8_t card_type, bk_val pa
 	e->actor_user_id = x->ev_actor;
 	e->command_id = x->ev_cmd_id;
 	e->created_at = x->ev_at;
-	e->schema = BK_EVENT_SCHEMA;
 	e->payload = payload;
+	/* its type's current schema, with the order facts it carries (money: currency) */
+	bk_upcast_ctx uc = {x->o ? x->o->currency : NULL};
 	memcpy(e->prev_hash, x->prev, BK_HASH_LEN);
-	if (!e->event_id || bk_codec_event_seal(e, x->scratch) < 0)
+	if (!e->event_id || bk_event_stamp(e, &uc, x->z) < 0 ||
+	    bk_codec_event_seal(e, x->scratch) < 0)
 		return oom(x);
 	/* keep the hashed bytes: the record encoder splices them instead of packing again */
 	uint8_t *canon = msgpack_zone_malloc(x->z, x->scratch->size);

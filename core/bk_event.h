@@ -16,7 +16,9 @@
 #include "bk_fsm.h"
 #include "bk_val.h"
 
-#define BK_EVENT_SCHEMA 1 /* current event schema version */
+/* The highest event schema version this code writes (the record header `schema`); each
+ * event type has its own current version (bk_schema.h: bk_event_version). */
+#define BK_EVENT_SCHEMA 2
 
 /* kind column of ord.timeline_event */
 typedef enum bk_ev_kind {

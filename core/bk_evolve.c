@@ -13,7 +13,9 @@
 #include "bk_decide.h"
 #include "bk_internal.h"
 #include "bk_money.h"
+#include "bk_schema.h"
 #include "bk_time.h"
+#include "bk_upcast.h"
 
 /* --- line items shared with the decider ------------------------------------------ */
 
@@ -668,7 +670,24 @@ int bk_evolve(bk_order *o, const bk_event *e, char *err, size_t errsz)
 			return oom(&x);
 		snprintf(o->last_command_id, sizeof(o->last_command_id), "%s", e->command_id);
 	}
-	int rc = apply(&x);
+	/* an older schema is brought to the current one (its hash stays the stored one), a
+	 * money event's currency held against the order's; a newer one is not applied */
+	int rc = 0;
+	bk_event up;
+	uint32_t cur = bk_event_version(e);
+	if (e->schema != cur || bk_event_is_money(e)) {
+		char why[160];
+		msgpack_zone *z = e->schema < cur ? ez(&x) : NULL;
+		bk_upcast_ctx uc = {o->currency};
+		up = *e;
+		if (e->schema < cur && z == NULL)
+			rc = oom(&x);
+		else if (bk_upcast(&up, &uc, z, why, sizeof(why)) < 0)
+			rc = fail(&x, "%s", why);
+		x.e = &up;
+	}
+	if (rc == 0)
+		rc = apply(&x);
 	if (x.z)
 		msgpack_zone_destroy(x.z);
 	if (rc < 0)

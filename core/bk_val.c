@@ -296,6 +296,25 @@ const bk_val *bk_map_get(const bk_val *map, const char *key)
 	return (v == NULL || v->type == MSGPACK_OBJECT_NIL) ? NULL : v;
 }
 
+bool bk_map_with(msgpack_zone *z, const bk_val *map, const char *key, bk_val v, bk_val *ret)
+{
+	if (map == NULL || map->type != MSGPACK_OBJECT_MAP || map->via.map.size == UINT32_MAX)
+		return false;
+	uint32_t n = map->via.map.size;
+	const bk_val *old = map_find(map, key);
+	bk_mapb b;
+	if (!bk_mapb_init(&b, z, old ? n : n + 1))
+		return false;
+	for (uint32_t i = 0; i < n; i++) {
+		const msgpack_object_kv *kv = &map->via.map.ptr[i];
+		b.kv[b.n++] = (msgpack_object_kv){kv->key, &kv->val == old ? v : kv->val};
+	}
+	if (!old && !bk_mapb_val(&b, key, v))
+		return false;
+	*ret = bk_mapb_done(&b);
+	return true;
+}
+
 /* a[0..n) == b[0..n), inline for the short keys of the wire formats: up to 16 bytes as
  * two overlapping words. */
 static bool bytes_eq(const char *a, const char *b, size_t n)

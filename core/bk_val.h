@@ -49,6 +49,10 @@ bool bk_val_copy(msgpack_zone *z, const bk_val *src, bk_val *ret) BK_MUSTCHECK;
 /* Lookups. Return NULL when absent or when the value is nil. */
 const bk_val *bk_map_get(const bk_val *map, const char *key);
 bool bk_val_streq(const bk_val *v, const char *s);
+/* *ret = map with key set to v: a new map in z sharing map's keys and values (key's
+ * value replaced where map has it, else appended last). false when map is not a map or
+ * on OOM. */
+bool bk_map_with(msgpack_zone *z, const bk_val *map, const char *key, bk_val v, bk_val *ret);
 
 /*
  * Typed getters for a required (req=true) or optional field of `map`. `path` names the

@@ -10,7 +10,9 @@
 #include <string.h>
 
 #include "bk_codec.h"
+#include "bk_schema.h"
 #include "bk_time.h"
+#include "bk_upcast.h"
 #include "proj_apply.h"
 #include "proj_json.h"
 
@@ -33,6 +35,7 @@ typedef struct actx {
 	char *err;
 	size_t errsz;
 	const char *at; /* the event's created_at as text */
+	bk_vctx v;	/* core's getters: messages into err, paths from "payload" */
 } actx;
 
 BK_PRINTF(2, 3) static void set_err(actx *x, const char *fmt, ...)
@@ -53,20 +56,19 @@ static int oom(actx *x)
 	return fail(x, "out of memory");
 }
 
-/* --- payload readers: values as arena text ----------------------------------------- */
+/* --- payload readers: core's typed getters (bk_val.h), values as arena text ---------- */
 
 /* A string field; NULL in *ret when absent or nil (an error when req). */
 static int get_str(actx *x, const bk_val *map, const char *key, bool req, const char **ret)
 {
-	const bk_val *v = bk_map_get(map, key);
+	const char *s;
+	size_t n;
 	*ret = NULL;
-	if (!v)
-		return req ? fail(x, "payload.%s: missing", key) : 0;
-	if (v->type != MSGPACK_OBJECT_STR)
-		return fail(x, "payload.%s: expected a string", key);
-	if (v->via.str.size && memchr(v->via.str.ptr, 0, v->via.str.size))
-		return fail(x, "payload.%s: NUL byte in a string", key);
-	if (!(*ret = pr_strdup(x->s, v->via.str.size ? v->via.str.ptr : "", v->via.str.size)))
+	if (bk_get_str(&x->v, map, key, req, &s, &n) < 0)
+		return -1;
+	if (!s) /* absent: bk_get_str refused it when required (said again for the analyzer) */
+		return req ? fail(x, "payload.%s: is required", key) : 0;
+	if (!(*ret = pr_strdup(x->s, s, n)))
 		return oom(x);
 	return 0;
 }
@@ -74,52 +76,47 @@ static int get_str(actx *x, const bk_val *map, const char *key, bool req, const 
 /* An integer field as decimal text. */
 static int get_int(actx *x, const bk_val *map, const char *key, bool req, const char **ret)
 {
-	const bk_val *v = bk_map_get(map, key);
+	int64_t v;
+	bool present;
 	char buf[32];
 	*ret = NULL;
-	if (!v)
-		return req ? fail(x, "payload.%s: missing", key) : 0;
-	if (v->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
-		snprintf(buf, sizeof(buf), "%llu", (unsigned long long)v->via.u64);
-	else if (v->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
-		snprintf(buf, sizeof(buf), "%lld", (long long)v->via.i64);
-	else
-		return fail(x, "payload.%s: expected an integer", key);
+	if (bk_get_int(&x->v, map, key, req, &v, &present) < 0)
+		return -1;
+	if (!present)
+		return 0;
+	snprintf(buf, sizeof(buf), "%lld", (long long)v);
 	if (!(*ret = pr_strdup(x->s, buf, strlen(buf))))
 		return oom(x);
 	return 0;
 }
 
-/* A number (integer or float) as text. */
+/* An optional number (integer or float) as text. */
 static int get_num(actx *x, const bk_val *map, const char *key, const char **ret)
 {
-	const bk_val *v = bk_map_get(map, key);
+	double d;
+	bool present;
 	char buf[48];
 	*ret = NULL;
-	if (!v)
+	if (bk_get_num(&x->v, map, key, false, &d, &present) < 0)
+		return -1;
+	if (!present)
 		return 0;
-	if (v->type == MSGPACK_OBJECT_FLOAT64 || v->type == MSGPACK_OBJECT_FLOAT32) {
-		snprintf(buf, sizeof(buf), "%.15g", v->via.f64);
-		if (!(*ret = pr_strdup(x->s, buf, strlen(buf))))
-			return oom(x);
-		return 0;
-	}
-	return get_int(x, map, key, false, ret);
+	snprintf(buf, sizeof(buf), "%.15g", d);
+	if (!(*ret = pr_strdup(x->s, buf, strlen(buf))))
+		return oom(x);
+	return 0;
 }
 
 /* A timestamp field (RFC 3339 text), normalised to UTC text. */
 static int get_ts(actx *x, const bk_val *map, const char *key, bool req, const char **ret)
 {
-	const char *s;
-	if (get_str(x, map, key, req, &s) < 0)
-		return -1;
-	*ret = NULL;
-	if (!s)
-		return 0;
 	int64_t us;
 	char buf[40];
-	if (bk_ts_parse(s, strlen(s), &us) < 0)
-		return fail(x, "payload.%s: not an RFC 3339 time", key);
+	*ret = NULL;
+	if (bk_get_ts(&x->v, map, key, req, &us) < 0)
+		return -1;
+	if (us == BK_TS_NONE)
+		return 0;
 	bk_ts_format(us, buf, sizeof(buf));
 	if (!(*ret = pr_strdup(x->s, buf, strlen(buf))))
 		return oom(x);
@@ -128,26 +125,12 @@ static int get_ts(actx *x, const bk_val *map, const char *key, bool req, const c
 
 static int get_map(actx *x, const bk_val *map, const char *key, bool req, const bk_val **ret)
 {
-	const bk_val *v = bk_map_get(map, key);
-	*ret = NULL;
-	if (!v)
-		return req ? fail(x, "payload.%s: missing", key) : 0;
-	if (v->type != MSGPACK_OBJECT_MAP)
-		return fail(x, "payload.%s: expected a map", key);
-	*ret = v;
-	return 0;
+	return bk_get_map(&x->v, map, key, req, ret);
 }
 
 static int get_arr(actx *x, const bk_val *map, const char *key, const bk_val **ret)
 {
-	const bk_val *v = bk_map_get(map, key);
-	*ret = NULL;
-	if (!v)
-		return fail(x, "payload.%s: missing", key);
-	if (v->type != MSGPACK_OBJECT_ARRAY)
-		return fail(x, "payload.%s: expected an array", key);
-	*ret = v;
-	return 0;
+	return bk_get_arr(&x->v, map, key, true, ret);
 }
 
 /* A JSON text of j (consumed), in the arena. */
@@ -367,6 +350,7 @@ static int ev_created(actx *x)
 	x->o->status = BK_ST_INITIATED;
 	snprintf(x->o->buyer, sizeof(x->o->buyer), "%s", buyer);
 	snprintf(x->o->provider, sizeof(x->o->provider), "%s", prov ? prov : "");
+	snprintf(x->o->currency, sizeof(x->o->currency), "%s", cur);
 	return 0;
 }
 
@@ -810,14 +794,33 @@ static int timeline(actx *x)
 	return 0;
 }
 
+/* e at the current schema of its type: as it is, or upcast into *up (payload in z, made
+ * on first use) with the order's facts. 0 or -1 (err). */
+static int upcast(actx *x, bk_event *up, msgpack_zone *z, bool *ret_zone)
+{
+	uint32_t cur = bk_event_version(x->e);
+	if (x->e->schema == cur && !bk_event_is_money(x->e))
+		return 0;
+	char why[200];
+	bk_upcast_ctx uc = {x->o->currency};
+	*up = *x->e;
+	if (x->e->schema < cur) {
+		if (!msgpack_zone_init(z, 512))
+			return oom(x);
+		*ret_zone = true;
+	}
+	if (bk_upcast(up, &uc, *ret_zone ? z : NULL, why, sizeof(why)) < 0)
+		return fail(x, "%s", why);
+	x->e = up;
+	x->p = &up->payload;
+	return 0;
+}
+
 int pa_apply(pr_store *s, const bk_event *e, pa_order *o, char *err, size_t errsz)
 {
 	char at[40];
 	pa_order saved = *o;
-	actx x = {s, e, o, &e->payload, err, errsz, at};
-	if (e->schema > BK_EVENT_SCHEMA || e->schema < 1)
-		return fail(&x, "event schema %u is not one this projector reads (<= %d)",
-			    e->schema, BK_EVENT_SCHEMA);
+	actx x = {s, e, o, &e->payload, err, errsz, at, {err, errsz, "payload"}};
 	if (e->payload.type != MSGPACK_OBJECT_MAP)
 		return fail(&x, "payload: expected a map");
 	if (e->type == BK_EV_ORDER_CREATED) {
@@ -827,9 +830,16 @@ int pa_apply(pr_store *s, const bk_event *e, pa_order *o, char *err, size_t errs
 		return fail(&x, "the order is not in the read model (no order.created applied)");
 	}
 	bk_ts_format(e->created_at, at, sizeof(at));
-	int rc = dispatch(&x);
+	bk_event up;
+	msgpack_zone z;
+	bool zone = false;
+	int rc = upcast(&x, &up, &z, &zone);
+	if (rc == 0)
+		rc = dispatch(&x);
 	if (rc == 0)
 		rc = timeline(&x);
+	if (zone)
+		msgpack_zone_destroy(&z);
 	if (rc < 0)
 		*o = saved;
 	return rc;

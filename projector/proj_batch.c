@@ -572,6 +572,7 @@ static int load_missing(proj *p, const idlist *ids, char *err, size_t errsz)
 		s->f.status = h[i].status;
 		snprintf(s->f.buyer, sizeof(s->f.buyer), "%s", h[i].buyer);
 		snprintf(s->f.provider, sizeof(s->f.provider), "%s", h[i].provider);
+		snprintf(s->f.currency, sizeof(s->f.currency), "%s", h[i].currency);
 		for (int k = 0; k < RING; k++)
 			o->rc.seq[k] = -1;
 	}

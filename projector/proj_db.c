@@ -743,19 +743,26 @@ static int write_staged(PGconn *c, const pdb_target *tg, const pr_store *s, pr_t
 	return rc;
 }
 
-/* The COPY path's table order: booking.line_item before ord.order, whose price snapshots
- * are computed from the written line items; foreign keys still point backwards. */
-static const pr_table copy_order[PR__COUNT] = {
-    PR_BORDER,	PR_LINE_ITEM, PR_OORDER,	PR_REQUEST, PR_RECIPIENT, PR_MILESTONE,
-    PR_DISPUTE, PR_CARD,      PR_CARD_RESPONSE, PR_LOCK,    PR_TIMELINE,
-};
+/* The COPY path's table order: the write order of pr_tables with booking.line_item moved
+ * before ord.order, whose price snapshots are computed from the written line items;
+ * foreign keys still point backwards (line items point at booking.order). */
+_Static_assert(PR_BORDER < PR_OORDER && PR_OORDER < PR_LINE_ITEM,
+	       "booking.order, then ord.order, then booking.line_item in write order");
+static pr_table copy_order(int k)
+{
+	if (k == PR_OORDER)
+		return PR_LINE_ITEM;
+	if (k > PR_OORDER && k <= PR_LINE_ITEM)
+		return (pr_table)(k - 1);
+	return (pr_table)k;
+}
 
 static int write_copy(PGconn *c, const pdb_target *tg, const pr_store *s, const char *dirty,
 		      const char *const *dirty_ids, size_t ndirty, bool *poison, char *err,
 		      size_t errsz)
 {
 	for (int k = 0; k < PR__COUNT; k++) {
-		pr_table t = copy_order[k];
+		pr_table t = copy_order(k);
 		const pr_tabledef *td = &pr_tables[t];
 		int rc;
 		if (td->stage)
@@ -993,13 +1000,13 @@ int pdb_load_heads(PGconn *c, const char *const *ids, size_t n, pdb_head *ret, c
 	 * over the whole of ord.order_lock for a few thousand ids, mostly of new orders). */
 	static const char sql[] =
 	    "select k.i, coalesce(l.version, 0), t.hash, o.status, o.buyer_user_id, "
-	    "o.provider_user_id, s.seq, s.hash "
+	    "o.provider_user_id, s.seq, s.hash, o.currency "
 	    "from unnest($1::text[]) with ordinality as k(id, i) "
 	    "left join lateral (select l.version from ord.order_lock l "
 	    "  where l.order_id = k.id limit 1) l on true "
 	    "left join lateral (select t.hash from ord.timeline_event t "
 	    "  where t.order_id = k.id and t.seq = l.version limit 1) t on true "
-	    "left join lateral (select o.status, o.buyer_user_id, o.provider_user_id "
+	    "left join lateral (select o.status, o.buyer_user_id, o.provider_user_id, o.currency "
 	    "  from booking.order o where o.order_id = k.id limit 1) o on true "
 	    "left join lateral (select q.seq, q.hash from booking_proj.quarantine q "
 	    "  where q.order_id = k.id and q.status = 'skipped' and q.hash is not null "
@@ -1029,6 +1036,7 @@ int pdb_load_heads(PGconn *c, const char *const *ids, size_t n, pdb_head *ret, c
 								    strlen(PQgetvalue(res, r, 3)));
 		snprintf(h->buyer, sizeof(h->buyer), "%s", PQgetvalue(res, r, 4));
 		snprintf(h->provider, sizeof(h->provider), "%s", PQgetvalue(res, r, 5));
+		snprintf(h->currency, sizeof(h->currency), "%s", PQgetvalue(res, r, 8));
 		if (!PQgetisnull(res, r, 6)) {
 			int64_t sk = strtoll(PQgetvalue(res, r, 6), NULL, 10);
 			if (sk > h->seq && unhex_col(PQgetvalue(res, r, 7), h->hash) == 0)

@@ -74,6 +74,7 @@ typedef struct pdb_head {
 	int status; /* bk_status, -1 when booking.order has no row */
 	char buyer[80];
 	char provider[80];
+	char currency[8];
 } pdb_head;
 
 /* Heads of n orders, in one query; ret[i] for ids[i]. 0 or -1. */

@@ -21,93 +21,151 @@
 		n, t, PR_M_JSON_MERGE                                                              \
 	}
 
-static const pr_col border_cols[BO__N] = {
-    C("order_id", "text"),
-    C("buyer_user_id", "text"),
-    C("provider_user_id", "text"),
-    C("service_profile_id", "text"),
-    C("package_id", "text"),
-    C("mode", "booking.booking_mode"),
-    C("status", "booking.booking_status"),
-    C("city", "text"),
-    C("start_ts", "timestamptz"),
-    C("end_ts", "timestamptz"),
-    C("location_kind", "text"),
-    C("location_address", "text"),
-    C("travel_miles", "numeric"),
-    C("license_tier", "text"),
-    C("subtotal_cents", "int"),
-    C("platform_fee_cents", "int"),
-    C("tax_cents", "int"),
-    C("tip_cents", "int"),
-    C("total_cents", "int"),
-    C("currency", "text"),
-    C("stripe_payment_intent_id", "text"),
-    C("connect_transfer_group", "text"),
-    C("chat_thread_id", "text"),
-    C("created_at", "timestamptz"),
-    C("updated_at", "timestamptz"),
+static const pr_col border_cols[] = {
+    [BO_ORDER_ID] = C("order_id", "text"),
+    [BO_BUYER] = C("buyer_user_id", "text"),
+    [BO_PROVIDER] = C("provider_user_id", "text"),
+    [BO_SP] = C("service_profile_id", "text"),
+    [BO_PACKAGE] = C("package_id", "text"),
+    [BO_MODE] = C("mode", "booking.booking_mode"),
+    [BO_STATUS] = C("status", "booking.booking_status"),
+    [BO_CITY] = C("city", "text"),
+    [BO_START] = C("start_ts", "timestamptz"),
+    [BO_END] = C("end_ts", "timestamptz"),
+    [BO_LOC_KIND] = C("location_kind", "text"),
+    [BO_LOC_ADDR] = C("location_address", "text"),
+    [BO_TRAVEL] = C("travel_miles", "numeric"),
+    [BO_LICENSE] = C("license_tier", "text"),
+    [BO_SUBTOTAL] = C("subtotal_cents", "int"),
+    [BO_FEE] = C("platform_fee_cents", "int"),
+    [BO_TAX] = C("tax_cents", "int"),
+    [BO_TIP] = C("tip_cents", "int"),
+    [BO_TOTAL] = C("total_cents", "int"),
+    [BO_CURRENCY] = C("currency", "text"),
+    [BO_PI] = C("stripe_payment_intent_id", "text"),
+    [BO_TG] = C("connect_transfer_group", "text"),
+    [BO_CHAT] = C("chat_thread_id", "text"),
+    [BO_CREATED] = C("created_at", "timestamptz"),
+    [BO_UPDATED] = C("updated_at", "timestamptz"),
 };
-static const pr_col oorder_cols[OO__N] = {
-    C("order_id", "text"),	    C("buyer_user_id", "text"),	   C("provider_user_id", "text"),
-    C("role_code", "text"),	    C("start_utc", "timestamptz"), C("end_utc", "timestamptz"),
-    C("timezone", "text"),	    CJ("location_json", "jsonb"),  C("policy_snapshot", "jsonb"),
-    C("price_snapshot", "jsonb"),   C("state", "ord.order_state"), C("created_at", "timestamptz"),
-    C("updated_at", "timestamptz"),
+_Static_assert(sizeof(border_cols) / sizeof(*border_cols) == BO__N,
+	       "a definition for every column of the enum");
+static const pr_col oorder_cols[] = {
+    [OO_ORDER_ID] = C("order_id", "text"),
+    [OO_BUYER] = C("buyer_user_id", "text"),
+    [OO_PROVIDER] = C("provider_user_id", "text"),
+    [OO_ROLE] = C("role_code", "text"),
+    [OO_START] = C("start_utc", "timestamptz"),
+    [OO_END] = C("end_utc", "timestamptz"),
+    [OO_TZ] = C("timezone", "text"),
+    [OO_LOCATION] = CJ("location_json", "jsonb"),
+    [OO_POLICY] = C("policy_snapshot", "jsonb"),
+    [OO_PRICE] = C("price_snapshot", "jsonb"),
+    [OO_STATE] = C("state", "ord.order_state"),
+    [OO_CREATED] = C("created_at", "timestamptz"),
+    [OO_UPDATED] = C("updated_at", "timestamptz"),
 };
-static const pr_col li_cols[LI__N] = {
-    C("id", "text"),	 C("order_id", "text"),	 C("kind", "text"),	  C("title", "text"),
-    C("qty", "numeric"), C("unit_cents", "int"), C("total_cents", "int"), C("list_pos", "bigint"),
+_Static_assert(sizeof(oorder_cols) / sizeof(*oorder_cols) == OO__N,
+	       "a definition for every column of the enum");
+static const pr_col li_cols[] = {
+    [LI_ID] = C("id", "text"),
+    [LI_ORDER_ID] = C("order_id", "text"),
+    [LI_KIND] = C("kind", "text"),
+    [LI_TITLE] = C("title", "text"),
+    [LI_QTY] = C("qty", "numeric"),
+    [LI_UNIT] = C("unit_cents", "int"),
+    [LI_TOTAL] = C("total_cents", "int"),
+    [LI_POS] = C("list_pos", "bigint"),
 };
-static const pr_col rq_cols[RQ__N] = {
-    C("request_id", "text"),	C("mode", "booking.booking_mode"), C("order_id", "text"),
-    C("buyer_user_id", "text"), C("provider_user_id", "text"),	   C("status", "text"),
-    C("message", "text"),	C("expires_at", "timestamptz"),	   C("created_at", "timestamptz"),
+_Static_assert(sizeof(li_cols) / sizeof(*li_cols) == LI__N,
+	       "a definition for every column of the enum");
+static const pr_col rq_cols[] = {
+    [RQ_ID] = C("request_id", "text"),
+    [RQ_MODE] = C("mode", "booking.booking_mode"),
+    [RQ_ORDER_ID] = C("order_id", "text"),
+    [RQ_BUYER] = C("buyer_user_id", "text"),
+    [RQ_PROVIDER] = C("provider_user_id", "text"),
+    [RQ_STATUS] = C("status", "text"),
+    [RQ_MESSAGE] = C("message", "text"),
+    [RQ_EXPIRES] = C("expires_at", "timestamptz"),
+    [RQ_CREATED] = C("created_at", "timestamptz"),
 };
-static const pr_col rc_cols[RC__N] = {
-    C("invite_id", "text"),
-    C("recipient_user_id", "text"),
-    C("status", "text"),
+_Static_assert(sizeof(rq_cols) / sizeof(*rq_cols) == RQ__N,
+	       "a definition for every column of the enum");
+static const pr_col rc_cols[] = {
+    [RC_INVITE_ID] = C("invite_id", "text"),
+    [RC_USER_ID] = C("recipient_user_id", "text"),
+    [RC_STATUS] = C("status", "text"),
 };
-static const pr_col ms_cols[MS__N] = {
-    C("milestone_id", "text"),	C("order_id", "text"),	  C("title", "text"),
-    C("due_ts", "timestamptz"), C("amount_cents", "int"), C("status", "text"),
+_Static_assert(sizeof(rc_cols) / sizeof(*rc_cols) == RC__N,
+	       "a definition for every column of the enum");
+static const pr_col ms_cols[] = {
+    [MS_ID] = C("milestone_id", "text"),    [MS_ORDER_ID] = C("order_id", "text"),
+    [MS_TITLE] = C("title", "text"),	    [MS_DUE] = C("due_ts", "timestamptz"),
+    [MS_AMOUNT] = C("amount_cents", "int"), [MS_STATUS] = C("status", "text"),
 };
-static const pr_col ds_cols[DS__N] = {
-    C("dispute_id", "text"),	    C("order_id", "text"),
-    C("opened_by", "text"),	    C("reason", "text"),
-    C("description", "text"),	    C("status", "text"),
-    C("created_at", "timestamptz"), C("updated_at", "timestamptz"),
+_Static_assert(sizeof(ms_cols) / sizeof(*ms_cols) == MS__N,
+	       "a definition for every column of the enum");
+static const pr_col ds_cols[] = {
+    [DS_ID] = C("dispute_id", "text"),
+    [DS_ORDER_ID] = C("order_id", "text"),
+    [DS_OPENED_BY] = C("opened_by", "text"),
+    [DS_REASON] = C("reason", "text"),
+    [DS_DESCRIPTION] = C("description", "text"),
+    [DS_STATUS] = C("status", "text"),
+    [DS_CREATED] = C("created_at", "timestamptz"),
+    [DS_UPDATED] = C("updated_at", "timestamptz"),
 };
-static const pr_col cd_cols[CD__N] = {
-    C("card_id", "text"),	    C("order_id", "text"),	    C("type", "ord.card_type"),
-    C("state", "ord.card_state"),   C("created_by", "text"),	    C("due_at", "timestamptz"),
-    C("expires_at", "timestamptz"), C("superseded_by", "text"),	    C("payload", "jsonb"),
-    C("created_at", "timestamptz"), C("updated_at", "timestamptz"),
+_Static_assert(sizeof(ds_cols) / sizeof(*ds_cols) == DS__N,
+	       "a definition for every column of the enum");
+static const pr_col cd_cols[] = {
+    [CD_ID] = C("card_id", "text"),
+    [CD_ORDER_ID] = C("order_id", "text"),
+    [CD_TYPE] = C("type", "ord.card_type"),
+    [CD_STATE] = C("state", "ord.card_state"),
+    [CD_CREATED_BY] = C("created_by", "text"),
+    [CD_DUE] = C("due_at", "timestamptz"),
+    [CD_EXPIRES] = C("expires_at", "timestamptz"),
+    [CD_SUPERSEDED_BY] = C("superseded_by", "text"),
+    [CD_PAYLOAD] = C("payload", "jsonb"),
+    [CD_CREATED] = C("created_at", "timestamptz"),
+    [CD_UPDATED] = C("updated_at", "timestamptz"),
 };
-static const pr_col cr_cols[CR__N] = {
-    C("response_id", "text"), C("card_id", "text"),  C("responder_user_id", "text"),
-    C("action", "text"),      C("payload", "jsonb"), C("created_at", "timestamptz"),
+_Static_assert(sizeof(cd_cols) / sizeof(*cd_cols) == CD__N,
+	       "a definition for every column of the enum");
+static const pr_col cr_cols[] = {
+    [CR_ID] = C("response_id", "text"),
+    [CR_CARD_ID] = C("card_id", "text"),
+    [CR_RESPONDER] = C("responder_user_id", "text"),
+    [CR_ACTION] = C("action", "text"),
+    [CR_PAYLOAD] = C("payload", "jsonb"),
+    [CR_CREATED] = C("created_at", "timestamptz"),
 };
-static const pr_col lk_cols[LK__N] = {
-    C("order_id", "text"),
-    C("version", "bigint"),
-    C("updated_at", "timestamptz"),
+_Static_assert(sizeof(cr_cols) / sizeof(*cr_cols) == CR__N,
+	       "a definition for every column of the enum");
+static const pr_col lk_cols[] = {
+    [LK_ORDER_ID] = C("order_id", "text"),
+    [LK_VERSION] = C("version", "bigint"),
+    [LK_UPDATED] = C("updated_at", "timestamptz"),
 };
-static const pr_col te_cols[TE__N] = {
-    C("event_id", "text"),
-    C("order_id", "text"),
-    C("kind", "text"),
-    C("subtype", "text"),
-    C("actor_user_id", "text"),
-    C("payload", "jsonb"),
-    C("created_at", "timestamptz"),
-    C("seq", "bigint"),
-    C("command_id", "text"),
-    C("hash", "bytea"),
-    C("prev_hash", "bytea"),
-    C("schema", "int"),
+_Static_assert(sizeof(lk_cols) / sizeof(*lk_cols) == LK__N,
+	       "a definition for every column of the enum");
+static const pr_col te_cols[] = {
+    [TE_EVENT_ID] = C("event_id", "text"),
+    [TE_ORDER_ID] = C("order_id", "text"),
+    [TE_KIND] = C("kind", "text"),
+    [TE_SUBTYPE] = C("subtype", "text"),
+    [TE_ACTOR] = C("actor_user_id", "text"),
+    [TE_PAYLOAD] = C("payload", "jsonb"),
+    [TE_CREATED] = C("created_at", "timestamptz"),
+    [TE_SEQ] = C("seq", "bigint"),
+    [TE_COMMAND_ID] = C("command_id", "text"),
+    [TE_HASH] = C("hash", "bytea"),
+    [TE_PREV_HASH] = C("prev_hash", "bytea"),
+    [TE_SCHEMA] = C("schema", "int"),
 };
+_Static_assert(sizeof(te_cols) / sizeof(*te_cols) == TE__N,
+	       "a definition for every column of the enum");
 
 /* In write order: a row's foreign keys point at tables written before it. */
 const pr_tabledef pr_tables[PR__COUNT] = {
@@ -123,7 +181,11 @@ const pr_tabledef pr_tables[PR__COUNT] = {
     [PR_LOCK] = {"ord.order_lock", "s_lock", lk_cols, LK__N, 1, LK_ORDER_ID},
     [PR_TIMELINE] = {"ord.timeline_event", NULL, te_cols, TE__N, 1, TE_ORDER_ID},
 };
-_Static_assert(BO__N <= PR_MAX_COLS, "PR_MAX_COLS too small");
+_Static_assert(BO__N <= PR_MAX_COLS && OO__N <= PR_MAX_COLS && LI__N <= PR_MAX_COLS &&
+		   RQ__N <= PR_MAX_COLS && RC__N <= PR_MAX_COLS && MS__N <= PR_MAX_COLS &&
+		   DS__N <= PR_MAX_COLS && CD__N <= PR_MAX_COLS && CR__N <= PR_MAX_COLS &&
+		   LK__N <= PR_MAX_COLS && TE__N <= PR_MAX_COLS,
+	       "PR_MAX_COLS too small");
 
 /* --- arena ------------------------------------------------------------------------- */
 

@@ -31,7 +31,10 @@ typedef enum pr_table {
 	PR__COUNT
 } pr_table;
 
-/* Columns, in table order (the order of the definitions in proj_rows.c). */
+/* Columns, in table order. proj_rows.c defines each by its name here ([BO_CITY] =
+ * C("city", "text")), with a _Static_assert that every table has as many definitions as
+ * its enum has columns; a column is added here and there, beside each other, plus its
+ * migration (tests/test_schema_pg.sh holds the two against PostgreSQL). */
 enum {
 	BO_ORDER_ID,
 	BO_BUYER,

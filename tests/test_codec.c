@@ -19,7 +19,9 @@
 #include "bk_ids.h"
 #include "bk_internal.h"
 #include "bk_money.h"
+#include "bk_schema.h"
 #include "bk_time.h"
+#include "bk_upcast.h"
 #include "fixture_run.h"
 
 #define ERRSZ 256
@@ -218,7 +220,7 @@ static void make_event(msgpack_zone *z, bk_event *e, int64_t seq, const char *su
 	e->actor_user_id = seq == 2 ? NULL : "usr_buyer1";
 	e->command_id = "cmd_01JABCDEF";
 	e->created_at = ts("2026-11-20T10:00:00.123456Z") + seq;
-	e->schema = BK_EVENT_SCHEMA;
+	e->schema = bk_event_version(e);
 	e->payload = sample_event_payload(z, seq);
 	memcpy(e->prev_hash, prev, BK_HASH_LEN);
 }
@@ -1155,7 +1157,7 @@ START_TEST(test_event_json)
 	ck_assert_str_eq(json_string_value(json_object_get(o, "created_at")),
 			 "2026-11-20T10:00:00.123458Z");
 	ck_assert_int_eq(json_integer_value(json_object_get(o, "seq")), 2);
-	ck_assert_int_eq(json_integer_value(json_object_get(o, "schema")), BK_EVENT_SCHEMA);
+	ck_assert_int_eq(json_integer_value(json_object_get(o, "schema")), 1);
 	char hex[2 * BK_HASH_LEN + 1];
 	bk_hex(r.events[1].hash, BK_HASH_LEN, hex);
 	ck_assert_str_eq(json_string_value(json_object_get(o, "hash")), hex);
@@ -2603,7 +2605,8 @@ static void first_paid(const bk_order *o, void *opaque)
 		*ret = o;
 }
 
-/* An event for the next seq of o, chained to its head (hash made up: evolve records it). */
+/* An event for the next seq of o, chained to its head (hash made up: evolve records it),
+ * of schema 1 (a money event is upcast with the order's currency). */
 static bk_event next_event(const bk_order *o, bk_ev_type type, uint8_t sub, uint8_t ct,
 			   bk_val payload)
 {
@@ -2617,7 +2620,7 @@ static bk_event next_event(const bk_order *o, bk_ev_type type, uint8_t sub, uint
 	e.card_type = ct;
 	e.command_id = "cmd_hand";
 	e.created_at = ts("2026-11-21T10:00:00Z");
-	e.schema = BK_EVENT_SCHEMA;
+	e.schema = 1;
 	e.payload = payload;
 	memcpy(e.prev_hash, bk_order_last_hash(o), BK_HASH_LEN);
 	memset(e.hash, 0xab, BK_HASH_LEN);
@@ -2683,16 +2686,27 @@ START_TEST(test_evolve_checked_errors)
 	ck_assert_int_eq(o->money.tip, money.tip);
 	ck_assert_int_eq(o->money.total, money.total);
 
-	/* a milestone amount the decider could not add up (a later schema's payload is not
-	 * checked by the decoder) */
+	/* a milestone amount the decider could not add up (an event built elsewhere, not
+	 * decoded) */
 	ck_assert(bk_mapb_init(&b, zone, 2));
 	ck_assert(bk_mapb_str(&b, "milestone_id", "mst_x"));
 	ck_assert(bk_mapb_int(&b, "amount_cents", INT64_MAX));
 	e = next_event(o, BK_EV_MILESTONE_ADDED, 0, 0, bk_mapb_done(&b));
-	e.schema = BK_EVENT_SCHEMA + 1;
 	ck_assert_int_eq(bk_evolve(o, &e, err, sizeof(err)), -1);
 	ck_assert_ptr_nonnull(strstr(err, "amount_cents overflows"));
 	ck_assert_ptr_null(bk_order_milestone(o, "mst_x", 5));
+	/* a later schema than this code knows: not applied (the decoder did not check its
+	 * payload), whatever it holds */
+	ck_assert(bk_mapb_init(&b, zone, 2));
+	ck_assert(bk_mapb_str(&b, "milestone_id", "mst_y"));
+	ck_assert(bk_mapb_int(&b, "amount_cents", 100));
+	e = next_event(o, BK_EV_MILESTONE_ADDED, 0, 0, bk_mapb_done(&b));
+	e.schema = BK_EVENT_SCHEMA + 1;
+	int64_t before = o->version;
+	ck_assert_int_eq(bk_evolve(o, &e, err, sizeof(err)), -1);
+	ck_assert_msg(strstr(err, "is not one this code reads") != NULL, "%s", err);
+	ck_assert_ptr_null(bk_order_milestone(o, "mst_y", 5));
+	ck_assert_int_eq(o->version, before);
 
 	/* subtype fields out of range, as no decoder gives them */
 	ck_assert(bk_mapb_init(&b, zone, 2));

@@ -1,0 +1,93 @@
+/*
+ * bk_schema.h - event schemas as data (issue #14): per event type its current version
+ * and its payload's fields (key, type, required, since-version, projected column), one
+ * table that the record decoder checks from and docs/events.md is generated from
+ * (`bookingctl events`, scripts/gen-events-docs.sh).
+ *
+ * Every event carries the schema version it was written with (`schema`). The version of
+ * an event type moves up when what its payload holds changes; readers bring older events
+ * to the current version with the upcasters of core/bk_upcast.c, and refuse newer ones.
+ * Version 2 of the money events (payment.captured, payment.refunded, tip.added,
+ * card.extras.accepted, card.expense.accepted) carries the order's currency.
+ */
+#ifndef BK_SCHEMA_H
+#define BK_SCHEMA_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "bk_event.h"
+
+/* What a payload field holds (the decoder's check, the docs' wording). */
+typedef enum bk_ftype {
+	BK_F_STR,      /* text */
+	BK_F_ID,       /* an id (bk_id_valid) */
+	BK_F_CENTS,    /* an integer within the schema's int (BK_CENTS_MIN..BK_CENTS_MAX) */
+	BK_F_NUM,      /* a finite number */
+	BK_F_TS,       /* RFC 3339 text */
+	BK_F_MAP,      /* a map */
+	BK_F_ANY,      /* any value but nil */
+	BK_F_STRS,     /* an array of text */
+	BK_F_ITEMS,    /* an array of line items (BK_SC_ITEM) */
+	BK_F_ITEM,     /* a line item (BK_SC_ITEM) */
+	BK_F_TOTALS,   /* totals (BK_SC_TOTALS) */
+	BK_F_LOCATION, /* a location (BK_SC_LOCATION) */
+	BK_F__COUNT
+} bk_ftype;
+
+/* One field of a payload. */
+typedef struct bk_field {
+	const char *key; /* NULL ends a list */
+	uint8_t klen;	 /* strlen(key) */
+	uint8_t type;	 /* bk_ftype */
+	bool req;
+	uint8_t since;	    /* the first schema version of the event that has the field */
+	const char *column; /* the read-model column it is projected to ("booking.order.city"),
+			       NULL when none */
+} bk_field;
+
+/* The schemas: one per event type (in bk_ev_type order; card: every verb but proposed),
+ * then the parts some subtypes add and the shapes fields share. */
+typedef enum bk_schema_id {
+#define BK_SC_ENUM(sym, name, kind) BK_SC_##sym,
+	BK_EV_MAP(BK_SC_ENUM)
+#undef BK_SC_ENUM
+	    BK_SC_CARD_PROPOSED, /* card.<type>.proposed */
+	BK_SC_CARD_RESPONSE,	 /* a card event with response_id */
+	BK_SC_CARD_MONEY,	 /* card.extras.accepted, card.expense.accepted */
+	BK_SC_TERMS_RESCHEDULE,	 /* card.reschedule.proposed: payload.payload */
+	BK_SC_TERMS_EXPENSE,	 /* card.expense.proposed: payload.payload */
+	BK_SC_TERMS_EXTRAS,	 /* card.extras.proposed: payload.payload */
+	BK_SC_ITEM,		 /* a line item */
+	BK_SC_TOTALS,		 /* totals */
+	BK_SC_LOCATION,		 /* a location */
+	BK_SC__COUNT
+} bk_schema_id;
+
+typedef struct bk_schema_def {
+	const char *name; /* "payment.captured", "card.<type>.proposed", "line item" */
+	const char *note; /* when it applies, in words (docs); NULL when plainly */
+	const bk_field *fields;
+} bk_schema_def;
+
+extern const bk_schema_def bk_schemas[BK_SC__COUNT];
+const char *bk_ftype_name(bk_ftype t); /* "text", "id", "cents"... */
+
+/* Event types that share a version history (and the upcasters along it). */
+typedef enum bk_schema_family {
+	BK_SF_PLAIN, /* no change since version 1 */
+	BK_SF_MONEY, /* 2: + currency (the order's) */
+	BK_SF__COUNT
+} bk_schema_family;
+
+/* The family of e's subtype (type, and for card events card type and verb). */
+bk_schema_family bk_event_family(const bk_event *e);
+/* The current schema version of e's subtype: the one the decider writes. */
+uint32_t bk_event_version(const bk_event *e);
+/* Does e move money (its current version carries the order's currency)? */
+bool bk_event_is_money(const bk_event *e);
+/* The current version of a family (for the docs and the tests). */
+uint32_t bk_schema_family_version(bk_schema_family f);
+const char *bk_schema_family_name(bk_schema_family f);
+
+#endif
