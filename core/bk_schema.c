@@ -214,11 +214,13 @@ const bk_schema_def bk_schemas[BK_SC__COUNT] = {
 			     f_terms_expense},
     [BK_SC_TERMS_EXTRAS] = {"extras terms", "payload.payload of card.extras.proposed",
 			    f_terms_extras},
+    [BK_SC_TERMS_OTHER] = {"other terms",
+			   "payload.payload of the other card types' proposals: free", f_none},
     [BK_SC_ITEM] = {"line item", "an element of line_items, or line_item", f_item},
     [BK_SC_TOTALS] = {"totals", NULL, f_totals},
     [BK_SC_LOCATION] = {"location", NULL, f_location},
 };
-_Static_assert(BK_EV__COUNT == 23 && BK_SC__COUNT == BK_EV__COUNT + 9,
+_Static_assert(BK_EV__COUNT == 23 && BK_SC__COUNT == BK_EV__COUNT + 10,
 	       "bk_schemas has a row for every event type and part");
 _Static_assert((int)BK_SC_CARD == (int)BK_EV_CARD, "event types index their schemas");
 
