@@ -25,7 +25,9 @@
 #include "bk_codec.h"
 #include "bk_ids.h"
 #include "bk_seal.h"
+#include "bk_schema.h"
 #include "bk_time.h"
+#include "bk_upcast.h"
 #include "cmd.h"
 #include "kconf.h"
 #include "log.h"
@@ -109,6 +111,9 @@ typedef struct replay {
 	int64_t *limit; /* msgpack: per partition, the end the header states */
 	int nparts;	/* the topic's partitions (trust and limit) */
 	msgpack_zone z; /* main thread: decoding for the seal digest */
+	/* json: the facts of the order.created events read, to upcast older events (fed by
+	 * the formatter thread before it hands a batch's slices to the pool) */
+	bk_facts *facts;
 	int64_t seals, bad_seals, sealed, rejected, rejected_events, bad_hash;
 	bk_pool *pool;
 	size_t nslices;
@@ -284,7 +289,18 @@ static int format_record(const replay *r, const rp_batch *b, const rp_rec *x, ms
 				return -1;
 			brace = s->out.size;
 		}
-		if (bk_event_write_json(&rec.events[i], -1, 0, &s->out) < 0)
+		/* an older schema is printed upcast with its order's facts (its hashes the
+		 * stored ones); as stored, its `schema` saying so, when they are unknown */
+		const bk_event *pe = &rec.events[i];
+		bk_event up;
+		if (r->facts && verdict < 0 && pe->schema < bk_event_version(pe)) {
+			char why[160];
+			bk_upcast_ctx uc = bk_facts_ctx(r->facts, pe->order_id);
+			up = *pe;
+			if (bk_upcast(&up, &uc, z, why, sizeof(why)) == 0)
+				pe = &up;
+		}
+		if (bk_event_write_json(pe, -1, 0, &s->out) < 0)
 			return -1;
 		s->out.data[brace] = ',';
 		if (msgpack_sbuffer_write(&s->out, "\n", 1) < 0)
@@ -321,6 +337,36 @@ static void format_slice(void *arg, size_t i, int worker)
 	b->slices[i] = s;
 }
 
+/* Formatter thread, before a batch's slices: the facts of its order.created events
+ * (records that name the subtype; hashes checked under the seal rule), so that the
+ * slices upcast the older events of orders created in this batch or before. A fact that
+ * cannot be kept (out of memory) leaves its order's events printed as stored. */
+static void note_facts(replay *r, const rp_batch *b)
+{
+	msgpack_zone z;
+	msgpack_sbuffer scratch;
+	if (!msgpack_zone_init(&z, 4096))
+		return;
+	msgpack_sbuffer_init(&scratch);
+	for (size_t k = 0; k < b->n; k++) {
+		const rp_rec *x = &b->recs[k];
+		const char *bytes = b->arena + x->at;
+		bk_record rec;
+		char err[160];
+		if (x->kind != RK_EVENTS || !memmem(bytes, x->len, "order.created", 13))
+			continue;
+		msgpack_zone_clear(&z);
+		if (bk_codec_record_decode(bytes, x->len, &z, &rec, err, sizeof(err)) < 0)
+			continue;
+		for (uint32_t i = 0; i < rec.n; i++)
+			if (rec.events[i].type == BK_EV_ORDER_CREATED &&
+			    (!r->trust || bk_seal_hash_ok(&rec.events[i], &scratch)))
+				(void)bk_facts_note(r->facts, &rec.events[i]);
+	}
+	msgpack_sbuffer_destroy(&scratch);
+	msgpack_zone_destroy(&z);
+}
+
 /* Formatter thread: format each ready batch on the pool. */
 static void *formatter_main(void *arg)
 {
@@ -342,6 +388,8 @@ static void *formatter_main(void *arg)
 			if (b->slices[i].hi > lo)
 				b->nused = i + 1;
 		}
+		if (r->facts)
+			note_facts(r, b);
 		bk_pool_run(r->pool, format_slice, r, b->nused);
 		pthread_mutex_lock(&r->mu);
 		r->ready = NULL;
@@ -628,6 +676,10 @@ static int replay_init(replay *r, int threads, char *err, size_t errsz)
 	}
 	if (threads > 1 && !(r->pool = bk_pool_new(threads - 1, err, errsz)))
 		return -1;
+	if (!r->msgpack && !(r->facts = bk_facts_new())) {
+		snprintf(err, errsz, "out of memory");
+		return -1;
+	}
 	int e = pthread_create(&r->formatter, NULL, formatter_main, r);
 	if (e) {
 		snprintf(err, errsz, "pthread_create: %s", strerror(e));
@@ -650,6 +702,8 @@ static void replay_free(replay *r)
 	}
 	bk_pool_free(r->pool);
 	r->pool = NULL;
+	bk_facts_free(r->facts);
+	r->facts = NULL;
 	if (r->trust) { /* held records are freed, not reported */
 		r->discard = true;
 		bk_trust_flush(r->trust, -1);
@@ -705,7 +759,9 @@ static void usage(FILE *f)
 	    "  --format json|msgpack\n"
 	    "                      json (default): one event per line with partition, offset,\n"
 	    "                      event_id, order_id, seq, kind, subtype, actor_user_id,\n"
-	    "                      command_id, created_at, schema, payload, prev_hash, hash;\n"
+	    "                      command_id, created_at, schema, payload, prev_hash, hash\n"
+	    "                      (an older schema upcast when its order.created was read,\n"
+	    "                      the hashes as stored: docs/events.md);\n"
 	    "                      msgpack: the file `bookingctl rebuild --from-file` reads: a\n"
 	    "                      header (topic, partitions, offset ranges, watermarks,\n"
 	    "                      filters, seal check), every record with its key, the seal\n"
