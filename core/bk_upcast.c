@@ -167,6 +167,22 @@ static int facts_grow(bk_facts *f)
 	return 0;
 }
 
+/* order_id's currency (cur, n bytes < 8) into f. 0, or -1 on OOM. */
+static int facts_put(bk_facts *f, const char *order_id, const char *cur, size_t n)
+{
+	if ((f->n + 1) * 2 > f->cap && facts_grow(f) < 0)
+		return -1;
+	fact *x = &f->v[fact_slot(f, order_id)];
+	if (x->order_id == NULL) {
+		if ((x->order_id = strdup(order_id)) == NULL)
+			return -1;
+		f->n++;
+	}
+	memcpy(x->currency, cur, n);
+	x->currency[n] = '\0';
+	return 0;
+}
+
 int bk_facts_note(bk_facts *f, const bk_event *e)
 {
 	if (e->type != BK_EV_ORDER_CREATED)
@@ -174,17 +190,23 @@ int bk_facts_note(bk_facts *f, const bk_event *e)
 	const bk_val *cur = bk_map_get(&e->payload, "currency");
 	if (cur == NULL || cur->type != MSGPACK_OBJECT_STR || cur->via.str.size >= 8)
 		return 0;
-	if ((f->n + 1) * 2 > f->cap && facts_grow(f) < 0)
-		return -1;
-	fact *x = &f->v[fact_slot(f, e->order_id)];
-	if (x->order_id == NULL) {
-		if ((x->order_id = strdup(e->order_id)) == NULL)
-			return -1;
-		f->n++;
+	return facts_put(f, e->order_id, cur->via.str.ptr, cur->via.str.size);
+}
+
+int bk_facts_merge(bk_facts *dst, bk_facts *src)
+{
+	int rc = 0;
+	for (size_t i = 0; i < src->cap; i++) {
+		fact *x = &src->v[i];
+		if (x->order_id == NULL)
+			continue;
+		if (rc == 0)
+			rc = facts_put(dst, x->order_id, x->currency, strlen(x->currency));
+		free(x->order_id);
+		x->order_id = NULL;
 	}
-	memcpy(x->currency, cur->via.str.ptr, cur->via.str.size);
-	x->currency[cur->via.str.size] = '\0';
-	return 0;
+	src->n = 0;
+	return rc;
 }
 
 bk_upcast_ctx bk_facts_ctx(const bk_facts *f, const char *order_id)

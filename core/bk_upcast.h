@@ -54,6 +54,8 @@ bk_facts *bk_facts_new(void);	 /* NULL on OOM */
 void bk_facts_free(bk_facts *f); /* NULL ok */
 /* Remember e's facts when e is an order.created (its currency). 0, or -1 on OOM. */
 int bk_facts_note(bk_facts *f, const bk_event *e);
+/* Every fact of src into dst (src's win), then src emptied. 0, or -1 on OOM. */
+int bk_facts_merge(bk_facts *dst, bk_facts *src);
 /* The facts of order_id ({NULL} when its order.created was not noted). */
 bk_upcast_ctx bk_facts_ctx(const bk_facts *f, const char *order_id);
 

@@ -535,6 +535,15 @@ START_TEST(test_facts)
 			ck_assert_str_eq(c.currency, i % 3 ? "EUR" : "USD");
 	}
 	ck_assert_ptr_null(bk_facts_ctx(f, "ord_never").currency);
+	/* merged into another table: all there, the source emptied */
+	bk_facts *g = bk_facts_new();
+	ck_assert_ptr_nonnull(g);
+	ck_assert_int_eq(bk_facts_merge(g, f), 0);
+	ck_assert_str_eq(bk_facts_ctx(g, "ord_f999").currency, "USD");
+	ck_assert_str_eq(bk_facts_ctx(g, "ord_f1").currency, "EUR");
+	ck_assert_ptr_null(bk_facts_ctx(g, "ord_f2").currency);
+	ck_assert_ptr_null(bk_facts_ctx(f, "ord_f999").currency);
+	bk_facts_free(g);
 	bk_facts_free(f);
 }
 END_TEST
