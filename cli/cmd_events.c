@@ -73,9 +73,7 @@ static void print_schema(FILE *f, const bk_schema_def *d)
 {
 	fprintf(f, "#### `%s`\n\n", d->name);
 	if (d->note)
-		fprintf(f, "%c%s.\n\n",
-			d->note[0] >= 'a' && d->note[0] <= 'z' ? d->note[0] - 32 : d->note[0],
-			d->note + 1);
+		fprintf(f, "%s.\n\n", d->note);
 	if (d->fields[0].key == NULL) {
 		fprintf(f, "No fields checked.\n\n");
 		return;

@@ -25,7 +25,9 @@
 #include "bk_codec.h"
 #include "bk_ids.h"
 #include "bk_seal.h"
+#include "bk_schema.h"
 #include "bk_time.h"
+#include "bk_upcast.h"
 #include "cmd.h"
 #include "kconf.h"
 #include "log.h"
@@ -78,6 +80,10 @@ typedef struct rp_batch {
 	size_t used, arena_cap;
 	rp_slice *slices; /* [nslices] */
 	size_t nused;	  /* slices with records; > 0: formatted output not yet written */
+	/* json: the facts of its order.created events, noted by the main thread as it
+	 * copies the records in; merged into replay's facts by the formatter before the
+	 * slices run */
+	bk_facts *facts;
 } rp_batch;
 
 /*
@@ -109,6 +115,11 @@ typedef struct replay {
 	int64_t *limit; /* msgpack: per partition, the end the header states */
 	int nparts;	/* the topic's partitions (trust and limit) */
 	msgpack_zone z; /* main thread: decoding for the seal digest */
+	/* json: the facts of the order.created events read, to upcast older events (the
+	 * formatter merges each batch's into it before the batch's slices read it) */
+	bk_facts *facts;
+	msgpack_zone fz;	  /* main thread: decoding order.created records */
+	msgpack_sbuffer fscratch; /* main thread: their hash check */
 	int64_t seals, bad_seals, sealed, rejected, rejected_events, bad_hash;
 	bk_pool *pool;
 	size_t nslices;
@@ -117,6 +128,7 @@ typedef struct replay {
 	pthread_t formatter;
 	bool has_formatter;
 	bool has_sync; /* mu and cv are initialized */
+	bool has_fz;   /* fz and fscratch are initialized */
 	pthread_mutex_t mu;
 	pthread_cond_t cv; /* ready changed, or quit */
 	rp_batch *ready;   /* handed to the formatter; NULL once formatted */
@@ -284,7 +296,18 @@ static int format_record(const replay *r, const rp_batch *b, const rp_rec *x, ms
 				return -1;
 			brace = s->out.size;
 		}
-		if (bk_event_write_json(&rec.events[i], -1, 0, &s->out) < 0)
+		/* an older schema is printed upcast with its order's facts (its hashes the
+		 * stored ones); as stored, its `schema` saying so, when they are unknown */
+		const bk_event *pe = &rec.events[i];
+		bk_event up;
+		if (r->facts && verdict < 0 && pe->schema < bk_event_version(pe)) {
+			char why[160];
+			bk_upcast_ctx uc = bk_facts_ctx(r->facts, pe->order_id);
+			up = *pe;
+			if (bk_upcast(&up, &uc, z, why, sizeof(why)) == 0)
+				pe = &up;
+		}
+		if (bk_event_write_json(pe, -1, 0, &s->out) < 0)
 			return -1;
 		s->out.data[brace] = ',';
 		if (msgpack_sbuffer_write(&s->out, "\n", 1) < 0)
@@ -342,6 +365,8 @@ static void *formatter_main(void *arg)
 			if (b->slices[i].hi > lo)
 				b->nused = i + 1;
 		}
+		if (r->facts) /* the batch's order facts, for its slices and the next batches */
+			(void)bk_facts_merge(r->facts, b->facts);
 		bk_pool_run(r->pool, format_slice, r, b->nused);
 		pthread_mutex_lock(&r->mu);
 		r->ready = NULL;
@@ -417,6 +442,22 @@ static int on_idle(void *opaque)
 	return fflush(r->out) == 0 ? 0 : -1;
 }
 
+/* Main thread: the facts of a record's order.created events into the batch (hashes
+ * checked under the seal rule). A fact that cannot be kept (out of memory) leaves its
+ * order's older events printed as stored. */
+static void note_facts(replay *r, rp_batch *b, const void *val, size_t len)
+{
+	bk_record rec;
+	char err[160];
+	msgpack_zone_clear(&r->fz);
+	if (bk_codec_record_decode(val, len, &r->fz, &rec, err, sizeof(err)) < 0)
+		return;
+	for (uint32_t i = 0; i < rec.n; i++)
+		if (rec.events[i].type == BK_EV_ORDER_CREATED &&
+		    (!r->trust || bk_seal_hash_ok(&rec.events[i], &r->fscratch)))
+			(void)bk_facts_note(b->facts, &rec.events[i]);
+}
+
 /* Copy a record into the batch being filled (value, key, a seal's key id and signature). */
 static int batch_put(replay *r, int32_t partition, int64_t offset, int64_t ts_ms, const void *val,
 		     size_t len, const void *key, size_t klen, const void *kid, size_t kidlen,
@@ -453,6 +494,8 @@ static int batch_put(replay *r, int32_t partition, int64_t offset, int64_t ts_ms
 	if (siglen)
 		memcpy(at + len + klen + kidlen, sig, siglen);
 	b->used += need;
+	if (b->facts && kind == RK_EVENTS && memmem(val, len, "order.created", 13))
+		note_facts(r, b, val, len);
 	return 0;
 }
 
@@ -628,6 +671,18 @@ static int replay_init(replay *r, int threads, char *err, size_t errsz)
 	}
 	if (threads > 1 && !(r->pool = bk_pool_new(threads - 1, err, errsz)))
 		return -1;
+	if (!r->msgpack) {
+		r->facts = bk_facts_new();
+		r->b[0].facts = bk_facts_new();
+		r->b[1].facts = bk_facts_new();
+		msgpack_sbuffer_init(&r->fscratch);
+		if (!r->facts || !r->b[0].facts || !r->b[1].facts ||
+		    !msgpack_zone_init(&r->fz, 4096)) {
+			snprintf(err, errsz, "out of memory");
+			return -1;
+		}
+		r->has_fz = true;
+	}
 	int e = pthread_create(&r->formatter, NULL, formatter_main, r);
 	if (e) {
 		snprintf(err, errsz, "pthread_create: %s", strerror(e));
@@ -650,6 +705,13 @@ static void replay_free(replay *r)
 	}
 	bk_pool_free(r->pool);
 	r->pool = NULL;
+	bk_facts_free(r->facts);
+	r->facts = NULL;
+	if (r->has_fz) {
+		msgpack_zone_destroy(&r->fz);
+		msgpack_sbuffer_destroy(&r->fscratch);
+		r->has_fz = false;
+	}
 	if (r->trust) { /* held records are freed, not reported */
 		r->discard = true;
 		bk_trust_flush(r->trust, -1);
@@ -666,6 +728,7 @@ static void replay_free(replay *r)
 		free(b->slices);
 		free(b->recs);
 		free(b->arena);
+		bk_facts_free(b->facts);
 		*b = (rp_batch){0};
 	}
 	if (r->has_sync) {
@@ -705,7 +768,9 @@ static void usage(FILE *f)
 	    "  --format json|msgpack\n"
 	    "                      json (default): one event per line with partition, offset,\n"
 	    "                      event_id, order_id, seq, kind, subtype, actor_user_id,\n"
-	    "                      command_id, created_at, schema, payload, prev_hash, hash;\n"
+	    "                      command_id, created_at, schema, payload, prev_hash, hash\n"
+	    "                      (an older schema upcast when its order.created was read,\n"
+	    "                      the hashes as stored: docs/events.md);\n"
 	    "                      msgpack: the file `bookingctl rebuild --from-file` reads: a\n"
 	    "                      header (topic, partitions, offset ranges, watermarks,\n"
 	    "                      filters, seal check), every record with its key, the seal\n"

@@ -1078,7 +1078,7 @@ static int payload_check(const bk_event *e, const char *path, char *err, size_t 
 		    e->card_type == BK_CT_RESCHEDULE ? bk_schemas[BK_SC_TERMS_RESCHEDULE].fields
 		    : e->card_type == BK_CT_EXPENSE  ? bk_schemas[BK_SC_TERMS_EXPENSE].fields
 		    : e->card_type == BK_CT_EXTRAS   ? bk_schemas[BK_SC_TERMS_EXTRAS].fields
-						     : bk_schemas[BK_SC_NOTE_ADDED].fields;
+						     : bk_schemas[BK_SC_TERMS_OTHER].fields;
 		if (err != NULL)
 			snprintf(tp, sizeof(tp), "%s.payload", pp);
 		return pf_check_map(bk_map_get(p, "payload"), terms, e->schema, tp, 1, err, errsz);

@@ -58,6 +58,7 @@ typedef enum bk_schema_id {
 	BK_SC_TERMS_RESCHEDULE,	 /* card.reschedule.proposed: payload.payload */
 	BK_SC_TERMS_EXPENSE,	 /* card.expense.proposed: payload.payload */
 	BK_SC_TERMS_EXTRAS,	 /* card.extras.proposed: payload.payload */
+	BK_SC_TERMS_OTHER,	 /* the other card types' terms: free */
 	BK_SC_ITEM,		 /* a line item */
 	BK_SC_TOTALS,		 /* totals */
 	BK_SC_LOCATION,		 /* a location */

@@ -5,6 +5,7 @@
 #include "bk_upcast.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "bk_schema.h"
@@ -104,4 +105,112 @@ int bk_event_stamp(bk_event *e, const bk_upcast_ctx *c, msgpack_zone *z)
 	char err[160]; /* unused: the decider reports a failure as out of memory */
 	e->schema = bk_event_version(e);
 	return bk_event_is_money(e) ? with_currency(e, c, z, err, sizeof(err)) : 0;
+}
+
+/* --- order facts: an open-addressing table keyed by order id --------------------------- */
+
+typedef struct fact {
+	char *order_id; /* NULL: an empty slot */
+	char currency[8];
+} fact;
+
+struct bk_facts {
+	fact *v;
+	size_t n, cap; /* cap: a power of two */
+};
+
+static size_t fact_slot(const bk_facts *f, const char *id)
+{
+	uint64_t h = 1469598103934665603ULL;
+	for (const char *p = id; *p; p++)
+		h = (h ^ (uint8_t)*p) * 1099511628211ULL;
+	size_t i = (size_t)h & (f->cap - 1);
+	while (f->v[i].order_id != NULL && strcmp(f->v[i].order_id, id) != 0)
+		i = (i + 1) & (f->cap - 1);
+	return i;
+}
+
+bk_facts *bk_facts_new(void)
+{
+	bk_facts *f = calloc(1, sizeof(*f));
+	if (f == NULL)
+		return NULL;
+	f->cap = 256;
+	f->v = calloc(f->cap, sizeof(*f->v));
+	if (f->v == NULL) {
+		free(f);
+		return NULL;
+	}
+	return f;
+}
+
+void bk_facts_free(bk_facts *f)
+{
+	if (f == NULL)
+		return;
+	for (size_t i = 0; i < f->cap; i++)
+		free(f->v[i].order_id);
+	free(f->v);
+	free(f);
+}
+
+static int facts_grow(bk_facts *f)
+{
+	bk_facts g = {calloc(f->cap * 2, sizeof(*f->v)), f->n, f->cap * 2};
+	if (g.v == NULL)
+		return -1;
+	for (size_t i = 0; i < f->cap; i++)
+		if (f->v[i].order_id != NULL)
+			g.v[fact_slot(&g, f->v[i].order_id)] = f->v[i];
+	free(f->v);
+	*f = g;
+	return 0;
+}
+
+/* order_id's currency (cur, n bytes < 8) into f. 0, or -1 on OOM. */
+static int facts_put(bk_facts *f, const char *order_id, const char *cur, size_t n)
+{
+	if ((f->n + 1) * 2 > f->cap && facts_grow(f) < 0)
+		return -1;
+	fact *x = &f->v[fact_slot(f, order_id)];
+	if (x->order_id == NULL) {
+		if ((x->order_id = strdup(order_id)) == NULL)
+			return -1;
+		f->n++;
+	}
+	memcpy(x->currency, cur, n);
+	x->currency[n] = '\0';
+	return 0;
+}
+
+int bk_facts_note(bk_facts *f, const bk_event *e)
+{
+	if (e->type != BK_EV_ORDER_CREATED)
+		return 0;
+	const bk_val *cur = bk_map_get(&e->payload, "currency");
+	if (cur == NULL || cur->type != MSGPACK_OBJECT_STR || cur->via.str.size >= 8)
+		return 0;
+	return facts_put(f, e->order_id, cur->via.str.ptr, cur->via.str.size);
+}
+
+int bk_facts_merge(bk_facts *dst, bk_facts *src)
+{
+	int rc = 0;
+	for (size_t i = 0; i < src->cap; i++) {
+		fact *x = &src->v[i];
+		if (x->order_id == NULL)
+			continue;
+		if (rc == 0)
+			rc = facts_put(dst, x->order_id, x->currency, strlen(x->currency));
+		free(x->order_id);
+		x->order_id = NULL;
+	}
+	src->n = 0;
+	return rc;
+}
+
+bk_upcast_ctx bk_facts_ctx(const bk_facts *f, const char *order_id)
+{
+	const fact *x = &f->v[fact_slot(f, order_id)];
+	return (bk_upcast_ctx){x->order_id ? x->currency : NULL};
 }

@@ -46,4 +46,19 @@ int bk_upcast(bk_event *e, const bk_upcast_ctx *c, msgpack_zone *z, char *err,
  */
 int bk_event_stamp(bk_event *e, const bk_upcast_ctx *c, msgpack_zone *z) BK_MUSTCHECK;
 
+/*
+ * The order facts of readers that keep no order state (`bookingctl replay`): per order
+ * id, what its order.created said, fed with the events they read. Not thread-safe: fed
+ * by one thread, read (bk_facts_ctx) by many only while nobody feeds it.
+ */
+typedef struct bk_facts bk_facts;
+bk_facts *bk_facts_new(void);	 /* NULL on OOM */
+void bk_facts_free(bk_facts *f); /* NULL ok */
+/* Remember e's facts when e is an order.created (its currency). 0, or -1 on OOM. */
+int bk_facts_note(bk_facts *f, const bk_event *e);
+/* Every fact of src into dst (src's win), then src emptied. 0, or -1 on OOM. */
+int bk_facts_merge(bk_facts *dst, bk_facts *src);
+/* The facts of order_id ({NULL} when its order.created was not noted). */
+bk_upcast_ctx bk_facts_ctx(const bk_facts *f, const char *order_id);
+
 #endif

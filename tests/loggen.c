@@ -3,9 +3,11 @@
  * and produces their events records to an events topic, optionally planting one defect
  * for `bookingctl verify` to find: a tampered payload, a missing record (gap), a second
  * writer's record (fork), an illegal status change, a duplicate record, or a record that
- * is not an events record at all (garbage).
+ * is not an events record at all (garbage). --schema1 writes the log as the code before
+ * schema 2 did (issue #14): the money events at schema 1, without `currency`, every hash
+ * of their orders chained again.
  *
- *   loggen --brokers-file F --topic T [-X key=value]
+ *   loggen --brokers-file F --topic T [-X key=value] [--schema1]
  *          [--plant tamper|gap|fork|illegal|duplicate|garbage] FIXTURE...
  * -X sets a producer property (the benchmarks shape the log's batches with it).
  * Prints the planted defect's order id on stdout.
@@ -17,6 +19,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "bk_codec.h"
+#include "bk_schema.h"
 #include "fixture_run.h"
 #include "kconf.h"
 
@@ -30,6 +33,13 @@ typedef struct gen {
 	char order[BK_ID_MAX];
 	msgpack_sbuffer last; /* the previous record's bytes */
 	char last_order[BK_ID_MAX];
+	bool schema1;
+	struct chain { /* --schema1: per order, the hash of its last event written */
+		char order[BK_ID_MAX];
+		uint8_t hash[BK_HASH_LEN];
+	} * chains;
+	size_t nchains;
+	msgpack_sbuffer v1; /* --schema1: the record rewritten */
 } gen;
 
 static int produce(gen *g, const char *key, const void *bytes, size_t n)
@@ -97,9 +107,77 @@ out:
 	return rc;
 }
 
+/* The hash an order's next event chains to in the rewritten log. */
+static uint8_t *chain_of(gen *g, const char *order)
+{
+	for (size_t i = 0; i < g->nchains; i++)
+		if (!strcmp(g->chains[i].order, order))
+			return g->chains[i].hash;
+	struct chain *c = realloc(g->chains, (g->nchains + 1) * sizeof(*c));
+	if (!c)
+		return NULL;
+	g->chains = c;
+	c = &g->chains[g->nchains++];
+	snprintf(c->order, sizeof(c->order), "%s", order);
+	memset(c->hash, 0, BK_HASH_LEN);
+	return c->hash;
+}
+
+/* --schema1: the record with its money events at schema 1 (no currency) and every event
+ * chained again, into g->v1. 0 or -1. */
+static int to_schema1(gen *g, const void *bytes, size_t n)
+{
+	msgpack_zone z;
+	msgpack_sbuffer scratch;
+	bk_record rec;
+	char err[256];
+	int rc = -1;
+	if (!msgpack_zone_init(&z, 4096))
+		return -1;
+	msgpack_sbuffer_init(&scratch);
+	if (bk_codec_record_decode(bytes, n, &z, &rec, err, sizeof(err)) < 0)
+		goto out;
+	for (uint32_t i = 0; i < rec.n; i++) {
+		bk_event *e = &rec.events[i];
+		uint8_t *last = chain_of(g, e->order_id);
+		if (!last)
+			goto out;
+		if (bk_event_is_money(e)) {
+			const bk_val *p = &e->payload;
+			bk_mapb b;
+			if (!bk_mapb_init(&b, &z, p->via.map.size))
+				goto out;
+			for (uint32_t k = 0; k < p->via.map.size; k++)
+				if (!bk_val_streq(&p->via.map.ptr[k].key, "currency"))
+					b.kv[b.n++] = p->via.map.ptr[k];
+			e->payload = bk_mapb_done(&b);
+			e->schema = 1;
+		}
+		e->canon = NULL;
+		memcpy(e->prev_hash, last, BK_HASH_LEN);
+		if (bk_codec_event_seal(e, &scratch) < 0)
+			goto out;
+		memcpy(last, e->hash, BK_HASH_LEN);
+	}
+	msgpack_sbuffer_clear(&g->v1);
+	rc = bk_codec_record_encode(&rec, &g->v1);
+out:
+	msgpack_sbuffer_destroy(&scratch);
+	msgpack_zone_destroy(&z);
+	return rc;
+}
+
 static int on_record(void *opaque, const bk_record *r, const void *bytes, size_t n)
 {
 	gen *g = opaque;
+	if (g->schema1) {
+		if (to_schema1(g, bytes, n) < 0) {
+			fprintf(stderr, "loggen: cannot rewrite a record at schema 1\n");
+			return -1;
+		}
+		bytes = g->v1.data;
+		n = g->v1.size;
+	}
 	int idx = g->n++;
 	const char *p = g->plant;
 	if (p && !g->planted && idx >= g->target) {
@@ -166,6 +244,8 @@ int main(int argc, char **argv)
 			g.topic = argv[++i];
 		else if (!strcmp(argv[i], "--plant") && i + 1 < argc)
 			g.plant = argv[++i];
+		else if (!strcmp(argv[i], "--schema1"))
+			g.schema1 = true;
 		else {
 			fprintf(stderr, "loggen: bad argument %s\n", argv[i]);
 			return 2;
@@ -173,8 +253,8 @@ int main(int argc, char **argv)
 	}
 	if (!bfile || !g.topic || i == argc) {
 		fprintf(stderr,
-			"usage: loggen --brokers-file F --topic T [-X key=value] [--plant KIND] "
-			"FIXTURE...\n");
+			"usage: loggen --brokers-file F --topic T [-X key=value] [--schema1] "
+			"[--plant KIND] FIXTURE...\n");
 		return 2;
 	}
 	if (bk_kconf_set_brokers_file(kc, bfile, err, sizeof(err)) < 0 ||
@@ -183,6 +263,7 @@ int main(int argc, char **argv)
 		return 3;
 	}
 	msgpack_sbuffer_init(&g.last);
+	msgpack_sbuffer_init(&g.v1);
 	for (; i < argc; i++) {
 		bk_engine *e = bk_engine_new();
 		json_t *fails = json_array();
@@ -207,6 +288,8 @@ int main(int argc, char **argv)
 	printf("%s\n", g.plant ? g.order : "");
 	fprintf(stderr, "loggen: %d records to %s\n", g.n, g.topic);
 	msgpack_sbuffer_destroy(&g.last);
+	msgpack_sbuffer_destroy(&g.v1);
+	free(g.chains);
 	rd_kafka_destroy(g.rk);
 	bk_kconf_destroy(kc);
 	return 0;

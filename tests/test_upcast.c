@@ -507,6 +507,47 @@ START_TEST(test_schema_table)
 }
 END_TEST
 
+/* The order facts of readers without order state: noted from order.created events only,
+ * found again by order id (past the table's first growth), none for an order not seen. */
+START_TEST(test_facts)
+{
+	bk_facts *f = bk_facts_new();
+	ck_assert_ptr_nonnull(f);
+	char id[BK_ID_MAX];
+	for (int i = 0; i < 1000; i++) {
+		bk_event e;
+		bk_mapb b;
+		memset(&e, 0, sizeof(e));
+		snprintf(id, sizeof(id), "ord_f%d", i);
+		e.order_id = bk_val_str(zone, id, strlen(id)).via.str.ptr;
+		e.type = i % 2 ? BK_EV_ORDER_CREATED : BK_EV_NOTE_ADDED;
+		ck_assert(bk_mapb_init(&b, zone, 1));
+		ck_assert(bk_mapb_str(&b, "currency", i % 3 ? "EUR" : "USD"));
+		e.payload = bk_mapb_done(&b);
+		ck_assert_int_eq(bk_facts_note(f, &e), 0);
+	}
+	for (int i = 0; i < 1000; i++) {
+		snprintf(id, sizeof(id), "ord_f%d", i);
+		bk_upcast_ctx c = bk_facts_ctx(f, id);
+		if (i % 2 == 0)
+			ck_assert_ptr_null(c.currency);
+		else
+			ck_assert_str_eq(c.currency, i % 3 ? "EUR" : "USD");
+	}
+	ck_assert_ptr_null(bk_facts_ctx(f, "ord_never").currency);
+	/* merged into another table: all there, the source emptied */
+	bk_facts *g = bk_facts_new();
+	ck_assert_ptr_nonnull(g);
+	ck_assert_int_eq(bk_facts_merge(g, f), 0);
+	ck_assert_str_eq(bk_facts_ctx(g, "ord_f999").currency, "USD");
+	ck_assert_str_eq(bk_facts_ctx(g, "ord_f1").currency, "EUR");
+	ck_assert_ptr_null(bk_facts_ctx(g, "ord_f2").currency);
+	ck_assert_ptr_null(bk_facts_ctx(f, "ord_f999").currency);
+	bk_facts_free(g);
+	bk_facts_free(f);
+}
+END_TEST
+
 /* The read model's column definitions (designated by their enum, counted by
  * _Static_assert in proj_rows.c): no enum value without its definition, no name twice. */
 START_TEST(test_row_tables)
@@ -540,6 +581,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_projector_refuses);
 	tcase_add_test(tc, test_schema_table);
 	tcase_add_test(tc, test_row_tables);
+	tcase_add_test(tc, test_facts);
 	suite_add_tcase(s, tc);
 	return s;
 }
