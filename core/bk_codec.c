@@ -1038,6 +1038,8 @@ static const pf_field pf_ms_added[] = {PF("milestone_id", PF_ID, true), PF("titl
 static const pf_field pf_ms_changed[] = {PF("milestone_id", PF_ID, true), PF_END};
 static const pf_field pf_rescheduled[] = {PF("start_ts", PF_TS, true), PF("end_ts", PF_TS, true),
 					  PF_END};
+/* order.archived: the created_at of the order's event before it (the window's start) */
+static const pf_field pf_archived[] = {PF("last_event_at", PF_TS, true), PF_END};
 /* card.<type>.proposed; its terms (payload.payload) by card type below */
 static const pf_field pf_card_proposed[] = {PF("card_id", PF_ID, true),
 					    PF("created_by", PF_ID, true),
@@ -1086,8 +1088,9 @@ static const pf_field *const pf_of_type[BK_EV__COUNT] = {
     [BK_EV_NOTE_ADDED] = pf_none,
     [BK_EV_CALENDAR_RESCHEDULED] = pf_rescheduled,
     [BK_EV_CARD] = pf_card_other, /* card.<type>.proposed: pf_card_proposed */
+    [BK_EV_ORDER_ARCHIVED] = pf_archived,
 };
-_Static_assert(BK_EV__COUNT == 23, "pf_of_type has a row for every event type");
+_Static_assert(BK_EV__COUNT == 24, "pf_of_type has a row for every event type");
 
 static const pf_field pf_item[] = {PF("id", PF_ID, true),
 				   PF("kind", PF_STR, true),

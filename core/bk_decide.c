@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bk_archive.h"
 #include "bk_codec.h"
 #include "bk_decide.h"
 #include "bk_ids.h"
@@ -1621,6 +1622,26 @@ static int expire_and_evolve(dctx *x, bool sweep)
 	return 0;
 }
 
+/* order.sweep on a settled order whose archive window has passed: order.archived, stamped
+ * as expiry is, with a system id derived from the order and the window's end as its time,
+ * so its bytes depend on the log alone (core/bk_archive.h). */
+static int archive(dctx *x)
+{
+	int64_t due = bk_archive_due(x->o, x->ctx->archive_after);
+	if (due == BK_TS_NONE || due > x->cmd->at)
+		return 0;
+	char sys_id[BK_ID_MAX];
+	bk_id_derive(sys_id, "sys_", x->o->order_id, "archive", 0);
+	x->ev_cmd_id = zstr(x, sys_id);
+	x->ev_idx = 0;
+	x->ev_actor = NULL;
+	x->ev_at = due;
+	MAPB(b, 1);
+	PUT(x->ev_cmd_id && bk_mapb_ts(&b, "last_event_at", x->o->last_event_at));
+	EMIT(BK_EV_ORDER_ARCHIVED, 0, 0, b);
+	return 0;
+}
+
 /* --- service profiles: profile.bind, auto-accept rules -------------------------------- */
 
 static bk_profile_state profile_state(const bk_profile_rules *cur)
@@ -1855,7 +1876,10 @@ static int dispatch(dctx *x, const rowset *rs)
 		return d_card_respond(x, rs);
 	case BK_CMD_CARD_CANCEL:
 		return d_card_cancel(x, rs);
-	case BK_CMD_ORDER_SWEEP:
+	case BK_CMD_ORDER_SWEEP: {
+		int rc = pick_row(x, rs); /* the expiry already ran */
+		return rc ? rc : archive(x);
+	}
 	case BK_CMD_REQUEST_EXPIRE:
 	case BK_CMD_CARD_EXPIRE:
 		return pick_row(x, rs); /* the expiry already ran; nothing more to do */

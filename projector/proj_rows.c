@@ -47,6 +47,7 @@ static const pr_col border_cols[BO__N] = {
     C("chat_thread_id", "text"),
     C("created_at", "timestamptz"),
     C("updated_at", "timestamptz"),
+    C("archived_at", "timestamptz"),
 };
 static const pr_col oorder_cols[OO__N] = {
     C("order_id", "text"),	    C("buyer_user_id", "text"),	   C("provider_user_id", "text"),
