@@ -166,16 +166,23 @@ static int parse_args(cp *c, int argc, char **argv)
 		char name[64];
 		size_t nl = eq ? (size_t)(eq - a) : strlen(a);
 		snprintf(name, sizeof(name), "%.*s", (int)(nl < 63 ? nl : 63), a);
-		static const char *const with_value[] = {
-		    "--keyring",	   "--writer-key",
-		    "--writer-key-id",	   "--writer-keyring",
-		    "--batch-commands",	   "--batch-ms",
-		    "--batch-idle-ms",	   "--verify-threads",
-		    "--sweep-interval-ms", "--expiring-lead",
-		    "--archive-after",
-		    "--group-id",	   "--transactional-id-prefix",
-		    "--timeout-ms",	   "--clock-offset",
-		    "--metrics-addr",	   NULL};
+		static const char *const with_value[] = {"--keyring",
+							 "--writer-key",
+							 "--writer-key-id",
+							 "--writer-keyring",
+							 "--batch-commands",
+							 "--batch-ms",
+							 "--batch-idle-ms",
+							 "--verify-threads",
+							 "--sweep-interval-ms",
+							 "--expiring-lead",
+							 "--archive-after",
+							 "--group-id",
+							 "--transactional-id-prefix",
+							 "--timeout-ms",
+							 "--clock-offset",
+							 "--metrics-addr",
+							 NULL};
 		bool takes = !strcmp(name, "--snapshot-interval-ms"); /* (issue #11) */
 		for (int k = 0; with_value[k]; k++)
 			if (!strcmp(name, with_value[k]))
@@ -992,8 +999,7 @@ static int setup_kafka(cp *c, int *ret_code)
 		BK_VERSION, c->nparts, c->o.group_id, c->o.no_txn ? "" : txn_id, !c->o.no_txn,
 		c->o.batch_commands, c->o.batch_ms, c->o.batch_idle_ms, c->o.admit_threads,
 		c->o.sweep_interval_ms, (long long)c->o.expiring_lead_s,
-		(long long)c->o.archive_after_s,
-		c->topic[BK_TOPIC_COMMANDS]);
+		(long long)c->o.archive_after_s, c->topic[BK_TOPIC_COMMANDS]);
 	return 0;
 }
 

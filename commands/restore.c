@@ -488,7 +488,8 @@ static int snap_decide(restore_ctx *x, rd_part *rp, int n, char *errstr, size_t 
 		x->n_snap_bad += sp->bad;
 		rp[i].start = 0;
 		if (!sp->has_ck) {
-			if ((bk_engine_count(pt->eng) > 0 || bk_engine_archived_count(pt->eng) > 0) &&
+			if ((bk_engine_count(pt->eng) > 0 ||
+			     bk_engine_archived_count(pt->eng) > 0) &&
 			    fresh_engine(c, p) < 0)
 				return fail(errstr, errstr_size, "out of memory");
 			continue;
@@ -516,17 +517,17 @@ static int snap_decide(restore_ctx *x, rd_part *rp, int n, char *errstr, size_t 
 			continue;
 		}
 		x->n_fallbacks++;
-		bk_logf(BK_LOG_WARN,
-			"snapshots do not match their checkpoint: the partition is read from "
-			"offset 0",
-			"topic=%s partition=%d checkpoint_orders=%llu loaded=%llu refused=%llu "
-			"checkpoint_archived=%llu archived_loaded=%llu checkpoint_events_offset=%lld "
-			"events_end=%lld",
-			c->topic[BK_TOPIC_SNAPSHOTS], (int)p, (unsigned long long)sp->ck.sum.count,
-			(unsigned long long)sp->loaded, (unsigned long long)sp->bad,
-			(unsigned long long)sp->ck.archived.count,
-			(unsigned long long)archived.count, (long long)sp->ck.events_offset,
-			(long long)hi);
+		bk_logf(
+		    BK_LOG_WARN,
+		    "snapshots do not match their checkpoint: the partition is read from "
+		    "offset 0",
+		    "topic=%s partition=%d checkpoint_orders=%llu loaded=%llu refused=%llu "
+		    "checkpoint_archived=%llu archived_loaded=%llu checkpoint_events_offset=%lld "
+		    "events_end=%lld",
+		    c->topic[BK_TOPIC_SNAPSHOTS], (int)p, (unsigned long long)sp->ck.sum.count,
+		    (unsigned long long)sp->loaded, (unsigned long long)sp->bad,
+		    (unsigned long long)sp->ck.archived.count, (unsigned long long)archived.count,
+		    (long long)sp->ck.events_offset, (long long)hi);
 		pt->resnap = true;
 		if (fresh_engine(c, p) < 0)
 			return fail(errstr, errstr_size, "out of memory");
@@ -791,8 +792,9 @@ int cp_restore(cp *c, const int32_t *ps, int n, char *errstr, size_t errstr_size
 			"last_event_src_offset=%lld resume_offset=%lld from_checkpoint=%d "
 			"events_from=%lld",
 			c->topic[BK_TOPIC_COMMANDS], (int)ps[i], bk_engine_count(p->eng),
-			bk_engine_archived_count(p->eng), (long long)p->last_seal, (long long)p->last_event,
-			(long long)p->next_offset, x.sp && x.sp[ps[i]].from_snap,
+			bk_engine_archived_count(p->eng), (long long)p->last_seal,
+			(long long)p->last_event, (long long)p->next_offset,
+			x.sp && x.sp[ps[i]].from_snap,
 			x.sp && x.sp[ps[i]].from_snap ? (long long)x.sp[ps[i]].ck.events_offset
 						      : 0LL);
 	}

@@ -57,8 +57,9 @@ void cp_archived_take(cp_part *p, bool live)
 	arch_take t = {.pt = p, .live = live};
 	bk_engine_archived_take(p->eng, take_one, &t);
 	if (t.oom) { /* a full record and every order again put it right */
-		bk_logf(BK_LOG_WARN, "out of memory noting archived orders: the next checkpoint "
-				     "lists every archived order",
+		bk_logf(BK_LOG_WARN,
+			"out of memory noting archived orders: the next checkpoint "
+			"lists every archived order",
 			"archived=%zu", bk_engine_archived_count(p->eng));
 		p->arch_full = true;
 		p->resnap = true;

@@ -670,7 +670,8 @@ int bk_snap_archived_decode(const void *buf, size_t n, bk_snap_archived *ret, ch
 			x = x << 8 | p[8 * i + (size_t)b];
 		/* fingerprints have the low bit set; sorted and distinct */
 		if (!(x & 1) || (i > 0 && x <= fps[i - 1])) {
-			seterr(err, errsz, "fingerprint %zu: not a sorted, distinct fingerprint", i);
+			seterr(err, errsz, "fingerprint %zu: not a sorted, distinct fingerprint",
+			       i);
 			goto out;
 		}
 		fps[i] = x;
