@@ -92,7 +92,7 @@ topics_for() {
 start_proc() {
 	local name=$1 prefix=$2
 	shift 2
-	"$PROC" --brokers-file "$BOOT" --topic-prefix "$prefix" --keyring "$W/keyring" \
+	"$PROC" --brokers-file "$BOOT" --topic-prefix "$prefix" --keyring "$W/keyring" --archive-after 0 \
 		--group-id "g-$name" -X session.timeout.ms=6000 -X heartbeat.interval.ms=500 \
 		"$@" >>"$W/proc.$name.log" 2>&1 &
 	PROC_PID=$!
@@ -439,7 +439,7 @@ check "snapshots newer than the checkpoint after them (before life ${L3:-?}) wer
 devbroker group 8 || exit 1
 "$TOOL" gen group 1500 200 25 11 >"$W/group.jsonl" 2>"$W/gen.group.log"
 start_member() { # start_member NAME: a member of group g-shared; MEMBER_PID
-	"$PROC" --brokers-file "$BOOT" --keyring "$W/keyring" --group-id g-shared \
+	"$PROC" --brokers-file "$BOOT" --keyring "$W/keyring" --archive-after 0 --group-id g-shared \
 		-X session.timeout.ms=2500 -X max.poll.interval.ms=20000 -X heartbeat.interval.ms=500 --sweep-interval-ms 500 \
 		>>"$W/proc.$1.log" 2>&1 &
 	MEMBER_PID=$!
@@ -488,11 +488,11 @@ zombie_run() { # zombie_run NAME [PROCESSOR ARGS]: two members, one stopped mid-
 	devbroker "$name" 8 || return 1
 	"$TOOL" gen "$name" 1500 200 25 13 >"$W/$name.jsonl" 2>"$W/gen.$name.log"
 	local za zb
-	"$PROC" --brokers-file "$BOOT" --keyring "$W/keyring" --group-id "g-$name" \
+	"$PROC" --brokers-file "$BOOT" --keyring "$W/keyring" --archive-after 0 --group-id "g-$name" \
 		-X session.timeout.ms=2500 -X max.poll.interval.ms=20000 -X heartbeat.interval.ms=500 --sweep-interval-ms 500 \
 		--batch-ms 400 "$@" >>"$W/proc.$name.a.log" 2>&1 &
 	za=$!
-	"$PROC" --brokers-file "$BOOT" --keyring "$W/keyring" --group-id "g-$name" \
+	"$PROC" --brokers-file "$BOOT" --keyring "$W/keyring" --archive-after 0 --group-id "g-$name" \
 		-X session.timeout.ms=2500 -X max.poll.interval.ms=20000 -X heartbeat.interval.ms=500 --sweep-interval-ms 500 \
 		"$@" >>"$W/proc.$name.b.log" 2>&1 &
 	zb=$!
@@ -548,7 +548,7 @@ done
 devbroker rules 8 || exit 1
 rpids=()
 for m in ra rb; do
-	BOOKING_LOG_LEVEL=debug "$PROC" --brokers-file "$BOOT" --keyring "$W/keyring" --group-id g-rules \
+	BOOKING_LOG_LEVEL=debug "$PROC" --brokers-file "$BOOT" --keyring "$W/keyring" --archive-after 0 --group-id g-rules \
 		-X session.timeout.ms=2500 -X max.poll.interval.ms=20000 -X heartbeat.interval.ms=500 \
 		--sweep-interval-ms 0 >>"$W/proc.rules.$m.log" 2>&1 &
 	pids+=($!)
