@@ -798,11 +798,20 @@ int cp_restore(cp *c, const int32_t *ps, int n, char *errstr, size_t errstr_size
 			x.sp && x.sp[ps[i]].from_snap ? (long long)x.sp[ps[i]].ck.events_offset
 						      : 0LL);
 	}
+	size_t live = 0, archived = 0;
+	unsigned long long arch_records = 0;
+	for (int i = 0; i < n; i++) {
+		live += bk_engine_count(c->parts[ps[i]].eng);
+		archived += bk_engine_archived_count(c->parts[ps[i]].eng);
+		if (x.sp)
+			arch_records += x.sp[ps[i]].archived_records;
+	}
 	bk_logf(BK_LOG_INFO, "restore finished",
 		"partitions=%d records=%llu applied_events=%llu seals=%llu bad_seals=%llu "
 		"unsealed_records=%llu reported_events=%llu forks=%llu bad_hash=%llu "
 		"bad_link=%llu garbage=%llu bad=%llu rules_profiles=%zu snapshot_records=%llu "
-		"snapshots_loaded=%llu snapshots_refused=%llu snapshot_fallbacks=%llu ms=%lld",
+		"snapshots_loaded=%llu snapshots_refused=%llu snapshot_fallbacks=%llu "
+		"archived_records=%llu orders=%zu archived=%zu ms=%lld",
 		n, (unsigned long long)x.n_records, (unsigned long long)x.n_applied,
 		(unsigned long long)x.n_seals, (unsigned long long)x.n_bad_seals,
 		(unsigned long long)x.n_unsealed, (unsigned long long)x.n_reported,
@@ -812,7 +821,8 @@ int cp_restore(cp *c, const int32_t *ps, int n, char *errstr, size_t errstr_size
 		(unsigned long long)x.n_verdict[BK_CHAIN_GARBAGE], (unsigned long long)x.n_bad,
 		bk_ruleset_count(c->rules), (unsigned long long)x.n_snap_records,
 		(unsigned long long)x.n_snap_loaded, (unsigned long long)x.n_snap_bad,
-		(unsigned long long)x.n_fallbacks, (long long)((cp_mono_us() - t0) / 1000));
+		(unsigned long long)x.n_fallbacks, (unsigned long long)arch_records, live,
+		archived, (long long)((cp_mono_us() - t0) / 1000));
 	c->n_restore_forks += x.n_verdict[BK_CHAIN_FORK];
 	c->n_restore_invalid += x.n_verdict[BK_CHAIN_BAD_HASH] + x.n_verdict[BK_CHAIN_BAD_LINK] +
 				x.n_verdict[BK_CHAIN_GARBAGE] + x.n_bad_seals + x.n_bad;
