@@ -74,6 +74,10 @@ static void collect(const bk_order *o, void *opaque)
 			return;
 		}
 	}
+	/* the cheap tests first: the settled test reads the FSM tables */
+	if (l->archive_after <= 0 || !bk_status_is_terminal((bk_status)o->status) ||
+	    o->last_event_at > l->now - l->archive_after)
+		return;
 	int64_t due = bk_archive_due(o, l->archive_after);
 	if (due != BK_TS_NONE && due <= l->now)
 		push(l, o->order_id, "archive", o->order_id);
