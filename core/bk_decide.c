@@ -1636,10 +1636,11 @@ static int archive(dctx *x)
 	x->ev_idx = 0;
 	x->ev_actor = NULL;
 	x->ev_at = due;
-	MAPB(b, 1);
-	PUT(x->ev_cmd_id && bk_mapb_ts(&b, "last_event_at", x->o->last_event_at));
-	EMIT(BK_EV_ORDER_ARCHIVED, 0, 0, b);
-	return 0;
+	bk_mapb b;
+	if (!x->ev_cmd_id || !bk_mapb_init(&b, x->z, 1) ||
+	    !bk_mapb_ts(&b, "last_event_at", x->o->last_event_at))
+		return oom(x);
+	return emit(x, BK_EV_ORDER_ARCHIVED, 0, 0, bk_mapb_done(&b)) ? 0 : -1;
 }
 
 /* --- service profiles: profile.bind, auto-accept rules -------------------------------- */
