@@ -821,8 +821,8 @@ int cp_restore(cp *c, const int32_t *ps, int n, char *errstr, size_t errstr_size
 		(unsigned long long)x.n_verdict[BK_CHAIN_GARBAGE], (unsigned long long)x.n_bad,
 		bk_ruleset_count(c->rules), (unsigned long long)x.n_snap_records,
 		(unsigned long long)x.n_snap_loaded, (unsigned long long)x.n_snap_bad,
-		(unsigned long long)x.n_fallbacks, (unsigned long long)arch_records, live,
-		archived, (long long)((cp_mono_us() - t0) / 1000));
+		(unsigned long long)x.n_fallbacks, (unsigned long long)arch_records, live, archived,
+		(long long)((cp_mono_us() - t0) / 1000));
 	c->n_restore_forks += x.n_verdict[BK_CHAIN_FORK];
 	c->n_restore_invalid += x.n_verdict[BK_CHAIN_BAD_HASH] + x.n_verdict[BK_CHAIN_BAD_LINK] +
 				x.n_verdict[BK_CHAIN_GARBAGE] + x.n_bad_seals + x.n_bad;

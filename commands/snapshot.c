@@ -174,7 +174,10 @@ static int write_archived(ck_part *x)
 			return -1;
 		i += strlen(id) + 1;
 	}
-	pt->arch_sum_next = pt->arch_full ? (bk_snap_sum){0} : pt->arch_sum;
+	if (pt->arch_full)
+		memset(&pt->arch_sum_next, 0, sizeof(pt->arch_sum_next));
+	else
+		pt->arch_sum_next = pt->arch_sum;
 	const bk_idset *src = &pt->arch_new;
 	size_t n = pt->arch_full ? bk_engine_archived_count(pt->eng) : src->n;
 	if (n == 0 && !pt->arch_full)

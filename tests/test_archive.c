@@ -359,7 +359,7 @@ START_TEST(reading_archives_too)
 	/* the order's first record again: its chain ended */
 	msgpack_zone rz;
 	msgpack_zone_init(&rz, 8192);
-	bk_record rec;
+	bk_record rec = {0};
 	for (int i = 0; i < r.n; i++) {
 		ck_assert_int_eq(
 		    bk_codec_record_decode(r.bytes[i], r.len[i], &rz, &rec, err, sizeof(err)), 0);
