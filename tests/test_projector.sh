@@ -229,8 +229,8 @@ pj_project "$db" "arch_$ID." "g_arch_$ID"
 TERMINAL="('completed','declined','cancelled_buyer','cancelled_provider','resolved')"
 check "archiving: the settled orders are marked archived ($(pj_q "$db" "select count(*) from booking.order where archived_at is not null") of $(pj_q "$db" "select count(*) from booking.order")), the others not" \
 	test "$(pj_q "$db" "select count(*) filter (where archived_at is not null), count(*) filter (where (archived_at is not null) <> (status in $TERMINAL)) from booking.order")" = "5|0"
-check "... archived_at is the order's last event before it plus the window, with an order.archived timeline row" \
-	test "$(pj_q "$db" "select count(*) from booking.order o where archived_at is not null and (archived_at <> (select max(created_at) from ord.timeline_event t where t.order_id = o.order_id and t.subtype <> 'order.archived') + interval '1 day' or archived_at <> (select created_at from ord.timeline_event t where t.order_id = o.order_id and t.subtype = 'order.archived'))")" = 0
+check "... archived_at is the time of the order's event before it (by seq) plus the window, that of its order.archived timeline row" \
+	test "$(pj_q "$db" "select count(*) from booking.order o join ord.timeline_event a on a.order_id = o.order_id and a.subtype = 'order.archived' join ord.timeline_event b on b.order_id = o.order_id and b.seq = a.seq - 1 where o.archived_at = a.created_at and a.created_at = b.created_at + interval '1 day'")" = 5
 check "... and nothing is quarantined" \
 	test "$(pj_q "$db" "select count(*) from booking_proj.quarantine")" = 0
 
