@@ -397,9 +397,11 @@ run_exact() { # run_exact PREFIX KILLS SNAPSHOT_MS: the stream through a process
 # Archiving (issue #11), in the kill run after its stream: a life with the sweep on and a
 # 1 s window archives every settled order (their times are weeks old; --expiring-lead 0:
 # no `expiring` event, the one event whose time is the sweep's); it is killed after a
-# checkpoint covering the archiving, and the next life restores from snapshots; the retry
-# of an archived order's order.create then gets `archived` (a full read: `duplicate`
-# before archiving, never unknown_order nor a new order). The reference run meets the
+# checkpoint covering the archiving; the next life restores from snapshots and the retry
+# of an archived order's order.create gets `archived` (`duplicate` before archiving, never
+# unknown_order nor a new order); killed again, a forged archived record is appended: the
+# next restore must read the log; killed again, the one after restores from snapshots
+# (the full archived record written after the fallback supersedes the forgery). The reference run meets the
 # same archiving and the same retry after it (run_archive_ref, reading the log): the
 # outcomes compared below include the order.archived events and that result.
 sweeps() { grep -c 'msg="sweep"' "$1" 2>/dev/null; }
@@ -418,7 +420,7 @@ probe_send() { # probe_send PREFIX: the retry of an archived order's order.creat
 	"$BCTL" send --brokers-file "$BOOT" --topic-prefix "$1" --key "$W/all.sk" \
 		--key-id test-all --wait --timeout-ms 30000 "$W/probe.jsonl" >"$W/probe.$1" 2>&1
 }
-run_archive() { # run_archive PREFIX ARGS...: archive, kill -9 after a checkpoint, restore, probe
+run_archive() { # run_archive PREFIX ARGS...: archive; restores from snapshots, forged, healed
 	local prefix=$1
 	shift
 	start_proc "exact.$prefix.arch" "$prefix" "$@" "${ARCH_ARGS[@]}"
@@ -432,9 +434,26 @@ run_archive() { # run_archive PREFIX ARGS...: archive, kill -9 after a checkpoin
 	id=$(head -n 1 "$W/archived.$prefix")
 	grep -F "\"type\":\"order.create\",\"order_id\":\"$id\"" "$W/exact.orders.jsonl" |
 		head -n 1 >"$W/probe.jsonl"
+	# restored from the snapshots: the probe
 	start_proc "exact.$prefix.arch2" "$prefix" "$@" "${ARCH_ARGS[@]}"
 	wait_assigned "$W/proc.exact.$prefix.arch2.log"
 	probe_send "$prefix"
+	sleep 1
+	kill -9 "$PROC_PID" 2>/dev/null
+	wait "$PROC_PID" 2>/dev/null
+	# a forged archived record (and the checkpoint again): this restore reads the log, and
+	# its first checkpoint lists every archived order (a full record)
+	"$TOOL" snaptamper --brokers-file "$BOOT" --topic-prefix "$prefix" archived \
+		>>"$W/snaptamper.$prefix.arch" 2>&1
+	echo "rc=$?" >>"$W/snaptamper.$prefix.arch"
+	start_proc "exact.$prefix.arch3" "$prefix" "$@" "${ARCH_ARGS[@]}"
+	wait_assigned "$W/proc.exact.$prefix.arch3.log"
+	sleep 1
+	kill -9 "$PROC_PID" 2>/dev/null
+	wait "$PROC_PID" 2>/dev/null
+	# from the snapshots again: the full record supersedes the forgery
+	start_proc "exact.$prefix.arch4" "$prefix" "$@" "${ARCH_ARGS[@]}"
+	wait_assigned "$W/proc.exact.$prefix.arch4.log"
 	kill -TERM "$PROC_PID"
 	wait "$PROC_PID"
 }
@@ -472,11 +491,15 @@ grep -h 'msg="restore finished"' "$W"/proc.exact.kx.*.log |
 	sed 's/^/# kx. restore: /'
 check "the kill run restored from snapshots (a restore loaded some)" \
 	grep -q 'msg="restore finished".*snapshots_loaded=[1-9]' "$W"/proc.exact.kx.*.log
-arch_n=$(wc -l <"$W/archived.kx.")
-check "archiving: the kill run archived $arch_n orders, the reference as many order.archived events" \
-	[ "$arch_n" -gt 100 ]
+arch_n=$(grep -h 'msg="restore finished"' "$W/proc.exact.kx..arch2.log" | sed -n 's/.* archived=\([0-9]*\) .*/\1/p' | head -n 1)
+check "archiving: the kill run archived every order of the stream ($arch_n; all end settled), the reference the same order.archived events (compared below)" \
+	[ "${arch_n:-0}" -eq "$EXACT_ORDERS" ]
 check "archiving: after kill -9 the restore started from snapshots and read archived records: $(grep -h 'msg="restore finished"' "$W/proc.exact.kx..arch2.log" | grep -o 'snapshots_loaded=.*archived=[0-9]*')" \
-	grep -q 'msg="restore finished".*snapshots_loaded=[1-9].*snapshot_fallbacks=0 archived_records=[1-9].*archived=[1-9]' "$W/proc.exact.kx..arch2.log"
+	grep -q "msg=\"restore finished\".*snapshots_loaded=[1-9].*snapshot_fallbacks=0 archived_records=[1-9].*archived=$EXACT_ORDERS " "$W/proc.exact.kx..arch2.log"
+check "archiving: a forged archived record made the next restore read the log: $(grep -h 'msg="restore finished"' "$W/proc.exact.kx..arch3.log" | grep -o 'snapshot_fallbacks=.*archived=[0-9]*')" \
+	bash -c "grep -q '^rc=0' '$W/snaptamper.kx..arch' && grep -q 'msg=\"snapshots do not match their checkpoint' '$W/proc.exact.kx..arch3.log' && grep -q 'msg=\"restore finished\".*snapshot_fallbacks=[1-9].*archived=$EXACT_ORDERS ' '$W/proc.exact.kx..arch3.log'"
+check "archiving: ... and the one after it started from snapshots again (its full archived record supersedes the forgery): $(grep -h 'msg="restore finished"' "$W/proc.exact.kx..arch4.log" | grep -o 'snapshot_fallbacks=.*archived=[0-9]*')" \
+	grep -q "msg=\"restore finished\".*snapshot_fallbacks=0 archived_records=[1-9].*archived=$EXACT_ORDERS " "$W/proc.exact.kx..arch4.log"
 check "archiving: the retry of an archived order's order.create gets archived, restored from snapshots as from the log ($(head -c 60 "$W/probe.jsonl"))" \
 	bash -c "grep -q '\"code\":\"archived\"' '$W/probe.kx.' && grep -q '\"code\":\"archived\"' '$W/probe.ref.'"
 check "the reference run read no snapshots" \
