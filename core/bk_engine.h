@@ -43,7 +43,7 @@ void bk_engine_drop(bk_engine *e, const char *order_id);
  * the 8-byte fingerprint of its id (bk_archive_fp) in a set, so bk_engine_handle answers
  * every later command naming it `archived` and bk_engine_read reports its later events as
  * bad links (its chain ended). The set is the part of the state that still grows with
- * history: 16 bytes of table per archived order.
+ * history: 16-32 bytes of table per archived order (8-byte slots, at most half full).
  */
 bool bk_engine_archived(const bk_engine *e, const char *order_id);
 size_t bk_engine_archived_count(const bk_engine *e);
