@@ -552,7 +552,7 @@ static void bench_archive(const engine_run *er)
 	/* the bench's own bookkeeping first, outside the heap measured */
 	due_ids d = {.id = xcalloc(er->orders, BK_ID_MAX),
 		     .at = xcalloc(er->orders, sizeof(int64_t)),
-		     .window = 30 * 24 * HOUR_US};
+		     .window = INT64_C(30) * 24 * HOUR_US};
 	int64_t *sorted = xcalloc(er->orders, sizeof(int64_t));
 	size_t rss0 = rss_bytes(), before = mallinfo2().uordblks;
 	bk_engine *b = engine_of(er);
