@@ -230,7 +230,7 @@ latency() {
 	while [ $# -gt 0 ] && [ "$1" != -- ]; do pa+=("$1"); shift; done
 	[ $# -gt 0 ] && shift
 	ca=("$@")
-	"$PROC" --brokers-file "${LAT_BS:-$T/bs}" --topic-prefix "$pfx" --group-id "bench-$name" "${auth[@]}" \
+	"$PROC" --brokers-file "${LAT_BS:-$T/bs}" --topic-prefix "$pfx" --group-id "bench-$name" --archive-after 0 "${auth[@]}" \
 		-X session.timeout.ms=6000 -X heartbeat.interval.ms=500 "${pa[@]}" \
 		2>"$T/proc.$name.log" &
 	PROCPID=$!

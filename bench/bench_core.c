@@ -16,6 +16,7 @@
 #include <msgpack.h>
 #include <sodium.h>
 
+#include "bk_archive.h"
 #include "bk_codec.h"
 #include "bk_engine.h"
 #include "bk_seal.h"
@@ -423,6 +424,179 @@ static void bench_memory(const engine_run *er)
 	bk_engine_free(e);
 }
 
+/* An engine of every record (the reader rule, as a restore builds it). */
+static bk_engine *engine_of(const engine_run *er)
+{
+	msgpack_zone z;
+	if (!msgpack_zone_init(&z, 1 << 16))
+		die("out of memory");
+	bk_chain_verdict v[BK_MAX_EVENTS];
+	char err[256];
+	bk_engine *e = bk_engine_new();
+	if (!e)
+		die("out of memory");
+	for (size_t i = 0; i < er->n_recs; i++) {
+		bk_record r;
+		msgpack_zone_clear(&z);
+		if (bk_codec_record_decode(er->arch.data + er->recs[i].off, er->recs[i].len, &z, &r,
+					   err, sizeof(err)) < 0 ||
+		    r.n > BK_MAX_EVENTS || bk_engine_read(e, &r, v, err, sizeof(err)) < 0)
+			die(err);
+	}
+	msgpack_zone_destroy(&z);
+	return e;
+}
+
+/* Resident set size in bytes (/proc/self/statm), after giving freed heap back. */
+static size_t rss_bytes(void)
+{
+	malloc_trim(0);
+	long pages = 0, res = 0;
+	FILE *f = fopen("/proc/self/statm", "r");
+	if (!f || fscanf(f, "%ld %ld", &pages, &res) != 2)
+		res = 0;
+	if (f)
+		fclose(f);
+	return (size_t)res * 4096;
+}
+
+typedef struct due_ids {
+	char (*id)[BK_ID_MAX];
+	int64_t *at;
+	size_t n;
+	int64_t window;
+} due_ids;
+
+static void note_due(const bk_order *o, void *opaque)
+{
+	due_ids *d = opaque;
+	int64_t at = bk_archive_due(o, d->window);
+	if (at == BK_TS_NONE)
+		return;
+	memcpy(d->id[d->n], o->order_id, BK_ID_MAX);
+	d->at[d->n++] = at;
+}
+
+static void snap_bytes(const bk_order *o, void *opaque)
+{
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	if (bk_snap_encode(o, 0, 0, &sb) < 0)
+		die("snapshot encode");
+	*(uint64_t *)opaque += sb.size;
+	msgpack_sbuffer_destroy(&sb);
+}
+
+/* Sweep every order of d due by `now` (the processor's sweep: order.archived, decided and
+ * evolved by bk_engine_handle). Returns the orders archived; adds the time to *secs. */
+static size_t sweep_due(bk_engine *b, const due_ids *d, int64_t now, double *secs)
+{
+	bk_tzdb *tz = bk_tzdb_new(NULL);
+	msgpack_zone z;
+	if (!tz || !msgpack_zone_init(&z, 1 << 16))
+		die("out of memory");
+	size_t n = 0;
+	double t0 = now_s();
+	for (size_t i = 0; i < d->n; i++) {
+		if (d->at[i] > now || !bk_engine_order(b, d->id[i]))
+			continue;
+		bk_command c = {.id = "cmd_bench_sweep",
+				.type = BK_CMD_ORDER_SWEEP,
+				.order_id = d->id[i],
+				.actor_role = BK_ROLE_SYSTEM,
+				.at = now,
+				.payload = {.type = MSGPACK_OBJECT_MAP}};
+		bk_decide_ctx ctx = {
+		    .now = now, .archive_after = d->window, .tz = bk_tz_offset, .tz_opaque = tz};
+		bk_decision dec;
+		msgpack_zone_clear(&z);
+		if (bk_engine_handle(b, &c, &ctx, &z, &dec) < 0 || dec.n_events != 1)
+			die("archiving sweep");
+		n++;
+	}
+	*secs += now_s() - t0;
+	msgpack_zone_destroy(&z);
+	bk_tzdb_free(tz);
+	return n;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* The fingerprint set's own heap for n archived orders (8 bytes a slot, at most half
+ * full): measured on an empty engine. */
+static size_t set_heap(size_t n)
+{
+	bk_engine *f = bk_engine_new();
+	size_t fb = mallinfo2().uordblks;
+	for (size_t i = 0; i < n; i++)
+		if (bk_engine_archived_put(f, (uint64_t)(i + 1) << 1 | 1) < 0)
+			die("out of memory");
+	size_t bytes = mallinfo2().uordblks - fb;
+	bk_engine_free(f);
+	return bytes;
+}
+
+/*
+ * Memory with archiving (issue #11): an engine of every record (as a restore builds it),
+ * then the processor's sweep archives the settled orders whose 30-day window has passed
+ * by an instant: none, the older half, all of them. Heap in use (and RSS) with the orders
+ * held and archived at each step: memory follows the live orders, plus a fingerprint per
+ * archived one; the snapshots a checkpoint holds and the archived records a restore reads.
+ */
+static void bench_archive(const engine_run *er)
+{
+	/* the bench's own bookkeeping first, outside the heap measured */
+	due_ids d = {.id = xcalloc(er->orders, BK_ID_MAX),
+		     .at = xcalloc(er->orders, sizeof(int64_t)),
+		     .window = INT64_C(30) * 24 * HOUR_US};
+	int64_t *sorted = xcalloc(er->orders, sizeof(int64_t));
+	size_t rss0 = rss_bytes(), before = mallinfo2().uordblks;
+	bk_engine *b = engine_of(er);
+	if (bk_engine_count(b) > er->orders)
+		die("more orders than handled");
+	bk_engine_foreach(b, note_due, &d);
+	memcpy(sorted, d.at, d.n * sizeof(int64_t));
+	qsort(sorted, d.n, sizeof(int64_t), cmp_i64);
+	const struct {
+		const char *name;
+		int64_t now;
+	} steps[] = {
+	    {"none yet", d.n ? sorted[0] - 1 : 0},
+	    {"the older half", d.n ? sorted[d.n / 2] : 0},
+	    {"all settled", d.n ? sorted[d.n - 1] : 0},
+	};
+	printf("\narchiving (window 30 days; %zu of %zu orders settled; the sweep at three "
+	       "instants):\n",
+	       d.n, bk_engine_count(b));
+	double secs = 0;
+	size_t swept = 0;
+	for (size_t k = 0; k < sizeof(steps) / sizeof(steps[0]); k++) {
+		swept += sweep_due(b, &d, steps[k].now, &secs);
+		size_t live = bk_engine_count(b), arch = bk_engine_archived_count(b);
+		size_t held = mallinfo2().uordblks - before, rss = rss_bytes() - rss0;
+		size_t set = arch ? set_heap(arch) : 0;
+		uint64_t snaps = 0;
+		bk_engine_foreach(b, snap_bytes, &snaps);
+		printf("  %-15s %6zu live, %6zu archived: heap %6.1f MB = %4.0f bytes per live "
+		       "order + fingerprint set %.2f MB (%.1f bytes per archived order); RSS "
+		       "+%.1f MB; snapshots %.1f MB, archived records %.2f MB\n",
+		       steps[k].name, live, arch, (double)held / 1e6,
+		       live ? (double)(held - set) / (double)live : 0.0, (double)set / 1e6,
+		       arch ? (double)set / (double)arch : 0.0, (double)rss / 1e6,
+		       (double)snaps / 1e6, (double)arch * 8 / 1e6);
+	}
+	printf("  order.archived decided and evolved: %.0f orders/s (one core)\n",
+	       swept ? (double)swept / secs : 0.0);
+	free(sorted);
+	free(d.id);
+	free(d.at);
+	bk_engine_free(b);
+}
+
 static void bench_restore(const engine_run *er, size_t batch, restore_run *rr)
 {
 	rr->read_nocheck = restore_pass(er, false, &rr->applied_nocheck);
@@ -670,12 +844,13 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: bench_core [--orders N] [--seed S] [--window W] [--batch B] "
-		"[--verbose] [--handle-only]\n"
+		"[--verbose] [--handle-only] [--archive-only]\n"
 		"  --orders  orders to generate (default 200000, ~7 commands each)\n"
 		"  --seed    PRNG seed (default 1)\n"
 		"  --window  orders in flight at once, interleaved (default 4096, at most 65536)\n"
 		"  --batch   commands decoded ahead of each timed slice (default 4096)\n"
-		"  --verbose print the first commands whose outcome differs from the plan\n");
+		"  --verbose print the first commands whose outcome differs from the plan\n"
+		"  --archive-only  after handling, only the memory with and without archiving\n");
 }
 
 static bool parse_u64(const char *s, uint64_t *ret)
@@ -693,7 +868,7 @@ static bool parse_u64(const char *s, uint64_t *ret)
 int main(int argc, char **argv)
 {
 	uint64_t orders = 200000, seed = 1, window = 4096, batch = 4096;
-	bool verbose = false, handle_only = false;
+	bool verbose = false, handle_only = false, archive_only = false;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		uint64_t *dst = !strcmp(a, "--orders")	 ? &orders
@@ -705,6 +880,8 @@ int main(int argc, char **argv)
 			verbose = true;
 		} else if (!strcmp(a, "--handle-only")) {
 			handle_only = true;
+		} else if (!strcmp(a, "--archive-only")) {
+			archive_only = true;
 		} else if (dst && i + 1 < argc && parse_u64(argv[i + 1], dst)) {
 			i++;
 		} else {
@@ -757,6 +934,13 @@ int main(int argc, char **argv)
 	       er.orders, er.events, (double)er.events / (double)g.n, er.n_recs,
 	       (double)er.arch.size / 1e6, (double)er.events / er.secs / 1e6);
 
+	if (archive_only) {
+		bench_archive(&er);
+		msgpack_sbuffer_destroy(&er.arch);
+		free(er.recs);
+		stream_free(&g);
+		return 0;
+	}
 	if (handle_only) {
 		printf("\nhandle: %zu commands in %.3f s: %.0f commands/s (codecs and baselines "
 		       "skipped)\n",
@@ -813,6 +997,7 @@ int main(int argc, char **argv)
 	       (rr.read_check + rr.seal) / rr.read_nocheck, rr.applied_check, rr.applied_nocheck,
 	       rr.sealed);
 	bench_memory(&er);
+	bench_archive(&er);
 	printf("\ntarget: >= %.0f commands/s decided+evolved+encoded+hashed on one core: "
 	       "%.0f commands/s, %s\n",
 	       TARGET_CMDS_PER_S, cps, cps >= TARGET_CMDS_PER_S ? "MET" : "NOT MET");

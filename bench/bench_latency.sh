@@ -47,7 +47,7 @@ for r in $(seq "$ROUNDS"); do
 		pfx="r$r-$m."
 		extra=()
 		[ "$m" = no-group-commit ] && extra=(--no-group-commit)
-		"$PROC" --brokers-file "$T/bs" --topic-prefix "$pfx" --group-id "lat-$r-$m" \
+		"$PROC" --brokers-file "$T/bs" --topic-prefix "$pfx" --group-id "lat-$r-$m" --archive-after 0 \
 			--keyring "$T/keyring" --sweep-interval-ms 0 \
 			-X session.timeout.ms=6000 -X heartbeat.interval.ms=500 "${extra[@]}" \
 			2>"$T/proc.$r.$m.log" &

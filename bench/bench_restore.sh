@@ -8,7 +8,9 @@
 #   env: SNAP_MS (checkpoint interval while the stream is processed, 5000),
 #   COMPRESSION (the processor's producer compression.type, lz4: the dev broker keeps
 #   ~5 MiB a partition, compressed batches count compressed), BK_BENCH_KEEP=1 (keep the
-#   work directory)
+#   work directory), ARCHIVE=1 (after the history, a life with the sweep on and
+#   --archive-after 1 archives every settled order and checkpoints; the restores then
+#   read the archived history: issue #11 item 2)
 # Prints key=value lines and a table; never fails on a figure (nothing here is a test).
 set -euo pipefail
 B=$(cd "${1:-build}" && pwd) ORDERS=${2:-250000} P=${3:-160}
@@ -42,11 +44,13 @@ run=(--brokers-file "$T/bs")
 # a long session timeout: on a loaded 2-core machine a 2,000-command batch or a restore of
 # 256 partitions can outlast 6 s without a poll, and the processor then (rightly) gives
 # its batch up as no longer sure it owns its partitions, which is not what is measured
-proc() { # proc NAME SNAPSHOT_MS: a processor in the background (PROCPID)
-	"$PROC" "${run[@]}" --allow-unsigned --group-id "bench-restore-$1" --sweep-interval-ms 0 \
-		--snapshot-interval-ms "$2" -X "compression.type=$COMPRESSION" \
+proc() { # proc NAME SNAPSHOT_MS [ARGS...]: a processor in the background (PROCPID)
+	local name=$1 ms=$2
+	shift 2
+	"$PROC" "${run[@]}" --allow-unsigned --group-id "bench-restore-$name" --sweep-interval-ms 0 \
+		--snapshot-interval-ms "$ms" -X "compression.type=$COMPRESSION" "$@" \
 		-X session.timeout.ms=30000 -X max.poll.interval.ms=600000 -X heartbeat.interval.ms=500 \
-		2>"$T/proc.$1.log" &
+		2>"$T/proc.$name.log" &
 	PROCPID=$!
 }
 stop() { kill -TERM "$PROCPID" && wait "$PROCPID" || true; PROCPID=; }
@@ -63,6 +67,20 @@ echo "== history written: $N commands in $(($(date +%s) - t0)) s ($(tail -n 1 "$
 sleep $((SNAP_MS / 1000 + 2)) # the last checkpoint covers the last batch
 stop
 echo "== the writing life: $(grep 'msg="stopping"' "$T/proc.write.log" | sed 's/.*msg="stopping" //')"
+if [ -n "${ARCHIVE:-}" ]; then
+	# the stream's times are weeks old: a 1 s window archives every settled order
+	proc archive "$SNAP_MS" --sweep-interval-ms 500 --expiring-lead 0 --archive-after 1
+	last=-1
+	for _ in $(seq 600); do
+		sleep 3
+		now=$(grep -c 'msg="sweep"' "$T/proc.archive.log" || true)
+		[ "$now" -gt 0 ] && [ "$now" = "$last" ] && break
+		last=$now
+	done
+	sleep $((SNAP_MS / 1000 + 2)) # a checkpoint after the last sweep
+	stop
+	echo "== archived: $(grep -c 'target=archive:' "$T/proc.archive.log") orders"
+fi
 
 # restore_once NAME SNAPSHOT_MS: a fresh group member restores every partition; its
 # `restore finished` line
@@ -99,3 +117,4 @@ printf '| %-44s | %12s | %14s | %8.2f | %9s |\n' "raw consume, booking.events (a
 printf '| %-44s | %12s | %14s | %8.2f | %9s |\n' "raw consume, booking.snapshots" \
 	"$sn_recs" "" "$(field seconds "$RAW_SN")" ""
 echo "snapshot fallbacks: $(field snapshot_fallbacks "$SNAP"); partitions: $P; compression: $COMPRESSION"
+echo "after the restores: full read $(field orders "$FULL") orders held, $(field archived "$FULL") archived; from checkpoints $(field orders "$SNAP") held, $(field archived "$SNAP") archived ($(field archived_records "$SNAP") archived records)"

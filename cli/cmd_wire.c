@@ -47,6 +47,10 @@ static const err_advice advice[BK_E__COUNT] = {
 				     "split the order or fix the amount"},
     [BK_E_NOT_FOUND] = {"`rejected`", "the referenced request, card, dispute or milestone id "
 				      "does not exist on this order: check the id"},
+    [BK_E_ARCHIVED] = {"`rejected`", "the order ended longer ago than the archive window "
+				     "(`--archive-after`): nothing can change it any more, and "
+				     "a retry of any of its commands gets this too; read its "
+				     "history from the read model"},
     [BK_E_DECODE] = {"never in a result", "the command was dead-lettered (DLQ `decode: ...`): "
 					  "fix the encoding, send with a new id"},
     [BK_E_NOMEM] = {"never in a result", "(processor-internal)"},

@@ -40,6 +40,8 @@ typedef struct cp_opts {
 	bool no_group_commit;	 /* off: a batch also closes when no command is waiting */
 	int sweep_interval_ms;	 /* 0: no sweep */
 	int64_t expiring_lead_s; /* card.<t>.expiring this long before expires_at */
+	int64_t archive_after_s; /* archive settled orders this long after their last event
+				  * (the dispute and tip window); 0: never */
 	const char *group_id;
 	const char *txn_prefix;
 	bool no_txn;
@@ -74,6 +76,16 @@ typedef struct cp_part {
 	bool resnap;
 	int64_t ck_next;
 	int64_t own_seal_end; /* offset after this instance's last events seal, -1 */
+	/* archiving (snapshot.c, issue #11): the digest of the fingerprints the partition's
+	 * archived records list up to its last checkpoint (and the one being written); what
+	 * was archived since (fingerprints, and the NUL-separated ids of the orders that had
+	 * a snapshot to tombstone), kept until a checkpoint succeeds; whether the next
+	 * archived record must list every archived order (after a restore that read the
+	 * log, or when the bookkeeping ran out of memory) */
+	bk_snap_sum arch_sum, arch_sum_next;
+	bk_idset arch_new;
+	msgpack_sbuffer tomb;
+	bool arch_full;
 } cp_part;
 
 /* A result waiting for the batch's events to be acknowledged (owned by the batch). Its
@@ -295,6 +307,12 @@ int cp_checkpoint(cp *c);
 void cp_seal_acked(cp *c, const rd_kafka_message_t *m);
 /* The set digest of the engine's orders at their snap_version (after a restore). */
 void cp_snap_sum_rebuild(cp_part *p);
+/* Move what the engine archived since the last call into the partition's bookkeeping
+ * for the next checkpoint; `live`: the orders' snapshots are still counted in snap_sum
+ * (not after a restore, whose digest was rebuilt without them). */
+void cp_archived_take(cp_part *p, bool live);
+/* Free the archiving bookkeeping (cp_part_reset). */
+void cp_archived_reset(cp_part *p);
 
 /* --- sweep.c --- */
 /* Issue order.sweep commands for every order with something due at `now`. */

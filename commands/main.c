@@ -103,6 +103,11 @@ static const char usage_text[] =
     "                               thread, which produces (online CPUs - 1)\n"
     "  --sweep-interval-ms MS       expiry sweep period; 0 turns the sweep off (1000)\n"
     "  --expiring-lead SECONDS      card.<type>.expiring this long before expiry (86400)\n"
+    "  --archive-after SECONDS      the sweep archives an order this long after its last\n"
+    "                               event once it is terminal with nothing open: it\n"
+    "                               leaves memory, later commands get `archived`; this\n"
+    "                               is the dispute and tip window; 0: never (2592000 =\n"
+    "                               30 days)\n"
     "  --snapshot-interval-ms MS    write a checkpoint (changed orders' snapshots on\n"
     "                               booking.snapshots) this often and restore from it;\n"
     "                               0: neither (5000)\n"
@@ -161,15 +166,23 @@ static int parse_args(cp *c, int argc, char **argv)
 		char name[64];
 		size_t nl = eq ? (size_t)(eq - a) : strlen(a);
 		snprintf(name, sizeof(name), "%.*s", (int)(nl < 63 ? nl : 63), a);
-		static const char *const with_value[] = {
-		    "--keyring",	   "--writer-key",
-		    "--writer-key-id",	   "--writer-keyring",
-		    "--batch-commands",	   "--batch-ms",
-		    "--batch-idle-ms",	   "--verify-threads",
-		    "--sweep-interval-ms", "--expiring-lead",
-		    "--group-id",	   "--transactional-id-prefix",
-		    "--timeout-ms",	   "--clock-offset",
-		    "--metrics-addr",	   NULL};
+		static const char *const with_value[] = {"--keyring",
+							 "--writer-key",
+							 "--writer-key-id",
+							 "--writer-keyring",
+							 "--batch-commands",
+							 "--batch-ms",
+							 "--batch-idle-ms",
+							 "--verify-threads",
+							 "--sweep-interval-ms",
+							 "--expiring-lead",
+							 "--archive-after",
+							 "--group-id",
+							 "--transactional-id-prefix",
+							 "--timeout-ms",
+							 "--clock-offset",
+							 "--metrics-addr",
+							 NULL};
 		bool takes = !strcmp(name, "--snapshot-interval-ms"); /* (issue #11) */
 		for (int k = 0; with_value[k]; k++)
 			if (!strcmp(name, with_value[k]))
@@ -240,6 +253,10 @@ static int parse_args(cp *c, int argc, char **argv)
 			if (parse_i64(name, val, 0, 366LL * 86400, &v) < 0)
 				return -1;
 			c->o.expiring_lead_s = v;
+		} else if (!strcmp(name, "--archive-after")) {
+			if (parse_i64(name, val, 0, 100LL * 366 * 86400, &v) < 0)
+				return -1;
+			c->o.archive_after_s = v;
 		} else if (!strcmp(name, "--timeout-ms")) {
 			if (parse_i64(name, val, 100, 3600000, &v) < 0)
 				return -1;
@@ -977,12 +994,12 @@ static int setup_kafka(cp *c, int *ret_code)
 		"version=%s partitions=%d group_id=%s transactional_id=%s transactions=%d "
 		"batch_commands=%d "
 		"batch_ms=%d batch_idle_ms=%d verify_threads=%d sweep_interval_ms=%d "
-		"expiring_lead_s=%lld "
+		"expiring_lead_s=%lld archive_after_s=%lld "
 		"commands_topic=%s",
 		BK_VERSION, c->nparts, c->o.group_id, c->o.no_txn ? "" : txn_id, !c->o.no_txn,
 		c->o.batch_commands, c->o.batch_ms, c->o.batch_idle_ms, c->o.admit_threads,
 		c->o.sweep_interval_ms, (long long)c->o.expiring_lead_s,
-		c->topic[BK_TOPIC_COMMANDS]);
+		(long long)c->o.archive_after_s, c->topic[BK_TOPIC_COMMANDS]);
 	return 0;
 }
 
@@ -1177,6 +1194,7 @@ int main(int argc, char **argv)
 		      .sweep_interval_ms = 1000,
 		      .snapshot_interval_ms = 5000,
 		      .expiring_lead_s = 86400,
+		      .archive_after_s = 30LL * 86400,
 		      .group_id = "booking-commands",
 		      .txn_prefix = "booking-commands",
 		      .timeout_ms = 30000},

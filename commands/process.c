@@ -421,6 +421,7 @@ static bk_decide_ctx decide_ctx_on(const cp *c, int64_t now, msgpack_sbuffer *sc
 {
 	return (bk_decide_ctx){.now = now,
 			       .expiring_lead = c->o.expiring_lead_s * 1000000,
+			       .archive_after = c->o.archive_after_s * 1000000,
 			       .tz = bk_tz_offset,
 			       .tz_opaque = c->tz,
 			       .scratch = scratch};

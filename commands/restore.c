@@ -36,7 +36,7 @@ typedef struct snap_part {
 	bk_checkpoint ck;
 	bool from_snap; /* the engine starts from snapshots; events are read from ck's E */
 	bool mismatch;	/* an event after E did not follow its snapshot: read from 0 */
-	uint64_t loaded, bad;
+	uint64_t loaded, bad, archived_records;
 } snap_part;
 
 typedef struct restore_ctx {
@@ -288,6 +288,41 @@ static bool key_is(const rd_kafka_message_t *m, const char *k)
 	return m->key && m->key_len == strlen(k) && !memcmp(m->key, k, m->key_len);
 }
 
+/* An archived record before a valid checkpoint: its fingerprints join the engine's
+ * archived set (a full one replaces it). One that does not decode, or names another
+ * partition or a later E, is skipped; the checkpoint's archived digest decides. */
+static void archived_promote(restore_ctx *x, snap_part *sp, const rd_kafka_message_t *m)
+{
+	char err[256] = "";
+	bk_snap_archived a;
+	cp_part *p = &x->c->parts[m->partition];
+	if (!m->payload || bk_snap_archived_decode(m->payload, m->len, &a, err, sizeof(err)) < 0) {
+		sp->bad++;
+		bk_logf(BK_LOG_WARN, "archived record refused: skipped",
+			"topic=%s partition=%d offset=%lld err=\"%s\"", rd_kafka_topic_name(m->rkt),
+			(int)m->partition, (long long)m->offset, m->payload ? err : "no value");
+		return;
+	}
+	if (a.partition != m->partition || a.events_offset > sp->ck.events_offset) {
+		sp->bad++;
+		bk_logf(BK_LOG_WARN, "archived record refused: skipped",
+			"topic=%s partition=%d offset=%lld err=\"names another partition or a "
+			"later offset\"",
+			rd_kafka_topic_name(m->rkt), (int)m->partition, (long long)m->offset);
+		free(a.fps);
+		return;
+	}
+	if (a.full)
+		bk_engine_archived_reset(p->eng);
+	for (size_t i = 0; i < a.n; i++)
+		if (bk_engine_archived_put(p->eng, a.fps[i]) < 0) {
+			sp->bad++;
+			break;
+		}
+	sp->archived_records++;
+	free(a.fps);
+}
+
 /* A snapshot (or tombstone) before a valid checkpoint: decoded and checked (order id =
  * key, partition, E not past the checkpoint's), then put in the engine in place of the
  * order's earlier one. One that does not check is skipped (counted). Snapshots carry no
@@ -304,6 +339,10 @@ static void snap_promote(restore_ctx *x, snap_part *sp, const rd_kafka_message_t
 	}
 	memcpy(key, m->key, m->key_len);
 	key[m->key_len] = '\0';
+	if (strncmp(key, BK_SNAP_ARCHIVED_KEY, strlen(BK_SNAP_ARCHIVED_KEY)) == 0) {
+		archived_promote(x, sp, m);
+		return;
+	}
 	if (!m->payload) { /* the order was archived */
 		bk_engine_drop(p->eng, key);
 		return;
@@ -384,6 +423,42 @@ static void order_loaded(bk_order *o, void *opaque)
 	o->snap_version = o->version;
 }
 
+typedef struct gone_ids {
+	const bk_engine *eng;
+	msgpack_sbuffer ids; /* NUL-separated */
+	bool oom;
+} gone_ids;
+
+static void note_archived(const bk_order *o, void *opaque)
+{
+	gone_ids *g = opaque;
+	if (bk_engine_archived(g->eng, o->order_id) &&
+	    msgpack_sbuffer_write(&g->ids, o->order_id, strlen(o->order_id) + 1) != 0)
+		g->oom = true;
+}
+
+/* Drop the loaded snapshots of orders the archived records list (a tombstone the log
+ * lacks: a full read does not hold them either). 0, or -1 on OOM. */
+static int drop_archived(bk_engine *e)
+{
+	gone_ids g = {.eng = e};
+	msgpack_sbuffer_init(&g.ids);
+	if (bk_engine_archived_count(e) > 0)
+		bk_engine_foreach(e, note_archived, &g);
+	for (size_t i = 0; i < g.ids.size && !g.oom;) {
+		const char *id = g.ids.data + i;
+		i += strlen(id) + 1;
+		bk_engine_drop(e, id);
+	}
+	msgpack_sbuffer_destroy(&g.ids);
+	return g.oom ? -1 : 0;
+}
+
+static void sum_fp(uint64_t fp, void *opaque)
+{
+	bk_snap_sum_add_fp(opaque, fp);
+}
+
 /* A fresh engine for partition p (sharing the processor's ruleset). 0 or -1. */
 static int fresh_engine(cp *c, int32_t p)
 {
@@ -413,7 +488,9 @@ static int snap_decide(restore_ctx *x, rd_part *rp, int n, char *errstr, size_t 
 		x->n_snap_bad += sp->bad;
 		rp[i].start = 0;
 		if (!sp->has_ck) {
-			if (bk_engine_count(pt->eng) > 0 && fresh_engine(c, p) < 0)
+			if ((bk_engine_count(pt->eng) > 0 ||
+			     bk_engine_archived_count(pt->eng) > 0) &&
+			    fresh_engine(c, p) < 0)
 				return fail(errstr, errstr_size, "out of memory");
 			continue;
 		}
@@ -421,24 +498,36 @@ static int snap_decide(restore_ctx *x, rd_part *rp, int n, char *errstr, size_t 
 		if (bk_kconf_watermarks(c->reader, c->topic[BK_TOPIC_EVENTS], p, c->o.timeout_ms,
 					&lo, &hi, errstr, errstr_size) < 0)
 			return -1;
+		if (drop_archived(pt->eng) < 0)
+			return fail(errstr, errstr_size, "out of memory");
 		bk_engine_each(pt->eng, order_loaded, NULL);
 		cp_snap_sum_rebuild(pt);
-		if (sp->ck.events_offset <= hi && bk_snap_sum_eq(&pt->snap_sum, &sp->ck.sum)) {
+		bk_snap_sum archived = {0};
+		bk_engine_archived_foreach(pt->eng, sum_fp, &archived);
+		if (sp->ck.events_offset <= hi && bk_snap_sum_eq(&pt->snap_sum, &sp->ck.sum) &&
+		    bk_snap_sum_eq(&archived, &sp->ck.archived)) {
 			sp->from_snap = true;
 			rp[i].start = sp->ck.events_offset;
 			pt->next_offset = sp->ck.src_next;
 			pt->ck_next = sp->ck.src_next;
+			pt->arch_sum = sp->ck.archived;
+			/* orders archived by the events after E: tombstones and fingerprints for
+			 * the next checkpoint (cp_archived_take at the end of the restore) */
+			bk_engine_track_archives(pt->eng, true);
 			continue;
 		}
 		x->n_fallbacks++;
-		bk_logf(BK_LOG_WARN,
-			"snapshots do not match their checkpoint: the partition is read from "
-			"offset 0",
-			"topic=%s partition=%d checkpoint_orders=%llu loaded=%llu refused=%llu "
-			"checkpoint_events_offset=%lld events_end=%lld",
-			c->topic[BK_TOPIC_SNAPSHOTS], (int)p, (unsigned long long)sp->ck.sum.count,
-			(unsigned long long)sp->loaded, (unsigned long long)sp->bad,
-			(long long)sp->ck.events_offset, (long long)hi);
+		bk_logf(
+		    BK_LOG_WARN,
+		    "snapshots do not match their checkpoint: the partition is read from "
+		    "offset 0",
+		    "topic=%s partition=%d checkpoint_orders=%llu loaded=%llu refused=%llu "
+		    "checkpoint_archived=%llu archived_loaded=%llu checkpoint_events_offset=%lld "
+		    "events_end=%lld",
+		    c->topic[BK_TOPIC_SNAPSHOTS], (int)p, (unsigned long long)sp->ck.sum.count,
+		    (unsigned long long)sp->loaded, (unsigned long long)sp->bad,
+		    (unsigned long long)sp->ck.archived.count, (unsigned long long)archived.count,
+		    (long long)sp->ck.events_offset, (long long)hi);
 		pt->resnap = true;
 		if (fresh_engine(c, p) < 0)
 			return fail(errstr, errstr_size, "out of memory");
@@ -573,6 +662,7 @@ void cp_part_reset(cp_part *p)
 	p->resnap = false;
 	p->ck_next = -1;
 	p->own_seal_end = -1;
+	cp_archived_reset(p);
 }
 
 int cp_restore(cp *c, const int32_t *ps, int n, char *errstr, size_t errstr_size)
@@ -686,25 +776,42 @@ int cp_restore(cp *c, const int32_t *ps, int n, char *errstr, size_t errstr_size
 		if (!x.sp || !x.sp[ps[i]].from_snap)
 			p->ck_next = -1; /* nothing on the log stands for it: checkpoint soon */
 		cp_snap_sum_rebuild(p);
+		if (c->o.snapshot_interval_ms > 0) {
+			/* from a checkpoint: what the events after E archived; else the next
+			 * archived record lists every archived order */
+			p->arch_full = !x.sp || !x.sp[ps[i]].from_snap;
+			cp_archived_take(p, false);
+			bk_engine_track_archives(p->eng, true);
+		}
 	}
 	for (int i = 0; i < n; i++) {
 		cp_part *p = &c->parts[ps[i]];
 		p->restored = true;
 		bk_logf(BK_LOG_DEBUG, "partition restored",
-			"topic=%s partition=%d orders=%zu last_seal_offset=%lld "
+			"topic=%s partition=%d orders=%zu archived=%zu last_seal_offset=%lld "
 			"last_event_src_offset=%lld resume_offset=%lld from_checkpoint=%d "
 			"events_from=%lld",
 			c->topic[BK_TOPIC_COMMANDS], (int)ps[i], bk_engine_count(p->eng),
-			(long long)p->last_seal, (long long)p->last_event,
-			(long long)p->next_offset, x.sp && x.sp[ps[i]].from_snap,
+			bk_engine_archived_count(p->eng), (long long)p->last_seal,
+			(long long)p->last_event, (long long)p->next_offset,
+			x.sp && x.sp[ps[i]].from_snap,
 			x.sp && x.sp[ps[i]].from_snap ? (long long)x.sp[ps[i]].ck.events_offset
 						      : 0LL);
+	}
+	size_t live = 0, archived = 0;
+	unsigned long long arch_records = 0;
+	for (int i = 0; i < n; i++) {
+		live += bk_engine_count(c->parts[ps[i]].eng);
+		archived += bk_engine_archived_count(c->parts[ps[i]].eng);
+		if (x.sp)
+			arch_records += x.sp[ps[i]].archived_records;
 	}
 	bk_logf(BK_LOG_INFO, "restore finished",
 		"partitions=%d records=%llu applied_events=%llu seals=%llu bad_seals=%llu "
 		"unsealed_records=%llu reported_events=%llu forks=%llu bad_hash=%llu "
 		"bad_link=%llu garbage=%llu bad=%llu rules_profiles=%zu snapshot_records=%llu "
-		"snapshots_loaded=%llu snapshots_refused=%llu snapshot_fallbacks=%llu ms=%lld",
+		"snapshots_loaded=%llu snapshots_refused=%llu snapshot_fallbacks=%llu "
+		"archived_records=%llu orders=%zu archived=%zu ms=%lld",
 		n, (unsigned long long)x.n_records, (unsigned long long)x.n_applied,
 		(unsigned long long)x.n_seals, (unsigned long long)x.n_bad_seals,
 		(unsigned long long)x.n_unsealed, (unsigned long long)x.n_reported,
@@ -714,7 +821,8 @@ int cp_restore(cp *c, const int32_t *ps, int n, char *errstr, size_t errstr_size
 		(unsigned long long)x.n_verdict[BK_CHAIN_GARBAGE], (unsigned long long)x.n_bad,
 		bk_ruleset_count(c->rules), (unsigned long long)x.n_snap_records,
 		(unsigned long long)x.n_snap_loaded, (unsigned long long)x.n_snap_bad,
-		(unsigned long long)x.n_fallbacks, (long long)((cp_mono_us() - t0) / 1000));
+		(unsigned long long)x.n_fallbacks, (unsigned long long)arch_records, live, archived,
+		(long long)((cp_mono_us() - t0) / 1000));
 	c->n_restore_forks += x.n_verdict[BK_CHAIN_FORK];
 	c->n_restore_invalid += x.n_verdict[BK_CHAIN_BAD_HASH] + x.n_verdict[BK_CHAIN_BAD_LINK] +
 				x.n_verdict[BK_CHAIN_GARBAGE] + x.n_bad_seals + x.n_bad;

@@ -31,6 +31,53 @@ void cp_seal_acked(cp *c, const rd_kafka_message_t *m)
 		c->parts[m->partition].own_seal_end = m->offset + 1;
 }
 
+typedef struct arch_take {
+	cp_part *pt;
+	bool live;
+	bool oom;
+} arch_take;
+
+static void take_one(const bk_archived_order *a, void *opaque)
+{
+	arch_take *t = opaque;
+	if (a->had_snap) {
+		if (t->live)
+			bk_snap_sum_add(&t->pt->snap_sum, a->snap_hash, -1);
+		if (msgpack_sbuffer_write(&t->pt->tomb, a->order_id, strlen(a->order_id) + 1) != 0)
+			t->oom = true;
+	}
+	if (!t->pt->arch_full && bk_idset_add(&t->pt->arch_new, a->fp) < 0)
+		t->oom = true;
+}
+
+void cp_archived_take(cp_part *p, bool live)
+{
+	if (!p->eng)
+		return;
+	arch_take t = {.pt = p, .live = live};
+	bk_engine_archived_take(p->eng, take_one, &t);
+	if (t.oom) { /* a full record and every order again put it right */
+		bk_logf(BK_LOG_WARN,
+			"out of memory noting archived orders: the next checkpoint "
+			"lists every archived order",
+			"archived=%zu", bk_engine_archived_count(p->eng));
+		p->arch_full = true;
+		p->resnap = true;
+	}
+	if (p->arch_full)
+		bk_idset_clear(&p->arch_new);
+}
+
+void cp_archived_reset(cp_part *p)
+{
+	bk_idset_clear(&p->arch_new);
+	msgpack_sbuffer_destroy(&p->tomb);
+	memset(&p->tomb, 0, sizeof(p->tomb));
+	memset(&p->arch_sum, 0, sizeof(p->arch_sum));
+	memset(&p->arch_sum_next, 0, sizeof(p->arch_sum_next));
+	p->arch_full = false;
+}
+
 void cp_snap_sum_rebuild(cp_part *p)
 {
 	memset(&p->snap_sum, 0, sizeof(p->snap_sum));
@@ -102,6 +149,60 @@ static void write_order(bk_order *o, void *opaque)
 	x->written++;
 }
 
+typedef struct fp_vec {
+	uint64_t *v;
+	size_t n;
+	bk_snap_sum *sum;
+} fp_vec;
+
+static void fp_collect(uint64_t fp, void *opaque)
+{
+	fp_vec *f = opaque;
+	f->v[f->n++] = fp;
+	bk_snap_sum_add_fp(f->sum, fp);
+}
+
+/* The tombstones of the archived orders that had a snapshot, and the archived record
+ * (key "archived:<E>": what was archived since the last checkpoint, or everything when
+ * arch_full); pt->arch_sum_next gets the digest the checkpoint names. 0 or -1. */
+static int write_archived(ck_part *x)
+{
+	cp_part *pt = x->pt;
+	for (size_t i = 0; i < pt->tomb.size;) {
+		const char *id = pt->tomb.data + i;
+		if (produce_snap(x->c, x->p, id, NULL, 0, false) < 0)
+			return -1;
+		i += strlen(id) + 1;
+	}
+	if (pt->arch_full)
+		memset(&pt->arch_sum_next, 0, sizeof(pt->arch_sum_next));
+	else
+		pt->arch_sum_next = pt->arch_sum;
+	const bk_idset *src = &pt->arch_new;
+	size_t n = pt->arch_full ? bk_engine_archived_count(pt->eng) : src->n;
+	if (n == 0 && !pt->arch_full)
+		return 0;
+	fp_vec f = {.v = malloc((n + 1) * sizeof(uint64_t)), .sum = &pt->arch_sum_next};
+	if (!f.v)
+		return -1;
+	if (pt->arch_full)
+		bk_engine_archived_foreach(pt->eng, fp_collect, &f);
+	else
+		for (uint32_t i = 0; i < src->cap; i++)
+			if (src->slots[i])
+				fp_collect(src->slots[i], &f);
+	char key[64];
+	snprintf(key, sizeof(key), "%s%lld", BK_SNAP_ARCHIVED_KEY, (long long)x->events_end);
+	msgpack_sbuffer *sb = &x->c->enc;
+	msgpack_sbuffer_clear(sb);
+	int rc = bk_snap_archived_encode(x->p, x->events_end, pt->arch_full, f.v, f.n, sb) < 0 ||
+			 produce_snap(x->c, x->p, key, sb->data, sb->size, false) < 0
+		     ? -1
+		     : 0;
+	free(f.v);
+	return rc;
+}
+
 static void count_dirty(bk_order *o, void *opaque)
 {
 	if (o->snap_version != o->version)
@@ -121,9 +222,11 @@ int cp_checkpoint(cp *c)
 		cp_part *pt = &c->parts[p];
 		if (!pt->assigned || !pt->restored || !pt->eng)
 			continue;
+		cp_archived_take(pt, true);
 		uint64_t dirty = 0;
 		bk_engine_each(pt->eng, count_dirty, &dirty);
-		if (dirty > 0 || pt->resnap || pt->next_offset != pt->ck_next)
+		if (dirty > 0 || pt->resnap || pt->next_offset != pt->ck_next || pt->arch_full ||
+		    pt->arch_new.n > 0 || pt->tomb.size > 0)
 			todo[n++] = p;
 	}
 	if (n == 0) {
@@ -168,6 +271,8 @@ int cp_checkpoint(cp *c)
 		bk_engine_each(pt->eng, write_order, &x);
 		orders += x.written;
 		rc = x.rc;
+		if (rc == 0)
+			rc = write_archived(&x);
 		/* the snapshots first (no-txn: acknowledged), then the checkpoint naming them */
 		if (rc == 0 && c->o.no_txn &&
 		    (rd_kafka_flush(c->producer, c->o.timeout_ms) || c->dr_err))
@@ -176,7 +281,8 @@ int cp_checkpoint(cp *c)
 				    .events_offset = ends[i],
 				    .src_next = pt->next_offset,
 				    .sum = pt->snap_sum,
-				    .written_at = cp_now_us(c)};
+				    .written_at = cp_now_us(c),
+				    .archived = pt->arch_sum_next};
 		msgpack_sbuffer_clear(&c->enc);
 		if (rc == 0 && (bk_snap_checkpoint_encode(&ck, &c->enc) < 0 ||
 				produce_snap(c, todo[i], BK_SNAP_CHECKPOINT_KEY, c->enc.data,
@@ -226,6 +332,10 @@ int cp_checkpoint(cp *c)
 		} else {
 			pt->resnap = false;
 			pt->ck_next = pt->next_offset;
+			pt->arch_sum = pt->arch_sum_next;
+			pt->arch_full = false;
+			bk_idset_clear(&pt->arch_new);
+			msgpack_sbuffer_clear(&pt->tomb);
 		}
 	}
 	bk_logf(rc < 0 ? BK_LOG_WARN : BK_LOG_DEBUG,

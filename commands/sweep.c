@@ -1,13 +1,15 @@
 /*
  * sweep.c - the timer: on the wall clock, find orders with a request or card whose
- * expires_at has passed, or a card inside the expiring lead without its `expiring` event,
- * and run an internal order.sweep for each through the normal decide/produce path.
+ * expires_at has passed, a card inside the expiring lead without its `expiring` event, or
+ * a settled order whose archive window has passed (core/bk_archive.h), and run an
+ * internal order.sweep for each through the normal decide/produce path.
  * Sweep command ids derive from (order, target), as do the expiry events' ids.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "bk_archive.h"
 #include "cp.h"
 #include "log.h"
 
@@ -22,6 +24,7 @@ typedef struct due_list {
 	due *v;
 	size_t n, cap;
 	int64_t now, lead;
+	int64_t archive_after; /* us; 0: never */
 	bool oom;
 } due_list;
 
@@ -71,11 +74,20 @@ static void collect(const bk_order *o, void *opaque)
 			return;
 		}
 	}
+	/* the cheap tests first: the settled test reads the FSM tables */
+	if (l->archive_after <= 0 || !bk_status_is_terminal((bk_status)o->status) ||
+	    o->last_event_at > l->now - l->archive_after)
+		return;
+	int64_t due = bk_archive_due(o, l->archive_after);
+	if (due != BK_TS_NONE && due <= l->now)
+		push(l, o->order_id, "archive", o->order_id);
 }
 
 int cp_sweep(cp *c, int64_t now)
 {
-	due_list l = {.now = now, .lead = c->o.expiring_lead_s * 1000000};
+	due_list l = {.now = now,
+		      .lead = c->o.expiring_lead_s * 1000000,
+		      .archive_after = c->o.archive_after_s * 1000000};
 	int rc = 0;
 	if (!cp_sure_owner(c)) /* never stamp events for partitions that may be gone */
 		return 0;

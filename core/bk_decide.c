@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "bk_archive.h"
 #include "bk_decide_int.h"
 #include "bk_ids.h"
 #include "bk_time.h"
@@ -286,6 +287,27 @@ BK_MUSTCHECK static bk_dres expire_and_evolve(dctx *x, bool sweep)
 	return BK_DR_OK;
 }
 
+/* order.sweep on a settled order whose archive window has passed: order.archived, stamped
+ * as expiry is, with a system id derived from the order and the window's end as its time,
+ * so its bytes depend on the log alone (core/bk_archive.h). */
+BK_MUSTCHECK static bk_dres archive(dctx *x)
+{
+	int64_t due = bk_archive_due(x->o, x->ctx->archive_after);
+	if (due == BK_TS_NONE || due > x->cmd->at)
+		return BK_DR_OK;
+	char sys_id[BK_ID_MAX];
+	bk_id_derive(sys_id, "sys_", x->o->order_id, "archive", 0);
+	x->ev_cmd_id = zstr(x, sys_id);
+	x->ev_idx = 0;
+	x->ev_actor = NULL;
+	x->ev_at = due;
+	bk_mapb b;
+	if (!x->ev_cmd_id || !bk_mapb_init(&b, x->z, 1) ||
+	    !bk_mapb_ts(&b, "last_event_at", x->o->last_event_at))
+		return oom(x);
+	return emit(x, BK_EV_ORDER_ARCHIVED, 0, 0, bk_mapb_done(&b));
+}
+
 /* --- entry -------------------------------------------------------------------------- */
 
 BK_MUSTCHECK static bk_dres dispatch(dctx *x, const rowset *rs)
@@ -343,7 +365,12 @@ BK_MUSTCHECK static bk_dres dispatch(dctx *x, const rowset *rs)
 		return d_card_respond(x, rs);
 	case BK_CMD_CARD_CANCEL:
 		return d_card_cancel(x, rs);
-	case BK_CMD_ORDER_SWEEP:
+	case BK_CMD_ORDER_SWEEP: {
+		bk_dres rc = pick_row(x, rs); /* the expiry already ran */
+		if (rc != BK_DR_OK)
+			return rc;
+		return archive(x);
+	}
 	case BK_CMD_REQUEST_EXPIRE:
 	case BK_CMD_CARD_EXPIRE:
 		return pick_row(x, rs); /* the expiry already ran; nothing more to do */

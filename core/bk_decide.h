@@ -24,6 +24,8 @@
 typedef struct bk_decide_ctx {
 	int64_t now;		 /* processor wall clock (us), for the future-time check */
 	int64_t expiring_lead;	 /* order.sweep: emit card.<t>.expiring this long before expiry */
+	int64_t archive_after;	 /* order.sweep: archive a settled order this long (us) after
+				  * its last event (core/bk_archive.h); 0: never */
 	const bk_ruleset *rules; /* auto-accept rules; NULL = none */
 	bk_tz_fn tz;		 /* time-zone oracle; required */
 	void *tz_opaque;

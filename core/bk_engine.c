@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bk_archive.h"
 #include "bk_engine.h"
 #include "bk_seal.h"
 
@@ -16,7 +17,11 @@ struct bk_engine {
 	bk_ruleset *rules; /* own_rules or a shared set */
 	/* decide's scratch when the caller gives none: reused, not allocated per command */
 	msgpack_sbuffer scratch;
-	bool no_hash_check; /* bk_engine_check_hashes(e, false): measuring only */
+	bool no_hash_check;	 /* bk_engine_check_hashes(e, false): measuring only */
+	bk_idset archived;	 /* fingerprints of archived orders' ids */
+	bool track;		 /* bk_engine_track_archives: keep `gone` for the snapshot writer */
+	bk_archived_order *gone; /* archived since the last bk_engine_archived_take */
+	uint32_t n_gone, cap_gone;
 };
 
 static uint64_t hash_str(const char *s)
@@ -53,6 +58,8 @@ void bk_engine_free(bk_engine *e)
 	free(e->slots);
 	bk_ruleset_free(e->own_rules);
 	msgpack_sbuffer_destroy(&e->scratch);
+	bk_idset_clear(&e->archived);
+	free(e->gone);
 	free(e);
 }
 
@@ -174,7 +181,81 @@ int bk_engine_put(bk_engine *e, bk_order *o)
 	return 0;
 }
 
-/* Evolve events into their order; a new order joins the table after its first event. */
+bool bk_engine_archived(const bk_engine *e, const char *order_id)
+{
+	return bk_idset_has(&e->archived, bk_archive_fp(order_id, strlen(order_id)));
+}
+
+size_t bk_engine_archived_count(const bk_engine *e)
+{
+	return e->archived.n;
+}
+
+int bk_engine_archived_put(bk_engine *e, uint64_t fp)
+{
+	return bk_idset_add(&e->archived, fp);
+}
+
+void bk_engine_archived_reset(bk_engine *e)
+{
+	bk_idset_clear(&e->archived);
+}
+
+void bk_engine_archived_foreach(const bk_engine *e, void (*fn)(uint64_t fp, void *opaque),
+				void *opaque)
+{
+	for (uint32_t i = 0; i < e->archived.cap; i++)
+		if (e->archived.slots[i])
+			fn(e->archived.slots[i], opaque);
+}
+
+void bk_engine_track_archives(bk_engine *e, bool on)
+{
+	e->track = on;
+	if (!on)
+		e->n_gone = 0;
+}
+
+void bk_engine_archived_take(bk_engine *e, void (*fn)(const bk_archived_order *a, void *opaque),
+			     void *opaque)
+{
+	for (uint32_t i = 0; i < e->n_gone; i++)
+		fn(&e->gone[i], opaque);
+	e->n_gone = 0;
+}
+
+/* order.archived was applied to o: keep its fingerprint (and what the snapshot writer
+ * needs), then let it go. 0, or -1 on OOM (o stays). */
+static int let_go(bk_engine *e, bk_order *o, bool is_new)
+{
+	uint64_t fp = bk_archive_fp(o->order_id, strlen(o->order_id));
+	if (e->track && e->n_gone == e->cap_gone) {
+		uint32_t cap = e->cap_gone ? e->cap_gone * 2 : 64;
+		bk_archived_order *v = realloc(e->gone, cap * sizeof(*v));
+		if (!v)
+			return -1;
+		e->gone = v;
+		e->cap_gone = cap;
+	}
+	if (bk_idset_add(&e->archived, fp) < 0)
+		return -1;
+	if (e->track) {
+		bk_archived_order *a = &e->gone[e->n_gone++];
+		memset(a, 0, sizeof(*a));
+		a->fp = fp;
+		a->had_snap = o->snap_version > 0;
+		memcpy(a->order_id, o->order_id, sizeof(a->order_id));
+		memcpy(a->snap_hash, o->snap_hash, BK_HASH_LEN);
+	}
+	if (is_new)
+		bk_order_free(o);
+	else
+		bk_engine_drop(e, o->order_id);
+	return 0;
+}
+
+/* Evolve events into their order; a new order joins the table after its first event, an
+ * archived one leaves it. */
 static int apply_events(bk_engine *e, const bk_event *evs, uint32_t n, char *err, size_t errsz)
 {
 	if (n == 0)
@@ -191,6 +272,14 @@ static int apply_events(bk_engine *e, const bk_event *evs, uint32_t n, char *err
 				bk_order_free(o);
 			return -1;
 		}
+	if (o->archived) {
+		if (let_go(e, o, is_new) == 0)
+			return 0;
+		if (is_new)
+			bk_order_free(o);
+		snprintf(err, errsz, "out of memory");
+		return -1;
+	}
 	if (is_new && insert(e, o) < 0) {
 		bk_order_free(o);
 		snprintf(err, errsz, "out of memory");
@@ -206,9 +295,19 @@ int bk_engine_handle(bk_engine *e, const bk_command *c, const bk_decide_ctx *ctx
 	dc.rules = e->rules;
 	if (dc.scratch == NULL)
 		dc.scratch = &e->scratch;
-	const bk_order *o = c->type == BK_CMD_AUTOACCEPT_SET || c->type == BK_CMD_AUTOACCEPT_DELETE
-				? NULL
-				: bk_engine_order(e, c->order_id);
+	bool profile = c->type == BK_CMD_AUTOACCEPT_SET || c->type == BK_CMD_AUTOACCEPT_DELETE;
+	const bk_order *o = profile ? NULL : bk_engine_order(e, c->order_id);
+	if (!o && c->type < BK_CMD__COUNT && !bk_cmd_is_profile((bk_cmd_type)c->type) &&
+	    c->order_id && bk_engine_archived(e, c->order_id)) {
+		/* the engine no longer holds the order: it answers for it (decide cannot) */
+		memset(ret, 0, sizeof(*ret));
+		ret->outcome = BK_REJECTED;
+		ret->code = BK_E_ARCHIVED;
+		snprintf(ret->message, sizeof(ret->message),
+			 "order %s was archived: its window for commands and command ids has ended",
+			 c->order_id);
+		return 0;
+	}
 	if (bk_decide(o, c, &dc, z, ret) < 0)
 		return -1;
 	char err[200];
@@ -249,6 +348,8 @@ int bk_engine_read(bk_engine *e, const bk_record *r, bk_chain_verdict *ret_verdi
 		bk_chain_verdict v;
 		if (!e->no_hash_check && !bk_seal_hash_ok(ev, &e->scratch))
 			v = BK_CHAIN_BAD_HASH;
+		else if (!o && bk_engine_archived(e, ev->order_id))
+			v = BK_CHAIN_BAD_LINK; /* its chain ended with order.archived */
 		else
 			v = bk_chain_classify(o ? o->version : 0, o ? bk_order_last_hash(o) : zero,
 					      ev->seq, ev->prev_hash, ev->hash, o ? hash_at : NULL,

@@ -40,6 +40,38 @@ int bk_engine_reserve(bk_engine *e, size_t n) BK_MUSTCHECK;
 void bk_engine_drop(bk_engine *e, const char *order_id);
 
 /*
+ * Archived orders (core/bk_archive.h). Evolving order.archived removes the order and keeps
+ * the 8-byte fingerprint of its id (bk_archive_fp) in a set, so bk_engine_handle answers
+ * every later command naming it `archived` and bk_engine_read reports its later events as
+ * bad links (its chain ended). The set is the part of the state that still grows with
+ * history: 16-32 bytes of table per archived order (8-byte slots, at most half full).
+ */
+bool bk_engine_archived(const bk_engine *e, const char *order_id);
+size_t bk_engine_archived_count(const bk_engine *e);
+/* Add a fingerprint read back from the snapshots topic (restore). 1 added, 0 already
+ * there, -1 out of memory. fp must be non-zero. */
+int bk_engine_archived_put(bk_engine *e, uint64_t fp) BK_MUSTCHECK;
+/* Forget every fingerprint (a full archived record replaces them, restore). */
+void bk_engine_archived_reset(bk_engine *e);
+/* Every fingerprint, in table order. */
+void bk_engine_archived_foreach(const bk_engine *e, void (*fn)(uint64_t fp, void *opaque),
+				void *opaque);
+
+/* What archiving removed, for the snapshot writer (kept only after
+ * bk_engine_track_archives(e, true): nothing else drains it). */
+typedef struct bk_archived_order {
+	uint64_t fp;
+	bool had_snap; /* the order had a snapshot on the log (snap_version > 0): tombstone it */
+	char order_id[BK_ID_MAX];
+	uint8_t snap_hash[BK_HASH_LEN]; /* of that snapshot, when had_snap */
+} bk_archived_order;
+void bk_engine_track_archives(bk_engine *e, bool on);
+/* Hand every order archived since the last call to fn, in archiving order, and forget
+ * them. */
+void bk_engine_archived_take(bk_engine *e, void (*fn)(const bk_archived_order *a, void *opaque),
+			     void *opaque);
+
+/*
  * Decide a command and apply what it produced (events into the order, rules into the
  * ruleset). ctx->rules is replaced by the engine's ruleset; without ctx->scratch, decide
  * uses one kept by the engine (so one engine is handled by one thread at a time, as its

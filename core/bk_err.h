@@ -40,6 +40,8 @@
 	X(OVERFLOW, "overflow", "an amount overflows the schema's int")                            \
 	X(NOT_FOUND, "not_found",                                                                  \
 	  "the referenced request, card, dispute or milestone does not exist")                     \
+	X(ARCHIVED, "archived",                                                                    \
+	  "the order was archived: its window for commands (and command ids) has ended")           \
 	X(DECODE, "decode_error", "the bytes are not a valid message")                             \
 	X(NOMEM, "out_of_memory", "out of memory")                                                 \
 	X(CHAIN, "chain_error", "the event does not continue the order's hash chain")              \

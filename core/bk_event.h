@@ -53,7 +53,9 @@ typedef enum bk_ev_kind {
 	X(MILESTONE_CHANGED, "milestone.", SYSTEM) /* "milestone.<state>" */                       \
 	X(NOTE_ADDED, "note.added", NOTE)                                                          \
 	X(CALENDAR_RESCHEDULED, "calendar.rescheduled", CALENDAR)                                  \
-	X(CARD, "card.", CARD) /* "card.<type>.<verb>" */
+	X(CARD, "card.", CARD) /* "card.<type>.<verb>" */                                          \
+	X(ORDER_ARCHIVED, "order.archived",                                                        \
+	  SYSTEM) /* the order leaves memory (core/bk_archive.h) */
 
 typedef enum bk_ev_type {
 #define BK_EV_ENUM(sym, name, kind) BK_EV_##sym,

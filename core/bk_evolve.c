@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bk_archive.h"
 #include "bk_decide.h"
 #include "bk_internal.h"
 #include "bk_money.h"
@@ -524,6 +525,21 @@ static int ev_card(ectx *x)
 	return 0;
 }
 
+/* order.archived: only on a settled order, naming its last event's time, not before it;
+ * the engine then lets the order go (bk_engine.c) */
+static int ev_archived(ectx *x)
+{
+	int64_t at;
+	if (bk_get_ts(&x->v, &x->e->payload, "last_event_at", true, &at) < 0)
+		return -1;
+	if (!bk_archive_settled(x->o))
+		return fail(x, "%s", "order.archived on an order that is not settled");
+	if (at != x->o->last_event_at || x->e->created_at < at)
+		return fail(x, "%s", "order.archived: last_event_at is not the order's last event");
+	x->o->archived = true;
+	return 0;
+}
+
 static int apply(ectx *x)
 {
 	bk_order *o = x->o;
@@ -632,6 +648,8 @@ static int apply(ectx *x)
 		return 0;
 	case BK_EV_CARD:
 		return ev_card(x);
+	case BK_EV_ORDER_ARCHIVED:
+		return ev_archived(x);
 	case BK_EV__COUNT:
 		break;
 	}
@@ -694,5 +712,6 @@ int bk_evolve(bk_order *o, const bk_event *e, char *err, size_t errsz)
 		return -1;
 	memcpy(o->hashes[e->seq - 1], e->hash, BK_HASH_LEN);
 	o->version = e->seq;
+	o->last_event_at = e->created_at;
 	return 0;
 }

@@ -239,18 +239,28 @@ const uint8_t *bk_order_last_hash(const bk_order *o)
 	return o->version > 0 ? o->hashes[o->version - 1] : zero;
 }
 
-bool bk_order_seen(const bk_order *o, const char *cmd_id, size_t n)
+bool bk_idset_has(const bk_idset *s, uint64_t fp)
 {
-	if (!o->seen.cap)
+	if (!s->cap)
 		return false;
-	uint64_t fp = bk_id_fingerprint(cmd_id, n) | 1; /* 0 marks an empty slot */
-	uint32_t mask = o->seen.cap - 1;
+	uint32_t mask = s->cap - 1;
 	for (uint32_t i = (uint32_t)fp & mask;; i = (i + 1) & mask) {
-		if (o->seen.slots[i] == 0)
+		if (s->slots[i] == 0)
 			return false;
-		if (o->seen.slots[i] == fp)
+		if (s->slots[i] == fp)
 			return true;
 	}
+}
+
+void bk_idset_clear(bk_idset *s)
+{
+	free(s->slots);
+	*s = (bk_idset){0};
+}
+
+bool bk_order_seen(const bk_order *o, const char *cmd_id, size_t n)
+{
+	return bk_idset_has(&o->seen, bk_id_fingerprint(cmd_id, n) | 1); /* 0: an empty slot */
 }
 
 #define FIND_BY_ID(arr, count, field)                                                              \

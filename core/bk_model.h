@@ -158,6 +158,9 @@ typedef struct bk_order {
 	char last_command_id[BK_ID_MAX]; /* of the last event applied (seen holds it) */
 	uint8_t (*hashes)[BK_HASH_LEN];	 /* hashes[seq-1], for the reader rule */
 	uint32_t cap_hashes;
+	int64_t last_event_at; /* created_at of the last event applied (the archive window's
+				* start, core/bk_archive.h) */
+	bool archived;	       /* order.archived applied: the engine lets the order go */
 	/* Not state: the snapshot writer's bookkeeping (commands/snapshot.c), never read by
 	 * decide or evolve: the version of the order's latest snapshot on the log, 0 none,
 	 * and that snapshot's hash (bk_snap_hash) */
@@ -167,6 +170,10 @@ typedef struct bk_order {
 
 /* Add a fingerprint (non-zero) to a set: 1 added, 0 already there, -1 out of memory. */
 int bk_idset_add(bk_idset *s, uint64_t fp) BK_MUSTCHECK;
+/* Is fp (non-zero) in the set? */
+bool bk_idset_has(const bk_idset *s, uint64_t fp);
+/* Release the slots (the set is empty and usable again). */
+void bk_idset_clear(bk_idset *s);
 
 /* Allocate an empty aggregate for order_id (version 0). NULL on OOM. Free with bk_order_free. */
 bk_order *bk_order_new(const char *order_id) BK_MUSTCHECK;

@@ -135,6 +135,9 @@ static const bk_field f_ms_changed[] = {F("milestone_id", BK_F_ID, true, MS "mil
 static const bk_field f_rescheduled[] = {
     F("start_ts", BK_F_TS, true, BO "start_ts, " OO "start_utc"),
     F("end_ts", BK_F_TS, true, BO "end_ts, " OO "end_utc"), F_END};
+/* order.archived: the created_at of the order's event before it (the window's start); the
+ * event's own created_at is booking.order.archived_at */
+static const bk_field f_archived[] = {F("last_event_at", BK_F_TS, true, NULL), F_END};
 static const bk_field f_card_proposed[] = {F("card_id", BK_F_ID, true, CD "card_id"),
 					   F("created_by", BK_F_ID, true, CD "created_by"),
 					   F("creator_role", BK_F_STR, true, NULL),
@@ -202,6 +205,10 @@ const bk_schema_def bk_schemas[BK_SC__COUNT] = {
 		    "Every verb but proposed; superseded needs superseded_by; line_items need "
 		    "totals",
 		    f_card_other},
+    [BK_SC_ORDER_ARCHIVED] = {"order.archived",
+			      "Appended by the sweep when a settled order's archive window has "
+			      "passed (docs/design.md, archiving); the order then leaves memory",
+			      f_archived},
     [BK_SC_CARD_PROPOSED] = {"card.<type>.proposed",
 			     "Its terms (payload.payload) by card type below", f_card_proposed},
     [BK_SC_CARD_RESPONSE] = {"card response", "A card event with response_id also holds these",
@@ -224,7 +231,7 @@ const bk_schema_def bk_schemas[BK_SC__COUNT] = {
     [BK_SC_TOTALS] = {"totals", NULL, f_totals},
     [BK_SC_LOCATION] = {"location", NULL, f_location},
 };
-_Static_assert(BK_EV__COUNT == 23 && BK_SC__COUNT == BK_EV__COUNT + 10,
+_Static_assert(BK_EV__COUNT == 24 && BK_SC__COUNT == BK_EV__COUNT + 10,
 	       "bk_schemas has a row for every event type and part");
 _Static_assert((int)BK_SC_CARD == (int)BK_EV_CARD, "event types index their schemas");
 

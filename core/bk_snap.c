@@ -15,9 +15,11 @@
 
 #define SNAP_TAG       "snapshot"
 #define CHECKPOINT_TAG "checkpoint"
-#define SNAP_FORMAT    1
-#define SNAP_FIELDS    28
-#define CK_FIELDS      8
+#define ARCHIVED_TAG   "archived"
+#define SNAP_FORMAT    2 /* 2: last_event_at; the checkpoint's archived digest (issue #11) */
+#define SNAP_FIELDS    29
+#define CK_FIELDS      10
+#define AR_FIELDS      6
 
 BK_PRINTF(3, 4)
 static int seterr(char *err, size_t errsz, const char *fmt, ...);
@@ -143,7 +145,8 @@ int bk_snap_encode(const bk_order *o, int32_t partition, int64_t events_offset, 
 	free(fps);
 	rc = rc || written != o->seen.n;
 	rc = rc || pk_str(&pk, o->last_command_id) ||
-	     pk_bin(&pk, o->hashes, (size_t)o->version * BK_HASH_LEN);
+	     pk_bin(&pk, o->hashes, (size_t)o->version * BK_HASH_LEN) ||
+	     msgpack_pack_int64(&pk, o->last_event_at);
 	if (rc) {
 		sb->size = start;
 		return -1;
@@ -425,7 +428,7 @@ static int decode_order(dctx *d, const bk_val *f, bk_order *o)
 		return seterr(d->err, d->errsz, "out of memory");
 	memcpy(o->hashes, f[27].via.bin.ptr, f[27].via.bin.size);
 	o->cap_hashes = (uint32_t)o->version;
-	return 0;
+	return get_i64(d, &f[28], "last_event_at", INT64_MIN, INT64_MAX, &o->last_event_at);
 }
 
 int bk_snap_decode(const void *buf, size_t n, bk_order **ret, int32_t *ret_partition,
@@ -500,12 +503,25 @@ bool bk_snap_sum_eq(const bk_snap_sum *a, const bk_snap_sum *b)
 
 /* --- checkpoints --- */
 
-int bk_snap_checkpoint_encode(const bk_checkpoint *ck, msgpack_sbuffer *sb)
+static void lanes_out(const bk_snap_sum *s, uint8_t out[32])
 {
-	uint8_t sum[32];
 	for (int l = 0; l < 4; l++)
 		for (int b = 0; b < 8; b++)
-			sum[8 * l + b] = (uint8_t)(ck->sum.lane[l] >> (56 - 8 * b));
+			out[8 * l + b] = (uint8_t)(s->lane[l] >> (56 - 8 * b));
+}
+
+static void lanes_in(const uint8_t in[32], bk_snap_sum *s)
+{
+	for (int l = 0; l < 4; l++)
+		for (int b = 0; b < 8; b++)
+			s->lane[l] = s->lane[l] << 8 | in[8 * l + b];
+}
+
+int bk_snap_checkpoint_encode(const bk_checkpoint *ck, msgpack_sbuffer *sb)
+{
+	uint8_t sum[32], asum[32];
+	lanes_out(&ck->sum, sum);
+	lanes_out(&ck->archived, asum);
 	size_t start = sb->size;
 	msgpack_packer pk;
 	msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
@@ -513,7 +529,8 @@ int bk_snap_checkpoint_encode(const bk_checkpoint *ck, msgpack_sbuffer *sb)
 		 msgpack_pack_int(&pk, SNAP_FORMAT) || msgpack_pack_int32(&pk, ck->partition) ||
 		 msgpack_pack_int64(&pk, ck->events_offset) ||
 		 msgpack_pack_int64(&pk, ck->src_next) || msgpack_pack_uint64(&pk, ck->sum.count) ||
-		 pk_bin(&pk, sum, sizeof(sum)) || msgpack_pack_int64(&pk, ck->written_at);
+		 pk_bin(&pk, sum, sizeof(sum)) || msgpack_pack_int64(&pk, ck->written_at) ||
+		 msgpack_pack_uint64(&pk, ck->archived.count) || pk_bin(&pk, asum, sizeof(asum));
 	if (rc) {
 		sb->size = start;
 		return -1;
@@ -542,27 +559,131 @@ int bk_snap_checkpoint_decode(const void *buf, size_t n, bk_checkpoint *ret, cha
 		seterr(err, errsz, "not a checkpoint");
 		goto out;
 	}
-	int64_t fmt = 0, part = 0, count = 0;
+	int64_t fmt = 0, part = 0, count = 0, acount = 0;
 	if (get_i64(&d, &f[1], "format", SNAP_FORMAT, SNAP_FORMAT, &fmt) < 0 ||
 	    get_i64(&d, &f[2], "partition", 0, INT32_MAX, &part) < 0 ||
 	    get_i64(&d, &f[3], "events_offset", 0, INT64_MAX, &ck.events_offset) < 0 ||
 	    get_i64(&d, &f[4], "src_next", 0, INT64_MAX, &ck.src_next) < 0 ||
 	    get_i64(&d, &f[5], "orders", 0, INT64_MAX, &count) < 0 ||
-	    get_i64(&d, &f[7], "written_at", INT64_MIN, INT64_MAX, &ck.written_at) < 0)
+	    get_i64(&d, &f[7], "written_at", INT64_MIN, INT64_MAX, &ck.written_at) < 0 ||
+	    get_i64(&d, &f[8], "archived", 0, INT64_MAX, &acount) < 0)
 		goto out;
-	if (f[6].type != MSGPACK_OBJECT_BIN || f[6].via.bin.size != 32) {
-		seterr(err, errsz, "sum: expected 32 bytes");
+	if (f[6].type != MSGPACK_OBJECT_BIN || f[6].via.bin.size != 32 ||
+	    f[9].type != MSGPACK_OBJECT_BIN || f[9].via.bin.size != 32) {
+		seterr(err, errsz, "sum, archived_sum: expected 32 bytes");
 		goto out;
 	}
-	const uint8_t *s = (const uint8_t *)f[6].via.bin.ptr;
-	for (int l = 0; l < 4; l++)
-		for (int b = 0; b < 8; b++)
-			ck.sum.lane[l] = ck.sum.lane[l] << 8 | s[8 * l + b];
+	lanes_in((const uint8_t *)f[6].via.bin.ptr, &ck.sum);
+	lanes_in((const uint8_t *)f[9].via.bin.ptr, &ck.archived);
 	ck.sum.count = (uint64_t)count;
+	ck.archived.count = (uint64_t)acount;
 	ck.partition = (int32_t)part;
 	*ret = ck;
 	rc = 0;
 out:
+	msgpack_zone_destroy(&z);
+	return rc;
+}
+
+/* --- archived records --- */
+
+void bk_snap_sum_add_fp(bk_snap_sum *s, uint64_t fp)
+{
+	uint8_t be[8], h[BK_HASH_LEN];
+	for (int b = 0; b < 8; b++)
+		be[b] = (uint8_t)(fp >> (56 - 8 * b));
+	bk_snap_hash(be, sizeof(be), h);
+	bk_snap_sum_add(s, h, 1);
+}
+
+int bk_snap_archived_encode(int32_t partition, int64_t events_offset, bool full,
+			    const uint64_t *fps, size_t n, msgpack_sbuffer *sb)
+{
+	uint64_t *v = malloc((n + 1) * sizeof(*v));
+	if (!v)
+		return -1;
+	if (n)
+		memcpy(v, fps, n * sizeof(*v));
+	qsort(v, n, sizeof(*v), cmp_u64); /* equal sets encode to equal bytes */
+	size_t start = sb->size;
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+	int rc = msgpack_pack_array(&pk, AR_FIELDS) || pk_str(&pk, ARCHIVED_TAG) ||
+		 msgpack_pack_int(&pk, SNAP_FORMAT) || msgpack_pack_int32(&pk, partition) ||
+		 msgpack_pack_int64(&pk, events_offset) ||
+		 (full ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk)) ||
+		 msgpack_pack_bin(&pk, n * 8);
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		uint8_t be[8];
+		for (int b = 0; b < 8; b++)
+			be[b] = (uint8_t)(v[i] >> (56 - 8 * b));
+		rc = msgpack_pack_bin_body(&pk, be, 8);
+	}
+	free(v);
+	if (rc) {
+		sb->size = start;
+		return -1;
+	}
+	return 0;
+}
+
+int bk_snap_archived_decode(const void *buf, size_t n, bk_snap_archived *ret, char *err,
+			    size_t errsz)
+{
+	msgpack_zone z;
+	bk_val v;
+	dctx d = {err, errsz};
+	int rc = -1;
+	uint64_t *fps = NULL;
+	if (!msgpack_zone_init(&z, 1024))
+		return seterr(err, errsz, "out of memory");
+	if (bk_codec_unpack(buf, n, &z, &v, err, errsz) < 0)
+		goto out;
+	const bk_val *f = arr_of(&d, &v, AR_FIELDS, "archived record");
+	if (!f)
+		goto out;
+	if (f[0].type != MSGPACK_OBJECT_STR || f[0].via.str.size != strlen(ARCHIVED_TAG) ||
+	    memcmp(f[0].via.str.ptr, ARCHIVED_TAG, strlen(ARCHIVED_TAG)) != 0) {
+		seterr(err, errsz, "not an archived record");
+		goto out;
+	}
+	int64_t fmt = 0, part = 0, off = 0;
+	bk_snap_archived a = {0};
+	if (get_i64(&d, &f[1], "format", SNAP_FORMAT, SNAP_FORMAT, &fmt) < 0 ||
+	    get_i64(&d, &f[2], "partition", 0, INT32_MAX, &part) < 0 ||
+	    get_i64(&d, &f[3], "events_offset", 0, INT64_MAX, &off) < 0 ||
+	    get_bool(&d, &f[4], "full", &a.full) < 0)
+		goto out;
+	if (f[5].type != MSGPACK_OBJECT_BIN || f[5].via.bin.size % 8 != 0) {
+		seterr(err, errsz, "fingerprints: expected 8 bytes each");
+		goto out;
+	}
+	a.n = f[5].via.bin.size / 8;
+	if (!(fps = malloc((a.n + 1) * sizeof(*fps)))) {
+		seterr(err, errsz, "out of memory");
+		goto out;
+	}
+	const uint8_t *p = (const uint8_t *)f[5].via.bin.ptr;
+	for (size_t i = 0; i < a.n; i++) {
+		uint64_t x = 0;
+		for (int b = 0; b < 8; b++)
+			x = x << 8 | p[8 * i + (size_t)b];
+		/* fingerprints have the low bit set; sorted and distinct */
+		if (!(x & 1) || (i > 0 && x <= fps[i - 1])) {
+			seterr(err, errsz, "fingerprint %zu: not a sorted, distinct fingerprint",
+			       i);
+			goto out;
+		}
+		fps[i] = x;
+	}
+	a.partition = (int32_t)part;
+	a.events_offset = off;
+	a.fps = fps;
+	fps = NULL;
+	*ret = a;
+	rc = 0;
+out:
+	free(fps);
 	msgpack_zone_destroy(&z);
 	return rc;
 }

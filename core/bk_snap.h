@@ -15,15 +15,20 @@
  *               location_address|nil, has_travel, travel_miles (float64), items,
  *               money [subtotal, fee, tax, tip, total, paid, refunded], requests,
  *               recipients, cards, disputes, milestones, seen (bin, 8 bytes big-endian
- *               per command-id fingerprint), last_command_id, hashes (bin, 32 x version)]
+ *               per command-id fingerprint), last_command_id, hashes (bin, 32 x version),
+ *               last_event_at]
  *   item:      [id, kind, title|nil, qty, unit_cents, total_cents]
  *   request:   [id, mode, status, expires_at, offer items, offer_fee_cents, offer_tax_cents]
  *   recipient: [user_id, status]
  *   card:      [id, type, state, expiring_sent, creator_role, created_by, expires_at,
  *               start_ts, end_ts, items, amount_cents, title|nil]
  *   dispute:   [id, status]          milestone: [id, status, amount_cents]
- *  checkpoint: ["checkpoint", 1, partition, events_offset, src_next, orders, sum (bin 32),
- *               written_at (int us)]
+ *  checkpoint: ["checkpoint", 2, partition, events_offset, src_next, orders, sum (bin 32),
+ *               written_at (int us), archived, archived_sum (bin 32)]
+ *  archived:   ["archived", 2, partition, events_offset, full, fingerprints (bin, 8 bytes
+ *               big-endian each, sorted)]
+ * Format 1 (before last_event_at and archiving) is refused: the restore then reads the
+ * log, as for any snapshot it cannot use.
  */
 #ifndef BK_SNAP_H
 #define BK_SNAP_H
@@ -37,6 +42,7 @@
 #include "bk_model.h"
 
 #define BK_SNAP_CHECKPOINT_KEY "checkpoint" /* the key of checkpoint records */
+#define BK_SNAP_ARCHIVED_KEY   "archived:"  /* archived records: "archived:<E>" */
 
 /* Append the snapshot of o (version >= 1) standing for events offset events_offset of
  * partition to sb. 0, or -1 (out of memory, an order without events). */
@@ -75,10 +81,39 @@ typedef struct bk_checkpoint {
 	int64_t src_next;      /* the commands offset to resume at */
 	bk_snap_sum sum;       /* of the partition's latest snapshots (count = orders) */
 	int64_t written_at;    /* wall clock, µs (for people) */
+	/* of the fingerprints of every order archived on the partition up to E (count =
+	 * archived orders; bk_snap_sum_add_fp), as its archived records list them */
+	bk_snap_sum archived;
 } bk_checkpoint;
 
 int bk_snap_checkpoint_encode(const bk_checkpoint *ck, msgpack_sbuffer *sb) BK_MUSTCHECK;
 int bk_snap_checkpoint_decode(const void *buf, size_t n, bk_checkpoint *ret, char *err,
 			      size_t errsz) BK_MUSTCHECK;
+
+/*
+ * Archived records (key "archived:<E>", never deleted): at a checkpoint, the fingerprints
+ * (bk_archive_fp) of the orders archived on the partition since the previous one, or,
+ * when `full`, of every order archived on it so far (it replaces what earlier records
+ * listed: after a restore that read the log, or a failed checkpoint). The restore takes
+ * the union of the last full record and the later ones before its checkpoint, and
+ * compares it with the checkpoint's archived digest, which the signature covers.
+ */
+typedef struct bk_snap_archived {
+	int32_t partition;
+	int64_t events_offset;
+	bool full;
+	uint64_t *fps; /* owned (free) */
+	size_t n;
+} bk_snap_archived;
+
+/* Add a fingerprint to a digest: BLAKE2b-256 of its 8 big-endian bytes, as a member. */
+void bk_snap_sum_add_fp(bk_snap_sum *s, uint64_t fp);
+/* Append an archived record listing fps (any order; encoded sorted). 0 or -1 (OOM). */
+int bk_snap_archived_encode(int32_t partition, int64_t events_offset, bool full,
+			    const uint64_t *fps, size_t n, msgpack_sbuffer *sb) BK_MUSTCHECK;
+/* Decode one from hostile bytes (fingerprints non-zero with the low bit set, sorted and
+ * distinct). On success *ret owns fps (free(ret->fps)). 0, or -1 with a message. */
+int bk_snap_archived_decode(const void *buf, size_t n, bk_snap_archived *ret, char *err,
+			    size_t errsz) BK_MUSTCHECK;
 
 #endif

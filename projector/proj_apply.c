@@ -757,6 +757,13 @@ static int dispatch(actx *x)
 		return ev_rescheduled(x);
 	case BK_EV_CARD:
 		return ev_card(x);
+	case BK_EV_ORDER_ARCHIVED: { /* the processor let the order go: it stays here, marked */
+		pr_row *bo, *oo;
+		if (orders(x, &bo, &oo) < 0)
+			return -1;
+		SET(bo, BO_ARCHIVED, x->at);
+		return 0;
+	}
 	case BK_EV__COUNT:
 		break;
 	}

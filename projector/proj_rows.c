@@ -47,6 +47,7 @@ static const pr_col border_cols[] = {
     [BO_CHAT] = C("chat_thread_id", "text"),
     [BO_CREATED] = C("created_at", "timestamptz"),
     [BO_UPDATED] = C("updated_at", "timestamptz"),
+    [BO_ARCHIVED] = C("archived_at", "timestamptz"),
 };
 _Static_assert(sizeof(border_cols) / sizeof(*border_cols) == BO__N,
 	       "a definition for every column of the enum");

@@ -61,6 +61,7 @@ enum {
 	BO_CHAT,
 	BO_CREATED,
 	BO_UPDATED,
+	BO_ARCHIVED,
 	BO__N
 };
 enum {
@@ -137,7 +138,7 @@ enum {
 	TE__N
 };
 
-#define PR_MAX_COLS 25
+#define PR_MAX_COLS 26
 
 /* How a patch writes a column. */
 typedef enum pr_merge {

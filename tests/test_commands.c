@@ -18,6 +18,7 @@
 #include <jansson.h>
 #include <sodium.h>
 
+#include "bk_archive.h"
 #include "bk_auth.h"
 #include "bk_codec.h"
 #include "bk_snap.h"
@@ -1205,6 +1206,36 @@ static bool same_key(const rd_kafka_message_t *a, const rd_kafka_message_t *b)
 	       !memcmp(a->key, b->key, a->key_len);
 }
 
+/* archived: an archived record (a valid one, for the checkpoint's E, listing a
+ * fingerprint no order has) then the checkpoint again: the archived digest no longer
+ * matches. 0 or 2. */
+static int t_archived(rd_kafka_t *prod, const char *topic, const rd_kafka_message_t *ck)
+{
+	bk_checkpoint c;
+	char err[256], key[64];
+	if (!ck->payload ||
+	    bk_snap_checkpoint_decode(ck->payload, ck->len, &c, err, sizeof(err)) < 0)
+		return 2;
+	const uint64_t fake = bk_archive_fp("ord_never_archived", 18);
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	snprintf(key, sizeof(key), "%s%lld", BK_SNAP_ARCHIVED_KEY, (long long)c.events_offset);
+	rd_kafka_headers_t *h = rd_kafka_headers_new(1);
+	rd_kafka_header_add(h, "tampered", -1, "1", 1);
+	rd_kafka_resp_err_t e =
+	    bk_snap_archived_encode(ck->partition, c.events_offset, false, &fake, 1, &sb) < 0
+		? RD_KAFKA_RESP_ERR__FAIL
+		: rd_kafka_producev(
+		      prod, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(ck->partition),
+		      RD_KAFKA_V_KEY(key, strlen(key)), RD_KAFKA_V_VALUE(sb.data, sb.size),
+		      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h),
+		      RD_KAFKA_V_END);
+	if (e)
+		rd_kafka_headers_destroy(h);
+	msgpack_sbuffer_destroy(&sb);
+	return e || t_copy(prod, topic, ck, false) < 0 ? 2 : 0;
+}
+
 /*
  * Checkpoints count when the writer keyring verifies them; appended copies carry a
  * header `tampered` (which the processor ignores) so that a later run does not take
@@ -1213,8 +1244,9 @@ static bool same_key(const rd_kafka_message_t *a, const rd_kafka_message_t *b)
  * checkpoint's digest), then the last checkpoint again; older: an order's first
  * snapshot, a later one being on the log (a replay), then the last checkpoint again;
  * newer: the latest snapshots, then the partition's first checkpoint again (snapshots
- * newer than the events it names). Exit 0 when something was appended, 1 when there
- * was nothing to tamper with.
+ * newer than the events it names); archived: a forged archived record, then the last
+ * checkpoint again (t_archived). Exit 0 when something was appended, 1 when there was
+ * nothing to tamper with.
  */
 static int cmd_snaptamper(bk_kconf *kc, const char *mode)
 {
@@ -1242,6 +1274,11 @@ static int cmd_snaptamper(bk_kconf *kc, const char *mode)
 	for (int32_t p = 0; p < TAMPER_PARTS && rc == 0; p++) {
 		if (!t.last_ck[p])
 			continue;
+		if (!strcmp(mode, "archived")) {
+			rc = t_archived(prod, topic, t.last_ck[p]);
+			appended += rc == 0;
+			continue;
+		}
 		int done = 0;
 		rd_kafka_message_t *ck = t.last_ck[p];
 		if (!strcmp(mode, "newer")) {
@@ -1336,7 +1373,7 @@ static int usage(void)
 	    "       test_commands junk [kafka opts] COUNT SIZE   (to events partition 0)\n"
 	    "       test_commands legacy-rule [kafka opts] SERVICE_PROFILE OWNER RULE_ID\n"
 	    "       test_commands ctl SOCKET LINE\n"
-	    "       test_commands snaptamper [kafka opts] corrupt|older|newer\n"
+	    "       test_commands snaptamper [kafka opts] corrupt|older|newer|archived\n"
 	    "       test_commands outcomes [kafka opts]   (first sealed results, sealed events)\n");
 	return 2;
 }

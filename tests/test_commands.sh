@@ -3,7 +3,9 @@
 # (TAP): every fixture through the daemon via `bookingctl send --wait`; a duplicate command
 # id; hostile records to the DLQ around valid ones; --allow-unsigned's warnings (the first
 # 10 each, then counted); kill -9 of the processor while a stream
-# flows, then one outcome per command, no fork or gap, every chain verifies; two
+# flows, then one outcome per command, no fork or gap, every chain verifies (and, in the
+# exactness phase, archiving: the same order.archived events and `archived` answers after
+# a restore from snapshots as after a full read); two
 # processors sharing a group, one killed, the other takes over; 20,000 commands with ~30%
 # duplicates; a broker down and up again during a stream; a legacy rules record (a squatted
 # profile) migrated with profile.bind signed by a key limited to profile.
@@ -92,7 +94,7 @@ topics_for() {
 start_proc() {
 	local name=$1 prefix=$2
 	shift 2
-	"$PROC" --brokers-file "$BOOT" --topic-prefix "$prefix" --keyring "$W/keyring" \
+	"$PROC" --brokers-file "$BOOT" --topic-prefix "$prefix" --keyring "$W/keyring" --archive-after 0 \
 		--group-id "g-$name" -X session.timeout.ms=6000 -X heartbeat.interval.ms=500 \
 		"$@" >>"$W/proc.$name.log" 2>&1 &
 	PROC_PID=$!
@@ -387,18 +389,96 @@ run_exact() { # run_exact PREFIX KILLS SNAPSHOT_MS: the stream through a process
 		>"$W/verify.exact.$prefix" 2>&1
 	kill -TERM "$PROC_PID"
 	wait "$PROC_PID"
+	[ "$3" -gt 0 ] && run_archive "$prefix" "${args[@]}"
 	"$TOOL" outcomes --brokers-file "$BOOT" --topic-prefix "$prefix" 2>"$W/outcomes.$prefix.err" |
 		sort >"$W/outcomes.$prefix"
 	echo "# $prefix: $k kill -9, $(grep -c '^result ' "$W/outcomes.$prefix") results, $(grep -c '^event ' "$W/outcomes.$prefix") events; $(tail -n 1 "$W/verify.exact.$prefix" | cut -c1-160)"
 }
+# Archiving (issue #11), in the kill run after its stream: a life with the sweep on and a
+# 1 s window archives every settled order (their times are weeks old; --expiring-lead 0:
+# no `expiring` event, the one event whose time is the sweep's); it is killed after a
+# checkpoint covering the archiving; the next life restores from snapshots and the retry
+# of an archived order's order.create gets `archived` (`duplicate` before archiving, never
+# unknown_order nor a new order); killed again, a forged archived record is appended: the
+# next restore must read the log; killed again, the one after restores from snapshots
+# (the full archived record written after the fallback supersedes the forgery). The reference run meets the
+# same archiving and the same retry after it (run_archive_ref, reading the log): the
+# outcomes compared below include the order.archived events and that result.
+sweeps() { grep -c 'msg="sweep"' "$1" 2>/dev/null; }
+wait_sweeps_quiet() { # wait_sweeps_quiet LOG: until no sweep line for 2 s (at most 40 s)
+	local last=-1 now i
+	for i in $(seq 1 40); do
+		sleep 1
+		now=$(sweeps "$1")
+		[ "$now" -gt 0 ] && [ "$now" = "$last" ] && return 0
+		last=$now
+	done
+	return 1
+}
+ARCH_ARGS=(--sweep-interval-ms 200 --expiring-lead 0 --archive-after 1)
+probe_send() { # probe_send PREFIX: the retry of an archived order's order.create
+	"$BCTL" send --brokers-file "$BOOT" --topic-prefix "$1" --key "$W/all.sk" \
+		--key-id test-all --wait --timeout-ms 30000 "$W/probe.jsonl" >"$W/probe.$1" 2>&1
+}
+run_archive() { # run_archive PREFIX ARGS...: archive; restores from snapshots, forged, healed
+	local prefix=$1
+	shift
+	start_proc "exact.$prefix.arch" "$prefix" "$@" "${ARCH_ARGS[@]}"
+	wait_sweeps_quiet "$W/proc.exact.$prefix.arch.log"
+	sleep 1 # a checkpoint (every 200 ms) after the last sweep
+	kill -9 "$PROC_PID" 2>/dev/null
+	wait "$PROC_PID" 2>/dev/null
+	grep -h 'msg="sweep".*target=archive:' "$W/proc.exact.$prefix.arch.log" |
+		sed -n 's/.* order_id=\([^ ]*\) .*/\1/p' | sort >"$W/archived.$prefix"
+	local id
+	id=$(head -n 1 "$W/archived.$prefix")
+	grep -F "\"type\":\"order.create\",\"order_id\":\"$id\"" "$W/exact.orders.jsonl" |
+		head -n 1 >"$W/probe.jsonl"
+	# restored from the snapshots: the probe
+	start_proc "exact.$prefix.arch2" "$prefix" "$@" "${ARCH_ARGS[@]}"
+	wait_assigned "$W/proc.exact.$prefix.arch2.log"
+	probe_send "$prefix"
+	sleep 1
+	kill -9 "$PROC_PID" 2>/dev/null
+	wait "$PROC_PID" 2>/dev/null
+	# a forged archived record (and the checkpoint again): this restore reads the log, and
+	# its first checkpoint lists every archived order (a full record)
+	"$TOOL" snaptamper --brokers-file "$BOOT" --topic-prefix "$prefix" archived \
+		>>"$W/snaptamper.$prefix.arch" 2>&1
+	echo "rc=$?" >>"$W/snaptamper.$prefix.arch"
+	start_proc "exact.$prefix.arch3" "$prefix" "$@" "${ARCH_ARGS[@]}"
+	wait_assigned "$W/proc.exact.$prefix.arch3.log"
+	sleep 1
+	kill -9 "$PROC_PID" 2>/dev/null
+	wait "$PROC_PID" 2>/dev/null
+	# from the snapshots again: the full record supersedes the forgery
+	start_proc "exact.$prefix.arch4" "$prefix" "$@" "${ARCH_ARGS[@]}"
+	wait_assigned "$W/proc.exact.$prefix.arch4.log"
+	kill -TERM "$PROC_PID"
+	wait "$PROC_PID"
+}
+run_archive_ref() { # the reference: the same archiving, the same probe, from the log
+	start_proc "exact.ref.arch" ref. --snapshot-interval-ms 0 "${ARCH_ARGS[@]}"
+	wait_sweeps_quiet "$W/proc.exact.ref.arch.log"
+	kill -TERM "$PROC_PID"
+	wait "$PROC_PID"
+	start_proc "exact.ref.arch2" ref. --snapshot-interval-ms 0 "${ARCH_ARGS[@]}"
+	wait_assigned "$W/proc.exact.ref.arch2.log"
+	probe_send ref.
+	kill -TERM "$PROC_PID"
+	wait "$PROC_PID"
+	"$TOOL" outcomes --brokers-file "$BOOT" --topic-prefix ref. 2>"$W/outcomes.ref..err" |
+		sort >"$W/outcomes.ref."
+}
 run_exact ref. 0 0
 run_exact kx. "$EXACT_KILLS" 200
+run_archive_ref
 killed=$(ls "$W"/proc.exact.kx..*.log 2>/dev/null | wc -l)
 check "the kill run was killed $EXACT_KILLS times or more (saw $killed lives end)" [ "$killed" -ge "$EXACT_KILLS" ]
 check "the stream starts with its rules ($(wc -l <"$W/exact.rules.jsonl") sent first)" \
 	[ -s "$W/exact.rules.jsonl" ]
-check "the reference run answered all $exact_total commands" \
-	[ "$(grep -c '^result ' "$W/outcomes.ref.")" -eq "$exact_total" ]
+check "the reference run answered all $exact_total commands (and the archiving probe)" \
+	[ "$(grep -c '^result ' "$W/outcomes.ref.")" -eq $((exact_total + 1)) ]
 check "the stream has rejections, duplicates and accepted commands" \
 	bash -c "grep -q ' rejected ' '$W/outcomes.ref.' && grep -q ' duplicate ' '$W/outcomes.ref.' && grep -q ' accepted ' '$W/outcomes.ref.'"
 diff "$W/outcomes.ref." "$W/outcomes.kx." >"$W/outcomes.diff"
@@ -411,6 +491,17 @@ grep -h 'msg="restore finished"' "$W"/proc.exact.kx.*.log |
 	sed 's/^/# kx. restore: /'
 check "the kill run restored from snapshots (a restore loaded some)" \
 	grep -q 'msg="restore finished".*snapshots_loaded=[1-9]' "$W"/proc.exact.kx.*.log
+arch_n=$(grep -h 'msg="restore finished"' "$W/proc.exact.kx..arch2.log" | sed -n 's/.* archived=\([0-9]*\) .*/\1/p' | head -n 1)
+check "archiving: the kill run archived every order of the stream ($arch_n; all end settled), the reference the same order.archived events (compared below)" \
+	[ "${arch_n:-0}" -eq "$EXACT_ORDERS" ]
+check "archiving: after kill -9 the restore started from snapshots and read archived records: $(grep -h 'msg="restore finished"' "$W/proc.exact.kx..arch2.log" | grep -o 'snapshots_loaded=.*archived=[0-9]*')" \
+	grep -q "msg=\"restore finished\".*snapshots_loaded=[1-9].*snapshot_fallbacks=0 archived_records=[1-9].*archived=$EXACT_ORDERS " "$W/proc.exact.kx..arch2.log"
+check "archiving: a forged archived record made the next restore read the log: $(grep -h 'msg="restore finished"' "$W/proc.exact.kx..arch3.log" | grep -o 'snapshot_fallbacks=.*archived=[0-9]*')" \
+	bash -c "grep -q '^rc=0' '$W/snaptamper.kx..arch' && grep -q 'msg=\"snapshots do not match their checkpoint' '$W/proc.exact.kx..arch3.log' && grep -q 'msg=\"restore finished\".*snapshot_fallbacks=[1-9].*archived=$EXACT_ORDERS ' '$W/proc.exact.kx..arch3.log'"
+check "archiving: ... and the one after it started from snapshots again (its full archived record supersedes the forgery): $(grep -h 'msg="restore finished"' "$W/proc.exact.kx..arch4.log" | grep -o 'snapshot_fallbacks=.*archived=[0-9]*')" \
+	grep -q "msg=\"restore finished\".*snapshot_fallbacks=0 archived_records=[1-9].*archived=$EXACT_ORDERS " "$W/proc.exact.kx..arch4.log"
+check "archiving: the retry of an archived order's order.create gets archived, restored from snapshots as from the log ($(head -c 60 "$W/probe.jsonl"))" \
+	bash -c "grep -q '\"code\":\"archived\"' '$W/probe.kx.' && grep -q '\"code\":\"archived\"' '$W/probe.ref.'"
 check "the reference run read no snapshots" \
 	bash -c "! grep -q 'msg=\"restore finished\".*snapshot_records=[1-9]' '$W'/proc.exact.ref.*.log"
 check "tampered snapshots were appended while the kill run was down (corrupt, older, newer)" \
@@ -439,7 +530,7 @@ check "snapshots newer than the checkpoint after them (before life ${L3:-?}) wer
 devbroker group 8 || exit 1
 "$TOOL" gen group 1500 200 25 11 >"$W/group.jsonl" 2>"$W/gen.group.log"
 start_member() { # start_member NAME: a member of group g-shared; MEMBER_PID
-	"$PROC" --brokers-file "$BOOT" --keyring "$W/keyring" --group-id g-shared \
+	"$PROC" --brokers-file "$BOOT" --keyring "$W/keyring" --archive-after 0 --group-id g-shared \
 		-X session.timeout.ms=2500 -X max.poll.interval.ms=20000 -X heartbeat.interval.ms=500 --sweep-interval-ms 500 \
 		>>"$W/proc.$1.log" 2>&1 &
 	MEMBER_PID=$!
@@ -488,11 +579,11 @@ zombie_run() { # zombie_run NAME [PROCESSOR ARGS]: two members, one stopped mid-
 	devbroker "$name" 8 || return 1
 	"$TOOL" gen "$name" 1500 200 25 13 >"$W/$name.jsonl" 2>"$W/gen.$name.log"
 	local za zb
-	"$PROC" --brokers-file "$BOOT" --keyring "$W/keyring" --group-id "g-$name" \
+	"$PROC" --brokers-file "$BOOT" --keyring "$W/keyring" --archive-after 0 --group-id "g-$name" \
 		-X session.timeout.ms=2500 -X max.poll.interval.ms=20000 -X heartbeat.interval.ms=500 --sweep-interval-ms 500 \
 		--batch-ms 400 "$@" >>"$W/proc.$name.a.log" 2>&1 &
 	za=$!
-	"$PROC" --brokers-file "$BOOT" --keyring "$W/keyring" --group-id "g-$name" \
+	"$PROC" --brokers-file "$BOOT" --keyring "$W/keyring" --archive-after 0 --group-id "g-$name" \
 		-X session.timeout.ms=2500 -X max.poll.interval.ms=20000 -X heartbeat.interval.ms=500 --sweep-interval-ms 500 \
 		"$@" >>"$W/proc.$name.b.log" 2>&1 &
 	zb=$!
@@ -548,7 +639,7 @@ done
 devbroker rules 8 || exit 1
 rpids=()
 for m in ra rb; do
-	BOOKING_LOG_LEVEL=debug "$PROC" --brokers-file "$BOOT" --keyring "$W/keyring" --group-id g-rules \
+	BOOKING_LOG_LEVEL=debug "$PROC" --brokers-file "$BOOT" --keyring "$W/keyring" --archive-after 0 --group-id g-rules \
 		-X session.timeout.ms=2500 -X max.poll.interval.ms=20000 -X heartbeat.interval.ms=500 \
 		--sweep-interval-ms 0 >>"$W/proc.rules.$m.log" 2>&1 &
 	pids+=($!)

@@ -217,6 +217,23 @@ check "the other orders are projected" \
 check "bookingctl status exits 0 (nothing quarantined)" \
 	"$BK" status -d "dbname=$db" --brokers-file "$T/bootstrap" --topic-prefix "garb_$ID."
 
+# --- archiving (issue #11): the sweep's order.archived (a day after each settled order's
+# last event) sets booking.order.archived_at, adds its timeline row, quarantines nothing;
+# an order that is not settled (rtb_accept: confirmed) is not archived ------------------------
+db=bkt_pj_${ID}_arch
+DBS+=("$db")
+pj_db "$db"
+pj_feed "arch_$ID." 4 --archive-after 86400 "$SRC/fixtures/cancellations.jsonl" \
+	"$SRC/fixtures/rtb_accept.jsonl" >"$T/feed.arch" 2>&1
+pj_project "$db" "arch_$ID." "g_arch_$ID"
+TERMINAL="('completed','declined','cancelled_buyer','cancelled_provider','resolved')"
+check "archiving: the settled orders are marked archived ($(pj_q "$db" "select count(*) from booking.order where archived_at is not null") of $(pj_q "$db" "select count(*) from booking.order")), the others not" \
+	test "$(pj_q "$db" "select count(*) filter (where archived_at is not null), count(*) filter (where (archived_at is not null) <> (status in $TERMINAL)) from booking.order")" = "5|0"
+check "... archived_at is the time of the order's event before it (by seq) plus the window, that of its order.archived timeline row" \
+	test "$(pj_q "$db" "select count(*) from booking.order o join ord.timeline_event a on a.order_id = o.order_id and a.subtype = 'order.archived' join ord.timeline_event b on b.order_id = o.order_id and b.seq = a.seq - 1 where o.archived_at = a.created_at and a.created_at = b.created_at + interval '1 day'")" = 5
+check "... and nothing is quarantined" \
+	test "$(pj_q "$db" "select count(*) from booking_proj.quarantine")" = 0
+
 # --- usage ---------------------------------------------------------------------------------
 check "booking-projector --help documents --batch-events" bash -c "'$PROJ' --help | grep -q -- --batch-events"
 check "booking-projector with a bad option exits 2" bash -c "'$PROJ' --nope >/dev/null 2>&1; test \$? -eq 2"

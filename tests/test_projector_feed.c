@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bk_archive.h"
 #include "bk_codec.h"
 #include "bk_engine.h"
 #include "kconf.h"
@@ -30,6 +31,7 @@ typedef struct feed {
 	long dup_every;
 	long records, events_n, rules_n, dups;
 	long sleep_every, sleep_ms;
+	int64_t archive_after; /* --archive-after: sweep settled orders after each file (us) */
 	/* the last record produced per order named by --fork */
 	const char *fork_order;
 	msgpack_sbuffer fork_rec;
@@ -127,6 +129,7 @@ static void usage(void)
 {
 	fputs("usage: test_projector_feed [kafka options] [--control SOCK --create-topics N]\n"
 	      "       [--copies K] [--dup-every N] [--fork ORDER] [--garbage KEY]\n"
+	      "       [--archive-after SECONDS]\n"
 	      "       [--sleep-every N --sleep-ms MS] [--seal-every N] FIXTURE.jsonl...\n",
 	      stderr);
 }
@@ -353,6 +356,62 @@ static int run_file(feed *f, bk_engine *e, bk_tzdb *tz, const char *path, long c
 	return rc;
 }
 
+typedef struct due {
+	char id[BK_ID_MAX];
+	int64_t at;
+} due;
+
+typedef struct due_list {
+	due v[4096];
+	size_t n;
+	int64_t window;
+} due_list;
+
+static void note_due(const bk_order *o, void *opaque)
+{
+	due_list *l = opaque;
+	int64_t at = bk_archive_due(o, l->window);
+	if (at != BK_TS_NONE && l->n < sizeof(l->v) / sizeof(l->v[0])) {
+		memcpy(l->v[l->n].id, o->order_id, BK_ID_MAX);
+		l->v[l->n++].at = at;
+	}
+}
+
+/* --archive-after: the processor's sweep on every settled order of e once its window has
+ * passed (order.archived records, as booking-commands writes them). */
+static int archive_all(feed *f, bk_engine *e, bk_tzdb *tz)
+{
+	static due_list l;
+	l.n = 0;
+	l.window = f->archive_after;
+	bk_engine_foreach(e, note_due, &l);
+	int rc = 0;
+	for (size_t i = 0; i < l.n && rc == 0; i++) {
+		bk_command c = {.id = "cmd_feed_sweep",
+				.type = BK_CMD_ORDER_SWEEP,
+				.order_id = l.v[i].id,
+				.actor_role = BK_ROLE_SYSTEM,
+				.at = l.v[i].at,
+				.payload = {.type = MSGPACK_OBJECT_MAP}};
+		bk_decide_ctx ctx = {.now = c.at,
+				     .archive_after = f->archive_after,
+				     .tz = bk_tz_offset,
+				     .tz_opaque = tz};
+		msgpack_zone z;
+		msgpack_zone_init(&z, 4096);
+		bk_decision d;
+		if (bk_engine_handle(e, &c, &ctx, &z, &d) < 0 || d.n_events == 0) {
+			fprintf(stderr, "archive %s: %s\n", c.order_id, d.message);
+			rc = -1;
+		} else {
+			bk_record r = {c.order_id, c.id, d.events, d.n_events};
+			rc = emit_record(f, &r);
+		}
+		msgpack_zone_destroy(&z);
+	}
+	return rc;
+}
+
 /* The last record of --fork's order again, its last event changed and resealed: same
  * seq, another hash. */
 static int emit_fork(feed *f)
@@ -426,6 +485,8 @@ int main(int argc, char **argv)
 			f.sleep_ms = atol(v);
 		else if (!strcmp(a, "--seal-every"))
 			f.seal_every = atol(v);
+		else if (!strcmp(a, "--archive-after"))
+			f.archive_after = (int64_t)atol(v) * BK_US_PER_S;
 		else {
 			usage();
 			return 2;
@@ -464,6 +525,8 @@ int main(int argc, char **argv)
 			bk_engine *e =
 			    bk_engine_new(); /* each fixture alone, as in test_fixtures */
 			rc = run_file(&f, e, tz, argv[j], copies > 0 ? k + 1 : 0);
+			if (rc == 0 && f.archive_after > 0)
+				rc = archive_all(&f, e, tz);
 			bk_engine_free(e);
 		}
 	if (rc == 0 && f.fork_order)

@@ -55,7 +55,7 @@ check "dev broker started" test -s "$W/boot" || finish
 	>"$W/writers" 2>/dev/null
 export BOOKING_WRITER_KEY="$W/writer.sk" BOOKING_WRITER_KEY_ID=py-writer \
 	BOOKING_WRITER_KEYRING="$W/writers"
-"$PROC" --brokers-file "$W/boot" --keyring "$W/keyring" --group-id g-python \
+"$PROC" --brokers-file "$W/boot" --keyring "$W/keyring" --archive-after 0 --group-id g-python \
 	-X session.timeout.ms=6000 -X heartbeat.interval.ms=500 2>"$W/proc.log" &
 pids+=($!)
 for _ in $(seq 300); do grep -q 'msg="restore finished"' "$W/proc.log" && break; sleep 0.1; done

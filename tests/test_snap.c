@@ -46,6 +46,8 @@ static void same_order(const bk_order *a, const bk_order *b)
 		if (a->seen.slots[i])
 			ck_assert(has_fp(&b->seen, a->seen.slots[i]));
 	ck_assert_str_eq(a->last_command_id, b->last_command_id);
+	ck_assert_int_eq(a->last_event_at, b->last_event_at);
+	ck_assert_int_gt(b->last_event_at, 0);
 	ck_assert_int_eq(memcmp(&a->money, &b->money, sizeof(a->money)), 0);
 	ck_assert_int_eq(a->start_ts, b->start_ts);
 	ck_assert_int_eq(a->end_ts, b->end_ts);
@@ -305,7 +307,8 @@ START_TEST(rejects_corrupt)
 		size_t n;
 	} bad[] = {
 	    {0, "\xa4snap", 5}, /* another tag */
-	    {1, "\x02", 1},	/* a later format */
+	    {1, "\x03", 1},	/* a later format */
+	    {1, "\x01", 1},	/* format 1 (no last_event_at): the restore reads the log */
 	    {3, "\xff", 1},	/* negative events offset */
 	    {4, "\xa3o o", 4},	/* not an id */
 	    {5, "\x7f", 1},	/* status out of range */
@@ -324,7 +327,8 @@ START_TEST(rejects_corrupt)
 	    {27,
 	     "\xc4\x20"
 	     "0123456789abcdef0123456789abcdef",
-	     34}, /* one hash for many */
+	     34},	      /* one hash for many */
+	    {28, "\xa1x", 2}, /* last_event_at not an int */
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		with_field(&sb, bad[i].field, bad[i].bytes, bad[i].n, &m);
@@ -424,6 +428,98 @@ START_TEST(checkpoints_and_sums)
 }
 END_TEST
 
+/* Archived records: round trip (sorted whatever the input order), refusals, and the
+ * checkpoint's archived digest telling a tampered or missing record. */
+START_TEST(archived_records)
+{
+	const uint64_t fps[] = {0x9000000000000001ULL, 0x0000000000000003ULL, 0x7fffffffffffffffULL,
+				0x1234567890abcdefULL};
+	const size_t n = sizeof(fps) / sizeof(fps[0]);
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	ck_assert_int_eq(bk_snap_archived_encode(4, 777, false, fps, n, &sb), 0);
+	bk_snap_archived a;
+	char err[256];
+	ck_assert_msg(bk_snap_archived_decode(sb.data, sb.size, &a, err, sizeof(err)) == 0, "%s",
+		      err);
+	ck_assert_int_eq(a.partition, 4);
+	ck_assert_int_eq(a.events_offset, 777);
+	ck_assert(!a.full);
+	ck_assert_uint_eq(a.n, n);
+	for (size_t i = 1; i < a.n; i++)
+		ck_assert(a.fps[i - 1] < a.fps[i]);
+	/* the digest of what was read is the writer's, in any order */
+	bk_snap_sum w = {0}, r = {0};
+	for (size_t i = 0; i < n; i++)
+		bk_snap_sum_add_fp(&w, fps[i]);
+	for (size_t i = 0; i < a.n; i++)
+		bk_snap_sum_add_fp(&r, a.fps[a.n - 1 - i]);
+	ck_assert(bk_snap_sum_eq(&w, &r));
+	ck_assert_uint_eq(w.count, n);
+	free(a.fps);
+	/* a full record, and an empty full one (a restore then forgets every earlier one) */
+	msgpack_sbuffer_clear(&sb);
+	ck_assert_int_eq(bk_snap_archived_encode(0, 0, true, NULL, 0, &sb), 0);
+	ck_assert_int_eq(bk_snap_archived_decode(sb.data, sb.size, &a, err, sizeof(err)), 0);
+	ck_assert(a.full);
+	ck_assert_uint_eq(a.n, 0);
+	free(a.fps);
+	/* refused: every truncation, fingerprints without bit 0, repeated or unsorted */
+	msgpack_sbuffer_clear(&sb);
+	ck_assert_int_eq(bk_snap_archived_encode(4, 777, false, fps, n, &sb), 0);
+	for (size_t k = 0; k < sb.size; k++)
+		ck_assert_int_eq(bk_snap_archived_decode(sb.data, k, &a, err, sizeof(err)), -1);
+	static const char *const bad_bins[] = {
+	    "\xc4\x08\x00\x00\x00\x00\x00\x00\x00\x02", /* bit 0 clear */
+	    "\xc4\x10\x00\x00\x00\x00\x00\x00\x00\x03\x00\x00\x00\x00\x00\x00\x00\x03", /* twice */
+	    "\xc4\x10\x00\x00\x00\x00\x00\x00\x00\x05\x00\x00\x00\x00\x00\x00\x00\x03", /* unsorted
+											 */
+	    "\xc4\x07\x00\x00\x00\x00\x00\x00\x03", /* not 8 bytes each */
+	};
+	static const size_t bad_len[] = {10, 18, 18, 9};
+	msgpack_sbuffer m;
+	for (size_t i = 0; i < 4; i++) {
+		with_field(&sb, 5, bad_bins[i], bad_len[i], &m);
+		ck_assert_msg(bk_snap_archived_decode(m.data, m.size, &a, err, sizeof(err)) == -1,
+			      "bad fingerprints %zu accepted", i);
+		msgpack_sbuffer_destroy(&m);
+	}
+	with_field(&sb, 1, "\x01", 1, &m); /* format 1 */
+	ck_assert_int_eq(bk_snap_archived_decode(m.data, m.size, &a, err, sizeof(err)), -1);
+	msgpack_sbuffer_destroy(&m);
+	with_field(&sb, 99, NULL, 0, &m); /* unchanged: decodes */
+	ck_assert_int_eq(bk_snap_archived_decode(m.data, m.size, &a, err, sizeof(err)), 0);
+	free(a.fps);
+	msgpack_sbuffer_destroy(&m);
+	/* a checkpoint carries the archived digest; a record with one fingerprint replaced
+	 * (still a valid record) or missing no longer matches it */
+	bk_checkpoint ck = {.partition = 4, .events_offset = 777, .archived = w}, back;
+	msgpack_sbuffer_clear(&sb);
+	ck_assert_int_eq(bk_snap_checkpoint_encode(&ck, &sb), 0);
+	ck_assert_int_eq(bk_snap_checkpoint_decode(sb.data, sb.size, &back, err, sizeof(err)), 0);
+	ck_assert(bk_snap_sum_eq(&back.archived, &w));
+	ck_assert_uint_eq(back.archived.count, n);
+	uint64_t forged[4];
+	memcpy(forged, fps, sizeof(forged));
+	forged[2] = 0x7ffffffffffffffdULL;
+	bk_snap_sum f = {0}, missing = {0};
+	for (size_t i = 0; i < n; i++)
+		bk_snap_sum_add_fp(&f, forged[i]);
+	for (size_t i = 0; i + 1 < n; i++)
+		bk_snap_sum_add_fp(&missing, fps[i]);
+	ck_assert(!bk_snap_sum_eq(&back.archived, &f));
+	ck_assert(!bk_snap_sum_eq(&back.archived, &missing));
+	/* the snapshots' digest and the archived one are different fields */
+	ck_assert(!bk_snap_sum_eq(&back.sum, &back.archived));
+	/* a checkpoint is not an archived record, nor the other way round */
+	ck_assert_int_eq(bk_snap_archived_decode(sb.data, sb.size, &a, err, sizeof(err)), -1);
+	msgpack_sbuffer_clear(&sb);
+	ck_assert_int_eq(bk_snap_archived_encode(4, 777, false, fps, n, &sb), 0);
+	ck_assert_int_eq(bk_snap_checkpoint_decode(sb.data, sb.size, &back, err, sizeof(err)), -1);
+	msgpack_sbuffer_destroy(&sb);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("snap");
@@ -433,6 +529,7 @@ int main(void)
 	tcase_add_test(tc, continue_from_snapshots);
 	tcase_add_test(tc, rejects_corrupt);
 	tcase_add_test(tc, checkpoints_and_sums);
+	tcase_add_test(tc, archived_records);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
