@@ -9,32 +9,12 @@
 #            (the SVGs are not compared: their bytes depend on the Graphviz version).
 # Needs Graphviz `dot` to write the SVGs (apt-get install graphviz).
 set -euo pipefail
+# shellcheck source=scripts/gen-doc-lib.sh
+. "$(dirname "$0")/gen-doc-lib.sh"
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-CHECK=0
-if [ "${1:-}" = "--check" ]; then
-	CHECK=1
-	shift
-fi
-BK=${1:-$ROOT/build/cli/bookingctl}
-DOC=$ROOT/docs/fsm.md
+gd_start gen-fsm-docs docs/fsm.md "$@"
 SVGDIR=$ROOT/docs/fsm
 MACHINES=(status card milestone order_state profile request invite_recipient dispute)
-BEGIN='<!-- BEGIN GENERATED'
-END='<!-- END GENERATED -->'
-
-die() {
-	echo "gen-fsm-docs: $*" >&2
-	exit 2
-}
-[ -x "$BK" ] || die "no bookingctl at $BK (build first: ninja -C build)"
-[ -f "$DOC" ] || die "$DOC is missing"
-if ! grep -q "^$BEGIN" "$DOC" || ! grep -q "^$END\$" "$DOC"; then
-	die "$DOC lacks the GENERATED markers"
-fi
-
-T=$(mktemp -d /tmp/gen-fsm-docs.XXXXXX)
-trap 'rm -rf "$T"' EXIT
 
 # Lint first: docs of broken tables are still written, but say so.
 if ! "$BK" fsm --lint >"$T/lint"; then
@@ -43,11 +23,7 @@ if ! "$BK" fsm --lint >"$T/lint"; then
 fi
 
 "$BK" fsm --format markdown --machine all >"$T/generated.md"
-awk -v begin="$BEGIN" -v end="$END" -v gen="$T/generated.md" '
-	index($0, begin) == 1 { print; print ""; while ((getline l < gen) > 0) print l; skip = 1; next }
-	$0 == end { skip = 0 }
-	!skip { print }
-' "$DOC" >"$T/fsm.md"
+gd_splice "$T/generated.md" "$T/fsm.md"
 for m in "${MACHINES[@]}"; do
 	"$BK" fsm --format dot --machine "$m" >"$T/$m.dot"
 done
@@ -63,7 +39,7 @@ if [ "$CHECK" = 1 ]; then
 	exit "$stale"
 fi
 
-command -v dot >/dev/null || die "Graphviz dot not found (apt-get install graphviz)"
+command -v dot >/dev/null || gd_die "Graphviz dot not found (apt-get install graphviz)"
 mkdir -p "$SVGDIR"
 for m in "${MACHINES[@]}"; do
 	dot -Tsvg "$T/$m.dot" >"$T/$m.svg"
