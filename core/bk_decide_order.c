@@ -279,9 +279,13 @@ BK_MUSTCHECK static bk_dres open_dispute(dctx *x, const bk_dispute **ret_dispute
 		      s ? " " : "", s ? (int)n : 0, s ? s : "");
 }
 
-bk_dres d_dispute_update(dctx *x, const rowset *rs)
+/* What dispute.update and dispute.resolve share: the status row, the open dispute, and
+ * the dispute status payload.<key> names, which the dispute table must allow this command
+ * to move to (`expected` lists them for the rejection). *ret_d, *ret_st on BK_DR_OK. */
+BK_MUSTCHECK static bk_dres dispute_move(dctx *x, const rowset *rs, const char *key,
+					 const char *expected, const bk_dispute **ret_d,
+					 int *ret_st)
 {
-	const bk_val *pl = &x->cmd->payload;
 	bk_dres rc = pick_row(x, rs);
 	if (rc != BK_DR_OK)
 		return rc;
@@ -291,12 +295,23 @@ bk_dres d_dispute_update(dctx *x, const rowset *rs)
 		return rc;
 	const char *s;
 	size_t n;
-	if (bk_get_str(&x->v, pl, "status", true, &s, &n) < 0)
+	if (bk_get_str(&x->v, &x->cmd->payload, key, true, &s, &n) < 0)
 		return invalid(x);
 	int st = bk_dsp_status_from(s, n);
-	if (st < 0 || !bk_life_allows(BK_LIFE_DISPUTE, BK_CMD_DISPUTE_UPDATE, d->status, st))
-		return reject(x, BK_E_VALIDATION_FAILED,
-			      "payload.status: expected awaiting_evidence or under_review");
+	if (st < 0 || !bk_life_allows(BK_LIFE_DISPUTE, (bk_cmd_type)x->cmd->type, d->status, st))
+		return reject(x, BK_E_VALIDATION_FAILED, "payload.%s: expected %s", key, expected);
+	*ret_d = d;
+	*ret_st = st;
+	return BK_DR_OK;
+}
+
+bk_dres d_dispute_update(dctx *x, const rowset *rs)
+{
+	const bk_dispute *d = NULL;
+	int st = 0;
+	bk_dres rc = dispute_move(x, rs, "status", "awaiting_evidence or under_review", &d, &st);
+	if (rc != BK_DR_OK)
+		return rc;
 	bk_mapb b;
 	if (!bk_mapb_init(&b, x->z, 3) || !bk_mapb_str(&b, "dispute_id", d->id) ||
 	    !bk_mapb_str(&b, "status", bk_dsp_status_name((bk_dsp_status)st)))
@@ -310,22 +325,12 @@ bk_dres d_dispute_update(dctx *x, const rowset *rs)
 bk_dres d_dispute_resolve(dctx *x, const rowset *rs)
 {
 	const bk_val *pl = &x->cmd->payload;
-	bk_dres rc = pick_row(x, rs);
-	if (rc != BK_DR_OK)
-		return rc;
 	const bk_dispute *d = NULL;
-	rc = open_dispute(x, &d);
+	int st = 0;
+	bk_dres rc =
+	    dispute_move(x, rs, "outcome", "resolved_buyer, resolved_provider or split", &d, &st);
 	if (rc != BK_DR_OK)
 		return rc;
-	const char *s;
-	size_t n;
-	if (bk_get_str(&x->v, pl, "outcome", true, &s, &n) < 0)
-		return invalid(x);
-	int st = bk_dsp_status_from(s, n);
-	if (st < 0 || !bk_life_allows(BK_LIFE_DISPUTE, BK_CMD_DISPUTE_RESOLVE, d->status, st))
-		return reject(
-		    x, BK_E_VALIDATION_FAILED,
-		    "payload.outcome: expected resolved_buyer, resolved_provider or split");
 	int64_t refund, left = x->o->money.paid - x->o->money.refunded;
 	bool has;
 	if (bk_get_int(&x->v, pl, "refund_cents", false, &refund, &has) < 0)
