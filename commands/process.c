@@ -836,7 +836,8 @@ static int seal_batch(cp *c)
 		c->dr_err = RD_KAFKA_RESP_ERR__STATE;
 		return -1;
 	}
-	qsort(c->srec, c->n_srec, sizeof(*c->srec), cmp_srec);
+	if (c->n_srec > 1) /* a batch of only dead letters has none (srec may be NULL) */
+		qsort(c->srec, c->n_srec, sizeof(*c->srec), cmp_srec);
 	size_t i = 0, first_result = 0;
 	while (first_result < c->n_srec && c->srec[first_result].kind == 0)
 		first_result++;
