@@ -69,6 +69,23 @@ static void print_versions(FILE *f)
 	fprintf(f, "\n");
 }
 
+/* Where a field goes: copies as table.column, what the projector derives marked so. */
+static void print_proj(FILE *f, const bk_proj *p)
+{
+	if (!p || !p->table) {
+		fprintf(f, "-");
+		return;
+	}
+	for (const bk_proj *q = p; q->table; q++) {
+		fprintf(f, "%s", q == p ? "" : ", ");
+		if (!q->column)
+			fprintf(f, "%s (a row each)", q->table);
+		else
+			fprintf(f, "%s.%s%s", q->table, q->column,
+				q->kind == BK_P_CODE ? " (derived)" : "");
+	}
+}
+
 static void print_schema(FILE *f, const bk_schema_def *d)
 {
 	fprintf(f, "#### `%s`\n\n", d->name);
@@ -79,10 +96,12 @@ static void print_schema(FILE *f, const bk_schema_def *d)
 		return;
 	}
 	fprintf(f, "| field | type | required | since | projected to |\n|---|---|---|---|---|\n");
-	for (const bk_field *x = d->fields; x->key != NULL; x++)
-		fprintf(f, "| `%s` | %s | %s | %u | %s |\n", x->key,
-			bk_ftype_name((bk_ftype)x->type), x->req ? "yes" : "no", x->since,
-			x->column ? x->column : "-");
+	for (const bk_field *x = d->fields; x->key != NULL; x++) {
+		fprintf(f, "| `%s` | %s | %s | %u | ", x->key, bk_ftype_name((bk_ftype)x->type),
+			x->req ? "yes" : "no", x->since);
+		print_proj(f, x->to);
+		fprintf(f, " |\n");
+	}
 	fprintf(f, "\n");
 }
 

@@ -1,8 +1,11 @@
 /*
  * bk_schema.c - event schemas as data (bk_schema.h): the current version of every event
- * type, and the fields of every payload. Knowledge of what an event holds lives here
- * once: the record decoder checks from these rows, `bookingctl events` prints them
- * (docs/events.md).
+ * type, and the fields of every payload with where each goes in the read model.
+ * Knowledge of what an event holds lives here once: the record decoder checks from these
+ * rows, the projector copies fields into the columns they name (and defines the columns
+ * only they name: projector/proj_rows.c), `bookingctl events` prints them
+ * (docs/events.md). tests/test_upcast.c holds every key the decider writes in the
+ * fixtures against these rows.
  */
 #include "bk_schema.h"
 
@@ -30,159 +33,231 @@ _Static_assert(BK_SF_PLAIN == 0, "a type without a row is plain");
 
 /* --- the payload fields of every schema ----------------------------------------------- */
 
-/* A row: F("key", BK_F_TYPE, required, column), a field since version 1; F_SINCE(...,
- * since, column) one that version `since` added (an older event is not checked for it:
- * its upcaster adds it). column: the read-model column(s) it is projected to, or NULL. */
-#define F(key, type, req, col) F_SINCE(key, type, req, 1, col)
-#define F_SINCE(key, type, req, since, col)                                                        \
+/* A row: F("key", BK_F_TYPE, required, destinations), a field since version 1; F_SINCE(...,
+ * since, destinations) one that version `since` added (an older event is not checked for
+ * it: its upcaster adds it). destinations: TO(COPY(table, column), CODE(table, column)...)
+ * (bk_pkind), or NO when the field is not projected. */
+#define F(key, type, req, to) F_SINCE(key, type, req, 1, to)
+#define F_SINCE(key, type, req, since, to)                                                         \
 	{                                                                                          \
-		key, (uint8_t)(sizeof(key) - 1), type, req, since, col                             \
+		key, (uint8_t)(sizeof(key) - 1), type, req, since, to                              \
 	}
 #define F_END                                                                                      \
 	{                                                                                          \
 		NULL, 0, BK_F_STR, false, 1, NULL                                                  \
 	}
-#define BO  "booking.order."
-#define OO  "ord.order."
-#define RQ  "booking.request."
-#define RCP "booking.invite_recipient."
-#define DS  "booking.dispute."
-#define MS  "booking.milestone."
-#define CD  "ord.card."
-#define CR  "ord.card_response."
-#define LI  "booking.line_item"
+#define TO(...) ((const bk_proj[]){__VA_ARGS__, {NULL, NULL, NULL, BK_P_COPY}})
+#define COPY(t, c)                                                                                 \
+	{                                                                                          \
+		t, c, NULL, BK_P_COPY                                                              \
+	}
+#define COPY_AS(t, c, sqltype)                                                                     \
+	{                                                                                          \
+		t, c, sqltype, BK_P_COPY                                                           \
+	}
+#define CODE(t, c)                                                                                 \
+	{                                                                                          \
+		t, c, NULL, BK_P_CODE                                                              \
+	}
+#define NO     NULL
+#define BO     "booking.order"
+#define OO     "ord.order"
+#define RQ     "booking.request"
+#define RCP    "booking.invite_recipient"
+#define DS     "booking.dispute"
+#define MS     "booking.milestone"
+#define CD     "ord.card"
+#define CR     "ord.card_response"
+#define LI     "booking.line_item"
+#define MODE_T "booking.booking_mode"
+/* a payload's totals: their fields are booking.order's money columns; the order's price
+ * snapshot is then recomputed from them and its line items */
+#define TOTALS F("totals", BK_F_TOTALS, true, TO(CODE(OO, "price_snapshot")))
 
 static const bk_field f_none[] = {F_END};
 static const bk_field f_created[] = {
-    F("mode", BK_F_STR, true, BO "mode"),
-    F("buyer_user_id", BK_F_ID, true, BO "buyer_user_id, " OO "buyer_user_id"),
-    F("provider_user_id", BK_F_ID, false, BO "provider_user_id, " OO "provider_user_id"),
-    F("service_profile_id", BK_F_ID, false, BO "service_profile_id"),
-    F("package_id", BK_F_STR, false, BO "package_id"),
-    F("role_code", BK_F_STR, true, OO "role_code"),
-    F("city", BK_F_STR, false, BO "city"),
-    F("license_tier", BK_F_STR, false, BO "license_tier"),
-    F("start_ts", BK_F_TS, true, BO "start_ts, " OO "start_utc"),
-    F("end_ts", BK_F_TS, true, BO "end_ts, " OO "end_utc"),
-    F("timezone", BK_F_STR, true, OO "timezone"),
-    F("currency", BK_F_STR, true, BO "currency"),
-    F("location", BK_F_LOCATION, true, BO "location_kind, " OO "location_json"),
-    F("travel_miles", BK_F_NUM, false, BO "travel_miles"),
-    F("line_items", BK_F_ITEMS, true, LI),
-    F("platform_fee_cents", BK_F_CENTS, true, NULL),
-    F("tax_cents", BK_F_CENTS, true, NULL),
-    F("tip_cents", BK_F_CENTS, false, NULL),
-    F("totals", BK_F_TOTALS, true, "booking.order"),
-    F("policy", BK_F_MAP, true, OO "policy_snapshot"),
+    F("mode", BK_F_STR, true, TO(COPY_AS(BO, "mode", MODE_T))),
+    F("buyer_user_id", BK_F_ID, true, TO(COPY(BO, "buyer_user_id"), COPY(OO, "buyer_user_id"))),
+    F("provider_user_id", BK_F_ID, false,
+      TO(COPY(BO, "provider_user_id"), COPY(OO, "provider_user_id"))),
+    F("service_profile_id", BK_F_ID, false, TO(COPY(BO, "service_profile_id"))),
+    F("package_id", BK_F_STR, false, TO(COPY(BO, "package_id"))),
+    F("role_code", BK_F_STR, true, TO(COPY(OO, "role_code"))),
+    F("city", BK_F_STR, false, TO(COPY(BO, "city"), CODE(OO, "location_json"))),
+    F("license_tier", BK_F_STR, false, TO(COPY(BO, "license_tier"))),
+    F("start_ts", BK_F_TS, true, TO(COPY(BO, "start_ts"), COPY(OO, "start_utc"))),
+    F("end_ts", BK_F_TS, true, TO(COPY(BO, "end_ts"), COPY(OO, "end_utc"))),
+    F("timezone", BK_F_STR, true, TO(COPY(OO, "timezone"))),
+    F("currency", BK_F_STR, true, TO(COPY(BO, "currency"))),
+    F("location", BK_F_LOCATION, true, TO(CODE(OO, "location_json"))),
+    F("travel_miles", BK_F_NUM, false, TO(COPY(BO, "travel_miles"))),
+    F("line_items", BK_F_ITEMS, true, TO(CODE(LI, NULL))),
+    F("platform_fee_cents", BK_F_CENTS, true, NO),
+    F("tax_cents", BK_F_CENTS, true, NO),
+    F("tip_cents", BK_F_CENTS, false, NO),
+    TOTALS,
+    F("policy", BK_F_MAP, true, TO(COPY(OO, "policy_snapshot"))),
     F_END};
+/* order.<status>: the chat thread and the address come with confirmed */
 static const bk_field f_status[] = {
-    F("from", BK_F_STR, true, NULL), F("chat_thread_id", BK_F_STR, false, BO "chat_thread_id"),
-    F("location_address", BK_F_STR, false, BO "location_address"), F_END};
-static const bk_field f_req_submitted[] = {F("request_id", BK_F_ID, true, RQ "request_id"),
-					   F("mode", BK_F_STR, true, RQ "mode"),
-					   F("message", BK_F_STR, false, RQ "message"),
-					   F("expires_at", BK_F_TS, false, RQ "expires_at"), F_END};
-static const bk_field f_req_simple[] = {F("request_id", BK_F_ID, true, RQ "request_id"), F_END};
-static const bk_field f_req_expired[] = {F("request_id", BK_F_ID, true, RQ "request_id"),
-					 F("expires_at", BK_F_TS, false, NULL), F_END};
+    F("from", BK_F_STR, true, NO),
+    F("to", BK_F_STR, false, NO),
+    F("cause", BK_F_STR, false, NO),
+    F("reason", BK_F_STR, false, NO),
+    F("side", BK_F_STR, false, NO),
+    F("totals", BK_F_TOTALS, false, NO),
+    F("chat_thread_id", BK_F_STR, false, TO(COPY(BO, "chat_thread_id"))),
+    F("location_address", BK_F_STR, false,
+      TO(COPY(BO, "location_address"), CODE(OO, "location_json"))),
+    F_END};
+static const bk_field f_req_submitted[] = {
+    F("request_id", BK_F_ID, true, TO(COPY(RQ, "request_id"))),
+    F("mode", BK_F_STR, true, TO(COPY_AS(RQ, "mode", MODE_T))),
+    F("message", BK_F_STR, false, TO(COPY(RQ, "message"))),
+    F("expires_at", BK_F_TS, false, TO(COPY(RQ, "expires_at"))), F_END};
+static const bk_field f_req_simple[] = {F("request_id", BK_F_ID, true, TO(COPY(RQ, "request_id"))),
+					F_END};
+/* request.accepted: by a rule (by, rule_id) or by the provider */
+static const bk_field f_req_accepted[] = {
+    F("request_id", BK_F_ID, true, TO(COPY(RQ, "request_id"))), F("by", BK_F_STR, false, NO),
+    F("rule_id", BK_F_STR, false, NO), F_END};
+static const bk_field f_req_expired[] = {F("request_id", BK_F_ID, true, TO(COPY(RQ, "request_id"))),
+					 F("expires_at", BK_F_TS, false, NO), F_END};
+/* the counter offer's line items are the order's only when it is accepted */
 static const bk_field f_req_countered[] = {
-    F("request_id", BK_F_ID, true, RQ "request_id"),  F("line_items", BK_F_ITEMS, true, NULL),
-    F("platform_fee_cents", BK_F_CENTS, true, NULL),  F("tax_cents", BK_F_CENTS, true, NULL),
-    F("expires_at", BK_F_TS, false, RQ "expires_at"), F_END};
+    F("request_id", BK_F_ID, true, TO(COPY(RQ, "request_id"))),
+    F("line_items", BK_F_ITEMS, true, NO),
+    F("platform_fee_cents", BK_F_CENTS, true, NO),
+    F("tax_cents", BK_F_CENTS, true, NO),
+    F("totals", BK_F_TOTALS, false, NO),
+    F("message", BK_F_STR, false, NO),
+    F("expires_at", BK_F_TS, false, TO(COPY(RQ, "expires_at"))),
+    F_END};
 static const bk_field f_req_counter_accepted[] = {
-    F("request_id", BK_F_ID, true, RQ "request_id"), F("line_items", BK_F_ITEMS, true, LI),
-    F("platform_fee_cents", BK_F_CENTS, true, NULL), F("tax_cents", BK_F_CENTS, true, NULL),
-    F("totals", BK_F_TOTALS, true, "booking.order"), F_END};
-static const bk_field f_invite_sent[] = {F("invite_id", BK_F_ID, true, RQ "request_id"),
-					 F("recipients", BK_F_STRS, true, RCP "recipient_user_id"),
-					 F("expires_at", BK_F_TS, false, RQ "expires_at"), F_END};
+    F("request_id", BK_F_ID, true, TO(COPY(RQ, "request_id"))),
+    F("line_items", BK_F_ITEMS, true, TO(CODE(LI, NULL))),
+    F("platform_fee_cents", BK_F_CENTS, true, NO),
+    F("tax_cents", BK_F_CENTS, true, NO),
+    TOTALS,
+    F_END};
+static const bk_field f_invite_sent[] = {
+    F("invite_id", BK_F_ID, true, TO(COPY(RQ, "request_id"))),
+    F("recipients", BK_F_STRS, true, TO(CODE(RCP, NULL))),
+    F("message", BK_F_STR, false, TO(COPY(RQ, "message"))),
+    F("expires_at", BK_F_TS, false, TO(COPY(RQ, "expires_at"))), F_END};
 static const bk_field f_invite_responded[] = {
-    F("invite_id", BK_F_ID, true, RCP "invite_id"),
-    F("recipient_user_id", BK_F_STR, true, RCP "recipient_user_id"), F_END};
+    F("invite_id", BK_F_ID, true, TO(COPY(RCP, "invite_id"))),
+    F("recipient_user_id", BK_F_STR, true, TO(COPY(RCP, "recipient_user_id"))),
+    F("message", BK_F_STR, false, NO), F_END};
 static const bk_field f_invite_awarded[] = {
-    F("invite_id", BK_F_ID, true, RCP "invite_id"),
+    F("invite_id", BK_F_ID, true, TO(COPY(RQ, "request_id"), COPY(RCP, "invite_id"))),
     F("recipient_user_id", BK_F_STR, true,
-      BO "provider_user_id, " OO "provider_user_id, " RQ "provider_user_id"),
-    F("service_profile_id", BK_F_ID, true, BO "service_profile_id"),
-    F("not_awarded", BK_F_STRS, true, RCP "recipient_user_id"), F_END};
+      TO(COPY(RCP, "recipient_user_id"), COPY(BO, "provider_user_id"), COPY(OO, "provider_user_id"),
+	 COPY(RQ, "provider_user_id"))),
+    F("service_profile_id", BK_F_ID, true, TO(COPY(BO, "service_profile_id"))),
+    F("not_awarded", BK_F_STRS, true, TO(CODE(RCP, NULL))), F_END};
 /* the money events: schema 2 adds the order's currency (checked against
  * booking.order.currency, not projected apart) */
 static const bk_field f_captured[] = {
-    F("payment_intent_id", BK_F_STR, true, BO "stripe_payment_intent_id"),
-    F("transfer_group", BK_F_STR, false, BO "connect_transfer_group"),
-    F("amount_cents", BK_F_CENTS, true, NULL), F_SINCE("currency", BK_F_STR, true, 2, NULL), F_END};
-static const bk_field f_refunded[] = {F("refund_cents", BK_F_CENTS, true, NULL),
-				      F("line_item", BK_F_ITEM, true, LI),
-				      F("totals", BK_F_TOTALS, true, "booking.order"),
-				      F_SINCE("currency", BK_F_STR, true, 2, NULL), F_END};
-static const bk_field f_tip[] = {F("tip_cents", BK_F_CENTS, true, NULL),
-				 F("totals", BK_F_TOTALS, true, "booking.order"),
-				 F_SINCE("currency", BK_F_STR, true, 2, NULL), F_END};
-static const bk_field f_dispute_opened[] = {
-    F("dispute_id", BK_F_ID, true, DS "dispute_id"), F("opened_by", BK_F_STR, true, DS "opened_by"),
-    F("reason", BK_F_ANY, true, DS "reason"), F("description", BK_F_STR, false, DS "description"),
+    F("payment_intent_id", BK_F_STR, true, TO(COPY(BO, "stripe_payment_intent_id"))),
+    F("transfer_group", BK_F_STR, false, TO(COPY(BO, "connect_transfer_group"))),
+    F("amount_cents", BK_F_CENTS, true, NO),
+    F("paid_cents", BK_F_CENTS, false, NO),
+    F_SINCE("currency", BK_F_STR, true, 2, NO),
     F_END};
-static const bk_field f_dispute_updated[] = {F("dispute_id", BK_F_ID, true, DS "dispute_id"),
-					     F("status", BK_F_STR, true, DS "status"), F_END};
-static const bk_field f_dispute_resolved[] = {F("dispute_id", BK_F_ID, true, DS "dispute_id"),
-					      F("outcome", BK_F_STR, true, DS "status"),
-					      F("refund_cents", BK_F_CENTS, false, NULL), F_END};
+static const bk_field f_refunded[] = {F("refund_cents", BK_F_CENTS, true, NO),
+				      F("refunded_cents", BK_F_CENTS, false, NO),
+				      F("line_item", BK_F_ITEM, true, TO(CODE(LI, NULL))),
+				      TOTALS,
+				      F_SINCE("currency", BK_F_STR, true, 2, NO),
+				      F_END};
+static const bk_field f_tip[] = {F("tip_cents", BK_F_CENTS, true, NO),
+				 F("amount_cents", BK_F_CENTS, false, NO), TOTALS,
+				 F_SINCE("currency", BK_F_STR, true, 2, NO), F_END};
+static const bk_field f_dispute_opened[] = {
+    F("dispute_id", BK_F_ID, true, TO(COPY(DS, "dispute_id"))),
+    F("opened_by", BK_F_STR, true, TO(COPY(DS, "opened_by"))),
+    F("reason", BK_F_ANY, true, TO(COPY(DS, "reason"))),
+    F("description", BK_F_STR, false, TO(COPY(DS, "description"))),
+    F("card_id", BK_F_STR, false, NO),
+    F("from_status", BK_F_STR, false, NO),
+    F_END};
+static const bk_field f_dispute_updated[] = {
+    F("dispute_id", BK_F_ID, true, TO(COPY(DS, "dispute_id"))),
+    F("status", BK_F_STR, true, TO(COPY(DS, "status"))), F_END};
+static const bk_field f_dispute_resolved[] = {
+    F("dispute_id", BK_F_ID, true, TO(COPY(DS, "dispute_id"))),
+    F("outcome", BK_F_STR, true, TO(COPY(DS, "status"))), F("refund_cents", BK_F_CENTS, false, NO),
+    F("note", BK_F_STR, false, NO), F_END};
 static const bk_field f_ms_added[] = {
-    F("milestone_id", BK_F_ID, true, MS "milestone_id"), F("title", BK_F_STR, true, MS "title"),
-    F("due_ts", BK_F_TS, false, MS "due_ts"),
-    F("amount_cents", BK_F_CENTS, true, MS "amount_cents"), F_END};
-static const bk_field f_ms_changed[] = {F("milestone_id", BK_F_ID, true, MS "milestone_id"), F_END};
+    F("milestone_id", BK_F_ID, true, TO(COPY(MS, "milestone_id"))),
+    F("title", BK_F_STR, true, TO(COPY(MS, "title"))),
+    F("due_ts", BK_F_TS, false, TO(COPY(MS, "due_ts"))),
+    F("amount_cents", BK_F_CENTS, true, TO(COPY(MS, "amount_cents"))), F_END};
+static const bk_field f_ms_changed[] = {
+    F("milestone_id", BK_F_ID, true, TO(COPY(MS, "milestone_id"))), F_END};
 static const bk_field f_rescheduled[] = {
-    F("start_ts", BK_F_TS, true, BO "start_ts, " OO "start_utc"),
-    F("end_ts", BK_F_TS, true, BO "end_ts, " OO "end_utc"), F_END};
+    F("start_ts", BK_F_TS, true, TO(COPY(BO, "start_ts"), COPY(OO, "start_utc"))),
+    F("end_ts", BK_F_TS, true, TO(COPY(BO, "end_ts"), COPY(OO, "end_utc"))),
+    F("card_id", BK_F_STR, false, NO), F_END};
+/* note.added: its text; other keys are free */
+static const bk_field f_note[] = {F("text", BK_F_STR, false, NO), F_END};
 /* order.archived: the created_at of the order's event before it (the window's start); the
  * event's own created_at is booking.order.archived_at */
-static const bk_field f_archived[] = {F("last_event_at", BK_F_TS, true, NULL), F_END};
-static const bk_field f_card_proposed[] = {F("card_id", BK_F_ID, true, CD "card_id"),
-					   F("created_by", BK_F_ID, true, CD "created_by"),
-					   F("creator_role", BK_F_STR, true, NULL),
-					   F("due_at", BK_F_TS, false, CD "due_at"),
-					   F("expires_at", BK_F_TS, false, CD "expires_at"),
-					   F("payload", BK_F_MAP, true, CD "payload"),
-					   F_END};
-static const bk_field f_card_other[] = {F("card_id", BK_F_ID, true, CD "card_id"),
-					F("response_id", BK_F_STR, false, CR "response_id"),
-					F("superseded_by", BK_F_STR, false, CD "superseded_by"),
-					F("expires_at", BK_F_TS, false, NULL),
-					F("line_items", BK_F_ITEMS, false, LI),
-					F("totals", BK_F_TOTALS, false, "booking.order"),
-					F_END};
+static const bk_field f_archived[] = {F("last_event_at", BK_F_TS, true, NO), F_END};
+static const bk_field f_card_proposed[] = {
+    F("card_id", BK_F_ID, true, TO(COPY(CD, "card_id"))),
+    F("created_by", BK_F_ID, true, TO(COPY(CD, "created_by"))),
+    F("type", BK_F_STR, false, NO),
+    F("counter_of", BK_F_STR, false, NO),
+    F("creator_role", BK_F_STR, true, NO),
+    F("due_at", BK_F_TS, false, TO(COPY(CD, "due_at"))),
+    F("expires_at", BK_F_TS, false, TO(COPY(CD, "expires_at"))),
+    F("payload", BK_F_MAP, true, TO(COPY(CD, "payload"))),
+    F_END};
+static const bk_field f_card_other[] = {
+    F("card_id", BK_F_ID, true, TO(COPY(CD, "card_id"))),
+    F("response_id", BK_F_STR, false, TO(COPY(CR, "response_id"))),
+    F("superseded_by", BK_F_STR, false, TO(COPY(CD, "superseded_by"))),
+    F("expires_at", BK_F_TS, false, NO),
+    F("payload", BK_F_MAP, false, TO(CODE(CR, "payload"))),
+    F("line_items", BK_F_ITEMS, false, TO(CODE(LI, NULL))),
+    F("totals", BK_F_TOTALS, false, TO(CODE(OO, "price_snapshot"))),
+    F_END};
 static const bk_field f_card_response[] = {
-    F("action", BK_F_STR, true, CR "action"),
-    F("responder_user_id", BK_F_STR, true, CR "responder_user_id"), F_END};
-static const bk_field f_card_money[] = {F_SINCE("currency", BK_F_STR, true, 2, NULL), F_END};
-static const bk_field f_terms_reschedule[] = {F("start_ts", BK_F_TS, true, NULL),
-					      F("end_ts", BK_F_TS, true, NULL), F_END};
-static const bk_field f_terms_expense[] = {F("amount_cents", BK_F_CENTS, true, NULL),
-					   F("title", BK_F_STR, true, NULL), F_END};
-static const bk_field f_terms_extras[] = {F("line_items", BK_F_ITEMS, true, NULL), F_END};
-static const bk_field f_item[] = {F("id", BK_F_ID, true, LI ".id"),
-				  F("kind", BK_F_STR, true, LI ".kind"),
-				  F("title", BK_F_STR, true, LI ".title"),
-				  F("qty", BK_F_CENTS, true, LI ".qty"),
-				  F("unit_cents", BK_F_CENTS, true, LI ".unit_cents"),
-				  F("total_cents", BK_F_CENTS, true, LI ".total_cents"),
+    F("action", BK_F_STR, true, TO(COPY(CR, "action"))),
+    F("responder_user_id", BK_F_STR, true, TO(COPY(CR, "responder_user_id"))), F_END};
+static const bk_field f_card_money[] = {F_SINCE("currency", BK_F_STR, true, 2, NO), F_END};
+static const bk_field f_terms_reschedule[] = {F("start_ts", BK_F_TS, true, NO),
+					      F("end_ts", BK_F_TS, true, NO), F_END};
+static const bk_field f_terms_expense[] = {F("amount_cents", BK_F_CENTS, true, NO),
+					   F("title", BK_F_STR, true, NO), F_END};
+static const bk_field f_terms_extras[] = {F("line_items", BK_F_ITEMS, true, NO), F_END};
+static const bk_field f_item[] = {F("id", BK_F_ID, true, TO(COPY(LI, "id"))),
+				  F("kind", BK_F_STR, true, TO(COPY(LI, "kind"))),
+				  F("title", BK_F_STR, true, TO(COPY(LI, "title"))),
+				  F("qty", BK_F_CENTS, true, TO(COPY_AS(LI, "qty", "numeric"))),
+				  F("unit_cents", BK_F_CENTS, true, TO(COPY(LI, "unit_cents"))),
+				  F("total_cents", BK_F_CENTS, true, TO(COPY(LI, "total_cents"))),
 				  F_END};
 static const bk_field f_totals[] = {
-    F("subtotal_cents", BK_F_CENTS, true, BO "subtotal_cents"),
-    F("platform_fee_cents", BK_F_CENTS, true, BO "platform_fee_cents"),
-    F("tax_cents", BK_F_CENTS, true, BO "tax_cents"),
-    F("tip_cents", BK_F_CENTS, true, BO "tip_cents"),
-    F("total_cents", BK_F_CENTS, true, BO "total_cents"),
+    F("subtotal_cents", BK_F_CENTS, true, TO(COPY(BO, "subtotal_cents"))),
+    F("platform_fee_cents", BK_F_CENTS, true, TO(COPY(BO, "platform_fee_cents"))),
+    F("tax_cents", BK_F_CENTS, true, TO(COPY(BO, "tax_cents"))),
+    F("tip_cents", BK_F_CENTS, true, TO(COPY(BO, "tip_cents"))),
+    F("total_cents", BK_F_CENTS, true, TO(COPY(BO, "total_cents"))),
     F_END};
-static const bk_field f_location[] = {F("kind", BK_F_STR, true, BO "location_kind"),
-				      F("address", BK_F_STR, false, NULL), F_END};
+/* the address is revealed on confirmation (order.<status>'s location_address) */
+static const bk_field f_location[] = {
+    F("kind", BK_F_STR, true, TO(COPY(BO, "location_kind"), CODE(OO, "location_json"))),
+    F("address", BK_F_STR, false, NO), F("lat", BK_F_NUM, false, TO(CODE(OO, "location_json"))),
+    F("lng", BK_F_NUM, false, TO(CODE(OO, "location_json"))), F_END};
 
 const bk_schema_def bk_schemas[BK_SC__COUNT] = {
     [BK_SC_ORDER_CREATED] = {"order.created", NULL, f_created},
     [BK_SC_ORDER_STATUS] = {"order.<status>", NULL, f_status},
     [BK_SC_REQUEST_SUBMITTED] = {"request.submitted", NULL, f_req_submitted},
-    [BK_SC_REQUEST_ACCEPTED] = {"request.accepted", NULL, f_req_simple},
+    [BK_SC_REQUEST_ACCEPTED] = {"request.accepted", NULL, f_req_accepted},
     [BK_SC_REQUEST_DECLINED] = {"request.declined", NULL, f_req_simple},
     [BK_SC_REQUEST_COUNTERED] = {"request.countered", NULL, f_req_countered},
     [BK_SC_REQUEST_COUNTER_ACCEPTED] = {"request.counter_accepted", NULL, f_req_counter_accepted},
@@ -199,7 +274,7 @@ const bk_schema_def bk_schemas[BK_SC__COUNT] = {
     [BK_SC_DISPUTE_RESOLVED] = {"dispute.resolved", NULL, f_dispute_resolved},
     [BK_SC_MILESTONE_ADDED] = {"milestone.added", NULL, f_ms_added},
     [BK_SC_MILESTONE_CHANGED] = {"milestone.<state>", NULL, f_ms_changed},
-    [BK_SC_NOTE_ADDED] = {"note.added", "Its payload is free", f_none},
+    [BK_SC_NOTE_ADDED] = {"note.added", "Other keys are free", f_note},
     [BK_SC_CALENDAR_RESCHEDULED] = {"calendar.rescheduled", NULL, f_rescheduled},
     [BK_SC_CARD] = {"card.<type>.<verb>",
 		    "Every verb but proposed; superseded needs superseded_by; line_items need "
@@ -252,6 +327,32 @@ const char *bk_ftype_name(bk_ftype t)
 	    [BK_F_LOCATION] = "location",
 	};
 	return t < BK_F__COUNT ? names[t] : "?";
+}
+
+const char *bk_ftype_sql(bk_ftype t)
+{
+	switch (t) {
+	case BK_F_STR:
+	case BK_F_ID:
+	case BK_F_ANY: /* text as it is, any other value as its JSON text */
+		return "text";
+	case BK_F_CENTS:
+		return "int";
+	case BK_F_NUM:
+		return "numeric";
+	case BK_F_TS:
+		return "timestamptz";
+	case BK_F_MAP:
+		return "jsonb";
+	case BK_F_STRS:
+	case BK_F_ITEMS:
+	case BK_F_ITEM:
+	case BK_F_TOTALS:
+	case BK_F_LOCATION:
+	case BK_F__COUNT:
+		break;
+	}
+	return NULL;
 }
 
 bk_schema_family bk_event_family(const bk_event *e)

@@ -35,15 +35,34 @@ typedef enum bk_ftype {
 	BK_F__COUNT
 } bk_ftype;
 
+/* How a field reaches the read model (projector/proj_apply.c). */
+typedef enum bk_pkind {
+	/* The field's value, written by its type, is the column, in the row of that table the
+	 * event writes. A column that only such rows name is defined by them alone (its SQL
+	 * type: sqltype, else the field type's, bk_ftype_sql): a new projected column is a
+	 * schema row plus its migration. A copy into a key column names the row (checked). */
+	BK_P_COPY,
+	/* The projector's code derives the column from the field (a JSON document, one row
+	 * per element of an array, the price snapshot); named here for the docs. */
+	BK_P_CODE,
+} bk_pkind;
+
+/* One destination of a field. */
+typedef struct bk_proj {
+	const char *table;   /* "booking.order"; NULL ends a list */
+	const char *column;  /* "city"; NULL (BK_P_CODE): the table's rows */
+	const char *sqltype; /* BK_P_COPY: the column's SQL type when not the field type's */
+	uint8_t kind;	     /* bk_pkind */
+} bk_proj;
+
 /* One field of a payload. */
 typedef struct bk_field {
 	const char *key; /* NULL ends a list */
 	uint8_t klen;	 /* strlen(key) */
 	uint8_t type;	 /* bk_ftype */
 	bool req;
-	uint8_t since;	    /* the first schema version of the event that has the field */
-	const char *column; /* the read-model column it is projected to ("booking.order.city"),
-			       NULL when none */
+	uint8_t since;	   /* the first schema version of the event that has the field */
+	const bk_proj *to; /* where it is projected (a list ended by a NULL table), or NULL */
 } bk_field;
 
 /* The schemas: one per event type (in bk_ev_type order; card: every verb but proposed),
@@ -73,6 +92,9 @@ typedef struct bk_schema_def {
 
 extern const bk_schema_def bk_schemas[BK_SC__COUNT];
 const char *bk_ftype_name(bk_ftype t); /* "text", "id", "cents"... */
+/* The SQL type of a column a field of type t is copied into ("text", "timestamptz",
+ * "int", "numeric", "jsonb"), NULL when a value of that type is not one column. */
+const char *bk_ftype_sql(bk_ftype t);
 
 /* Event types that share a version history (and the upcasters along it). */
 typedef enum bk_schema_family {

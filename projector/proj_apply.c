@@ -1,8 +1,14 @@
 /*
- * proj_apply.c - the mapping from timeline events to read-model rows. Each handler first
- * reads every payload field it needs (any of which may be missing: the event is then
- * poison), then writes images; business times (the event's created_at) are the only
- * times written, so projecting the same log twice gives the same rows.
+ * proj_apply.c - the mapping from timeline events to read-model rows, in two parts:
+ *  - per event type, code for what the event does to the rows' structure: which rows it
+ *    creates or patches, statuses and states, times, the documents derived from several
+ *    fields (location_json, the price snapshot), one row per element of an array;
+ *  - one copy for every payload field whose schema row (core/bk_schema.c, BK_P_COPY)
+ *    names a column: its value, written by its type, into the row of that table the code
+ *    chose (pr_field_targets). A field gets a column with a schema row and a migration.
+ * A field missing or of the wrong type makes the event poison. Business times (the
+ * event's created_at) are the only times written, so projecting the same log twice gives
+ * the same rows.
  */
 #include <jansson.h>
 #include <stdarg.h>
@@ -34,8 +40,9 @@ typedef struct actx {
 	const bk_val *p; /* payload */
 	char *err;
 	size_t errsz;
-	const char *at; /* the event's created_at as text */
-	bk_vctx v;	/* core's getters: messages into err, paths from "payload" */
+	const char *at;		 /* the event's created_at as text */
+	bk_vctx v;		 /* core's getters: messages into err, paths from "payload" */
+	pr_row *rows[PR__COUNT]; /* per table the row this event writes (its first) */
 } actx;
 
 BK_PRINTF(2, 3) static void set_err(actx *x, const char *fmt, ...)
@@ -174,10 +181,16 @@ static int val_json(actx *x, const bk_val *v, const char **ret)
 			return oom(x);                                                             \
 	} while (0)
 
+/* The image of table t's row (k0, k1); the first of a table is the event's row there,
+ * the one its fields are copied into. */
 static int row(actx *x, pr_table t, const char *k0, const char *k1, bool is_new, pr_row **ret)
 {
 	const char *pk[2] = {k0, k1};
-	return pr_row_get(x->s, t, pk, x->e->order_id, is_new, ret, x->err, x->errsz);
+	if (pr_row_get(x->s, t, pk, x->e->order_id, is_new, ret, x->err, x->errsz) < 0)
+		return -1;
+	if (!x->rows[t])
+		x->rows[t] = *ret;
+	return 0;
 }
 
 /* The order's two rows, touched by every event (updated_at). */
@@ -191,110 +204,149 @@ static int orders(actx *x, pr_row **bo, pr_row **oo)
 	return 0;
 }
 
-typedef struct li_text {
-	const char *id, *kind, *title, *qty, *unit, *total;
-} li_text;
+/* --- the copy of fields into columns, driven by the schema table ---------------------- */
 
-static int li_read(actx *x, const bk_val *it, li_text *ret)
+/* The value of field f of map as its column's text, NULL when absent or nil (refused when
+ * required). */
+static int field_text(actx *x, const bk_val *map, const bk_field *f, const char **ret)
 {
+	const bk_val *v;
+	switch ((bk_ftype)f->type) {
+	case BK_F_STR:
+	case BK_F_ID:
+		return get_str(x, map, f->key, f->req, ret);
+	case BK_F_CENTS:
+		return get_int(x, map, f->key, f->req, ret);
+	case BK_F_NUM:
+		return get_num(x, map, f->key, ret);
+	case BK_F_TS:
+		return get_ts(x, map, f->key, f->req, ret);
+	case BK_F_MAP:
+		*ret = NULL;
+		if (get_map(x, map, f->key, f->req, &v) < 0)
+			return -1;
+		return v ? val_json(x, v, ret) : 0;
+	case BK_F_ANY: /* text as it is (a dispute's reason), any other value as JSON */
+		*ret = NULL;
+		v = bk_map_get(map, f->key);
+		if (!v || v->type == MSGPACK_OBJECT_NIL)
+			return f->req ? fail(x, "payload.%s: is required", f->key) : 0;
+		if (v->type == MSGPACK_OBJECT_STR)
+			return get_str(x, map, f->key, true, ret);
+		return val_json(x, v, ret);
+	case BK_F_STRS:
+	case BK_F_ITEMS:
+	case BK_F_ITEM:
+	case BK_F_TOTALS:
+	case BK_F_LOCATION:
+	case BK_F__COUNT:
+		break;
+	}
+	return fail(x, "payload.%s: not one column", f->key);
+}
+
+/* Copy the fields of schema sc that map holds into the columns their rows name, in the
+ * rows of rows[]; the parts a field holds (totals, location) likewise. A copy into a key
+ * column checks that the field names the row the code chose. */
+static int copy_fields(actx *x, int sc, const bk_val *map, pr_row *const *rows)
+{
+	int i = 0;
+	for (const bk_field *f = bk_schemas[sc].fields; f->key; f++, i++) {
+		if (f->since > x->e->schema || !f->to) /* not projected, nor its parts */
+			continue;
+		if (f->type == BK_F_TOTALS || f->type == BK_F_LOCATION) {
+			const bk_val *m;
+			if (get_map(x, map, f->key, f->req, &m) < 0)
+				return -1;
+			if (!m)
+				continue;
+			if (copy_fields(x, f->type == BK_F_TOTALS ? BK_SC_TOTALS : BK_SC_LOCATION,
+					m, rows) < 0)
+				return -1;
+			/* the price snapshot follows the totals (recomputed after the batch) */
+			if (f->type == BK_F_TOTALS && !pr_price_dirty(x->s, x->e->order_id))
+				return oom(x);
+			continue;
+		}
+		int n;
+		const pr_target *tg = pr_field_targets(sc, i, &n);
+		const char *v;
+		if (n == 0)
+			continue;
+		if (field_text(x, map, f, &v) < 0)
+			return -1;
+		for (int k = 0; v && k < n; k++) {
+			pr_row *r = rows[tg[k].t];
+			const char *col = pr_def((pr_table)tg[k].t)->cols[tg[k].col].name;
+			if (!r)
+				return fail(
+				    x,
+				    "payload.%s: projected to %s.%s, a table the event does "
+				    "not write",
+				    f->key, pr_def((pr_table)tg[k].t)->name, col);
+			if (!tg[k].key)
+				SET(r, tg[k].col, v);
+			else if (!r->v[tg[k].col] || strcmp(r->v[tg[k].col], v) != 0)
+				return fail(x, "payload.%s: %s is not the %s row the event writes",
+					    f->key, v, pr_def((pr_table)tg[k].t)->name);
+		}
+	}
+	return 0;
+}
+
+/* The copies of the event's own fields (every schema its payload has). */
+static int copy_event(actx *x)
+{
+	const bk_event *e = x->e;
+	if (e->type != BK_EV_CARD)
+		return copy_fields(x, e->type, x->p, x->rows);
+	if (e->sub == BK_CV_PROPOSED)
+		return copy_fields(x, BK_SC_CARD_PROPOSED, x->p, x->rows);
+	if (copy_fields(x, BK_SC_CARD, x->p, x->rows) < 0)
+		return -1;
+	return x->rows[PR_CARD_RESPONSE] ? copy_fields(x, BK_SC_CARD_RESPONSE, x->p, x->rows) : 0;
+}
+
+/* Line items of an array field (or one item): a row each, appended to the order's list;
+ * their fields are copied by BK_SC_ITEM's rows. */
+static int item(actx *x, const bk_val *it, uint32_t idx)
+{
+	const char *id;
+	pr_row *r, *rows[PR__COUNT] = {0};
 	if (it->type != MSGPACK_OBJECT_MAP)
 		return fail(x, "payload line item: expected a map");
-	if (get_str(x, it, "id", true, &ret->id) < 0 ||
-	    get_str(x, it, "kind", true, &ret->kind) < 0 ||
-	    get_str(x, it, "title", true, &ret->title) < 0 ||
-	    get_int(x, it, "qty", true, &ret->qty) < 0 ||
-	    get_int(x, it, "unit_cents", true, &ret->unit) < 0 ||
-	    get_int(x, it, "total_cents", true, &ret->total) < 0)
+	if (get_str(x, it, "id", true, &id) < 0 || row(x, PR_LINE_ITEM, id, NULL, true, &r) < 0)
 		return -1;
-	return 0;
-}
-
-static int li_write(actx *x, const li_text *l, uint32_t idx)
-{
-	pr_row *r;
-	if (row(x, PR_LINE_ITEM, l->id, NULL, true, &r) < 0)
-		return -1;
-	SET(r, LI_KIND, l->kind);
-	SET(r, LI_TITLE, l->title);
-	SET(r, LI_QTY, l->qty);
-	SET(r, LI_UNIT, l->unit);
-	SET(r, LI_TOTAL, l->total);
 	if (!pr_setf(x->s, r, LI_POS, "%lld", (long long)x->e->seq * 1000 + idx))
 		return oom(x);
-	return 0;
+	rows[PR_LINE_ITEM] = r;
+	return copy_fields(x, BK_SC_ITEM, it, rows);
 }
 
-/* Line items of an array field: read all, then write all (appended to the order's list). */
-static int items(actx *x, const bk_val *arr, uint32_t first_idx)
+static int items(actx *x, const bk_val *arr)
 {
 	uint32_t n = arr->via.array.size;
 	if (n > 999)
 		return fail(x, "payload.line_items: more than 999 items");
-	li_text *v = n ? calloc(n, sizeof(*v)) : NULL;
-	if (n && !v)
-		return oom(x);
-	int rc = 0;
-	for (uint32_t i = 0; i < n && rc == 0; i++)
-		rc = li_read(x, &arr->via.array.ptr[i], &v[i]);
-	for (uint32_t i = 0; i < n && rc == 0; i++)
-		rc = li_write(x, &v[i], first_idx + i);
-	free(v);
-	return rc;
-}
-
-typedef struct totals_text {
-	const char *sub, *fee, *tax, *tip, *total;
-} totals_text;
-
-static int totals_read(actx *x, totals_text *t)
-{
-	const bk_val *m;
-	if (get_map(x, x->p, "totals", true, &m) < 0 ||
-	    get_int(x, m, "subtotal_cents", true, &t->sub) < 0 ||
-	    get_int(x, m, "platform_fee_cents", true, &t->fee) < 0 ||
-	    get_int(x, m, "tax_cents", true, &t->tax) < 0 ||
-	    get_int(x, m, "tip_cents", true, &t->tip) < 0 ||
-	    get_int(x, m, "total_cents", true, &t->total) < 0)
-		return -1;
+	for (uint32_t i = 0; i < n; i++)
+		if (item(x, &arr->via.array.ptr[i], i) < 0)
+			return -1;
 	return 0;
 }
 
-/* Money columns from a totals map; the price snapshot is recomputed after the batch. */
-static int totals_write(actx *x, pr_row *bo, const totals_text *t)
-{
-	SET(bo, BO_SUBTOTAL, t->sub);
-	SET(bo, BO_FEE, t->fee);
-	SET(bo, BO_TAX, t->tax);
-	SET(bo, BO_TIP, t->tip);
-	SET(bo, BO_TOTAL, t->total);
-	if (!pr_price_dirty(x->s, x->e->order_id))
-		return oom(x);
-	return 0;
-}
-
-/* --- handlers ----------------------------------------------------------------------- */
+/* --- handlers: the structure each event type gives the rows -------------------------- */
 
 static int ev_created(actx *x)
 {
-	const bk_val *p = x->p, *loc, *li, *policy;
-	const char *mode, *buyer, *prov, *sp, *pkg, *role, *city, *lic, *start, *end, *tz, *cur,
-	    *kind, *miles, *loc_json, *policy_json;
-	totals_text t;
-	if (get_str(x, p, "mode", true, &mode) < 0 ||
-	    get_str(x, p, "buyer_user_id", true, &buyer) < 0 ||
+	const bk_val *p = x->p, *loc, *li;
+	const char *buyer, *prov, *city, *cur, *loc_json;
+	if (get_str(x, p, "buyer_user_id", true, &buyer) < 0 ||
 	    get_str(x, p, "provider_user_id", false, &prov) < 0 ||
-	    get_str(x, p, "service_profile_id", false, &sp) < 0 ||
-	    get_str(x, p, "package_id", false, &pkg) < 0 ||
-	    get_str(x, p, "role_code", true, &role) < 0 ||
-	    get_str(x, p, "city", false, &city) < 0 ||
-	    get_str(x, p, "license_tier", false, &lic) < 0 ||
-	    get_ts(x, p, "start_ts", true, &start) < 0 || get_ts(x, p, "end_ts", true, &end) < 0 ||
-	    get_str(x, p, "timezone", true, &tz) < 0 || get_str(x, p, "currency", true, &cur) < 0 ||
-	    get_map(x, p, "location", true, &loc) < 0 || get_str(x, loc, "kind", true, &kind) < 0 ||
-	    get_num(x, p, "travel_miles", &miles) < 0 || get_arr(x, p, "line_items", &li) < 0 ||
-	    get_map(x, p, "policy", true, &policy) < 0 || totals_read(x, &t) < 0 ||
-	    val_json(x, policy, &policy_json) < 0)
+	    get_str(x, p, "city", false, &city) < 0 || get_str(x, p, "currency", true, &cur) < 0 ||
+	    get_map(x, p, "location", true, &loc) < 0 || get_arr(x, p, "line_items", &li) < 0)
 		return -1;
+	if (strlen(buyer) >= BK_ID_MAX || (prov && strlen(prov) >= BK_ID_MAX))
+		return fail(x, "payload: user id too long");
 	/* location_json: {kind, city, lat, lng}; the address joins it on confirmation */
 	json_t *lj = bk_val_to_json(loc);
 	if (!lj || !json_is_object(lj)) {
@@ -306,46 +358,22 @@ static int ev_created(actx *x)
 		json_object_set_new(lj, "city", json_string(city));
 	if (json_text(x, lj, &loc_json) < 0)
 		return -1;
-	if (strlen(buyer) >= BK_ID_MAX || (prov && strlen(prov) >= BK_ID_MAX))
-		return fail(x, "payload: user id too long");
 
 	pr_row *bo, *oo, *lk;
 	if (row(x, PR_BORDER, x->e->order_id, NULL, true, &bo) < 0 ||
 	    row(x, PR_OORDER, x->e->order_id, NULL, true, &oo) < 0 ||
 	    row(x, PR_LOCK, x->e->order_id, NULL, true, &lk) < 0)
 		return -1;
-	SET(bo, BO_BUYER, buyer);
-	SET(bo, BO_PROVIDER, prov);
-	SET(bo, BO_SP, sp);
-	SET(bo, BO_PACKAGE, pkg);
-	SET(bo, BO_MODE, mode);
 	SET(bo, BO_STATUS, bk_status_name(BK_ST_INITIATED));
-	SET(bo, BO_CITY, city);
-	SET(bo, BO_START, start);
-	SET(bo, BO_END, end);
-	SET(bo, BO_LOC_KIND, kind);
-	SET(bo, BO_LOC_ADDR, NULL); /* revealed on confirmation */
-	SET(bo, BO_TRAVEL, miles);
-	SET(bo, BO_LICENSE, lic);
-	SET(bo, BO_CURRENCY, cur);
 	SET(bo, BO_CREATED, x->at);
 	SET(bo, BO_UPDATED, x->at);
-	if (totals_write(x, bo, &t) < 0)
-		return -1;
-	SET(oo, OO_BUYER, buyer);
-	SET(oo, OO_PROVIDER, prov);
-	SET(oo, OO_ROLE, role);
-	SET(oo, OO_START, start);
-	SET(oo, OO_END, end);
-	SET(oo, OO_TZ, tz);
 	SET(oo, OO_LOCATION, loc_json);
-	SET(oo, OO_POLICY, policy_json);
 	SET(oo, OO_PRICE, "{}"); /* recomputed after the batch (pa_price_sql) */
 	SET(oo, OO_STATE, bk_ostate_name(bk_ostate_of(BK_ST_INITIATED)));
 	SET(oo, OO_CREATED, x->at);
 	SET(oo, OO_UPDATED, x->at);
 	SET(lk, LK_VERSION, "0");
-	if (items(x, li, 0) < 0)
+	if (items(x, li) < 0)
 		return -1;
 	x->o->status = BK_ST_INITIATED;
 	snprintf(x->o->buyer, sizeof(x->o->buyer), "%s", buyer);
@@ -356,7 +384,7 @@ static int ev_created(actx *x)
 
 static int ev_status(actx *x)
 {
-	const char *from, *chat = NULL, *addr = NULL;
+	const char *from, *addr = NULL;
 	if (get_str(x, x->p, "from", true, &from) < 0)
 		return -1;
 	int f = bk_status_from(from, strlen(from));
@@ -366,32 +394,26 @@ static int ev_status(actx *x)
 	if (x->e->sub >= BK_ST__COUNT)
 		return fail(x, "unknown status %u", x->e->sub);
 	bk_status to = (bk_status)x->e->sub;
-	if (to == BK_ST_CONFIRMED && (get_str(x, x->p, "chat_thread_id", false, &chat) < 0 ||
-				      get_str(x, x->p, "location_address", false, &addr) < 0))
+	if (get_str(x, x->p, "location_address", false, &addr) < 0)
 		return -1;
 	pr_row *bo, *oo;
 	if (orders(x, &bo, &oo) < 0)
 		return -1;
 	SET(bo, BO_STATUS, bk_status_name(to));
 	SET(oo, OO_STATE, bk_ostate_name(bk_ostate_of(to)));
-	if (to == BK_ST_CONFIRMED) {
-		if (chat)
-			SET(bo, BO_CHAT, chat);
-		if (addr) {
-			SET(bo, BO_LOC_ADDR, addr);
-			/* location_json gains the address: merged into a new row's full object,
-			 * or a patch {address} merged (||) into the stored one */
-			json_t *j = NULL;
-			if (oo->is_new && oo->v[OO_LOCATION])
-				j = json_loads(oo->v[OO_LOCATION], 0, NULL);
-			if (!j)
-				j = json_object();
-			const char *lj;
-			json_object_set_new(j, "address", json_string(addr));
-			if (json_text(x, j, &lj) < 0)
-				return -1;
-			SET(oo, OO_LOCATION, lj);
-		}
+	if (addr) {
+		/* location_json gains the address: merged into a new row's full object, or a
+		 * patch {address} merged (||) into the stored one */
+		json_t *j = NULL;
+		if (oo->is_new && oo->v[OO_LOCATION])
+			j = json_loads(oo->v[OO_LOCATION], 0, NULL);
+		if (!j)
+			j = json_object();
+		const char *lj;
+		json_object_set_new(j, "address", json_string(addr));
+		if (json_text(x, j, &lj) < 0)
+			return -1;
+		SET(oo, OO_LOCATION, lj);
 	}
 	x->o->status = (int)to;
 	return 0;
@@ -399,13 +421,10 @@ static int ev_status(actx *x)
 
 static int ev_request_new(actx *x, bool invite)
 {
-	const char *id, *mode, *msg, *exp;
+	const char *id, *mode = "INVITE";
 	const bk_val *rcps = NULL;
-	if (get_str(x, x->p, invite ? "invite_id" : "request_id", true, &id) < 0 ||
-	    get_str(x, x->p, "message", false, &msg) < 0 ||
-	    get_ts(x, x->p, "expires_at", false, &exp) < 0)
+	if (get_str(x, x->p, invite ? "invite_id" : "request_id", true, &id) < 0)
 		return -1;
-	mode = invite ? "INVITE" : NULL;
 	if (!invite && get_str(x, x->p, "mode", true, &mode) < 0)
 		return -1;
 	if (invite) {
@@ -422,8 +441,6 @@ static int ev_request_new(actx *x, bool invite)
 	SET(r, RQ_BUYER, x->o->buyer);
 	SET(r, RQ_PROVIDER, x->o->provider[0] ? x->o->provider : NULL);
 	SET(r, RQ_STATUS, "pending");
-	SET(r, RQ_MESSAGE, msg);
-	SET(r, RQ_EXPIRES, exp);
 	SET(r, RQ_CREATED, x->at);
 	for (uint32_t i = 0; rcps && i < rcps->via.array.size; i++) {
 		const bk_val *u = &rcps->via.array.ptr[i];
@@ -441,27 +458,20 @@ static int ev_request_new(actx *x, bool invite)
 /* request.accepted / declined / countered / counter_accepted / counter_declined / expired */
 static int ev_request(actx *x, const char *status)
 {
-	const char *id, *exp = NULL;
+	const char *id;
 	const bk_val *li = NULL;
-	totals_text t;
 	if (get_str(x, x->p, "request_id", true, &id) < 0)
 		return -1;
-	if (x->e->type == BK_EV_REQUEST_COUNTERED && get_ts(x, x->p, "expires_at", false, &exp) < 0)
-		return -1;
-	if (x->e->type == BK_EV_REQUEST_COUNTER_ACCEPTED &&
-	    (get_arr(x, x->p, "line_items", &li) < 0 || totals_read(x, &t) < 0))
+	if (x->e->type == BK_EV_REQUEST_COUNTER_ACCEPTED && get_arr(x, x->p, "line_items", &li) < 0)
 		return -1;
 	pr_row *r, *bo, *oo;
 	if (orders(x, &bo, &oo) < 0 || row(x, PR_REQUEST, id, NULL, false, &r) < 0)
 		return -1;
 	SET(r, RQ_STATUS, status);
-	if (exp)
-		SET(r, RQ_EXPIRES, exp);
-	if (li) {
-		/* the offer's line items replace the order's */
+	if (li) { /* the offer's line items replace the order's */
 		if (!pr_replace_items(x->s, x->e->order_id))
 			return oom(x);
-		if (items(x, li, 0) < 0 || totals_write(x, bo, &t) < 0)
+		if (items(x, li) < 0)
 			return -1;
 	}
 	return 0;
@@ -482,11 +492,10 @@ static int ev_invite_responded(actx *x)
 
 static int ev_invite_awarded(actx *x)
 {
-	const char *id, *uid, *sp;
+	const char *id, *uid;
 	const bk_val *others;
 	if (get_str(x, x->p, "invite_id", true, &id) < 0 ||
 	    get_str(x, x->p, "recipient_user_id", true, &uid) < 0 ||
-	    get_str(x, x->p, "service_profile_id", true, &sp) < 0 ||
 	    get_arr(x, x->p, "not_awarded", &others) < 0)
 		return -1;
 	if (strlen(uid) >= BK_ID_MAX)
@@ -510,190 +519,82 @@ static int ev_invite_awarded(actx *x)
 		SET(orc, RC_STATUS, "not_awarded");
 	}
 	SET(r, RQ_STATUS, "accepted");
-	SET(r, RQ_PROVIDER, uid);
-	SET(bo, BO_PROVIDER, uid);
-	SET(bo, BO_SP, sp);
-	SET(oo, OO_PROVIDER, uid);
 	snprintf(x->o->provider, sizeof(x->o->provider), "%s", uid);
-	return 0;
-}
-
-static int ev_payment(actx *x)
-{
-	const char *pi, *tg;
-	pr_row *bo, *oo;
-	if (get_str(x, x->p, "payment_intent_id", true, &pi) < 0 ||
-	    get_str(x, x->p, "transfer_group", false, &tg) < 0 || orders(x, &bo, &oo) < 0)
-		return -1;
-	SET(bo, BO_PI, pi);
-	if (tg)
-		SET(bo, BO_TG, tg);
 	return 0;
 }
 
 static int ev_refund(actx *x)
 {
 	const bk_val *li;
-	li_text l;
-	totals_text t;
 	pr_row *bo, *oo;
-	if (get_map(x, x->p, "line_item", true, &li) < 0 || li_read(x, li, &l) < 0 ||
-	    totals_read(x, &t) < 0 || orders(x, &bo, &oo) < 0)
+	if (get_map(x, x->p, "line_item", true, &li) < 0 || orders(x, &bo, &oo) < 0)
 		return -1;
-	if (li_write(x, &l, 0) < 0 || totals_write(x, bo, &t) < 0)
-		return -1;
-	return 0;
-}
-
-static int ev_tip(actx *x)
-{
-	totals_text t;
-	pr_row *bo, *oo;
-	if (totals_read(x, &t) < 0 || orders(x, &bo, &oo) < 0)
-		return -1;
-	return totals_write(x, bo, &t);
+	return item(x, li, 0);
 }
 
 static int ev_dispute(actx *x)
 {
-	const char *id, *opened_by = NULL, *reason = NULL, *desc = NULL, *status = NULL;
+	const char *id;
 	bool open = x->e->type == BK_EV_DISPUTE_OPENED;
 	if (get_str(x, x->p, "dispute_id", true, &id) < 0)
 		return -1;
-	if (open) {
-		const bk_val *rv = bk_map_get(x->p, "reason");
-		if (get_str(x, x->p, "opened_by", true, &opened_by) < 0 ||
-		    get_str(x, x->p, "description", false, &desc) < 0)
-			return -1;
-		if (rv && rv->type != MSGPACK_OBJECT_STR) {
-			if (val_json(x, rv, &reason) < 0) /* a card's free-form reason */
-				return -1;
-		} else if (get_str(x, x->p, "reason", true, &reason) < 0) {
-			return -1;
-		}
-		status = "open";
-	} else if (get_str(x, x->p, x->e->type == BK_EV_DISPUTE_UPDATED ? "status" : "outcome",
-			   true, &status) < 0) {
-		return -1;
-	}
 	pr_row *d, *bo, *oo;
 	if (orders(x, &bo, &oo) < 0 || row(x, PR_DISPUTE, id, NULL, open, &d) < 0)
 		return -1;
 	if (open) {
-		SET(d, DS_OPENED_BY, opened_by);
-		SET(d, DS_REASON, reason);
-		SET(d, DS_DESCRIPTION, desc);
+		SET(d, DS_STATUS, "open");
 		SET(d, DS_CREATED, x->at);
 	}
-	SET(d, DS_STATUS, status);
 	SET(d, DS_UPDATED, x->at);
 	return 0;
 }
 
 static int ev_milestone(actx *x)
 {
-	const char *id, *title = NULL, *due = NULL, *amount = NULL;
+	const char *id;
 	bool add = x->e->type == BK_EV_MILESTONE_ADDED;
 	if (get_str(x, x->p, "milestone_id", true, &id) < 0)
-		return -1;
-	if (add && (get_str(x, x->p, "title", true, &title) < 0 ||
-		    get_ts(x, x->p, "due_ts", false, &due) < 0 ||
-		    get_int(x, x->p, "amount_cents", true, &amount) < 0))
 		return -1;
 	if (!add && x->e->sub >= BK_MS__COUNT)
 		return fail(x, "unknown milestone state %u", x->e->sub);
 	pr_row *m, *bo, *oo;
 	if (orders(x, &bo, &oo) < 0 || row(x, PR_MILESTONE, id, NULL, add, &m) < 0)
 		return -1;
-	if (add) {
-		SET(m, MS_TITLE, title);
-		SET(m, MS_DUE, due);
-		SET(m, MS_AMOUNT, amount);
-	}
 	SET(m, MS_STATUS, add ? "open" : bk_ms_state_name((bk_ms_state)x->e->sub));
-	return 0;
-}
-
-static int ev_rescheduled(actx *x)
-{
-	const char *start, *end;
-	pr_row *bo, *oo;
-	if (get_ts(x, x->p, "start_ts", true, &start) < 0 ||
-	    get_ts(x, x->p, "end_ts", true, &end) < 0 || orders(x, &bo, &oo) < 0)
-		return -1;
-	SET(bo, BO_START, start);
-	SET(bo, BO_END, end);
-	SET(oo, OO_START, start);
-	SET(oo, OO_END, end);
 	return 0;
 }
 
 static int ev_card(actx *x)
 {
-	const char *id, *created_by = NULL, *due = NULL, *exp = NULL, *terms = NULL;
-	const char *resp_id = NULL, *action = NULL, *responder = NULL, *resp_payload = NULL;
-	const char *superseded_by = NULL;
-	const bk_val *tv = NULL, *li = NULL;
-	totals_text t;
+	const char *id, *resp_id = NULL, *resp_payload = NULL;
+	const bk_val *li = NULL;
 	bk_card_verb verb = (bk_card_verb)x->e->sub;
 	if (x->e->card_type >= BK_CT__COUNT || verb >= BK_CV__COUNT)
 		return fail(x, "unknown card type or verb");
 	if (get_str(x, x->p, "card_id", true, &id) < 0)
 		return -1;
-	if (verb == BK_CV_PROPOSED) {
-		if (get_str(x, x->p, "created_by", true, &created_by) < 0 ||
-		    get_ts(x, x->p, "due_at", false, &due) < 0 ||
-		    get_ts(x, x->p, "expires_at", false, &exp) < 0 ||
-		    get_map(x, x->p, "payload", true, &tv) < 0 || val_json(x, tv, &terms) < 0)
+	if (verb != BK_CV_PROPOSED) {
+		if (get_str(x, x->p, "response_id", false, &resp_id) < 0)
 			return -1;
-	} else {
-		if (get_str(x, x->p, "response_id", false, &resp_id) < 0 ||
-		    get_str(x, x->p, "superseded_by", false, &superseded_by) < 0)
-			return -1;
-		if (resp_id && (get_str(x, x->p, "action", true, &action) < 0 ||
-				get_str(x, x->p, "responder_user_id", true, &responder) < 0 ||
-				val_json(x, bk_map_get(x->p, "payload"), &resp_payload) < 0))
+		if (resp_id && val_json(x, bk_map_get(x->p, "payload"), &resp_payload) < 0)
 			return -1;
 		if (verb == BK_CV_ACCEPTED && bk_map_get(x->p, "line_items") &&
-		    (get_arr(x, x->p, "line_items", &li) < 0 || totals_read(x, &t) < 0))
+		    get_arr(x, x->p, "line_items", &li) < 0)
 			return -1;
-		if (verb == BK_CV_SUPERSEDED && !superseded_by)
+		if (verb == BK_CV_SUPERSEDED && !bk_map_get(x->p, "superseded_by"))
 			return fail(x, "payload.superseded_by: missing");
 	}
 	pr_row *c, *bo, *oo;
 	if (orders(x, &bo, &oo) < 0 || row(x, PR_CARD, id, NULL, verb == BK_CV_PROPOSED, &c) < 0)
 		return -1;
-	switch (verb) {
-	case BK_CV_PROPOSED:
+	if (verb == BK_CV_PROPOSED) {
 		SET(c, CD_TYPE, bk_card_type_name((bk_card_type)x->e->card_type));
-		SET(c, CD_STATE, "open");
-		SET(c, CD_CREATED_BY, created_by);
-		SET(c, CD_DUE, due);
-		SET(c, CD_EXPIRES, exp);
-		SET(c, CD_PAYLOAD, terms);
 		SET(c, CD_CREATED, x->at);
-		break;
-	case BK_CV_ACCEPTED:
-	case BK_CV_DECLINED:
-	case BK_CV_SUPERSEDED:
-	case BK_CV_CANCELLED:
-	case BK_CV_EXPIRED:
-	case BK_CV_CLOSED: {
-		static const bk_card_state to[BK_CV__COUNT] = {
-		    [BK_CV_ACCEPTED] = BK_CS_ACCEPTED,	   [BK_CV_DECLINED] = BK_CS_DECLINED,
-		    [BK_CV_SUPERSEDED] = BK_CS_SUPERSEDED, [BK_CV_CANCELLED] = BK_CS_CANCELLED,
-		    [BK_CV_EXPIRED] = BK_CS_EXPIRED,	   [BK_CV_CLOSED] = BK_CS_CLOSED,
-		};
-		SET(c, CD_STATE, bk_card_state_name(to[verb]));
-		break;
 	}
-	case BK_CV_RESPONDED:
-	case BK_CV_EXPIRING:
-	case BK_CV__COUNT:
-		break;
-	}
-	if (superseded_by)
-		SET(c, CD_SUPERSEDED_BY, superseded_by);
+	/* the state a verb moves the card to (bk_card_table); responded and expiring keep it */
+	int to = bk_card_verb_state(verb);
+	if (to >= 0)
+		SET(c, CD_STATE, bk_card_state_name((bk_card_state)to));
 	if (verb != BK_CV_EXPIRING)
 		SET(c, CD_UPDATED, x->at);
 	if (resp_id) {
@@ -701,18 +602,15 @@ static int ev_card(actx *x)
 		if (row(x, PR_CARD_RESPONSE, resp_id, NULL, true, &r) < 0)
 			return -1;
 		SET(r, CR_CARD_ID, id);
-		SET(r, CR_RESPONDER, responder);
-		SET(r, CR_ACTION, action);
 		SET(r, CR_PAYLOAD, resp_payload);
 		SET(r, CR_CREATED, x->at);
 	}
-	if (li && (items(x, li, 0) < 0 || totals_write(x, bo, &t) < 0))
-		return -1;
-	return 0;
+	return li ? items(x, li) : 0;
 }
 
 static int dispatch(actx *x)
 {
+	pr_row *bo, *oo;
 	switch ((bk_ev_type)x->e->type) {
 	case BK_EV_ORDER_CREATED:
 		return ev_created(x);
@@ -736,12 +634,8 @@ static int dispatch(actx *x)
 		return ev_invite_responded(x);
 	case BK_EV_INVITE_AWARDED:
 		return ev_invite_awarded(x);
-	case BK_EV_PAYMENT_CAPTURED:
-		return ev_payment(x);
 	case BK_EV_PAYMENT_REFUNDED:
 		return ev_refund(x);
-	case BK_EV_TIP_ADDED:
-		return ev_tip(x);
 	case BK_EV_DISPUTE_OPENED:
 	case BK_EV_DISPUTE_UPDATED:
 	case BK_EV_DISPUTE_RESOLVED:
@@ -749,21 +643,18 @@ static int dispatch(actx *x)
 	case BK_EV_MILESTONE_ADDED:
 	case BK_EV_MILESTONE_CHANGED:
 		return ev_milestone(x);
-	case BK_EV_NOTE_ADDED: {
-		pr_row *bo, *oo;
-		return orders(x, &bo, &oo);
-	}
-	case BK_EV_CALENDAR_RESCHEDULED:
-		return ev_rescheduled(x);
 	case BK_EV_CARD:
 		return ev_card(x);
-	case BK_EV_ORDER_ARCHIVED: { /* the processor let the order go: it stays here, marked */
-		pr_row *bo, *oo;
+	case BK_EV_PAYMENT_CAPTURED:
+	case BK_EV_TIP_ADDED:
+	case BK_EV_NOTE_ADDED:
+	case BK_EV_CALENDAR_RESCHEDULED: /* the order's rows; their fields are copies */
+		return orders(x, &bo, &oo);
+	case BK_EV_ORDER_ARCHIVED: /* the processor let the order go: it stays here, marked */
 		if (orders(x, &bo, &oo) < 0)
 			return -1;
 		SET(bo, BO_ARCHIVED, x->at);
 		return 0;
-	}
 	case BK_EV__COUNT:
 		break;
 	}
@@ -827,7 +718,7 @@ int pa_apply(pr_store *s, const bk_event *e, pa_order *o, char *err, size_t errs
 {
 	char at[40];
 	pa_order saved = *o;
-	actx x = {s, e, o, &e->payload, err, errsz, at, {err, errsz, "payload"}};
+	actx x = {s, e, o, &e->payload, err, errsz, at, {err, errsz, "payload"}, {0}};
 	if (e->payload.type != MSGPACK_OBJECT_MAP)
 		return fail(&x, "payload: expected a map");
 	if (e->type == BK_EV_ORDER_CREATED) {
@@ -843,6 +734,8 @@ int pa_apply(pr_store *s, const bk_event *e, pa_order *o, char *err, size_t errs
 	int rc = upcast(&x, &up, &z, &zone);
 	if (rc == 0)
 		rc = dispatch(&x);
+	if (rc == 0)
+		rc = copy_event(&x);
 	if (rc == 0)
 		rc = timeline(&x);
 	if (zone)

@@ -1,6 +1,6 @@
 /*
  * proj_db.c - SQL of the projector. A batch's images are written in the table order of
- * pr_tables (foreign keys point backwards): new rows are INSERTed, patches UPDATE only
+ * pr_def (foreign keys point backwards): new rows are INSERTed, patches UPDATE only
  * the columns they set (coalesce) and must find their row (guarded by order id), append-
  * only tables are COPYed straight in. Nothing here begins, commits or rolls back.
  */
@@ -246,7 +246,7 @@ static int tprepare(PGconn *c, const pdb_target *tg, const char *name, const cha
 int pdb_setup(PGconn *c, const pdb_target *tg, char *err, size_t errsz)
 {
 	for (int t = 0; t < PR__COUNT; t++) {
-		const pr_tabledef *td = &pr_tables[t];
+		const pr_tabledef *td = pr_def(t);
 		sqlbuf b = {0};
 		bool ok = true;
 		int rc = 0;
@@ -297,8 +297,8 @@ int pdb_clear_stage(PGconn *c, char *err, size_t errsz)
 	bool ok = sb_add(&b, "truncate ", 9);
 	bool first = true;
 	for (int t = 0; t < PR__COUNT && ok; t++)
-		if (pr_tables[t].stage) {
-			ok = sb_printf(&b, "%s%s", first ? "" : ", ", pr_tables[t].stage);
+		if (pr_def(t)->stage) {
+			ok = sb_printf(&b, "%s%s", first ? "" : ", ", pr_def(t)->stage);
 			first = false;
 		}
 	int rc = ok ? exec0(c, b.p, 0, NULL, "clear staging tables", NULL, err, errsz) : -1;
@@ -358,7 +358,7 @@ static int copy_rows(PGconn *c, const pdb_target *tg, const pr_store *s, pr_tabl
 		     size_t errsz)
 {
 	bool staged = sel != COPY_NEW;
-	const pr_tabledef *td = &pr_tables[t];
+	const pr_tabledef *td = pr_def(t);
 	sqlbuf b = {0};
 	if (!sb_printf(&b, "copy %s (", target) || !col_list(&b, td, "") ||
 	    !sb_add(&b, staged ? ", _new) from stdin" : ") from stdin",
@@ -646,7 +646,7 @@ static int write_staged(PGconn *c, const pdb_target *tg, const pr_store *s, pr_t
 			const char *dirty, const char *const *dirty_ids, size_t ndirty,
 			bool *poison, char *err, size_t errsz)
 {
-	const pr_tabledef *td = &pr_tables[t];
+	const pr_tabledef *td = pr_def(t);
 	size_t n = pr_store_count(s, t), n_new = 0, n_patch = 0;
 	for (size_t i = 0; i < n; i++) {
 		const pr_row *r = pr_store_row(s, t, i);
@@ -743,7 +743,7 @@ static int write_staged(PGconn *c, const pdb_target *tg, const pr_store *s, pr_t
 	return rc;
 }
 
-/* The COPY path's table order: the write order of pr_tables with booking.line_item moved
+/* The COPY path's table order: the write order of pr_def with booking.line_item moved
  * before ord.order, whose price snapshots are computed from the written line items;
  * foreign keys still point backwards (line items point at booking.order). */
 _Static_assert(PR_BORDER < PR_OORDER && PR_OORDER < PR_LINE_ITEM,
@@ -763,7 +763,7 @@ static int write_copy(PGconn *c, const pdb_target *tg, const pr_store *s, const 
 {
 	for (int k = 0; k < PR__COUNT; k++) {
 		pr_table t = copy_order(k);
-		const pr_tabledef *td = &pr_tables[t];
+		const pr_tabledef *td = pr_def(t);
 		int rc;
 		if (td->stage)
 			rc =
@@ -845,7 +845,7 @@ static int pipe_collect(PGconn *c, const pipe_ref *refs, size_t n, bool *poison,
 			}
 			break;
 		}
-		if (rc == 0 && check(c, res, pr_tables[refs[i].t].name, poison, err, errsz) < 0) {
+		if (rc == 0 && check(c, res, pr_def(refs[i].t)->name, poison, err, errsz) < 0) {
 			rc = -1;
 		} else {
 			if (rc == 0 && !refs[i].r->is_new && strcmp(PQcmdTuples(res), "1") != 0) {
@@ -854,7 +854,7 @@ static int pipe_collect(PGconn *c, const pipe_ref *refs, size_t n, bool *poison,
 				    err, errsz,
 				    "%s: row %s to update not found (an event refers to a row the "
 				    "read model does not have)",
-				    pr_tables[refs[i].t].name, refs[i].r->v[0]);
+				    pr_def(refs[i].t)->name, refs[i].r->v[0]);
 				rc = -1;
 			}
 			PQclear(res);
@@ -905,8 +905,8 @@ static int write_pipeline(PGconn *c, const pdb_target *tg, const pr_store *s, bo
 					continue;
 				char name[32];
 				snprintf(name, sizeof(name), "%s_%d", r->is_new ? "ins" : "upd", t);
-				if (PQsendQueryPrepared(c, name, pr_tables[t].ncols, r->v, NULL,
-							NULL, 0) != 1) {
+				if (PQsendQueryPrepared(c, name, pr_def(t)->ncols, r->v, NULL, NULL,
+							0) != 1) {
 					pgu_format_error(c, NULL, "pipeline send", err, errsz);
 					rc = -1;
 					break;

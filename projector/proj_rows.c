@@ -3,11 +3,13 @@
  * an arena for strings and rows, and per table a vector (write order) plus an
  * open-addressing index by primary key. Invariant: one image per key per batch.
  */
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "bk_schema.h"
 #include "proj_rows.h"
 
 /* --- table definitions ------------------------------------------------------------- */
@@ -23,28 +25,13 @@
 
 static const pr_col border_cols[] = {
     [BO_ORDER_ID] = C("order_id", "text"),
-    [BO_BUYER] = C("buyer_user_id", "text"),
-    [BO_PROVIDER] = C("provider_user_id", "text"),
-    [BO_SP] = C("service_profile_id", "text"),
-    [BO_PACKAGE] = C("package_id", "text"),
-    [BO_MODE] = C("mode", "booking.booking_mode"),
     [BO_STATUS] = C("status", "booking.booking_status"),
-    [BO_CITY] = C("city", "text"),
-    [BO_START] = C("start_ts", "timestamptz"),
-    [BO_END] = C("end_ts", "timestamptz"),
-    [BO_LOC_KIND] = C("location_kind", "text"),
-    [BO_LOC_ADDR] = C("location_address", "text"),
-    [BO_TRAVEL] = C("travel_miles", "numeric"),
-    [BO_LICENSE] = C("license_tier", "text"),
     [BO_SUBTOTAL] = C("subtotal_cents", "int"),
     [BO_FEE] = C("platform_fee_cents", "int"),
     [BO_TAX] = C("tax_cents", "int"),
     [BO_TIP] = C("tip_cents", "int"),
     [BO_TOTAL] = C("total_cents", "int"),
     [BO_CURRENCY] = C("currency", "text"),
-    [BO_PI] = C("stripe_payment_intent_id", "text"),
-    [BO_TG] = C("connect_transfer_group", "text"),
-    [BO_CHAT] = C("chat_thread_id", "text"),
     [BO_CREATED] = C("created_at", "timestamptz"),
     [BO_UPDATED] = C("updated_at", "timestamptz"),
     [BO_ARCHIVED] = C("archived_at", "timestamptz"),
@@ -52,19 +39,9 @@ static const pr_col border_cols[] = {
 _Static_assert(sizeof(border_cols) / sizeof(*border_cols) == BO__N,
 	       "a definition for every column of the enum");
 static const pr_col oorder_cols[] = {
-    [OO_ORDER_ID] = C("order_id", "text"),
-    [OO_BUYER] = C("buyer_user_id", "text"),
-    [OO_PROVIDER] = C("provider_user_id", "text"),
-    [OO_ROLE] = C("role_code", "text"),
-    [OO_START] = C("start_utc", "timestamptz"),
-    [OO_END] = C("end_utc", "timestamptz"),
-    [OO_TZ] = C("timezone", "text"),
-    [OO_LOCATION] = CJ("location_json", "jsonb"),
-    [OO_POLICY] = C("policy_snapshot", "jsonb"),
-    [OO_PRICE] = C("price_snapshot", "jsonb"),
-    [OO_STATE] = C("state", "ord.order_state"),
-    [OO_CREATED] = C("created_at", "timestamptz"),
-    [OO_UPDATED] = C("updated_at", "timestamptz"),
+    [OO_ORDER_ID] = C("order_id", "text"),	   [OO_LOCATION] = CJ("location_json", "jsonb"),
+    [OO_PRICE] = C("price_snapshot", "jsonb"),	   [OO_STATE] = C("state", "ord.order_state"),
+    [OO_CREATED] = C("created_at", "timestamptz"), [OO_UPDATED] = C("updated_at", "timestamptz"),
 };
 _Static_assert(sizeof(oorder_cols) / sizeof(*oorder_cols) == OO__N,
 	       "a definition for every column of the enum");
@@ -87,8 +64,6 @@ static const pr_col rq_cols[] = {
     [RQ_BUYER] = C("buyer_user_id", "text"),
     [RQ_PROVIDER] = C("provider_user_id", "text"),
     [RQ_STATUS] = C("status", "text"),
-    [RQ_MESSAGE] = C("message", "text"),
-    [RQ_EXPIRES] = C("expires_at", "timestamptz"),
     [RQ_CREATED] = C("created_at", "timestamptz"),
 };
 _Static_assert(sizeof(rq_cols) / sizeof(*rq_cols) == RQ__N,
@@ -101,18 +76,15 @@ static const pr_col rc_cols[] = {
 _Static_assert(sizeof(rc_cols) / sizeof(*rc_cols) == RC__N,
 	       "a definition for every column of the enum");
 static const pr_col ms_cols[] = {
-    [MS_ID] = C("milestone_id", "text"),    [MS_ORDER_ID] = C("order_id", "text"),
-    [MS_TITLE] = C("title", "text"),	    [MS_DUE] = C("due_ts", "timestamptz"),
-    [MS_AMOUNT] = C("amount_cents", "int"), [MS_STATUS] = C("status", "text"),
+    [MS_ID] = C("milestone_id", "text"),
+    [MS_ORDER_ID] = C("order_id", "text"),
+    [MS_STATUS] = C("status", "text"),
 };
 _Static_assert(sizeof(ms_cols) / sizeof(*ms_cols) == MS__N,
 	       "a definition for every column of the enum");
 static const pr_col ds_cols[] = {
     [DS_ID] = C("dispute_id", "text"),
     [DS_ORDER_ID] = C("order_id", "text"),
-    [DS_OPENED_BY] = C("opened_by", "text"),
-    [DS_REASON] = C("reason", "text"),
-    [DS_DESCRIPTION] = C("description", "text"),
     [DS_STATUS] = C("status", "text"),
     [DS_CREATED] = C("created_at", "timestamptz"),
     [DS_UPDATED] = C("updated_at", "timestamptz"),
@@ -124,11 +96,6 @@ static const pr_col cd_cols[] = {
     [CD_ORDER_ID] = C("order_id", "text"),
     [CD_TYPE] = C("type", "ord.card_type"),
     [CD_STATE] = C("state", "ord.card_state"),
-    [CD_CREATED_BY] = C("created_by", "text"),
-    [CD_DUE] = C("due_at", "timestamptz"),
-    [CD_EXPIRES] = C("expires_at", "timestamptz"),
-    [CD_SUPERSEDED_BY] = C("superseded_by", "text"),
-    [CD_PAYLOAD] = C("payload", "jsonb"),
     [CD_CREATED] = C("created_at", "timestamptz"),
     [CD_UPDATED] = C("updated_at", "timestamptz"),
 };
@@ -137,8 +104,6 @@ _Static_assert(sizeof(cd_cols) / sizeof(*cd_cols) == CD__N,
 static const pr_col cr_cols[] = {
     [CR_ID] = C("response_id", "text"),
     [CR_CARD_ID] = C("card_id", "text"),
-    [CR_RESPONDER] = C("responder_user_id", "text"),
-    [CR_ACTION] = C("action", "text"),
     [CR_PAYLOAD] = C("payload", "jsonb"),
     [CR_CREATED] = C("created_at", "timestamptz"),
 };
@@ -169,7 +134,7 @@ _Static_assert(sizeof(te_cols) / sizeof(*te_cols) == TE__N,
 	       "a definition for every column of the enum");
 
 /* In write order: a row's foreign keys point at tables written before it. */
-const pr_tabledef pr_tables[PR__COUNT] = {
+static const pr_tabledef code_tables[PR__COUNT] = {
     [PR_BORDER] = {"booking.order", "s_border", border_cols, BO__N, 1, BO_ORDER_ID},
     [PR_OORDER] = {"ord.order", "s_oorder", oorder_cols, OO__N, 1, OO_ORDER_ID},
     [PR_LINE_ITEM] = {"booking.line_item", NULL, li_cols, LI__N, 1, LI_ORDER_ID},
@@ -182,11 +147,118 @@ const pr_tabledef pr_tables[PR__COUNT] = {
     [PR_LOCK] = {"ord.order_lock", "s_lock", lk_cols, LK__N, 1, LK_ORDER_ID},
     [PR_TIMELINE] = {"ord.timeline_event", NULL, te_cols, TE__N, 1, TE_ORDER_ID},
 };
-_Static_assert(BO__N <= PR_MAX_COLS && OO__N <= PR_MAX_COLS && LI__N <= PR_MAX_COLS &&
-		   RQ__N <= PR_MAX_COLS && RC__N <= PR_MAX_COLS && MS__N <= PR_MAX_COLS &&
-		   DS__N <= PR_MAX_COLS && CD__N <= PR_MAX_COLS && CR__N <= PR_MAX_COLS &&
-		   LK__N <= PR_MAX_COLS && TE__N <= PR_MAX_COLS,
-	       "PR_MAX_COLS too small");
+
+/* --- the tables with the schema's columns (built once) -------------------------------- */
+
+#define MAX_FIELDS  24	/* fields of one schema */
+#define MAX_TARGETS 512 /* copies of all schemas */
+
+static pr_tabledef defs[PR__COUNT];
+static pr_col cols[PR__COUNT][PR_MAX_COLS];
+static pr_target targets[MAX_TARGETS];
+static uint16_t tfirst[BK_SC__COUNT][MAX_FIELDS + 1]; /* field i: targets[first[i]..first[i+1]) */
+static pthread_once_t built = PTHREAD_ONCE_INIT;
+
+BK_PRINTF(1, 2) static _Noreturn void defect(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fprintf(stderr, "read-model definition: ");
+	vfprintf(stderr, fmt, ap);
+	fprintf(stderr, " (core/bk_schema.c, projector/proj_rows.c)\n");
+	va_end(ap);
+	abort();
+}
+
+static int table_named(const char *name)
+{
+	for (int t = 0; t < PR__COUNT; t++)
+		if (strcmp(defs[t].name, name) == 0)
+			return t;
+	return -1;
+}
+
+static int column_named(int t, const char *name)
+{
+	for (int c = 0; c < defs[t].ncols; c++)
+		if (strcmp(cols[t][c].name, name) == 0)
+			return c;
+	return -1;
+}
+
+/* The column p names, added to its table when no code column and no earlier row has it. */
+static int copy_column(const bk_schema_def *d, const bk_field *f, const bk_proj *p, int t)
+{
+	const char *type = p->sqltype ? p->sqltype : bk_ftype_sql((bk_ftype)f->type);
+	if (!type || !p->column)
+		defect("%s.%s (%s) cannot be copied into one column", d->name, f->key,
+		       bk_ftype_name((bk_ftype)f->type));
+	int c = column_named(t, p->column);
+	if (c >= 0) {
+		if (strcmp(cols[t][c].type, type) != 0)
+			defect("%s.%s: %s.%s is %s, not %s", d->name, f->key, defs[t].name,
+			       p->column, cols[t][c].type, type);
+		return c;
+	}
+	if (defs[t].ncols >= PR_MAX_COLS)
+		defect("%s has more than PR_MAX_COLS columns", defs[t].name);
+	c = defs[t].ncols++;
+	cols[t][c] = (pr_col){p->column, type, PR_M_COALESCE};
+	return c;
+}
+
+static void build(void)
+{
+	for (int t = 0; t < PR__COUNT; t++) {
+		defs[t] = code_tables[t];
+		memcpy(cols[t], code_tables[t].cols, (size_t)code_tables[t].ncols * sizeof(pr_col));
+		defs[t].cols = cols[t];
+	}
+	size_t n = 0;
+	for (int s = 0; s < BK_SC__COUNT; s++) {
+		const bk_schema_def *d = &bk_schemas[s];
+		int i = 0;
+		for (const bk_field *f = d->fields; f->key; f++, i++) {
+			if (i >= MAX_FIELDS)
+				defect("%s has more than %d fields", d->name, MAX_FIELDS);
+			tfirst[s][i] = (uint16_t)n;
+			for (const bk_proj *p = f->to; p && p->table; p++) {
+				int t = table_named(p->table);
+				if (t < 0)
+					defect("%s.%s: no table %s", d->name, f->key, p->table);
+				if (p->kind != BK_P_COPY)
+					continue;
+				if (n >= MAX_TARGETS)
+					defect("more than %d copies", MAX_TARGETS);
+				int c = copy_column(d, f, p, t);
+				targets[n++] = (pr_target){(uint8_t)t, (uint8_t)c, c < defs[t].npk};
+			}
+		}
+		for (; i <= MAX_FIELDS; i++)
+			tfirst[s][i] = (uint16_t)n;
+	}
+	/* the columns code derives from fields are code columns (or copies) */
+	for (int s = 0; s < BK_SC__COUNT; s++)
+		for (const bk_field *f = bk_schemas[s].fields; f->key; f++)
+			for (const bk_proj *p = f->to; p && p->table; p++)
+				if (p->kind == BK_P_CODE && p->column &&
+				    column_named(table_named(p->table), p->column) < 0)
+					defect("%s.%s: no column %s.%s", bk_schemas[s].name, f->key,
+					       p->table, p->column);
+}
+
+const pr_tabledef *pr_def(pr_table t)
+{
+	pthread_once(&built, build);
+	return &defs[t];
+}
+
+const pr_target *pr_field_targets(int s, int i, int *ret_n)
+{
+	pthread_once(&built, build);
+	*ret_n = tfirst[s][i + 1] - tfirst[s][i];
+	return &targets[tfirst[s][i]];
+}
 
 /* --- arena ------------------------------------------------------------------------- */
 
@@ -383,7 +455,7 @@ static void reset_values(const pr_tabledef *td, pr_row *r, int from)
 int pr_row_get(pr_store *s, pr_table t, const char *const *pk, const char *order_id, bool is_new,
 	       pr_row **ret_row, char *err, size_t errsz)
 {
-	const pr_tabledef *td = &pr_tables[t];
+	const pr_tabledef *td = pr_def(t);
 	rowvec *rv = &s->t[t];
 	bool append_only = td->stage == NULL;
 	if (append_only && !is_new) {

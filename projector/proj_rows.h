@@ -31,96 +31,37 @@ typedef enum pr_table {
 	PR__COUNT
 } pr_table;
 
-/* Columns, in table order. proj_rows.c defines each by its name here ([BO_CITY] =
- * C("city", "text")), with a _Static_assert that every table has as many definitions as
- * its enum has columns; a column is added here and there, beside each other, plus its
- * migration (tests/test_schema_pg.sh holds the two against PostgreSQL). */
+/* The columns the projector's code writes or reads (keys, statuses, times, derived
+ * documents, what the price snapshot is made of), in
+ * table order; proj_rows.c defines each by its name here ([BO_STATUS] = C("status",
+ * "booking.booking_status")), with a _Static_assert that every table has as many
+ * definitions as its enum has columns. Every other column is a payload field's value: the
+ * field's schema row (core/bk_schema.c, BK_P_COPY) defines it and the projector copies it
+ * (pr_field_targets); pr_def's tables hold both, these first. A new column is added
+ * where it comes from, plus its migration (tests/test_schema_pg.sh holds the two against
+ * PostgreSQL). */
 enum {
 	BO_ORDER_ID,
-	BO_BUYER,
-	BO_PROVIDER,
-	BO_SP,
-	BO_PACKAGE,
-	BO_MODE,
 	BO_STATUS,
-	BO_CITY,
-	BO_START,
-	BO_END,
-	BO_LOC_KIND,
-	BO_LOC_ADDR,
-	BO_TRAVEL,
-	BO_LICENSE,
 	BO_SUBTOTAL,
 	BO_FEE,
 	BO_TAX,
 	BO_TIP,
 	BO_TOTAL,
 	BO_CURRENCY,
-	BO_PI,
-	BO_TG,
-	BO_CHAT,
 	BO_CREATED,
 	BO_UPDATED,
 	BO_ARCHIVED,
 	BO__N
 };
-enum {
-	OO_ORDER_ID,
-	OO_BUYER,
-	OO_PROVIDER,
-	OO_ROLE,
-	OO_START,
-	OO_END,
-	OO_TZ,
-	OO_LOCATION,
-	OO_POLICY,
-	OO_PRICE,
-	OO_STATE,
-	OO_CREATED,
-	OO_UPDATED,
-	OO__N
-};
+enum { OO_ORDER_ID, OO_LOCATION, OO_PRICE, OO_STATE, OO_CREATED, OO_UPDATED, OO__N };
 enum { LI_ID, LI_ORDER_ID, LI_KIND, LI_TITLE, LI_QTY, LI_UNIT, LI_TOTAL, LI_POS, LI__N };
-enum {
-	RQ_ID,
-	RQ_MODE,
-	RQ_ORDER_ID,
-	RQ_BUYER,
-	RQ_PROVIDER,
-	RQ_STATUS,
-	RQ_MESSAGE,
-	RQ_EXPIRES,
-	RQ_CREATED,
-	RQ__N
-};
+enum { RQ_ID, RQ_MODE, RQ_ORDER_ID, RQ_BUYER, RQ_PROVIDER, RQ_STATUS, RQ_CREATED, RQ__N };
 enum { RC_INVITE_ID, RC_USER_ID, RC_STATUS, RC__N };
-enum { MS_ID, MS_ORDER_ID, MS_TITLE, MS_DUE, MS_AMOUNT, MS_STATUS, MS__N };
-enum {
-	DS_ID,
-	DS_ORDER_ID,
-	DS_OPENED_BY,
-	DS_REASON,
-	DS_DESCRIPTION,
-	DS_STATUS,
-	DS_CREATED,
-	DS_UPDATED,
-	DS__N
-};
-enum {
-	CD_ID,
-	CD_ORDER_ID,
-	CD_TYPE,
-	CD_STATE,
-	CD_CREATED_BY,
-	CD_DUE,
-	CD_EXPIRES,
-	CD_SUPERSEDED_BY,
-	CD_PAYLOAD,
-	CD_CREATED,
-	CD_UPDATED,
-	CD__N
-};
-enum { CR_ID, CR_CARD_ID, CR_RESPONDER, CR_ACTION, CR_PAYLOAD, CR_CREATED, CR__N };
+enum { MS_ID, MS_ORDER_ID, MS_STATUS, MS__N };
+enum { DS_ID, DS_ORDER_ID, DS_STATUS, DS_CREATED, DS_UPDATED, DS__N };
+enum { CD_ID, CD_ORDER_ID, CD_TYPE, CD_STATE, CD_CREATED, CD_UPDATED, CD__N };
+enum { CR_ID, CR_CARD_ID, CR_PAYLOAD, CR_CREATED, CR__N };
 enum { LK_ORDER_ID, LK_VERSION, LK_UPDATED, LK__N };
 enum {
 	TE_EVENT_ID,
@@ -138,7 +79,7 @@ enum {
 	TE__N
 };
 
-#define PR_MAX_COLS 26
+#define PR_MAX_COLS 40
 
 /* How a patch writes a column. */
 typedef enum pr_merge {
@@ -161,7 +102,24 @@ typedef struct pr_tabledef {
 	int order_col; /* the column holding the order id (patch guard), -1 when none */
 } pr_tabledef;
 
-extern const pr_tabledef pr_tables[PR__COUNT];
+/* The read-model table t: its code columns (the enums above), then the columns the schema
+ * rows copy fields into, in schema order. Built on first use from proj_rows.c and
+ * core/bk_schema.c; a schema row naming an unknown table, a copy of a field type that is
+ * not one column, a column named with two SQL types or a table past PR_MAX_COLS is a
+ * defect of the build: reported on stderr, then abort() (every test would see it). */
+const pr_tabledef *pr_def(pr_table t);
+
+/* A column a payload field is copied into, resolved: table, column index, and whether the
+ * column is part of the table's key (the field then names the row: checked, not set). */
+typedef struct pr_target {
+	uint8_t t; /* pr_table */
+	uint8_t col;
+	bool key;
+} pr_target;
+
+/* The columns field i of schema s (bk_schemas[s].fields[i]) is copied into; *ret_n of
+ * them (0: none). */
+const pr_target *pr_field_targets(int s, int i, int *ret_n);
 
 typedef struct pr_row {
 	const char **v; /* ncols values: arena strings, NULL = not set (patch) or SQL NULL */

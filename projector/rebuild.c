@@ -144,7 +144,7 @@ static bool b_copyval(buf *b, const char *v)
 	return b_str(b, start);
 }
 
-/* A table name of pr_tables ("booking.order") in the shadow schemas, quoted. */
+/* A table name of pr_def ("booking.order") in the shadow schemas, quoted. */
 static void shadow_table(const char *name, char *out, size_t outsz)
 {
 	const char *dot = strchr(name, '.');
@@ -489,7 +489,7 @@ static bool row_text(buf *b, const pr_tabledef *td, const pr_row *row, int stage
 /* COPY every live row of table t of store s into target (staged: with the _new flag). */
 static int copy_table(rb *r, const pr_store *s, pr_table t, const char *target, bool staged)
 {
-	const pr_tabledef *td = &pr_tables[t];
+	const pr_tabledef *td = pr_def(t);
 	size_t n = pr_store_count(s, t);
 	if (n == 0)
 		return 0;
@@ -874,7 +874,7 @@ static int merge(rb *r)
 	}
 	char err[256];
 	for (int t = 0; t < PR__COUNT; t++) {
-		const pr_tabledef *td = &pr_tables[t];
+		const pr_tabledef *td = pr_def(t);
 		size_t cnt = pr_store_count(r->cs, (pr_table)t);
 		if (t == PR_TIMELINE) {
 			for (size_t i = 0; i < cnt; i++)
@@ -1693,7 +1693,7 @@ static int timeline_open(rb *r)
 		return fail(r, RB_DEPENDENCY, "%s", e);
 	char target[128];
 	shadow_table("ord.timeline_event", target, sizeof(target));
-	if (copy_start(r, r->tc, target, &pr_tables[PR_TIMELINE], false) < 0)
+	if (copy_start(r, r->tc, target, pr_def(PR_TIMELINE), false) < 0)
 		return -1;
 	return tl_start(r);
 }
@@ -1937,7 +1937,7 @@ static int write_model(rb *r)
 		if (t == PR_TIMELINE)
 			continue;
 		char target[128];
-		shadow_table(pr_tables[t].name, target, sizeof(target));
+		shadow_table(pr_def(t)->name, target, sizeof(target));
 		rc = copy_table(r, r->ps, (pr_table)t, target, false);
 		r->pr.done += (int64_t)pr_store_count(r->ps, (pr_table)t);
 		progress(r, false);

@@ -63,8 +63,8 @@ int main(void)
 	values("check", "booking_proj.rejected.verdict", bk_chain_verdict_name_i, BK_CHAIN_BAD_HASH,
 	       BK_CHAIN__COUNT);
 	for (int t = 0; t < PR__COUNT; t++)
-		for (int c = 0; c < pr_tables[t].ncols; c++)
-			printf("col %s %s %s\n", pr_tables[t].name, pr_tables[t].cols[c].name,
-			       pr_tables[t].cols[c].type);
+		for (int c = 0; c < pr_def(t)->ncols; c++)
+			printf("col %s %s %s\n", pr_def(t)->name, pr_def(t)->cols[c].name,
+			       pr_def(t)->cols[c].type);
 	return 0;
 }
