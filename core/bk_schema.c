@@ -161,7 +161,7 @@ static const bk_field f_invite_awarded[] = {
 static const bk_field f_captured[] = {
     F("payment_intent_id", BK_F_STR, true, TO(COPY(BO, "stripe_payment_intent_id"))),
     F("transfer_group", BK_F_STR, false, TO(COPY(BO, "connect_transfer_group"))),
-    F("amount_cents", BK_F_CENTS, true, NO),
+    F("amount_cents", BK_F_CENTS, true, TO(COPY(BO, "captured_cents"))),
     F("paid_cents", BK_F_CENTS, false, NO),
     F_SINCE("currency", BK_F_STR, true, 2, NO),
     F_END};
