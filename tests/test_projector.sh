@@ -109,6 +109,16 @@ check "location_address is NULL on orders never confirmed" bash -c "
 		c=\$(psql -X -A -t -d \$d -c \"select count(*) from booking.order o where location_address is not null and not exists (select 1 from ord.timeline_event t where t.order_id = o.order_id and t.subtype = 'order.confirmed')\")
 		[ \"\$c\" = 0 ] || exit 1
 	done"
+# a column that is a schema row and a migration only (070, booking.order.captured_cents from
+# payment.captured's amount_cents): filled on every captured order, NULL on the others
+check "captured_cents = payment.captured's amount_cents on every captured order, NULL elsewhere" bash -c "
+	n=0
+	for d in ${DBS[*]}; do
+		bad=\$(psql -X -A -t -d \$d -c \"select count(*) from booking.order o left join ord.timeline_event t on t.order_id = o.order_id and t.subtype = 'payment.captured' where o.captured_cents is distinct from (t.payload->>'amount_cents')::int\")
+		[ \"\$bad\" = 0 ] || exit 1
+		n=\$((n + \$(psql -X -A -t -d \$d -c \"select count(*) from booking.order where captured_cents > 0\")))
+	done
+	[ \$n -gt 5 ]"
 
 # --- duplicates and a fork --------------------------------------------------------------
 FX=card_supersede_counter_cancel_expire
