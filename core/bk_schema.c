@@ -115,12 +115,13 @@ static const bk_field f_req_submitted[] = {
     F("mode", BK_F_STR, true, TO(COPY_AS(RQ, "mode", MODE_T))),
     F("message", BK_F_STR, false, TO(COPY(RQ, "message"))),
     F("expires_at", BK_F_TS, false, TO(COPY(RQ, "expires_at"))), F_END};
+/* request.declined, request.counter_declined: the party's reason, when given */
 static const bk_field f_req_simple[] = {F("request_id", BK_F_ID, true, TO(COPY(RQ, "request_id"))),
-					F_END};
+					F("reason", BK_F_STR, false, NO), F_END};
 /* request.accepted: by a rule (by, rule_id) or by the provider */
 static const bk_field f_req_accepted[] = {
     F("request_id", BK_F_ID, true, TO(COPY(RQ, "request_id"))), F("by", BK_F_STR, false, NO),
-    F("rule_id", BK_F_STR, false, NO), F_END};
+    F("rule_id", BK_F_STR, false, NO), F("reason", BK_F_STR, false, NO), F_END};
 static const bk_field f_req_expired[] = {F("request_id", BK_F_ID, true, TO(COPY(RQ, "request_id"))),
 					 F("expires_at", BK_F_TS, false, NO), F_END};
 /* the counter offer's line items are the order's only when it is accepted */
@@ -184,7 +185,7 @@ static const bk_field f_dispute_opened[] = {
     F_END};
 static const bk_field f_dispute_updated[] = {
     F("dispute_id", BK_F_ID, true, TO(COPY(DS, "dispute_id"))),
-    F("status", BK_F_STR, true, TO(COPY(DS, "status"))), F_END};
+    F("status", BK_F_STR, true, TO(COPY(DS, "status"))), F("note", BK_F_STR, false, NO), F_END};
 static const bk_field f_dispute_resolved[] = {
     F("dispute_id", BK_F_ID, true, TO(COPY(DS, "dispute_id"))),
     F("outcome", BK_F_STR, true, TO(COPY(DS, "status"))), F("refund_cents", BK_F_CENTS, false, NO),
@@ -195,13 +196,15 @@ static const bk_field f_ms_added[] = {
     F("due_ts", BK_F_TS, false, TO(COPY(MS, "due_ts"))),
     F("amount_cents", BK_F_CENTS, true, TO(COPY(MS, "amount_cents"))), F_END};
 static const bk_field f_ms_changed[] = {
-    F("milestone_id", BK_F_ID, true, TO(COPY(MS, "milestone_id"))), F_END};
+    F("milestone_id", BK_F_ID, true, TO(COPY(MS, "milestone_id"))), F("note", BK_F_STR, false, NO),
+    F_END};
 static const bk_field f_rescheduled[] = {
     F("start_ts", BK_F_TS, true, TO(COPY(BO, "start_ts"), COPY(OO, "start_utc"))),
     F("end_ts", BK_F_TS, true, TO(COPY(BO, "end_ts"), COPY(OO, "end_utc"))),
     F("card_id", BK_F_STR, false, NO), F_END};
 /* note.added: its text; other keys are free */
-static const bk_field f_note[] = {F("text", BK_F_STR, false, NO), F_END};
+static const bk_field f_note[] = {F("text", BK_F_STR, false, NO),
+				  F("visibility", BK_F_STR, false, NO), F_END};
 /* order.archived: the created_at of the order's event before it (the window's start); the
  * event's own created_at is booking.order.archived_at */
 static const bk_field f_archived[] = {F("last_event_at", BK_F_TS, true, NO), F_END};
