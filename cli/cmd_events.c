@@ -95,10 +95,16 @@ static void print_schema(FILE *f, const bk_schema_def *d)
 		fprintf(f, "No fields checked.\n\n");
 		return;
 	}
-	fprintf(f, "| field | type | required | since | projected to |\n|---|---|---|---|---|\n");
+	fprintf(f, "| field | type | required | since | from the command | projected to "
+		   "|\n|---|---|---|---|---|---|\n");
 	for (const bk_field *x = d->fields; x->key != NULL; x++) {
 		fprintf(f, "| `%s` | %s | %s | %u | ", x->key, bk_ftype_name((bk_ftype)x->type),
 			x->req ? "yes" : "no", x->since);
+		if (x->src == BK_S_DECIDER)
+			fprintf(f, "- | ");
+		else
+			fprintf(f, "%s, 1 to %u bytes | ",
+				x->src == BK_S_CMD_REQUIRED ? "required" : "optional", x->max);
 		print_proj(f, x->to);
 		fprintf(f, " |\n");
 	}
@@ -128,7 +134,10 @@ int cmd_events(int argc, char **argv)
 			"Per event type, then the parts some subtypes add and the shapes fields "
 			"share. `since`: the first schema version of the event that has the "
 			"field (an older event is not checked for it; its upcaster adds it). "
-			"Fields not listed are free.\n\n");
+			"`from the command`: the decider copies the command payload's text "
+			"field of that name (`-`: it computes the value). `projected to`: the "
+			"read-model columns a copy of the value fills, and those the projector "
+			"derives from it. Fields not listed are free.\n\n");
 	for (int s = 0; s < BK_SC__COUNT; s++)
 		print_schema(stdout, &bk_schemas[s]);
 	return fflush(stdout) == 0 && !ferror(stdout) ? BK_EXIT_OK : BK_EXIT_PROBLEM;

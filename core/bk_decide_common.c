@@ -10,6 +10,7 @@
 
 #include "bk_codec.h"
 #include "bk_decide_int.h"
+#include "bk_schema.h"
 #include "bk_ids.h"
 #include "bk_money.h"
 #include "bk_time.h"
@@ -193,7 +194,7 @@ bk_dres get_expiry(dctx *x, const bk_val *map, int64_t *ret)
 }
 
 /* Optional short text copied into the payload under the same key. */
-bk_dres copy_text(dctx *x, bk_mapb *b, const char *key, bool req, size_t max)
+static bk_dres copy_text(dctx *x, bk_mapb *b, const char *key, bool req, size_t max)
 {
 	const bk_val *pl = &x->cmd->payload;
 	const char *s;
@@ -206,6 +207,20 @@ bk_dres copy_text(dctx *x, bk_mapb *b, const char *key, bool req, size_t max)
 		return reject(x, BK_E_VALIDATION_FAILED, "payload.%s: 1 to %zu bytes", key, max);
 	if (!bk_mapb_strn(b, key, s, n))
 		return oom(x);
+	return BK_DR_OK;
+}
+
+/* The fields of event type t's schema that come from the command (bk_fsrc), copied in
+ * schema order: a new one is a schema row, no code here. */
+bk_dres copy_cmd(dctx *x, bk_mapb *b, bk_ev_type t)
+{
+	for (const bk_field *f = bk_schemas[t].fields; f->key; f++) {
+		if (f->src == BK_S_DECIDER)
+			continue;
+		bk_dres rc = copy_text(x, b, f->key, f->src == BK_S_CMD_REQUIRED, f->max);
+		if (rc != BK_DR_OK)
+			return rc;
+	}
 	return BK_DR_OK;
 }
 

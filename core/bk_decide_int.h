@@ -112,7 +112,9 @@ bk_dres pick_row(dctx *x, const rowset *rs) BK_MUSTCHECK;
 
 bk_dres id_or_mint(dctx *x, const char *key, const char *prefix, const char **ret_id) BK_MUSTCHECK;
 bk_dres get_expiry(dctx *x, const bk_val *map, int64_t *ret) BK_MUSTCHECK;
-bk_dres copy_text(dctx *x, bk_mapb *b, const char *key, bool req, size_t max) BK_MUSTCHECK;
+/* Every field of event type t's schema (core/bk_schema.c) that the command gives
+ * (BK_S_CMD, BK_S_CMD_REQUIRED), by copy_text with the row's limit, in schema order. */
+bk_dres copy_cmd(dctx *x, bk_mapb *b, bk_ev_type t) BK_MUSTCHECK;
 bk_dres client_items(dctx *x, const bk_val *map, const char *path, bk_li_view **ret,
 		     uint32_t *ret_n, int64_t *ret_sum) BK_MUSTCHECK;
 bk_dres get_cents(dctx *x, const bk_val *map, const char *key, bool req, int64_t *ret,

@@ -55,7 +55,7 @@ bk_dres d_payment(dctx *x, const rowset *rs)
 	if (!bk_mapb_init(&b, x->z, 4) || !bk_mapb_strn(&b, "payment_intent_id", pi, pin) ||
 	    !bk_mapb_int(&b, "amount_cents", amount))
 		return oom(x);
-	rc = copy_text(x, &b, "transfer_group", false, 200);
+	rc = copy_cmd(x, &b, BK_EV_PAYMENT_CAPTURED);
 	if (rc != BK_DR_OK)
 		return rc;
 	if (!bk_mapb_int(&b, "paid_cents", x->o->money.paid + amount))

@@ -50,16 +50,7 @@ bk_dres d_create(dctx *x)
 		    !bk_mapb_strn(&b, "service_profile_id", sp, spn))
 			return oom(x);
 	}
-	bk_dres rc = copy_text(x, &b, "package_id", false, 200);
-	if (rc != BK_DR_OK)
-		return rc;
-	rc = copy_text(x, &b, "role_code", true, 64);
-	if (rc != BK_DR_OK)
-		return rc;
-	rc = copy_text(x, &b, "city", true, 200);
-	if (rc != BK_DR_OK)
-		return rc;
-	rc = copy_text(x, &b, "license_tier", false, 64);
+	bk_dres rc = copy_cmd(x, &b, BK_EV_ORDER_CREATED);
 	if (rc != BK_DR_OK)
 		return rc;
 	int64_t start, end;
@@ -217,10 +208,7 @@ bk_dres d_note(dctx *x, const rowset *rs)
 	bk_mapb b;
 	if (!bk_mapb_init(&b, x->z, 2))
 		return oom(x);
-	rc = copy_text(x, &b, "text", true, 20000);
-	if (rc != BK_DR_OK)
-		return rc;
-	rc = copy_text(x, &b, "visibility", false, 32);
+	rc = copy_cmd(x, &b, BK_EV_NOTE_ADDED);
 	if (rc != BK_DR_OK)
 		return rc;
 	return emit(x, BK_EV_NOTE_ADDED, 0, 0, bk_mapb_done(&b));
@@ -244,10 +232,7 @@ bk_dres d_dispute_open(dctx *x, const rowset *rs)
 	if (!bk_mapb_init(&b, x->z, 5) || !bk_mapb_str(&b, "dispute_id", did) ||
 	    !bk_mapb_str(&b, "opened_by", bk_role_name((bk_role)x->cmd->actor_role)))
 		return oom(x);
-	rc = copy_text(x, &b, "reason", true, 4000);
-	if (rc != BK_DR_OK)
-		return rc;
-	rc = copy_text(x, &b, "description", false, 20000);
+	rc = copy_cmd(x, &b, BK_EV_DISPUTE_OPENED);
 	if (rc != BK_DR_OK)
 		return rc;
 	if (!bk_mapb_str(&b, "from_status", bk_status_name((bk_status)x->o->status)))
@@ -316,7 +301,7 @@ bk_dres d_dispute_update(dctx *x, const rowset *rs)
 	if (!bk_mapb_init(&b, x->z, 3) || !bk_mapb_str(&b, "dispute_id", d->id) ||
 	    !bk_mapb_str(&b, "status", bk_dsp_status_name((bk_dsp_status)st)))
 		return oom(x);
-	rc = copy_text(x, &b, "note", false, 4000);
+	rc = copy_cmd(x, &b, BK_EV_DISPUTE_UPDATED);
 	if (rc != BK_DR_OK)
 		return rc;
 	return emit(x, BK_EV_DISPUTE_UPDATED, 0, 0, bk_mapb_done(&b));
@@ -356,7 +341,7 @@ bk_dres d_dispute_resolve(dctx *x, const rowset *rs)
 	    !bk_mapb_str(&b, "outcome", bk_dsp_status_name((bk_dsp_status)st)) ||
 	    !bk_mapb_int(&b, "refund_cents", refund))
 		return oom(x);
-	rc = copy_text(x, &b, "note", false, 4000);
+	rc = copy_cmd(x, &b, BK_EV_DISPUTE_RESOLVED);
 	if (rc != BK_DR_OK)
 		return rc;
 	rc = emit(x, BK_EV_DISPUTE_RESOLVED, 0, 0, bk_mapb_done(&b));
@@ -399,7 +384,7 @@ bk_dres d_milestone(dctx *x, const rowset *rs)
 		bk_mapb b;
 		if (!bk_mapb_init(&b, x->z, 4) || !bk_mapb_str(&b, "milestone_id", mid))
 			return oom(x);
-		rc = copy_text(x, &b, "title", true, 500);
+		rc = copy_cmd(x, &b, BK_EV_MILESTONE_ADDED);
 		if (rc != BK_DR_OK)
 			return rc;
 		if (!bk_mapb_ts(&b, "due_ts", due) || !bk_mapb_int(&b, "amount_cents", amount))
@@ -432,7 +417,7 @@ bk_dres d_milestone(dctx *x, const rowset *rs)
 	bk_mapb b;
 	if (!bk_mapb_init(&b, x->z, 2) || !bk_mapb_str(&b, "milestone_id", m->id))
 		return oom(x);
-	rc = copy_text(x, &b, "note", false, 4000);
+	rc = copy_cmd(x, &b, BK_EV_MILESTONE_CHANGED);
 	if (rc != BK_DR_OK)
 		return rc;
 	return emit(x, BK_EV_MILESTONE_CHANGED, row->to, 0, bk_mapb_done(&b));

@@ -36,7 +36,7 @@ bk_dres d_submit(dctx *x, const rowset *rs)
 	if (!bk_mapb_init(&b, x->z, 5) || !bk_mapb_str(&b, "request_id", rid) ||
 	    !bk_mapb_str(&b, "mode", bk_mode_name((bk_mode)o->mode)))
 		return oom(x);
-	rc = copy_text(x, &b, "message", false, 4000);
+	rc = copy_cmd(x, &b, BK_EV_REQUEST_SUBMITTED);
 	if (rc != BK_DR_OK)
 		return rc;
 	if (!bk_mapb_ts(&b, "expires_at", exp))
@@ -100,7 +100,7 @@ bk_dres d_invite_send(dctx *x, const rowset *rs)
 	if (!bk_mapb_init(&b, x->z, 4) || !bk_mapb_str(&b, "invite_id", iid) ||
 	    !bk_mapb_val(&b, "recipients", *arr) || !bk_mapb_ts(&b, "expires_at", exp))
 		return oom(x);
-	rc = copy_text(x, &b, "message", false, 4000);
+	rc = copy_cmd(x, &b, BK_EV_INVITE_SENT);
 	if (rc != BK_DR_OK)
 		return rc;
 	rc = emit(x, BK_EV_INVITE_SENT, 0, 0, bk_mapb_done(&b));
@@ -146,7 +146,7 @@ bk_dres d_invite_respond(dctx *x, const rowset *rs)
 	if (!bk_mapb_init(&b, x->z, 3) || !bk_mapb_str(&b, "invite_id", r->id) ||
 	    !bk_mapb_str(&b, "recipient_user_id", x->cmd->actor_user_id))
 		return oom(x);
-	rc = copy_text(x, &b, "message", false, 4000);
+	rc = copy_cmd(x, &b, BK_EV_INVITE_RESPONDED);
 	if (rc != BK_DR_OK)
 		return rc;
 	return emit(x, BK_EV_INVITE_RESPONDED, 0, 0, bk_mapb_done(&b));
@@ -211,7 +211,7 @@ bk_dres d_request_simple(dctx *x, const rowset *rs, bk_ev_type type)
 	bk_mapb b;
 	if (!bk_mapb_init(&b, x->z, 2) || !bk_mapb_str(&b, "request_id", r->id))
 		return oom(x);
-	rc = copy_text(x, &b, "reason", false, 4000);
+	rc = copy_cmd(x, &b, type);
 	if (rc != BK_DR_OK)
 		return rc;
 	rc = emit(x, type, 0, 0, bk_mapb_done(&b));
@@ -257,7 +257,7 @@ bk_dres d_counter(dctx *x, const rowset *rs)
 	    !bk_totals_build(x->z, &m, &totals) || !bk_mapb_val(&b, "totals", totals) ||
 	    !bk_mapb_ts(&b, "expires_at", exp))
 		return oom(x);
-	rc = copy_text(x, &b, "message", false, 4000);
+	rc = copy_cmd(x, &b, BK_EV_REQUEST_COUNTERED);
 	if (rc != BK_DR_OK)
 		return rc;
 	rc = emit(x, BK_EV_REQUEST_COUNTERED, 0, 0, bk_mapb_done(&b));

@@ -33,18 +33,25 @@ _Static_assert(BK_SF_PLAIN == 0, "a type without a row is plain");
 
 /* --- the payload fields of every schema ----------------------------------------------- */
 
-/* A row: F("key", BK_F_TYPE, required, destinations), a field since version 1; F_SINCE(...,
- * since, destinations) one that version `since` added (an older event is not checked for
- * it: its upcaster adds it). destinations: TO(COPY(table, column), CODE(table, column)...)
- * (bk_pkind), or NO when the field is not projected. */
+/* A row: F("key", BK_F_TYPE, required, destinations), a field since version 1 that the
+ * decider computes; F_SINCE(..., since, destinations) one that version `since` added (an older
+ * event is not checked for it: its upcaster adds it). destinations: TO(COPY(table, column),
+ * CODE(table, column)...) (bk_pkind), or NO when the field is not projected. */
 #define F(key, type, req, to) F_SINCE(key, type, req, 1, to)
 #define F_SINCE(key, type, req, since, to)                                                         \
 	{                                                                                          \
-		key, (uint8_t)(sizeof(key) - 1), type, req, since, to                              \
+		key, (uint8_t)(sizeof(key) - 1), type, req, since, to, BK_S_DECIDER, 0             \
+	}
+/* A field the decider copies from the command's payload (text of 1 to max bytes; src
+ * BK_S_CMD, or BK_S_CMD_REQUIRED when the command must give it): a new one is this row
+ * (and, to project it, its destination and a migration), no code. */
+#define F_CMD(key, type, req, src, max, to)                                                        \
+	{                                                                                          \
+		key, (uint8_t)(sizeof(key) - 1), type, req, 1, to, src, max                        \
 	}
 #define F_END                                                                                      \
 	{                                                                                          \
-		NULL, 0, BK_F_STR, false, 1, NULL                                                  \
+		NULL, 0, BK_F_STR, false, 1, NULL, BK_S_DECIDER, 0                                 \
 	}
 #define TO(...) ((const bk_proj[]){__VA_ARGS__, {NULL, NULL, NULL, BK_P_COPY}})
 #define COPY(t, c)                                                                                 \
@@ -81,10 +88,11 @@ static const bk_field f_created[] = {
     F("provider_user_id", BK_F_ID, false,
       TO(COPY(BO, "provider_user_id"), COPY(OO, "provider_user_id"))),
     F("service_profile_id", BK_F_ID, false, TO(COPY(BO, "service_profile_id"))),
-    F("package_id", BK_F_STR, false, TO(COPY(BO, "package_id"))),
-    F("role_code", BK_F_STR, true, TO(COPY(OO, "role_code"))),
-    F("city", BK_F_STR, false, TO(COPY(BO, "city"), CODE(OO, "location_json"))),
-    F("license_tier", BK_F_STR, false, TO(COPY(BO, "license_tier"))),
+    F_CMD("package_id", BK_F_STR, false, BK_S_CMD, 200, TO(COPY(BO, "package_id"))),
+    F_CMD("role_code", BK_F_STR, true, BK_S_CMD_REQUIRED, 64, TO(COPY(OO, "role_code"))),
+    F_CMD("city", BK_F_STR, false, BK_S_CMD_REQUIRED, 200,
+	  TO(COPY(BO, "city"), CODE(OO, "location_json"))),
+    F_CMD("license_tier", BK_F_STR, false, BK_S_CMD, 64, TO(COPY(BO, "license_tier"))),
     F("start_ts", BK_F_TS, true, TO(COPY(BO, "start_ts"), COPY(OO, "start_utc"))),
     F("end_ts", BK_F_TS, true, TO(COPY(BO, "end_ts"), COPY(OO, "end_utc"))),
     F("timezone", BK_F_STR, true, TO(COPY(OO, "timezone"))),
@@ -113,15 +121,16 @@ static const bk_field f_status[] = {
 static const bk_field f_req_submitted[] = {
     F("request_id", BK_F_ID, true, TO(COPY(RQ, "request_id"))),
     F("mode", BK_F_STR, true, TO(COPY_AS(RQ, "mode", MODE_T))),
-    F("message", BK_F_STR, false, TO(COPY(RQ, "message"))),
+    F_CMD("message", BK_F_STR, false, BK_S_CMD, 4000, TO(COPY(RQ, "message"))),
     F("expires_at", BK_F_TS, false, TO(COPY(RQ, "expires_at"))), F_END};
 /* request.declined, request.counter_declined: the party's reason, when given */
 static const bk_field f_req_simple[] = {F("request_id", BK_F_ID, true, TO(COPY(RQ, "request_id"))),
-					F("reason", BK_F_STR, false, NO), F_END};
+					F_CMD("reason", BK_F_STR, false, BK_S_CMD, 4000, NO),
+					F_END};
 /* request.accepted: by a rule (by, rule_id) or by the provider */
 static const bk_field f_req_accepted[] = {
     F("request_id", BK_F_ID, true, TO(COPY(RQ, "request_id"))), F("by", BK_F_STR, false, NO),
-    F("rule_id", BK_F_STR, false, NO), F("reason", BK_F_STR, false, NO), F_END};
+    F("rule_id", BK_F_STR, false, NO), F_CMD("reason", BK_F_STR, false, BK_S_CMD, 4000, NO), F_END};
 static const bk_field f_req_expired[] = {F("request_id", BK_F_ID, true, TO(COPY(RQ, "request_id"))),
 					 F("expires_at", BK_F_TS, false, NO), F_END};
 /* the counter offer's line items are the order's only when it is accepted */
@@ -131,7 +140,7 @@ static const bk_field f_req_countered[] = {
     F("platform_fee_cents", BK_F_CENTS, true, NO),
     F("tax_cents", BK_F_CENTS, true, NO),
     F("totals", BK_F_TOTALS, false, NO),
-    F("message", BK_F_STR, false, NO),
+    F_CMD("message", BK_F_STR, false, BK_S_CMD, 4000, NO),
     F("expires_at", BK_F_TS, false, TO(COPY(RQ, "expires_at"))),
     F_END};
 static const bk_field f_req_counter_accepted[] = {
@@ -144,12 +153,12 @@ static const bk_field f_req_counter_accepted[] = {
 static const bk_field f_invite_sent[] = {
     F("invite_id", BK_F_ID, true, TO(COPY(RQ, "request_id"))),
     F("recipients", BK_F_STRS, true, TO(CODE(RCP, NULL))),
-    F("message", BK_F_STR, false, TO(COPY(RQ, "message"))),
+    F_CMD("message", BK_F_STR, false, BK_S_CMD, 4000, TO(COPY(RQ, "message"))),
     F("expires_at", BK_F_TS, false, TO(COPY(RQ, "expires_at"))), F_END};
 static const bk_field f_invite_responded[] = {
     F("invite_id", BK_F_ID, true, TO(COPY(RCP, "invite_id"))),
     F("recipient_user_id", BK_F_STR, true, TO(COPY(RCP, "recipient_user_id"))),
-    F("message", BK_F_STR, false, NO), F_END};
+    F_CMD("message", BK_F_STR, false, BK_S_CMD, 4000, NO), F_END};
 static const bk_field f_invite_awarded[] = {
     F("invite_id", BK_F_ID, true, TO(COPY(RQ, "request_id"), COPY(RCP, "invite_id"))),
     F("recipient_user_id", BK_F_STR, true,
@@ -161,7 +170,7 @@ static const bk_field f_invite_awarded[] = {
  * booking.order.currency, not projected apart) */
 static const bk_field f_captured[] = {
     F("payment_intent_id", BK_F_STR, true, TO(COPY(BO, "stripe_payment_intent_id"))),
-    F("transfer_group", BK_F_STR, false, TO(COPY(BO, "connect_transfer_group"))),
+    F_CMD("transfer_group", BK_F_STR, false, BK_S_CMD, 200, TO(COPY(BO, "connect_transfer_group"))),
     F("amount_cents", BK_F_CENTS, true, TO(COPY(BO, "captured_cents"))),
     F("paid_cents", BK_F_CENTS, false, NO),
     F_SINCE("currency", BK_F_STR, true, 2, NO),
@@ -178,33 +187,34 @@ static const bk_field f_tip[] = {F("tip_cents", BK_F_CENTS, true, NO),
 static const bk_field f_dispute_opened[] = {
     F("dispute_id", BK_F_ID, true, TO(COPY(DS, "dispute_id"))),
     F("opened_by", BK_F_STR, true, TO(COPY(DS, "opened_by"))),
-    F("reason", BK_F_ANY, true, TO(COPY(DS, "reason"))),
-    F("description", BK_F_STR, false, TO(COPY(DS, "description"))),
+    F_CMD("reason", BK_F_ANY, true, BK_S_CMD_REQUIRED, 4000, TO(COPY(DS, "reason"))),
+    F_CMD("description", BK_F_STR, false, BK_S_CMD, 20000, TO(COPY(DS, "description"))),
     F("card_id", BK_F_STR, false, NO),
     F("from_status", BK_F_STR, false, NO),
     F_END};
 static const bk_field f_dispute_updated[] = {
     F("dispute_id", BK_F_ID, true, TO(COPY(DS, "dispute_id"))),
-    F("status", BK_F_STR, true, TO(COPY(DS, "status"))), F("note", BK_F_STR, false, NO), F_END};
+    F("status", BK_F_STR, true, TO(COPY(DS, "status"))),
+    F_CMD("note", BK_F_STR, false, BK_S_CMD, 4000, NO), F_END};
 static const bk_field f_dispute_resolved[] = {
     F("dispute_id", BK_F_ID, true, TO(COPY(DS, "dispute_id"))),
     F("outcome", BK_F_STR, true, TO(COPY(DS, "status"))), F("refund_cents", BK_F_CENTS, false, NO),
-    F("note", BK_F_STR, false, NO), F_END};
+    F_CMD("note", BK_F_STR, false, BK_S_CMD, 4000, NO), F_END};
 static const bk_field f_ms_added[] = {
     F("milestone_id", BK_F_ID, true, TO(COPY(MS, "milestone_id"))),
-    F("title", BK_F_STR, true, TO(COPY(MS, "title"))),
+    F_CMD("title", BK_F_STR, true, BK_S_CMD_REQUIRED, 500, TO(COPY(MS, "title"))),
     F("due_ts", BK_F_TS, false, TO(COPY(MS, "due_ts"))),
     F("amount_cents", BK_F_CENTS, true, TO(COPY(MS, "amount_cents"))), F_END};
 static const bk_field f_ms_changed[] = {
-    F("milestone_id", BK_F_ID, true, TO(COPY(MS, "milestone_id"))), F("note", BK_F_STR, false, NO),
-    F_END};
+    F("milestone_id", BK_F_ID, true, TO(COPY(MS, "milestone_id"))),
+    F_CMD("note", BK_F_STR, false, BK_S_CMD, 4000, NO), F_END};
 static const bk_field f_rescheduled[] = {
     F("start_ts", BK_F_TS, true, TO(COPY(BO, "start_ts"), COPY(OO, "start_utc"))),
     F("end_ts", BK_F_TS, true, TO(COPY(BO, "end_ts"), COPY(OO, "end_utc"))),
     F("card_id", BK_F_STR, false, NO), F_END};
 /* note.added: its text; other keys are free */
-static const bk_field f_note[] = {F("text", BK_F_STR, false, NO),
-				  F("visibility", BK_F_STR, false, NO), F_END};
+static const bk_field f_note[] = {F_CMD("text", BK_F_STR, false, BK_S_CMD_REQUIRED, 20000, NO),
+				  F_CMD("visibility", BK_F_STR, false, BK_S_CMD, 32, NO), F_END};
 /* order.archived: the created_at of the order's event before it (the window's start); the
  * event's own created_at is booking.order.archived_at */
 static const bk_field f_archived[] = {F("last_event_at", BK_F_TS, true, NO), F_END};

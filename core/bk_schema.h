@@ -55,6 +55,13 @@ typedef struct bk_proj {
 	uint8_t kind;	     /* bk_pkind */
 } bk_proj;
 
+/* Where the decider takes a field's value from. */
+typedef enum bk_fsrc {
+	BK_S_DECIDER,	   /* it computes it (ids, statuses, money, what the order holds) */
+	BK_S_CMD,	   /* the command payload's text field of the same key, when given */
+	BK_S_CMD_REQUIRED, /* the same, which the command must give */
+} bk_fsrc;
+
 /* One field of a payload. */
 typedef struct bk_field {
 	const char *key; /* NULL ends a list */
@@ -63,6 +70,8 @@ typedef struct bk_field {
 	bool req;
 	uint8_t since;	   /* the first schema version of the event that has the field */
 	const bk_proj *to; /* where it is projected (a list ended by a NULL table), or NULL */
+	uint8_t src;	   /* bk_fsrc */
+	uint16_t max;	   /* BK_S_CMD*: its limit, 1 to max bytes */
 } bk_field;
 
 /* The schemas: one per event type (in bk_ev_type order; card: every verb but proposed),

@@ -43,11 +43,23 @@ bool bk_mapb_init(bk_mapb *b, msgpack_zone *z, uint32_t cap)
 	return true;
 }
 
-/* The next slot with its key set, or NULL when full or out of memory. */
+/* The next slot with its key set, or NULL when out of memory. A full builder grows (the
+ * zone keeps the old slots until it is freed): cap is a size hint, not a limit, so a
+ * payload gains a field (a schema row, core/bk_schema.c) without its builder's count. */
 static msgpack_object_kv *mapb_slot(bk_mapb *b, const char *k)
 {
-	if (b->n >= b->cap)
-		return NULL;
+	if (b->n >= b->cap) {
+		uint32_t cap = b->cap ? b->cap * 2 : 4;
+		if (cap <= b->cap)
+			return NULL;
+		msgpack_object_kv *kv = msgpack_zone_malloc(b->z, (size_t)cap * sizeof(*kv));
+		if (kv == NULL)
+			return NULL;
+		if (b->n)
+			memcpy(kv, b->kv, (size_t)b->n * sizeof(*kv));
+		b->kv = kv;
+		b->cap = cap;
+	}
 	size_t kn = strlen(k);
 	char *kc = zone_strndup(b->z, k, kn);
 	if (kc == NULL)

@@ -18,7 +18,7 @@
 
 typedef msgpack_object bk_val;
 
-/* A map under construction: fixed capacity chosen by the caller. */
+/* A map under construction: cap is the caller's size hint (it grows past it). */
 typedef struct bk_mapb {
 	msgpack_zone *z;
 	msgpack_object_kv *kv;

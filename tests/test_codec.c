@@ -442,9 +442,11 @@ START_TEST(test_val_ranges_and_strings)
 	big.type = MSGPACK_OBJECT_POSITIVE_INTEGER;
 	big.via.u64 = (uint64_t)INT64_MAX + 1;
 	ck_assert(bk_mapb_val(&b, "big", big));
-	ck_assert(!bk_mapb_int(&b, "full", 1)); /* capacity reached */
+	ck_assert(bk_mapb_int(&b, "past", 1)); /* past the hint: the builder grows */
 	bk_val m = bk_mapb_done(&b);
-	ck_assert_int_eq(m.via.map.size, 6);
+	ck_assert_int_eq(m.via.map.size, 7);
+	ck_assert_int_eq(bk_get_int(&c, &m, "past", true, &i, NULL), 0);
+	ck_assert_int_eq(i, 1);
 
 	ck_assert_int_eq(bk_get_int(&c, &m, "neg", true, &i, NULL), 0);
 	ck_assert_int_eq(i, INT64_MIN);
