@@ -120,8 +120,10 @@ int bk_json_to_val(const json_t *j, msgpack_zone *z, bk_val *ret, char *err,
 /* msgpack value -> new JSON reference (caller json_decref); bin becomes lower-case hex,
  * non-string map keys are rejected. NULL on error. */
 json_t *bk_val_to_json(const bk_val *v) BK_MUSTCHECK;
-/* An event as a JSON object for people (replay): subtype text, created_at RFC 3339,
- * hashes in hex. partition/offset are added when partition >= 0. New reference. */
+/* An event as a JSON object for people (replay): subtype text, created_at and the
+ * payload's times by the schema table (BK_F_TS rows) in RFC 3339 UTC with six fractional
+ * digits, the rest of the payload as stored, hashes in hex. partition/offset are added
+ * when partition >= 0. New reference. */
 json_t *bk_event_to_json(const bk_event *e, int32_t partition, int64_t offset) BK_MUSTCHECK;
 /* The same text as json_dumps(bk_event_to_json(e, ...), JSON_COMPACT), appended to out
  * without building a JSON tree (the fast path of `bookingctl replay`). 0 or -1 (out

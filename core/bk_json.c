@@ -6,10 +6,17 @@
  *
  * Output for people (events, results, commands as JSON) writes every timestamp one way:
  * RFC 3339, UTC, always six fractional digits ("2026-11-02T10:00:00.000000Z"), so text
- * order is time order; that covers the envelope's times and, in events, payload strings
- * under a key "at" or ending in "_at"/"_ts" that parse as RFC 3339. The streaming writer
- * prints floats in their shortest form that reads back to the same double (48.86, not
- * 48.859999999999999). bk_val_to_json (jsonb columns) converts values as they are.
+ * order is time order. That covers the envelope's times (created_at, a command's at) and,
+ * in events, the payload fields whose row in the schema table (core/bk_schema.c) is a
+ * time (BK_F_TS), at every depth the table describes: the schemas bk_payload_schemas_of
+ * selects (the decoder's), the terms of a card proposal, line items, totals, location.
+ * Whatever the table does not describe is written as stored: free payloads (note.added,
+ * other card types' terms, a card response's payload), keys no row names, events of a
+ * schema version newer than the code knows, command payloads. Keys keep their stored
+ * order. The tree (bk_event_to_json) and the streaming writer (bk_event_write_json) ask
+ * the same key_rule. The streaming writer prints floats in their shortest form that
+ * reads back to the same double (48.86, not 48.859999999999999). bk_val_to_json (jsonb
+ * columns) converts values as they are.
  */
 #include <inttypes.h>
 #include <stdarg.h>
@@ -18,6 +25,7 @@
 #include <string.h>
 
 #include "bk_codec.h"
+#include "bk_schema.h"
 #include "bk_time.h"
 
 /* A value converted to JSON may be as deep as the deepest record the codec reads. */
@@ -164,13 +172,6 @@ static size_t ts6(int64_t us, char *buf, size_t size)
 	return n + 7;
 }
 
-/* Payload keys that hold timestamps by the schema's naming: "at", "*_at", "*_ts". */
-static bool ts_key(const char *k, size_t n)
-{
-	return (n == 2 && !memcmp(k, "at", 2)) ||
-	       (n > 3 && (!memcmp(k + n - 3, "_at", 3) || !memcmp(k + n - 3, "_ts", 3)));
-}
-
 /* A string that parses as RFC 3339, rewritten by ts6 into buf; its length or 0. */
 static size_t ts_text(const bk_val *v, char *buf, size_t size)
 {
@@ -181,8 +182,121 @@ static size_t ts_text(const bk_val *v, char *buf, size_t size)
 	return ts6(us, buf, size);
 }
 
-/* people: rewrite timestamp strings under ts_key keys (ts6). */
-static json_t *val_to_json(const bk_val *v, int depth, bool people)
+/* --- which payload strings are timestamps: the schema's BK_F_TS rows -------------------
+ * A scope is what the schema table says of one map of an event's payload: the rows of
+ * the schemas that describe it (bk_payload_schemas_of; rows since <= the event's
+ * version) and, at the top level, the schema of the terms under BK_TERMS_KEY. Both
+ * writers (the tree of bk_event_to_json, the text of bk_event_write_json) ask key_rule
+ * of every key; a map no scope describes (NULL) is written as stored. A schema none of
+ * whose rows is a time or holds a schema (line item, totals, location) writes nothing
+ * differently: it gives no scope, and its maps are written as stored at once. */
+typedef struct jscope {
+	const bk_field *fields[BK_PAYLOAD_SCHEMAS_MAX]; /* each with a row at least */
+	uint8_t n;
+	uint8_t terms; /* bk_schema_id under BK_TERMS_KEY, BK_SC__COUNT when none */
+	uint32_t schema;
+} jscope;
+
+/* Where the last lookup in a map found its row: a payload's keys mostly come in the
+ * order of its rows, so the next lookup starts after it. */
+typedef struct jcur {
+	uint8_t i, r;
+} jcur;
+
+/* The schema the value of row f holds in scope s: its type's (bk_ftype_schema), or the
+ * terms; BK_SC__COUNT when none. */
+static bk_schema_id row_schema(const jscope *s, const bk_field *f)
+{
+	if (f->type == BK_F_MAP && s->terms < BK_SC__COUNT && !strcmp(f->key, BK_TERMS_KEY))
+		return (bk_schema_id)s->terms;
+	return bk_ftype_schema((bk_ftype)f->type);
+}
+
+/* Does row f change what is written: a time, or a field that holds a schema? */
+static bool row_matters(const jscope *s, const bk_field *f)
+{
+	return f->since <= s->schema && (f->type == BK_F_TS || row_schema(s, f) < BK_SC__COUNT);
+}
+
+/* Adds the rows of schema id to s; true when one of them matters. */
+static bool scope_add(jscope *s, bk_schema_id id)
+{
+	const bk_field *f = bk_schemas[id].fields;
+	if (f->key == NULL)
+		return false;
+	s->fields[s->n++] = f;
+	for (; f->key != NULL; f++)
+		if (row_matters(s, f))
+			return true;
+	return false;
+}
+
+/* The scope of e's payload in *buf, or NULL when no schema describes it. */
+static const jscope *event_scope(const bk_event *e, jscope *buf)
+{
+	bk_payload_schemas ps;
+	bk_payload_schemas_of(e, &ps);
+	*buf = (jscope){.n = 0, .terms = ps.terms, .schema = e->schema};
+	bool matters = false;
+	for (uint8_t i = 0; i < ps.n; i++)
+		matters |= scope_add(buf, (bk_schema_id)ps.top[i]);
+	return matters ? buf : NULL;
+}
+
+/* The scope of schema id (a field's sub-schema, the terms) at version `schema` in *buf,
+ * or NULL (BK_SC__COUNT, or no row of it matters). */
+static const jscope *sub_scope(bk_schema_id id, uint32_t schema, jscope *buf)
+{
+	if (id >= BK_SC__COUNT)
+		return NULL;
+	*buf = (jscope){.n = 0, .terms = BK_SC__COUNT, .schema = schema};
+	return scope_add(buf, id) ? buf : NULL;
+}
+
+/* The row of key k[0..n) (n > 0) in scope s, NULL when s does not describe it: every row
+ * once, from the cursor on, round to it. */
+static const bk_field *scope_field(const jscope *s, jcur *c, const char *k, size_t n)
+{
+	uint8_t i = c->i, r = c->r;
+	do {
+		const bk_field *f = &s->fields[i][r];
+		if (f->key == NULL) { /* the end of a list: the next one, or the first */
+			i = (uint8_t)(i + 1 < s->n ? i + 1 : 0);
+			r = 0;
+			continue;
+		}
+		r++;
+		if (f->klen == n && f->key[0] == k[0] && f->since <= s->schema &&
+		    memcmp(f->key, k, n) == 0) {
+			*c = (jcur){i, r};
+			return f;
+		}
+	} while (i != c->i || r != c->r);
+	return NULL;
+}
+
+/* The pair (k, v) of a map that s describes (c its cursor): the length of v's
+ * ts6 text in tb when k's row says BK_F_TS and v parses as RFC 3339, else 0 (v is
+ * written as stored); *ret_child: the scope of v (for line items: of its elements) in
+ * *child_buf, NULL when none. */
+static size_t key_rule(const jscope *s, jcur *c, const msgpack_object *k, const bk_val *v,
+		       char tb[48], jscope *child_buf, const jscope **ret_child)
+{
+	*ret_child = NULL;
+	if (k->type != MSGPACK_OBJECT_STR || k->via.str.size == 0)
+		return 0;
+	const bk_field *f = scope_field(s, c, k->via.str.ptr, k->via.str.size);
+	if (f == NULL)
+		return 0;
+	if (f->type == BK_F_TS)
+		return ts_text(v, tb, 48);
+	*ret_child = sub_scope(row_schema(s, f), s->schema, child_buf);
+	return 0;
+}
+
+/* s: the scope of v (an array: of its elements), NULL when the schema does not describe
+ * it; BK_F_TS strings are written as ts6 (key_rule). */
+static json_t *val_to_json(const bk_val *v, int depth, const jscope *s)
 {
 	if (depth > TO_JSON_MAX_DEPTH)
 		return NULL;
@@ -211,7 +325,7 @@ static json_t *val_to_json(const bk_val *v, int depth, bool people)
 		if (a == NULL)
 			return NULL;
 		for (uint32_t i = 0; i < v->via.array.size; i++) {
-			json_t *e = val_to_json(&v->via.array.ptr[i], depth + 1, people);
+			json_t *e = val_to_json(&v->via.array.ptr[i], depth + 1, s);
 			if (e == NULL || json_array_append_new(a, e) != 0) {
 				json_decref(a);
 				return NULL;
@@ -223,6 +337,7 @@ static json_t *val_to_json(const bk_val *v, int depth, bool people)
 		json_t *o = json_object();
 		if (o == NULL)
 			return NULL;
+		jcur cur = {0, 0};
 		for (uint32_t i = 0; i < v->via.map.size; i++) {
 			const msgpack_object *k = &v->via.map.ptr[i].key;
 			if (k->type != MSGPACK_OBJECT_STR ||
@@ -232,11 +347,12 @@ static json_t *val_to_json(const bk_val *v, int depth, bool people)
 				return NULL;
 			}
 			char tb[48];
-			size_t tn = people && ts_key(k->via.str.ptr, k->via.str.size)
-					? ts_text(&v->via.map.ptr[i].val, tb, sizeof(tb))
-					: 0;
+			jscope cb;
+			const jscope *cs = NULL;
+			size_t tn =
+			    s ? key_rule(s, &cur, k, &v->via.map.ptr[i].val, tb, &cb, &cs) : 0;
 			json_t *e = tn ? json_stringn(tb, tn)
-				       : val_to_json(&v->via.map.ptr[i].val, depth + 1, people);
+				       : val_to_json(&v->via.map.ptr[i].val, depth + 1, cs);
 			/* json_object_setn_new checks the key's UTF-8 and releases e on failure */
 			if (e == NULL ||
 			    json_object_setn_new(o, k->via.str.size ? k->via.str.ptr : "",
@@ -254,7 +370,7 @@ static json_t *val_to_json(const bk_val *v, int depth, bool people)
 
 json_t *bk_val_to_json(const bk_val *v)
 {
-	return v ? val_to_json(v, 0, false) : NULL;
+	return v ? val_to_json(v, 0, NULL) : NULL;
 }
 
 /* --- records for people --- */
@@ -300,10 +416,10 @@ static void put_ts(jb *b, const char *k, int64_t us)
 	put(b, k, n > 0 && n < sizeof(buf) ? json_stringn(buf, n) : NULL);
 }
 
-/* people: timestamps in the payload written as ts6 (events for people). */
-static void put_payload(jb *b, const char *k, const bk_val *p, bool people)
+/* s: the payload's scope (event_scope), NULL when none. */
+static void put_payload(jb *b, const char *k, const bk_val *p, const jscope *s)
 {
-	put(b, k, p->type == MSGPACK_OBJECT_NIL ? json_object() : val_to_json(p, 0, people));
+	put(b, k, p->type == MSGPACK_OBJECT_NIL ? json_object() : val_to_json(p, 0, s));
 }
 
 static json_t *obj_done(jb *b)
@@ -334,7 +450,8 @@ json_t *bk_event_to_json(const bk_event *e, int32_t partition, int64_t offset)
 	put_str(&b, "command_id", e->command_id);
 	put_ts(&b, "created_at", e->created_at);
 	put_int(&b, "schema", e->schema);
-	put_payload(&b, "payload", &e->payload, true);
+	jscope sc;
+	put_payload(&b, "payload", &e->payload, event_scope(e, &sc));
 	put(&b, "prev_hash", hex_string(e->prev_hash, BK_HASH_LEN));
 	put(&b, "hash", hex_string(e->hash, BK_HASH_LEN));
 	return obj_done(&b);
@@ -376,7 +493,7 @@ json_t *bk_command_to_json(const bk_command *c)
 	if (c->has_expected_version)
 		put_int(&b, "expected_version", c->expected_version);
 	put_ts(&b, "at", c->at);
-	put_payload(&b, "payload", &c->payload, false);
+	put_payload(&b, "payload", &c->payload, NULL); /* no schema: as stored */
 	return obj_done(&b);
 }
 
@@ -525,7 +642,8 @@ static int w_hex(msgpack_sbuffer *o, const uint8_t *b, size_t n)
 	return w(o, buf, 2 * n + 2);
 }
 
-static int w_val(msgpack_sbuffer *o, const bk_val *v, int depth)
+/* s: as val_to_json's. */
+static int w_val(msgpack_sbuffer *o, const bk_val *v, int depth, const jscope *s)
 {
 	if (depth > 64)
 		return -1;
@@ -551,21 +669,22 @@ static int w_val(msgpack_sbuffer *o, const bk_val *v, int depth)
 	case MSGPACK_OBJECT_ARRAY:
 		rc = w(o, "[", 1);
 		for (uint32_t i = 0; i < v->via.array.size && rc == 0; i++)
-			rc = (i ? w(o, ",", 1) : 0) || w_val(o, &v->via.array.ptr[i], depth + 1);
+			rc = (i ? w(o, ",", 1) : 0) || w_val(o, &v->via.array.ptr[i], depth + 1, s);
 		return rc || w(o, "]", 1);
 	case MSGPACK_OBJECT_MAP:
 		rc = w(o, "{", 1);
+		jcur cur = {0, 0};
 		for (uint32_t i = 0; i < v->via.map.size && rc == 0; i++) {
 			const msgpack_object_kv *kv = &v->via.map.ptr[i];
 			if (kv->key.type != MSGPACK_OBJECT_STR)
 				return -1;
 			char tb[48];
-			size_t tn = ts_key(kv->key.via.str.ptr, kv->key.via.str.size)
-					? ts_text(&kv->val, tb, sizeof(tb))
-					: 0;
+			jscope cb;
+			const jscope *cs = NULL;
+			size_t tn = s ? key_rule(s, &cur, &kv->key, &kv->val, tb, &cb, &cs) : 0;
 			rc = (i ? w(o, ",", 1) : 0) ||
 			     w_str(o, kv->key.via.str.ptr, kv->key.via.str.size) || w(o, ":", 1) ||
-			     (tn ? w_str(o, tb, tn) : w_val(o, &kv->val, depth + 1));
+			     (tn ? w_str(o, tb, tn) : w_val(o, &kv->val, depth + 1, cs));
 		}
 		return rc || w(o, "}", 1);
 	default:
@@ -579,6 +698,7 @@ int bk_event_write_json(const bk_event *e, int32_t partition, int64_t offset, ms
 {
 	size_t start = out->size;
 	char ts[40];
+	jscope sc;
 	const char *sub = bk_event_subtype_name(e);
 	if (!sub)
 		return -1;
@@ -598,8 +718,9 @@ int bk_event_write_json(const bk_event *e, int32_t partition, int64_t offset, ms
 	rc = rc || KEY(out, "created_at") || w_cstr(out, ts) || w(out, ",", 1);
 	rc = rc || KEY(out, "schema") || w_int(out, e->schema) || w(out, ",", 1);
 	rc = rc || KEY(out, "payload") ||
-	     (e->payload.type == MSGPACK_OBJECT_NIL ? w(out, "{}", 2)
-						    : w_val(out, &e->payload, 0)) ||
+	     (e->payload.type == MSGPACK_OBJECT_NIL
+		  ? w(out, "{}", 2)
+		  : w_val(out, &e->payload, 0, event_scope(e, &sc))) ||
 	     w(out, ",", 1);
 	rc = rc || KEY(out, "prev_hash") || w_hex(out, e->prev_hash, BK_HASH_LEN) || w(out, ",", 1);
 	rc = rc || KEY(out, "hash") || w_hex(out, e->hash, BK_HASH_LEN) || w(out, "}", 1);

@@ -398,3 +398,28 @@ const char *bk_schema_family_name(bk_schema_family f)
 {
 	return f < BK_SF__COUNT ? families[f].name : "?";
 }
+
+void bk_payload_schemas_of(const bk_event *e, bk_payload_schemas *ret)
+{
+	bk_payload_schemas ps = {.n = 0, .terms = BK_SC__COUNT};
+	if (e->type >= BK_EV__COUNT || e->schema > bk_event_version(e)) {
+		*ret = ps; /* nothing here describes it */
+		return;
+	}
+	if (e->type != BK_EV_CARD) {
+		ps.top[ps.n++] = (uint8_t)e->type; /* event types index their schemas */
+	} else if (e->sub == BK_CV_PROPOSED) {
+		ps.top[ps.n++] = BK_SC_CARD_PROPOSED;
+		ps.terms = e->card_type == BK_CT_RESCHEDULE ? BK_SC_TERMS_RESCHEDULE
+			   : e->card_type == BK_CT_EXPENSE  ? BK_SC_TERMS_EXPENSE
+			   : e->card_type == BK_CT_EXTRAS   ? BK_SC_TERMS_EXTRAS
+							    : BK_SC_TERMS_OTHER;
+	} else {
+		ps.top[ps.n++] = BK_SC_CARD;
+		if (bk_map_get(&e->payload, "response_id") != NULL)
+			ps.top[ps.n++] = BK_SC_CARD_RESPONSE;
+		if (bk_event_is_money(e))
+			ps.top[ps.n++] = BK_SC_CARD_MONEY;
+	}
+	*ret = ps;
+}

@@ -122,4 +122,37 @@ bool bk_event_is_money(const bk_event *e);
 uint32_t bk_schema_family_version(bk_schema_family f);
 const char *bk_schema_family_name(bk_schema_family f);
 
+/* --- which schemas describe an event's payload ---------------------------------------
+ * One selection, used by every walk over a payload by its schema: the record decoder's
+ * checks (core/bk_codec.c) and the JSON writer's timestamps (core/bk_json.c). */
+
+/* The key of a card proposal's terms (payload.payload, a BK_F_MAP row). */
+#define BK_TERMS_KEY	       "payload"
+#define BK_PAYLOAD_SCHEMAS_MAX 3
+
+typedef struct bk_payload_schemas {
+	uint8_t n;			     /* schemas of the payload's top level */
+	uint8_t top[BK_PAYLOAD_SCHEMAS_MAX]; /* bk_schema_id, their fields together */
+	uint8_t terms; /* bk_schema_id of the map under BK_TERMS_KEY, BK_SC__COUNT when none */
+} bk_payload_schemas;
+
+/* The schemas that describe e's payload, from its type, card type and verb, whether its
+ * payload holds a response_id, and whether it moves money: the event type's schema, or
+ * for card events card.<type>.proposed and its terms (BK_SC_TERMS_* by card type), or
+ * card.<type>.<verb> (+ card response when it holds a response_id, + card money). The
+ * sub-schemas of fields (line item, totals, location) follow from their rows' types.
+ * None (n 0, terms BK_SC__COUNT) when e's subtype is out of range or e->schema is newer
+ * than the code knows (bk_event_version): such a payload is described by no row here.
+ * Each row applies to e when its `since` <= e->schema. */
+void bk_payload_schemas_of(const bk_event *e, bk_payload_schemas *ret);
+/* The schema a field of type t holds (line items and a line item: BK_SC_ITEM; totals;
+ * location), BK_SC__COUNT for the other types. Inline: the JSON writer asks it of rows. */
+static inline bk_schema_id bk_ftype_schema(bk_ftype t)
+{
+	return t == BK_F_ITEMS || t == BK_F_ITEM ? BK_SC_ITEM
+	       : t == BK_F_TOTALS		 ? BK_SC_TOTALS
+	       : t == BK_F_LOCATION		 ? BK_SC_LOCATION
+						 : BK_SC__COUNT;
+}
+
 #endif

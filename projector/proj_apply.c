@@ -294,17 +294,16 @@ static int copy_fields(actx *x, int sc, const bk_val *map, pr_row *const *rows)
 	return 0;
 }
 
-/* The copies of the event's own fields (every schema its payload has). */
+/* The copies of the event's own fields: every schema its payload has (the one selection
+ * the decoder and the JSON writer use too). */
 static int copy_event(actx *x)
 {
-	const bk_event *e = x->e;
-	if (e->type != BK_EV_CARD)
-		return copy_fields(x, e->type, x->p, x->rows);
-	if (e->sub == BK_CV_PROPOSED)
-		return copy_fields(x, BK_SC_CARD_PROPOSED, x->p, x->rows);
-	if (copy_fields(x, BK_SC_CARD, x->p, x->rows) < 0)
-		return -1;
-	return x->rows[PR_CARD_RESPONSE] ? copy_fields(x, BK_SC_CARD_RESPONSE, x->p, x->rows) : 0;
+	bk_payload_schemas ps;
+	bk_payload_schemas_of(x->e, &ps);
+	for (int i = 0; i < ps.n; i++)
+		if (copy_fields(x, ps.top[i], x->p, x->rows) < 0)
+			return -1;
+	return 0;
 }
 
 /* Line items of an array field (or one item): a row each, appended to the order's list;

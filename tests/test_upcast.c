@@ -524,20 +524,16 @@ START_TEST(test_schema_complete)
 					 0);
 			for (uint32_t k = 0; k < r.n; k++) {
 				const bk_event *e = &r.events[k];
-				int sc[3], nsc = 0;
+				int sc[BK_PAYLOAD_SCHEMAS_MAX];
 				char what[128];
+				bk_payload_schemas ps;
 				snprintf(what, sizeof(what), "%s %s", de->d_name,
 					 bk_event_subtype_name(e));
-				if (e->type != BK_EV_CARD) {
-					sc[nsc++] = e->type;
-				} else if (e->sub == BK_CV_PROPOSED) {
-					sc[nsc++] = BK_SC_CARD_PROPOSED;
-				} else {
-					sc[nsc++] = BK_SC_CARD;
-					sc[nsc++] = BK_SC_CARD_RESPONSE;
-					sc[nsc++] = BK_SC_CARD_MONEY;
-				}
-				keys += check_keys(what, sc, nsc, &e->payload);
+				bk_payload_schemas_of(e, &ps);
+				ck_assert_int_gt(ps.n, 0);
+				for (int j = 0; j < ps.n; j++)
+					sc[j] = ps.top[j];
+				keys += check_keys(what, sc, ps.n, &e->payload);
 				events++;
 			}
 		}
