@@ -58,17 +58,4 @@ typedef struct bk_key {
  */
 void bk_map_lookup(const bk_val *map, const bk_key *keys, size_t n, const bk_val **ret);
 
-/* bk_get_str, _int, _ts, _map, _arr on a value already looked up (v as bk_map_get or
- * bk_map_lookup gives it, NULL when absent); key names the field in messages. */
-int bk_take_str(bk_vctx *c, const bk_val *v, const char *key, bool req, const char **ret_s,
-		size_t *ret_n) BK_MUSTCHECK;
-int bk_take_int(bk_vctx *c, const bk_val *v, const char *key, bool req, int64_t *ret,
-		bool *ret_present) BK_MUSTCHECK;
-int bk_take_ts(bk_vctx *c, const bk_val *v, const char *key, bool req,
-	       int64_t *ret_us) BK_MUSTCHECK;
-int bk_take_map(bk_vctx *c, const bk_val *v, const char *key, bool req,
-		const bk_val **ret) BK_MUSTCHECK;
-int bk_take_arr(bk_vctx *c, const bk_val *v, const char *key, bool req,
-		const bk_val **ret) BK_MUSTCHECK;
-
 #endif

@@ -564,8 +564,14 @@ int bk_get_int(bk_vctx *c, const bk_val *map, const char *key, bool req, int64_t
 int bk_get_num(bk_vctx *c, const bk_val *map, const char *key, bool req, double *ret,
 	       bool *ret_present)
 {
+	return bk_take_num(c, bk_map_get(map, key), key, req, ret, ret_present);
+}
+
+int bk_take_num(bk_vctx *c, const bk_val *fv, const char *key, bool req, double *ret,
+		bool *ret_present)
+{
 	const bk_val *v = NULL;
-	if (field(c, bk_map_get(map, key), key, req, "a number", &v) < 0)
+	if (field(c, fv, key, req, "a number", &v) < 0)
 		return -1;
 	if (v == NULL) {
 		if (ret_present)

@@ -80,56 +80,6 @@ static int get_str(actx *x, const bk_val *map, const char *key, bool req, const 
 	return 0;
 }
 
-/* An integer field as decimal text. */
-static int get_int(actx *x, const bk_val *map, const char *key, bool req, const char **ret)
-{
-	int64_t v;
-	bool present;
-	char buf[32];
-	*ret = NULL;
-	if (bk_get_int(&x->v, map, key, req, &v, &present) < 0)
-		return -1;
-	if (!present)
-		return 0;
-	snprintf(buf, sizeof(buf), "%lld", (long long)v);
-	if (!(*ret = pr_strdup(x->s, buf, strlen(buf))))
-		return oom(x);
-	return 0;
-}
-
-/* An optional number (integer or float) as text. */
-static int get_num(actx *x, const bk_val *map, const char *key, const char **ret)
-{
-	double d;
-	bool present;
-	char buf[48];
-	*ret = NULL;
-	if (bk_get_num(&x->v, map, key, false, &d, &present) < 0)
-		return -1;
-	if (!present)
-		return 0;
-	snprintf(buf, sizeof(buf), "%.15g", d);
-	if (!(*ret = pr_strdup(x->s, buf, strlen(buf))))
-		return oom(x);
-	return 0;
-}
-
-/* A timestamp field (RFC 3339 text), normalised to UTC text. */
-static int get_ts(actx *x, const bk_val *map, const char *key, bool req, const char **ret)
-{
-	int64_t us;
-	char buf[40];
-	*ret = NULL;
-	if (bk_get_ts(&x->v, map, key, req, &us) < 0)
-		return -1;
-	if (us == BK_TS_NONE)
-		return 0;
-	bk_ts_format(us, buf, sizeof(buf));
-	if (!(*ret = pr_strdup(x->s, buf, strlen(buf))))
-		return oom(x);
-	return 0;
-}
-
 static int get_map(actx *x, const bk_val *map, const char *key, bool req, const bk_val **ret)
 {
 	return bk_get_map(&x->v, map, key, req, ret);
@@ -206,62 +156,105 @@ static int orders(actx *x, pr_row **bo, pr_row **oo)
 
 /* --- the copy of fields into columns, driven by the schema table ---------------------- */
 
-/* The value of field f of map as its column's text, NULL when absent or nil (refused when
- * required). */
-static int field_text(actx *x, const bk_val *map, const bk_field *f, const char **ret)
+/* The value v of field f (present, not nil) as its column's text. */
+static int value_text(actx *x, const bk_field *f, const bk_val *v, const char **ret)
 {
-	const bk_val *v;
+	const char *s = NULL;
+	size_t n = 0;
+	char buf[48];
+	int64_t i;
+	double d;
+	bool present;
+	*ret = NULL;
 	switch ((bk_ftype)f->type) {
+	case BK_F_ANY: /* text as it is (a dispute's reason), any other value as JSON */
+		if (v->type != MSGPACK_OBJECT_STR)
+			return val_json(x, v, ret);
+		/* fall through */
 	case BK_F_STR:
 	case BK_F_ID:
-		return get_str(x, map, f->key, f->req, ret);
-	case BK_F_CENTS:
-		return get_int(x, map, f->key, f->req, ret);
-	case BK_F_NUM:
-		return get_num(x, map, f->key, ret);
-	case BK_F_TS:
-		return get_ts(x, map, f->key, f->req, ret);
-	case BK_F_MAP:
-		*ret = NULL;
-		if (get_map(x, map, f->key, f->req, &v) < 0)
+		if (bk_take_str(&x->v, v, f->key, true, &s, &n) < 0)
 			return -1;
-		return v ? val_json(x, v, ret) : 0;
-	case BK_F_ANY: /* text as it is (a dispute's reason), any other value as JSON */
-		*ret = NULL;
-		v = bk_map_get(map, f->key);
-		if (!v || v->type == MSGPACK_OBJECT_NIL)
-			return f->req ? fail(x, "payload.%s: is required", f->key) : 0;
-		if (v->type == MSGPACK_OBJECT_STR)
-			return get_str(x, map, f->key, true, ret);
-		return val_json(x, v, ret);
+		break;
+	case BK_F_CENTS:
+		if (bk_take_int(&x->v, v, f->key, true, &i, &present) < 0)
+			return -1;
+		n = (size_t)snprintf(buf, sizeof(buf), "%lld", (long long)i);
+		s = buf;
+		break;
+	case BK_F_NUM:
+		if (bk_take_num(&x->v, v, f->key, true, &d, &present) < 0)
+			return -1;
+		n = (size_t)snprintf(buf, sizeof(buf), "%.15g", d);
+		s = buf;
+		break;
+	case BK_F_TS:
+		if (bk_take_ts(&x->v, v, f->key, true, &i) < 0)
+			return -1;
+		bk_ts_format(i, buf, sizeof(buf));
+		n = strlen(buf);
+		s = buf;
+		break;
+	case BK_F_MAP: {
+		const bk_val *m;
+		if (bk_take_map(&x->v, v, f->key, true, &m) < 0)
+			return -1;
+		return val_json(x, m, ret);
+	}
 	case BK_F_STRS:
 	case BK_F_ITEMS:
 	case BK_F_ITEM:
 	case BK_F_TOTALS:
 	case BK_F_LOCATION:
 	case BK_F__COUNT:
-		break;
+		return fail(x, "payload.%s: not one column", f->key);
 	}
-	return fail(x, "payload.%s: not one column", f->key);
+	if (!s || !(*ret = pr_strdup(x->s, s, n)))
+		return oom(x);
+	return 0;
 }
 
+/* The row of schema sc whose key is k, its index in *ret_i; NULL when none. */
+static const bk_field *field_of(int sc, const bk_val *k, int *ret_i)
+{
+	if (k->type != MSGPACK_OBJECT_STR)
+		return NULL;
+	int i = 0;
+	for (const bk_field *f = bk_schemas[sc].fields; f->key; f++, i++)
+		if (f->klen == k->via.str.size && memcmp(f->key, k->via.str.ptr, f->klen) == 0) {
+			*ret_i = i;
+			return f;
+		}
+	return NULL;
+}
+
+_Static_assert(PR_MAX_FIELDS <= 32, "copy_fields keeps the fields it saw in 32 bits");
+
 /* Copy the fields of schema sc that map holds into the columns their rows name, in the
- * rows of rows[]; the parts a field holds (totals, location) likewise. A copy into a key
- * column checks that the field names the row the code chose. */
+ * rows of rows[]; the parts a field holds (totals, location) likewise. One pass over the
+ * payload; a repeated key counts once, the first (as bk_map_get, which evolve reads
+ * with). A copy into a key column checks that the field names the row the code chose. */
 static int copy_fields(actx *x, int sc, const bk_val *map, pr_row *const *rows)
 {
-	int i = 0;
-	for (const bk_field *f = bk_schemas[sc].fields; f->key; f++, i++) {
+	uint32_t seen = 0;
+	for (uint32_t j = 0; j < map->via.map.size; j++) {
+		const msgpack_object_kv *kv = &map->via.map.ptr[j];
+		int i;
+		const bk_field *f = field_of(sc, &kv->key, &i);
+		if (!f || (seen & (1u << i)))
+			continue;
+		seen |= 1u << i;
 		if (f->since > x->e->schema || !f->to) /* not projected, nor its parts */
 			continue;
+		if (kv->val.type == MSGPACK_OBJECT_NIL) {
+			if (f->req)
+				return fail(x, "payload.%s: is required", f->key);
+			continue;
+		}
 		if (f->type == BK_F_TOTALS || f->type == BK_F_LOCATION) {
 			const bk_val *m;
-			if (get_map(x, map, f->key, f->req, &m) < 0)
-				return -1;
-			if (!m)
-				continue;
-			if (copy_fields(x, f->type == BK_F_TOTALS ? BK_SC_TOTALS : BK_SC_LOCATION,
-					m, rows) < 0)
+			if (bk_take_map(&x->v, &kv->val, f->key, true, &m) < 0 ||
+			    copy_fields(x, bk_ftype_schema((bk_ftype)f->type), m, rows) < 0)
 				return -1;
 			/* the price snapshot follows the totals (recomputed after the batch) */
 			if (f->type == BK_F_TOTALS && !pr_price_dirty(x->s, x->e->order_id))
@@ -273,17 +266,17 @@ static int copy_fields(actx *x, int sc, const bk_val *map, pr_row *const *rows)
 		const char *v;
 		if (n == 0)
 			continue;
-		if (field_text(x, map, f, &v) < 0)
+		if (value_text(x, f, &kv->val, &v) < 0)
 			return -1;
-		for (int k = 0; v && k < n; k++) {
+		for (int k = 0; k < n; k++) {
 			pr_row *r = rows[tg[k].t];
-			const char *col = pr_def((pr_table)tg[k].t)->cols[tg[k].col].name;
 			if (!r)
 				return fail(
 				    x,
 				    "payload.%s: projected to %s.%s, a table the event does "
 				    "not write",
-				    f->key, pr_def((pr_table)tg[k].t)->name, col);
+				    f->key, pr_def((pr_table)tg[k].t)->name,
+				    pr_def((pr_table)tg[k].t)->cols[tg[k].col].name);
 			if (!tg[k].key)
 				SET(r, tg[k].col, v);
 			else if (!r->v[tg[k].col] || strcmp(r->v[tg[k].col], v) != 0)
@@ -291,6 +284,11 @@ static int copy_fields(actx *x, int sc, const bk_val *map, pr_row *const *rows)
 					    f->key, v, pr_def((pr_table)tg[k].t)->name);
 		}
 	}
+	/* a projected field the schema requires and the payload lacks */
+	int i = 0;
+	for (const bk_field *f = bk_schemas[sc].fields; f->key; f++, i++)
+		if (f->req && f->to && f->since <= x->e->schema && !(seen & (1u << i)))
+			return fail(x, "payload.%s: is required", f->key);
 	return 0;
 }
 

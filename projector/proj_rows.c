@@ -150,13 +150,13 @@ static const pr_tabledef code_tables[PR__COUNT] = {
 
 /* --- the tables with the schema's columns (built once) -------------------------------- */
 
-#define MAX_FIELDS  24	/* fields of one schema */
 #define MAX_TARGETS 512 /* copies of all schemas */
 
 static pr_tabledef defs[PR__COUNT];
 static pr_col cols[PR__COUNT][PR_MAX_COLS];
 static pr_target targets[MAX_TARGETS];
-static uint16_t tfirst[BK_SC__COUNT][MAX_FIELDS + 1]; /* field i: targets[first[i]..first[i+1]) */
+static uint16_t tfirst[BK_SC__COUNT]
+		      [PR_MAX_FIELDS + 1]; /* field i: targets[first[i]..first[i+1]) */
 static pthread_once_t built = PTHREAD_ONCE_INIT;
 
 BK_PRINTF(1, 2) static _Noreturn void defect(const char *fmt, ...)
@@ -219,8 +219,8 @@ static void build(void)
 		const bk_schema_def *d = &bk_schemas[s];
 		int i = 0;
 		for (const bk_field *f = d->fields; f->key; f++, i++) {
-			if (i >= MAX_FIELDS)
-				defect("%s has more than %d fields", d->name, MAX_FIELDS);
+			if (i >= PR_MAX_FIELDS)
+				defect("%s has more than %d fields", d->name, PR_MAX_FIELDS);
 			tfirst[s][i] = (uint16_t)n;
 			for (const bk_proj *p = f->to; p && p->table; p++) {
 				int t = table_named(p->table);
@@ -234,7 +234,7 @@ static void build(void)
 				targets[n++] = (pr_target){(uint8_t)t, (uint8_t)c, c < defs[t].npk};
 			}
 		}
-		for (; i <= MAX_FIELDS; i++)
+		for (; i <= PR_MAX_FIELDS; i++)
 			tfirst[s][i] = (uint16_t)n;
 	}
 	/* the columns code derives from fields are code columns (or copies) */

@@ -79,7 +79,8 @@ enum {
 	TE__N
 };
 
-#define PR_MAX_COLS 40
+#define PR_MAX_COLS   40
+#define PR_MAX_FIELDS 24 /* fields of one schema (core/bk_schema.c) */
 
 /* How a patch writes a column. */
 typedef enum pr_merge {
