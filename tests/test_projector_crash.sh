@@ -184,10 +184,14 @@ cp "$T/status.out" "$T/status.pg"
 pj_stop "$OUT_PID"
 out_rc=$?
 OUT_PID=
+dumps=()
 pj_dump bkt_crash_kill >"$T/dump.kill" &
+dumps+=($!)
 pj_dump bkt_crash_clean >"$T/dump.clean" &
+dumps+=($!)
 ogo pj_dump bkt_crash_pg >"$T/dump.pg" &
-wait
+dumps+=($!)
+wait "${dumps[@]}" # not the dev broker, which runs on
 
 if [ "$kill_ok" = 1 ]; then ok "restarted projector catches up"; else not_ok "restarted projector catches up" "$T/status.kill" "$T/proj.g_kill.log"; fi
 
