@@ -120,15 +120,53 @@ check "captured_cents = payment.captured's amount_cents on every captured order,
 	done
 	[ \$n -gt 5 ]"
 
-# --- duplicates and a fork --------------------------------------------------------------
+# --- the logs of the cases below, and their projections at once --------------------------
+# Each projection has its own database, group and (but for the three over the poison log
+# and the three over the big log) topics; nothing one does reaches another, so they run
+# together, as the fixtures' do above, instead of one after the other. The checks follow,
+# case by case; only the poison case's retry projects again.
 FX=card_supersede_counter_cancel_expire
-db=bkt_pj_${ID}_dupfork
-DBS+=("$db")
-pj_db "$db"
 ord=$(grep -o '"order_id":"ord_[^"]*"' "$SRC/fixtures/$FX.jsonl" | head -n1 | cut -d'"' -f4)
 pj_feed "dup_$ID." 4 --dup-every 2 --fork "$ord" "$SRC/fixtures/$FX.jsonl" >"$T/feed.dup" 2>&1
+pj_feed "poison_$ID." 4 --copies 3 "$SRC/fixtures/card_extras.jsonl" >"$T/feed.poison" 2>&1
+pj_feed "big_$ID." 4 --copies 6 "$SRC"/fixtures/*.jsonl >"$T/feed.big" 2>&1
+pj_feed "garb_$ID." 4 --garbage ord_garbage_1 "$SRC/fixtures/rtb_accept.jsonl" >"$T/feed.g" 2>&1
+pj_feed "arch_$ID." 4 --archive-after 86400 "$SRC/fixtures/cancellations.jsonl" \
+	"$SRC/fixtures/rtb_accept.jsonl" >"$T/feed.arch" 2>&1
+for d in dupfork poison poison_clean pipe bbig bsmall bpipe garbage arch; do
+	DBS+=("bkt_pj_${ID}_$d")
+	pj_db "bkt_pj_${ID}_$d" || { echo "Bail out! cannot create bkt_pj_${ID}_$d"; exit 1; }
+done
+# the poison: a constraint (the "cause") refuses k2's extras line item
+pj_q "bkt_pj_${ID}_poison" "alter table booking.line_item add constraint test_poison check (order_id <> 'ord_k2_cex_1' or kind <> 'extra')" >/dev/null
+# DB PREFIX GROUP [ARGS], one a line
+PROJECTIONS=(
+	"dupfork dup g_dup"
+	"poison poison g_poison"
+	"poison_clean poison g_poison_clean"
+	"pipe poison g_pipe --write-path pipeline"
+	"bbig big g_bbig --batch-ms 2000"
+	"bsmall big g_bsmall --batch-events 50"
+	"bpipe big g_bpipe --write-path pipeline"
+	"garbage garb g_garb"
+	"arch arch g_arch"
+)
+ppids=()
+for spec in "${PROJECTIONS[@]}"; do
+	read -r d pfx g args <<<"$spec"
+	# shellcheck disable=SC2086 # args: options, split on purpose
+	pj_start "bkt_pj_${ID}_$d" "${pfx}_$ID." "${g}_$ID" $args
+	ppids+=("$PJ_PID")
+done
+for spec in "${PROJECTIONS[@]}"; do
+	read -r d pfx _ <<<"$spec"
+	pj_wait "bkt_pj_${ID}_$d" "${pfx}_$ID." 120 || echo "# $d: not caught up: $(tail -n 3 "$T/status.out")"
+done
+for p in "${ppids[@]}"; do pj_stop "$p"; done
+
+# --- duplicates and a fork --------------------------------------------------------------
+db=bkt_pj_${ID}_dupfork
 check "feed with duplicates and a fork" grep -q 'duplicates=[1-9]' "$T/feed.dup"
-pj_project "$db" "dup_$ID." "g_dup_$ID"
 pj_dump "$db" >"$T/dump.dup"
 check "duplicated records are applied once: rows equal the fixture's golden" \
 	diff -u "$SRC/tests/golden/$FX.txt" "$T/dump.dup"
@@ -146,12 +184,6 @@ check "bookingctl status: caught up, 1 fork, exit 0" \
 # Three copies of card_extras; a constraint (the "cause") refuses k2's extras line item.
 db=bkt_pj_${ID}_poison
 clean=bkt_pj_${ID}_poison_clean
-DBS+=("$db" "$clean")
-pj_db "$db"
-pj_db "$clean"
-pj_q "$db" "alter table booking.line_item add constraint test_poison check (order_id <> 'ord_k2_cex_1' or kind <> 'extra')" >/dev/null
-pj_feed "poison_$ID." 4 --copies 3 "$SRC/fixtures/card_extras.jsonl" >"$T/feed.poison" 2>&1
-pj_project "$db" "poison_$ID." "g_poison_$ID"
 check "the poisoned order is quarantined, held at the refused event" \
 	test "$(pj_q "$db" "select string_agg(distinct order_id, ',') || ' ' || min(seq) || ' ' || min(status) from booking_proj.quarantine")" = "ord_k2_cex_1 9 held"
 check "the poisoned order kept the events before the refused one" \
@@ -177,7 +209,6 @@ done
 pj_stop "$PJ_PID"
 check "the retried events are applied (rows applied)" \
 	test "$(pj_q "$db" "select string_agg(distinct status, ',') from booking_proj.quarantine")" = applied
-pj_project "$clean" "poison_$ID." "g_poison_clean_$ID"
 pj_dump "$db" >"$T/dump.poison"
 pj_dump "$clean" >"$T/dump.clean"
 check "after retry the rows equal a clean projection of the same log" \
@@ -185,9 +216,6 @@ check "after retry the rows equal a clean projection of the same log" \
 
 # the pipelined write path projects the same rows
 pipe=bkt_pj_${ID}_pipe
-DBS+=("$pipe")
-pj_db "$pipe"
-pj_project "$pipe" "poison_$ID." "g_pipe_$ID" --write-path pipeline
 pj_dump "$pipe" >"$T/dump.pipe"
 check "--write-path pipeline gives the same rows as copy" diff -u "$T/dump.clean" "$T/dump.pipe"
 
@@ -196,14 +224,6 @@ check "--write-path pipeline gives the same rows as copy" diff -u "$T/dump.clean
 # threads, new rows COPYed straight in with price snapshots computed by the projector, the
 # orders of later batches patched) and in batches of 50 events (one thread, most rows
 # patches, snapshots computed by PostgreSQL), then the pipelined path: the same rows.
-pj_feed "big_$ID." 4 --copies 6 "$SRC"/fixtures/*.jsonl >"$T/feed.big" 2>&1
-for v in big small pipe; do
-	DBS+=("bkt_pj_${ID}_b$v")
-	pj_db "bkt_pj_${ID}_b$v"
-done
-pj_project "bkt_pj_${ID}_bbig" "big_$ID." "g_bbig_$ID" --batch-ms 2000
-pj_project "bkt_pj_${ID}_bsmall" "big_$ID." "g_bsmall_$ID" --batch-events 50
-pj_project "bkt_pj_${ID}_bpipe" "big_$ID." "g_bpipe_$ID" --write-path pipeline
 for v in big small pipe; do pj_dump "bkt_pj_${ID}_b$v" >"$T/dump.b$v"; done
 check "a log of $(sed -n 's/.*records=\([0-9]*\).*/\1/p' "$T/feed.big") records: batches of 50 events give the rows of big batches" \
 	diff -u "$T/dump.bbig" "$T/dump.bsmall"
@@ -214,10 +234,6 @@ check "... with nothing quarantined" \
 # --- an undecodable record: rejected alone (issue #10: quarantine is for valid events that
 # fail to apply), reported in booking_proj.rejected, holding nothing back -----------------
 db=bkt_pj_${ID}_garbage
-DBS+=("$db")
-pj_db "$db"
-pj_feed "garb_$ID." 4 --garbage ord_garbage_1 "$SRC/fixtures/rtb_accept.jsonl" >"$T/feed.g" 2>&1
-pj_project "$db" "garb_$ID." "g_garb_$ID"
 check "an undecodable record is rejected alone: booking_proj.rejected names its key, verdict garbage" \
 	test "$(pj_q "$db" "select order_id || ' ' || verdict || ' ' || coalesce(seq::text, 'null') from booking_proj.rejected")" = "ord_garbage_1 garbage null"
 check "... and quarantines nothing" \
@@ -231,11 +247,6 @@ check "bookingctl status exits 0 (nothing quarantined)" \
 # last event) sets booking.order.archived_at, adds its timeline row, quarantines nothing;
 # an order that is not settled (rtb_accept: confirmed) is not archived ------------------------
 db=bkt_pj_${ID}_arch
-DBS+=("$db")
-pj_db "$db"
-pj_feed "arch_$ID." 4 --archive-after 86400 "$SRC/fixtures/cancellations.jsonl" \
-	"$SRC/fixtures/rtb_accept.jsonl" >"$T/feed.arch" 2>&1
-pj_project "$db" "arch_$ID." "g_arch_$ID"
 TERMINAL="('completed','declined','cancelled_buyer','cancelled_provider','resolved')"
 check "archiving: the settled orders are marked archived ($(pj_q "$db" "select count(*) from booking.order where archived_at is not null") of $(pj_q "$db" "select count(*) from booking.order")), the others not" \
 	test "$(pj_q "$db" "select count(*) filter (where archived_at is not null), count(*) filter (where (archived_at is not null) <> (status in $TERMINAL)) from booking.order")" = "5|0"
