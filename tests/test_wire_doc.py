@@ -123,6 +123,8 @@ del ev_hdrs
 # 3. fields: envelope, payloads, result, events record, rules record
 codec_lits = literals(CODEC)
 decide_lits = literals(DECIDE)
+# the command fields the decider copies by their schema rows (F_CMD, core/bk_schema.c)
+decide_lits |= set(re.findall(r'F_CMD\("([^"]+)"', read("core/bk_schema.c")))
 env = [ticks(c[0]) for c in table_rows(section(HAND, "The envelope"), "field")]
 env = [f.split(".")[-1] for t in env for f in t]
 bad = [f for f in env if f not in codec_lits]
