@@ -232,8 +232,8 @@ _Static_assert(PR_MAX_FIELDS <= 32, "copy_fields keeps the fields it saw in 32 b
 
 /* Copy the fields of schema sc that map holds into the columns their rows name, in the
  * rows of rows[]; the parts a field holds (totals, location) likewise. One pass over the
- * payload; a repeated key counts once, the first (as bk_map_get, which evolve reads
- * with). A copy into a key column checks that the field names the row the code chose. */
+ * payload (the codec refuses a map that repeats a key, so each row is met at most once).
+ * A copy into a key column checks that the field names the row the code chose. */
 static int copy_fields(actx *x, int sc, const bk_val *map, pr_row *const *rows)
 {
 	uint32_t seen = 0;
@@ -241,7 +241,7 @@ static int copy_fields(actx *x, int sc, const bk_val *map, pr_row *const *rows)
 		const msgpack_object_kv *kv = &map->via.map.ptr[j];
 		int i;
 		const bk_field *f = field_of(sc, &kv->key, &i);
-		if (!f || (seen & (1u << i)))
+		if (!f)
 			continue;
 		seen |= 1u << i;
 		if (f->since > x->e->schema || !f->to) /* not projected, nor its parts */
